@@ -1,0 +1,289 @@
+"""Field types: how they are written in strings, validated, and rebuilt from JSON schema.
+
+A field's type is any type pydantic validates. Signatures written as strings may only name a
+safe vocabulary (builtins, ``Literal``, ``Optional``, ``Union``, ``list``, ``dict``, ``tuple``,
+``Any``) plus whatever the caller passes as ``types={...}``; nothing is evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import functools
+import json
+import types
+import typing
+from typing import Any, Literal, Optional, Union
+
+import pydantic
+
+from oobleck.errors import SignatureError
+
+_SIMPLE: dict[str, Any] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list": list,
+    "dict": dict,
+    "tuple": tuple,
+    "Any": Any,
+    "None": type(None),
+    "List": list,
+    "Dict": dict,
+    "Tuple": tuple,
+}
+_GENERIC = {"list", "dict", "tuple", "List", "Dict", "Tuple"}
+
+
+def annotation_from_ast(node: ast.expr, extra: typing.Mapping[str, Any]) -> Any:
+    """Build a type from an annotation's AST without evaluating any code."""
+    if isinstance(node, ast.Name):
+        if node.id in extra:
+            return extra[node.id]
+        if node.id in _SIMPLE:
+            return _SIMPLE[node.id]
+        raise SignatureError(
+            f"unknown type {node.id!r}; known: {', '.join(sorted(_SIMPLE))}. "
+            "Pass your own classes with types={'Name': Name}."
+        )
+    if isinstance(node, ast.Attribute):
+        # typing.Literal, typing.Optional ...
+        return annotation_from_ast(ast.Name(id=node.attr), extra)
+    if isinstance(node, ast.Constant) and node.value is None:
+        return type(None)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        left = annotation_from_ast(node.left, extra)
+        right = annotation_from_ast(node.right, extra)
+        return Union[left, right]
+    if isinstance(node, ast.Subscript):
+        head = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", None)
+        args = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if head == "Literal":
+            values = []
+            for arg in args:
+                if not isinstance(arg, ast.Constant) or not isinstance(arg.value, (str, int, bool)):
+                    raise SignatureError(
+                        f"Literal[...] takes only string, int or bool constants, got {ast.unparse(arg)!r}"
+                    )
+                values.append(arg.value)
+            return Literal[tuple(values)]
+        params = tuple(annotation_from_ast(a, extra) for a in args)
+        if head == "Optional" and len(params) == 1:
+            return Optional[params[0]]
+        if head == "Union":
+            return Union[params]
+        if head in _GENERIC:
+            base = _SIMPLE[head]
+            return base[params] if len(params) > 1 else base[params[0]]
+        if head in extra and hasattr(extra[head], "__class_getitem__"):
+            return extra[head][params if len(params) > 1 else params[0]]
+        raise SignatureError(f"unsupported generic type {ast.unparse(node)!r}")
+    raise SignatureError(f"cannot read the type annotation {ast.unparse(node)!r}")
+
+
+def type_to_str(tp: Any) -> str:
+    """Write a type the way a signature string spells it (the inverse of annotation_from_ast)."""
+    if tp is Any:
+        return "Any"
+    if tp is type(None):
+        return "None"
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_to_str(a) for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        if not args:
+            return name
+        return f"{name}[{', '.join(type_to_str(a) for a in args)}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def is_str(tp: Any) -> bool:
+    """True for plain ``str`` fields (rendered and parsed as raw text)."""
+    return tp is str
+
+
+@functools.lru_cache(maxsize=512)
+def adapter_for(tp: Any) -> pydantic.TypeAdapter[Any]:
+    """A cached pydantic TypeAdapter for a field type."""
+    return pydantic.TypeAdapter(tp)
+
+
+def _hashable(tp: Any) -> Any:
+    try:
+        hash(tp)
+    except TypeError:
+        return None
+    return tp
+
+
+def validate(tp: Any, value: Any) -> Any:
+    """Validate a Python value against a field type (lax mode, as pydantic does)."""
+    key = _hashable(tp)
+    ta = adapter_for(key) if key is not None else pydantic.TypeAdapter(tp)
+    return ta.validate_python(value)
+
+
+def json_schema(tp: Any) -> dict[str, Any]:
+    """The JSON schema of a field type."""
+    key = _hashable(tp)
+    ta = adapter_for(key) if key is not None else pydantic.TypeAdapter(tp)
+    return ta.json_schema()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn a validated value (BaseModel, Enum, tuple ...) into plain JSON data."""
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def format_value(tp: Any, value: Any) -> str:
+    """Render a field value as text for a prompt: raw for strings, JSON otherwise."""
+    if isinstance(value, Placeholder):
+        return str(value)
+    if isinstance(value, str) and (is_str(tp) or _literal_of_strings(tp) or _is_str_enum(tp)):
+        return value
+    if isinstance(value, enum.Enum) and isinstance(value.value, str):
+        return value.value
+    return json.dumps(to_jsonable(value), ensure_ascii=False)
+
+
+def _literal_of_strings(tp: Any) -> bool:
+    return typing.get_origin(tp) is Literal and all(isinstance(a, str) for a in typing.get_args(tp))
+
+
+def _is_str_enum(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, enum.Enum) and all(isinstance(m.value, str) for m in tp)
+
+
+def literal_choices(tp: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a Literal or Enum type, else None."""
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tuple(m.value for m in tp)
+    return None
+
+
+def parse_text(tp: Any, text: str) -> Any:
+    """Parse a field's text (as an LM wrote it) into a value of the field's type.
+
+    Strings are taken as they are. Other types are read as JSON first, then as the bare text
+    (so ``42`` and ``positive`` both work); Literal and Enum labels match case-insensitively and
+    ignore surrounding quotes and punctuation, which small models often add.
+
+    Raises:
+        pydantic.ValidationError / ValueError: the text does not fit the type.
+    """
+    if is_str(tp):
+        return text
+    choices = literal_choices(tp)
+    if choices is not None:
+        cleaned = text.strip().strip("`'\".,;:!*").strip()
+        for choice in choices:
+            if isinstance(choice, str) and cleaned.lower() == choice.lower():
+                return validate(tp, choice)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return validate(tp, text.strip())
+    try:
+        return validate(tp, data)
+    except pydantic.ValidationError:
+        # "123" read as the int 123 for a str-like type, etc.: fall back to the raw text.
+        return validate(tp, text.strip())
+
+
+# --- rebuilding types from JSON schema (for artifacts loaded without the user's classes) ---
+
+_SCALARS: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "null": type(None)}
+
+
+def type_from_schema(schema: dict[str, Any], defs: dict[str, Any] | None = None, name: str = "Model") -> Any:
+    """Rebuild a Python type from a JSON schema produced by pydantic.
+
+    Objects with properties become pydantic models created on the fly; enums become Literals.
+    Only data is read, nothing is executed.
+    """
+    defs = defs if defs is not None else schema.get("$defs", {})
+    if "$ref" in schema:
+        ref = schema["$ref"].rsplit("/", 1)[-1]
+        if ref not in defs:
+            raise ValueError(f"schema reference {schema['$ref']!r} not found")
+        return type_from_schema(defs[ref], defs, ref)
+    if "enum" in schema:
+        return Literal[tuple(schema["enum"])]
+    if "const" in schema:
+        return Literal[schema["const"]]
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            members = tuple(type_from_schema(s, defs, name) for s in schema[key])
+            return Union[members] if len(members) > 1 else members[0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        members = tuple(_SCALARS.get(k, Any) for k in kind)
+        return Union[members]
+    if kind == "array":
+        items = schema.get("items")
+        if "prefixItems" in schema:
+            return tuple[tuple(type_from_schema(s, defs, name) for s in schema["prefixItems"])]  # type: ignore[misc]
+        return list[type_from_schema(items, defs, name)] if items else list  # type: ignore[misc]
+    if kind == "object":
+        props = schema.get("properties")
+        if not props:
+            extra = schema.get("additionalProperties")
+            if isinstance(extra, dict):
+                return dict[str, type_from_schema(extra, defs, name)]  # type: ignore[misc]
+            return dict
+        required = set(schema.get("required", ()))
+        fields: dict[str, Any] = {}
+        for prop, sub in props.items():
+            sub_type = type_from_schema(sub, defs, prop.title())
+            if prop in required:
+                fields[prop] = (sub_type, ...)
+            else:
+                fields[prop] = (sub_type, sub.get("default"))
+        model_name = schema.get("title", name)
+        return pydantic.create_model(model_name, **fields)
+    if kind in _SCALARS:
+        return _SCALARS[kind]
+    return Any
+
+
+class Placeholder(str):
+    """A string rendered verbatim whatever the field type (``{question}`` in templates)."""
+
+
+def placeholder(tp: Any, name: str) -> Any:
+    """A value of type ``tp`` standing for an output not computed (dry-run rendering)."""
+    if tp is str or tp is Any:
+        return Placeholder("{" + name + "}")
+    choices = literal_choices(tp)
+    if choices:
+        return validate(tp, choices[0])
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        return None if type(None) in args else placeholder(args[0], name)
+    simple = {int: 0, float: 0.0, bool: False, list: [], dict: {}, tuple: ()}
+    base = origin or tp
+    if base in simple:
+        return _copy_empty(simple[base])
+    if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+        return tp.model_construct()
+    return None
+
+
+def _copy_empty(value: Any) -> Any:
+    return type(value)() if isinstance(value, (list, dict, tuple)) else value

@@ -1,0 +1,78 @@
+"""The adapter seam: turn (signature, demos, inputs) into chat messages and parse the answer back.
+
+An adapter owns the whole prompt format, so the format is part of what a compiled program
+records (its ``name`` and ``version`` go into artifacts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from oobleck import _types
+from oobleck.lm.base import Capabilities
+from oobleck.lm.types import Message
+from oobleck.signature import Field, Signature
+
+__all__ = ["Adapter", "describe_fields"]
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """Renders prompts for a signature and parses completions into typed fields."""
+
+    name: str
+    version: str
+
+    def render(
+        self,
+        signature: Signature,
+        *,
+        demos: Sequence[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+    ) -> list[Message]:
+        """The exact messages for one call."""
+        ...
+
+    def request_options(self, signature: Signature, capabilities: Capabilities) -> dict[str, Any]:
+        """Extra request parameters (response_format, stop) for this signature on this backend."""
+        ...
+
+    def parse(self, signature: Signature, text: str) -> dict[str, Any]:
+        """Typed output values from a completion; raises ParseError."""
+        ...
+
+    def format_outputs(self, signature: Signature, values: Mapping[str, Any]) -> str:
+        """Write output values the way the LM is asked to (used for demos)."""
+        ...
+
+    def repair_messages(self, signature: Signature, raw: str, reason: str) -> list[Message]:
+        """Messages that show the LM its unreadable answer and ask for a corrected one."""
+        ...
+
+
+def type_hint(field: Field) -> str:
+    """A short, human wording of what a field's value must look like."""
+    choices = _types.literal_choices(field.type)
+    if choices is not None:
+        return "one of: " + ", ".join(str(c) for c in choices)
+    if field.type is str:
+        return "text"
+    if field.type is int:
+        return "an integer"
+    if field.type is float:
+        return "a number"
+    if field.type is bool:
+        return "true or false"
+    return f"JSON matching {_types.type_to_str(field.type)}"
+
+
+def describe_fields(signature: Signature) -> str:
+    """The field listing shared by the built-in adapters' system messages."""
+    lines = ["Input fields:"]
+    for f in signature.input_fields.values():
+        lines.append(f"- {f.name} ({_types.type_to_str(f.type)})" + (f": {f.desc}" if f.desc else ""))
+    lines.append("Output fields:")
+    for f in signature.output_fields.values():
+        lines.append(f"- {f.name} ({type_hint(f)})" + (f": {f.desc}" if f.desc else ""))
+    return "\n".join(lines)

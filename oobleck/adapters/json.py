@@ -1,0 +1,152 @@
+"""The JSON adapter: the answer is one JSON object, constrained by the server where it can be.
+
+Backends that declare ``capabilities.json_schema`` receive the output schema as
+``response_format``; llama.cpp turns it into a grammar, so even a 135M model cannot produce an
+unreadable answer. Other backends get the schema in the prompt only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pydantic
+
+from oobleck import _types
+from oobleck.adapters.base import describe_fields
+from oobleck.adapters.chat import format_fields
+from oobleck.errors import ParseError
+from oobleck.lm.base import Capabilities
+from oobleck.lm.types import Message
+from oobleck.signature import Field, Signature
+
+__all__ = ["JSONAdapter", "output_schema"]
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_for(fields: tuple[Field, ...], name: str) -> dict[str, Any]:
+    model = pydantic.create_model(  # type: ignore[call-overload]
+        name or "Output",
+        **{f.name: (f.type, pydantic.Field(..., description=f.desc or None)) for f in fields},
+    )
+    schema = model.model_json_schema()
+    schema["additionalProperties"] = False
+    return schema
+
+
+def output_schema(signature: Signature) -> dict[str, Any]:
+    """The JSON schema of the signature's outputs as one object."""
+    return _schema_for(tuple(signature.output_fields.values()), signature.name)
+
+
+class JSONAdapter:
+    """Answers as a JSON object; uses structured output where the backend supports it.
+
+    Args:
+        strict: when True, ask for the schema even on backends that do not declare support
+            (they may reject it); when False (default), only where declared.
+    """
+
+    name = "json"
+    version = "1"
+
+    def __init__(self, *, strict: bool = False) -> None:
+        self.strict = strict
+
+    def render(
+        self,
+        signature: Signature,
+        *,
+        demos: Sequence[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+    ) -> list[Message]:
+        """System message with the schema, demos as turns, then the inputs."""
+        keys = ", ".join(f'"{k}"' for k in signature.output_fields)
+        system = (
+            f"{signature.instructions}\n\n{describe_fields(signature)}\n\n"
+            f"Answer with one JSON object with the keys {keys} and nothing else. Its JSON schema:\n"
+            f"{json.dumps(output_schema(signature), ensure_ascii=False, sort_keys=True)}"
+        )
+        messages = [Message(role="system", content=system)]
+        in_types = {f.name: f.type for f in signature.input_fields.values()}
+        for demo in demos:
+            shown = {k: demo[k] for k in signature.input_fields if k in demo}
+            messages.append(Message(role="user", content=format_fields(shown, in_types)))
+            outs = {k: demo[k] for k in signature.output_fields if k in demo}
+            messages.append(Message(role="assistant", content=self.format_outputs(signature, outs)))
+        shown = {k: inputs[k] for k in signature.input_fields if k in inputs}
+        messages.append(Message(role="user", content=format_fields(shown, in_types)))
+        return messages
+
+    def request_options(self, signature: Signature, capabilities: Capabilities) -> dict[str, Any]:
+        """``response_format`` with the output schema where the backend supports it."""
+        if capabilities.json_schema or self.strict:
+            return {"response_format": {"name": signature.name, "schema": output_schema(signature)}}
+        return {}
+
+    def format_outputs(self, signature: Signature, values: Mapping[str, Any]) -> str:
+        """The output values as a JSON object."""
+        return json.dumps({k: _types.to_jsonable(v) for k, v in values.items()}, ensure_ascii=False)
+
+    def parse(self, signature: Signature, text: str) -> dict[str, Any]:
+        """Read the first JSON object in the text and validate each output field.
+
+        Raises:
+            ParseError: no JSON object, a missing key, or a value that does not fit its type.
+        """
+        data = _first_object(text)
+        if data is None:
+            raise ParseError(
+                f"expected a JSON object with keys {list(signature.output_fields)}, got {text[:200]!r}",
+                raw=text,
+                field=None,
+                signature=signature,
+                reason="no JSON object in the answer",
+            )
+        values: dict[str, Any] = {}
+        for name, field in signature.output_fields.items():
+            if name not in data:
+                raise ParseError(
+                    f"the JSON answer has no key {name!r} (signature {signature}); got keys {sorted(data)}",
+                    raw=text,
+                    field=name,
+                    signature=signature,
+                    reason=f"missing key {name}",
+                )
+            try:
+                values[name] = _types.validate(field.type, data[name])
+            except pydantic.ValidationError as exc:
+                reason = str(exc).splitlines()[-1].strip() if str(exc) else "invalid value"
+                raise ParseError(
+                    f"key {name!r} should be {_types.type_to_str(field.type)}, got {data[name]!r} ({reason})",
+                    raw=text,
+                    field=name,
+                    signature=signature,
+                    reason=reason,
+                ) from exc
+        return values
+
+    def repair_messages(self, signature: Signature, raw: str, reason: str) -> list[Message]:
+        """Show the unreadable answer and ask for the JSON object again."""
+        keys = ", ".join(f'"{k}"' for k in signature.output_fields)
+        return [
+            Message(role="assistant", content=raw),
+            Message(role="user", content=f"That answer could not be read ({reason}). Answer again with one JSON object with the keys {keys}."),
+        ]
+
+
+def _first_object(text: str) -> dict[str, Any] | None:
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            obj, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(obj, dict):
+            return obj
+        start = text.find("{", start + 1)
+    return None

@@ -1,0 +1,79 @@
+"""Defaults that flow with the code that runs, not through globals.
+
+``with oobleck.context(lm=..., adapter=..., cache=...)`` sets defaults on a ContextVar for the
+code inside the block (and for worker threads started through :func:`oobleck.parallel.run`,
+which copy the context). Resolution order everywhere: an explicit argument, then the attribute
+on the module, then the context, then a :class:`~oobleck.errors.ConfigError` naming all three.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from oobleck.errors import ConfigError
+
+if TYPE_CHECKING:
+    from oobleck.adapters.base import Adapter
+    from oobleck.lm.base import LM
+    from oobleck.lm.types import CachePolicy
+
+__all__ = ["Settings", "context", "current"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The defaults in force for the current context.
+
+    Attributes:
+        lm: the LM predictors use when they have none of their own.
+        adapter: the prompt format; ChatAdapter when unset.
+        cache: the cache policy for every call ("on", "read", "write", "off").
+        max_retries: parse-repair retries for predictors that do not set their own.
+    """
+
+    lm: LM | None = None
+    adapter: Adapter | None = None
+    cache: CachePolicy = "on"
+    max_retries: int | None = None
+
+
+_SETTINGS: contextvars.ContextVar[Settings] = contextvars.ContextVar("oobleck_settings", default=Settings())
+_FIELDS = {f.name for f in dataclasses.fields(Settings)}
+
+
+def current() -> Settings:
+    """The settings in force here."""
+    return _SETTINGS.get()
+
+
+@contextlib.contextmanager
+def context(**overrides: Any) -> Iterator[Settings]:
+    """Override defaults for the code inside the ``with`` block.
+
+    Args:
+        **overrides: any of ``lm``, ``adapter``, ``cache``, ``max_retries``.
+
+    Raises:
+        ConfigError: an unknown setting name.
+
+    Example:
+        >>> from oobleck import FakeLM, Predict, context
+        >>> with context(lm=FakeLM(["[[ ## answer ## ]]\\n4"])):
+        ...     Predict("question -> answer")(question="2+2?").answer
+        '4'
+    """
+    unknown = set(overrides) - _FIELDS
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(_FIELDS)}")
+    if "cache" in overrides and overrides["cache"] not in ("on", "read", "write", "off"):
+        raise ConfigError(f"cache must be 'on', 'read', 'write' or 'off', got {overrides['cache']!r}")
+    token = _SETTINGS.set(dataclasses.replace(_SETTINGS.get(), **overrides))
+    try:
+        yield _SETTINGS.get()
+    finally:
+        _SETTINGS.reset(token)

@@ -1,0 +1,140 @@
+"""The one exception tree of oobleck.
+
+::
+
+    OobleckError
+    ├── ConfigError            (also ValueError)  no LM configured, bad option, unusable cache dir
+    ├── SignatureError         (also ValueError)  malformed signature string or class
+    ├── InputError             (also TypeError)   missing or unknown inputs to a program
+    ├── ParseError             (also ValueError)  an LM completion that does not fit the signature
+    ├── LMError                                   anything that went wrong talking to an LM
+    │   ├── LMTimeoutError
+    │   ├── LMRateLimitError
+    │   ├── LMConnectionError
+    │   └── LMResponseError                       an error status or an unusable response body
+    ├── BudgetExceededError                       an optimizer or run hit its call/token limit
+    └── ArtifactError          (also ValueError)  a saved program that cannot be loaded
+
+Every message says what was expected, what arrived, and how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from oobleck.signature import Signature
+
+__all__ = [
+    "ArtifactError",
+    "BudgetExceededError",
+    "ConfigError",
+    "InputError",
+    "LMConnectionError",
+    "LMError",
+    "LMRateLimitError",
+    "LMResponseError",
+    "LMTimeoutError",
+    "OobleckError",
+    "ParseError",
+    "SignatureError",
+]
+
+
+class OobleckError(Exception):
+    """Base class of every error oobleck raises on purpose."""
+
+
+class ConfigError(OobleckError, ValueError):
+    """A setting is missing or invalid (no LM configured, unusable cache directory, ...)."""
+
+
+class SignatureError(OobleckError, ValueError):
+    """A signature string or class could not be understood."""
+
+
+class InputError(OobleckError, TypeError):
+    """A program was called with missing or unknown inputs."""
+
+
+class ParseError(OobleckError, ValueError):
+    """An LM completion could not be parsed into the signature's output fields.
+
+    Attributes:
+        raw: the completion text exactly as the LM returned it.
+        field: the output field that failed, or None when the whole structure was unusable.
+        signature: the signature the completion was parsed against.
+        reason: the underlying validation message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw: str,
+        field: str | None,
+        signature: Signature | None,
+        reason: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.field = field
+        self.signature = signature
+        self.reason = reason
+
+
+class LMError(OobleckError):
+    """A call to a language model failed.
+
+    Attributes:
+        retryable: whether retrying the same request may succeed.
+        status: the HTTP status code when there was one.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class LMTimeoutError(LMError):
+    """The LM did not answer in time."""
+
+    retryable = True
+
+
+class LMRateLimitError(LMError):
+    """The server refused the call for rate limiting (HTTP 429)."""
+
+    retryable = True
+
+
+class LMConnectionError(LMError):
+    """The server could not be reached, or dropped the connection."""
+
+    retryable = True
+
+
+class LMResponseError(LMError):
+    """The server answered with an error status or a body oobleck cannot use."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool = False,
+    ):
+        super().__init__(message, status=status, retry_after=retry_after)
+        self.retryable = retryable
+
+
+class BudgetExceededError(OobleckError):
+    """A limit on LM calls or tokens was reached."""
+
+
+class ArtifactError(OobleckError, ValueError):
+    """A saved program is corrupt, truncated, from a future version, or not an oobleck artifact."""

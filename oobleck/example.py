@@ -1,0 +1,127 @@
+"""Examples (training and evaluation rows) and Predictions (what a program returns)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from oobleck.lm.types import Usage
+
+__all__ = ["Example", "Prediction"]
+
+
+class Example(Mapping[str, Any]):
+    """A row of named values, some of which are marked as the program's inputs.
+
+    Fields read as attributes or keys. Examples are immutable: ``with_inputs`` and ``copy``
+    return new ones.
+
+    Example:
+        >>> ex = Example(question="2+2?", answer="4").with_inputs("question")
+        >>> ex.inputs()
+        {'question': '2+2?'}
+        >>> ex.labels()
+        {'answer': '4'}
+    """
+
+    __slots__ = ("_data", "_input_keys")
+
+    def __init__(self, data: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
+        merged = dict(data or {})
+        merged.update(fields)
+        object.__setattr__(self, "_data", merged)
+        object.__setattr__(self, "_input_keys", None)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__} has no field {name!r}; it has {sorted(self._data)}"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use .copy({name}=...)")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Example):
+            return self._data == other._data and self._input_keys == other._input_keys
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, repr(v)) for k, v in self._data.items())))
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self._data.items())
+        return f"{type(self).__name__}({body})"
+
+    @property
+    def input_keys(self) -> tuple[str, ...] | None:
+        """The names marked as inputs, or None if ``with_inputs`` was never called."""
+        return self._input_keys
+
+    def with_inputs(self, *keys: str) -> Example:
+        """A copy whose inputs are ``keys``; the other fields are labels."""
+        missing = [k for k in keys if k not in self._data]
+        if missing:
+            raise KeyError(f"with_inputs: {missing} not in this example's fields {sorted(self._data)}")
+        new = self.copy()
+        object.__setattr__(new, "_input_keys", tuple(keys))
+        return new
+
+    def inputs(self) -> dict[str, Any]:
+        """The input fields (requires ``with_inputs``)."""
+        if self._input_keys is None:
+            raise ValueError("this Example has no inputs marked; call .with_inputs('field', ...) first")
+        return {k: self._data[k] for k in self._input_keys}
+
+    def labels(self) -> dict[str, Any]:
+        """Every field that is not an input."""
+        keys = self._input_keys or ()
+        return {k: v for k, v in self._data.items() if k not in keys}
+
+    def copy(self, **updates: Any) -> Example:
+        """A copy with some fields replaced or added."""
+        new = type(self).__new__(type(self))
+        object.__setattr__(new, "_data", {**self._data, **updates})
+        object.__setattr__(new, "_input_keys", self._input_keys)
+        for slot in getattr(type(self), "__slots__", ()):
+            if slot not in ("_data", "_input_keys") and hasattr(self, slot):
+                object.__setattr__(new, slot, getattr(self, slot))
+        return new
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict."""
+        return dict(self._data)
+
+
+class Prediction(Example):
+    """The outputs of a program call, with the usage it cost.
+
+    Attributes:
+        usage: tokens, calls, cache hits and latency of the whole call that produced it.
+        completions: with ``n > 1``, the parsed fields of every completion that parsed
+            (the prediction's own fields are the first); otherwise None.
+    """
+
+    __slots__ = ("completions", "usage")
+
+    def __init__(self, data: Mapping[str, Any] | None = None, /, *, usage: Usage | None = None, **fields: Any):
+        super().__init__(data, **fields)
+        object.__setattr__(self, "usage", usage or Usage())
+        object.__setattr__(self, "completions", None)
+
+    def with_usage(self, usage: Usage) -> Prediction:
+        """The same prediction with another usage record."""
+        new = self.copy()
+        object.__setattr__(new, "usage", usage)
+        return new

@@ -1,0 +1,81 @@
+"""The LM seam: a small protocol every backend implements, and a base class with defaults."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from oobleck.lm.types import LMRequest, LMResponse, Message
+
+__all__ = ["LM", "BaseLM", "Capabilities"]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do beyond plain chat completion.
+
+    Attributes:
+        json_schema: honours ``LMRequest.response_format`` (structured output / grammar).
+        logprobs: returns token log-probabilities when asked.
+        n: returns several samples per request.
+        scoring: accepts ``LMRequest.score`` (log-probability of a given completion).
+    """
+
+    json_schema: bool = False
+    logprobs: bool = False
+    n: bool = False
+    scoring: bool = False
+
+
+@runtime_checkable
+class LM(Protocol):
+    """What oobleck needs from a language model backend."""
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """Backend, model and endpoint: part of every cache key, never a secret."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the backend supports."""
+        ...
+
+    def complete(self, request: LMRequest) -> LMResponse:
+        """Answer one request, or raise an :class:`~oobleck.errors.LMError`."""
+        ...
+
+    async def acomplete(self, request: LMRequest) -> LMResponse:
+        """The async form of :meth:`complete`."""
+        ...
+
+
+class BaseLM:
+    """Defaults for backends: async through a worker thread, a text convenience call.
+
+    Subclasses implement ``identity``, ``complete`` and optionally ``capabilities``.
+    """
+
+    capabilities: Capabilities = Capabilities()
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """Backend and model; subclasses add the endpoint."""
+        return {"backend": type(self).__name__}
+
+    def complete(self, request: LMRequest) -> LMResponse:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def acomplete(self, request: LMRequest) -> LMResponse:
+        """Run :meth:`complete` in a worker thread (the context travels with it)."""
+        return await asyncio.to_thread(self.complete, request)
+
+    def __call__(self, prompt: str, **params: Any) -> str:
+        """Send one user message and return the text of the answer."""
+        request = LMRequest(messages=(Message(role="user", content=prompt),), **params)
+        return self.complete(request).text
+
+    def __repr__(self) -> str:
+        ident = ", ".join(f"{k}={v!r}" for k, v in self.identity.items() if k != "backend")
+        return f"{type(self).__name__}({ident})"

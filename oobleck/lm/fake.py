@@ -1,0 +1,101 @@
+"""FakeLM: a scripted, in-process LM for tests (yours and ours).
+
+Give it the answers to return, in order, as raw text or as dicts of output fields (written in
+the format the request asks for: JSON when the request carries a ``response_format``, chat
+markers otherwise), or give it a function of the request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Union
+
+from oobleck import _types
+from oobleck.errors import LMResponseError
+from oobleck.lm.base import BaseLM, Capabilities
+from oobleck.lm.types import Choice, LMRequest, LMResponse, Usage
+
+__all__ = ["FakeLM"]
+
+Scripted = Union[str, Mapping[str, Any]]
+
+
+class FakeLM(BaseLM):
+    """An LM that answers from a script and records every request.
+
+    Args:
+        responses: answers in order (strings, or dicts of output field values), or a function
+            ``request -> answer``.
+        cycle: start again from the first answer when the script runs out (otherwise running
+            out raises LMResponseError).
+        name: the model name in its identity (two FakeLMs with different names never share
+            cache entries).
+
+    Attributes:
+        requests: every request received, in order.
+
+    Example:
+        >>> from oobleck import Predict
+        >>> lm = FakeLM([{"answer": "Paris"}])
+        >>> Predict("question -> answer", lm=lm)(question="Capital of France?").answer
+        'Paris'
+        >>> len(lm.requests)
+        1
+    """
+
+    capabilities = Capabilities(json_schema=True, logprobs=False, n=True)
+
+    def __init__(
+        self,
+        responses: Iterable[Scripted] | Callable[[LMRequest], Scripted] = (),
+        *,
+        cycle: bool = False,
+        name: str = "fake",
+    ) -> None:
+        self._fn: Callable[[LMRequest], Scripted] | None = responses if callable(responses) else None
+        self._script: list[Scripted] = [] if callable(responses) else list(responses)
+        self._iter = itertools.cycle(self._script) if cycle and self._script else iter(self._script)
+        self._lock = threading.Lock()
+        self.name = name
+        self.requests: list[LMRequest] = []
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """``{"backend": "fake", "model": name}``."""
+        return {"backend": "fake", "model": self.name}
+
+    def _next(self, request: LMRequest) -> Scripted:
+        if self._fn is not None:
+            return self._fn(request)
+        try:
+            return next(self._iter)
+        except StopIteration:
+            raise LMResponseError(
+                f"FakeLM ran out of scripted responses after {len(self._script)}; "
+                "give it more, or pass cycle=True"
+            ) from None
+
+    def complete(self, request: LMRequest) -> LMResponse:
+        """Return the next scripted answer(s) for ``request``."""
+        with self._lock:
+            self.requests.append(request)
+            answers = [self._next(request) for _ in range(request.n)]
+        texts = [_render(a, request) for a in answers]
+        prompt_tokens = sum(len(m.content.split()) for m in request.messages)
+        usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=sum(len(t.split()) for t in texts))
+        return LMResponse(
+            choices=tuple(Choice(text=t, finish_reason="stop") for t in texts), usage=usage, model=self.name
+        )
+
+
+def _render(answer: Scripted, request: LMRequest) -> str:
+    if isinstance(answer, str):
+        return answer
+    if request.response_format is not None:
+        return json.dumps({k: _types.to_jsonable(v) for k, v in answer.items()}, ensure_ascii=False)
+    from oobleck.adapters.chat import format_fields
+
+    return format_fields(answer)

