@@ -76,7 +76,7 @@ def annotation_from_ast(node: ast.expr, extra: typing.Mapping[str, Any]) -> Any:
         if head in _GENERIC:
             base = _SIMPLE[head]
             return base[params] if len(params) > 1 else base[params[0]]
-        if head in extra and hasattr(extra[head], "__class_getitem__"):
+        if isinstance(head, str) and head in extra and hasattr(extra[head], "__class_getitem__"):
             return extra[head][params if len(params) > 1 else params[0]]
         raise SignatureError(f"unsupported generic type {ast.unparse(node)!r}")
     raise SignatureError(f"cannot read the type annotation {ast.unparse(node)!r}")

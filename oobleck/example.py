@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from oobleck.lm.types import Usage
 
 __all__ = ["Example", "Prediction"]
+
+_E = TypeVar("_E", bound="Example")
 
 
 class Example(Mapping[str, Any]):
@@ -69,7 +71,7 @@ class Example(Mapping[str, Any]):
         """The names marked as inputs, or None if ``with_inputs`` was never called."""
         return self._input_keys
 
-    def with_inputs(self, *keys: str) -> Example:
+    def with_inputs(self: _E, *keys: str) -> _E:
         """A copy whose inputs are ``keys``; the other fields are labels."""
         missing = [k for k in keys if k not in self._data]
         if missing:
@@ -89,7 +91,7 @@ class Example(Mapping[str, Any]):
         keys = self._input_keys or ()
         return {k: v for k, v in self._data.items() if k not in keys}
 
-    def copy(self, **updates: Any) -> Example:
+    def copy(self: _E, **updates: Any) -> _E:
         """A copy with some fields replaced or added."""
         new = type(self).__new__(type(self))
         object.__setattr__(new, "_data", {**self._data, **updates})
