@@ -34,12 +34,15 @@ class Settings:
         adapter: the prompt format; ChatAdapter when unset.
         cache: the cache policy for every call ("on", "read", "write", "off").
         max_retries: parse-repair retries for predictors that do not set their own.
+        sample_index: which sample of each request to ask for (part of the cache key, never
+            sent); optimizers raise it to get fresh samples in later rounds.
     """
 
     lm: LM | None = None
     adapter: Adapter | None = None
     cache: CachePolicy = "on"
     max_retries: int | None = None
+    sample_index: int = 0
 
 
 _SETTINGS: contextvars.ContextVar[Settings] = contextvars.ContextVar("oobleck_settings", default=Settings())
@@ -56,7 +59,7 @@ def context(**overrides: Any) -> Iterator[Settings]:
     """Override defaults for the code inside the ``with`` block.
 
     Args:
-        **overrides: any of ``lm``, ``adapter``, ``cache``, ``max_retries``.
+        **overrides: any of ``lm``, ``adapter``, ``cache``, ``max_retries``, ``sample_index``.
 
     Raises:
         ConfigError: an unknown setting name.

@@ -317,9 +317,11 @@ class Predict(Module):
                 params["stop"] = tuple(dict.fromkeys((*(params.get("stop") or ()), *value)))
             else:
                 params.setdefault(key, value)
-        policy = current().cache
-        if policy != "on":
-            params["cache"] = policy
+        settings = current()
+        if settings.cache != "on":
+            params["cache"] = settings.cache
+        if settings.sample_index:
+            params["sample_index"] = settings.sample_index
         return LMRequest(messages=tuple(messages), **params)
 
     # ---- calling ----
