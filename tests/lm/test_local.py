@@ -1,0 +1,49 @@
+"""LocalLM: the real SmolLM2 model in-process."""
+
+from __future__ import annotations
+
+import pytest
+
+from oobleck import ChainOfThought, ConfigError, JSONAdapter, LMRequest, LMResponseError, Message, Predict
+from oobleck.lm.local import LocalLM, default_model_path
+
+pytestmark = pytest.mark.slow
+SENTIMENT = "text -> label: Literal['positive', 'negative']"
+
+
+def test_default_model_is_the_packaged_smollm2():
+    assert default_model_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_predict_with_grammar_constrained_json(local_lm):
+    program = Predict(SENTIMENT, lm=local_lm, adapter=JSONAdapter())
+    for text in ["a wonderful, moving film", "a dull and lifeless mess", "it was fine i guess"]:
+        assert program(text=text).label in ("positive", "negative")
+
+
+def test_chain_of_thought_typed_output(local_lm):
+    pred = ChainOfThought("question -> answer: int", lm=local_lm, adapter=JSONAdapter())(question="What is 3 plus 4?")
+    assert isinstance(pred.answer, int) and isinstance(pred.reasoning, str)
+
+
+def test_samples_and_logprobs(local_lm):
+    req = LMRequest(messages=(Message(role="user", content="Name a color."),), n=2, temperature=1.0, max_tokens=8,
+                    logprobs=True, top_logprobs=1, seed=1)
+    response = local_lm.complete(req)
+    assert len(response.choices) == 2
+    assert response.choices[0].logprobs and response.usage.completion_tokens > 0
+
+
+def test_server_errors_are_translated(local_lm):
+    with pytest.raises(LMResponseError):
+        local_lm.complete(LMRequest(messages=(Message(role="user", content="x"),), extra={"max_tokens": "lots"}))
+
+
+def test_bad_model_path():
+    with pytest.raises(ConfigError, match="no GGUF model file"):
+        LocalLM("/nonexistent/model.gguf")
+
+
+def test_scoring_is_refused_clearly(local_lm):
+    with pytest.raises(ConfigError, match="cannot score"):
+        local_lm.complete(LMRequest(messages=(Message(role="user", content="x"),), score="y"))
