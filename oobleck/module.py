@@ -445,7 +445,7 @@ class Predict(Module):
 def _timed(usage: Usage, started: float) -> Usage:
     if usage.latency_s:
         return usage
-    return usage.model_copy(update={"latency_s": time.perf_counter() - started})
+    return usage + Usage(latency_s=time.perf_counter() - started)
 
 
 def _repair(request: LMRequest, extra: list[Message]) -> LMRequest:

@@ -28,6 +28,7 @@ import tokenize
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any, Literal
 
 from oobleck import _types
@@ -115,7 +116,7 @@ class Signature:
         SignatureError: the string is malformed, a name repeats, or there is no output.
     """
 
-    __slots__ = ("_fields", "_instructions", "_name")
+    __slots__ = ("_fields", "_hash", "_inputs", "_instructions", "_name", "_outputs")
     _class_signature: Signature | None = None
 
     def __init__(
@@ -132,9 +133,16 @@ class Signature:
                 raise SignatureError("Signature needs a string like 'question -> answer' or fields=")
             fields = _parse_spec(spec, types or {})
         _check_fields(fields)
-        self._fields: tuple[Field, ...] = tuple(fields)
         self._instructions = instructions.strip() if instructions else None
         self._name = name or "Signature"
+        self._set_fields(tuple(fields))
+
+    def _set_fields(self, fields: tuple[Field, ...]) -> None:
+        # Derived views are computed once: signatures are immutable and read on every call.
+        self._fields = fields
+        self._inputs = MappingProxyType({f.name: f for f in fields if f.kind == "input"})
+        self._outputs = MappingProxyType({f.name: f for f in fields if f.kind == "output"})
+        self._hash: int | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -153,14 +161,14 @@ class Signature:
         return self._fields
 
     @property
-    def input_fields(self) -> dict[str, Field]:
-        """Input fields by name, in order."""
-        return {f.name: f for f in self._fields if f.kind == "input"}
+    def input_fields(self) -> Mapping[str, Field]:
+        """Input fields by name, in order (read-only)."""
+        return self._inputs
 
     @property
-    def output_fields(self) -> dict[str, Field]:
-        """Output fields by name, in order."""
-        return {f.name: f for f in self._fields if f.kind == "output"}
+    def output_fields(self) -> Mapping[str, Field]:
+        """Output fields by name, in order (read-only)."""
+        return self._outputs
 
     @property
     def instructions(self) -> str:
@@ -184,11 +192,11 @@ class Signature:
 
     def _copy(self, *, fields: tuple[Field, ...] | None = None, instructions: Any = ...) -> Signature:
         new = Signature.__new__(Signature)
-        new._fields = fields if fields is not None else self._fields
         if fields is not None:
             _check_fields(fields)
         new._instructions = self._instructions if instructions is ... else instructions
         new._name = self._name
+        new._set_fields(fields if fields is not None else self._fields)
         return new
 
     def with_instructions(self, instructions: str) -> Signature:
@@ -230,7 +238,9 @@ class Signature:
         return self._fields == other._fields and self.instructions == other.instructions
 
     def __hash__(self) -> int:
-        return hash((tuple((f.name, f.kind, f.desc) for f in self._fields), self.instructions))
+        if self._hash is None:
+            self._hash = hash((tuple((f.name, f.kind, f.desc) for f in self._fields), self.instructions))
+        return self._hash
 
     def __str__(self) -> str:
         def side(kind: str) -> str:

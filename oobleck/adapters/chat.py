@@ -10,6 +10,7 @@ text when exactly one of the labels appears in it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -84,6 +85,7 @@ class ChatAdapter:
         messages.append(Message(role="user", content=self._user(signature, inputs, with_reminder=True)))
         return messages
 
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - adapters are few and long-lived
     def _system(self, signature: Signature) -> str:
         layout = "\n\n".join(
             f"{marker(f.name)}\n<{f.name}: {type_hint(f)}>" for f in signature.output_fields.values()

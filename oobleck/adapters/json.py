@@ -63,13 +63,7 @@ class JSONAdapter:
         inputs: Mapping[str, Any],
     ) -> list[Message]:
         """System message with the schema, demos as turns, then the inputs."""
-        keys = ", ".join(f'"{k}"' for k in signature.output_fields)
-        system = (
-            f"{signature.instructions}\n\n{describe_fields(signature)}\n\n"
-            f"Answer with one JSON object with the keys {keys} and nothing else. Its JSON schema:\n"
-            f"{json.dumps(output_schema(signature), ensure_ascii=False, sort_keys=True)}"
-        )
-        messages = [Message(role="system", content=system)]
+        messages = [Message(role="system", content=self._system(signature))]
         in_types = {f.name: f.type for f in signature.input_fields.values()}
         for demo in demos:
             shown = {k: demo[k] for k in signature.input_fields if k in demo}
@@ -79,6 +73,15 @@ class JSONAdapter:
         shown = {k: inputs[k] for k in signature.input_fields if k in inputs}
         messages.append(Message(role="user", content=format_fields(shown, in_types)))
         return messages
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - adapters are few and long-lived
+    def _system(self, signature: Signature) -> str:
+        keys = ", ".join(f'"{k}"' for k in signature.output_fields)
+        return (
+            f"{signature.instructions}\n\n{describe_fields(signature)}\n\n"
+            f"Answer with one JSON object with the keys {keys} and nothing else. Its JSON schema:\n"
+            f"{json.dumps(output_schema(signature), ensure_ascii=False, sort_keys=True)}"
+        )
 
     def request_options(self, signature: Signature, capabilities: Capabilities) -> dict[str, Any]:
         """``response_format`` with the output schema where the backend supports it."""

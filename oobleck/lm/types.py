@@ -121,14 +121,27 @@ class Usage(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage.model_construct(
-            calls=self.calls + other.calls,
-            retries=self.retries + other.retries,
-            cache_hits=self.cache_hits + other.cache_hits,
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-            latency_s=self.latency_s + other.latency_s,
+        # Summing runs on every call: build the result without re-validating known-good ints.
+        new = object.__new__(Usage)
+        object.__setattr__(
+            new,
+            "__dict__",
+            {
+                "calls": self.calls + other.calls,
+                "retries": self.retries + other.retries,
+                "cache_hits": self.cache_hits + other.cache_hits,
+                "prompt_tokens": self.prompt_tokens + other.prompt_tokens,
+                "completion_tokens": self.completion_tokens + other.completion_tokens,
+                "latency_s": self.latency_s + other.latency_s,
+            },
         )
+        object.__setattr__(new, "__pydantic_fields_set__", _USAGE_FIELDS)
+        object.__setattr__(new, "__pydantic_extra__", None)
+        object.__setattr__(new, "__pydantic_private__", None)
+        return new
+
+
+_USAGE_FIELDS = frozenset(Usage.model_fields)
 
 
 class LMResponse(BaseModel):
