@@ -1,0 +1,305 @@
+"""The program graph inside an artifact: which modules hold which predictors.
+
+Saving walks the program the way :meth:`Module.named_predictors` does and records every module
+on the way. Loading rebuilds modules whose type is built in (Predict, ChainOfThought) or was
+registered with :func:`register_module_type`; the import path of any other class is kept as
+text to read, never imported, and the module comes back as a :class:`FrozenModule` that holds
+the same predictors under the same names.
+
+Extension point: a module class may define ``dump_extra(self, files) -> dict`` (JSON state
+beyond its predictors, with binary parts written to ``files``, a
+:class:`~oobleck.artifact.SideFiles`) and ``load_extra(self, extra, files)`` (restore that
+state on an instance rebuilt with its predictor attributes set but ``__init__`` not run).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, overload
+
+from oobleck._artifact_files import SideFiles
+from oobleck._artifact_schema import (
+    DictNode,
+    EmptyNode,
+    ListNode,
+    ModuleNode,
+    PredictorNode,
+    jsonable,
+)
+from oobleck.errors import ArtifactError
+from oobleck.module import Module, Predict
+
+__all__ = ["FrozenModule", "register_module_type"]
+
+M = TypeVar("M", bound=type)
+
+# Module types oobleck itself ships; the import paths are code, never read from a file.
+_BUILTIN_TYPES: dict[str, tuple[str, str]] = {
+    "ChainOfThought": ("oobleck.modules.chain_of_thought", "ChainOfThought"),
+    "KNNFewShot": ("oobleck.modules.knn", "KNNFewShot"),
+}
+_REGISTRY: dict[str, type] = {}
+_LOCK = threading.Lock()
+
+
+@overload
+def register_module_type(cls: M, *, name: str | None = None) -> M: ...
+@overload
+def register_module_type(cls: None = None, *, name: str | None = None) -> Callable[[M], M]: ...
+def register_module_type(cls: Any = None, *, name: str | None = None) -> Any:
+    """Let artifacts rebuild modules of this class (use as a class decorator).
+
+    Only classes registered in the running process are rebuilt: a file names a type, never an
+    import path. The class should define ``dump_extra``/``load_extra`` if it keeps state
+    besides its predictors.
+
+    Args:
+        cls: a Module subclass.
+        name: the type name written into artifacts (default: the class name).
+
+    Raises:
+        ArtifactError: the name is already taken by another class.
+
+    Example:
+        >>> @register_module_type
+        ... class Vote(Module):
+        ...     def __init__(self, n=3):
+        ...         self.steps = [Predict("question -> answer") for _ in range(n)]
+    """
+
+    def apply(target: M) -> M:
+        if not (isinstance(target, type) and issubclass(target, Module)) or issubclass(target, Predict):
+            raise ArtifactError(f"register_module_type needs a Module subclass (not Predict), got {target!r}")
+        key = name or target.__name__
+        with _LOCK:
+            known = _REGISTRY.get(key)
+            if known is not None and known is not target:
+                raise ArtifactError(f"module type name {key!r} is already registered for {_class_path(known)}")
+            _REGISTRY[key] = target
+        return target
+
+    return apply(cls) if cls is not None else apply
+
+
+def type_name_of(cls: type) -> str | None:
+    """The artifact type name of a module class, or None for an unregistered user class."""
+    with _LOCK:
+        for key, known in _REGISTRY.items():
+            if known is cls:
+                return key
+    for key, (mod, attr) in _BUILTIN_TYPES.items():
+        if cls.__module__ == mod and cls.__qualname__ == attr:
+            return key
+    return None
+
+
+def resolve_type(name: str) -> type[Module] | None:
+    """The class for a type name from a file: registered or built in, else None."""
+    with _LOCK:
+        if name in _REGISTRY:
+            return _REGISTRY[name]  # type: ignore[return-value]
+    if name in _BUILTIN_TYPES:
+        mod, attr = _BUILTIN_TYPES[name]
+        try:
+            found = getattr(importlib.import_module(mod), attr, None)
+        except ImportError:
+            return None
+        return found if isinstance(found, type) and issubclass(found, Module) and not issubclass(found, Predict) else None
+    return None
+
+
+def _class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class FrozenModule(Module):
+    """A module loaded without its class: its predictors, under their names, but no ``forward``.
+
+    Call its predictors directly (``artifact.predictors[name](...)``), or load the artifact
+    with ``program=YourClass()`` to run your own ``forward`` with the saved parameters.
+    """
+
+    def __init__(self, class_path: str, type_name: str | None = None, extra: dict[str, Any] | None = None):
+        # Dunder keys cannot collide with child attributes (artifacts refuse dunder names).
+        self.__dict__["__class_path__"] = class_path
+        self.__dict__["__type_name__"] = type_name
+        self.__dict__["__extra__"] = extra
+
+    @property
+    def class_path(self) -> str:
+        """The import path of the class that built the original module (information only)."""
+        return str(self.__dict__["__class_path__"])
+
+    def _children(self) -> Any:
+        return ((k, v) for k, v in vars(self).items() if not k.startswith("__"))
+
+    def forward(self, **inputs: Any) -> Any:
+        """Always raises: the original ``forward`` is Python code, which artifacts never store."""
+        kind = self.__dict__["__type_name__"]
+        why = (
+            f"module type {kind!r} is not registered in this process (import the module that defines it)"
+            if kind
+            else "its forward() is Python code, which artifacts never store"
+        )
+        names = [n for n, _ in self.named_predictors()]
+        raise ArtifactError(
+            f"cannot run {self.class_path} from the artifact alone: {why}. Load it with "
+            f"oobleck.load(path, program={self.class_path.rsplit('.', 1)[-1]}()), or call one of its "
+            f"predictors directly: artifact.predictors[name](...) for name in {names}"
+        )
+
+    def dump_extra(self, files: SideFiles) -> dict[str, Any] | None:
+        """The state loaded with it, unchanged (so load → save keeps it)."""
+        extra = self.__dict__["__extra__"]
+        return dict(extra) if extra is not None else None
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={p!r}" for n, p in self.named_predictors())
+        return f"FrozenModule({self.class_path}: {inner})"
+
+
+def holds_predictors(value: Any) -> bool:
+    """Whether ``value`` is, or contains, a module (the values named_predictors walks)."""
+    if isinstance(value, Module):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(holds_predictors(v) for v in value)
+    if isinstance(value, dict):
+        return any(holds_predictors(v) for v in value.values())
+    return False
+
+
+def _check_attr(attr: Any, where: str) -> str:
+    if not isinstance(attr, str) or not attr.isidentifier() or attr.startswith("__"):
+        raise ArtifactError(f"{where}: attribute name {attr!r} must be an identifier without leading '__'")
+    return attr
+
+
+def dump_extra(obj: Any, files: SideFiles, where: str) -> dict[str, Any] | None:
+    """Call ``obj.dump_extra(files)`` if its class defines it and check the result is JSON."""
+    if getattr(type(obj), "dump_extra", None) is None:
+        return None
+    extra = obj.dump_extra(files)
+    if extra is None:
+        return None
+    if not isinstance(extra, Mapping):
+        raise ArtifactError(f"{where}: dump_extra() must return a dict of JSON data, got {type(extra).__name__}")
+    return dict(jsonable(dict(extra), where=f"{where} extra state"))
+
+
+class Dumper:
+    """Turns a program into graph records (predictors are referenced by name)."""
+
+    def __init__(self, names: Mapping[int, str], files: SideFiles) -> None:
+        self.names = names
+        self.files = files
+
+    def node(self, value: Any, where: str) -> dict[str, Any]:
+        if isinstance(value, Predict):
+            return {"node": "predictor", "name": self.names[id(value)]}
+        if isinstance(value, Module):
+            return self._module(value, where)
+        if isinstance(value, (list, tuple)):
+            items = [self.node(v, f"{where}[{i}]") if holds_predictors(v) else {"node": "empty"} for i, v in enumerate(value)]
+            return {"node": "tuple" if isinstance(value, tuple) else "list", "items": items}
+        if isinstance(value, dict):
+            entries = []
+            for key, item in value.items():
+                if not holds_predictors(item):
+                    continue
+                if not isinstance(key, str):
+                    raise ArtifactError(f"{where}: dict keys holding modules must be strings, got {key!r}")
+                entries.append({"key": key, "value": self.node(item, f"{where}[{key!r}]")})
+            return {"node": "dict", "items": entries}
+        raise ArtifactError(f"{where}: cannot save a {type(value).__name__} in the program graph")
+
+    def _module(self, module: Module, where: str) -> dict[str, Any]:
+        if isinstance(module, FrozenModule):
+            type_name, class_path = module.__dict__["__type_name__"], module.class_path
+        else:
+            type_name, class_path = type_name_of(type(module)), _class_path(type(module))
+        children = []
+        for attr, child in module._children():
+            if holds_predictors(child):
+                _check_attr(attr, where)
+                children.append({"attr": attr, "value": self.node(child, f"{where}.{attr}")})
+        record: dict[str, Any] = {"node": "module", "type": type_name, "class": class_path, "children": children}
+        extra = dump_extra(module, self.files, where)
+        if extra is not None:
+            record["extra"] = extra
+        return record
+
+
+class Builder:
+    """Rebuilds a program from graph records around already-built predictors."""
+
+    def __init__(self, predictors: Mapping[str, Predict], files: SideFiles, source: str) -> None:
+        self.predictors = predictors
+        self.files = files
+        self.source = source
+
+    def node(self, record: Any, where: str) -> Any:
+        if isinstance(record, PredictorNode):
+            if record.name not in self.predictors:
+                raise ArtifactError(f"{self.source}: the program graph uses predictor {record.name!r}, which is not saved")
+            return self.predictors[record.name]
+        if isinstance(record, EmptyNode):
+            return None
+        if isinstance(record, ListNode):
+            items = [self.node(r, f"{where}[{i}]") for i, r in enumerate(record.items)]
+            return tuple(items) if record.node == "tuple" else items
+        if isinstance(record, DictNode):
+            return {item.key: self.node(item.value, f"{where}[{item.key!r}]") for item in record.items}
+        assert isinstance(record, ModuleNode)
+        return self._module(record, where)
+
+    def _module(self, record: ModuleNode, where: str) -> Module:
+        if record.type == "Predict":
+            raise ArtifactError(f"{self.source}: {where} is a module of type 'Predict'; predictors are 'predictor' nodes")
+        cls = resolve_type(record.type) if record.type else None
+        obj: Module
+        if cls is None:
+            obj = FrozenModule(record.class_, record.type, record.extra)
+        else:
+            obj = cls.__new__(cls)
+        for child in record.children:
+            attr = _check_attr(child.attr, f"{self.source}: {where}")
+            if attr in obj.__dict__:
+                raise ArtifactError(f"{self.source}: {where} lists attribute {attr!r} twice")
+            obj.__dict__[attr] = self.node(child.value, f"{where}.{attr}")
+        if cls is not None and record.extra is not None:
+            call_load_extra(obj, record.extra, self.files, f"{self.source}: {where} ({record.type})")
+        return obj
+
+
+def call_load_extra(obj: Any, extra: Mapping[str, Any], files: SideFiles, where: str) -> None:
+    """Hand saved extra state to ``obj.load_extra``, turning its failures into ArtifactError."""
+    load_extra = getattr(obj, "load_extra", None)
+    if load_extra is None:
+        raise ArtifactError(f"{where}: the artifact has extra state but {type(obj).__name__} has no load_extra()")
+    try:
+        load_extra(dict(extra), files)
+    except ArtifactError:
+        raise
+    except Exception as exc:  # the module's own validation of untrusted data
+        raise ArtifactError(f"{where}: could not restore the saved state: {type(exc).__name__}: {exc}") from exc
+
+
+def apply_extras(record: Any, obj: Any, files: SideFiles, where: str) -> None:
+    """Walk the saved graph alongside a user's program and restore extra state where saved."""
+    if isinstance(record, ModuleNode):
+        if record.extra is not None and hasattr(obj, "load_extra"):
+            call_load_extra(obj, record.extra, files, where)
+        for child in record.children:
+            value = getattr(obj, "__dict__", {}).get(child.attr)
+            if value is not None:
+                apply_extras(child.value, value, files, f"{where}.{child.attr}")
+    elif isinstance(record, ListNode) and isinstance(obj, (list, tuple)):
+        for i, (r, v) in enumerate(zip(record.items, obj)):
+            apply_extras(r, v, files, f"{where}[{i}]")
+    elif isinstance(record, DictNode) and isinstance(obj, dict):
+        for item in record.items:
+            if item.key in obj:
+                apply_extras(item.value, obj[item.key], files, f"{where}[{item.key!r}]")
