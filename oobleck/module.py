@@ -123,6 +123,17 @@ class Module:
 
         save(self, path, **options)
 
+    def load(self, path: str | os.PathLike[str], **options: Any) -> Module:
+        """Attach the parameters saved in an artifact to this program's predictors, by name.
+
+        Checks everything before changing anything; returns self. See
+        :func:`oobleck.artifact.load` (raises ArtifactError when names or fields differ).
+        """
+        from oobleck.artifact import load
+
+        load(path, program=self, **options)
+        return self
+
     def set_lm(self, lm: LM | None) -> Module:
         """Set the LM of every predictor (in place) and return self."""
         for p in self.predictors():
