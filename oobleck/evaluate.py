@@ -1,0 +1,346 @@
+"""Evaluation: run a program over a devset, score every row, and summarise.
+
+``evaluate(program, devset, metric)`` returns an :class:`EvaluationResult` holding one
+:class:`EvalRow` per example (the prediction or the error, and the score), the mean score in
+percent (0–100), the summed usage, and writers for JSON and CSV. A failing row (an LM error, a
+parse failure, a metric that raised) scores ``failure_score`` and is counted, not fatal, up to
+``max_errors``; one more raises :class:`TooManyErrorsError`. A missing LM (ConfigError) is
+fatal at once, since every row would fail the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from oobleck import _types
+from oobleck._version import __version__
+from oobleck.errors import BudgetExceededError, ConfigError, OobleckError
+from oobleck.example import Example, Prediction
+from oobleck.lm.types import Usage
+from oobleck.metrics import metric_name
+from oobleck.module import Module
+from oobleck.parallel import run
+from oobleck.trace import trace
+
+__all__ = ["EvalRow", "EvaluationResult", "TooManyErrorsError", "evaluate"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+class TooManyErrorsError(OobleckError, RuntimeError):
+    """More rows failed than ``max_errors`` allows.
+
+    Attributes:
+        errors: the (index, exception) pairs seen so far.
+    """
+
+    def __init__(self, message: str, errors: list[tuple[int, BaseException]]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class EvalRow:
+    """The outcome of one example.
+
+    Attributes:
+        index: the example's position in the devset.
+        example: the example.
+        prediction: what the program returned (None when it failed, or when outputs were not kept).
+        score: the metric's score as a float (``failure_score`` for a failed row).
+        error: ``"ExceptionType: message"`` when the row failed, else None.
+        usage: what this row cost.
+    """
+
+    index: int
+    example: Example
+    prediction: Prediction | None
+    score: float
+    error: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    """Everything one evaluation produced.
+
+    Attributes:
+        rows: one EvalRow per devset example, in devset order.
+        score: the mean score in percent (0–100); failed rows count with ``failure_score``.
+        metric: the metric's name.
+        usage: the summed usage of the whole run (cache hits included, costing no tokens).
+    """
+
+    rows: list[EvalRow]
+    score: float
+    metric: str
+    usage: Usage
+
+    @property
+    def errors(self) -> int:
+        """How many rows failed."""
+        return sum(1 for r in self.rows if r.error is not None)
+
+    @property
+    def scores(self) -> list[float]:
+        """The per-row scores, in devset order."""
+        return [r.score for r in self.rows]
+
+    def table(self, *, max_rows: int = 10, width: int = 40) -> str:
+        """A plain-text summary: the score line, then the first ``max_rows`` rows.
+
+        Args:
+            max_rows: rows to show (0 for the summary line only).
+            width: the maximum width of each cell.
+        """
+        u = self.usage
+        lines = [
+            f"{self.metric}: {self.score:.2f}% over {len(self.rows)} examples, {self.errors} errors; "
+            f"{u.calls} LM calls, {u.cache_hits} cache hits, {u.total_tokens} tokens"
+        ]
+        shown = self.rows[:max_rows]
+        if not shown:
+            return lines[0]
+        header = ["#", "inputs", "labels", "prediction", "score"]
+        body = []
+        for r in shown:
+            inputs = r.example.inputs() if r.example.input_keys is not None else r.example.to_dict()
+            pred = r.error if r.error is not None else (_brief(r.prediction.to_dict()) if r.prediction else "")
+            body.append([str(r.index), _brief(inputs), _brief(r.example.labels()), pred, f"{r.score:.3g}"])
+        cols = [[_clip(c, width) for c in col] for col in zip(header, *body)]
+        widths = [max(len(c) for c in col) for col in cols]
+        for i in range(len(body) + 1):
+            lines.append("  ".join(col[i].ljust(w) for col, w in zip(cols, widths)).rstrip())
+        if len(self.rows) > max_rows:
+            lines.append(f"... {len(self.rows) - max_rows} more")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON data (sorted keys when dumped by :meth:`to_json`)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "oobleck_version": __version__,
+            "metric": self.metric,
+            "score": self.score,
+            "errors": self.errors,
+            "usage": self.usage.model_dump(exclude={"latency_s"}),
+            "rows": [
+                {
+                    "index": r.index,
+                    "example": _types.to_jsonable(r.example.to_dict()),
+                    "inputs": list(r.example.input_keys) if r.example.input_keys is not None else None,
+                    "prediction": _types.to_jsonable(r.prediction.to_dict()) if r.prediction is not None else None,
+                    "score": r.score,
+                    "error": r.error,
+                }
+                for r in self.rows
+            ],
+        }
+
+    def to_json(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_dict` as JSON (sorted keys, UTF-8)."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, sort_keys=True, indent=1, ensure_ascii=False)
+            fh.write("\n")
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """Write one CSV line per row: index, example fields, ``pred.<field>`` columns, score, error.
+
+        Non-string values are written as JSON.
+        """
+        ex_keys = _union_keys(r.example.to_dict() for r in self.rows)
+        pred_keys = _union_keys(r.prediction.to_dict() for r in self.rows if r.prediction is not None)
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["index", *ex_keys, *(f"pred.{k}" for k in pred_keys), "score", "error"])
+            for r in self.rows:
+                pred = r.prediction.to_dict() if r.prediction is not None else {}
+                writer.writerow(
+                    [
+                        r.index,
+                        *(_cell(r.example.get(k)) for k in ex_keys),
+                        *(_cell(pred.get(k)) for k in pred_keys),
+                        r.score,
+                        r.error or "",
+                    ]
+                )
+
+    def __repr__(self) -> str:
+        return f"EvaluationResult(score={self.score:.2f}, n={len(self.rows)}, errors={self.errors}, metric={self.metric!r})"
+
+
+def _union_keys(dicts: Iterable[Mapping[str, Any]]) -> list[str]:
+    keys: dict[str, None] = {}
+    for d in dicts:
+        keys.update(dict.fromkeys(d))
+    return list(keys)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(_types.to_jsonable(value), ensure_ascii=False, sort_keys=True)
+
+
+def _brief(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" if not isinstance(v, str) else f"{k}={v}" for k, v in values.items())
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
+
+
+def _as_score(value: Any) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    raise TypeError(f"a metric must return a float or a bool, got {type(value).__name__}: {value!r}")
+
+
+def evaluate(
+    program: Module,
+    devset: Sequence[Example],
+    metric: Callable[..., float | bool],
+    *,
+    num_threads: int = 1,
+    progress: bool = True,
+    max_errors: int | None = 10,
+    failure_score: float = 0.0,
+    return_outputs: bool = True,
+) -> EvaluationResult:
+    """Run ``program`` on every example of ``devset`` and score it with ``metric``.
+
+    Args:
+        program: the program to run (called with each example's inputs).
+        devset: examples with inputs marked (``Example.with_inputs``).
+        metric: ``fn(example, prediction, trace=None) -> float | bool``; called with
+            ``trace=None``.
+        num_threads: worker threads (each carries the caller's ``oobleck.context``).
+        progress: show a tqdm progress bar when tqdm is installed.
+        max_errors: how many failed rows are tolerated (None: any number); one more raises.
+        failure_score: the score of a failed row.
+        return_outputs: keep every prediction in the result (False keeps only scores).
+
+    Returns:
+        An EvaluationResult; its ``score`` is the mean in percent (0–100).
+
+    Raises:
+        TooManyErrorsError: more than ``max_errors`` rows failed.
+        ConfigError: the program has no LM (or another setup error), or a row has no inputs.
+
+    Example:
+        >>> from oobleck import Example, FakeLM, Predict
+        >>> from oobleck.metrics import exact_match
+        >>> qa = Predict("question -> answer", lm=FakeLM([{"answer": "4"}, {"answer": "5"}]))
+        >>> dev = [Example(question=q, answer="4").with_inputs("question") for q in ("2+2?", "1+3?")]
+        >>> evaluate(qa, dev, exact_match, progress=False).score
+        50.0
+    """
+    from oobleck.optimize import _budget  # lazy: oobleck.optimize imports this module
+
+    examples = list(devset)
+    for i, ex in enumerate(examples):
+        if not isinstance(ex, Example) or ex.input_keys is None:
+            raise ConfigError(
+                f"devset[{i}] has no inputs marked; build rows as Example(...).with_inputs('field', ...)"
+            )
+    name = metric_name(metric)
+    failures: list[tuple[int, BaseException]] = []
+    lock = threading.Lock()
+
+    def one(item: tuple[int, Example]) -> EvalRow:
+        index, ex = item
+        budget = _budget.active()
+        if budget is not None:
+            budget.check()
+        pred: Prediction | None = None
+        error: BaseException | None = None
+        with trace() as t:
+            try:
+                out = program(**ex.inputs())
+                pred = out if isinstance(out, Prediction) else Prediction(_as_mapping(out))
+                score = _as_score(metric(ex, pred, None))
+            except (ConfigError, BudgetExceededError):
+                raise
+            except Exception as exc:  # counted per row; the cap below makes it fatal eventually
+                error = exc
+                score = failure_score
+        usage = t.usage
+        if budget is not None:
+            budget.charge(usage)
+        if error is not None:
+            with lock:
+                failures.append((index, error))
+                too_many = max_errors is not None and len(failures) > max_errors
+            log.debug("evaluate: row %d failed: %r", index, error)
+            if too_many:
+                raise _too_many(failures, max_errors, len(examples))
+        return EvalRow(
+            index=index,
+            example=ex,
+            prediction=pred if return_outputs else None,
+            score=score,
+            error=None if error is None else f"{type(error).__name__}: {error}",
+            usage=usage,
+        )
+
+    rows: list[EvalRow | None] = [None] * len(examples)
+    bar = _progress_bar(len(examples), name) if progress else None
+    total = 0.0
+    try:
+        for i, fut in run(one, list(enumerate(examples)), num_threads=num_threads):
+            row = fut.result()
+            rows[i] = row
+            total += row.score
+            if bar is not None:
+                done = sum(1 for r in rows if r is not None)
+                bar.set_postfix_str(f"{name}={100 * total / done:.1f}%", refresh=False)
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    done_rows = [r for r in rows if r is not None]
+    usage = sum((r.usage for r in done_rows), Usage())
+    score = 100.0 * total / len(done_rows) if done_rows else 0.0
+    return EvaluationResult(rows=done_rows, score=score, metric=name, usage=usage)
+
+
+def _as_mapping(out: Any) -> Mapping[str, Any]:
+    if isinstance(out, Mapping):
+        return out
+    raise TypeError(f"the program returned {type(out).__name__}; evaluate needs a Prediction or a mapping")
+
+
+def _too_many(failures: list[tuple[int, BaseException]], cap: int | None, n: int) -> TooManyErrorsError:
+    first_i, first = failures[0]
+    last_i, last = failures[-1]
+    msg = (
+        f"{len(failures)} of {n} examples failed, more than max_errors={cap}. "
+        f"First (row {first_i}): {type(first).__name__}: {first}. "
+        f"Last (row {last_i}): {type(last).__name__}: {last}. "
+        "Fix the cause, or raise max_errors= (None tolerates any number)."
+    )
+    err = TooManyErrorsError(msg, list(failures))
+    err.__cause__ = last
+    return err
+
+
+def _progress_bar(total: int, name: str) -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional; without it there is simply no bar
+        return None
+    return tqdm(total=total, desc=f"evaluate ({name})", unit="ex", leave=False)

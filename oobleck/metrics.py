@@ -1,0 +1,293 @@
+"""Metrics: functions that score one prediction against one example.
+
+A metric is any callable ``fn(example, prediction, trace=None) -> float | bool``. ``trace`` is
+None during evaluation and the list of :class:`~oobleck.trace.TraceEntry` of the run while an
+optimizer bootstraps demos, so a metric can be stricter when it chooses demos.
+
+The built-in metrics compare one named field. By default that is the example's first label
+field (the first field not marked as an input), read from both the example and the
+prediction. A gold value may be a list of acceptable answers; the best match counts.
+
+Example:
+    >>> from oobleck import Example, Prediction
+    >>> gold = Example(question="Who?", answer="The Beatles").with_inputs("question")
+    >>> exact_match(gold, Prediction(answer="beatles"))
+    True
+    >>> round(f1(gold, Prediction(answer="the Beatles band")), 2)
+    0.67
+    >>> ExactMatch(field="answer", normalize=False)(gold, Prediction(answer="beatles"))
+    False
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import re
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from oobleck.errors import ConfigError
+
+if TYPE_CHECKING:
+    from oobleck.trace import TraceEntry
+
+__all__ = [
+    "F1",
+    "ExactMatch",
+    "FieldMetric",
+    "Metric",
+    "PassageMatch",
+    "exact_match",
+    "f1",
+    "metric",
+    "metric_name",
+    "normalize_text",
+    "passage_match",
+]
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """What evaluators and optimizers call to score a prediction.
+
+    Higher is better. ``True``/``False`` count as 1.0/0.0.
+    """
+
+    def __call__(
+        self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
+    ) -> float | bool:
+        """Score ``prediction`` against ``example``."""
+        ...
+
+
+def metric_name(fn: Callable[..., Any]) -> str:
+    """A stable, readable name for a metric (recorded in results and provenance)."""
+    name = getattr(fn, "name", None)
+    if isinstance(name, str):
+        return name
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+class _FunctionMetric:
+    """A plain function adapted to the Metric protocol (see :func:`metric`)."""
+
+    __slots__ = ("_fn", "_takes_trace", "name")
+
+    def __init__(self, fn: Callable[..., float | bool], name: str | None) -> None:
+        self._fn = fn
+        self._takes_trace = _accepts_trace(fn)
+        self.name = name or metric_name(fn)
+
+    def __call__(
+        self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
+    ) -> float | bool:
+        if self._takes_trace:
+            return self._fn(example, prediction, trace)
+        return self._fn(example, prediction)
+
+    def __repr__(self) -> str:
+        return f"metric({self.name})"
+
+
+def _accepts_trace(fn: Callable[..., Any]) -> bool:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # builtins without a signature: assume the full protocol
+        return True
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3
+
+
+def metric(fn: Callable[..., float | bool] | None = None, *, name: str | None = None) -> Any:
+    """Wrap ``fn(example, prediction)`` or ``fn(example, prediction, trace)`` as a Metric.
+
+    Usable bare (``@metric``) or with a name (``@metric(name="accuracy")``).
+
+    Args:
+        fn: the scoring function.
+        name: the name recorded in results and provenance (default: the function's name).
+
+    Returns:
+        A callable following the :class:`Metric` protocol (or a decorator, without ``fn``).
+
+    Example:
+        >>> @metric
+        ... def same_label(example, prediction):
+        ...     return example.label == prediction.label
+        >>> same_label.name
+        'same_label'
+    """
+    if fn is None:
+        return lambda f: _FunctionMetric(f, name)
+    return _FunctionMetric(fn, name)
+
+
+# ---- normalisation (SQuAD style) ----
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = frozenset(string.punctuation)
+
+
+def normalize_text(text: Any) -> str:
+    """Lowercase, drop punctuation and the articles a/an/the, collapse whitespace."""
+    s = str(text).lower()
+    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = _ARTICLES.sub(" ", s)
+    return " ".join(s.split())
+
+
+def _golds(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    return [value]
+
+
+def _token_f1(pred: str, gold: str) -> float:
+    p, g = pred.split(), gold.split()
+    if not p or not g:
+        return float(p == g)
+    common = collections.Counter(p) & collections.Counter(g)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+class FieldMetric:
+    """Base of the built-in metrics: compare one field of the prediction with the example.
+
+    Args:
+        field: the field to compare; default: the example's first label field.
+        normalize: apply :func:`normalize_text` to both sides first.
+    """
+
+    name = "field_metric"
+
+    def __init__(self, *, field: str | None = None, normalize: bool = True) -> None:
+        self.field = field
+        self.normalize = normalize
+        if field is not None:
+            self.name = f"{type(self).name}[{field}]"
+
+    def _field(self, example: Mapping[str, Any]) -> str:
+        if self.field is not None:
+            return self.field
+        labels = example.labels() if hasattr(example, "labels") else dict(example)
+        if not labels:
+            raise ConfigError(
+                f"{self.name}: the example {example!r} has no label field to compare; "
+                f"mark its inputs with .with_inputs(...) or pass {type(self).__name__}(field=...)"
+            )
+        return next(iter(labels))
+
+    def _pair(self, example: Mapping[str, Any], prediction: Mapping[str, Any]) -> tuple[list[str], str]:
+        name = self._field(example)
+        if name not in example:
+            raise ConfigError(f"{self.name}: the example has no field {name!r}; it has {sorted(example)}")
+        if name not in prediction:
+            raise ConfigError(f"{self.name}: the prediction has no field {name!r}; it has {sorted(prediction)}")
+        prep = normalize_text if self.normalize else (lambda v: str(v).strip())
+        return [prep(g) for g in _golds(example[name])], prep(prediction[name])
+
+    def score(self, golds: list[str], pred: str) -> float:
+        """The score of one normalised prediction against one normalised gold value."""
+        raise NotImplementedError
+
+    def __call__(
+        self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
+    ) -> float | bool:
+        golds, pred = self._pair(example, prediction)
+        return self.score(golds, pred)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(field={self.field!r}, normalize={self.normalize})"
+
+
+class ExactMatch(FieldMetric):
+    """True when the prediction's field equals the example's (any of them, for a list).
+
+    Example:
+        >>> from oobleck import Example, Prediction
+        >>> ExactMatch(field="label")(Example(label="Positive"), Prediction(label="positive."))
+        True
+    """
+
+    name = "exact_match"
+
+    def score(self, golds: list[str], pred: str) -> float:
+        """1.0 when ``pred`` equals one of ``golds``."""
+        return float(pred in golds)
+
+    def __call__(
+        self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
+    ) -> bool:
+        golds, pred = self._pair(example, prediction)
+        return pred in golds
+
+
+class F1(FieldMetric):
+    """Token-overlap F1 (SQuAD style) between the prediction's field and the example's.
+
+    Example:
+        >>> from oobleck import Example, Prediction
+        >>> F1(field="a")(Example(a="red apple"), Prediction(a="apple"))
+        0.6666666666666666
+    """
+
+    name = "f1"
+
+    def score(self, golds: list[str], pred: str) -> float:
+        """The best token F1 of ``pred`` against any of ``golds``."""
+        return max((_token_f1(pred, g) for g in golds), default=0.0)
+
+
+class PassageMatch(FieldMetric):
+    """True when a gold answer appears inside one of the predicted passages.
+
+    Args:
+        field: the example's answer field; default: its first label field.
+        passages_field: the prediction's field holding a passage or a list of passages.
+        normalize: normalise answer and passages before matching.
+
+    Example:
+        >>> from oobleck import Example, Prediction
+        >>> pm = PassageMatch(field="answer")
+        >>> pm(Example(answer="Paris"), Prediction(context=["Lyon is big.", "Paris is the capital."]))
+        True
+    """
+
+    name = "passage_match"
+
+    def __init__(self, *, field: str | None = None, passages_field: str = "context", normalize: bool = True) -> None:
+        super().__init__(field=field, normalize=normalize)
+        self.passages_field = passages_field
+
+    def __call__(
+        self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
+    ) -> bool:
+        name = self._field(example)
+        if self.passages_field not in prediction:
+            raise ConfigError(
+                f"{self.name}: the prediction has no field {self.passages_field!r} (it has {sorted(prediction)}); "
+                "pass PassageMatch(passages_field=...)"
+            )
+        prep = normalize_text if self.normalize else (lambda v: str(v))
+        passages: Iterable[Any] = _golds(prediction[self.passages_field])
+        texts = [prep(p) for p in passages]
+        golds = [prep(g) for g in _golds(example[name])]
+        return any(g and g in t for g in golds for t in texts)
+
+
+exact_match = ExactMatch()
+"""Exact match on the first label field, after SQuAD-style normalisation."""
+
+f1 = F1()
+"""Token F1 on the first label field, after SQuAD-style normalisation."""
+
+passage_match = PassageMatch()
+"""Whether the gold answer appears in the prediction's ``context`` passages."""

@@ -1,0 +1,135 @@
+"""Ensemble: run several programs on the same input and reduce their predictions to one.
+
+:func:`majority` is the usual reducer: the most common value of one output field.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from oobleck.errors import ConfigError
+from oobleck.example import Prediction
+from oobleck.metrics import normalize_text
+from oobleck.module import Module
+
+__all__ = ["Ensemble", "majority"]
+
+Reducer = Callable[[Sequence[Prediction]], Prediction]
+
+
+def majority(predictions: Sequence[Prediction | None], *, field: str | None = None, normalize: bool = True) -> Prediction:
+    """The prediction whose ``field`` value is the most common among ``predictions``.
+
+    Ties go to the value seen first; missing predictions (None) are skipped.
+
+    Args:
+        predictions: the candidates (e.g. one per ensemble member).
+        field: the output field to vote on (default: the first field of the first prediction).
+        normalize: compare values after :func:`~oobleck.metrics.normalize_text`.
+
+    Returns:
+        The first prediction that carries the winning value.
+
+    Raises:
+        ConfigError: no prediction to vote on.
+
+    Example:
+        >>> majority([Prediction(a="Yes"), Prediction(a="no"), Prediction(a="yes.")]).a
+        'Yes'
+    """
+    present = [p for p in predictions if p is not None]
+    if not present:
+        raise ConfigError("majority() needs at least one prediction")
+    name = field if field is not None else next(iter(present[0]), None)
+    if name is None:
+        raise ConfigError("majority(): the predictions have no fields")
+    votes: dict[str, int] = {}
+    first: dict[str, Prediction] = {}
+    for p in present:
+        if name not in p:
+            continue
+        key = normalize_text(p[name]) if normalize else repr(p[name])
+        votes[key] = votes.get(key, 0) + 1
+        first.setdefault(key, p)
+    if not votes:
+        raise ConfigError(f"majority(): no prediction has the field {name!r}")
+    best = max(votes.values())
+    winner = next(k for k in votes if votes[k] == best)
+    return first[winner]
+
+
+class Ensemble(Module):
+    """A program that runs each member program and reduces their outputs.
+
+    Args:
+        programs: the member programs (copied).
+        reduce: ``fn(predictions) -> prediction``; default :func:`majority`. None returns the
+            list of predictions.
+        size: run only this many members per call, chosen by a seeded draw keyed on the
+            inputs (the same inputs always use the same members).
+        seed: the seed of that draw.
+
+    Members that raise are skipped; if all raise, the first error is raised.
+
+    Example:
+        >>> from oobleck import FakeLM, Predict
+        >>> members = [Predict("q -> a", lm=FakeLM([{"a": x}])) for x in ("1", "2", "1")]
+        >>> Ensemble(members)(q="?").a
+        '1'
+    """
+
+    def __init__(
+        self,
+        programs: Sequence[Module],
+        *,
+        reduce: Reducer | None = majority,
+        size: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not programs:
+            raise ConfigError("Ensemble needs at least one program")
+        if size is not None and not 1 <= size <= len(programs):
+            raise ConfigError(f"size must be between 1 and {len(programs)}, got {size}")
+        self.programs = [p.copy() for p in programs]
+        self.reduce = reduce
+        self.size = size
+        self.seed = seed
+
+    def _members(self, inputs: Mapping[str, Any]) -> list[Module]:
+        if self.size is None:
+            return list(self.programs)
+        key = repr(sorted((k, repr(v)) for k, v in inputs.items()))
+        rng = random.Random(f"oobleck-ensemble:{self.seed}:{key}")
+        picked = sorted(rng.sample(range(len(self.programs)), self.size))
+        return [self.programs[i] for i in picked]
+
+    def forward(self, **inputs: Any) -> Any:
+        """Run the chosen members and reduce their predictions."""
+        outputs: list[Prediction] = []
+        first_error: Exception | None = None
+        for member in self._members(inputs):
+            try:
+                outputs.append(member(**inputs))
+            except Exception as exc:  # a failing member is outvoted, not fatal
+                first_error = first_error or exc
+        if not outputs:
+            assert first_error is not None
+            raise first_error
+        if self.reduce is None:
+            return outputs
+        return self.reduce(outputs)
+
+    def dump_extra(self, files: Any) -> dict[str, Any]:
+        """The size, the seed and the reducer's name (only ``majority`` is rebuilt on load)."""
+        return {"size": self.size, "seed": self.seed, "reduce": getattr(self.reduce, "__name__", None)}
+
+    def load_extra(self, extra: Mapping[str, Any], files: Any) -> None:
+        """Restore what :meth:`dump_extra` saved."""
+        self.size = extra.get("size")
+        self.seed = int(extra.get("seed", 0))
+        name = extra.get("reduce")
+        if name not in ("majority", None):
+            raise ConfigError(f"the saved ensemble used the reducer {name!r}; set ensemble.reduce after loading")
+        self.reduce = majority if name == "majority" else None

@@ -1,0 +1,149 @@
+"""KNNFewShot: a program whose demos are, for each input, the nearest training rows.
+
+The pool of rows and their embeddings are computed once, when the module is built. At
+inference it embeds the new input (no LM call), picks the ``k`` most similar rows by cosine
+similarity and runs a copy of the wrapped program with those rows as every predictor's demos.
+The pool, the embeddings and the embedder's config are saved with the program (see
+``dump_extra``/``load_extra``), so a loaded KNN program needs no recomputation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from oobleck import _types
+from oobleck.errors import ConfigError
+from oobleck.example import Example
+from oobleck.module import Module, RenderedCall
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from oobleck.retrieve.embedders import Embedder
+
+__all__ = ["KNNFewShot", "query_text"]
+
+
+def query_text(inputs: Mapping[str, Any], fields: Sequence[str] | None = None) -> str:
+    """The text embedded for a row's inputs: one ``name: value`` line per input field."""
+    names = list(fields) if fields is not None else list(inputs)
+    return "\n".join(f"{name}: {_types.format_value(type(inputs[name]), inputs[name])}" for name in names if name in inputs)
+
+
+class KNNFewShot(Module):
+    """Run ``program`` with the ``k`` training rows most similar to each input as demos.
+
+    Args:
+        program: the program to wrap (copied; the original is not changed).
+        trainset: the pool of demos (Examples with inputs marked).
+        k: demos per call.
+        embedder: an :class:`~oobleck.retrieve.embedders.Embedder`; default: HashingEmbedder().
+        input_fields: the input fields compared (default: each row's inputs).
+
+    Raises:
+        ConfigError: an empty pool, or rows without inputs.
+
+    Example:
+        >>> from oobleck import Example, FakeLM, Predict
+        >>> rows = [Example(text=t, label=l).with_inputs("text") for t, l in
+        ...         [("great movie", "pos"), ("awful film", "neg"), ("great fun", "pos")]]
+        >>> knn = KNNFewShot(Predict("text -> label", lm=FakeLM([{"label": "pos"}])), trainset=rows, k=2)
+        >>> [rows[i].text for i in knn.neighbours(text="a great movie")]
+        ['great movie', 'great fun']
+    """
+
+    def __init__(
+        self,
+        program: Module,
+        *,
+        trainset: Sequence[Example],
+        k: int = 3,
+        embedder: Embedder | None = None,
+        input_fields: Sequence[str] | None = None,
+    ) -> None:
+        from oobleck.retrieve.embedders import HashingEmbedder
+
+        pool = list(trainset)
+        if not pool:
+            raise ConfigError("KNNFewShot needs a non-empty trainset to draw demos from")
+        for i, ex in enumerate(pool):
+            if not isinstance(ex, Example) or ex.input_keys is None:
+                raise ConfigError(f"trainset[{i}] is not an Example with inputs; use Example(...).with_inputs(...)")
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        self.program = program.copy()
+        self.k = k
+        self.embedder: Embedder = embedder if embedder is not None else HashingEmbedder()
+        self.input_fields = list(input_fields) if input_fields is not None else None
+        self.pool = pool
+        self.embeddings: np.ndarray = self.embedder.embed([query_text(ex.inputs(), self.input_fields) for ex in pool])
+
+    def _children(self) -> Any:
+        yield "program", self.program
+
+    # ---- retrieval ----
+
+    def neighbours(self, **inputs: Any) -> list[int]:
+        """Pool indices of the ``k`` rows most similar to ``inputs``, nearest first (ties: lower index)."""
+        import numpy as np
+
+        query = self.embedder.embed([query_text(inputs, self.input_fields)])[0]
+        sims = np.asarray(self.embeddings, dtype=np.float32) @ np.asarray(query, dtype=np.float32)
+        order = np.argsort(-sims, kind="stable")
+        return [int(i) for i in order[: min(self.k, len(self.pool))]]
+
+    def _with_demos(self, inputs: Mapping[str, Any]) -> Module:
+        demos = [self.pool[i] for i in self.neighbours(**inputs)]
+        run = self.program.copy()  # a per-call copy, so concurrent calls never share demos
+        for predictor in run.predictors():
+            predictor.demos = list(demos)
+        return run
+
+    def forward(self, **inputs: Any) -> Any:
+        """Pick the demos for ``inputs`` and run the wrapped program with them."""
+        return self._with_demos(inputs)(**inputs)
+
+    async def aforward(self, **inputs: Any) -> Any:
+        """Async form of :meth:`forward`."""
+        return await self._with_demos(inputs).acall(**inputs)
+
+    def render_calls(self, **inputs: Any) -> list[RenderedCall]:
+        """The messages each predictor would send for ``inputs``, with the demos chosen for them."""
+        calls = self._with_demos(inputs).render_calls(**inputs)
+        return [RenderedCall(f"program.{c.predictor}", c.messages) for c in calls]
+
+    # ---- saving (see oobleck.artifact) ----
+
+    def dump_extra(self, files: Any) -> dict[str, Any]:
+        """The pool, the embedder's config and the embeddings (as a ``.npy`` side file)."""
+        import numpy as np
+
+        matrix = np.ascontiguousarray(np.asarray(self.embeddings, dtype=np.float32))
+        name = f"knn-{hashlib.sha256(matrix.tobytes()).hexdigest()[:16]}.npy"
+        return {
+            "k": self.k,
+            "input_fields": self.input_fields,
+            "embedder": self.embedder.config(),
+            "pool": [
+                {"fields": _types.to_jsonable(ex.to_dict()), "inputs": list(ex.input_keys or ())} for ex in self.pool
+            ],
+            "embeddings": files.write_array(name, matrix),
+        }
+
+    def load_extra(self, extra: Mapping[str, Any], files: Any) -> None:
+        """Restore what :meth:`dump_extra` saved (the embedder is rebuilt from its config)."""
+        from oobleck.retrieve.embedders import embedder_from_config
+
+        self.k = int(extra["k"])
+        self.input_fields = extra.get("input_fields")
+        self.pool = [Example(row["fields"]).with_inputs(*row["inputs"]) for row in extra["pool"]]
+        self.embedder = embedder_from_config(extra["embedder"])
+        self.embeddings = files.read_array(extra["embeddings"])
+        if len(self.embeddings) != len(self.pool):
+            raise ConfigError(f"KNNFewShot state has {len(self.pool)} rows but {len(self.embeddings)} embeddings")
+
+    def __repr__(self) -> str:
+        return f"KNNFewShot(k={self.k}, pool={len(self.pool)}, embedder={self.embedder!r}, program={self.program!r})"
+

@@ -1,0 +1,28 @@
+"""Optimizers: each turns a program and data into a new program with other parameters.
+
+Every ``compile(program, *, trainset, valset=None, seed=0, checkpoint=None, dry_run=False)``
+returns a copy (the input is never changed) carrying a ``provenance`` dict, and honours
+``max_lm_calls=`` / ``max_tokens=`` by stopping cleanly with the best program so far.
+"""
+
+from __future__ import annotations
+
+from oobleck.optimize._base import Optimizer
+from oobleck.optimize._budget import CostEstimate
+from oobleck.optimize.bootstrap import BootstrapFewShot
+from oobleck.optimize.ensemble import Ensemble, ensemble, majority
+from oobleck.optimize.knn import KNN
+from oobleck.optimize.labeled import LabeledFewShot
+from oobleck.optimize.random_search import RandomSearch
+
+__all__ = [
+    "KNN",
+    "BootstrapFewShot",
+    "CostEstimate",
+    "Ensemble",
+    "LabeledFewShot",
+    "Optimizer",
+    "RandomSearch",
+    "ensemble",
+    "majority",
+]

@@ -1,0 +1,229 @@
+"""The shared frame of every optimizer: validate, estimate, budget, checkpoint, provenance.
+
+Subclasses implement ``_settings`` (their JSON-able configuration), ``_estimate`` and
+``_compile``. ``compile`` never mutates the program or the data it is given, draws randomness
+only from ``random.Random(seed)``, and sets ``compiled.provenance`` on the returned copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, overload
+
+from oobleck import _types
+from oobleck._version import __version__
+from oobleck.errors import ConfigError
+from oobleck.example import Example
+from oobleck.module import Module
+from oobleck.optimize._budget import (
+    Budget,
+    Checkpoint,
+    CostEstimate,
+    canonical_json,
+    rows_sha256,
+    usage_dict,
+    usage_from_dict,
+)
+
+__all__ = ["CompileRun", "Optimizer", "program_fingerprint"]
+
+log = logging.getLogger("oobleck.optimize")
+
+
+def program_fingerprint(program: Module) -> list[Any]:
+    """The parameters of ``program`` as JSON data: names, signatures, instructions, demos."""
+    return [
+        {
+            "name": name,
+            "signature": str(p.signature),
+            "instructions": p.instructions,
+            "demos": [_types.to_jsonable(dict(d)) for d in p.demos],
+            "config": _types.to_jsonable(p.config),
+        }
+        for name, p in program.named_predictors()
+    ]
+
+
+def check_rows(rows: Sequence[Any], what: str) -> list[Example]:
+    """Every row must be an Example with inputs marked."""
+    out = list(rows)
+    for i, ex in enumerate(out):
+        if not isinstance(ex, Example) or ex.input_keys is None:
+            raise ConfigError(f"{what}[{i}] is not an Example with inputs; use Example(...).with_inputs('field', ...)")
+    return out
+
+
+@dataclass(slots=True)
+class CompileRun:
+    """The state of one ``compile`` call handed to the optimizer's ``_compile``.
+
+    Attributes:
+        seed: the seed.
+        budget: the call/token budget (already active in the context).
+        checkpoint: where progress is saved.
+        state: the state loaded from the checkpoint ({} for a fresh compile).
+        scores: what the optimizer reports in provenance under ``"scores"``.
+        notes: anything else worth recording in provenance (JSON data).
+    """
+
+    seed: int
+    budget: Budget
+    checkpoint: Checkpoint
+    state: dict[str, Any]
+    scores: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, state: Mapping[str, Any]) -> None:
+        """Checkpoint ``state`` together with what was spent so far."""
+        self.checkpoint.save({**state, "spent": usage_dict(self.budget.spent)})
+
+
+class Optimizer:
+    """Base class: turns a program and data into a new program with other parameters.
+
+    Args:
+        max_lm_calls: stop cleanly (returning the best program so far) once this many LM
+            calls reached a backend; cache hits are free. Counted across resumed sessions.
+        max_tokens: the same limit for prompt plus completion tokens.
+    """
+
+    def __init__(self, *, max_lm_calls: int | None = None, max_tokens: int | None = None) -> None:
+        self.max_lm_calls = max_lm_calls
+        self.max_tokens = max_tokens
+
+    @property
+    def name(self) -> str:
+        """The optimizer's name, as recorded in provenance."""
+        return type(self).__name__
+
+    # ---- for subclasses ----
+
+    def _settings(self) -> dict[str, Any]:
+        return {}
+
+    def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
+        return CostEstimate(program_runs=0, lm_calls=0, min_lm_calls=0, prompt_tokens=0)
+
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
+        raise NotImplementedError
+
+    # ---- the frame ----
+
+    def settings(self) -> dict[str, Any]:
+        """The optimizer's configuration as JSON data (recorded in provenance)."""
+        base: dict[str, Any] = {"max_lm_calls": self.max_lm_calls, "max_tokens": self.max_tokens}
+        base.update(self._settings())
+        return base
+
+    def estimate(
+        self, program: Module, *, trainset: Sequence[Example], valset: Sequence[Example] | None = None
+    ) -> CostEstimate:
+        """What ``compile`` is planned to cost, without calling any LM."""
+        return self._estimate(
+            program, check_rows(trainset, "trainset"), None if valset is None else check_rows(valset, "valset")
+        )
+
+    @overload
+    def compile(
+        self,
+        program: Module,
+        *,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None = ...,
+        seed: int = ...,
+        checkpoint: str | os.PathLike[str] | None = ...,
+        dry_run: Literal[False] = ...,
+    ) -> Module: ...
+
+    @overload
+    def compile(
+        self,
+        program: Module,
+        *,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None = ...,
+        seed: int = ...,
+        checkpoint: str | os.PathLike[str] | None = ...,
+        dry_run: Literal[True],
+    ) -> CostEstimate: ...
+
+    def compile(
+        self,
+        program: Module,
+        *,
+        trainset: Sequence[Example],
+        valset: Sequence[Example] | None = None,
+        seed: int = 0,
+        checkpoint: str | os.PathLike[str] | None = None,
+        dry_run: bool = False,
+    ) -> Module | CostEstimate:
+        """Return a new program with optimized parameters; ``program`` is never changed.
+
+        Args:
+            program: the program to optimize.
+            trainset: examples with inputs marked.
+            valset: examples to score candidates on (optimizers that score).
+            seed: the only source of randomness.
+            checkpoint: a JSON file to save progress to and resume from.
+            dry_run: return the CostEstimate and call nothing.
+
+        Returns:
+            The compiled copy, with a ``provenance`` dict attribute; or, with ``dry_run``,
+            the CostEstimate.
+
+        Raises:
+            ConfigError: bad data or settings, or a checkpoint from another compile.
+        """
+        train = check_rows(trainset, "trainset")
+        val = None if valset is None else check_rows(valset, "valset")
+        estimate = self._estimate(program, train, val)
+        if dry_run:
+            return estimate
+        log.info("%s: planned %s", self.name, estimate)
+        settings = self.settings()
+        fingerprint = {
+            "optimizer": self.name,
+            "settings": settings,
+            "seed": seed,
+            "trainset": rows_sha256(train),
+            "valset": rows_sha256(val),
+            "program": canonical_json(program_fingerprint(program)),
+        }
+        ckpt = Checkpoint(checkpoint, fingerprint)
+        state = ckpt.load() or {}
+        budget = Budget(
+            max_lm_calls=self.max_lm_calls, max_tokens=self.max_tokens, spent=usage_from_dict(state.get("spent"))
+        )
+        run = CompileRun(seed=seed, budget=budget, checkpoint=ckpt, state=state)
+        with budget.activate():
+            compiled = self._compile(program, train, val, run)
+        if budget.stopped:
+            log.warning("%s stopped early at its budget (%s); returning the best program so far", self.name, budget.spent)
+        spent = budget.spent
+        compiled.provenance = {  # type: ignore[attr-defined]
+            "optimizer": self.name,
+            "settings": settings,
+            "seed": seed,
+            "trainset_sha256": fingerprint["trainset"],
+            "trainset_size": len(train),
+            "valset_sha256": fingerprint["valset"],
+            "valset_size": None if val is None else len(val),
+            "scores": run.scores,
+            "lm_calls": spent.calls,
+            "tokens": spent.total_tokens,
+            "usage": usage_dict(spent),
+            "stopped_early": budget.stopped,
+            "estimate": estimate.to_dict(),
+            "oobleck_version": __version__,
+            **({"notes": run.notes} if run.notes else {}),
+        }
+        return compiled
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
+        return f"{self.name}({inner})"
