@@ -163,10 +163,30 @@ for _model in (ModuleNode, ChildRecord, ListNode, DictItem, DictNode, ArtifactDo
 # ---------------------------------------------------------------- JSON in and out
 
 
+# Objects under these keys are the user's data, where key order can be meaning (a pydantic
+# model's fields render in their order; a JSON schema lists properties in field order), so
+# they keep their order. Every other object is written with sorted keys.
+_ORDERED = frozenset({"demos", "schema", "extra"})
+
+
+def canonical(value: Any, *, ordered: bool = False) -> Any:
+    """``value`` with the keys of every structural object sorted (data objects keep their order)."""
+    if isinstance(value, Mapping):
+        if ordered:
+            return {k: canonical(v, ordered=True) for k, v in value.items()}
+        return {k: canonical(value[k], ordered=k in _ORDERED) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v, ordered=ordered) for v in value]
+    return value
+
+
 def dumps(doc: Mapping[str, Any]) -> str:
-    """Canonical artifact text: sorted keys, two-space indent, UTF-8, a final newline."""
+    """Canonical artifact text: sorted structural keys, two-space indent, UTF-8, a final newline.
+
+    The same program always gives the same text (no timestamps, sets sorted, data in its order).
+    """
     try:
-        return json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        return json.dumps(canonical(doc), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     except ValueError as exc:  # NaN / infinity
         raise ArtifactError(f"cannot save: {exc}; replace NaN/infinite numbers with null or strings") from exc
 
