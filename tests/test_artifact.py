@@ -16,7 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import oobleck
-from oobleck import ArtifactError, ChainOfThought, FakeLM, JSONAdapter, Module, Predict, context
+from oobleck import (
+    ArtifactError,
+    ChainOfThought,
+    FakeLM,
+    JSONAdapter,
+    Module,
+    Predict,
+    context,
+)
 from oobleck.artifact import (
     Artifact,
     ArtifactWarning,
@@ -33,7 +41,7 @@ from oobleck.artifact import (
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 
-from qa_program import TwoStep  # noqa: E402
+from qa_program import TwoStep
 
 
 class Answer(pydantic.BaseModel):
@@ -330,7 +338,7 @@ def test_garbage_files_raise_artifact_error(tmp_path, text, match):
 
 
 def test_truncated_binary_and_missing_files(tmp_path):
-    text = (lambda d: json.dumps(d))(_doc(tmp_path))
+    text = json.dumps(_doc(tmp_path))
     with pytest.raises(ArtifactError, match="truncated"):
         load(_write(tmp_path, text[: len(text) // 2]))
     (tmp_path / "bin.json").write_bytes(b"\x80\x81\xfe\xff")
