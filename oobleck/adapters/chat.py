@@ -100,8 +100,13 @@ class ChatAdapter:
         shown = {k: values[k] for k in signature.input_fields if k in values}
         text = format_fields(shown, types)
         if with_reminder:
-            first = next(iter(signature.output_fields))
-            text += f"\n\nRespond with the output fields, starting with {marker(first)}, then {COMPLETED}."
+            # Small models copy whatever marker they see last; naming the end marker here makes
+            # SmolLM2 answer with nothing but it, so the reminder names only the output fields.
+            names = [marker(n) for n in signature.output_fields]
+            if len(names) == 1:
+                text += f"\n\nRespond with {names[0]} and its value."
+            else:
+                text += f"\n\nRespond with {', '.join(names)}, each followed by its value."
         return text
 
     def request_options(self, signature: Signature, capabilities: Capabilities) -> dict[str, Any]:
