@@ -67,7 +67,7 @@ def metric_name(fn: Callable[..., Any]) -> str:
     name = getattr(fn, "name", None)
     if isinstance(name, str):
         return name
-    return getattr(fn, "__qualname__", None) or type(fn).__name__
+    return getattr(fn, "__name__", None) or type(fn).__name__
 
 
 class _FunctionMetric:

@@ -188,7 +188,8 @@ class Optimizer:
         settings = self.settings()
         fingerprint = {
             "optimizer": self.name,
-            "settings": settings,
+            # The limits may change between sessions: resuming with a larger budget is the point.
+            "settings": {k: v for k, v in settings.items() if k not in ("max_lm_calls", "max_tokens")},
             "seed": seed,
             "trainset": rows_sha256(train),
             "valset": rows_sha256(val),
