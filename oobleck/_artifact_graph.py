@@ -38,6 +38,7 @@ M = TypeVar("M", bound=type)
 # Module types oobleck itself ships; the import paths are code, never read from a file.
 _BUILTIN_TYPES: dict[str, tuple[str, str]] = {
     "ChainOfThought": ("oobleck.modules.chain_of_thought", "ChainOfThought"),
+    "Ensemble": ("oobleck.modules.ensemble", "Ensemble"),
     "KNNFewShot": ("oobleck.modules.knn", "KNNFewShot"),
 }
 _REGISTRY: dict[str, type] = {}

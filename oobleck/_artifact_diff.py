@@ -1,0 +1,129 @@
+"""What changed between two artifacts: predictors, instructions, demos, format, provenance."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from oobleck._artifact_schema import ArtifactDoc, PredictorRecord
+
+__all__ = ["Change", "diff_docs", "format_changes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference.
+
+    Attributes:
+        predictor: the predictor it concerns (None for the whole artifact).
+        kind: ``added``, ``removed``, ``instructions``, ``demo_added``, ``demo_removed``,
+            ``demos_reordered``, ``signature``, ``adapter``, ``config``, ``max_retries``,
+            ``lm``, ``program``, ``provenance``.
+        before: the old value (JSON data, None when added).
+        after: the new value (None when removed).
+    """
+
+    predictor: str | None
+    kind: str
+    before: Any = None
+    after: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON data."""
+        return {"predictor": self.predictor, "kind": self.kind, "before": self.before, "after": self.after}
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _predictor_changes(name: str, a: PredictorRecord, b: PredictorRecord) -> list[Change]:
+    out: list[Change] = []
+    if a.signature.instructions != b.signature.instructions:
+        out.append(Change(name, "instructions", a.signature.instructions, b.signature.instructions))
+    fields_a = [f.model_dump(by_alias=True, exclude={"schema_"}) for f in a.signature.fields]
+    fields_b = [f.model_dump(by_alias=True, exclude={"schema_"}) for f in b.signature.fields]
+    if fields_a != fields_b:
+        out.append(Change(name, "signature", fields_a, fields_b))
+    keys_a, keys_b = [_key(d) for d in a.demos], [_key(d) for d in b.demos]
+    out += [Change(name, "demo_removed", d, None) for d, k in zip(a.demos, keys_a) if k not in keys_b]
+    out += [Change(name, "demo_added", None, d) for d, k in zip(b.demos, keys_b) if k not in keys_a]
+    if sorted(keys_a) == sorted(keys_b) and keys_a != keys_b:
+        out.append(Change(name, "demos_reordered", len(keys_a), len(keys_b)))
+    for kind in ("adapter", "config", "max_retries", "lm"):
+        before, after = getattr(a, kind), getattr(b, kind)
+        before = before.model_dump() if hasattr(before, "model_dump") else before
+        after = after.model_dump() if hasattr(after, "model_dump") else after
+        if before != after:
+            out.append(Change(name, kind, before, after))
+    return out
+
+
+def diff_docs(a: ArtifactDoc, b: ArtifactDoc) -> list[Change]:
+    """Every difference between artifact ``a`` (before) and ``b`` (after), in a stable order."""
+    changes: list[Change] = []
+    pa: Mapping[str, PredictorRecord] = {p.name: p for p in a.predictors}
+    pb: Mapping[str, PredictorRecord] = {p.name: p for p in b.predictors}
+    for name in pa:
+        if name not in pb:
+            changes.append(Change(name, "removed", str(_sig(pa[name])), None))
+    for name in pb:
+        if name not in pa:
+            changes.append(Change(name, "added", None, str(_sig(pb[name]))))
+        else:
+            changes += _predictor_changes(name, pa[name], pb[name])
+    ga, gb = a.model_dump(by_alias=True)["program"], b.model_dump(by_alias=True)["program"]
+    if ga != gb:
+        changes.append(Change(None, "program", ga, gb))
+    for key in sorted(set(a.provenance) | set(b.provenance)):
+        if a.provenance.get(key) != b.provenance.get(key):
+            changes.append(Change(None, "provenance", {key: a.provenance.get(key)}, {key: b.provenance.get(key)}))
+    return changes
+
+
+def _sig(p: PredictorRecord) -> str:
+    ins = ", ".join(f.name for f in p.signature.fields if f.kind == "input")
+    outs = ", ".join(f.name for f in p.signature.fields if f.kind == "output")
+    return f"{ins} -> {outs}"
+
+
+def _short(value: Any, width: int = 160) -> str:
+    text = value if isinstance(value, str) else _key(value)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_changes(changes: list[Change], *, before: str = "a", after: str = "b") -> str:
+    """A readable, diff-like report (``-`` before, ``+`` after)."""
+    if not changes:
+        return "no differences"
+    lines: list[str] = []
+    current: object = object()
+    for c in changes:
+        if c.predictor != current:
+            current = c.predictor
+            lines.append(f"== {'artifact' if c.predictor is None else 'predictor ' + c.predictor} ==")
+        if c.kind == "instructions":
+            lines.append("instructions:")
+            diff = difflib.unified_diff(
+                str(c.before).splitlines(), str(c.after).splitlines(), before, after, lineterm="", n=1
+            )
+            lines += ["  " + d for d in list(diff)[2:]]
+        elif c.kind == "demo_added":
+            lines.append(f"+ demo {_short(c.after)}")
+        elif c.kind == "demo_removed":
+            lines.append(f"- demo {_short(c.before)}")
+        elif c.kind == "added":
+            lines.append(f"+ predictor ({c.after})")
+        elif c.kind == "removed":
+            lines.append(f"- predictor ({c.before})")
+        elif c.kind == "demos_reordered":
+            lines.append("~ demos reordered")
+        else:
+            lines.append(f"{c.kind}:")
+            lines.append(f"  - {_short(c.before)}")
+            lines.append(f"  + {_short(c.after)}")
+    return "\n".join(lines)
