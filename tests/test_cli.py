@@ -1,0 +1,159 @@
+"""The `oobleck` command, run in-process through main([...]) with a FakeLM in the context."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oobleck import FakeLM, Predict, context
+from oobleck.artifact import load
+from oobleck.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).parent.parent
+TWO_STEP = f"{FIXTURES / 'qa_program.py'}:TwoStep"
+
+
+def echo(request):
+    """Answers with the first input's value (so exact_match passes when answer == question)."""
+    value = request.messages[-1].content.split("\n")[1]
+    return f"[[ ## reasoning ## ]]\nhmm\n\n[[ ## answer ## ]]\n{value}\n\n[[ ## ok ## ]]\ntrue"
+
+
+@pytest.fixture
+def qa(tmp_path) -> Path:
+    p = Predict("question -> answer", demos=[{"question": "Capital of France?", "answer": "Paris"}])
+    p.signature = p.signature.with_instructions("Answer in one word.")
+    p.provenance = {"optimizer": "Manual", "seed": 7}
+    p.save(tmp_path / "qa.json")
+    return tmp_path / "qa.json"
+
+
+def run_cli(capsys, *argv, lm=None):
+    with context(lm=lm or FakeLM(echo)):
+        code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_in_a_subprocess():
+    out = subprocess.run([sys.executable, "-m", "oobleck.cli", "--help"], capture_output=True, text=True, cwd=ROOT, check=True)
+    for command in ("compile", "run", "eval", "inspect", "diff", "serve"):
+        assert command in out.stdout
+    assert "--lm openai:MODEL" in out.stdout
+
+
+def test_subcommand_help_reads_well(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["compile", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--max-lm-calls N" in out and "--dry-run" in out and "--optimizer" in out
+
+
+def test_run_one_json_object(capsys, qa):
+    code, out, _ = run_cli(capsys, "run", qa, '{"question": "2+2?"}')
+    assert code == 0 and json.loads(out) == {"answer": "2+2?"}
+
+
+def test_run_jsonl_reports_bad_rows_and_goes_on(capsys, qa, tmp_path):
+    rows = tmp_path / "in.jsonl"
+    rows.write_text('{"question": "a"}\n\n{"wrong": "b"}\n{"question": "c"}\n')
+    code, out, _ = run_cli(capsys, "run", qa, "--jsonl", rows)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 1
+    assert lines[0] == {"answer": "a"} and lines[1]["error"]["type"] == "InputError" and lines[2] == {"answer": "c"}
+
+
+def test_run_user_program_needs_its_class(capsys, tmp_path):
+    sys.path.insert(0, str(FIXTURES))
+    from qa_program import TwoStep
+
+    TwoStep().save(tmp_path / "two.json")
+    code, _, err = run_cli(capsys, "run", tmp_path / "two.json", '{"question": "q"}')
+    assert code == 1 and "program=TwoStep()" in err
+    code, out, _ = run_cli(capsys, "run", tmp_path / "two.json", '{"question": "q"}', "--program", TWO_STEP)
+    assert code == 0 and json.loads(out)["answer"] == "q"
+    code, out, _ = run_cli(capsys, "run", tmp_path / "two.json", '{"question": "q", "answer": "a"}', "--predictor", "check")
+    assert code == 0 and json.loads(out) == {"ok": True}
+
+
+def test_inspect_shows_the_prompt_templates(capsys, qa):
+    code, out, _ = run_cli(capsys, "inspect", qa)
+    assert code == 0
+    assert "Answer in one word." in out and "{question}" in out and "Capital of France?" in out
+    assert 'provenance optimizer: "Manual"' in out and "--- system ---" in out
+    code, out, _ = run_cli(capsys, "inspect", qa, "--inputs", '{"question": "2+2?"}', "--json")
+    data = json.loads(out)
+    assert data["predictors"]["self"][-1]["content"].startswith("[[ ## question ## ]]\n2+2?")
+    assert data["provenance"] == {"optimizer": "Manual", "seed": 7}
+
+
+def test_diff_shows_changed_instructions_and_demos(capsys, qa, tmp_path):
+    art = load(qa)
+    p = art.program.copy()
+    p.signature = p.signature.with_instructions("Answer in one word, in English.")
+    p.demos = [*p.demos, {"question": "2+2?", "answer": "4"}]
+    p.save(tmp_path / "after.json", provenance={"optimizer": "Manual", "seed": 8})
+    code, out, _ = run_cli(capsys, "diff", qa, tmp_path / "after.json")
+    assert code == 1
+    assert "== predictor self ==" in out
+    assert "  -Answer in one word." in out and "  +Answer in one word, in English." in out
+    assert '+ demo {"answer": "4", "question": "2+2?"}' in out
+    assert '- {"seed": 7}' in out and '+ {"seed": 8}' in out
+    code, out, _ = run_cli(capsys, "diff", qa, qa)
+    assert code == 0 and out.strip() == "no differences"
+    code, out, _ = run_cli(capsys, "diff", tmp_path / "after.json", qa, "--json")
+    kinds = [c["kind"] for c in json.loads(out)]
+    assert kinds == ["instructions", "demo_removed", "provenance"]
+
+
+def test_errors_go_to_stderr_with_status_1(capsys, qa, tmp_path):
+    code, out, err = run_cli(capsys, "inspect", tmp_path / "missing.json")
+    assert code == 1 and out == "" and "cannot read artifact" in err
+    (tmp_path / "bad.json").write_text('{"format": "oobleck.artifact", "schema_version": 7}')
+    code, _, err = run_cli(capsys, "run", tmp_path / "bad.json", "{}")
+    assert code == 1 and "Upgrade oobleck" in err
+    code, _, err = run_cli(capsys, "run", qa, '{"question": "x"}', "--lm", "gpt")
+    assert code == 1 and "--lm 'gpt' is not understood" in err
+
+
+def _data(tmp_path, n=6) -> Path:
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"question": f"q{i}", "answer": f"q{i}"}) + "\n" for i in range(n)))
+    return path
+
+
+def test_compile_dry_run_labeled_and_bootstrap(capsys, tmp_path):
+    train = _data(tmp_path)
+    code, out, err = run_cli(capsys, "compile", "question -> answer", "--train", train, "--optimizer", "bootstrap", "--metric", "exact_match", "--dry-run")
+    assert code == 0 and json.loads(out)["lm_calls"] >= 1 and "BootstrapFewShot" in err
+
+    code, out, _ = run_cli(capsys, "compile", "question -> answer", "--train", train, "--optimizer", "labeled", "-O", "k=2", "-o", tmp_path / "lab.json")
+    assert code == 0 and json.loads(out)["output"].endswith("lab.json")
+    assert len(load(tmp_path / "lab.json").predictors["self"].demos) == 2
+
+    code, out, _ = run_cli(
+        capsys, "compile", TWO_STEP, "--train", train, "--inputs", "question", "--metric", "exact_match",
+        "-O", "max_bootstrapped_demos=2", "-O", "max_labeled_demos=2", "--max-lm-calls", "50", "-o", tmp_path / "boot.json",
+    )
+    assert code == 0
+    art = load(tmp_path / "boot.json")
+    assert art.class_path == "qa_program.TwoStep" and art.provenance["optimizer"] == "BootstrapFewShot"
+    assert len(art.predictors["check"].demos) == 2
+
+    code, _, err = run_cli(capsys, "compile", "question -> answer", "--train", train, "--optimizer", "random_search", "-o", tmp_path / "x.json")
+    assert code == 1 and "--metric" in err
+
+
+def test_eval_an_artifact(capsys, qa, tmp_path):
+    dev = _data(tmp_path, 4)
+    code, out, _ = run_cli(capsys, "eval", qa, dev, "--metric", "exact_match", "-q", "--json", "--output", tmp_path / "res.json")
+    assert code == 0 and json.loads(out)["score"] == 100.0
+    assert len(json.loads((tmp_path / "res.json").read_text())["rows"]) == 4
+    code, out, _ = run_cli(capsys, "eval", "question -> answer", dev, "-q")
+    assert code == 0 and out.startswith("exact_match: 100.00%")
