@@ -453,3 +453,22 @@ def test_property_save_load_same_renders_and_bytes(tmp_path, instructions, demos
     assert [dict(d) for d in art.predictors["self"].demos] == demos
     save(art.program, tmp_path / "q.json")
     assert (tmp_path / "q.json").read_bytes() == (tmp_path / "p.json").read_bytes()
+
+
+def test_knn_and_ensemble_programs_round_trip_without_classes(tmp_path):
+    from oobleck import Example
+    from oobleck.optimize import KNN, ensemble
+
+    rows = [Example(text=t, label=t[0]).with_inputs("text") for t in ("a b", "c d", "a c", "e f")]
+    knn = KNN(k=2).compile(Predict("text -> label"), trainset=rows)
+    knn.save(tmp_path / "knn.json")
+    art = load(tmp_path / "knn.json", strict=True)
+    assert type(art.program).__name__ == "KNNFewShot" and art.runnable
+    assert art.render_calls(text="a x")[0].messages == knn.render_calls(text="a x")[0].messages
+
+    ens = ensemble([Predict("q -> a"), ChainOfThought("q -> a")], size=2)
+    ens.save(tmp_path / "ens.json")
+    art = load(tmp_path / "ens.json", strict=True)
+    assert type(art.program).__name__ == "Ensemble" and list(art.predictors) == ["programs[0]", "programs[1].predict"]
+    with context(lm=FakeLM([{"reasoning": "r", "a": "x"}], cycle=True)):
+        assert art(q="hi").a == "x"
