@@ -109,8 +109,13 @@ def test_unknown_paths_methods_and_sizes(qa_server):
     assert request(qa_server, "GET", "/nope")[0] == 404
     assert request(qa_server, "POST", "/predictors/nope", {"question": "q"})[0] == 404
     assert request(qa_server, "PUT", "/", {"question": "q"})[0] == 405
-    status, body, _ = request(qa_server, "POST", "/", raw=b"x" * (2 * 1024 * 1024))
-    assert status == 413 and body["error"]["type"] == "PayloadTooLarge"
+    conn = http.client.HTTPConnection(*qa_server, timeout=10)
+    conn.putrequest("POST", "/")
+    conn.putheader("Content-Length", str(2 * 1024 * 1024))  # announced, never sent: refused before reading
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["error"]["type"] == "PayloadTooLarge"
+    conn.close()
 
 
 def test_user_program_serves_its_predictors(tmp_path):
