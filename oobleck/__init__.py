@@ -34,10 +34,13 @@ from oobleck.signature import InputField, OutputField, Signature
 from oobleck.trace import trace
 
 if TYPE_CHECKING:
+    from oobleck.artifact import Artifact, export_messages, export_request, load, register_module_type
+    from oobleck.evaluate import evaluate
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
 
 __all__ = [
+    "Artifact",
     "ArtifactError",
     "BaseLM",
     "BudgetExceededError",
@@ -72,14 +75,32 @@ __all__ = [
     "Usage",
     "__version__",
     "context",
+    "evaluate",
+    "export_messages",
+    "export_request",
+    "load",
+    "register_module_type",
     "trace",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Backends import their SDKs; resolve them only on first use.
-    if name in ("OpenAILM", "LocalLM"):
-        import oobleck.lm
+_LAZY = {
+    "OpenAILM": "oobleck.lm",
+    "LocalLM": "oobleck.lm",
+    "Artifact": "oobleck.artifact",
+    "export_messages": "oobleck.artifact",
+    "export_request": "oobleck.artifact",
+    "load": "oobleck.artifact",
+    "register_module_type": "oobleck.artifact",
+    "evaluate": "oobleck.evaluate",
+}
 
-        return getattr(oobleck.lm, name)
+
+def __getattr__(name: str) -> Any:
+    # Backends import their SDKs, and artifacts/evaluation are not needed to define programs:
+    # resolve them on first use so `import oobleck` stays light.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'oobleck' has no attribute {name!r}")

@@ -33,6 +33,6 @@ def test_examples_run(monkeypatch, tmp_path):
     scripts = sorted((ROOT / "examples").glob("*.py"))
     assert scripts
     for script in scripts:
-        monkeypatch.setattr(sys, "argv", [str(script), "--quick", "--out", str(tmp_path / (script.stem + ".json"))])
+        monkeypatch.setattr(sys, "argv", [str(script), "--quick", "--out", str(tmp_path / (script.stem + ".json")), "--cache", str(tmp_path / "cache")])
         runpy.run_path(str(script), run_name="__main__")
         assert (tmp_path / (script.stem + ".json")).exists()
