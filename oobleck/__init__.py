@@ -35,7 +35,6 @@ from oobleck.trace import trace
 
 if TYPE_CHECKING:
     from oobleck.artifact import Artifact, export_messages, export_request, load, register_module_type
-    from oobleck.evaluate import evaluate
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
 
@@ -75,7 +74,6 @@ __all__ = [
     "Usage",
     "__version__",
     "context",
-    "evaluate",
     "export_messages",
     "export_request",
     "load",
@@ -92,7 +90,6 @@ _LAZY = {
     "export_request": "oobleck.artifact",
     "load": "oobleck.artifact",
     "register_module_type": "oobleck.artifact",
-    "evaluate": "oobleck.evaluate",
 }
 
 
