@@ -11,7 +11,7 @@ import contextvars
 import os
 import copy as _copy
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -355,32 +355,43 @@ class Predict(Module):
             rendering.append((self, adapter.render(self.signature, demos=self.demos, inputs=inputs)))
             return self._placeholder()
         lm = self.resolve_lm()
-        request = self._request(adapter, lm, inputs)
-        retries = self._max_retries()
-        usage = Usage()
-        attempt = 0
+        steps = self._steps(adapter, lm, inputs)
+        request = next(steps)
         while True:
-            started = time.perf_counter()
             try:
                 response = lm.complete(request)
             except Exception as exc:
-                self._emit(inputs, None, request, None, usage, exc)
+                steps.throw(exc)  # records the failure, then re-raises it
                 raise
-            usage = usage + _timed(response.usage, started)
-            outcome = self._parse(adapter, inputs, request, response, usage)
-            if not isinstance(outcome, ParseError):
-                return outcome
-            if attempt >= retries:
-                raise outcome
-            attempt += 1
-            usage = usage + Usage(retries=1)
-            request = _repair(request, adapter.repair_messages(self.signature, response.text, outcome.reason))
+            try:
+                request = steps.send(response)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     async def aforward(self, **inputs: Any) -> Prediction:
         """Async form of :meth:`forward` (uses the backend's async client)."""
         self._check_inputs(inputs)
         adapter = self.resolve_adapter()
         lm = self.resolve_lm()
+        steps = self._steps(adapter, lm, inputs)
+        request = next(steps)
+        while True:
+            try:
+                response = await lm.acomplete(request)
+            except Exception as exc:
+                steps.throw(exc)
+                raise
+            try:
+                request = steps.send(response)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    def _steps(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> Generator[LMRequest, LMResponse, Prediction]:
+        """The call protocol without I/O: yields each request, receives its response.
+
+        Sync and async callers drive the same generator, so parsing, parse-repair retries,
+        usage and tracing behave identically in both.
+        """
         request = self._request(adapter, lm, inputs)
         retries = self._max_retries()
         usage = Usage()
@@ -388,7 +399,7 @@ class Predict(Module):
         while True:
             started = time.perf_counter()
             try:
-                response = await lm.acomplete(request)
+                response = yield request
             except Exception as exc:
                 self._emit(inputs, None, request, None, usage, exc)
                 raise

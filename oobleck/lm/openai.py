@@ -26,7 +26,7 @@ from oobleck.errors import (
 )
 from oobleck.lm import _compat
 from oobleck.lm.base import BaseLM, Capabilities
-from oobleck.lm.types import LMRequest, LMResponse, Usage
+from oobleck.lm.types import LMRequest, LMResponse
 
 __all__ = ["OpenAILM"]
 
@@ -127,12 +127,8 @@ class OpenAILM(BaseLM):
                     raw = self.client.chat.completions.create(**params)
                 return self._finish(raw, attempt, started)
             except Exception as exc:
-                error = self._translate(exc)
-                if not error.retryable or attempt == self.max_retries:
-                    raise self._final(error, attempt) from exc
-                delay = self._delay(error, attempt)
-                log.warning("LM call failed (%s); retry %d/%d in %.2fs", error, attempt + 1, self.max_retries, delay)
-                time.sleep(delay)
+                delay = self._after_failure(exc, attempt)
+            time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ---- async ----
@@ -149,12 +145,8 @@ class OpenAILM(BaseLM):
                     raw = await self.async_client.chat.completions.create(**params)
                 return self._finish(raw, attempt, started)
             except Exception as exc:
-                error = self._translate(exc)
-                if not error.retryable or attempt == self.max_retries:
-                    raise self._final(error, attempt) from exc
-                delay = self._delay(error, attempt)
-                log.warning("LM call failed (%s); retry %d/%d in %.2fs", error, attempt + 1, self.max_retries, delay)
-                await asyncio.sleep(delay)
+                delay = self._after_failure(exc, attempt)
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ---- helpers ----
@@ -167,6 +159,15 @@ class OpenAILM(BaseLM):
                 log.info("completion stopped at max_tokens; raise max_tokens if answers are cut off")
         usage = response.usage.model_copy(update={"retries": attempt, "latency_s": time.perf_counter() - started})
         return response.model_copy(update={"usage": usage})
+
+    def _after_failure(self, exc: Exception, attempt: int) -> float:
+        """The wait before the next attempt; raises the translated error when none is left."""
+        error = self._translate(exc)
+        if not error.retryable or attempt == self.max_retries:
+            raise self._final(error, attempt) from exc
+        delay = self._delay(error, attempt)
+        log.warning("LM call failed (%s); retry %d/%d in %.2fs", error, attempt + 1, self.max_retries, delay)
+        return delay
 
     def _delay(self, error: LMError, attempt: int) -> float:
         if error.retry_after is not None:
