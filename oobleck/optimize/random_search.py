@@ -255,6 +255,7 @@ class RandomSearch(Optimizer):
                 best_id, best_score = cid, score
             if self.stop_at_score is not None and score is not None and score >= self.stop_at_score:
                 break
+        save()  # also records what a candidate interrupted mid-evaluation spent
         run.scores = {
             "candidates": [done[k] for k in sorted(done, key=int)],
             "best": best_id,
