@@ -118,7 +118,8 @@ def test_dry_run_bounds_the_real_cost() -> None:
     assert est.min_lm_calls <= len(lm.requests) <= est.lm_calls
 
 
-def test_budget_stop_then_resume_makes_no_repeated_call(tmp_path: Path) -> None:
+@pytest.mark.parametrize("limit", [9, 13])  # stops mid-evaluation, then mid-bootstrap
+def test_budget_stop_then_resume_makes_no_repeated_call(tmp_path: Path, limit: int) -> None:
     train, val = split_rows()
     backend = FakeLM(needs_demos)
     lm = CachedLM(backend, cache=Cache(tmp_path / "cache"))
@@ -127,9 +128,9 @@ def test_budget_stop_then_resume_makes_no_repeated_call(tmp_path: Path) -> None:
     def opt(limit: int | None) -> RandomSearch:
         return RandomSearch(exact_match, num_candidates=3, max_bootstrapped_demos=2, max_labeled_demos=2, max_lm_calls=limit)
 
-    stopped = opt(13).compile(Predict("sentence -> label", lm=lm), trainset=train, valset=val, checkpoint=ckpt)
+    stopped = opt(limit).compile(Predict("sentence -> label", lm=lm), trainset=train, valset=val, checkpoint=ckpt)
     assert stopped.provenance["stopped_early"] is True
-    assert len(backend.requests) <= 13
+    assert len(backend.requests) == stopped.provenance["lm_calls"] <= limit
     scored = [c for c in stopped.provenance["scores"]["candidates"] if c.get("score") is not None]
     assert 1 <= len(scored) < 6
 
