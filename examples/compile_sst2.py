@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     train_rows = read_rows(HERE / "data" / "sst2_train.jsonl")
     dev = read_rows(HERE / "data" / "sst2_dev.jsonl")
     if args.quick:
-        trainset, valset, dev, candidates = train_rows[:10], train_rows[100:108], dev[:10], 1
+        trainset, valset, dev, candidates = train_rows[:6], train_rows[100:104], dev[:6], 1
     else:
         trainset, valset, candidates = train_rows[:100], train_rows[100:160], 4
 

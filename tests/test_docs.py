@@ -34,5 +34,7 @@ def test_examples_run(monkeypatch, tmp_path):
     assert scripts
     for script in scripts:
         monkeypatch.setattr(sys, "argv", [str(script), "--quick", "--out", str(tmp_path / (script.stem + ".json")), "--cache", str(tmp_path / "cache")])
-        runpy.run_path(str(script), run_name="__main__")
+        with pytest.raises(SystemExit) as done:
+            runpy.run_path(str(script), run_name="__main__")
+        assert done.value.code == 0
         assert (tmp_path / (script.stem + ".json")).exists()
