@@ -20,6 +20,7 @@ demo: setup
 
 typecheck: setup
 	$(BIN)/mypy oobleck
+	$(BIN)/ruff check oobleck tests examples benchmarks
 
 test: typecheck
 	$(BIN)/python -m pytest -q

@@ -24,6 +24,7 @@ from oobleck.errors import (
     OobleckError,
     ParseError,
     SignatureError,
+    TooManyErrorsError,
 )
 from oobleck.example import Example, Prediction
 from oobleck.lm import BaseLM, CachedLM, FakeLM, LMRequest, LMResponse, Message, Usage
@@ -34,25 +35,49 @@ from oobleck.signature import InputField, OutputField, Signature
 from oobleck.trace import trace
 
 if TYPE_CHECKING:
-    from oobleck.artifact import Artifact, export_messages, export_request, load, register_module_type
+    from oobleck.artifact import (
+        Artifact,
+        export_messages,
+        export_request,
+        load,
+        register_module_type,
+    )
+    from oobleck.evaluate import EvaluationResult
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
+    from oobleck.modules.knn import KNNFewShot
+    from oobleck.optimize import (
+        KNN,
+        BootstrapFewShot,
+        Ensemble,
+        LabeledFewShot,
+        RandomSearch,
+        majority,
+    )
+    from oobleck.retrieve import Embedder, HashingEmbedder, TransformersEmbedder
 
 __all__ = [
     "Artifact",
     "ArtifactError",
     "BaseLM",
+    "BootstrapFewShot",
     "BudgetExceededError",
     "Cache",
     "CachedLM",
     "ChainOfThought",
     "ChatAdapter",
     "ConfigError",
+    "Embedder",
+    "Ensemble",
+    "EvaluationResult",
     "Example",
     "FakeLM",
+    "HashingEmbedder",
     "InputError",
     "InputField",
     "JSONAdapter",
+    "KNN",
+    "KNNFewShot",
     "LMConnectionError",
     "LMError",
     "LMRateLimitError",
@@ -60,6 +85,7 @@ __all__ = [
     "LMResponse",
     "LMResponseError",
     "LMTimeoutError",
+    "LabeledFewShot",
     "LocalLM",
     "Message",
     "Module",
@@ -69,20 +95,35 @@ __all__ = [
     "ParseError",
     "Predict",
     "Prediction",
+    "RandomSearch",
     "Signature",
     "SignatureError",
+    "TooManyErrorsError",
+    "TransformersEmbedder",
     "Usage",
-    "__version__",
     "context",
     "export_messages",
     "export_request",
     "load",
+    "majority",
     "register_module_type",
     "trace",
+    "__version__",
 ]
 
 
 _LAZY = {
+    "BootstrapFewShot": "oobleck.optimize",
+    "Embedder": "oobleck.retrieve",
+    "Ensemble": "oobleck.optimize",
+    "EvaluationResult": "oobleck.evaluate",
+    "HashingEmbedder": "oobleck.retrieve",
+    "KNN": "oobleck.optimize",
+    "KNNFewShot": "oobleck.modules.knn",
+    "LabeledFewShot": "oobleck.optimize",
+    "RandomSearch": "oobleck.optimize",
+    "TransformersEmbedder": "oobleck.retrieve",
+    "majority": "oobleck.optimize",
     "OpenAILM": "oobleck.lm",
     "LocalLM": "oobleck.lm",
     "Artifact": "oobleck.artifact",

@@ -13,6 +13,7 @@
     │   ├── LMConnectionError
     │   └── LMResponseError                       an error status or an unusable response body
     ├── BudgetExceededError                       an optimizer or run hit its call/token limit
+    ├── TooManyErrorsError     (also RuntimeError) an evaluation or bootstrap failed too often
     └── ArtifactError          (also ValueError)  a saved program that cannot be loaded
 
 Every message says what was expected, what arrived, and how to fix it.
@@ -38,6 +39,7 @@ __all__ = [
     "OobleckError",
     "ParseError",
     "SignatureError",
+    "TooManyErrorsError",
 ]
 
 
@@ -134,6 +136,18 @@ class LMResponseError(LMError):
 
 class BudgetExceededError(OobleckError):
     """A limit on LM calls or tokens was reached."""
+
+
+class TooManyErrorsError(OobleckError, RuntimeError):
+    """More rows failed than ``max_errors`` allows (evaluation, bootstrapping).
+
+    Attributes:
+        errors: the (index, exception) pairs seen so far.
+    """
+
+    def __init__(self, message: str, errors: list[tuple[int, BaseException]]) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 class ArtifactError(OobleckError, ValueError):

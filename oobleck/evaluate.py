@@ -21,7 +21,7 @@ from typing import Any
 
 from oobleck import _types
 from oobleck._version import __version__
-from oobleck.errors import BudgetExceededError, ConfigError, OobleckError
+from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example, Prediction
 from oobleck.lm.types import Usage
 from oobleck.metrics import metric_name
@@ -34,19 +34,6 @@ __all__ = ["EvalRow", "EvaluationResult", "TooManyErrorsError", "evaluate"]
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-
-
-class TooManyErrorsError(OobleckError, RuntimeError):
-    """More rows failed than ``max_errors`` allows.
-
-    Attributes:
-        errors: the (index, exception) pairs seen so far.
-    """
-
-    def __init__(self, message: str, errors: list[tuple[int, BaseException]]) -> None:
-        super().__init__(message)
-        self.errors = errors
-
 
 @dataclass(frozen=True, slots=True)
 class EvalRow:

@@ -8,8 +8,8 @@ their signatures) and demos; optimizers produce copies with other parameters.
 from __future__ import annotations
 
 import contextvars
-import os
 import copy as _copy
+import os
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass

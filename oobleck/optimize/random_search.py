@@ -24,7 +24,14 @@ from oobleck.example import Example
 from oobleck.metrics import metric_name
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun, Optimizer
-from oobleck.optimize._budget import CostEstimate, calls_per_run, example_data, canonical_json, rows_sha256, tokens_per_run
+from oobleck.optimize._budget import (
+    CostEstimate,
+    calls_per_run,
+    canonical_json,
+    example_data,
+    rows_sha256,
+    tokens_per_run,
+)
 from oobleck.optimize.bootstrap import BootstrapFewShot, Bootstrapper, assemble
 
 __all__ = ["RandomSearch"]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from oobleck.retrieve.embedders import Embedder, HashingEmbedder, TransformersEmbedder, embedder_from_config
+from oobleck.retrieve.embedders import (
+    Embedder,
+    HashingEmbedder,
+    TransformersEmbedder,
+    embedder_from_config,
+)
 
 __all__ = ["Embedder", "HashingEmbedder", "TransformersEmbedder", "embedder_from_config"]

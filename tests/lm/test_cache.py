@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oobleck import Cache, CachedLM, ConfigError, FakeLM, LMRequest, Message, Predict, context
+from oobleck import (
+    Cache,
+    CachedLM,
+    ConfigError,
+    FakeLM,
+    LMRequest,
+    Message,
+    Predict,
+    context,
+)
 from oobleck.lm.cached import cache_key
 
 MSG = (Message(role="user", content="hi"),)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from oobleck import ChainOfThought, ConfigError, JSONAdapter, LMRequest, LMResponseError, Message, Predict
+from oobleck import (
+    ChainOfThought,
+    ConfigError,
+    JSONAdapter,
+    LMRequest,
+    LMResponseError,
+    Message,
+    Predict,
+)
 from oobleck.lm.local import LocalLM, default_model_path
 
 pytestmark = pytest.mark.slow

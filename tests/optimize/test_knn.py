@@ -16,7 +16,12 @@ from oobleck import ConfigError, FakeLM, Predict
 from oobleck.modules.knn import KNNFewShot
 from oobleck.optimize import KNN
 from oobleck.optimize._base import program_fingerprint
-from oobleck.retrieve.embedders import Embedder, HashingEmbedder, TransformersEmbedder, embedder_from_config
+from oobleck.retrieve.embedders import (
+    Embedder,
+    HashingEmbedder,
+    TransformersEmbedder,
+    embedder_from_config,
+)
 
 
 def demo_sentences(request) -> list[str]:  # type: ignore[no-untyped-def]
