@@ -65,6 +65,13 @@ class Module:
         ...         return self.answer(question=question)
     """
 
+    #: Set by optimizers on the programs they return: optimizer, settings, seed, data hashes,
+    #: scores, LM calls and tokens. Saved in artifacts.
+    provenance: dict[str, Any] | None = None
+    #: Set by optimizers: what the compile cost, all its resumed sessions included (calls that
+    #: reached a backend vs cache hits). Not saved: it depends on the cache's state.
+    compile_usage: Usage | None = None
+
     def forward(self, **inputs: Any) -> Any:
         """The program's logic; override it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward(self, ...)")

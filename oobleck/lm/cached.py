@@ -171,7 +171,8 @@ class CachedLM(BaseLM):
         cache: a Cache, a directory for a new one, or None for the default directory
             (``$OOBLECK_CACHE_DIR`` or ``~/.cache/oobleck``).
 
-    A hit returns the stored response with ``cached=True`` and ``Usage(cache_hits=1)``. The
+    A hit returns the stored response with ``cached=True`` and a usage of one cache hit whose
+    ``cached_tokens`` are what the call first cost (it costs no tokens now). The
     request's ``cache`` field chooses the policy per call: "on" (read and write), "read",
     "write" (refresh), "off".
 
@@ -201,7 +202,9 @@ class CachedLM(BaseLM):
         if request.cache in ("on", "read"):
             hit = self.cache.get(key)
             if hit is not None:
-                return key, hit.model_copy(update={"cached": True, "usage": Usage(cache_hits=1)})
+                first = hit.usage
+                usage = Usage(cache_hits=1, cached_tokens=first.total_tokens + first.cached_tokens)
+                return key, hit.model_copy(update={"cached": True, "usage": usage})
         return key, None
 
     def complete(self, request: LMRequest) -> LMResponse:

@@ -103,6 +103,7 @@ class Usage(BaseModel):
         retries: extra attempts after a failure (transport retries and parse-repair retries).
         cache_hits: calls answered from the cache (they cost no tokens and count in no ``calls``).
         prompt_tokens, completion_tokens: tokens of the calls that reached a backend.
+        cached_tokens: what the calls answered from the cache cost when they were first made.
         latency_s: wall time spent waiting for LMs.
     """
 
@@ -113,6 +114,7 @@ class Usage(BaseModel):
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
     latency_s: float = 0.0
 
     @property
@@ -132,6 +134,7 @@ class Usage(BaseModel):
                 "cache_hits": self.cache_hits + other.cache_hits,
                 "prompt_tokens": self.prompt_tokens + other.prompt_tokens,
                 "completion_tokens": self.completion_tokens + other.completion_tokens,
+                "cached_tokens": self.cached_tokens + other.cached_tokens,
                 "latency_s": self.latency_s + other.latency_s,
             },
         )

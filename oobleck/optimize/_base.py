@@ -206,6 +206,7 @@ class Optimizer:
         if budget.stopped:
             log.warning("%s stopped early at its budget (%s); returning the best program so far", self.name, budget.spent)
         spent = budget.spent
+        compiled.compile_usage = spent  # type: ignore[attr-defined]
         compiled.provenance = {  # type: ignore[attr-defined]
             "optimizer": self.name,
             "settings": settings,
@@ -215,9 +216,10 @@ class Optimizer:
             "valset_sha256": fingerprint["valset"],
             "valset_size": None if val is None else len(val),
             "scores": run.scores,
-            "lm_calls": spent.calls,
-            "tokens": spent.total_tokens,
-            "usage": usage_dict(spent),
+            # What compiling this program takes, whether the calls reached a backend this time or
+            # came from the cache: a rerun on the same cache writes the same artifact.
+            "lm_calls": spent.calls + spent.cache_hits,
+            "tokens": spent.total_tokens + spent.cached_tokens,
             "stopped_early": budget.stopped,
             "estimate": estimate.to_dict(),
             "oobleck_version": __version__,

@@ -150,6 +150,7 @@ def usage_dict(usage: Usage) -> dict[str, int]:
         "cache_hits": usage.cache_hits,
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
     }
 
 

@@ -37,4 +37,5 @@ def test_bootstrap_with_the_local_model_is_reproducible_from_the_cache(local_lm:
 
     again = opt.compile(Predict(SIGNATURE, adapter=JSONAdapter(), lm=lm), trainset=train, seed=0)
     assert program_fingerprint(again) == program_fingerprint(compiled)
-    assert again.provenance["lm_calls"] == 0 and again.provenance["usage"]["cache_hits"] == prov["lm_calls"]
+    assert again.compile_usage.calls == 0 and again.compile_usage.cache_hits == prov["lm_calls"]
+    assert again.provenance == prov  # the same artifact, whether calls were fresh or cached

@@ -142,7 +142,12 @@ def test_budget_stop_then_resume_makes_no_repeated_call(tmp_path: Path, limit: i
     fresh = opt(None).compile(Predict("sentence -> label", lm=FakeLM(needs_demos)), trainset=train, valset=val)
     assert program_fingerprint(fresh) == program_fingerprint(resumed)
     assert fresh.provenance["scores"] == resumed.provenance["scores"]
-    assert len(backend.requests) == fresh.provenance["lm_calls"] == resumed.provenance["lm_calls"]
+    # Nothing was paid for twice: both sessions' fresh calls (the checkpoint carries the first
+    # session's) are exactly an uninterrupted run's.
+    assert resumed.compile_usage.calls == len(backend.requests) == fresh.compile_usage.calls
+    assert len(backend.requests) == fresh.provenance["lm_calls"]
+    # Provenance counts requests, cached or not: a resumed run may re-read a few from the cache.
+    assert resumed.provenance["lm_calls"] >= fresh.provenance["lm_calls"]
 
 
 def test_budget_before_any_candidate_returns_the_program_unchanged() -> None:
