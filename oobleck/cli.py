@@ -58,35 +58,43 @@ class _Fail(Exception):
 # ---------------------------------------------------------------- helpers
 
 
-def _lm_from(spec: str | None, base_url: str | None) -> LM | None:
+def _lm_from(spec: str | None, base_url: str | None, temperature: float | None = None) -> LM | None:
     """The LM for ``--lm``: explicit flag > the current oobleck.context > the local model."""
     if spec is None:
         if current().lm is not None:
             return None  # already in force
         spec = "local"
+    params: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
     if spec == "local" or spec.startswith("local:"):
         from oobleck.lm.local import LocalLM
 
         path = spec.partition(":")[2] or None
-        return LocalLM(path)
+        return LocalLM(path, **params)
     if spec.startswith("openai:") and spec.partition(":")[2]:
         from oobleck.lm.openai import OpenAILM
 
-        return OpenAILM(spec.partition(":")[2], base_url=base_url)
+        return OpenAILM(spec.partition(":")[2], base_url=base_url, **params)
     raise _Fail(f"--lm {spec!r} is not understood; use 'local', 'local:PATH.gguf' or 'openai:MODEL'")
 
 
 @contextlib.contextmanager
 def _using_lm(args: argparse.Namespace) -> Iterator[None]:
-    lm = _lm_from(getattr(args, "lm", None), getattr(args, "base_url", None))
+    lm = _lm_from(getattr(args, "lm", None), getattr(args, "base_url", None), getattr(args, "temperature", None))
+    backend = lm
+    if lm is not None and not getattr(args, "no_cache", False):
+        from oobleck.lm.cached import Cache, CachedLM, default_cache_dir
+
+        lm = CachedLM(lm, cache=Cache(getattr(args, "cache", None) or default_cache_dir()))
+    settings: dict[str, Any] = {} if lm is None else {"lm": lm}
+    if getattr(args, "adapter", None):
+        from oobleck.adapters import adapter_from_name
+
+        settings["adapter"] = adapter_from_name(args.adapter)
     try:
-        if lm is None:
+        with context(**settings):
             yield
-        else:
-            with context(lm=lm):
-                yield
     finally:
-        close = getattr(lm, "close", None)
+        close = getattr(backend, "close", None)
         if callable(close):
             close()
 
@@ -402,6 +410,10 @@ def _add_lm(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LM")
     g.add_argument("--lm", metavar="SPEC", help="local (default), local:PATH.gguf or openai:MODEL")
     g.add_argument("--base-url", metavar="URL", help="server URL for --lm openai:MODEL (e.g. http://127.0.0.1:8080/v1)")
+    g.add_argument("--temperature", type=float, default=0.0, metavar="T", help="decoding temperature (default 0)")
+    g.add_argument("--adapter", choices=["chat", "json"], help="prompt format for predictors that set none (default chat)")
+    g.add_argument("--cache", metavar="DIR", help="LM cache directory (default $OOBLECK_CACHE_DIR or ~/.cache/oobleck)")
+    g.add_argument("--no-cache", action="store_true", help="call the LM every time")
 
 
 def _add_program(p: argparse.ArgumentParser) -> None:
