@@ -396,7 +396,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     with _using_lm(args):
         sys.stderr.write(f"compiling with {cls.__name__} on {len(train)} rows...\n")
         compiled = optimizer.compile(program, trainset=train, valset=val, seed=args.seed, checkpoint=args.checkpoint)
-    compiled.save(args.output)
+        # Saved inside the context, so the artifact records the adapter and LM the compile used.
+        compiled.save(args.output)
     provenance = getattr(compiled, "provenance", {}) or {}
     sys.stderr.write(f"saved {args.output}\n")
     _emit({"output": args.output, "optimizer": cls.__name__, "scores": provenance.get("scores")}, out=sys.stdout)

@@ -157,3 +157,23 @@ def test_eval_an_artifact(capsys, qa, tmp_path):
     assert len(json.loads((tmp_path / "res.json").read_text())["rows"]) == 4
     code, out, _ = run_cli(capsys, "eval", "question -> answer", dev, "-q")
     assert code == 0 and out.startswith("exact_match: 100.00%")
+
+
+@pytest.mark.slow
+def test_compile_and_run_on_the_embedded_model_in_a_subprocess(tmp_path):
+    """The whole command line, as a user types it: real model, JSON adapter, disk cache."""
+    data = Path(__file__).parent / "fixtures" / "sentiment_tiny.jsonl"
+    out = tmp_path / "s.json"
+    common = ["--lm", "local", "--adapter", "json", "--cache", str(tmp_path / "cache")]
+    compile_cmd = [sys.executable, "-m", "oobleck.cli", "compile", "sentence -> label: Literal['positive', 'negative']",
+                   "--train", str(data), "--optimizer", "bootstrap", "-O", "max_bootstrapped_demos=2",
+                   "--metric", "exact_match", "--max-lm-calls", "12", "-o", str(out), *common]
+    done = subprocess.run(compile_cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads(out.read_text())
+    assert saved["predictors"][0]["adapter"]["name"] == "json"
+    assert saved["provenance"]["lm_calls"] <= 12
+    run_cmd = [sys.executable, "-m", "oobleck.cli", "run", str(out), '{"sentence": "a wonderful film"}', *common]
+    done = subprocess.run(run_cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["label"] in ("positive", "negative")
