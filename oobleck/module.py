@@ -25,6 +25,7 @@ from oobleck.lm.base import LM
 from oobleck.lm.types import LMRequest, LMResponse, Message, Usage
 from oobleck.signature import Signature, ensure_signature
 from oobleck.trace import TraceEntry, UsageMeter, emit, recording
+from oobleck.trace import active as recording_active
 
 __all__ = ["Module", "Predict", "RenderedCall"]
 
@@ -401,23 +402,27 @@ class Predict(Module):
         """
         request = self._request(adapter, lm, inputs)
         retries = self._max_retries()
-        usage = Usage()
+        spent: Usage | None = None  # what earlier attempts of this call cost
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
                 response = yield request
             except Exception as exc:
-                self._emit(inputs, None, request, None, usage, exc)
+                self._emit(inputs, None, request, None, spent or Usage(), exc)
                 raise
-            usage = usage + _timed(response.usage, started)
+            usage = response.usage
+            if not usage.latency_s:
+                usage = usage.with_latency(time.perf_counter() - started)
+            if spent is not None:
+                usage = spent + usage
             outcome = self._parse(adapter, inputs, request, response, usage)
             if not isinstance(outcome, ParseError):
                 return outcome
             if attempt >= retries:
                 raise outcome
             attempt += 1
-            usage = usage + Usage(retries=1)
+            spent = usage + Usage(retries=1)
             request = _repair(request, adapter.repair_messages(self.signature, response.text, outcome.reason))
 
     def _max_retries(self) -> int:
@@ -463,18 +468,13 @@ class Predict(Module):
         usage: Usage,
         error: BaseException | None,
     ) -> None:
-        emit(TraceEntry(self, dict(inputs), outputs, list(request.messages), raw, usage, error))
+        if recording_active():
+            emit(TraceEntry(self, dict(inputs), outputs, list(request.messages), raw, usage, error))
 
     def _placeholder(self) -> Prediction:
         return Prediction(
             {name: _types.placeholder(f.type, name) for name, f in self.signature.output_fields.items()}
         )
-
-
-def _timed(usage: Usage, started: float) -> Usage:
-    if usage.latency_s:
-        return usage
-    return usage + Usage(latency_s=time.perf_counter() - started)
 
 
 def _repair(request: LMRequest, extra: list[Message]) -> LMRequest:

@@ -91,6 +91,11 @@ _RECORDERS: contextvars.ContextVar[tuple[Trace | UsageMeter, ...]] = contextvars
 )
 
 
+def active() -> bool:
+    """Whether any recorder would receive an entry (lets callers skip building one)."""
+    return bool(_RECORDERS.get())
+
+
 def emit(entry: TraceEntry) -> None:
     """Give one finished call to every active recorder."""
     for recorder in _RECORDERS.get():

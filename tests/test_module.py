@@ -85,7 +85,7 @@ def test_usage_sums_over_a_program_run():
         pred = TwoStep()(question="q")
     assert pred.answer == 3
     assert pred.usage.calls == 2
-    assert pred.usage.prompt_tokens == sum(sum(len(m.content.split()) for m in r.messages) for r in lm.requests)
+    assert pred.usage.prompt_tokens == sum(sum((len(m.content) + 3) // 4 for m in r.messages) for r in lm.requests)
 
 
 def test_parse_failure_raises_by_default_and_retries_are_explicit():

@@ -56,6 +56,22 @@ def format_fields(values: Mapping[str, Any], types: Mapping[str, Any] | None = N
     return "\n\n".join(parts)
 
 
+@functools.lru_cache(maxsize=256)
+def input_types(signature: Signature) -> dict[str, Any]:
+    """Input field types by name (cached: signatures are immutable)."""
+    return {f.name: f.type for f in signature.input_fields.values()}
+
+
+@functools.lru_cache(maxsize=256)
+def _reminder(signature: Signature) -> str:
+    # Small models copy whatever marker they see last; naming the end marker here makes
+    # SmolLM2 answer with nothing but it, so the reminder names only the output fields.
+    names = [marker(n) for n in signature.output_fields]
+    if len(names) == 1:
+        return f"\n\nRespond with {names[0]} and its value."
+    return f"\n\nRespond with {', '.join(names)}, each followed by its value."
+
+
 class ChatAdapter:
     """Field markers in plain chat messages; works on any chat backend.
 
@@ -96,17 +112,10 @@ class ChatAdapter:
         )
 
     def _user(self, signature: Signature, values: Mapping[str, Any], *, with_reminder: bool) -> str:
-        types = {f.name: f.type for f in signature.input_fields.values()}
         shown = {k: values[k] for k in signature.input_fields if k in values}
-        text = format_fields(shown, types)
+        text = format_fields(shown, input_types(signature))
         if with_reminder:
-            # Small models copy whatever marker they see last; naming the end marker here makes
-            # SmolLM2 answer with nothing but it, so the reminder names only the output fields.
-            names = [marker(n) for n in signature.output_fields]
-            if len(names) == 1:
-                text += f"\n\nRespond with {names[0]} and its value."
-            else:
-                text += f"\n\nRespond with {', '.join(names)}, each followed by its value."
+            text += _reminder(signature)
         return text
 
     def request_options(self, signature: Signature, capabilities: Capabilities) -> dict[str, Any]:

@@ -61,6 +61,7 @@ class FakeLM(BaseLM):
         self._lock = threading.Lock()
         self.name = name
         self.requests: list[LMRequest] = []
+        self._choices: dict[str, Choice] = {}
 
     @property
     def identity(self) -> dict[str, str]:
@@ -84,11 +85,25 @@ class FakeLM(BaseLM):
             self.requests.append(request)
             answers = [self._next(request) for _ in range(request.n)]
         texts = [_render(a, request) for a in answers]
-        prompt_tokens = sum(len(m.content.split()) for m in request.messages)
-        usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=sum(len(t.split()) for t in texts))
-        return LMResponse(
-            choices=tuple(Choice(text=t, finish_reason="stop") for t in texts), usage=usage, model=self.name
-        )
+        # "Tokens" are counted as 4 characters each (about what a BPE tokenizer makes of
+        # English): deterministic and good enough for budgets.
+        prompt_tokens = sum(_tokens(m.content) for m in request.messages)
+        usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=sum(_tokens(t) for t in texts))
+        return LMResponse(choices=tuple(self._choice(t) for t in texts), usage=usage, model=self.name)
+
+    def _choice(self, text: str) -> Choice:
+        # Choices are immutable: a scripted answer's is built once (unbounded texts from a
+        # function are not kept).
+        if self._fn is not None:
+            return Choice(text=text, finish_reason="stop")
+        choice = self._choices.get(text)
+        if choice is None:
+            choice = self._choices[text] = Choice(text=text, finish_reason="stop")
+        return choice
+
+
+def _tokens(text: str) -> int:
+    return (len(text) + 3) // 4
 
 
 def _render(answer: Scripted, request: LMRequest) -> str:

@@ -123,25 +123,29 @@ class Usage(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        # Summing runs on every call: build the result without re-validating known-good ints.
-        new = object.__new__(Usage)
-        object.__setattr__(
-            new,
-            "__dict__",
-            {
-                "calls": self.calls + other.calls,
-                "retries": self.retries + other.retries,
-                "cache_hits": self.cache_hits + other.cache_hits,
-                "prompt_tokens": self.prompt_tokens + other.prompt_tokens,
-                "completion_tokens": self.completion_tokens + other.completion_tokens,
-                "cached_tokens": self.cached_tokens + other.cached_tokens,
-                "latency_s": self.latency_s + other.latency_s,
-            },
+        return _usage(
+            calls=self.calls + other.calls,
+            retries=self.retries + other.retries,
+            cache_hits=self.cache_hits + other.cache_hits,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
+            latency_s=self.latency_s + other.latency_s,
         )
-        object.__setattr__(new, "__pydantic_fields_set__", _USAGE_FIELDS)
-        object.__setattr__(new, "__pydantic_extra__", None)
-        object.__setattr__(new, "__pydantic_private__", None)
-        return new
+
+    def with_latency(self, seconds: float) -> Usage:
+        """The same usage with ``latency_s`` set."""
+        return _usage(**{**self.__dict__, "latency_s": seconds})
+
+
+def _usage(**values: Any) -> Usage:
+    # Usage is summed on every call: build it from known-good numbers without re-validating.
+    new = object.__new__(Usage)
+    object.__setattr__(new, "__dict__", values)
+    object.__setattr__(new, "__pydantic_fields_set__", _USAGE_FIELDS)
+    object.__setattr__(new, "__pydantic_extra__", None)
+    object.__setattr__(new, "__pydantic_private__", None)
+    return new
 
 
 _USAGE_FIELDS = frozenset(Usage.model_fields)
