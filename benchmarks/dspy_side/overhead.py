@@ -4,6 +4,8 @@ Run inside the DSPy venv (see benchmarks/setup_dspy.sh):
 
     /work/.venv-dspy/bin/python benchmarks/dspy_side/overhead.py [--calls 2000] [--warmup 100] [--repeats 5]
 
+(--repeats 0 measures only the per-call overhead; the start-up fields are then null.)
+
 Prints one JSON object on stdout:
   per_call_us_mean / per_call_us_median: one dspy.Predict("question -> answer") call
       (prompt formatting, DummyLM, ChatAdapter parsing), caches off;
@@ -54,7 +56,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="0 skips the start-up timings")
     a = ap.parse_args()
 
     import dspy
@@ -81,9 +83,16 @@ def main():
         times.append(time.perf_counter() - t)
     print(f"history entries on lm: {len(lm.history)}", file=sys.stderr)
 
-    bare = best_wall("pass", a.repeats)
-    cold = best_wall(COLD, a.repeats)
-    imp = best_import(a.repeats)
+    if a.repeats > 0:
+        bare = best_wall("pass", a.repeats)
+        cold = best_wall(COLD, a.repeats)
+        imp = best_import(a.repeats)
+    else:  # per-call only (benchmarks/overhead.py times start-up itself, interleaved with oobleck)
+        bare = cold = imp = None
+
+    def r4(x):
+        return None if x is None else round(x, 4)
+
     result = {
         "framework": "dspy",
         "version": dspy.__version__,
@@ -93,10 +102,10 @@ def main():
         "per_call_us_mean": round(statistics.fmean(times) * 1e6, 1),
         "per_call_us_median": round(statistics.median(times) * 1e6, 1),
         "per_call_us_p90": round(sorted(times)[int(0.9 * len(times))] * 1e6, 1),
-        "import_s": round(imp, 4),
-        "bare_interpreter_s": round(bare, 4),
-        "cold_start_s": round(cold, 4),
-        "cold_start_minus_bare_s": round(cold - bare, 4),
+        "import_s": r4(imp),
+        "bare_interpreter_s": r4(bare),
+        "cold_start_s": r4(cold),
+        "cold_start_minus_bare_s": r4(None if cold is None else cold - bare),
         "repeats": a.repeats,
     }
     print(json.dumps(result))

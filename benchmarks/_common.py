@@ -1,0 +1,143 @@
+"""Shared helpers for the benchmark scripts: where things are, how to run the DSPy side, and
+how results are written.
+
+The oobleck side of every benchmark runs in-process (system python, this checkout on
+PYTHONPATH); the DSPy side runs `benchmarks/dspy_side/*.py` with the DSPy venv's python
+(see setup_dspy.sh), so DSPy is never imported here.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+DSPY_SIDE = BENCH / "dspy_side"
+RESULTS = BENCH / "results"
+DSPY_VENV = Path(os.environ.get("DSPY_VENV", "/work/.venv-dspy"))
+DSPY_PY = DSPY_VENV / "bin" / "python"
+DATA = Path(os.environ.get("OOBLECK_DATA", "/work/shared/data"))
+
+# Both interpreters write and read bytecode under one throw-away prefix, so neither side pays
+# for compiling source (this machine sets PYTHONDONTWRITEBYTECODE=1, and the checkout has no
+# __pycache__) and both are measured with warm .pyc files, as an installed package would be.
+PYCACHE = Path(os.environ.get("OOBLECK_BENCH_PYCACHE", "/tmp/oobleck-bench-pycache"))
+
+
+def env_for(framework: str) -> dict[str, str]:
+    """The environment for a subprocess of one framework's interpreter."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    # Keeps LiteLLM (under DSPy) from fetching its model cost map over the network.
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    if framework == "oobleck":
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    else:
+        env.pop("PYTHONPATH", None)
+    return env
+
+
+def python_for(framework: str) -> str:
+    """The interpreter that runs one framework."""
+    return sys.executable if framework == "oobleck" else str(DSPY_PY)
+
+
+def require_dspy_venv() -> None:
+    """Exit with the setup command when the DSPy venv is missing."""
+    if not DSPY_PY.exists():
+        sys.exit(f"no DSPy venv at {DSPY_VENV}: run `bash benchmarks/setup_dspy.sh` first")
+
+
+def run_dspy_side(script: str, *args: str, timeout: float | None = None) -> dict[str, Any]:
+    """Run ``dspy_side/<script>`` in the DSPy venv and return the JSON object it printed."""
+    cmd = [str(DSPY_PY), str(DSPY_SIDE / script), *args]
+    proc = subprocess.run(cmd, env=env_for("dspy"), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise SystemExit(f"{' '.join(cmd)} printed no JSON; stderr:\n{proc.stderr[-2000:]}")
+    out = json.loads(lines[-1])
+    out["_stderr"] = proc.stderr
+    return out
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def pick_demos(rows: list[dict[str, Any]], k: int, labels: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The first rows in file order with no label used more than ceil(k / #labels) times.
+
+    The same rule as dspy_side/parse_robustness.py (kept identical on purpose).
+    """
+    cap = math.ceil(k / len(labels)) if k else 0
+    used: collections.Counter[str] = collections.Counter()
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        if len(out) == k:
+            break
+        if used[r["label"]] < cap:
+            used[r["label"]] += 1
+            out.append(r)
+    return out
+
+
+def spread(values: list[float], digits: int = 4) -> dict[str, float]:
+    """min / median / max of a sample, rounded."""
+    return {
+        "min": round(min(values), digits),
+        "median": round(statistics.median(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+def git_commit() -> str | None:
+    """The checkout's HEAD commit (None outside git)."""
+    try:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on (load matters: other jobs share the CPUs)."""
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_end": load,
+        "oobleck_commit": git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Print ``result`` as one JSON object and write it to ``results/<name>.json``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    text = json.dumps(result, indent=2, sort_keys=True)
+    path.write_text(text + "\n", encoding="utf-8")
+    print(json.dumps(result, sort_keys=True))
+    print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
+    return path
