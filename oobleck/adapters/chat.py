@@ -189,10 +189,22 @@ def _parse_field(signature: Signature, name: str, tp: Any, section: str, raw: st
 
 
 def _find_single_label(tp: Any, text: str) -> Any:
-    choices = _types.literal_choices(tp)
-    if not choices:
+    """The one label of a Literal/Enum that the text names, else None (never a guess).
+
+    First a label appearing as a whole word; failing that, a near miss in the first word
+    ("numerical" for "numeric", "pos" for "positive"): small models write both.
+    """
+    labels = [c for c in _types.literal_choices(tp) or () if isinstance(c, str)]
+    if not labels:
         return None
-    found = {
-        c for c in choices if isinstance(c, str) and re.search(rf"(?<!\w){re.escape(c)}(?!\w)", text, re.IGNORECASE)
-    }
-    return found.pop() if len(found) == 1 else None
+    found = {c for c in labels if re.search(rf"(?<!\w){re.escape(c)}(?!\w)", text, re.IGNORECASE)}
+    if len(found) == 1:
+        return found.pop()
+    if found:
+        return None
+    words = re.findall(r"\w+", text.lower())
+    if not words or len(words[0]) < 3:
+        return None
+    first = words[0]
+    near = {c for c in labels if first.startswith(c.lower()) or c.lower().startswith(first)}
+    return near.pop() if len(near) == 1 else None

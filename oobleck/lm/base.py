@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,6 +68,8 @@ class BaseLM:
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Run :meth:`complete` in a worker thread (the context travels with it)."""
+        import asyncio  # only async callers pay for it
+
         return await asyncio.to_thread(self.complete, request)
 
     def __call__(self, prompt: str, **params: Any) -> str:

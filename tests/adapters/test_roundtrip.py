@@ -113,6 +113,11 @@ def test_chat_leniency_for_small_models():
     assert adapter.parse(sig, "[[ ## label ## ]]\nThe review is negative") == {"label": "negative"}
     with pytest.raises(ParseError):  # both labels present: ambiguous, not guessed
         adapter.parse(sig, "[[ ## label ## ]]\npositive or negative")
+    trec = Signature("question -> label: Literal['numeric', 'entity', 'location', 'description']")
+    assert adapter.parse(trec, "[[ ## label ## ]]\nnumerical") == {"label": "numeric"}
+    assert adapter.parse(trec, "[[ ## label ## ]]\nLoc.") == {"label": "location"}
+    with pytest.raises(ParseError):  # a near miss of no label, or of two, is not guessed
+        adapter.parse(trec, "[[ ## label ## ]]\nhuman being")
 
 
 def test_json_adapter_requests_schema_only_where_supported():
