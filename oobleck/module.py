@@ -295,6 +295,8 @@ class Predict(Module):
 
     def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
         expected = self.signature.input_fields
+        if inputs.keys() == expected.keys():
+            return
         missing = [k for k in expected if k not in inputs]
         unknown = [k for k in inputs if k not in expected]
         if missing or unknown:

@@ -93,7 +93,7 @@ class ChatAdapter:
         inputs: Mapping[str, Any],
     ) -> list[Message]:
         """System message (instructions, fields, format), demos as turns, then the inputs."""
-        messages = [Message(role="system", content=self._system(signature))]
+        messages = [self._system_message(signature)]
         for demo in demos:
             messages.append(Message(role="user", content=self._user(signature, demo, with_reminder=False)))
             outs = {k: demo[k] for k in signature.output_fields if k in demo}
@@ -102,6 +102,9 @@ class ChatAdapter:
         return messages
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - adapters are few and long-lived
+    def _system_message(self, signature: Signature) -> Message:
+        return Message(role="system", content=self._system(signature))
+
     def _system(self, signature: Signature) -> str:
         layout = "\n\n".join(
             f"{marker(f.name)}\n<{f.name}: {type_hint(f)}>" for f in signature.output_fields.values()

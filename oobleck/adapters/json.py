@@ -63,7 +63,7 @@ class JSONAdapter:
         inputs: Mapping[str, Any],
     ) -> list[Message]:
         """System message with the schema, demos as turns, then the inputs."""
-        messages = [Message(role="system", content=self._system(signature))]
+        messages = [self._system_message(signature)]
         in_types = {f.name: f.type for f in signature.input_fields.values()}
         for demo in demos:
             shown = {k: demo[k] for k in signature.input_fields if k in demo}
@@ -75,6 +75,9 @@ class JSONAdapter:
         return messages
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - adapters are few and long-lived
+    def _system_message(self, signature: Signature) -> Message:
+        return Message(role="system", content=self._system(signature))
+
     def _system(self, signature: Signature) -> str:
         keys = ", ".join(f'"{k}"' for k in signature.output_fields)
         return (
