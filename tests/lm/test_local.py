@@ -55,3 +55,11 @@ def test_bad_model_path():
 def test_scoring_is_refused_clearly(local_lm):
     with pytest.raises(ConfigError, match="cannot score"):
         local_lm.complete(LMRequest(messages=(Message(role="user", content="x"),), score="y"))
+
+
+def test_serving_shares_the_in_process_model(server_url, local_lm):
+    # One llama.cpp instance answers both ways: two would compete for the same cores.
+    port = int(server_url.rsplit(":", 1)[1].split("/")[0])
+    assert local_lm.server() is local_lm._http[port]
+    assert local_lm.serve() == server_url
+    assert local_lm.n_threads >= 1
