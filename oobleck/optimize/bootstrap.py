@@ -197,17 +197,49 @@ class Bootstrapper:
         chosen: list[int],
         demos: dict[str, list[Example]],
     ) -> None:
-        for rnd in range(max_rounds):
-            for i in order:
-                if len(chosen) >= max_demos:
-                    return
-                if i in chosen:
-                    continue
-                outcome = self.run(i, trainset[i], rnd)
-                if outcome.passed:
-                    chosen.append(i)
-                    for name, ds in outcome.demos.items():
-                        demos.setdefault(name, []).extend(ds)
+        # For classification-like data, no label may take more than its share of the demos:
+        # a small model that answers one label most of the time passes mostly on rows of
+        # that label, and demos that all show it teach it to say nothing else. Rows of a
+        # full label are skipped before they are run (no call spent), and a label whose rows
+        # keep failing stops being tried after twice its share of attempts; a last pass
+        # without shares fills what the rarer labels could not (rows already run cost nothing).
+        groups = label_groups(trainset)
+        share = -(-max_demos // len(set(groups.values()))) if groups else max_demos
+        balanced = bool(groups) and share < max_demos
+        taken: dict[Any, int] = {}
+        tried: dict[Any, int] = {}
+        for cap in ([share, max_demos] if balanced else [max_demos]):
+            for rnd in range(max_rounds):
+                for i in order:
+                    if len(chosen) >= max_demos:
+                        return
+                    if i in chosen:
+                        continue
+                    group = groups.get(i)
+                    if taken.get(group, 0) >= cap or (cap == share and balanced and tried.get(group, 0) >= 2 * share):
+                        continue
+                    tried[group] = tried.get(group, 0) + 1
+                    outcome = self.run(i, trainset[i], rnd)
+                    if outcome.passed:
+                        chosen.append(i)
+                        taken[group] = taken.get(group, 0) + 1
+                        for name, ds in outcome.demos.items():
+                            demos.setdefault(name, []).extend(ds)
+
+
+def label_groups(trainset: Sequence[Example], *, max_groups: int = 20) -> dict[int, Any]:
+    """Each row's label values, when the labels look like classes; else an empty dict.
+
+    Labels look like classes when every row's label values are short scalars (str, int, bool)
+    and there are between 2 and ``max_groups`` distinct combinations.
+    """
+    keys: dict[int, Any] = {}
+    for i, ex in enumerate(trainset):
+        values = tuple(ex.labels().values())
+        if not values or not all(isinstance(v, (str, int, bool)) and len(str(v)) <= 40 for v in values):
+            return {}
+        keys[i] = values
+    return keys if 2 <= len(set(keys.values())) <= max_groups else {}
 
 
 def assemble(
