@@ -227,6 +227,25 @@ class Bootstrapper:
                             demos.setdefault(name, []).extend(ds)
 
 
+def balanced_sample(rows: Sequence[Example], k: int, rng: random.Random) -> list[Example]:
+    """``k`` rows drawn with ``rng``, taking the labels in turn when they look like classes."""
+    groups = label_groups(rows)
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    if not groups:
+        return [rows[i] for i in order[:k]]
+    by_label: dict[Any, list[int]] = {}
+    for i in order:
+        by_label.setdefault(groups[i], []).append(i)
+    picked: list[int] = []
+    queues = list(by_label.values())
+    while len(picked) < k and any(queues):
+        for q in queues:
+            if q and len(picked) < k:
+                picked.append(q.pop(0))
+    return [rows[i] for i in picked]
+
+
 def label_groups(trainset: Sequence[Example], *, max_groups: int = 20) -> dict[int, Any]:
     """Each row's label values, when the labels look like classes; else an empty dict.
 
@@ -273,7 +292,10 @@ class BootstrapFewShot(Optimizer):
         max_labeled_demos: total demos per predictor after padding with labelled rows
             (0: no labelled padding).
         max_rounds: passes over the trainset; later passes retry failed rows with a fresh sample.
-        teacher: a program with the same predictor names (default: the program itself).
+        teacher: a program with the same predictor names (default: the program itself, shown
+            ``teacher_shots`` labelled rows; the row being asked is never among them).
+        teacher_shots: labelled rows the default teacher sees, balanced across labels when the
+            labels look like classes (default: ``max_labeled_demos``; 0: the bare program).
         metric_threshold: a run passes when its score is at least this (default: truthy score).
         max_errors: teacher runs that may fail before compile raises (None: any number).
         round_temperature: temperature for rounds after the first (None: unchanged).
@@ -298,6 +320,7 @@ class BootstrapFewShot(Optimizer):
         max_labeled_demos: int = 16,
         max_rounds: int = 1,
         teacher: Module | None = None,
+        teacher_shots: int | None = None,
         metric_threshold: float | None = None,
         max_errors: int | None = 10,
         round_temperature: float | None = 1.0,
@@ -305,6 +328,7 @@ class BootstrapFewShot(Optimizer):
         max_tokens: int | None = None,
     ) -> None:
         super().__init__(max_lm_calls=max_lm_calls, max_tokens=max_tokens)
+        self.teacher_shots = teacher_shots
         if max_bootstrapped_demos < 0 or max_labeled_demos < 0 or max_rounds < 1:
             raise ConfigError("max_bootstrapped_demos and max_labeled_demos must be >= 0 and max_rounds >= 1")
         self.metric = metric
@@ -323,6 +347,7 @@ class BootstrapFewShot(Optimizer):
             "max_labeled_demos": self.max_labeled_demos,
             "max_rounds": self.max_rounds,
             "teacher": "program" if self.teacher is None else type(self.teacher).__name__,
+            "teacher_shots": self._teacher_shots(),
             "metric_threshold": self.metric_threshold,
             "max_errors": self.max_errors,
             "round_temperature": self.round_temperature,
@@ -341,11 +366,32 @@ class BootstrapFewShot(Optimizer):
             breakdown={"bootstrap": runs},
         )
 
-    def make_bootstrapper(self, program: Module, run: CompileRun) -> Bootstrapper:
+    def _teacher_shots(self) -> int:
+        if self.teacher is not None:
+            return 0
+        return self.max_labeled_demos if self.teacher_shots is None else self.teacher_shots
+
+    def default_teacher(self, program: Module, trainset: Sequence[Example], seed: int) -> Module:
+        """The program shown ``teacher_shots`` labelled rows (balanced across labels).
+
+        A zero-shot small model passes few rows, and mostly rows of the one label it favours;
+        a few labelled examples make a better teacher (the row being asked is always removed
+        from its demos).
+        """
+        teacher = program.copy()
+        shots = self._teacher_shots()
+        if shots > 0 and trainset:
+            rows = balanced_sample(trainset, shots, random.Random(seed))
+            for p in teacher.predictors():
+                p.demos = list(rows)
+        return teacher
+
+    def make_bootstrapper(self, program: Module, run: CompileRun, trainset: Sequence[Example]) -> Bootstrapper:
         """The Bootstrapper for ``program``, restored from ``run``'s checkpoint state."""
         restored = {k: TeacherRun.from_data(v) for k, v in run.state.get("runs", {}).items()}
+        teacher = self.teacher.copy() if self.teacher is not None else self.default_teacher(program, trainset, run.seed)
         boot = Bootstrapper(
-            teacher=(self.teacher or program).copy(),
+            teacher=teacher,
             student_names=[n for n, _ in program.named_predictors()],
             metric=self.metric,
             metric_threshold=self.metric_threshold,
@@ -356,7 +402,7 @@ class BootstrapFewShot(Optimizer):
         return boot
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
-        boot = self.make_bootstrapper(program, run)
+        boot = self.make_bootstrapper(program, run, trainset)
         boot.on_run = lambda: run.save({"runs": {k: v.to_data() for k, v in boot.runs.items()}})
         order = list(range(len(trainset)))
         chosen, demos, stopped = boot.collect(

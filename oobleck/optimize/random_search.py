@@ -50,7 +50,9 @@ class RandomSearch(Optimizer):
         max_bootstrapped_demos: the most bootstrapped rows per predictor.
         max_labeled_demos: total demos per predictor after labelled padding.
         max_rounds: bootstrap rounds (see :class:`BootstrapFewShot`).
-        teacher: a program with the same predictor names (default: the program itself).
+        teacher: a program with the same predictor names (default: the program itself, shown
+            ``teacher_shots`` labelled rows).
+        teacher_shots: labelled rows the default teacher sees (default: ``max_labeled_demos``).
         metric_threshold: a teacher run passes at this score (default: truthy score).
         max_errors: failed runs tolerated while bootstrapping, and per candidate evaluation.
         round_temperature: temperature for bootstrap rounds after the first.
@@ -80,6 +82,7 @@ class RandomSearch(Optimizer):
         max_labeled_demos: int = 16,
         max_rounds: int = 1,
         teacher: Module | None = None,
+        teacher_shots: int | None = None,
         metric_threshold: float | None = None,
         max_errors: int | None = 10,
         round_temperature: float | None = 1.0,
@@ -105,6 +108,7 @@ class RandomSearch(Optimizer):
             max_labeled_demos=max_labeled_demos,
             max_rounds=max_rounds,
             teacher=teacher,
+            teacher_shots=teacher_shots,
             metric_threshold=metric_threshold,
             max_errors=max_errors,
             round_temperature=round_temperature,
@@ -224,7 +228,7 @@ class RandomSearch(Optimizer):
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
         train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
         run.notes = {"split": split, "bootstrap_trainset_sha256": rows_sha256(train), "scored_valset_sha256": rows_sha256(val)}
-        boot = self._bootstrap.make_bootstrapper(program, run)
+        boot = self._bootstrap.make_bootstrapper(program, run, train)
         done: dict[str, dict[str, Any]] = dict(run.state.get("candidates", {}))
 
         def save() -> None:

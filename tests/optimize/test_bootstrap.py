@@ -256,3 +256,27 @@ def test_demos_are_balanced_across_labels() -> None:
     labels = [d["label"] for d in compiled.predictors()[0].demos]
     assert sorted(labels) == ["negative", "negative", "positive", "positive"]
     assert len(lm.requests) == 4  # positive rows beyond their share were skipped without a call
+
+
+def test_default_teacher_sees_labelled_rows_but_never_the_one_asked() -> None:
+    train = sentiment_rows()
+    seen: list[tuple[str, list[str]]] = []
+
+    def teacher_lm(req: LMRequest) -> dict[str, str]:
+        demo_inputs = [m.content for m in req.messages[1:-1] if m.role == "user"]
+        seen.append((field_of(req, "sentence"), demo_inputs))
+        return {"label": "positive"}
+
+    BootstrapFewShot(exact_match, max_bootstrapped_demos=2, max_labeled_demos=4).compile(
+        Predict("sentence -> label", lm=FakeLM(teacher_lm)), trainset=train
+    )
+    assert seen
+    for asked, demos in seen:
+        assert 3 <= len(demos) <= 4  # four labelled rows, minus the one being asked if drawn
+        assert not any(asked in d for d in demos)
+    bare: list[int] = []
+    BootstrapFewShot(exact_match, max_bootstrapped_demos=2, teacher_shots=0).compile(
+        Predict("sentence -> label", lm=FakeLM(lambda r: bare.append(len(r.messages)) or {"label": "positive"})),
+        trainset=train,
+    )
+    assert set(bare) == {2}  # system + the row: no demos
