@@ -34,6 +34,21 @@ DATA = Path(os.environ.get("OOBLECK_DATA", "/work/shared/data"))
 PYCACHE = Path(os.environ.get("OOBLECK_BENCH_PYCACHE", "/tmp/oobleck-bench-pycache"))
 
 
+# The tasks both benchmarks run, with the same signatures on the oobleck and DSPy sides.
+TASKS: dict[str, dict[str, Any]] = {
+    "sst2": {
+        "instructions": "Classify the sentiment of a movie review sentence.",
+        "input": "text",
+        "labels": ("positive", "negative"),
+    },
+    "trec": {
+        "instructions": "Classify the question by the type of its expected answer.",
+        "input": "question",
+        "labels": ("abbreviation", "description", "entity", "human", "location", "numeric"),
+    },
+}
+
+
 def env_for(framework: str) -> dict[str, str]:
     """The environment for a subprocess of one framework's interpreter."""
     env = dict(os.environ)

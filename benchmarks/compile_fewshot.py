@@ -56,25 +56,13 @@ import sys
 import time
 from typing import Any
 
-from _common import DATA, machine, read_jsonl, require_dspy_venv, run_dspy_side, write_result
+from _common import DATA, TASKS, machine, read_jsonl, require_dspy_venv, run_dspy_side, write_result
 
 import oobleck
 from oobleck.evaluate import evaluate
 from oobleck.metrics import ExactMatch
 from oobleck.optimize import BootstrapFewShot, LabeledFewShot, RandomSearch
 
-TASKS: dict[str, dict[str, Any]] = {
-    "sst2": {
-        "instructions": "Classify the sentiment of a movie review sentence.",
-        "input": "text",
-        "labels": ("positive", "negative"),
-    },
-    "trec": {
-        "instructions": "Classify the question by the type of its expected answer.",
-        "input": "question",
-        "labels": ("abbreviation", "description", "entity", "human", "location", "numeric"),
-    },
-}
 MAX_BOOTSTRAPPED = 4
 MAX_LABELED = 4
 MAX_ERRORS = 10_000  # a failed row scores 0 on both sides; never abort a compile over it

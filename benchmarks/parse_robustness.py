@@ -42,23 +42,11 @@ import sys
 import time
 from typing import Any
 
-from _common import DATA, machine, pick_demos, read_jsonl, require_dspy_venv, run_dspy_side, write_result
+from _common import DATA, TASKS, machine, pick_demos, read_jsonl, require_dspy_venv, run_dspy_side, write_result
 
 import oobleck
 from oobleck import parallel
 
-TASKS: dict[str, dict[str, Any]] = {
-    "sst2": {
-        "instructions": "Classify the sentiment of a movie review sentence.",
-        "input": "text",
-        "labels": ("positive", "negative"),
-    },
-    "trec": {
-        "instructions": "Classify the question by the type of its expected answer.",
-        "input": "question",
-        "labels": ("abbreviation", "description", "entity", "human", "location", "numeric"),
-    },
-}
 GOAL_JSON_FAILURE_RATE = 0.01  # oobleck with constrained output: under 1% parse failures
 
 
