@@ -49,6 +49,24 @@ TASKS: dict[str, dict[str, Any]] = {
 }
 
 
+def signature(task: str) -> Any:
+    """The task's oobleck Signature (labels as a Literal, the shared instruction)."""
+    import oobleck
+
+    spec = TASKS[task]
+    labels = ", ".join(repr(x) for x in spec["labels"])
+    return oobleck.Signature(f"{spec['input']} -> label: Literal[{labels}]").with_instructions(spec["instructions"])
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def env_for(framework: str) -> dict[str, str]:
     """The environment for a subprocess of one framework's interpreter."""
     env = dict(os.environ)

@@ -51,12 +51,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import time
 from typing import Any
 
-from _common import DATA, TASKS, machine, read_jsonl, require_dspy_venv, run_dspy_side, write_result
+from _common import (
+    DATA,
+    TASKS,
+    free_port,
+    machine,
+    read_jsonl,
+    require_dspy_venv,
+    run_dspy_side,
+    signature,
+    write_result,
+)
 
 import oobleck
 from oobleck.evaluate import evaluate
@@ -66,18 +75,6 @@ from oobleck.optimize import BootstrapFewShot, LabeledFewShot, RandomSearch
 MAX_BOOTSTRAPPED = 4
 MAX_LABELED = 4
 MAX_ERRORS = 10_000  # a failed row scores 0 on both sides; never abort a compile over it
-
-
-def signature(task: str) -> oobleck.Signature:
-    spec = TASKS[task]
-    labels = ", ".join(repr(x) for x in spec["labels"])
-    return oobleck.Signature(f"{spec['input']} -> label: Literal[{labels}]").with_instructions(spec["instructions"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def load(task: str, n_train: int, n_val: int, n_dev: int) -> tuple[list[oobleck.Example], ...]:

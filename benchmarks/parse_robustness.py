@@ -37,29 +37,27 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
-import socket
 import sys
 import time
 from typing import Any
 
-from _common import DATA, TASKS, machine, pick_demos, read_jsonl, require_dspy_venv, run_dspy_side, write_result
+from _common import (
+    DATA,
+    TASKS,
+    free_port,
+    machine,
+    pick_demos,
+    read_jsonl,
+    require_dspy_venv,
+    run_dspy_side,
+    signature,
+    write_result,
+)
 
 import oobleck
 from oobleck import parallel
 
 GOAL_JSON_FAILURE_RATE = 0.01  # oobleck with constrained output: under 1% parse failures
-
-
-def signature(task: str) -> oobleck.Signature:
-    spec = TASKS[task]
-    labels = ", ".join(repr(x) for x in spec["labels"])
-    return oobleck.Signature(f"{spec['input']} -> label: Literal[{labels}]").with_instructions(spec["instructions"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_oobleck(lm: Any, task: str, adapter: str, rows: list[dict[str, Any]], demos: list[dict[str, Any]],
