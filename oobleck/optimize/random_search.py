@@ -14,25 +14,18 @@ from __future__ import annotations
 
 import logging
 import random
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 from oobleck.errors import BudgetExceededError, ConfigError
-from oobleck.evaluate import TooManyErrorsError, evaluate
+from oobleck.evaluate import TooManyErrorsError
 from oobleck.example import Example
-from oobleck.metrics import metric_name
 from oobleck.module import Module
-from oobleck.optimize._base import CompileRun, Optimizer
-from oobleck.optimize._budget import (
-    CostEstimate,
-    calls_per_run,
-    canonical_json,
-    example_data,
-    rows_sha256,
-    tokens_per_run,
-)
-from oobleck.optimize.bootstrap import BootstrapFewShot, Bootstrapper, assemble
+from oobleck.optimize._base import CompileRun
+from oobleck.optimize._bootstrap import Bootstrapper, assemble
+from oobleck.optimize._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
+from oobleck.optimize._search import SearchOptimizer, candidate_key
+from oobleck.optimize.bootstrap import BootstrapFewShot
 
 __all__ = ["RandomSearch"]
 
@@ -41,7 +34,8 @@ log = logging.getLogger("oobleck.optimize")
 _KINDS = {-3: "zero_shot", -2: "labeled", -1: "bootstrap"}
 
 
-class RandomSearch(Optimizer):
+
+class RandomSearch(SearchOptimizer):
     """Bootstrap several demo sets and keep the one that scores best on the valset.
 
     Args:
@@ -59,6 +53,12 @@ class RandomSearch(Optimizer):
         num_threads: threads for scoring candidates.
         stop_at_score: stop searching once a candidate scores at least this (percent).
         val_fraction: without a valset, the share of the trainset held out for scoring.
+        racing: stop scoring a candidate once it is confidently worse than the best so far
+            (paired, on the same rows); the calls saved are reported in provenance.
+        require_significant: return the starting program unless the winner's paired gain over
+            it is significant (95% interval above zero).
+        prompt_tolerance: choose the shortest prompt among candidates within this many points
+            of the best score.
         max_lm_calls: stop cleanly at this many LM calls (see :class:`Optimizer`).
         max_tokens: stop cleanly at this many tokens.
 
@@ -89,19 +89,27 @@ class RandomSearch(Optimizer):
         num_threads: int = 1,
         stop_at_score: float | None = None,
         val_fraction: float = 0.5,
+        racing: bool = False,
+        require_significant: bool = False,
+        prompt_tolerance: float | None = None,
         max_lm_calls: int | None = None,
         max_tokens: int | None = None,
     ) -> None:
-        super().__init__(max_lm_calls=max_lm_calls, max_tokens=max_tokens)
+        super().__init__(
+            metric,
+            num_threads=num_threads,
+            max_errors=max_errors,
+            racing=racing,
+            require_significant=require_significant,
+            prompt_tolerance=prompt_tolerance,
+            val_fraction=val_fraction,
+            max_lm_calls=max_lm_calls,
+            max_tokens=max_tokens,
+        )
         if num_candidates < 0:
             raise ConfigError(f"num_candidates must be >= 0, got {num_candidates}")
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-        self.metric = metric
         self.num_candidates = num_candidates
-        self.num_threads = num_threads
         self.stop_at_score = stop_at_score
-        self.val_fraction = val_fraction
         self._bootstrap = BootstrapFewShot(
             metric,
             max_bootstrapped_demos=max_bootstrapped_demos,
@@ -123,61 +131,22 @@ class RandomSearch(Optimizer):
         inner = self._bootstrap._settings()
         return {
             **inner,
-            "metric": metric_name(self.metric),
+            **self._search_settings(),
             "num_candidates": self.num_candidates,
-            "num_threads": self.num_threads,
             "stop_at_score": self.stop_at_score,
-            "val_fraction": self.val_fraction,
         }
-
-    # ---- data ----
-
-    def _split(
-        self, trainset: list[Example], valset: list[Example] | None, seed: int, *, quiet: bool = False
-    ) -> tuple[list[Example], list[Example], dict[str, Any]]:
-        if valset is not None:
-            if valset is trainset or rows_sha256(valset) == rows_sha256(trainset):
-                log.info("RandomSearch: scoring on the trainset, as asked (valset=trainset)")
-                return trainset, valset, {"valset": "trainset (explicit)"}
-            train_keys = {canonical_json(example_data(r)) for r in trainset}
-            overlap = sum(1 for r in valset if canonical_json(example_data(r)) in train_keys)
-            if overlap and not quiet:
-                warnings.warn(
-                    f"RandomSearch: {overlap} of {len(valset)} valset rows also appear in the trainset; "
-                    "their scores will be inflated by demos of the same rows",
-                    stacklevel=4,
-                )
-            return trainset, valset, {"valset": "given", "overlap_with_trainset": overlap}
-        if len(trainset) < 2:
-            raise ConfigError("RandomSearch needs a valset, or a trainset of at least 2 rows to split")
-        indices = list(range(len(trainset)))
-        random.Random(f"oobleck-split:{seed}").shuffle(indices)
-        n_val = min(max(1, round(len(trainset) * self.val_fraction)), len(trainset) - 1)
-        val_idx, train_idx = sorted(indices[:n_val]), sorted(indices[n_val:])
-        if not quiet:
-            warnings.warn(
-                f"RandomSearch: no valset given; scoring candidates on {n_val} of the {len(trainset)} trainset rows "
-                f"(a seeded split, seed={seed}) and bootstrapping from the other {len(train_idx)}. "
-                "Pass valset= to choose the rows yourself.",
-                stacklevel=4,
-            )
-        train = [trainset[i] for i in train_idx]
-        val = [trainset[i] for i in val_idx]
-        return train, val, {"valset": "split from trainset", "valset_rows": val_idx}
 
     # ---- cost ----
 
     def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
-        if valset is None and len(trainset) >= 2:
-            n_val = min(max(1, round(len(trainset) * self.val_fraction)), len(trainset) - 1)
-            n_train = len(trainset) - n_val
-        else:
-            n_val, n_train = len(valset or trainset), len(trainset)
+        n_train, n_val = self._val_size(trainset, valset)
         first = trainset[0] if trainset else None
         per_run = calls_per_run(program, first)
         b = self._bootstrap
         boot_runs = n_train * b.max_rounds if b.max_bootstrapped_demos else 0
-        val_runs = (self.num_candidates + 3) * n_val
+        # The starting program is scored too (for the verdict) unless it is the zero-shot candidate.
+        start_runs = n_val if any(p.demos for p in program.predictors()) else 0
+        val_runs = (self.num_candidates + 3) * n_val + start_runs
         runs = boot_runs + val_runs
         return CostEstimate(
             program_runs=runs,
@@ -229,55 +198,62 @@ class RandomSearch(Optimizer):
         train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
         run.notes = {"split": split, "bootstrap_trainset_sha256": rows_sha256(train), "scored_valset_sha256": rows_sha256(val)}
         boot = self._bootstrap.make_bootstrapper(program, run, train)
+        scorer = self._scorer(val, run)
         done: dict[str, dict[str, Any]] = dict(run.state.get("candidates", {}))
 
         def save() -> None:
-            run.save({"runs": {k: v.to_data() for k, v in boot.runs.items()}, "candidates": done})
+            run.save(
+                {"runs": {k: v.to_data() for k, v in boot.runs.items()}, "candidates": done, "scorer": scorer.to_data()}
+            )
 
         boot.on_run = save
-        best_id: int | None = None
-        best_score = float("-inf")
+        programs: dict[str, Module] = {}
+        keys: dict[int, str] = {}
         stopped = False
         last_failure: Exception | None = None
         for cid in range(-3, self.num_candidates):
+            candidate, fresh, stopped = self._candidate(cid, program, train, boot, run.seed)
+            if stopped:
+                break
+            key = keys[cid] = candidate_key(candidate)
             info = done.get(str(cid))
             if info is None:
-                candidate, info, stopped = self._candidate(cid, program, train, boot, run.seed)
-                if stopped:
-                    break
                 try:
-                    result = evaluate(
-                        candidate, val, self.metric, num_threads=self.num_threads, progress=False, max_errors=self.max_errors
-                    )
+                    scores = scorer.score(key, candidate)
                 except BudgetExceededError:
                     stopped = True
                     break
                 except TooManyErrorsError as exc:
                     log.warning("RandomSearch: candidate %d failed to evaluate: %s", cid, exc)
                     last_failure = exc
-                    info = {**info, "score": None, "error": str(exc)}
+                    info = {**fresh, "score": None, "error": str(exc)}
                 else:
-                    info = {**info, "score": result.score, "errors": result.errors}
+                    info = {**fresh, "score": scores.mean(), "errors": scores.errors}
+                    if scores.dropped:
+                        info.update(dropped=True, rows_scored=len(scores.scores))
                 done[str(cid)] = info
                 save()
                 log.info("RandomSearch: candidate %d (%s) scored %s", cid, info["kind"], info["score"])
+            if info.get("score") is not None and not info.get("dropped"):
+                programs.setdefault(key, candidate)
             score = info.get("score")
-            if score is not None and score > best_score:
-                best_id, best_score = cid, score
             if self.stop_at_score is not None and score is not None and score >= self.stop_at_score:
                 break
+        start_key = candidate_key(program)
+        if not stopped and programs and start_key not in programs:
+            stopped = not self._score_start(scorer, program)
         save()  # also records what a candidate interrupted mid-evaluation spent
+        best = self._finish(run, scorer, program, {**programs, start_key: program}, stopped=stopped)
+        best_key = run.scores.pop("best", None)
+        best_id: int | str | None = next((cid for cid, k in keys.items() if k == best_key), None)
+        if best_id is None and best_key is not None:
+            best_id = "start"
         run.scores = {
             "candidates": [done[k] for k in sorted(done, key=int)],
             "best": best_id,
-            "best_score": None if best_id is None else best_score,
+            "best_score": run.scores.pop("best_score", None),
+            **run.scores,
         }
-        if best_id is None:
-            if last_failure is not None and not stopped:
-                raise last_failure
-            log.warning("RandomSearch: no candidate was scored before the budget ran out; returning the program unchanged")
-            return program.copy()
-        best, _, _ = self._candidate(best_id, program, train, boot, run.seed)
-        if stopped:
-            run.budget.stopped = True
+        if best_key is None and last_failure is not None and not stopped:
+            raise last_failure
         return best

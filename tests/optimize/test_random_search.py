@@ -156,3 +156,36 @@ def test_budget_before_any_candidate_returns_the_program_unchanged() -> None:
     best = RandomSearch(exact_match, max_lm_calls=1).compile(program, trainset=train, valset=val)
     assert best.provenance["stopped_early"] is True and best.provenance["scores"]["best"] is None
     assert program_fingerprint(best) == program_fingerprint(program)
+
+
+def test_verdict_is_recorded_and_require_significant_keeps_the_start() -> None:
+    train, val = split_rows()
+    opt = RandomSearch(exact_match, num_candidates=1, max_bootstrapped_demos=2, max_labeled_demos=2)
+    best = opt.compile(Predict("sentence -> label", lm=FakeLM(needs_demos)), trainset=train, valset=val)
+    v = best.provenance["scores"]["verdict"]
+    # zero-shot (the start) is wrong on every row, the winner right on every row
+    assert v["gain"] == 100.0 and v["low"] == 100.0 and v["significant"] and v["n"] == len(val)
+    assert best.provenance["scores"]["start_score"] == 0.0
+
+    always_right = FakeLM(lambda r: {"label": "positive" if "val: " in field_of(r, "sentence") and any(
+        w in field_of(r, "sentence") for w in ("funny", "best", "delightful", "beautifully", "joy", "moving")) else "negative"})
+    start = Predict("sentence -> label", lm=always_right)
+    opt = RandomSearch(exact_match, num_candidates=1, max_labeled_demos=2, require_significant=True)
+    kept = opt.compile(start, trainset=train, valset=val)
+    assert kept.provenance["scores"]["verdict"]["significant"] is False
+    assert kept.provenance["scores"]["returned"] == "start (gain not significant)"
+    assert kept.predictors()[0].demos == []
+
+
+def test_racing_reports_the_calls_it_saved() -> None:
+    rows = sentiment_rows()
+    train = tagged(rows[:4], "train")
+    val = tagged(rows * 3, "val")  # 36 rows, enough for racing to decide
+    lm = FakeLM(needs_demos)
+    opt = RandomSearch(exact_match, num_candidates=2, max_bootstrapped_demos=1, max_labeled_demos=1, racing=True)
+    # The zero-shot candidate is scored first and is always wrong; once a better one is the
+    # incumbent, later bad candidates are dropped. Here every demo candidate is right, so none is.
+    best = opt.compile(Predict("sentence -> label", lm=lm), trainset=train, valset=val)
+    racing = best.provenance["scores"]["racing"]
+    assert racing == {"dropped": 0, "rows_skipped": 0, "calls_saved": 0}
+    assert best.provenance["scores"]["best_score"] == 100.0

@@ -1,0 +1,137 @@
+"""The shared scoring loop: paired intervals, racing, selection and the verdict, on hand-made tables."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import pytest
+from _opt_helpers import field_of
+
+from oobleck import Example, FakeLM, Predict
+from oobleck.errors import ConfigError
+from oobleck.metrics import exact_match
+from oobleck.optimize import _scoring
+from oobleck.optimize._scoring import Scorer, paired_interval, scalar_metric, select, t_quantile
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(_scoring).failed == 0
+
+
+def test_t_quantile_matches_tables() -> None:
+    # Standard t-table values (two-sided 95%: the 0.975 quantile).
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 5: 2.571, 10: 2.228, 30: 2.042, 100: 1.984}
+    for df, expected in table.items():
+        assert t_quantile(0.975, df) == pytest.approx(expected, abs=5e-3)
+    assert t_quantile(0.5, 7) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ConfigError):
+        t_quantile(1.0, 3)
+
+
+def test_interval_on_a_hand_made_paired_table() -> None:
+    # Ten rows: the candidate fixes rows 0-3 and breaks row 9; the rest agree.
+    cand = [1, 1, 1, 1, 1, 0, 1, 0, 1, 0]
+    base = [0, 0, 0, 0, 1, 0, 1, 0, 1, 1]
+    # diffs (points): 100 x4, 0 x5, -100 x1 -> mean 30; sd by hand:
+    diffs = [100.0] * 4 + [0.0] * 5 + [-100.0]
+    mean = 30.0
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 9)
+    half = 2.262157 * sd / math.sqrt(10)  # t(0.975, 9) from a table
+    iv = paired_interval(cand, base)
+    assert iv.gain == pytest.approx(30.0)
+    assert iv.low == pytest.approx(mean - half, abs=0.02)
+    assert iv.high == pytest.approx(mean + half, abs=0.02)
+    assert iv.n == 10 and not iv.significant  # -3.6 .. 63.6 includes 0
+    # The same gain on four times the rows is significant.
+    assert paired_interval(cand * 4, base * 4).significant
+
+
+def test_interval_edge_cases() -> None:
+    same = paired_interval([1, 0, 1], [1, 0, 1])
+    assert (same.gain, same.low, same.high) == (0.0, 0.0, 0.0) and not same.significant
+    one = paired_interval([1], [0])
+    assert one.gain == 100.0 and one.low == -math.inf
+    with pytest.raises(ConfigError, match="same rows"):
+        paired_interval([1, 0], [1])
+    with pytest.raises(ConfigError):
+        paired_interval([], [])
+
+
+def test_select_prefers_the_best_then_the_shortest_within_tolerance() -> None:
+    means = {"a": 80.0, "b": 79.0, "c": 70.0, "d": 80.0}
+    tokens = {"a": 900, "b": 300, "c": 10, "d": 100}
+    assert select(means, tokens) == "a"  # first of the ties
+    assert select(means, tokens, tolerance=0.0) == "d"
+    assert select(means, tokens, tolerance=2.0) == "d"
+    assert select(means, {**tokens, "b": 50}, tolerance=2.0) == "b"
+    assert select(means, tokens, tolerance=20.0) == "c"
+    with pytest.raises(ConfigError):
+        select({}, {})
+
+
+def test_scalar_metric_accepts_feedback_forms() -> None:
+    class Scored:
+        score = 0.5
+        feedback = "half right"
+
+    ex, pred = Example(a="x"), Example(a="x")
+    assert scalar_metric(lambda e, p, t=None: {"score": 1, "feedback": "ok"})(ex, pred) == 1.0
+    assert scalar_metric(lambda e, p, t=None: Scored())(ex, pred) == 0.5
+    assert scalar_metric(lambda e, p, t=None: True)(ex, pred) == 1.0
+    with pytest.raises(TypeError):
+        scalar_metric(lambda e, p, t=None: "yes")(ex, pred)
+
+
+def _rows(n: int) -> list[Example]:
+    return [Example(q=str(i), a="yes").with_inputs("q") for i in range(n)]
+
+
+def _program(right_every: int) -> tuple[Predict, FakeLM]:
+    """Right on rows whose index is a multiple of ``right_every`` (1: always right)."""
+
+    def answer(request):  # type: ignore[no-untyped-def]
+        return {"a": "yes" if int(field_of(request, "q")) % right_every == 0 else "no"}
+
+    lm = FakeLM(answer)
+    return Predict("q -> a", lm=lm), lm
+
+
+def test_racing_drops_a_clearly_worse_candidate_and_keeps_a_tied_one() -> None:
+    rows = _rows(60)
+    scorer = Scorer(rows, exact_match, racing=True, min_race_rows=20, chunk=10)
+    good, _ = _program(1)
+    scorer.score("good", good)
+    assert scorer.incumbent() == "good"
+
+    bad, bad_lm = _program(10**9)  # right on row 0 only
+    result = scorer.score("bad", bad)
+    assert result.dropped and len(result.scores) == 20 and len(bad_lm.requests) == 20
+    report = scorer.racing_report()
+    assert report == {"dropped": 1, "rows_skipped": 40, "calls_saved": 40}
+
+    tied, tied_lm = _program(1)
+    result = scorer.score("tied", tied)
+    assert not result.dropped and len(tied_lm.requests) == 60 and scorer.complete("tied")
+
+    # Slightly worse (wrong on every 7th row, i.e. on 8 rows in 60) is not "confidently" worse early on.
+    def mostly(request):  # type: ignore[no-untyped-def]
+        return {"a": "no" if int(field_of(request, "q")) % 7 == 3 else "yes"}
+
+    close = scorer.score("close", Predict("q -> a", lm=FakeLM(mostly)))
+    assert len(close.scores) >= 30
+
+
+def test_minibatch_rows_are_reused_by_the_full_evaluation() -> None:
+    rows = _rows(12)
+    scorer = Scorer(rows, exact_match, racing=False)
+    prog, lm = _program(2)
+    part = scorer.score("p", prog, rows=[0, 3, 5])
+    assert sorted(part.scores) == [0, 3, 5] and len(lm.requests) == 3
+    assert part.mean() == pytest.approx(100 / 3)
+    scorer.score("p", prog)
+    assert len(lm.requests) == 12 and scorer.complete("p")
+    assert scorer.row_scores("p") == [1.0 if i % 2 == 0 else 0.0 for i in range(12)]
+    # A checkpoint round trip keeps every row.
+    again = Scorer(rows, exact_match, state=scorer.to_data())
+    assert again.row_scores("p") == scorer.row_scores("p")
