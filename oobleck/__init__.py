@@ -29,8 +29,9 @@ from oobleck.errors import (
 from oobleck.example import Example, Prediction
 from oobleck.lm import BaseLM, CachedLM, FakeLM, LMRequest, LMResponse, Message, Usage
 from oobleck.lm.cached import Cache
-from oobleck.module import Module, Predict
+from oobleck.module import Module
 from oobleck.modules import ChainOfThought
+from oobleck.predict import Predict
 from oobleck.signature import InputField, OutputField, Signature
 from oobleck.trace import trace
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from oobleck import _types
+from oobleck import _budget, _types
 from oobleck._version import __version__
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example, Prediction
@@ -236,8 +236,6 @@ def evaluate(
         >>> evaluate(qa, dev, exact_match, progress=False).score
         50.0
     """
-    from oobleck.optimize import _budget  # lazy: oobleck.optimize imports this module
-
     examples = list(devset)
     for i, ex in enumerate(examples):
         if not isinstance(ex, Example) or ex.input_keys is None:

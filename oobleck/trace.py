@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from oobleck.lm.types import Message, Usage
 
 if TYPE_CHECKING:
-    from oobleck.module import Predict
+    from oobleck.predict import Predict
 
 __all__ = ["Trace", "TraceEntry", "trace"]
 

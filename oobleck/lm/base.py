@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from oobleck.lm.types import LMRequest, LMResponse, Message
 
-__all__ = ["LM", "BaseLM", "Capabilities"]
+__all__ = ["ANSWER_WRITER", "LM", "AnswerWriter", "BaseLM", "Capabilities"]
+
+AnswerWriter = Callable[[Mapping[str, Any]], str]
+
+#: How the code making a call wants output values written as completion text. Predict sets it
+#: (from its adapter) around each call; only backends that make answers up from values
+#: (FakeLM's scripted dicts) read it, so the LM layer never needs to know a prompt format.
+ANSWER_WRITER: contextvars.ContextVar[AnswerWriter | None] = contextvars.ContextVar(
+    "oobleck_answer_writer", default=None
+)
 
 
 @dataclass(frozen=True, slots=True)

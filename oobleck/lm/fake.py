@@ -1,8 +1,8 @@
 """FakeLM: a scripted, in-process LM for tests (yours and ours).
 
-Give it the answers to return, in order, as raw text or as dicts of output fields (written in
-the format the request asks for: JSON when the request carries a ``response_format``, chat
-markers otherwise), or give it a function of the request.
+Give it the answers to return, in order, as raw text or as dicts of output fields, or give it
+a function of the request. A dict is written the way the calling predictor's adapter writes
+answers (see :data:`oobleck.lm.base.ANSWER_WRITER`), as JSON when called outside a predictor.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Union
 
 from oobleck import _types
 from oobleck.errors import LMResponseError
-from oobleck.lm.base import BaseLM, Capabilities
+from oobleck.lm.base import ANSWER_WRITER, BaseLM, Capabilities
 from oobleck.lm.types import Choice, LMRequest, LMResponse, Usage
 
 __all__ = ["FakeLM"]
@@ -109,8 +109,7 @@ def _tokens(text: str) -> int:
 def _render(answer: Scripted, request: LMRequest) -> str:
     if isinstance(answer, str):
         return answer
-    if request.response_format is not None:
-        return json.dumps({k: _types.to_jsonable(v) for k, v in answer.items()}, ensure_ascii=False)
-    from oobleck.adapters.chat import format_fields
-
-    return format_fields(answer)
+    writer = ANSWER_WRITER.get()
+    if writer is not None:
+        return writer(answer)
+    return json.dumps({k: _types.to_jsonable(v) for k, v in answer.items()}, ensure_ascii=False)

@@ -8,7 +8,8 @@ from oobleck.adapters.base import Adapter
 from oobleck.example import Prediction
 from oobleck.lm.base import LM
 from oobleck.lm.types import Message
-from oobleck.module import Module, Predict
+from oobleck.module import Module
+from oobleck.predict import Predict
 from oobleck.signature import Signature, ensure_signature
 
 __all__ = ["ChainOfThought"]

@@ -14,11 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
 from oobleck import _types
-from oobleck._version import __version__
-from oobleck.errors import ConfigError
-from oobleck.example import Example
-from oobleck.module import Module
-from oobleck.optimize._budget import (
+from oobleck._budget import (
     Budget,
     Checkpoint,
     CostEstimate,
@@ -27,6 +23,10 @@ from oobleck.optimize._budget import (
     usage_dict,
     usage_from_dict,
 )
+from oobleck._version import __version__
+from oobleck.errors import ConfigError
+from oobleck.example import Example
+from oobleck.module import Module
 
 __all__ = ["CompileRun", "Optimizer", "program_fingerprint"]
 

@@ -122,7 +122,7 @@ class Bootstrapper:
         known = self.runs.get(key)
         if known is not None:
             return known
-        from oobleck.optimize import _budget
+        from oobleck import _budget
 
         budget = _budget.active()
         if budget is not None:

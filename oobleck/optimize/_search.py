@@ -15,12 +15,12 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from oobleck._budget import canonical_json, example_data, rows_sha256, tokens_per_run
 from oobleck.errors import BudgetExceededError, ConfigError
 from oobleck.example import Example
 from oobleck.metrics import metric_name
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun, Optimizer, program_fingerprint
-from oobleck.optimize._budget import canonical_json, example_data, rows_sha256, tokens_per_run
 from oobleck.optimize._scoring import Scorer, select, verdict
 
 __all__ = ["SearchOptimizer", "candidate_key"]

@@ -16,13 +16,13 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from oobleck._budget import CostEstimate, calls_per_run, tokens_per_run
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.metrics import metric_name
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun, Optimizer
 from oobleck.optimize._bootstrap import Bootstrapper, TeacherRun, assemble, balanced_sample
-from oobleck.optimize._budget import CostEstimate, calls_per_run, tokens_per_run
 
 __all__ = ["BootstrapFewShot"]
 

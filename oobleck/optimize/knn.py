@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from oobleck._budget import CostEstimate
 from oobleck.example import Example
 from oobleck.module import Module
 from oobleck.modules.knn import KNNFewShot
 from oobleck.optimize._base import CompileRun, Optimizer
-from oobleck.optimize._budget import CostEstimate
 from oobleck.retrieve.embedders import Embedder
 
 __all__ = ["KNN"]

@@ -17,13 +17,13 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
 from oobleck.errors import BudgetExceededError, ConfigError
 from oobleck.evaluate import TooManyErrorsError
 from oobleck.example import Example
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import Bootstrapper, assemble
-from oobleck.optimize._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
 from oobleck.optimize._search import SearchOptimizer, candidate_key
 from oobleck.optimize.bootstrap import BootstrapFewShot
 

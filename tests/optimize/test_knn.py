@@ -64,7 +64,7 @@ def test_render_shows_the_chosen_demos() -> None:
 
 
 def test_save_state_round_trip_without_recomputing() -> None:
-    from oobleck._artifact_files import SideFiles
+    from oobleck.artifact import SideFiles
 
     knn = KNNFewShot(Predict("sentence -> label"), trainset=sentiment_rows(), k=2, embedder=HashingEmbedder(dim=256))
     files = SideFiles()

@@ -19,8 +19,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, overload
 
-from oobleck._artifact_files import SideFiles
-from oobleck._artifact_schema import (
+from oobleck.artifact._files import SideFiles
+from oobleck.artifact._schema import (
     DictNode,
     EmptyNode,
     ListNode,
@@ -29,7 +29,8 @@ from oobleck._artifact_schema import (
     jsonable,
 )
 from oobleck.errors import ArtifactError
-from oobleck.module import Module, Predict
+from oobleck.module import Module
+from oobleck.predict import Predict
 
 __all__ = ["FrozenModule", "register_module_type"]
 

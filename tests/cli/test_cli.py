@@ -13,8 +13,8 @@ from oobleck import FakeLM, Predict, context
 from oobleck.artifact import load
 from oobleck.cli import main
 
-FIXTURES = Path(__file__).parent / "fixtures"
-ROOT = Path(__file__).parent.parent
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+ROOT = Path(__file__).parents[2]
 TWO_STEP = f"{FIXTURES / 'qa_program.py'}:TwoStep"
 
 
@@ -162,7 +162,7 @@ def test_eval_an_artifact(capsys, qa, tmp_path):
 @pytest.mark.slow
 def test_compile_and_run_on_the_embedded_model_in_a_subprocess(tmp_path):
     """The whole command line, as a user types it: real model, JSON adapter, disk cache."""
-    data = Path(__file__).parent / "fixtures" / "sentiment_tiny.jsonl"
+    data = FIXTURES / "sentiment_tiny.jsonl"
     out = tmp_path / "s.json"
     common = ["--lm", "local", "--adapter", "json", "--cache", str(tmp_path / "cache")]
     compile_cmd = [sys.executable, "-m", "oobleck.cli", "compile", "sentence -> label: Literal['positive', 'negative']",

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from oobleck._artifact_schema import ArtifactDoc, PredictorRecord
+from oobleck.artifact._schema import ArtifactDoc, PredictorRecord
 
 __all__ = ["Change", "diff_docs", "format_changes"]
 

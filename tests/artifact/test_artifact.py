@@ -38,7 +38,7 @@ from oobleck.artifact import (
     save,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 
 from qa_program import TwoStep

@@ -1,4 +1,4 @@
-"""Budgets, cost estimates and checkpoints shared by the optimizers.
+"""Budgets, cost estimates and checkpoints shared by evaluate and the optimizers.
 
 A :class:`Budget` limits the LM calls and tokens one compile may spend. Spending is counted
 from :class:`~oobleck.lm.types.Usage` (calls that reached a backend; cache hits are free).

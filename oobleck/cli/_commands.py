@@ -1,0 +1,337 @@
+"""The commands of the ``oobleck`` CLI: compile, run, eval, inspect, diff, serve (one function each)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from oobleck import _types
+from oobleck.cli._program import CLIError, load_artifact, program_from
+from oobleck.context import context, current
+from oobleck.errors import OobleckError
+from oobleck.lm.base import LM
+
+__all__ = ["METRICS", "OPTIMIZERS", "cmd_compile", "cmd_diff", "cmd_eval", "cmd_inspect", "cmd_run", "cmd_serve"]
+
+log = logging.getLogger("oobleck.cli")
+
+OPTIMIZERS = {
+    "labeled": "LabeledFewShot",
+    "bootstrap": "BootstrapFewShot",
+    "random_search": "RandomSearch",
+    "knn": "KNN",
+}
+_NEEDS_METRIC = {"bootstrap", "random_search"}
+METRICS = ("exact_match", "f1", "passage_match")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _lm_from(spec: str | None, base_url: str | None, temperature: float | None = None) -> LM | None:
+    """The LM for ``--lm``: explicit flag > the current oobleck.context > the local model."""
+    if spec is None:
+        if current().lm is not None:
+            return None  # already in force
+        spec = "local"
+    params: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
+    if spec == "local" or spec.startswith("local:"):
+        from oobleck.lm.local import LocalLM
+
+        path = spec.partition(":")[2] or None
+        return LocalLM(path, **params)
+    if spec.startswith("openai:") and spec.partition(":")[2]:
+        from oobleck.lm.openai import OpenAILM
+
+        return OpenAILM(spec.partition(":")[2], base_url=base_url, **params)
+    raise CLIError(f"--lm {spec!r} is not understood; use 'local', 'local:PATH.gguf' or 'openai:MODEL'")
+
+
+@contextlib.contextmanager
+def _using_lm(args: argparse.Namespace) -> Iterator[None]:
+    lm = _lm_from(getattr(args, "lm", None), getattr(args, "base_url", None), getattr(args, "temperature", None))
+    backend = lm
+    if lm is not None and not getattr(args, "no_cache", False):
+        from oobleck.lm.cached import Cache, CachedLM, default_cache_dir
+
+        lm = CachedLM(lm, cache=Cache(getattr(args, "cache", None) or default_cache_dir()))
+    settings: dict[str, Any] = {} if lm is None else {"lm": lm}
+    if getattr(args, "adapter", None):
+        from oobleck.adapters import adapter_from_name
+
+        settings["adapter"] = adapter_from_name(args.adapter)
+    try:
+        with context(**settings):
+            yield
+    finally:
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
+
+
+
+def _read_jsonl(path: str, *, inputs: Sequence[str] | None = None) -> list[Any]:
+    from oobleck.example import Example
+
+    stream: TextIO
+    with contextlib.ExitStack() as stack:
+        stream = sys.stdin if path == "-" else stack.enter_context(open(path, encoding="utf-8"))
+        rows: list[Any] = []
+        for n, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CLIError(f"{path}:{n}: not a JSON object ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise CLIError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+            if inputs is not None:
+                missing = [k for k in inputs if k not in row]
+                if missing:
+                    raise CLIError(f"{path}:{n}: missing input field(s) {missing}")
+                rows.append(Example(row).with_inputs(*inputs))
+            else:
+                rows.append(row)
+    if not rows:
+        raise CLIError(f"{path} has no rows")
+    return rows
+
+
+def _inputs_of(args: argparse.Namespace, program: Any) -> list[str]:
+    if args.inputs:
+        return [name for part in args.inputs for name in part.split(",") if name]
+    named = program.named_predictors()
+    if len(named) == 1:
+        return list(named[0][1].signature.input_fields)
+    raise CLIError("this program has several predictors: name its inputs with --inputs field1,field2")
+
+
+def _metric(name: str | None) -> Any:
+    if name is None:
+        return None
+    if name not in METRICS:
+        raise CLIError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
+    metrics = importlib.import_module("oobleck.metrics")
+    return getattr(metrics, name)
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise CLIError(f"optimizer option {text!r} must look like name=value")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def _emit(value: Any, *, out: TextIO) -> None:
+    out.write(json.dumps(_types.to_jsonable(value), ensure_ascii=False, sort_keys=True) + "\n")
+    out.flush()
+
+
+def _result_data(result: Any) -> Any:
+    return dict(result) if hasattr(result, "keys") else result
+
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run an artifact on one JSON object of inputs, or on every line of a JSONL file."""
+    art = load_artifact(args.artifact, args.program)
+    call = art.predictors[args.predictor].__call__ if args.predictor else art.__call__
+    if args.predictor and args.predictor not in art.predictors:
+        raise CLIError(f"no predictor {args.predictor!r}; the artifact has {list(art.predictors)}")
+    if (args.inputs_json is None) == (args.jsonl is None):
+        raise CLIError("give the inputs as one JSON object argument, or --jsonl FILE (- for stdin)")
+    if args.inputs_json is not None:
+        try:
+            inputs = json.loads(args.inputs_json)
+        except json.JSONDecodeError as exc:
+            raise CLIError(f"the inputs are not JSON: {exc.msg}") from None
+        if not isinstance(inputs, dict):
+            raise CLIError('the inputs must be a JSON object, like {"question": "..."}')
+        rows = [inputs]
+    else:
+        rows = _read_jsonl(args.jsonl)
+    failures = 0
+    with _using_lm(args):
+        for i, row in enumerate(rows):
+            try:
+                _emit(_result_data(call(**row)), out=sys.stdout)
+            except OobleckError as exc:
+                if args.jsonl is None:
+                    raise
+                failures += 1
+                log.warning("row %d failed: %s", i + 1, exc)
+                _emit({"error": {"type": type(exc).__name__, "message": str(exc)}}, out=sys.stdout)
+    return 1 if failures else 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Show the prompts, parameters and provenance stored in an artifact."""
+    from oobleck.artifact import load
+
+    art = load(args.artifact)
+    names = [args.predictor] if args.predictor else list(art.predictors)
+    for name in names:
+        if name not in art.predictors:
+            raise CLIError(f"no predictor {name!r}; the artifact has {list(art.predictors)}")
+    inputs = json.loads(args.inputs) if args.inputs else None
+    if args.json:
+        data = {
+            "artifact": args.artifact,
+            "class": art.class_path,
+            "runnable": art.runnable,
+            "oobleck_version": art.oobleck_version,
+            "schema_version": art.schema_version,
+            "provenance": art.provenance,
+            "predictors": {
+                n: [m.model_dump() for m in (art.predictors[n].render(**inputs) if inputs else art.templates[n])]
+                for n in names
+            },
+        }
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+        return 0
+    out = [f"artifact   {args.artifact}  (oobleck {art.oobleck_version}, schema {art.schema_version})"]
+    how = "runs as is" if art.runnable else "user class: run it with --program, or call one predictor"
+    out.append(f"program    {art.class_path or type(art.program).__name__}  ({how})")
+    for key, value in sorted(art.provenance.items()):
+        out.append(f"provenance {key}: {json.dumps(_types.to_jsonable(value), ensure_ascii=False, sort_keys=True)}")
+    for name in names:
+        p = art.predictors[name]
+        lm = art.lm_identities[name]
+        out += [
+            "",
+            f"== predictor {name} ==",
+            f"signature  {p.signature}",
+            f"adapter    {p.resolve_adapter().name} v{p.resolve_adapter().version}    demos {len(p.demos)}    "
+            + f"max_retries {p.max_retries if p.max_retries is not None else '-'}",
+            f"config     {json.dumps(p.config, sort_keys=True)}    lm {json.dumps(lm, sort_keys=True) if lm else '-'}",
+        ]
+        messages = p.render(**inputs) if inputs else art.templates[name]
+        for m in messages:
+            out += [f"--- {m.role} ---", m.content]
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Show the instructions, demos and settings that differ between two artifacts."""
+    from oobleck.artifact import _schema as schema
+    from oobleck.artifact._diff import diff_docs, format_changes
+
+    docs = []
+    for path in (args.before, args.after):
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise CLIError(f"cannot read {path}: {exc.strerror}") from None
+        docs.append(schema.validate(schema.parse_text(raw, source=path), source=path))
+    changes = diff_docs(docs[0], docs[1])
+    if args.json:
+        _emit([c.to_dict() for c in changes], out=sys.stdout)
+    else:
+        sys.stdout.write(format_changes(changes, before=args.before, after=args.after) + "\n")
+    return 1 if changes else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve an artifact over HTTP until interrupted."""
+    from oobleck.serve import make_server
+
+    art = load_artifact(args.artifact, args.program)
+    with _using_lm(args):
+        server = make_server(art, host=args.host, port=args.port)
+        host, port = server.server_address[:2]
+        sys.stderr.write(f"serving {args.artifact} on http://{host!s}:{port}  (POST / with JSON inputs; Ctrl-C stops)\n")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score an artifact (or a program) on a JSONL dataset with a metric."""
+    try:
+        from oobleck.evaluate import evaluate
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise CLIError(f"evaluation is not available in this install: {exc}") from exc
+    if args.target.endswith(".json"):
+        art = load_artifact(args.target, args.program)
+        program, runner = art.program, art
+    else:
+        program = runner = program_from(args.target, cot=args.cot)
+    rows = _read_jsonl(args.data, inputs=_inputs_of(args, program))
+    with _using_lm(args):
+        result = evaluate(
+            runner,  # type: ignore[arg-type]
+            rows,
+            _metric(args.metric),
+            num_threads=args.threads,
+            progress=not args.quiet,
+            max_errors=args.max_errors,
+        )
+    if args.output:
+        result.to_json(args.output)
+        sys.stderr.write(f"wrote {args.output}\n")
+    if args.json:
+        _emit({k: v for k, v in result.to_dict().items() if k != "rows"}, out=sys.stdout)
+    else:
+        sys.stdout.write(result.table(max_rows=args.show) + "\n")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Optimize a program on training data and save the frozen artifact."""
+    try:
+        optimize = importlib.import_module("oobleck.optimize")
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise CLIError(f"optimizers are not available in this install: {exc}") from exc
+    if not args.dry_run and not args.output:
+        raise CLIError("name the artifact to write with --output FILE.json (or use --dry-run)")
+    program = program_from(args.program, cot=args.cot)
+    inputs = _inputs_of(args, program)
+    train = _read_jsonl(args.train, inputs=inputs)
+    val = _read_jsonl(args.val, inputs=inputs) if args.val else None
+    options = dict(_option(o) for o in args.option)
+    if args.max_lm_calls is not None:
+        options["max_lm_calls"] = args.max_lm_calls
+    if args.max_tokens is not None:
+        options["max_tokens"] = args.max_tokens
+    metric = _metric(args.metric)
+    if args.optimizer in _NEEDS_METRIC and metric is None:
+        raise CLIError(f"--optimizer {args.optimizer} scores candidates: pass --metric ({', '.join(METRICS)})")
+    cls = getattr(optimize, OPTIMIZERS[args.optimizer])
+    try:
+        optimizer = cls(metric, **options) if args.optimizer in _NEEDS_METRIC else cls(**options)
+    except TypeError as exc:
+        raise CLIError(f"bad option for {cls.__name__}: {exc}") from None
+    if args.dry_run:
+        estimate = optimizer.compile(program, trainset=train, valset=val, seed=args.seed, dry_run=True)
+        sys.stderr.write(f"{cls.__name__}: {estimate}\n")
+        _emit(estimate.to_dict(), out=sys.stdout)
+        return 0
+    with _using_lm(args):
+        sys.stderr.write(f"compiling with {cls.__name__} on {len(train)} rows...\n")
+        compiled = optimizer.compile(program, trainset=train, valset=val, seed=args.seed, checkpoint=args.checkpoint)
+        # Saved inside the context, so the artifact records the adapter and LM the compile used.
+        compiled.save(args.output)
+    provenance = getattr(compiled, "provenance", {}) or {}
+    sys.stderr.write(f"saved {args.output}\n")
+    _emit({"output": args.output, "optimizer": cls.__name__, "scores": provenance.get("scores")}, out=sys.stdout)
+    return 0
+

@@ -1,0 +1,151 @@
+"""The ``oobleck`` command line: its argument parser and ``main``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from oobleck.cli._commands import (
+    METRICS,
+    OPTIMIZERS,
+    cmd_compile,
+    cmd_diff,
+    cmd_eval,
+    cmd_inspect,
+    cmd_run,
+    cmd_serve,
+)
+from oobleck.cli._program import CLIError
+from oobleck.errors import ConfigError, OobleckError
+
+__all__ = ["build_parser", "main"]
+
+_EPILOG = """\
+examples:
+  oobleck compile "question -> answer" --train train.jsonl --val dev.jsonl \\
+      --optimizer bootstrap --metric exact_match --max-lm-calls 500 -o qa.json
+  oobleck run qa.json '{"question": "What is the capital of France?"}'
+  oobleck run qa.json --jsonl questions.jsonl > answers.jsonl
+  oobleck eval qa.json dev.jsonl --metric exact_match
+  oobleck inspect qa.json
+  oobleck diff before.json after.json
+  oobleck serve qa.json --port 8000
+
+LMs: --lm local (default; the embedded SmolLM2 model), --lm local:/path/model.gguf,
+     --lm openai:MODEL [--base-url URL] (key from $OPENAI_API_KEY; never saved)."""
+
+
+def _add_lm(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LM")
+    g.add_argument("--lm", metavar="SPEC", help="local (default), local:PATH.gguf or openai:MODEL")
+    g.add_argument("--base-url", metavar="URL", help="server URL for --lm openai:MODEL (e.g. http://127.0.0.1:8080/v1)")
+    g.add_argument("--temperature", type=float, default=0.0, metavar="T", help="decoding temperature (default 0)")
+    g.add_argument("--adapter", choices=["chat", "json"], help="prompt format for predictors that set none (default chat)")
+    g.add_argument("--cache", metavar="DIR", help="LM cache directory (default $OOBLECK_CACHE_DIR or ~/.cache/oobleck)")
+    g.add_argument("--no-cache", action="store_true", help="call the LM every time")
+
+
+def _add_program(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--program",
+        metavar="SPEC",
+        help="your program class (file.py:Class or module:Class) to run its forward() with the saved parameters",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``oobleck`` command."""
+    parser = argparse.ArgumentParser(
+        prog="oobleck",
+        description="Compile declarative LM programs into frozen, readable prompt programs.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("compile", help="optimize a program on data and save the artifact", description=cmd_compile.__doc__)
+    p.add_argument("program", help='a signature ("question -> answer"), file.py[:attr] or module:attr')
+    p.add_argument("--train", required=True, metavar="JSONL", help="training rows, one JSON object per line")
+    p.add_argument("--val", metavar="JSONL", help="validation rows for optimizers that score candidates")
+    p.add_argument("--inputs", action="append", metavar="F1,F2", help="input field names (default: the signature's)")
+    p.add_argument("--metric", help=f"one of {', '.join(METRICS)}")
+    p.add_argument("--optimizer", default="bootstrap", choices=sorted(OPTIMIZERS), help="default: bootstrap")
+    p.add_argument("-O", "--option", action="append", default=[], metavar="NAME=VALUE", help="optimizer option (JSON value), repeatable")
+    p.add_argument("--max-lm-calls", type=int, metavar="N", help="stop cleanly after N LM calls (cache hits are free)")
+    p.add_argument("--max-tokens", type=int, metavar="N", help="stop cleanly after N tokens")
+    p.add_argument("--seed", type=int, default=0, help="the only source of randomness (default 0)")
+    p.add_argument("--checkpoint", metavar="FILE", help="save progress here and resume from it")
+    p.add_argument("--cot", action="store_true", help="for a signature: use ChainOfThought instead of Predict")
+    p.add_argument("--dry-run", action="store_true", help="print the planned cost and call nothing")
+    p.add_argument("-o", "--output", metavar="FILE.json", help="where to write the artifact")
+    _add_lm(p)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="run an artifact on JSON inputs", description=cmd_run.__doc__)
+    p.add_argument("artifact", help="the artifact (.json)")
+    p.add_argument("inputs_json", nargs="?", metavar="INPUTS", help='one JSON object, e.g. \'{"question": "..."}\'')
+    p.add_argument("--jsonl", metavar="FILE", help="one JSON object of inputs per line (- for stdin); one output line each")
+    p.add_argument("--predictor", metavar="NAME", help="run only this predictor")
+    _add_program(p)
+    _add_lm(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("eval", help="score an artifact or program on a dataset", description=cmd_eval.__doc__)
+    p.add_argument("target", help="an artifact (.json), a signature, file.py[:attr] or module:attr")
+    p.add_argument("data", metavar="JSONL", help="rows with inputs and labels")
+    p.add_argument("--inputs", action="append", metavar="F1,F2", help="input field names (default: the signature's)")
+    p.add_argument("--metric", default="exact_match", help=f"one of {', '.join(METRICS)} (default exact_match)")
+    p.add_argument("--threads", type=int, default=1, metavar="N", help="rows run in parallel")
+    p.add_argument("--max-errors", type=int, default=10, metavar="N", help="failed rows tolerated (default 10)")
+    p.add_argument("--show", type=int, default=10, metavar="N", help="rows shown in the table (default 10)")
+    p.add_argument("--output", metavar="FILE.json", help="write every row's result as JSON")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--cot", action="store_true", help="for a signature: use ChainOfThought")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_program(p)
+    _add_lm(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("inspect", help="show an artifact's prompts and parameters", description=cmd_inspect.__doc__)
+    p.add_argument("artifact")
+    p.add_argument("--predictor", metavar="NAME", help="only this predictor")
+    p.add_argument("--inputs", metavar="JSON", help="render for these inputs instead of {placeholders}")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("diff", help="what changed between two artifacts", description=cmd_diff.__doc__)
+    p.add_argument("before")
+    p.add_argument("after")
+    p.add_argument("--json", action="store_true", help="print the changes as JSON")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("serve", help="serve an artifact over HTTP", description=cmd_serve.__doc__)
+    p.add_argument("artifact")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    _add_program(p)
+    _add_lm(p)
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``oobleck`` command; returns the exit status.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (CLIError, OobleckError, ConfigError) as exc:
+        sys.stderr.write(f"oobleck {args.command}: error: {exc}\n")
+        return 1
+    except BrokenPipeError:  # `oobleck run ... | head`
+        return 0

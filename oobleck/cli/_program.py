@@ -1,0 +1,64 @@
+"""Importing the user's program: a signature string, ``file.py[:attr]`` or ``module:attr``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CLIError", "load_artifact", "program_from"]
+
+
+class CLIError(Exception):
+    """A CLI-level error: its message is printed and the command exits with status 1."""
+
+
+def _import_attr(spec: str) -> Any:
+    """``path/to/file.py[:attr]`` or ``package.module:attr`` (default attr: ``program``)."""
+    target, _, attr = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    if target.endswith(".py") and ":" in spec and not Path(target).exists():
+        raise CLIError(f"no such file {target}")
+    attr = attr or "program"
+    if target.endswith(".py"):
+        path = Path(target).resolve()
+        sys.path.insert(0, str(path.parent))
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if module_spec is None or module_spec.loader is None:
+            raise CLIError(f"cannot import {target}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[path.stem] = module
+        module_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise CLIError(f"cannot import {target!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise CLIError(f"{target} has no attribute {attr!r}; name it as {target}:NAME") from None
+
+
+def program_from(spec: str, *, cot: bool = False) -> Any:
+    """A Module from a signature string, a Python file or ``module:attr``."""
+    from oobleck.module import Module
+    from oobleck.modules import ChainOfThought
+    from oobleck.predict import Predict
+
+    if "->" in spec:
+        return ChainOfThought(spec) if cot else Predict(spec)
+    value = _import_attr(spec)
+    if isinstance(value, type) and issubclass(value, Module) or callable(value) and not isinstance(value, Module):
+        value = value()
+    if not isinstance(value, Module):
+        raise CLIError(f"{spec} is a {type(value).__name__}, not an oobleck Module")
+    return value
+
+
+def load_artifact(path: str, program: str | None) -> Any:
+    from oobleck.artifact import load
+
+    return load(path, program=program_from(program) if program else None)
+

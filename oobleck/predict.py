@@ -1,0 +1,312 @@
+"""Predict: the one step that calls an LM.
+
+Data flows one way: inputs → Predict → Adapter.render → LMRequest → LM → LMResponse →
+Adapter.parse → Prediction. The sync and async paths drive the same generator of requests, so
+parsing, parse-repair retries, usage and tracing behave identically in both.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import functools
+import time
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any
+
+from oobleck import _types
+from oobleck.adapters.base import Adapter
+from oobleck.adapters.chat import ChatAdapter
+from oobleck.context import current
+from oobleck.errors import ConfigError, InputError, ParseError
+from oobleck.example import Example, Prediction
+from oobleck.lm.base import ANSWER_WRITER, LM
+from oobleck.lm.types import LMRequest, LMResponse, Message, Usage
+from oobleck.module import RENDERING, Module, RenderedCall
+from oobleck.signature import Signature, ensure_signature
+from oobleck.trace import TraceEntry, emit
+from oobleck.trace import active as recording_active
+
+__all__ = ["Predict"]
+
+_DEFAULT_ADAPTER = ChatAdapter()
+_CONFIG_KEYS = frozenset(
+    {"temperature", "max_tokens", "stop", "n", "seed", "top_p", "logprobs", "top_logprobs", "extra"}
+)
+
+
+class Predict(Module):
+    """One LM call: render the signature with demos and inputs, call the LM, parse the answer.
+
+    Args:
+        signature: a signature string, Signature, or Signature subclass.
+        demos: examples shown before the inputs (each a mapping with input and output fields).
+        lm: this predictor's LM; falls back to ``oobleck.context(lm=...)``.
+        adapter: the prompt format; falls back to the context, then ChatAdapter.
+        max_retries: on a parse failure, ask again this many times showing the LM the error
+            (each retry is counted in usage and the trace). Default: the context's, else 0.
+        **config: decoding parameters: temperature, max_tokens, stop, n, seed, top_p,
+            logprobs, top_logprobs, extra.
+
+    Raises:
+        ConfigError: an unknown decoding parameter.
+
+    Example:
+        >>> from oobleck import FakeLM
+        >>> qa = Predict("question -> answer: int", lm=FakeLM([{"answer": 4}]))
+        >>> qa(question="2+2?").answer
+        4
+    """
+
+    def __init__(
+        self,
+        signature: str | Signature | type[Signature],
+        *,
+        demos: Sequence[Mapping[str, Any]] = (),
+        lm: LM | None = None,
+        adapter: Adapter | None = None,
+        max_retries: int | None = None,
+        **config: Any,
+    ) -> None:
+        unknown = set(config) - _CONFIG_KEYS
+        if unknown:
+            raise ConfigError(f"unknown decoding parameter(s) {sorted(unknown)}; known: {sorted(_CONFIG_KEYS)}")
+        self.signature = ensure_signature(signature)
+        self.demos: list[Example] = [d if isinstance(d, Example) else Example(d) for d in demos]
+        self.lm = lm
+        self.adapter = adapter
+        self.max_retries = max_retries
+        self.config: dict[str, Any] = dict(config)
+
+    # ---- parameters ----
+
+    @property
+    def instructions(self) -> str:
+        """The instruction inside the signature."""
+        return self.signature.instructions
+
+    def named_predictors(self) -> list[tuple[str, Predict]]:
+        """A bare Predict is its own only predictor, named ``"self"``."""
+        return [("self", self)]
+
+    def copy(self) -> Predict:
+        """A copy with its own demos list and config (LM and adapter shared)."""
+        new = _copy.copy(self)
+        new.demos = list(self.demos)
+        new.config = dict(self.config)
+        return new
+
+    def __repr__(self) -> str:
+        return f"Predict({str(self.signature)!r}, demos={len(self.demos)})"
+
+    # ---- resolution ----
+
+    def resolve_lm(self) -> LM:
+        """The LM this predictor uses here: its own, else the context's."""
+        lm = self.lm or current().lm
+        if lm is None:
+            raise ConfigError(
+                f"no LM for Predict({str(self.signature)!r}): pass Predict(..., lm=...), "
+                "call program.set_lm(...), or wrap the call in `with oobleck.context(lm=...)`"
+            )
+        return lm
+
+    def resolve_adapter(self) -> Adapter:
+        """The adapter this predictor uses here: its own, else the context's, else ChatAdapter."""
+        return self.adapter or current().adapter or _DEFAULT_ADAPTER
+
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        expected = self.signature.input_fields
+        if inputs.keys() == expected.keys():
+            return
+        missing = [k for k in expected if k not in inputs]
+        unknown = [k for k in inputs if k not in expected]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing input(s) {missing}")
+            if unknown:
+                parts.append(f"unknown input(s) {unknown}")
+            raise InputError(
+                f"{'; '.join(parts)} for signature {self.signature}; expected exactly {list(expected)}"
+            )
+
+    # ---- rendering ----
+
+    def render(self, **inputs: Any) -> list[Message]:
+        """The exact messages this predictor sends for ``inputs`` (no LM call)."""
+        self._check_inputs(inputs)
+        return self.resolve_adapter().render(self.signature, demos=self.demos, inputs=inputs)
+
+    def render_calls(self, **inputs: Any) -> list[RenderedCall]:
+        """One RenderedCall named ``"self"`` (see Module.render_calls)."""
+        return [RenderedCall("self", self.render(**inputs))]
+
+    def template(self) -> list[Message]:
+        """The messages with ``{field}`` placeholders where the inputs go."""
+        inputs = {name: _types.Placeholder("{" + name + "}") for name in self.signature.input_fields}
+        return self.resolve_adapter().render(self.signature, demos=self.demos, inputs=inputs)
+
+    def request(self, **inputs: Any) -> LMRequest:
+        """The exact LMRequest this predictor sends for ``inputs`` (no LM call)."""
+        self._check_inputs(inputs)
+        return self._request(self.resolve_adapter(), self.resolve_lm(), inputs)
+
+    def _request(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> LMRequest:
+        messages = adapter.render(self.signature, demos=self.demos, inputs=inputs)
+        params = dict(self.config)
+        for key, value in adapter.request_options(self.signature, lm.capabilities).items():
+            if key == "stop":
+                params["stop"] = tuple(dict.fromkeys((*(params.get("stop") or ()), *value)))
+            else:
+                params.setdefault(key, value)
+        settings = current()
+        if settings.cache != "on":
+            params["cache"] = settings.cache
+        if settings.sample_index:
+            params["sample_index"] = settings.sample_index
+        return LMRequest(messages=tuple(messages), **params)
+
+    # ---- calling ----
+
+    def __call__(self, *args: Any, **inputs: Any) -> Prediction:
+        if args:
+            raise InputError(f"Predict takes inputs by name, e.g. predict({next(iter(self.signature.input_fields), 'x')}=...)")
+        return self.forward(**inputs)
+
+    async def acall(self, **inputs: Any) -> Prediction:
+        """Call from async code."""
+        return await self.aforward(**inputs)
+
+    def forward(self, **inputs: Any) -> Prediction:
+        """Call the LM and return the parsed prediction."""
+        self._check_inputs(inputs)
+        adapter = self.resolve_adapter()
+        rendering = RENDERING.get()
+        if rendering is not None:
+            rendering.append((self, adapter.render(self.signature, demos=self.demos, inputs=inputs)))
+            return self._placeholder()
+        lm = self.resolve_lm()
+        steps = self._steps(adapter, lm, inputs)
+        request = next(steps)
+        writer = ANSWER_WRITER.set(functools.partial(adapter.format_outputs, self.signature))
+        try:
+            while True:
+                try:
+                    response = lm.complete(request)
+                except Exception as exc:
+                    steps.throw(exc)  # records the failure, then re-raises it
+                    raise
+                try:
+                    request = steps.send(response)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+        finally:
+            ANSWER_WRITER.reset(writer)
+
+    async def aforward(self, **inputs: Any) -> Prediction:
+        """Async form of :meth:`forward` (uses the backend's async client)."""
+        self._check_inputs(inputs)
+        adapter = self.resolve_adapter()
+        lm = self.resolve_lm()
+        steps = self._steps(adapter, lm, inputs)
+        request = next(steps)
+        writer = ANSWER_WRITER.set(functools.partial(adapter.format_outputs, self.signature))
+        try:
+            while True:
+                try:
+                    response = await lm.acomplete(request)
+                except Exception as exc:
+                    steps.throw(exc)
+                    raise
+                try:
+                    request = steps.send(response)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+        finally:
+            ANSWER_WRITER.reset(writer)
+
+    def _steps(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> Generator[LMRequest, LMResponse, Prediction]:
+        """The call protocol without I/O: yields each request, receives its response.
+
+        Sync and async callers drive the same generator, so parsing, parse-repair retries,
+        usage and tracing behave identically in both.
+        """
+        request = self._request(adapter, lm, inputs)
+        retries = self._max_retries()
+        spent: Usage | None = None  # what earlier attempts of this call cost
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = yield request
+            except Exception as exc:
+                self._emit(inputs, None, request, None, spent or Usage(), exc)
+                raise
+            usage = response.usage
+            if not usage.latency_s:
+                usage = usage.with_latency(time.perf_counter() - started)
+            if spent is not None:
+                usage = spent + usage
+            outcome = self._parse(adapter, inputs, request, response, usage)
+            if not isinstance(outcome, ParseError):
+                return outcome
+            if attempt >= retries:
+                raise outcome
+            attempt += 1
+            spent = usage + Usage(retries=1)
+            request = _repair(request, adapter.repair_messages(self.signature, response.text, outcome.reason))
+
+    def _max_retries(self) -> int:
+        if self.max_retries is not None:
+            return self.max_retries
+        return current().max_retries or 0
+
+    def _parse(
+        self,
+        adapter: Adapter,
+        inputs: Mapping[str, Any],
+        request: LMRequest,
+        response: LMResponse,
+        usage: Usage,
+    ) -> Prediction | ParseError:
+        completions: list[dict[str, Any]] = []
+        first_error: ParseError | None = None
+        for choice in response.choices:
+            try:
+                completions.append(adapter.parse(self.signature, choice.text))
+            except ParseError as exc:
+                first_error = first_error or exc
+        if not response.choices:
+            first_error = ParseError(
+                "the LM returned no completion", raw="", field=None, signature=self.signature, reason="empty response"
+            )
+        if not completions:
+            assert first_error is not None
+            self._emit(inputs, None, request, response.text, usage, first_error)
+            return first_error
+        self._emit(inputs, completions[0], request, response.text, usage, None)
+        pred = Prediction(completions[0], usage=usage)
+        if len(completions) > 1:
+            object.__setattr__(pred, "completions", completions)
+        return pred
+
+    def _emit(
+        self,
+        inputs: Mapping[str, Any],
+        outputs: dict[str, Any] | None,
+        request: LMRequest,
+        raw: str | None,
+        usage: Usage,
+        error: BaseException | None,
+    ) -> None:
+        if recording_active():
+            emit(TraceEntry(self, dict(inputs), outputs, list(request.messages), raw, usage, error))
+
+    def _placeholder(self) -> Prediction:
+        return Prediction(
+            {name: _types.placeholder(f.type, name) for name, f in self.signature.output_fields.items()}
+        )
+
+
+def _repair(request: LMRequest, extra: list[Message]) -> LMRequest:
+    return request.model_copy(update={"messages": request.messages + tuple(extra)})
