@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional, Union
 
 import pydantic
 
-from oobleck.errors import SignatureError
+from oobleck.errors import ArtifactError, SignatureError
 
 _SIMPLE: dict[str, Any] = {
     "str": str,
@@ -36,8 +36,28 @@ _SIMPLE: dict[str, Any] = {
 _GENERIC = {"list", "dict", "tuple", "List", "Dict", "Tuple"}
 
 
-def annotation_from_ast(node: ast.expr, extra: typing.Mapping[str, Any]) -> Any:
-    """Build a type from an annotation's AST without evaluating any code."""
+MAX_TYPE_DEPTH = 32
+"""How deeply a written type may nest (``list[list[...]]``); deeper is a SignatureError."""
+
+
+def annotation_from_ast(node: ast.expr, extra: typing.Mapping[str, Any], _depth: int = 0) -> Any:
+    """Build a type from an annotation's AST without evaluating any code.
+
+    Raises:
+        SignatureError: an unknown name, an unsupported construct, an empty or malformed
+            generic (``tuple[()]``, ``Union[()]``) or nesting deeper than ``MAX_TYPE_DEPTH``.
+    """
+    if _depth > MAX_TYPE_DEPTH:
+        raise SignatureError(f"the type {ast.unparse(node)[:80]!r}... nests deeper than {MAX_TYPE_DEPTH} levels")
+    try:
+        return _annotation(node, extra, _depth)
+    except (TypeError, IndexError, ValueError) as exc:
+        if isinstance(exc, SignatureError):
+            raise
+        raise SignatureError(f"the type {ast.unparse(node)[:120]!r} is not a usable field type ({exc})") from None
+
+
+def _annotation(node: ast.expr, extra: typing.Mapping[str, Any], depth: int) -> Any:
     if isinstance(node, ast.Name):
         if node.id in extra:
             return extra[node.id]
@@ -49,13 +69,17 @@ def annotation_from_ast(node: ast.expr, extra: typing.Mapping[str, Any]) -> Any:
         )
     if isinstance(node, ast.Attribute):
         # typing.Literal, typing.Optional ...
-        return annotation_from_ast(ast.Name(id=node.attr), extra)
+        return _annotation(ast.Name(id=node.attr), extra, depth)
     if isinstance(node, ast.Constant) and node.value is None:
         return type(None)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        left = annotation_from_ast(node.left, extra)
-        right = annotation_from_ast(node.right, extra)
-        return Union[left, right]
+        # ``a | b | c`` nests to the left: walk it with a loop, so a long union cannot recurse.
+        members: list[Any] = []
+        while isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            members.append(annotation_from_ast(node.right, extra, depth + 1))
+            node = node.left
+        members.append(annotation_from_ast(node, extra, depth + 1))
+        return Union[tuple(reversed(members))]
     if isinstance(node, ast.Subscript):
         head = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", None)
         args = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
@@ -67,8 +91,12 @@ def annotation_from_ast(node: ast.expr, extra: typing.Mapping[str, Any]) -> Any:
                         f"Literal[...] takes only string, int or bool constants, got {ast.unparse(arg)!r}"
                     )
                 values.append(arg.value)
+            if not values:
+                raise SignatureError(f"{ast.unparse(node)!r} lists no allowed value; write Literal['a', 'b']")
             return Literal[tuple(values)]
-        params = tuple(annotation_from_ast(a, extra) for a in args)
+        params = tuple(annotation_from_ast(a, extra, depth + 1) for a in args)
+        if not params or any(isinstance(a, ast.Tuple) and not a.elts for a in args):
+            raise SignatureError(f"{ast.unparse(node)!r} names no type inside its brackets")
         if head == "Optional" and len(params) == 1:
             return Optional[params[0]]
         if head == "Union":
@@ -210,55 +238,131 @@ def parse_text(tp: Any, text: str) -> Any:
 _SCALARS: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool, "null": type(None)}
 
 
+MAX_SCHEMA_NODES = 2_000
+"""The most schema nodes one field's type may expand to (``$ref``/``anyOf`` fan-out is bounded)."""
+
+
 def type_from_schema(schema: dict[str, Any], defs: dict[str, Any] | None = None, name: str = "Model") -> Any:
     """Rebuild a Python type from a JSON schema produced by pydantic.
 
     Objects with properties become pydantic models created on the fly; enums become Literals.
-    Only data is read, nothing is executed.
+    Only data is read, nothing is executed. Time and memory are bounded whatever the schema:
+    each ``$ref`` is resolved once, references may not form a cycle, nesting is at most
+    ``MAX_TYPE_DEPTH`` deep and the expansion at most ``MAX_SCHEMA_NODES`` nodes.
+
+    Raises:
+        ArtifactError: the schema is malformed, cyclic, or too large to rebuild.
     """
-    defs = defs if defs is not None else schema.get("$defs", {})
-    if "$ref" in schema:
-        ref = schema["$ref"].rsplit("/", 1)[-1]
-        if ref not in defs:
-            raise ValueError(f"schema reference {schema['$ref']!r} not found")
-        return type_from_schema(defs[ref], defs, ref)
-    if "enum" in schema:
-        return Literal[tuple(schema["enum"])]
-    if "const" in schema:
-        return Literal[schema["const"]]
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            members = tuple(type_from_schema(s, defs, name) for s in schema[key])
-            return Union[members] if len(members) > 1 else members[0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        members = tuple(_SCALARS.get(k, Any) for k in kind)
-        return Union[members]
-    if kind == "array":
-        items = schema.get("items")
-        if "prefixItems" in schema:
-            return tuple[tuple(type_from_schema(s, defs, name) for s in schema["prefixItems"])]  # type: ignore[misc]
-        return list[type_from_schema(items, defs, name)] if items else list  # type: ignore[misc]
-    if kind == "object":
+    if not isinstance(schema, dict):
+        raise ArtifactError(f"a field schema must be a JSON object, got {type(schema).__name__}")
+    found = defs if defs is not None else schema.get("$defs", {})
+    return _SchemaReader(found if isinstance(found, dict) else {}).read(schema, name, 0)
+
+
+class _SchemaReader:
+    def __init__(self, defs: dict[str, Any]) -> None:
+        self.defs = defs
+        self.resolved: dict[str, Any] = {}
+        self.resolving: set[str] = set()
+        self.nodes = 0
+
+    def read(self, schema: Any, name: str, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_SCHEMA_NODES:
+            raise ArtifactError(f"a field schema expands to more than {MAX_SCHEMA_NODES} nodes; refusing to rebuild it")
+        if depth > MAX_TYPE_DEPTH:
+            raise ArtifactError(f"a field schema nests deeper than {MAX_TYPE_DEPTH} levels")
+        if not isinstance(schema, dict):
+            raise ArtifactError(f"expected a JSON schema object, got {type(schema).__name__}: {str(schema)[:80]!r}")
+        try:
+            return self._read(schema, name, depth)
+        except (TypeError, ValueError, NameError, AttributeError, pydantic.PydanticUserError) as exc:
+            if isinstance(exc, ArtifactError):
+                raise
+            raise ArtifactError(f"cannot rebuild a type from the schema {_short(schema)} ({exc})") from None
+
+    def _ref(self, ref: Any, depth: int) -> Any:
+        target = ref.rsplit("/", 1)[-1] if isinstance(ref, str) else None
+        if target is None or not isinstance(self.defs.get(target), dict):
+            raise ArtifactError(f"schema reference {ref!r} not found in $defs")
+        if target in self.resolved:
+            return self.resolved[target]
+        if target in self.resolving:
+            raise ArtifactError(f"schema reference {ref!r} refers to itself; recursive field types are not supported")
+        self.resolving.add(target)
+        self.resolved[target] = self.read(self.defs[target], target, depth + 1)
+        self.resolving.discard(target)
+        return self.resolved[target]
+
+    def _read(self, schema: dict[str, Any], name: str, depth: int) -> Any:
+        if "$ref" in schema:
+            return self._ref(schema["$ref"], depth)
+        if "enum" in schema:
+            return Literal[_labels(schema["enum"])]
+        if "const" in schema:
+            return Literal[_labels([schema["const"]])]
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                options = schema[key]
+                if not isinstance(options, list) or not options:
+                    raise ArtifactError(f"{key} must be a non-empty list, got {_short(options)}")
+                members = tuple(self.read(s, name, depth + 1) for s in options)
+                return Union[members] if len(members) > 1 else members[0]
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            return Union[tuple(_SCALARS.get(k, Any) if isinstance(k, str) else Any for k in kind) or (Any,)]
+        if kind == "array":
+            if "prefixItems" in schema:
+                items = schema["prefixItems"]
+                if not isinstance(items, list) or not items:
+                    raise ArtifactError(f"prefixItems must be a non-empty list, got {_short(items)}")
+                return tuple[tuple(self.read(s, name, depth + 1) for s in items)]  # type: ignore[misc]
+            items = schema.get("items")
+            return list[self.read(items, name, depth + 1)] if items else list  # type: ignore[misc]
+        if kind == "object":
+            return self._object(schema, name, depth)
+        if isinstance(kind, str) and kind in _SCALARS:
+            return _SCALARS[kind]
+        return Any
+
+    def _object(self, schema: dict[str, Any], name: str, depth: int) -> Any:
         props = schema.get("properties")
         if not props:
             extra = schema.get("additionalProperties")
             if isinstance(extra, dict):
-                return dict[str, type_from_schema(extra, defs, name)]  # type: ignore[misc]
+                return dict[str, self.read(extra, name, depth + 1)]  # type: ignore[misc]
             return dict
-        required = set(schema.get("required", ()))
+        if not isinstance(props, dict):
+            raise ArtifactError(f"properties must be a JSON object, got {_short(props)}")
+        required = schema.get("required", ())
+        required = set(required) if isinstance(required, list) else set()
         fields: dict[str, Any] = {}
         for prop, sub in props.items():
-            sub_type = type_from_schema(sub, defs, prop.title())
-            if prop in required:
-                fields[prop] = (sub_type, ...)
-            else:
-                fields[prop] = (sub_type, sub.get("default"))
-        model_name = schema.get("title", name)
+            if not prop.isidentifier() or prop.startswith("_") or prop.startswith("model_"):
+                raise ArtifactError(f"property name {prop!r} cannot be a field of a rebuilt model")
+            sub_type = self.read(sub, prop.title(), depth + 1)
+            default = sub.get("default") if isinstance(sub, dict) else None
+            fields[prop] = (sub_type, ...) if prop in required else (sub_type, default)
+        title = schema.get("title", name)
+        model_name = next((n for n in (title, name) if isinstance(n, str) and n.isidentifier()), "Model")
         return pydantic.create_model(model_name, **fields)
-    if kind in _SCALARS:
-        return _SCALARS[kind]
-    return Any
+
+
+def _labels(values: Any) -> tuple[Any, ...]:
+    if not isinstance(values, list) or not values:
+        raise ArtifactError(f"enum must be a non-empty list, got {_short(values)}")
+    for v in values:
+        if not (v is None or isinstance(v, (str, int, float, bool))):
+            raise ArtifactError(f"enum values must be strings, numbers, booleans or null, got {_short(v)}")
+    return tuple(values)
+
+
+def _short(value: Any) -> str:
+    try:
+        text = json.dumps(value, default=str)
+    except (RecursionError, ValueError):
+        return f"a deeply nested {type(value).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class Placeholder(str):

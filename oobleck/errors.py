@@ -12,6 +12,7 @@
     │   ├── LMRateLimitError
     │   ├── LMConnectionError
     │   └── LMResponseError                       an error status or an unusable response body
+    │       └── LMContextLengthError              the prompt does not fit the model's context
     ├── BudgetExceededError                       an optimizer or run hit its call/token limit
     ├── TooManyErrorsError     (also RuntimeError) an evaluation or bootstrap failed too often
     └── ArtifactError          (also ValueError)  a saved program that cannot be loaded
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "LMConnectionError",
+    "LMContextLengthError",
     "LMError",
     "LMRateLimitError",
     "LMResponseError",
@@ -132,6 +134,13 @@ class LMResponseError(LMError):
     ):
         super().__init__(message, status=status, retry_after=retry_after)
         self.retryable = retryable
+
+
+class LMContextLengthError(LMResponseError):
+    """The prompt (inputs, demos and instructions) does not fit the model's context window.
+
+    Never retried: the same request would fail the same way.
+    """
 
 
 class BudgetExceededError(OobleckError):

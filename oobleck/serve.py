@@ -9,19 +9,33 @@ Endpoints:
 - ``POST /predictors/<name>``: run one predictor (for artifacts saved from your own class,
   whose ``forward`` the file does not hold).
 
-Errors are JSON, ``{"error": {"type": ..., "message": ...}}``: 400 for a body that is not a JSON
-object, 422 for inputs that do not fit the signature, 404/405/411/413 as usual, 502 when the LM
-failed or answered unreadably, 504 when it timed out, 500 when the server has no LM. It binds
-127.0.0.1 unless told otherwise. Each request runs in a copy of the context the server was
-created in, so ``oobleck.context(lm=...)`` around :func:`make_server` applies to every request.
+Every answer is JSON, errors included: ``{"error": {"type": ..., "message": ...}}`` with 400
+for a body that is not a JSON object (or a malformed request line or header), 401 for a missing
+or wrong bearer token, 404/405/408/411/413/431 as usual, 422 for inputs that do not fit the
+signature, 502 when the LM failed or answered unreadably, 503 when the server is at its
+concurrency limit (with Retry-After), 504 when the LM timed out, 500 when the server has no LM.
+
+Fit to embed: a listen backlog of ``backlog`` connections, a per-connection socket timeout (a
+stalled or silent client is dropped after ``conn_timeout`` seconds), at most ``max_inflight``
+programs running at once (others wait up to ``queue_timeout`` seconds, then get 503) and at most
+``max_connections`` open connections. It binds 127.0.0.1 unless told otherwise; bound to any
+other interface it requires a bearer ``token`` unless ``allow_no_token=True`` is given
+(then it warns loudly). Each request runs in a copy of the context the server was created in,
+so ``oobleck.context(lm=...)`` around :func:`make_server` applies to every request. For traffic
+from the internet, put a reverse proxy (TLS, rate limits) in front: see the README's Security
+section.
 """
 
 from __future__ import annotations
 
 import contextvars
+import hmac
+import ipaddress
 import json
 import logging
 import os
+import threading
+import warnings
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,11 +55,16 @@ from oobleck.errors import (
 from oobleck.example import Prediction
 from oobleck.lm.base import LM
 
-__all__ = ["make_server", "serve"]
+__all__ = ["is_loopback", "make_server", "serve"]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+BACKLOG = 512
+CONN_TIMEOUT = 30.0
+MAX_INFLIGHT = 16
+MAX_CONNECTIONS = 512
+QUEUE_TIMEOUT = 30.0
 
 
 class _Failure(Exception):
@@ -57,10 +76,59 @@ class _Failure(Exception):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], handler: Any, *, backlog: int, max_connections: int) -> None:
+        self.request_queue_size = backlog
+        self.max_connections = max_connections
+        self._open = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # One thread per connection, but never more than max_connections of them: a connection
+        # over the limit gets a 503 at once instead of a thread.
+        if not self._open.acquire(blocking=False):
+            _refuse(request, self.max_connections)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._open.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._open.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hung up is not the server's problem: log it instead of printing to stderr.
         log.debug("connection from %s ended abruptly", client_address, exc_info=True)  # noqa: LOG014 - called inside socketserver's except block
+
+
+def _refuse(sock: Any, limit: int) -> None:
+    body = json.dumps({"error": {"type": "Busy", "message": f"the server has {limit} open connections; retry shortly"}})
+    data = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}"
+    ).encode()
+    try:
+        sock.settimeout(1.0)
+        sock.sendall(data)
+    except OSError:
+        pass
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is a loopback interface (127.0.0.0/8, ::1 or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _outputs(result: Any) -> dict[str, Any]:
@@ -107,6 +175,13 @@ def make_server(
     host: str = "127.0.0.1",
     port: int = 8000,
     max_body: int = MAX_BODY,
+    token: str | None = None,
+    allow_no_token: bool = False,
+    backlog: int = BACKLOG,
+    conn_timeout: float = CONN_TIMEOUT,
+    max_inflight: int = MAX_INFLIGHT,
+    max_connections: int = MAX_CONNECTIONS,
+    queue_timeout: float = QUEUE_TIMEOUT,
 ) -> ThreadingHTTPServer:
     """An HTTP server for ``artifact`` (call ``serve_forever()``; port 0 picks a free port).
 
@@ -115,16 +190,57 @@ def make_server(
         host: the interface to bind; 127.0.0.1 by default (pass 0.0.0.0 deliberately).
         port: the TCP port.
         max_body: the largest request body accepted, in bytes.
+        token: when set, every request but ``GET /health`` needs ``Authorization: Bearer <token>``.
+        allow_no_token: bind beyond loopback without a token (warned about loudly).
+        backlog: the listen queue length (connections waiting to be accepted).
+        conn_timeout: seconds a connection may stay silent (reading a request, or idle
+            between keep-alive requests) before it is closed.
+        max_inflight: programs running at once; more requests wait for a slot.
+        max_connections: open connections at once; more get an immediate 503.
+        queue_timeout: how long a request waits for a slot before a 503.
+
+    Raises:
+        ConfigError: bound beyond loopback without a token (and without ``allow_no_token``),
+            or a limit that is not positive.
 
     Example:
         >>> server = make_server(oobleck.load("qa.json"), port=0)    # doctest: +SKIP
         >>> threading.Thread(target=server.serve_forever).start()    # doctest: +SKIP
     """
+    if min(backlog, max_inflight, max_connections) < 1 or min(conn_timeout, queue_timeout) <= 0:
+        raise ConfigError("backlog, max_inflight, max_connections, conn_timeout and queue_timeout must be positive")
+    if token is not None and not token.strip():
+        raise ConfigError("token= is empty; give a long random string (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
+    if token is None and not is_loopback(host):
+        message = (
+            f"serving on {host} without a token: anyone who can reach this port can run the program "
+            "and spend your LM budget; pass token= (--token / $OOBLECK_SERVE_TOKEN) or bind 127.0.0.1"
+        )
+        if not allow_no_token:
+            raise ConfigError(message + " (or allow_no_token=True / --no-token to accept the risk)")
+        warnings.warn(message, stacklevel=2)
+        log.warning(message)
     snapshot = contextvars.copy_context()
+    slots = threading.BoundedSemaphore(max_inflight)
+    expected = f"Bearer {token}".encode() if token is not None else None
 
     class Handler(BaseHTTPRequestHandler):
         server_version = f"oobleck/{__version__}"
         protocol_version = "HTTP/1.1"
+        timeout = conn_timeout
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            # http.server's own errors (bad request line, header too long, unsupported
+            # method, 408) are HTML by default: answer them in JSON like every other error.
+            # A client's mistake is a 4xx: an unknown method is 405, an unknown HTTP version 400.
+            kinds = {400: "BadRequest", 408: "RequestTimeout", 414: "URITooLong", 431: "HeadersTooLarge", 501: "MethodNotAllowed", 505: "BadRequest"}
+            status = {501: 405, 505: 400}.get(code, code)
+            if not self.request_version.startswith("HTTP/1."):
+                self.request_version = "HTTP/1.1"  # answer with a status line even to a garbled request
+            try:
+                self._error(status, kinds.get(code, "HTTPError"), message or explain or f"HTTP {code}")
+            except OSError:
+                self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:
             log.info("%s %s", self.address_string(), format % args)
@@ -142,10 +258,29 @@ def make_server(
         def _error(self, status: int, kind: str, message: str) -> None:
             # Close after an error: an unread body must not be parsed as the next request.
             self.close_connection = True
-            self._send(status, {"error": {"type": kind, "message": message}}, {"Connection": "close"})
+            headers = {"Connection": "close"}
+            if status == 503:
+                headers["Retry-After"] = "1"
+            self._send(status, {"error": {"type": kind, "message": message}}, headers)
+
+        def _authorized(self) -> bool:
+            if expected is None:
+                return True
+            given = (self.headers.get("Authorization") or "").encode("utf-8", "replace")
+            if hmac.compare_digest(given, expected):
+                return True
+            self.close_connection = True
+            self._send(
+                401,
+                {"error": {"type": "Unauthorized", "message": "send Authorization: Bearer <token> (the token the server was started with)"}},
+                {"WWW-Authenticate": 'Bearer realm="oobleck"', "Connection": "close"},
+            )
+            return False
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
+            if path != "/health" and not self._authorized():
+                return
             if path == "/health":
                 self._send(200, {"status": "ok", "oobleck_version": __version__, "predictors": list(artifact.predictors)})
             elif path == "/":
@@ -154,10 +289,17 @@ def make_server(
                 self._error(404, "NotFound", f"no such path {path!r}; try GET /health, GET / or POST /")
 
         def do_POST(self) -> None:
+            if not self._authorized():
+                return
             try:
                 target = self._target()
                 inputs = self._read_inputs()
-                result = snapshot.copy().run(target, **inputs)
+                if not slots.acquire(timeout=queue_timeout):
+                    raise _Failure(503, "Busy", f"{max_inflight} requests are running and none finished within {queue_timeout}s; retry later")
+                try:
+                    result = snapshot.copy().run(target, **inputs)
+                finally:
+                    slots.release()
             except _Failure as failure:
                 self._error(failure.status, failure.kind, str(failure))
                 return
@@ -199,12 +341,19 @@ def make_server(
                 length = int(length_text)
             except ValueError:
                 raise _Failure(400, "BadRequest", f"Content-Length {length_text!r} is not a number") from None
-            if length < 0 or length > max_body:
+            if length < 0:
+                raise _Failure(400, "BadRequest", f"Content-Length {length_text!r} is negative")
+            if length > max_body:
                 raise _Failure(413, "PayloadTooLarge", f"the body is {length} bytes; the limit is {max_body}")
-            raw = self.rfile.read(length)
+            try:
+                raw = self.rfile.read(length)
+            except TimeoutError:
+                raise _Failure(408, "RequestTimeout", f"the body did not arrive within {conn_timeout}s") from None
+            if len(raw) < length:
+                raise _Failure(400, "BadRequest", f"the body ended after {len(raw)} of {length} bytes")
             try:
                 data = json.loads(raw.decode("utf-8")) if raw.strip() else None
-            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            except (ValueError, RecursionError) as exc:
                 raise _Failure(400, "InvalidJSON", f"the body is not valid JSON: {exc}") from None
             if not isinstance(data, dict):
                 got = "an empty body" if data is None else f"a JSON {type(data).__name__}"
@@ -216,9 +365,9 @@ def make_server(
         def do_PUT(self) -> None:
             self._error(405, "MethodNotAllowed", "use GET /health, GET / or POST /")
 
-        do_DELETE = do_PATCH = do_PUT
+        do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_PUT
 
-    return _Server((host, port), Handler)
+    return _Server((host, port), Handler, backlog=backlog, max_connections=max_connections)
 
 
 def serve(
@@ -227,6 +376,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     lm: LM | None = None,
+    **options: Any,
 ) -> None:
     """Load (if given a path) and serve an artifact until interrupted.
 
@@ -235,12 +385,13 @@ def serve(
         host: the interface to bind (127.0.0.1 by default).
         port: the TCP port.
         lm: the LM for every predictor (otherwise the current ``oobleck.context``'s).
+        **options: the limits and token of :func:`make_server`.
     """
     if not isinstance(artifact, Artifact):
         artifact = load(artifact, lm=lm)
     elif lm is not None:
         artifact.program.set_lm(lm)
-    server = make_server(artifact, host=host, port=port)
+    server = make_server(artifact, host=host, port=port, **options)
     log.info("serving %s on http://%s:%s", artifact.source, *server.server_address[:2])
     try:
         server.serve_forever()

@@ -37,6 +37,8 @@ from oobleck.errors import SignatureError
 __all__ = ["Field", "InputField", "OutputField", "Signature", "ensure_signature"]
 
 FieldKind = Literal["input", "output"]
+MAX_SPEC_CHARS = 20_000
+"""The longest signature string accepted (parsing time grows with it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +76,11 @@ class Field:
         """
         spelled = data.get("type", "str")
         try:
+            if not isinstance(spelled, str) or len(spelled) > MAX_SPEC_CHARS:
+                raise SignatureError(f"a field type is written as a short string, got {type(spelled).__name__}")
             tp = _types.annotation_from_ast(ast.parse(spelled, mode="eval").body, types or {})
-        except (SignatureError, SyntaxError):
-            tp = _types.type_from_schema(data.get("schema") or {}, name=spelled)
+        except (SignatureError, SyntaxError, RecursionError, MemoryError):
+            tp = _types.type_from_schema(data.get("schema") or {}, name=spelled if isinstance(spelled, str) else "Model")
         return cls(name=data["name"], kind=data["kind"], type=tp, desc=data.get("desc", ""))
 
 
@@ -309,7 +313,7 @@ def _split_arrow(spec: str) -> tuple[str, str]:
             if tok.type == tokenize.OP and tok.string == "->":
                 row, col = tok.start
                 arrows.append(offsets[row - 1] + col)
-    except (tokenize.TokenError, SyntaxError, IndentationError) as exc:
+    except (tokenize.TokenError, SyntaxError, RecursionError) as exc:
         raise SignatureError(f"cannot read signature {spec!r}: {exc}") from None
     if len(arrows) != 1:
         found = "no" if not arrows else str(len(arrows))
@@ -326,7 +330,7 @@ def _parse_side(text: str, kind: FieldKind, extra: Mapping[str, Any], spec: str)
         return []
     try:
         tree = ast.parse(f"def _f(*, {text}): pass")
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         raise SignatureError(
             f"cannot read the {kind} fields {text!r} of signature {spec!r}; write fields as "
             "'name', 'name: type' or \"name: type = 'description'\", separated by commas"
@@ -354,6 +358,11 @@ def _parse_side(text: str, kind: FieldKind, extra: Mapping[str, Any], spec: str)
 def _parse_spec(spec: str, extra: Mapping[str, Any]) -> tuple[Field, ...]:
     if not isinstance(spec, str):
         raise SignatureError(f"a signature string was expected, got {type(spec).__name__}")
+    if len(spec) > MAX_SPEC_CHARS:
+        raise SignatureError(
+            f"a signature string is at most {MAX_SPEC_CHARS} characters, got {len(spec)}; "
+            "describe long fields in their desc or in the instructions"
+        )
     left, right = _split_arrow(spec)
     return tuple(_parse_side(left, "input", extra, spec) + _parse_side(right, "output", extra, spec))
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from oobleck.errors import ConfigError, LMResponseError
+from oobleck.errors import ConfigError, LMContextLengthError, LMResponseError
 from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, Usage
 
 
@@ -36,8 +37,39 @@ def to_params(request: LMRequest, model: str, defaults: dict[str, Any]) -> dict[
             "type": "json_schema",
             "json_schema": {"name": _schema_name(fmt.get("name", "output")), "schema": fmt["schema"], "strict": True},
         }
+    unknown = sorted(k for k in request.extra if k not in EXTRA_ALLOWED)
+    if unknown:
+        raise ConfigError(
+            f"LMRequest.extra may set only the sampling knobs {sorted(EXTRA_ALLOWED)}; got {unknown}. "
+            "The model, endpoint, headers, timeouts and keys are the LM's own settings: pass them to the "
+            "LM's constructor (a program or an artifact cannot change them)"
+        )
     params.update(request.extra)
     return params
+
+
+EXTRA_ALLOWED = frozenset(
+    {
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "top_k",
+        "min_p",
+        "typical_p",
+        "repeat_penalty",
+        "repetition_penalty",
+        "repeat_last_n",
+        "mirostat",
+        "mirostat_tau",
+        "mirostat_eta",
+        "reasoning_effort",
+    }
+)
+"""What ``LMRequest.extra`` (and so a program's or an artifact's ``config.extra``) may set.
+
+Only sampling knobs that shape the answer: never the model, messages, endpoint, headers,
+timeouts, keys or anything the SDK would treat as a transport option.
+"""
 
 
 def _schema_name(name: str) -> str:
@@ -48,45 +80,122 @@ def _schema_name(name: str) -> str:
 def from_dict(data: Any) -> LMResponse:
     """An LMResponse from a chat-completions response body (as a dict).
 
+    Every part is checked before use: whatever the server sends, the result is an
+    LMResponse or an LMResponseError that says what was expected and what came.
+
     Raises:
+        LMContextLengthError: the server says the prompt does not fit the model's context.
         LMResponseError: the body is not a chat completion (garbage, truncated, an error).
     """
     if not isinstance(data, dict):
         raise LMResponseError(f"expected a chat completion object, got {type(data).__name__}", retryable=True)
     if "error" in data and "choices" not in data:
-        err = data["error"]
-        message = err.get("message", err) if isinstance(err, dict) else err
-        code = err.get("code") if isinstance(err, dict) else None
-        status = code if isinstance(code, int) else None
-        raise LMResponseError(f"the LM server answered with an error: {message}", status=status)
+        raise _server_error(data["error"])
     raw_choices = data.get("choices")
-    if not isinstance(raw_choices, list):
+    if not isinstance(raw_choices, list) or not raw_choices:
         raise LMResponseError(
-            f"the LM server's answer has no 'choices' list; got keys {sorted(data)[:10]}", retryable=True
+            f"expected a non-empty 'choices' list in the LM server's answer, got {_kind(raw_choices)} "
+            f"(keys {sorted(map(str, data))[:10]})",
+            retryable=True,
         )
-    choices = []
-    for c in raw_choices:
-        message = c.get("message") or {}
-        text = message.get("content") or ""
-        logprobs = None
-        lp = c.get("logprobs")
-        if isinstance(lp, dict) and isinstance(lp.get("content"), list):
-            logprobs = tuple(
-                TokenLogprob(
-                    token=t.get("token", ""),
-                    logprob=float(t.get("logprob", 0.0)),
-                    top=tuple((a.get("token", ""), float(a.get("logprob", 0.0))) for a in t.get("top_logprobs") or ()),
-                )
-                for t in lp["content"]
-            )
-        choices.append(Choice(text=text, finish_reason=c.get("finish_reason"), logprobs=logprobs))
-    usage = data.get("usage") or {}
+    choices = tuple(_choice(i, c) for i, c in enumerate(raw_choices))
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    model = data.get("model")
     return LMResponse(
-        choices=tuple(choices),
-        usage=Usage(
-            calls=1,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-        ),
-        model=str(data.get("model") or ""),
+        choices=choices,
+        usage=Usage(calls=1, prompt_tokens=_count(usage, "prompt_tokens"), completion_tokens=_count(usage, "completion_tokens")),
+        model=model if isinstance(model, str) else "",
     )
+
+
+_CONTEXT_HINTS = ("context length", "context_length", "context window", "maximum context", "too many tokens", "exceeds the available context", "exceed_context")
+
+
+def is_context_length_message(message: str) -> bool:
+    """True when an error message says the prompt does not fit the model's context."""
+    lowered = message.lower()
+    return any(hint in lowered for hint in _CONTEXT_HINTS)
+
+
+def _server_error(err: Any) -> LMResponseError:
+    message = err.get("message", err) if isinstance(err, dict) else err
+    code = err.get("code") if isinstance(err, dict) else None
+    status = code if isinstance(code, int) and not isinstance(code, bool) else None
+    text = str(message)[:500]
+    if is_context_length_message(f"{text} {code}"):
+        return LMContextLengthError(
+            f"the prompt does not fit the model's context ({text}); shorten the inputs, use fewer demos, "
+            "or give the model a larger context",
+            status=status,
+        )
+    return LMResponseError(f"the LM server answered with an error: {text}", status=status)
+
+
+def _choice(index: int, raw: Any) -> Choice:
+    if not isinstance(raw, dict):
+        raise LMResponseError(f"expected choice {index} to be an object, got {_kind(raw)}", retryable=True)
+    message = raw.get("message")
+    if message is None:
+        message = {}
+    if not isinstance(message, dict):
+        raise LMResponseError(f"expected choice {index}'s message to be an object, got {_kind(message)}", retryable=True)
+    text = message.get("content")
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise LMResponseError(f"expected choice {index}'s content to be text, got {_kind(text)}", retryable=True)
+    finish = raw.get("finish_reason")
+    return Choice(
+        text=text,
+        finish_reason=finish if isinstance(finish, str) else None,
+        logprobs=_logprobs(raw.get("logprobs")),
+    )
+
+
+def _logprobs(lp: Any) -> tuple[TokenLogprob, ...] | None:
+    if not isinstance(lp, dict) or not isinstance(lp.get("content"), list):
+        return None
+    out = []
+    for t in lp["content"]:
+        if not isinstance(t, dict):
+            raise LMResponseError(f"expected a token log-probability object, got {_kind(t)}", retryable=True)
+        top = t.get("top_logprobs") or ()
+        if not isinstance(top, list | tuple):
+            raise LMResponseError(f"expected a top_logprobs list, got {_kind(top)}", retryable=True)
+        alternatives = []
+        for a in top:
+            if not isinstance(a, dict):
+                raise LMResponseError(f"expected a top_logprobs entry object, got {_kind(a)}", retryable=True)
+            alternatives.append((_token(a), _logprob(a)))
+        out.append(TokenLogprob(token=_token(t), logprob=_logprob(t), top=tuple(alternatives)))
+    return tuple(out)
+
+
+def _token(item: dict[str, Any]) -> str:
+    token = item.get("token", "")
+    if not isinstance(token, str):
+        raise LMResponseError(f"expected a token string, got {_kind(token)}", retryable=True)
+    return token
+
+
+def _logprob(item: dict[str, Any]) -> float:
+    value = item.get("logprob", 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise LMResponseError(f"expected a numeric logprob, got {_kind(value)}", retryable=True)
+    return float(value)
+
+
+def _count(usage: dict[str, Any], key: str) -> int:
+    value = usage.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0  # usage is informative: a missing or odd count is zero, never a failed call
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the string {value[:60]!r}"
+    return type(value).__name__

@@ -74,6 +74,15 @@ class BaseLM:
         """Backend and model; subclasses add the endpoint."""
         return {"backend": type(self).__name__}
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Decoding settings applied to every call (a backend's constructor ``**defaults``).
+
+        Part of every cache key: an answer made at temperature 0 is never served for 1.
+        """
+        defaults = getattr(self, "defaults", None)
+        return dict(defaults) if isinstance(defaults, dict) else {}
+
     def complete(self, request: LMRequest) -> LMResponse:  # pragma: no cover - abstract
         raise NotImplementedError
 

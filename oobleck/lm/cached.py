@@ -1,11 +1,15 @@
 """A cache around any LM: a bounded in-memory layer over a persistent diskcache store.
 
-The key is a SHA-256 of the whole request (messages, decoding parameters, response format,
-sample index) and the backend's identity (backend, model and endpoint), as canonical JSON, so
-dict ordering never matters and two endpoints never share entries. Values are JSON text: the
-store refuses to read pickles. A corrupt entry is a miss (and is overwritten); a store that
-cannot be opened is a ConfigError at construction; a failed write is a warning. Nothing that
-was cached is ever deleted by an error.
+The key is a SHA-256 of everything that changes an answer, as canonical JSON (so dict
+ordering never matters): the backend's identity (backend, model, endpoint), the backend's own
+decoding settings (``settings``: temperature, max_tokens... given to its constructor), and the
+whole request (messages as rendered, every decoding parameter, response format, the adapter
+that rendered it, sample index, and any field a backend adds, such as a soft prompt). Values
+are JSON text that also carries their key: the store refuses to read pickles, and an entry that
+does not parse, is cut short or was written under another key is a miss (recomputed and
+overwritten), never an answer. diskcache's SQLite store is safe for concurrent writers, threads
+and processes alike. A store that cannot be opened is a ConfigError at construction; a failed
+write is a warning. Nothing that was cached is ever deleted by an error.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sqlite3
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,7 @@ from oobleck.errors import ConfigError
 from oobleck.lm.base import LM, BaseLM, Capabilities
 from oobleck.lm.types import LMRequest, LMResponse, Usage
 
-__all__ = ["Cache", "CachedLM", "cache_key", "default_cache_dir"]
+__all__ = ["Cache", "CachedLM", "cache_key", "default_cache_dir", "lm_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +43,26 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "oobleck"
 
 
-def cache_key(identity: dict[str, str], request: LMRequest) -> str:
-    """The cache key of ``request`` sent to the backend with ``identity``."""
+def cache_key(identity: dict[str, str], request: LMRequest, settings: Mapping[str, Any] | None = None) -> str:
+    """The cache key of ``request`` sent to the backend with ``identity`` and decoding ``settings``.
+
+    ``settings`` are the backend's own defaults (what its constructor was given); they are
+    part of the key because the request's unset values fall back to them.
+    """
     blob = json.dumps(
-        {"lm": identity, "request": request.key_data()}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        {"lm": identity, "settings": dict(settings or {}), "request": request.key_data()},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=repr,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def lm_settings(lm: LM) -> Mapping[str, Any]:
+    """The decoding settings a backend applies to every call (empty when it declares none)."""
+    settings = getattr(lm, "settings", None)
+    return settings if isinstance(settings, Mapping) else {}
 
 
 def _json_disk() -> type:
@@ -68,6 +87,15 @@ def _json_disk() -> type:
             return super().get(key, raw)
 
     return JSONDisk
+
+
+class _Entry(pydantic.BaseModel):
+    """What the disk store holds: the response and the key it answers (a misfiled entry shows)."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    response: LMResponse
 
 
 class Cache:
@@ -123,9 +151,15 @@ class Cache:
         if text is None:
             return None
         try:
-            response = LMResponse.model_validate_json(text)
-        except (pydantic.ValidationError, ValueError) as exc:
-            warnings.warn(f"oobleck cache: entry {key[:12]} is corrupt ({exc.__class__.__name__}); treating it as a miss", stacklevel=3)
+            entry = _Entry.model_validate_json(text)
+            if entry.key != key:
+                raise ValueError(f"it was written under the key {entry.key[:12]}")
+            response = entry.response
+        except (pydantic.ValidationError, ValueError, RecursionError) as exc:
+            warnings.warn(
+                f"oobleck cache: entry {key[:12]} is corrupt ({exc.__class__.__name__}); treating it as a miss",
+                stacklevel=3,
+            )
             return None
         self._remember(key, response)
         return response
@@ -136,7 +170,7 @@ class Cache:
         if self._disk is None:
             return
         try:
-            self._disk.set(key, response.model_dump_json())
+            self._disk.set(key, _Entry(key=key, response=response).model_dump_json())
         except (OSError, sqlite3.Error) as exc:
             warnings.warn(f"oobleck cache: could not write entry {key[:12]} ({exc})", stacklevel=3)
 
@@ -197,8 +231,13 @@ class CachedLM(BaseLM):
         """The wrapped backend's capabilities."""
         return self.lm.capabilities
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The wrapped backend's decoding settings."""
+        return dict(lm_settings(self.lm))
+
     def _lookup(self, request: LMRequest) -> tuple[str, LMResponse | None]:
-        key = cache_key(self.lm.identity, request)
+        key = cache_key(self.lm.identity, request, lm_settings(self.lm))
         if request.cache in ("on", "read"):
             hit = self.cache.get(key)
             if hit is not None:

@@ -1,15 +1,19 @@
 """OpenAILM: any OpenAI-compatible chat server (OpenAI, vLLM, llama.cpp, Ollama) via ``openai``.
 
 Retries are oobleck's, not the SDK's, so each one is counted: exponential backoff with jitter
-on 429 (honouring Retry-After), 5xx, timeouts and dropped connections. One semaphore per LM
-bounds the calls in flight across all threads that share it. SDK errors are translated into
-oobleck's tree at this edge, and the API key never appears in identities, logs or errors.
+on 429 (honouring a sane Retry-After), 5xx, timeouts and dropped connections. ``timeout`` is a
+deadline for each whole attempt: the body is read in chunks against the clock, so a server
+that trickles bytes cannot stretch it (the SDK's own timeout applies per read). One semaphore
+per LM bounds the calls in flight across all threads that share it. SDK errors are translated
+into oobleck's tree at this edge, and the API key never appears in identities, logs or errors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import os
 import random
 import threading
@@ -19,6 +23,7 @@ from typing import Any
 from oobleck.errors import (
     ConfigError,
     LMConnectionError,
+    LMContextLengthError,
     LMError,
     LMRateLimitError,
     LMResponseError,
@@ -31,6 +36,11 @@ from oobleck.lm.types import LMRequest, LMResponse
 __all__ = ["OpenAILM"]
 
 log = logging.getLogger(__name__)
+
+_SDK_SAMPLING = frozenset({"frequency_penalty", "presence_penalty", "logit_bias", "reasoning_effort"})
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The largest response body read from a server (a bigger one is an LMResponseError)."""
 
 
 def _sdk() -> Any:
@@ -49,7 +59,8 @@ class OpenAILM(BaseLM):
         base_url: the server's base URL (e.g. ``http://127.0.0.1:8080/v1``); None for OpenAI.
         api_key: the key; defaults to ``$OPENAI_API_KEY``, or a dummy for a custom ``base_url``.
         client / async_client: ``openai.OpenAI`` / ``AsyncOpenAI`` clients you built yourself.
-        timeout: seconds per attempt.
+        timeout: the deadline of each attempt in seconds, from sending the request to the last
+            byte of the answer (a server that trickles bytes cannot stretch it).
         max_retries: extra attempts after a retryable failure (each is counted in usage).
         backoff: first backoff delay in seconds (doubles each retry, with jitter).
         max_backoff: the longest wait between attempts, Retry-After included.
@@ -119,41 +130,78 @@ class OpenAILM(BaseLM):
 
     def complete(self, request: LMRequest) -> LMResponse:
         """Send ``request``, retrying retryable failures; raises an LMError subclass."""
-        params = _compat.to_params(request, self.model, self.defaults)
+        params = self._params(request)
         for attempt in range(self.max_retries + 1):
             started = time.perf_counter()
             try:
                 with self._slots:
-                    raw = self.client.chat.completions.create(**params)
+                    raw = self._attempt(params, started + self.timeout)
                 return self._finish(raw, attempt, started)
             except Exception as exc:
                 delay = self._after_failure(exc, attempt)
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _attempt(self, params: dict[str, Any], deadline: float) -> Any:
+        """One HTTP exchange, its body read chunk by chunk against ``deadline``."""
+        create = self.client.chat.completions.with_streaming_response.create
+        with create(**params, timeout=self.timeout) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                self._check_progress(len(body), deadline)
+        return _decode(bytes(body))
+
+    def _check_progress(self, size: int, deadline: float) -> None:
+        if time.perf_counter() > deadline:
+            raise LMTimeoutError(
+                f"the answer from {self.client.base_url} took longer than timeout={self.timeout}s to arrive "
+                "(the server sends it too slowly); raise timeout= or check the server"
+            )
+        if size > MAX_RESPONSE_BYTES:
+            raise LMResponseError(f"the answer from {self.client.base_url} is larger than {MAX_RESPONSE_BYTES} bytes")
+
     # ---- async ----
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Async form of :meth:`complete` (uses ``AsyncOpenAI``)."""
-        params = _compat.to_params(request, self.model, self.defaults)
+        params = self._params(request)
         loop_id = id(asyncio.get_running_loop())
         slots = self._async_slots.setdefault(loop_id, asyncio.Semaphore(self.max_concurrency))
         for attempt in range(self.max_retries + 1):
             started = time.perf_counter()
             try:
                 async with slots:
-                    raw = await self.async_client.chat.completions.create(**params)
+                    raw = await asyncio.wait_for(self._aattempt(params, started + self.timeout), self.timeout)
                 return self._finish(raw, attempt, started)
+            except TimeoutError:
+                delay = self._after_failure(LMTimeoutError(f"no complete answer from {self.client.base_url} within timeout={self.timeout}s; raise timeout= or check the server"), attempt)
             except Exception as exc:
                 delay = self._after_failure(exc, attempt)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _aattempt(self, params: dict[str, Any], deadline: float) -> Any:
+        create = self.async_client.chat.completions.with_streaming_response.create
+        async with create(**params, timeout=self.timeout) as response:
+            body = bytearray()
+            async for chunk in response.iter_bytes():
+                body += chunk
+                self._check_progress(len(body), deadline)
+        return _decode(bytes(body))
+
     # ---- helpers ----
 
+    def _params(self, request: LMRequest) -> dict[str, Any]:
+        # Sampling knobs the SDK has no keyword for (top_k, min_p ...) travel in the body.
+        params = _compat.to_params(request, self.model, self.defaults)
+        body_only = {k: params.pop(k) for k in request.extra if k not in _SDK_SAMPLING}
+        if body_only:
+            params["extra_body"] = {**(params.get("extra_body") or {}), **body_only}
+        return params
+
     def _finish(self, raw: Any, attempt: int, started: float) -> LMResponse:
-        data = raw.model_dump() if hasattr(raw, "model_dump") else raw
-        response = _compat.from_dict(data)
+        response = _compat.from_dict(raw)
         for choice in response.choices:
             if choice.finish_reason == "length":
                 log.info("completion stopped at max_tokens; raise max_tokens if answers are cut off")
@@ -200,6 +248,12 @@ class OpenAILM(BaseLM):
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             retry_after = _retry_after(exc.response.headers) if exc.response is not None else None
+            if status in (400, 413, 422) and _compat.is_context_length_message(f"{message} {getattr(exc, 'code', '')}"):
+                return LMContextLengthError(
+                    f"the prompt does not fit the context of {self.model} at {where} ({message}); "
+                    "shorten the inputs, use fewer demos, or choose a model with a larger context",
+                    status=status,
+                )
             if status == 429:
                 return LMRateLimitError(f"rate limited by {where}: {message}", status=status, retry_after=retry_after)
             if status in (401, 403):
@@ -210,16 +264,32 @@ class OpenAILM(BaseLM):
             return LMResponseError(f"unusable answer from {where}: {message}", retryable=True)
         if isinstance(exc, openai.APIError):
             return LMResponseError(f"LM call to {where} failed: {message}", retryable=False)
-        raise exc
+        if isinstance(exc, OSError):
+            return LMConnectionError(f"the connection to {where} failed ({message})")
+        return LMResponseError(f"LM call to {where} failed unexpectedly: {type(exc).__name__}: {message}")
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        preview = body[:120].decode("utf-8", "replace")
+        raise LMResponseError(
+            f"expected a JSON chat completion from the LM server, got {len(body)} bytes starting {preview!r} ({exc})",
+            retryable=True,
+        ) from None
 
 
 def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from Retry-After(-ms); None when absent or not a finite, non-negative number."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         value = headers.get(name)
         if value is None:
             continue
         try:
-            return float(value) * scale
+            seconds = float(value) * scale
         except ValueError:
             continue  # an HTTP date: fall back to backoff
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
     return None

@@ -49,6 +49,8 @@ class LMRequest(BaseModel):
             tokens after the messages); only backends with ``capabilities.scoring`` accept it.
         sample_index: which sample of this exact request is wanted. Not sent to the server; it
             is part of the cache key, so an optimizer can ask for a fresh sample.
+        adapter: the name and version of the adapter that rendered the messages
+            (``"chat/1"``). Not sent to the server; part of the cache key.
         cache: the cache policy for this call (not part of the cache key, never sent).
         extra: backend-specific parameters passed through unchanged.
     """
@@ -67,6 +69,7 @@ class LMRequest(BaseModel):
     response_format: dict[str, Any] | None = None
     score: str | None = None
     sample_index: int = Field(default=0, ge=0)
+    adapter: str | None = None
     cache: CachePolicy = "on"
     extra: dict[str, Any] = Field(default_factory=dict)
 
