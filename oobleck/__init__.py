@@ -24,6 +24,7 @@ from oobleck.errors import (
     LMTimeoutError,
     OobleckError,
     ParseError,
+    RetrievalError,
     SignatureError,
     TooManyErrorsError,
 )
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
     from oobleck.modules.knn import KNNFewShot
+    from oobleck.modules.multihop import MultiHop
+    from oobleck.modules.rag import RAG
     from oobleck.optimize import (
         KNN,
         BootstrapFewShot,
@@ -56,7 +59,7 @@ if TYPE_CHECKING:
         RandomSearch,
         majority,
     )
-    from oobleck.retrieve import Embedder, HashingEmbedder, TransformersEmbedder
+    from oobleck.retrieve import Embedder, HashingEmbedder, Passage, Retrieve, TransformersEmbedder
 
 __all__ = [
     "Artifact",
@@ -92,13 +95,18 @@ __all__ = [
     "LocalLM",
     "Message",
     "Module",
+    "MultiHop",
     "OobleckError",
     "OpenAILM",
     "OutputField",
     "ParseError",
+    "Passage",
     "Predict",
     "Prediction",
+    "RAG",
     "RandomSearch",
+    "RetrievalError",
+    "Retrieve",
     "Signature",
     "SignatureError",
     "TooManyErrorsError",
@@ -123,6 +131,10 @@ _LAZY = {
     "HashingEmbedder": "oobleck.retrieve",
     "KNN": "oobleck.optimize",
     "KNNFewShot": "oobleck.modules.knn",
+    "MultiHop": "oobleck.modules.multihop",
+    "Passage": "oobleck.retrieve",
+    "RAG": "oobleck.modules.rag",
+    "Retrieve": "oobleck.retrieve",
     "LabeledFewShot": "oobleck.optimize",
     "RandomSearch": "oobleck.optimize",
     "TransformersEmbedder": "oobleck.retrieve",

@@ -177,13 +177,21 @@ def to_jsonable(value: Any) -> Any:
 
 
 def format_value(tp: Any, value: Any) -> str:
-    """Render a field value as text for a prompt: raw for strings, JSON otherwise."""
+    """Render a field value as text for a prompt: raw for strings, numbered passages for
+    retrieved passages, JSON otherwise."""
     if isinstance(value, Placeholder):
         return str(value)
     if isinstance(value, str) and (is_str(tp) or _literal_of_strings(tp) or _is_str_enum(tp)):
         return value
     if isinstance(value, enum.Enum) and isinstance(value.value, str):
         return value.value
+    if isinstance(value, (list, tuple, pydantic.BaseModel)):
+        # Retrieved passages read as numbered passages with titles, not as one JSON line.
+        from oobleck.retrieve.passage import Passage, as_passages, format_passages
+
+        passages = as_passages([value] if isinstance(value, Passage) else value)
+        if passages is not None:
+            return format_passages(passages)
     return json.dumps(to_jsonable(value), ensure_ascii=False)
 
 

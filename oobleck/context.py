@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from oobleck.adapters.base import Adapter
     from oobleck.lm.base import LM
     from oobleck.lm.types import CachePolicy
+    from oobleck.retrieve.passage import Retriever
 
 __all__ = ["Settings", "context", "current"]
 
@@ -36,6 +37,7 @@ class Settings:
         max_retries: parse-repair retries for predictors that do not set their own.
         sample_index: which sample of each request to ask for (part of the cache key, never
             sent); optimizers raise it to get fresh samples in later rounds.
+        retriever: the retriever ``Retrieve`` steps use when they have none of their own.
     """
 
     lm: LM | None = None
@@ -43,6 +45,7 @@ class Settings:
     cache: CachePolicy = "on"
     max_retries: int | None = None
     sample_index: int = 0
+    retriever: Retriever | None = None
 
 
 _SETTINGS: contextvars.ContextVar[Settings] = contextvars.ContextVar("oobleck_settings", default=Settings())
@@ -59,7 +62,8 @@ def context(**overrides: Any) -> Iterator[Settings]:
     """Override defaults for the code inside the ``with`` block.
 
     Args:
-        **overrides: any of ``lm``, ``adapter``, ``cache``, ``max_retries``, ``sample_index``.
+        **overrides: any of ``lm``, ``adapter``, ``cache``, ``max_retries``, ``sample_index``,
+            ``retriever``.
 
     Raises:
         ConfigError: an unknown setting name.

@@ -15,6 +15,7 @@
     │       └── LMContextLengthError              the prompt does not fit the model's context
     ├── BudgetExceededError                       an optimizer or run hit its call/token limit
     ├── TooManyErrorsError     (also RuntimeError) an evaluation or bootstrap failed too often
+    ├── RetrievalError                            a retriever's backend failed (e.g. Qdrant unreachable)
     └── ArtifactError          (also ValueError)  a saved program that cannot be loaded
 
 Every message says what was expected, what arrived, and how to fix it.
@@ -40,6 +41,7 @@ __all__ = [
     "LMTimeoutError",
     "OobleckError",
     "ParseError",
+    "RetrievalError",
     "SignatureError",
     "TooManyErrorsError",
 ]
@@ -145,6 +147,10 @@ class LMContextLengthError(LMResponseError):
 
 class BudgetExceededError(OobleckError):
     """A limit on LM calls or tokens was reached."""
+
+
+class RetrievalError(OobleckError):
+    """A retriever's backend failed: a search engine was unreachable or refused a request."""
 
 
 class TooManyErrorsError(OobleckError, RuntimeError):

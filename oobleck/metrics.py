@@ -39,6 +39,7 @@ __all__ = [
     "FieldMetric",
     "Metric",
     "PassageMatch",
+    "TitleRecall",
     "exact_match",
     "f1",
     "metric",
@@ -281,6 +282,57 @@ class PassageMatch(FieldMetric):
         texts = [prep(p) for p in passages]
         golds = [prep(g) for g in _golds(example[name])]
         return any(g and g in t for g in golds for t in texts)
+
+
+class TitleRecall:
+    """The share of an example's gold titles found among the retrieved passages.
+
+    Reads the prediction's passages (``Prediction(passages=[...])`` from RAG and MultiHop).
+    When the prediction has none, it reads the passages of every ``Retrieve`` step in the
+    trace, so it also scores custom programs while an optimizer bootstraps.
+
+    Args:
+        gold_field: the example's field with the gold title (or list of titles).
+        passages_field: the prediction's field with the passages.
+        all_found: score 1.0 only when every gold title was found (else 0.0).
+
+    Raises:
+        ConfigError: the example has no ``gold_field``, or there are no passages to read.
+
+    Example:
+        >>> from oobleck import Example, Prediction
+        >>> from oobleck.retrieve import Passage
+        >>> gold = Example(titles=["Paris", "Seine"])
+        >>> TitleRecall(gold_field="titles")(gold, Prediction(passages=[Passage(id="1", title="Paris", text="...")]))
+        0.5
+    """
+
+    def __init__(self, *, gold_field: str = "supporting_titles", passages_field: str = "passages", all_found: bool = False) -> None:
+        self.gold_field = gold_field
+        self.passages_field = passages_field
+        self.all_found = all_found
+        self.name = "title_recall_all" if all_found else "title_recall"
+
+    def __call__(
+        self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
+    ) -> float:
+        if self.gold_field not in example:
+            raise ConfigError(f"{self.name}: the example has no field {self.gold_field!r} (it has {sorted(example)})")
+        golds = {normalize_text(g) for g in _golds(example[self.gold_field])}
+        if self.passages_field in prediction:
+            passages = list(prediction[self.passages_field] or [])
+        elif trace is not None:
+            passages = [p for e in trace if e.outputs and type(e.predictor).__name__ == "Retrieve" for p in e.outputs["passages"]]
+        else:
+            raise ConfigError(
+                f"{self.name}: the prediction has no field {self.passages_field!r} (it has {sorted(prediction)}) "
+                "and there is no trace to read Retrieve steps from"
+            )
+        found = {normalize_text(p["title"] if isinstance(p, Mapping) else getattr(p, "title", "")) for p in passages}
+        if not golds:
+            return 1.0
+        share = len(golds & found) / len(golds)
+        return float(share == 1.0) if self.all_found else share
 
 
 exact_match = ExactMatch()

@@ -18,16 +18,17 @@ from oobleck.lm.types import Message, Usage
 
 if TYPE_CHECKING:
     from oobleck.predict import Predict
+    from oobleck.retrieve.module import Retrieve
 
 __all__ = ["Trace", "TraceEntry", "trace"]
 
 
 @dataclass(slots=True)
 class TraceEntry:
-    """One predictor call.
+    """One predictor call, or one search by a ``Retrieve`` step.
 
     Attributes:
-        predictor: the Predict object that made the call.
+        predictor: the Predict (or Retrieve) object that made the call.
         inputs: the inputs it was given.
         outputs: the parsed outputs, or None when it failed.
         messages: the messages sent (for the last attempt).
@@ -36,7 +37,7 @@ class TraceEntry:
         error: the exception, when the call failed.
     """
 
-    predictor: Predict
+    predictor: Predict | Retrieve
     inputs: dict[str, Any]
     outputs: dict[str, Any] | None
     messages: list[Message]

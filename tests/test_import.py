@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["openai", "httpx", "httpx2", "transformers", "torch", "peft", "xllamacpp", "numpy", "diskcache", "tqdm"]
+HEAVY = ["openai", "httpx", "httpx2", "transformers", "torch", "peft", "xllamacpp", "numpy", "diskcache", "tqdm", "bm25s", "qdrant_client"]
 
 
 def test_import_is_light():

@@ -270,6 +270,18 @@ def assemble(
     unused = [trainset[i] for i in order if i not in set(chosen)]
     for name, predictor in compiled.named_predictors():
         boot = list(demos.get(name, []))[:max_bootstrapped_demos]
-        n_pad = min(max(max_labeled_demos - len(boot), 0), len(unused))
-        predictor.demos = boot + rng.sample(unused, n_pad)
+        fitting = labelled_for(predictor, unused)
+        n_pad = min(max(max_labeled_demos - len(boot), 0), len(fitting))
+        predictor.demos = boot + rng.sample(fitting, n_pad)
     return compiled
+
+
+def labelled_for(predictor: Any, rows: Sequence[Example]) -> list[Example]:
+    """The rows that can be a labelled demo of ``predictor``: those holding all its outputs.
+
+    In a multi-step program a row labels only some steps (a question and its answer say
+    nothing about the search query in between); a demo without its outputs would teach an
+    empty answer, so such steps get bootstrapped demos only.
+    """
+    outputs = predictor.signature.output_fields
+    return [row for row in rows if all(name in row for name in outputs)]

@@ -22,7 +22,7 @@ from oobleck.example import Example
 from oobleck.metrics import metric_name
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun, Optimizer
-from oobleck.optimize._bootstrap import Bootstrapper, TeacherRun, assemble, balanced_sample
+from oobleck.optimize._bootstrap import Bootstrapper, TeacherRun, assemble, balanced_sample, labelled_for
 
 __all__ = ["BootstrapFewShot"]
 
@@ -130,7 +130,7 @@ class BootstrapFewShot(Optimizer):
         if shots > 0 and trainset:
             rows = balanced_sample(trainset, shots, random.Random(seed))
             for p in teacher.predictors():
-                p.demos = list(rows)
+                p.demos = labelled_for(p, rows)
         return teacher
 
     def make_bootstrapper(self, program: Module, run: CompileRun, trainset: Sequence[Example]) -> Bootstrapper:

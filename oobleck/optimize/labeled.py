@@ -9,6 +9,7 @@ from oobleck._budget import CostEstimate
 from oobleck.example import Example
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun, Optimizer
+from oobleck.optimize._bootstrap import labelled_for
 
 __all__ = ["LabeledFewShot"]
 
@@ -48,9 +49,10 @@ class LabeledFewShot(Optimizer):
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
         compiled = program.copy()
         rng = random.Random(run.seed)
-        n = min(self.k, len(trainset))
         for _, predictor in compiled.named_predictors():
-            rows = rng.sample(trainset, n) if self.sample else trainset[:n]
+            fitting = labelled_for(predictor, trainset)  # rows holding this step's outputs
+            n = min(self.k, len(fitting))
+            rows = rng.sample(fitting, n) if self.sample else fitting[:n]
             predictor.demos = list(rows)
         run.scores = {}
         return compiled

@@ -1,0 +1,216 @@
+"""Retrieve, RAG and MultiHop: traces, rendering, passages in prompts, compiling, saving."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from _corpus import corpus, ids
+
+import oobleck
+from oobleck import ConfigError, Example, FakeLM, InputError, LMRequest, Predict
+from oobleck.modules.multihop import NO_PASSAGES, MultiHop
+from oobleck.modules.rag import RAG
+from oobleck.retrieve import BM25Index, HashingEmbedder, Passage, Retrieve, VectorIndex
+from oobleck.retrieve.module import Retrieve as RetrieveStep
+
+
+@pytest.fixture(scope="module")
+def index() -> BM25Index:
+    return BM25Index(corpus(), show_progress=False)
+
+
+class Counting:
+    """A retriever that counts its searches (to prove dry runs never search)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def search(self, queries, *, k):
+        self.calls += 1
+        return self.inner.search(queries, k=k)
+
+    def config(self):
+        return {"type": "counting"}
+
+
+def field(request: LMRequest, name: str) -> str:
+    content = request.messages[-1].content
+    m = re.search(rf"\[\[ ## {name} ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", content, re.S)
+    assert m, content
+    return m.group(1)
+
+
+# Two-hop questions over the tiny corpus: the query writer asks for the question's subject on
+# hop 1, then for the entity the first passage names; the answerer reads the passages.
+HOP2 = {"Ada Lovelace": "London", "Guido van Rossum": "The Hague", "Marie Curie": "Paris"}
+
+
+def scripted(request: LMRequest) -> dict[str, str]:
+    """A deterministic 'LM' for MultiHop: queries from the question/passages, answers from passages."""
+    outputs = request.messages[0].content
+    if "[[ ## query ## ]]" in outputs:
+        question = field(request, "question")
+        context = field(request, "context")
+        if context == NO_PASSAGES:
+            return {"query": question.split(" of ")[-1].rstrip("?")}
+        first_title = re.search(r"^\[1\] (.+)$", context, re.M)
+        assert first_title, context
+        return {"query": HOP2.get(first_title.group(1), first_title.group(1))}
+    context = field(request, "context")
+    titles = re.findall(r"^\[\d+\] (.+)$", context, re.M)
+    return {"answer": titles[-1] if titles else "unknown"}
+
+
+def test_retrieve_returns_passages_and_shows_in_traces(index):
+    step = Retrieve(index, k=2)
+    with oobleck.trace() as t:
+        out = step(query="capital of Nepal")
+    assert ids(out.passages)[0] == "nepal" and all(isinstance(p, Passage) for p in out.passages)
+    (entry,) = t.entries
+    assert entry.predictor is step and entry.inputs == {"query": "capital of Nepal"}
+    assert entry.outputs == {"passages": out.passages} and entry.usage.calls == 0
+    assert step.named_predictors() == []
+    with pytest.raises(InputError):
+        step(query=["a", "b"])
+    assert [ids(r) for r in step.batch(["Kathmandu", "Seine"])] == [["nepal"], ["seine", "paris"]]
+
+
+def test_retriever_comes_from_the_context_when_the_step_has_none(index):
+    step = Retrieve(k=1)
+    with pytest.raises(ConfigError, match="no retriever"):
+        step(query="Nepal")
+    with oobleck.context(retriever=index):
+        assert ids(step(query="Kathmandu").passages) == ["nepal"]
+
+
+def test_rag_shows_numbered_passages_with_titles(index):
+    lm = FakeLM([{"answer": "Kathmandu"}])
+    rag = RAG(index, k=2, lm=lm)
+    out = rag(question="What is the capital of Nepal?")
+    assert out.answer == "Kathmandu" and ids(out.passages)[0] == "nepal"
+    context = field(lm.requests[0], "context")
+    assert context.startswith("[1] Nepal\nNepal is a landlocked country")
+    assert "\n\n[2] " in context and "{" not in context  # numbered blocks, not a JSON line
+    with pytest.raises(InputError, match="expected inputs"):
+        rag(query="x")
+
+
+def test_rag_with_a_custom_signature_searches_the_named_input(index):
+    lm = FakeLM([{"verdict": "true"}])
+    rag = RAG(index, k=1, signature="context, claim, source -> verdict", query_field="claim", lm=lm)
+    out = rag(claim="Everest is in the Himalayas", source="quiz")
+    assert out.verdict == "true" and ids(out.passages) == ["everest"]
+    with pytest.raises(ConfigError, match="context"):
+        RAG(index, signature="question -> answer")
+
+
+def test_multihop_trace_shows_each_hops_query_and_passages(index):
+    program = MultiHop(index, hops=2, k=2, lm=FakeLM(scripted))
+    with oobleck.trace() as t:
+        out = program(question="Where was the author of the first algorithm born, in the city of Ada Lovelace?")
+    kinds = [type(e.predictor).__name__ for e in t.entries]
+    assert kinds == ["Predict", "Retrieve", "Predict", "Retrieve", "Predict"]
+    writers = [e for e in t.entries if isinstance(e.predictor, Predict)][:2]
+    searches = [e for e in t.entries if isinstance(e.predictor, RetrieveStep)]
+    assert [e.outputs["query"] for e in writers] == out.queries == [s.inputs["query"] for s in searches]
+    assert out.queries == ["Ada Lovelace", "London"]
+    assert writers[0].inputs["context"] == NO_PASSAGES
+    hop1 = searches[0].outputs["passages"]
+    assert writers[1].inputs["context"] == hop1  # hop 2 sees what hop 1 found
+    seen = [p.id for s in searches for p in s.outputs["passages"]]
+    assert ids(out.passages) == list(dict.fromkeys(seen))  # de-duplicated, in the order found
+    assert "london" in ids(out.passages) and "ada" in ids(out.passages)
+    names = [n for n, _ in program.named_predictors()]
+    assert names == ["generate_query[0]", "generate_query[1]", "generate_answer"]
+
+
+def test_dry_runs_never_search():
+    spy = Counting(BM25Index(corpus(), show_progress=False))
+    program = MultiHop(spy, hops=2, k=3, lm=FakeLM([]))
+    calls = program.render_calls(question="Who designed the Analytical Engine?")
+    assert [c.predictor for c in calls] == ["generate_query[0]", "generate_query[1]", "generate_answer"]
+    assert spy.calls == 0
+    answer_prompt = calls[-1].messages[-1].content
+    assert "[1] {title 1}\n{passage 1 for: {query}}" in answer_prompt
+    rag = RAG(spy, k=2, lm=FakeLM([]))
+    assert "{passage 2 for: Nepal?}" in rag.render_calls(question="Nepal?")[0].messages[-1].content
+    assert spy.calls == 0
+    live = RAG(Retrieve(spy).retriever, k=1, lm=FakeLM([]))
+    live.retrieve.search_on_render = True  # asked for: a real search during the dry run
+    assert "[1] Nepal" in live.render_calls(question="Kathmandu")[0].messages[-1].content
+    assert spy.calls == 1
+
+
+def test_multihop_rejects_bad_settings(index):
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ConfigError, match="hops"):
+            MultiHop(index, hops=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="k must be"):
+        MultiHop(index, k=0)
+
+
+def test_max_passages_caps_the_context(index):
+    program = MultiHop(index, hops=2, k=3, max_passages=2, lm=FakeLM(scripted))
+    out = program(question="city of Ada Lovelace?")
+    assert len(out.passages) == 2
+
+
+def test_passages_render_the_same_from_objects_and_from_saved_dicts():
+    passages = [Passage(id="1", title="Paris", text="Capital of France.", score=0.5), Passage(id="2", text="No title.")]
+    p = Predict("context, question -> answer")
+    live = p.render(context=passages, question="q")
+    saved = p.render(context=[x.model_dump() for x in passages], question="q")
+    assert live == saved
+    assert "[1] Paris\nCapital of France.\n\n[2]\nNo title." in live[-1].content
+
+
+def test_vector_rag_end_to_end():
+    index = VectorIndex(corpus(), embedder=HashingEmbedder(dim=256), show_progress=False)
+    out = RAG(index, k=1, lm=FakeLM([{"answer": "Guido van Rossum"}]))(question="Who created the Python language?")
+    assert ids(out.passages)[0] in {"python", "guido"}
+
+
+def bootstrap_rows() -> list[Example]:
+    return [
+        Example(question="Which city is home of Ada Lovelace?", answer="London", titles=["Ada Lovelace", "London"]),
+        Example(question="Which city is home of Marie Curie?", answer="Paris", titles=["Marie Curie", "Paris"]),
+        Example(question="Which city is home of Guido van Rossum?", answer="The Hague", titles=["Guido van Rossum"]),
+    ]
+
+
+def recall_and_answer(example, prediction, trace=None) -> bool:
+    """Passes a run only when the answer is right AND every gold title was retrieved (read from the trace)."""
+    from oobleck.metrics import TitleRecall, exact_match
+
+    assert trace is not None  # the optimizer hands over the run's trace
+    searched = TitleRecall(gold_field="titles", all_found=True)(example, {}, trace)
+    return bool(searched) and exact_match(example, prediction)
+
+
+def compiled_multihop(index):
+    from oobleck.optimize import BootstrapFewShot
+
+    program = MultiHop(index, hops=2, k=1, lm=FakeLM(scripted))
+    train = [r.with_inputs("question") for r in bootstrap_rows()]
+    opt = BootstrapFewShot(recall_and_answer, max_bootstrapped_demos=2, max_labeled_demos=3)
+    return program, opt.compile(program, trainset=train), train
+
+
+def test_bootstrap_tunes_every_step_from_whole_traces_that_passed(index):
+    program, compiled, train = compiled_multihop(index)
+    demos = {name: p.demos for name, p in compiled.named_predictors()}
+    assert set(demos) == {"generate_query[0]", "generate_query[1]", "generate_answer"}
+    # Ada and Curie pass (London, Paris found and answered); Guido's scripted second hop
+    # searches "The Hague", which finds only Guido's passage again: no answer, fails the metric.
+    assert [d["query"] for d in demos["generate_query[0]"]] == ["Ada Lovelace", "Marie Curie"]
+    assert [d["query"] for d in demos["generate_query[1]"]] == ["London", "Paris"]
+    assert [d["answer"] for d in demos["generate_answer"][:2]] == ["London", "Paris"]
+    # every demo of one run comes from the same trace: hop 2 saw hop 1's passages
+    assert demos["generate_query[1]"][0]["context"][0].title == "Ada Lovelace"
+    # labelled padding only where a row holds the step's outputs (answers, not queries)
+    assert len(demos["generate_query[0]"]) == len(demos["generate_query[1]"]) == 2
+    assert demos["generate_answer"][2]["answer"] == "The Hague"
+    assert all(p.demos == [] for p in program.predictors())  # the input program is untouched
+    assert compiled.retrieve.retriever is index
