@@ -41,6 +41,9 @@ _BUILTIN_TYPES: dict[str, tuple[str, str]] = {
     "ChainOfThought": ("oobleck.modules.chain_of_thought", "ChainOfThought"),
     "Ensemble": ("oobleck.modules.ensemble", "Ensemble"),
     "KNNFewShot": ("oobleck.modules.knn", "KNNFewShot"),
+    "MultiHop": ("oobleck.modules.multihop", "MultiHop"),
+    "RAG": ("oobleck.modules.rag", "RAG"),
+    "Retrieve": ("oobleck.retrieve.module", "Retrieve"),
 }
 _REGISTRY: dict[str, type] = {}
 _LOCK = threading.Lock()

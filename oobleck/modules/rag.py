@@ -13,8 +13,9 @@ from oobleck.adapters.base import Adapter
 from oobleck.errors import ConfigError, InputError
 from oobleck.example import Prediction
 from oobleck.lm.base import LM
-from oobleck.module import Module, Predict
+from oobleck.module import Module
 from oobleck.modules.chain_of_thought import ChainOfThought
+from oobleck.predict import Predict
 from oobleck.retrieve.module import Retrieve
 from oobleck.retrieve.passage import Retriever
 from oobleck.signature import InputField, OutputField, Signature, ensure_signature

@@ -277,11 +277,12 @@ def assemble(
 
 
 def labelled_for(predictor: Any, rows: Sequence[Example]) -> list[Example]:
-    """The rows that can be a labelled demo of ``predictor``: those holding all its outputs.
+    """The rows that can be a labelled demo of ``predictor``: those holding one of its outputs.
 
     In a multi-step program a row labels only some steps (a question and its answer say
-    nothing about the search query in between); a demo without its outputs would teach an
-    empty answer, so such steps get bootstrapped demos only.
+    nothing about the search query in between); a demo with none of a step's outputs would
+    teach an empty answer, so such steps get bootstrapped demos only. (A ChainOfThought step
+    still takes rows without reasoning: they hold its answer.)
     """
     outputs = predictor.signature.output_fields
-    return [row for row in rows if all(name in row for name in outputs)]
+    return [row for row in rows if any(name in row for name in outputs)]

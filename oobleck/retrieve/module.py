@@ -19,7 +19,7 @@ from oobleck.context import current
 from oobleck.errors import ConfigError, InputError
 from oobleck.example import Prediction
 from oobleck.lm.types import Usage
-from oobleck.module import Module
+from oobleck.module import RENDERING, Module
 from oobleck.retrieve.passage import Passage, Retriever, check_k
 from oobleck.trace import TraceEntry, emit
 from oobleck.trace import active as recording_active
@@ -133,6 +133,4 @@ class Retrieve(Module):
 
 
 def _rendering() -> bool:
-    from oobleck.module import _RENDERING
-
-    return _RENDERING.get() is not None
+    return RENDERING.get() is not None

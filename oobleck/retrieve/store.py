@@ -186,7 +186,7 @@ def save_index(retriever: Retriever, directory: str | Path) -> Path:
         "retriever": state,
         "files": files.records("index"),
     }
-    from oobleck._artifact_files import atomic_write
+    from oobleck.artifact._files import atomic_write
 
     path = folder / "index.json"
     atomic_write(path, (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=1) + "\n").encode("utf-8"))

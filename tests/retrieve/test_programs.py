@@ -214,3 +214,100 @@ def test_bootstrap_tunes_every_step_from_whole_traces_that_passed(index):
     assert demos["generate_answer"][2]["answer"] == "The Hague"
     assert all(p.demos == [] for p in program.predictors())  # the input program is untouched
     assert compiled.retrieve.retriever is index
+
+
+QUESTIONS = ["Which city is home of Ada Lovelace?", "Which city is home of Marie Curie?", "Which city is home of Nepal?"]
+
+FRESH = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import oobleck
+from test_programs import scripted
+lm = oobleck.FakeLM(scripted)
+art = oobleck.load({path!r}, lm=lm, strict=True)
+outs = []
+for q in {questions!r}:
+    out = art(question=q)
+    outs.append({{"answer": out.answer, "queries": out.queries, "passages": [p.id for p in out.passages]}})
+print(json.dumps({{"outs": outs, "prompts": [[m.content for m in r.messages] for r in lm.requests],
+                  "class": type(art.program).__name__, "multihop_imported_by_user": "test_programs" in sys.modules}}))
+"""
+
+
+def run_fresh(path, questions=QUESTIONS) -> dict:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = FRESH.format(tests=str(Path(__file__).parent), path=str(path), questions=questions)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("which", ["bm25", "hybrid"])
+def test_compiled_multihop_artifact_runs_the_same_in_a_fresh_process(which, index, tmp_path):
+    import json
+
+    from oobleck.retrieve import HybridRetriever
+
+    retriever = index if which == "bm25" else HybridRetriever([index, VectorIndex(corpus(), show_progress=False)])
+    _, compiled, _ = compiled_multihop(retriever)
+    lm = FakeLM(scripted)
+    compiled.set_lm(lm)
+    path = tmp_path / "multihop.json"
+    compiled.save(path)
+    text = path.read_text()
+    assert "Kathmandu" not in text  # corpus passages never seen in a demo stay in side files
+    doc = json.loads(text)
+    side = {f["name"] for f in doc["files"]}
+    assert any(n.startswith("corpus-") for n in side) and all(len(f["sha256"]) == 64 for f in doc["files"])
+    assert '"type": "bm25"' in json.dumps(doc["program"])
+    expect = []
+    for q in QUESTIONS:
+        out = compiled(question=q)
+        expect.append({"answer": out.answer, "queries": out.queries, "passages": ids(out.passages)})
+    got = run_fresh(path)
+    assert got["class"] == "MultiHop"
+    assert got["outs"] == expect
+    assert got["prompts"] == [[m.content for m in r.messages] for r in lm.requests]  # same prompts, demos included
+
+
+def test_a_loaded_qdrant_program_waits_for_the_user_to_give_the_engine(tmp_path):
+    from oobleck.retrieve import QdrantRetriever
+
+    qdrant = QdrantRetriever.from_corpus(corpus(), "wiki", show_progress=False)
+    rag = RAG(qdrant, k=1, lm=FakeLM([{"answer": "Kathmandu"}], cycle=True))
+    rag.save(tmp_path / "rag.json")
+    assert '"collection": "wiki"' in (tmp_path / "rag.json").read_text()
+    with pytest.warns(UserWarning, match="never chooses a server"):
+        art = oobleck.load(tmp_path / "rag.json", lm=FakeLM([{"answer": "Kathmandu"}], cycle=True))
+    with pytest.raises(ConfigError, match="never chooses a server"):
+        art(question="capital of Nepal")
+    with oobleck.context(retriever=qdrant):
+        assert ids(art(question="capital of Nepal").passages) == ["nepal"]
+
+
+def test_a_saved_program_never_loads_an_embedder_model_named_by_the_file(tmp_path):
+    import json
+
+    rag = RAG(VectorIndex(corpus(), show_progress=False), k=1, lm=FakeLM([{"answer": "x"}], cycle=True))
+    rag.save(tmp_path / "rag.json")
+    doc = json.loads((tmp_path / "rag.json").read_text())
+    blob = json.dumps(doc)
+    blob = blob.replace('"type": "hashing"', '"type": "transformers", "model_path": "/tmp/evil-model"', 1)
+    (tmp_path / "rag.json").write_text(blob)
+    with pytest.warns(UserWarning, match="not one oobleck bundles"):
+        art = oobleck.load(tmp_path / "rag.json")
+    with pytest.raises(ConfigError, match="not one oobleck bundles"):
+        art(question="capital of Nepal")
+
+
+def test_labelled_demos_go_only_to_the_steps_a_row_labels(index):
+    from oobleck.optimize import LabeledFewShot
+
+    rows = [r.with_inputs("question") for r in bootstrap_rows()]
+    compiled = LabeledFewShot(k=2).compile(MultiHop(index, hops=2), trainset=rows)
+    counts = {name: len(p.demos) for name, p in compiled.named_predictors()}
+    assert counts == {"generate_query[0]": 0, "generate_query[1]": 0, "generate_answer": 2}
