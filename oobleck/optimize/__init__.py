@@ -11,6 +11,7 @@ from oobleck._budget import CostEstimate
 from oobleck.optimize._base import Optimizer
 from oobleck.optimize.bootstrap import BootstrapFewShot
 from oobleck.optimize.ensemble import Ensemble, ensemble, majority
+from oobleck.optimize.instruction_search import InstructionSearch
 from oobleck.optimize.knn import KNN
 from oobleck.optimize.labeled import LabeledFewShot
 from oobleck.optimize.random_search import RandomSearch
@@ -20,6 +21,7 @@ __all__ = [
     "BootstrapFewShot",
     "CostEstimate",
     "Ensemble",
+    "InstructionSearch",
     "LabeledFewShot",
     "Optimizer",
     "RandomSearch",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,10 +262,12 @@ class Scorer:
         c = self.candidates[key]
         return [c.scores[i] for i in range(len(self.valset))]
 
-    def incumbent(self) -> str | None:
-        """The fully scored candidate with the best mean (the first one on ties)."""
+    def incumbent(self, among: Collection[str] | None = None) -> str | None:
+        """The fully scored candidate (of ``among``, default all) with the best mean (first on ties)."""
         best: tuple[float, str] | None = None
-        for key, c in self.candidates.items():
+        keys = self.candidates if among is None else [k for k in among if k in self.candidates]
+        for key in keys:
+            c = self.candidates[key]
             if not c.dropped and self.complete(key):
                 m = c.mean()
                 if best is None or m > best[0]:
@@ -285,11 +287,20 @@ class Scorer:
 
     # ---- scoring ----
 
-    def score(self, key: str, program: Module, rows: Sequence[int] | None = None, *, race: bool | None = None) -> CandidateScores:
+    def score(
+        self,
+        key: str,
+        program: Module,
+        rows: Sequence[int] | None = None,
+        *,
+        race: bool | None = None,
+        among: Collection[str] | None = None,
+    ) -> CandidateScores:
         """Score ``program`` (known as ``key``) on ``rows`` (default: the whole valset).
 
         Rows already scored for ``key`` are not run again. With racing, scoring stops once the
-        candidate is confidently worse than the incumbent on the rows both have scored.
+        candidate is confidently worse than the incumbent (the best of ``among``, default every
+        candidate) on the rows both have scored.
 
         Raises:
             BudgetExceededError: the budget ran out (what was scored is kept).
@@ -299,7 +310,7 @@ class Scorer:
         wanted = list(range(len(self.valset))) if rows is None else list(rows)
         todo = [i for i in wanted if i not in c.scores]
         race = self.racing if race is None else race
-        incumbent = self.incumbent() if race and rows is None else None
+        incumbent = self.incumbent(among) if race and rows is None else None
         for start in range(0, len(todo), self.chunk):
             if c.dropped:
                 break

@@ -219,7 +219,7 @@ class RandomSearch(SearchOptimizer):
             info = done.get(str(cid))
             if info is None:
                 try:
-                    scores = scorer.score(key, candidate)
+                    scores = scorer.score(key, candidate, among=list(keys.values()))
                 except BudgetExceededError:
                     stopped = True
                     break

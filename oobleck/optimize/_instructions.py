@@ -1,0 +1,321 @@
+"""What the instruction optimizers share: one search session over candidate programs.
+
+A :class:`Session` holds the starting program, the scorer, the proposer, the data summary and
+the grounding demos, every candidate program by key, and the provenance record of each
+candidate (its instruction(s), format, demo set, scores and lineage: parent, step, optimizer).
+Its state (teacher runs, scores, proposals, summary) is checkpointed after every step, and a
+resumed compile replays the same steps without paying for any call twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck.example import Example
+from oobleck.lm.base import LM
+from oobleck.module import Module
+from oobleck.optimize._base import CompileRun
+from oobleck.optimize._bootstrap import Bootstrapper
+from oobleck.optimize._proposer import InstructionProposer, is_new
+from oobleck.optimize._scoring import Scorer, scalar_metric
+from oobleck.optimize._search import SearchOptimizer, candidate_key
+
+__all__ = ["InstructionSearchBase", "Session"]
+
+log = logging.getLogger("oobleck.optimize")
+
+
+def with_instruction(program: Module, name: str, text: str) -> Module:
+    """A copy of ``program`` whose predictor ``name`` has instruction ``text``."""
+    new = program.copy()
+    p = dict(new.named_predictors())[name]
+    p.signature = p.signature.with_instructions(text)
+    return new
+
+
+def with_format(program: Module, fmt: str) -> Module:
+    """A copy of ``program`` whose every predictor uses the prompt format ``fmt``."""
+    from oobleck.adapters.template import format_adapter
+
+    adapter = format_adapter(fmt)
+    new = program.copy()
+    for p in new.predictors():
+        p.adapter = adapter
+    return new
+
+
+def format_of(program: Module) -> str | None:
+    """The format name of ``program``'s first predictor (None: its default adapter)."""
+    from oobleck.adapters.template import format_name
+
+    adapter = program.predictors()[0].adapter
+    return None if adapter is None else format_name(adapter)
+
+
+class Session:
+    """One instruction search in progress (see the module docstring)."""
+
+    def __init__(
+        self,
+        optimizer: InstructionSearchBase,
+        program: Module,
+        train: list[Example],
+        val: list[Example],
+        run: CompileRun,
+    ) -> None:
+        self.optimizer = optimizer
+        self.start = program
+        self.train = train
+        self.val = val
+        self.run = run
+        self.seed = run.seed
+        self.scorer: Scorer = optimizer._scorer(val, run)
+        self.proposer: InstructionProposer = optimizer.proposer
+        self.programs: dict[str, Module] = {}
+        self.records: list[dict[str, Any]] = []
+        self.ids: dict[str, int] = {}
+        self.proposals: dict[str, dict[str, Any]] = dict(run.state.get("proposals", {}))
+        self.summary: str | None = run.state.get("summary")
+        self.extra_state: dict[str, Any] = dict(run.state.get("extra", {}))
+        self._demos: dict[str, list[Example]] | None = None
+        self.boot: Bootstrapper = optimizer._grounding_bootstrap.make_bootstrapper(program, run, train)
+        self.boot.on_run = self.save
+
+    # ---- state ----
+
+    def save(self) -> None:
+        """Checkpoint everything a resumed compile needs."""
+        self.run.save(
+            {
+                "runs": {k: v.to_data() for k, v in self.boot.runs.items()},
+                "scorer": self.scorer.to_data(),
+                "proposals": self.proposals,
+                "summary": self.summary,
+                "extra": self.extra_state,
+            }
+        )
+
+    # ---- grounding ----
+
+    def grounding_demos(self) -> dict[str, list[Example]]:
+        """A few bootstrapped demos per predictor (labelled rows where none passed)."""
+        if self._demos is None:
+            n = self.optimizer.n_demos
+            order = list(range(len(self.train)))
+            random.Random(f"oobleck-grounding:{self.seed}").shuffle(order)
+            demos: dict[str, list[Example]] = {}
+            if n:
+                _, demos, stopped = self.boot.collect(self.train, order, max_demos=n, max_rounds=1)
+                if stopped:
+                    raise BudgetExceededError("budget reached while bootstrapping demos for the proposer")
+            labelled = [self.train[i] for i in order[:n]]
+            self._demos = {name: list(demos.get(name, [])) or labelled for name, _ in self.start.named_predictors()}
+        return self._demos
+
+    def data_summary(self) -> str:
+        """The data summary, written once per compile (kept in the checkpoint)."""
+        if self.summary is None:
+            try:
+                self.summary = self.proposer.summarize(self.start, self.train, self.seed)
+            except (BudgetExceededError, ConfigError):
+                raise
+            except Exception as exc:  # an unreadable summary is not fatal
+                log.warning("could not write the data summary (%s); proposing without it", exc)
+                self.summary = ""
+            self.save()
+        return self.summary
+
+    def history(self, name: str) -> list[tuple[str, float | None]]:
+        """Instructions tried for predictor ``name``, with their (possibly partial) scores."""
+        out: list[tuple[str, float | None]] = []
+        for r in self.records:
+            text = (r.get("instructions") or {}).get(name)
+            if text is not None:
+                out.append((text, r.get("score") if r.get("score") is not None else r.get("partial_score")))
+        return out
+
+    def propose(self, parent: Module, name: str, *, rng: random.Random, sample: int, tag: str) -> str:
+        """A new instruction for ``name`` (``""`` when the proposer wrote nothing new)."""
+        known = self.proposals.get(tag)
+        if known is None:
+            tried = [t for t, _ in self.history(name)]
+            try:
+                text, info = self.proposer.propose(
+                    parent,
+                    name,
+                    summary=self.data_summary(),
+                    demos=self.grounding_demos()[name],
+                    history=self.history(name),
+                    rng=rng,
+                    sample=sample,
+                )
+            except (BudgetExceededError, ConfigError):
+                raise
+            except Exception as exc:  # an LM error or an unreadable answer: no candidate this time
+                log.warning("proposer call %s failed: %s", tag, exc)
+                text, info = "", {"error": f"{type(exc).__name__}: {exc}"}
+            if text and not is_new(text, tried):
+                info["rejected"] = "duplicate"
+                text = ""
+            elif not text:
+                info.setdefault("rejected", "empty")
+            known = self.proposals[tag] = {"text": text, **info}
+            self.save()
+        return str(known["text"])
+
+    def reflect(self, parent: Module, name: str, records: Sequence[Mapping[str, Any]], *, sample: int, tag: str) -> str:
+        """A rewritten instruction for ``name`` from feedback records (``""`` when nothing new)."""
+        known = self.proposals.get(tag)
+        if known is None:
+            tried = [t for t, _ in self.history(name)]
+            try:
+                text, info = self.proposer.reflect(parent, name, records=records, sample=sample)
+            except (BudgetExceededError, ConfigError):
+                raise
+            except Exception as exc:  # an LM error or an unreadable answer: no candidate this time
+                log.warning("reflection call %s failed: %s", tag, exc)
+                text, info = "", {"error": f"{type(exc).__name__}: {exc}"}
+            if text and not is_new(text, tried):
+                info["rejected"] = "duplicate"
+                text = ""
+            known = self.proposals[tag] = {"text": text, **info}
+            self.save()
+        return str(known["text"])
+
+    # ---- candidates ----
+
+    def record(self, program: Module, *, parent: str | None, step: int, kind: str, **extra: Any) -> tuple[str, bool]:
+        """Register ``program`` as a candidate; returns its key and whether it is new."""
+        key = candidate_key(program)
+        if key in self.programs:
+            return key, False
+        self.programs[key] = program
+        self.ids[key] = len(self.records)
+        self.records.append(
+            {
+                "id": len(self.records),
+                "key": key,
+                "kind": kind,
+                "optimizer": self.optimizer.name,
+                "parent": None if parent is None else self.ids.get(parent),
+                "step": step,
+                "instructions": {n: p.instructions for n, p in program.named_predictors()},
+                "format": format_of(program),
+                "demos": sum(len(p.demos) for p in program.predictors()),
+                "score": None,
+                **extra,
+            }
+        )
+        return key, True
+
+    def add(self, program: Module, *, parent: str | None, step: int, kind: str, race: bool | None = None, rows: Sequence[int] | None = None, **extra: Any) -> str:
+        """Register and score ``program`` (on ``rows``, default the whole valset, with racing)."""
+        key, _ = self.record(program, parent=parent, step=step, kind=kind, **extra)
+        self.score(key, rows=rows, race=race)
+        return key
+
+    def score(self, key: str, *, rows: Sequence[int] | None = None, race: bool | None = None) -> None:
+        """Score candidate ``key`` (more rows when it was scored on fewer), then update its record."""
+        rec = self.records[self.ids[key]]
+        try:
+            self.scorer.score(key, self.programs[key], rows, race=race, among=list(self.programs))
+        except TooManyErrorsError as exc:
+            log.warning("%s: candidate %d failed to evaluate: %s", self.optimizer.name, rec["id"], exc)
+            rec["error"] = str(exc)
+        finally:
+            self.update(key)
+            self.save()
+
+    def update(self, key: str) -> None:
+        """Copy the scorer's numbers into the record of ``key``."""
+        rec = self.records[self.ids[key]]
+        c = self.scorer.candidates.get(key)
+        if c is None:
+            return
+        complete = self.scorer.complete(key)
+        rec["score"] = c.mean() if complete and not c.dropped else None
+        rec["partial_score"] = round(c.mean(), 4) if c.scores else None
+        rec["rows_scored"] = len(c.scores)
+        rec["dropped"] = c.dropped
+
+    def score_start(self) -> str:
+        """Register the starting program and score it on the whole valset (never raced)."""
+        key, _ = self.record(self.start, parent=None, step=0, kind="start")
+        self.score(key, race=False)
+        return key
+
+    def try_formats(self) -> str:
+        """Score the starting program in each of the optimizer's formats; the incumbent's key."""
+        start = candidate_key(self.start)
+        for fmt in self.optimizer.formats:
+            self.add(with_format(self.start, fmt), parent=start, step=0, kind="format")
+        return self.incumbent_or(start)
+
+    def incumbent_or(self, default: str) -> str:
+        """The best fully scored candidate so far, else ``default``."""
+        best = self.scorer.incumbent(list(self.programs))
+        return best if best is not None else default
+
+    def finish(self, *, stopped: bool) -> Module:
+        """Choose the winner (see SearchOptimizer._finish) and record every candidate."""
+        for key in self.programs:
+            self.update(key)
+        best = self.optimizer._finish(self.run, self.scorer, self.start, self.programs, stopped=stopped)
+        best_key = self.run.scores.get("best")
+        self.run.scores["best"] = self.ids.get(best_key) if best_key is not None else None
+        self.run.scores["candidates"] = self.records
+        self.run.notes["data_summary"] = self.summary
+        self.run.notes["proposals"] = {k: self.proposals[k] for k in sorted(self.proposals)}
+        return best
+
+
+class InstructionSearchBase(SearchOptimizer):
+    """The settings and session the instruction optimizers share.
+
+    Args:
+        metric: the metric (a score with feedback is accepted).
+        prompt_lm: the LM that writes instructions (default: the task LM).
+        formats: prompt format names to try (see :mod:`oobleck.adapters.template`).
+        n_demos: bootstrapped demos shown to the proposer per predictor.
+        **kwargs: see :class:`~oobleck.optimize._search.SearchOptimizer`.
+    """
+
+    def __init__(
+        self,
+        metric: Callable[..., Any],
+        *,
+        prompt_lm: LM | None = None,
+        formats: Sequence[str] | None = None,
+        n_demos: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(metric, **kwargs)
+        from oobleck.adapters.template import FORMATS
+        from oobleck.optimize.bootstrap import BootstrapFewShot
+
+        unknown = [f for f in formats or () if f not in FORMATS]
+        if unknown:
+            raise ConfigError(f"unknown format(s) {unknown}; known: {sorted(FORMATS)}")
+        if n_demos < 0:
+            raise ConfigError(f"n_demos must be >= 0, got {n_demos}")
+        self.formats: list[str] = list(formats or ())
+        self.n_demos = n_demos
+        self.proposer = InstructionProposer(prompt_lm=prompt_lm)
+        self._grounding_bootstrap = BootstrapFewShot(
+            scalar_metric(metric), max_bootstrapped_demos=n_demos, max_labeled_demos=0, teacher_shots=n_demos
+        )
+
+    def _instruction_settings(self) -> dict[str, Any]:
+        return {
+            **self._search_settings(),
+            "formats": self.formats,
+            "n_demos": self.n_demos,
+            "proposer": self.proposer.settings(),
+        }
+
+    def _start(self, program: Module, train: list[Example], val: list[Example], run: CompileRun) -> Session:
+        return Session(self, program, train, val, run)

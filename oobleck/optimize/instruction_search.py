@@ -1,0 +1,149 @@
+"""InstructionSearch: coordinate ascent over each predictor's instruction (as COPRO / OPRO).
+
+For ``depth`` rounds, one predictor at a time, the grounded proposer writes ``breadth`` new
+instructions for it (it sees the data summary, the program, a few bootstrapped demos, the
+current instruction, a style tip and every instruction tried so far with its score); each is
+scored on the valset with paired racing against the best program so far, and the best one
+becomes that predictor's instruction when it beats the incumbent. Demos are left as they are.
+
+Optionally, ``formats=`` first tries the named prompt formats (see
+:mod:`oobleck.adapters.template`) for the whole program, so the form is searched as well as the
+words.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck.example import Example
+from oobleck.lm.base import LM
+from oobleck.module import Module
+from oobleck.optimize._base import CompileRun
+from oobleck.optimize._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
+from oobleck.optimize._instructions import InstructionSearchBase, Session, with_instruction
+
+__all__ = ["InstructionSearch"]
+
+log = logging.getLogger("oobleck.optimize")
+
+
+class InstructionSearch(InstructionSearchBase):
+    """Coordinate ascent over instructions, one predictor at a time, history-aware.
+
+    Args:
+        metric: ``fn(example, prediction, trace=None) -> float | bool``.
+        breadth: new instructions proposed per predictor per round.
+        depth: rounds over all predictors.
+        prompt_lm: the LM that writes instructions (default: the task LM).
+        formats: prompt format names to try first (see :mod:`oobleck.adapters.template`);
+            None searches instructions only.
+        n_demos: bootstrapped demos shown to the proposer per predictor.
+        num_threads: threads for scoring candidates.
+        max_errors: failed rows tolerated per candidate evaluation.
+        racing: stop scoring a candidate once it is confidently worse than the best so far.
+        require_significant: return the starting program unless the paired gain is significant.
+        prompt_tolerance: choose the shortest prompt within this many points of the best.
+        val_fraction: without a valset, the share of the trainset held out for scoring.
+        max_lm_calls: stop cleanly at this many LM calls, proposer calls included.
+        max_tokens: stop cleanly at this many tokens.
+
+    Example:
+        >>> from oobleck import Example, FakeLM, Predict
+        >>> from oobleck.metrics import exact_match
+        >>> rows = [Example(q=str(i), a="0").with_inputs("q") for i in range(6)]
+        >>> lm = FakeLM(lambda r: {"instruction": "Answer 0.", "summary": "digits", "a": "0"})
+        >>> best = InstructionSearch(exact_match, breadth=2, depth=1).compile(
+        ...     Predict("q -> a", lm=lm), trainset=rows[:3], valset=rows[3:])
+        >>> best.provenance["scores"]["best_score"]
+        100.0
+    """
+
+    def __init__(
+        self,
+        metric: Callable[..., Any],
+        *,
+        breadth: int = 4,
+        depth: int = 2,
+        prompt_lm: LM | None = None,
+        formats: Sequence[str] | None = None,
+        n_demos: int = 3,
+        num_threads: int = 1,
+        max_errors: int | None = 10,
+        racing: bool = True,
+        require_significant: bool = False,
+        prompt_tolerance: float | None = None,
+        val_fraction: float = 0.5,
+        max_lm_calls: int | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        super().__init__(
+            metric,
+            prompt_lm=prompt_lm,
+            formats=formats,
+            n_demos=n_demos,
+            num_threads=num_threads,
+            max_errors=max_errors,
+            racing=racing,
+            require_significant=require_significant,
+            prompt_tolerance=prompt_tolerance,
+            val_fraction=val_fraction,
+            max_lm_calls=max_lm_calls,
+            max_tokens=max_tokens,
+        )
+        if breadth < 1 or depth < 1:
+            raise ConfigError(f"breadth and depth must be >= 1, got breadth={breadth}, depth={depth}")
+        self.breadth = breadth
+        self.depth = depth
+
+    def _settings(self) -> dict[str, Any]:
+        return {**self._instruction_settings(), "breadth": self.breadth, "depth": self.depth}
+
+    def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
+        n_train, n_val = self._val_size(trainset, valset)
+        first = trainset[0] if trainset else None
+        per_run = calls_per_run(program, first)
+        n_pred = len(program.named_predictors())
+        proposals = self.depth * self.breadth * n_pred
+        boot_runs = n_train if self.n_demos else 0
+        val_runs = n_val * (1 + proposals + len(self.formats))
+        return CostEstimate(
+            program_runs=boot_runs + val_runs,
+            lm_calls=(boot_runs + val_runs) * per_run + proposals + 1,
+            min_lm_calls=(min(self.n_demos, n_train) + n_val) * per_run + 1,
+            prompt_tokens=(boot_runs + val_runs) * tokens_per_run(program, first),
+            breakdown={"bootstrap": boot_runs, "validation": val_runs, "proposer_calls": proposals + 1},
+        )
+
+    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
+        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
+        s = self._start(program, train, val, run)
+        stopped = False
+        try:
+            s.score_start()
+            best = s.try_formats()
+            for step in range(self.depth):
+                for name, _ in program.named_predictors():
+                    best = self._coordinate(s, best, name, step)
+        except BudgetExceededError:
+            stopped = True
+        except TooManyErrorsError:
+            s.save()
+            raise
+        s.save()
+        return s.finish(stopped=stopped)
+
+    def _coordinate(self, s: Session, best: str, name: str, step: int) -> str:
+        """Propose ``breadth`` instructions for ``name`` on top of ``best``; return the new best key."""
+        parent = s.programs[best]
+        for k in range(self.breadth):
+            rng = random.Random(f"oobleck-propose:{s.seed}:{step}:{name}:{k}")
+            text = s.propose(parent, name, rng=rng, sample=step * self.breadth + k, tag=f"{step}:{name}:{k}")
+            if not text:
+                continue
+            s.add(with_instruction(parent, name, text), parent=best, step=step + 1, kind="proposal", predictor=name)
+        return s.incumbent_or(best)
