@@ -96,6 +96,26 @@ def _short(value: Any, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def word_diff(before: str, after: str) -> str:
+    """``after`` with the words it lost as ``[-...-]`` and the words it gained as ``{+...+}``.
+
+    Example:
+        >>> word_diff("Classify the review.", "Classify the movie review carefully.")
+        'Classify the [-review.-] {+movie review carefully.+}'
+    """
+    a, b = before.split(), after.split()
+    out: list[str] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(" ".join(a[i1:i2]))
+            continue
+        if op in ("delete", "replace"):
+            out.append("[-" + " ".join(a[i1:i2]) + "-]")
+        if op in ("insert", "replace"):
+            out.append("{+" + " ".join(b[j1:j2]) + "+}")
+    return " ".join(out)
+
+
 def format_changes(changes: list[Change], *, before: str = "a", after: str = "b") -> str:
     """A readable, diff-like report (``-`` before, ``+`` after)."""
     if not changes:
@@ -112,6 +132,7 @@ def format_changes(changes: list[Change], *, before: str = "a", after: str = "b"
                 str(c.before).splitlines(), str(c.after).splitlines(), before, after, lineterm="", n=1
             )
             lines += ["  " + d for d in list(diff)[2:]]
+            lines.append("  word by word: " + word_diff(str(c.before), str(c.after)))
         elif c.kind == "demo_added":
             lines.append(f"+ demo {_short(c.after)}")
         elif c.kind == "demo_removed":

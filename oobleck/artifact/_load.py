@@ -97,7 +97,7 @@ def _adapter(record: schema.AdapterRecord, adapters: Mapping[str, Adapter] | Non
             raise ArtifactError(f"{where}: adapter {record.name!r} has no option(s) {unknown}")
         try:
             adapter = type(adapter)(**record.options)  # type: ignore[call-arg]
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ArtifactError(f"{where}: bad options for adapter {record.name!r}: {exc}") from None
     return adapter
 

@@ -123,6 +123,9 @@ def _predictor_record(name: str, p: Predict, files: SideFiles) -> dict[str, Any]
 
 
 def _adapter_options(adapter: Adapter) -> dict[str, Any]:
+    options = getattr(adapter, "options", None)
+    if callable(options):  # adapters with several options (TemplateAdapter) list them all
+        return dict(options())
     strict = getattr(adapter, "strict", None)
     return {"strict": strict} if isinstance(strict, bool) and strict else {}
 

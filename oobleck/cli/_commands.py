@@ -27,8 +27,10 @@ OPTIMIZERS = {
     "bootstrap": "BootstrapFewShot",
     "random_search": "RandomSearch",
     "knn": "KNN",
+    "instructions": "InstructionSearch",
 }
-_NEEDS_METRIC = {"bootstrap", "random_search"}
+_NEEDS_METRIC = {"bootstrap", "random_search", "instructions"}
+_TAKES_PROMPT_LM = {"instructions"}
 METRICS = ("exact_match", "f1", "passage_match")
 
 
@@ -208,6 +210,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     out.append(f"program    {art.class_path or type(art.program).__name__}  ({how})")
     for key, value in sorted(art.provenance.items()):
         out.append(f"provenance {key}: {json.dumps(_types.to_jsonable(value), ensure_ascii=False, sort_keys=True)}")
+    out += _top_candidates(art.provenance, args.top)
     for name in names:
         p = art.predictors[name]
         lm = art.lm_identities[name]
@@ -224,6 +227,29 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             out += [f"--- {m.role} ---", m.content]
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def _top_candidates(provenance: dict[str, Any], top: int) -> list[str]:
+    """The best ``top`` candidates an instruction search recorded, one block each."""
+    scores = provenance.get("scores")
+    candidates = scores.get("candidates") if isinstance(scores, dict) else None
+    if not isinstance(candidates, list) or not candidates or top <= 0:
+        return []
+    if not all(isinstance(c, dict) and "instructions" in c for c in candidates):
+        return []
+    assert isinstance(scores, dict)
+    ranked = sorted(candidates, key=lambda c: -(c.get("score") if c.get("score") is not None else -1.0))
+    out = ["", f"== top {min(top, len(ranked))} of {len(ranked)} candidates (score on the valset; * chosen) =="]
+    for c in ranked[:top]:
+        score = "-" if c.get("score") is None else f"{c['score']:.1f}"
+        mark = "*" if c.get("id") == scores.get("best") else " "
+        out.append(
+            f"{mark} #{c.get('id')} score {score}  {c.get('kind')}  parent {c.get('parent')}  step {c.get('step')}  "
+            f"format {c.get('format') or 'default'}  demos {c.get('demos', 0)}"
+        )
+        for name, text in sorted(c["instructions"].items()):
+            out.append(f"    {name}: {text}")
+    return out
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -315,6 +341,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     metric = _metric(args.metric)
     if args.optimizer in _NEEDS_METRIC and metric is None:
         raise CLIError(f"--optimizer {args.optimizer} scores candidates: pass --metric ({', '.join(METRICS)})")
+    if args.prompt_lm is not None:
+        if args.optimizer not in _TAKES_PROMPT_LM:
+            raise CLIError(f"--prompt-lm is for the instruction optimizers ({', '.join(sorted(_TAKES_PROMPT_LM))})")
+        options["prompt_lm"] = _lm_from(args.prompt_lm, args.base_url)
     cls = getattr(optimize, OPTIMIZERS[args.optimizer])
     try:
         optimizer = cls(metric, **options) if args.optimizer in _NEEDS_METRIC else cls(**options)
@@ -331,6 +361,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         # Saved inside the context, so the artifact records the adapter and LM the compile used.
         compiled.save(args.output)
     provenance = getattr(compiled, "provenance", {}) or {}
+    verdict = (provenance.get("scores") or {}).get("verdict")
+    if verdict:
+        sys.stderr.write(
+            f"gain over the starting program: {verdict['gain']:+.1f} points (95% interval {verdict['low']:+.1f} "
+            f"to {verdict['high']:+.1f} on {verdict['n']} rows; {'significant' if verdict['significant'] else 'not significant'})\n"
+        )
     sys.stderr.write(f"saved {args.output}\n")
     _emit({"output": args.output, "optimizer": cls.__name__, "scores": provenance.get("scores")}, out=sys.stdout)
     return 0

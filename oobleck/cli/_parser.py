@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", action="append", metavar="F1,F2", help="input field names (default: the signature's)")
     p.add_argument("--metric", help=f"one of {', '.join(METRICS)}")
     p.add_argument("--optimizer", default="bootstrap", choices=sorted(OPTIMIZERS), help="default: bootstrap")
+    p.add_argument("--prompt-lm", metavar="SPEC", help="the LM that writes instructions (default: the task LM; same forms as --lm)")
     p.add_argument("-O", "--option", action="append", default=[], metavar="NAME=VALUE", help="optimizer option (JSON value), repeatable")
     p.add_argument("--max-lm-calls", type=int, metavar="N", help="stop cleanly after N LM calls (cache hits are free)")
     p.add_argument("--max-tokens", type=int, metavar="N", help="stop cleanly after N tokens")
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictor", metavar="NAME", help="only this predictor")
     p.add_argument("--inputs", metavar="JSON", help="render for these inputs instead of {placeholders}")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--top", type=int, default=5, metavar="N", help="candidates of an instruction search shown (default 5)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("diff", help="what changed between two artifacts", description=cmd_diff.__doc__)

@@ -29,13 +29,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from oobleck import _budget
 from oobleck.adapters.base import describe_fields
 from oobleck.context import context, current
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
-from oobleck.module import Module, Predict
-from oobleck.optimize import _budget
+from oobleck.module import Module
+from oobleck.predict import Predict
 from oobleck.signature import InputField, OutputField, Signature
 from oobleck.trace import trace
 

@@ -18,12 +18,12 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example
 from oobleck.lm.base import LM
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
-from oobleck.optimize._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
 from oobleck.optimize._instructions import InstructionSearchBase, Session, with_instruction
 
 __all__ = ["InstructionSearch"]

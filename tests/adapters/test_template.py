@@ -72,3 +72,29 @@ def test_options_are_checked_and_named() -> None:
     assert TemplateAdapter(**odd.options()) == odd
 
 
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_artifacts_record_the_format_and_render_it_exactly(name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from oobleck.artifact import load
+
+    p = Predict(SIG, adapter=format_adapter(name), demos=[DEMO])
+    p.save(tmp_path / "a.json")
+    art = load(tmp_path / "a.json")
+    loaded = art.predictors["self"]
+    assert format_name(loaded.resolve_adapter()) == name
+    assert loaded.render(text="Dull.") == p.render(text="Dull.")
+
+
+def test_an_edited_artifact_with_bad_format_options_is_an_artifact_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from oobleck.artifact import load
+    from oobleck.errors import ArtifactError
+
+    Predict(SIG, adapter=format_adapter("prefix")).save(tmp_path / "a.json")
+    data = json.loads((tmp_path / "a.json").read_text())
+    data["predictors"][0]["adapter"]["options"]["output"] = "xml"
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="bad options"):
+        load(tmp_path / "b.json")

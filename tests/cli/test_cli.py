@@ -103,6 +103,7 @@ def test_diff_shows_changed_instructions_and_demos(capsys, qa, tmp_path):
     assert code == 1
     assert "== predictor self ==" in out
     assert "  -Answer in one word." in out and "  +Answer in one word, in English." in out
+    assert "  word by word: Answer in one [-word.-] {+word, in English.+}" in out
     assert '+ demo {"answer": "4", "question": "2+2?"}' in out
     assert '- {"seed": 7}' in out and '+ {"seed": 8}' in out
     code, out, _ = run_cli(capsys, "diff", qa, qa)
