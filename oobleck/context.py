@@ -13,7 +13,7 @@ import contextvars
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from oobleck.errors import ConfigError
 
@@ -38,6 +38,10 @@ class Settings:
         sample_index: which sample of each request to ask for (part of the cache key, never
             sent); optimizers raise it to get fresh samples in later rounds.
         retriever: the retriever ``Retrieve`` steps use when they have none of their own.
+        on_truncation: what an answer cut short at ``max_tokens`` (``finish_reason ==
+            "length"``) does: ``"warn"`` (default) keeps a parsed answer and records a warning
+            in ``Prediction.warnings`` and the log; ``"error"`` makes it a ParseError (retried
+            like any parse failure when ``max_retries`` allows).
     """
 
     lm: LM | None = None
@@ -46,6 +50,7 @@ class Settings:
     max_retries: int | None = None
     sample_index: int = 0
     retriever: Retriever | None = None
+    on_truncation: Literal["warn", "error"] = "warn"
 
 
 _SETTINGS: contextvars.ContextVar[Settings] = contextvars.ContextVar("oobleck_settings", default=Settings())
@@ -64,6 +69,7 @@ def context(**overrides: Any) -> Iterator[Settings]:
     Args:
         **overrides: any of ``lm``, ``adapter``, ``cache``, ``max_retries``, ``sample_index``,
             ``retriever``.
+            ``on_truncation``.
 
     Raises:
         ConfigError: an unknown setting name.
@@ -77,6 +83,8 @@ def context(**overrides: Any) -> Iterator[Settings]:
     unknown = set(overrides) - _FIELDS
     if unknown:
         raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(_FIELDS)}")
+    if "on_truncation" in overrides and overrides["on_truncation"] not in ("warn", "error"):
+        raise ConfigError(f"on_truncation must be 'warn' or 'error', got {overrides['on_truncation']!r}")
     if "cache" in overrides and overrides["cache"] not in ("on", "read", "write", "off"):
         raise ConfigError(f"cache must be 'on', 'read', 'write' or 'off', got {overrides['cache']!r}")
     token = _SETTINGS.set(dataclasses.replace(_SETTINGS.get(), **overrides))

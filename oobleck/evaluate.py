@@ -10,6 +10,7 @@ fatal at once, since every row would fail the same way.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -246,8 +247,12 @@ def evaluate(
     failures: list[tuple[int, BaseException]] = []
     lock = threading.Lock()
 
+    stopped: list[TooManyErrorsError] = []  # set once the cap is passed: later rows are not sent
+
     def one(item: tuple[int, Example]) -> EvalRow:
         index, ex = item
+        if stopped:
+            raise stopped[0]
         budget = _budget.active()
         if budget is not None:
             budget.check()
@@ -269,10 +274,11 @@ def evaluate(
         if error is not None:
             with lock:
                 failures.append((index, error))
-                too_many = max_errors is not None and len(failures) > max_errors
+                if max_errors is not None and len(failures) > max_errors and not stopped:
+                    stopped.append(_too_many(list(failures), max_errors, len(examples)))
             log.debug("evaluate: row %d failed: %r", index, error)
-            if too_many:
-                raise _too_many(failures, max_errors, len(examples))
+            if stopped:
+                raise stopped[0]
         return EvalRow(
             index=index,
             example=ex,
@@ -286,14 +292,15 @@ def evaluate(
     bar = _progress_bar(len(examples), name) if progress else None
     total = 0.0
     try:
-        for i, fut in run(one, list(enumerate(examples)), num_threads=num_threads):
-            row = fut.result()
-            rows[i] = row
-            total += row.score
-            if bar is not None:
-                done = sum(1 for r in rows if r is not None)
-                bar.set_postfix_str(f"{name}={100 * total / done:.1f}%", refresh=False)
-                bar.update(1)
+        with contextlib.closing(run(one, list(enumerate(examples)), num_threads=num_threads)) as results:
+            for i, fut in results:
+                row = fut.result()
+                rows[i] = row
+                total += row.score
+                if bar is not None:
+                    done = sum(1 for r in rows if r is not None)
+                    bar.set_postfix_str(f"{name}={100 * total / done:.1f}%", refresh=False)
+                    bar.update(1)
     finally:
         if bar is not None:
             bar.close()

@@ -113,14 +113,25 @@ class Prediction(Example):
         usage: tokens, calls, cache hits and latency of the whole call that produced it.
         completions: with ``n > 1``, the parsed fields of every completion that parsed
             (the prediction's own fields are the first); otherwise None.
+        warnings: what went wrong without failing the call, e.g. an answer cut short at
+            ``max_tokens`` that still parsed (see ``oobleck.context(on_truncation=...)``).
     """
 
-    __slots__ = ("completions", "usage")
+    __slots__ = ("completions", "usage", "warnings")
 
-    def __init__(self, data: Mapping[str, Any] | None = None, /, *, usage: Usage | None = None, **fields: Any):
+    def __init__(
+        self,
+        data: Mapping[str, Any] | None = None,
+        /,
+        *,
+        usage: Usage | None = None,
+        warnings: tuple[str, ...] = (),
+        **fields: Any,
+    ):
         super().__init__(data, **fields)
         object.__setattr__(self, "usage", usage or Usage())
         object.__setattr__(self, "completions", None)
+        object.__setattr__(self, "warnings", tuple(warnings))
 
     def with_usage(self, usage: Usage) -> Prediction:
         """The same prediction with another usage record."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy as _copy
 import functools
+import logging
 import time
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
@@ -25,6 +26,8 @@ from oobleck.module import RENDERING, Module, RenderedCall
 from oobleck.signature import Signature, ensure_signature
 from oobleck.trace import TraceEntry, emit
 from oobleck.trace import active as recording_active
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Predict"]
 
@@ -159,6 +162,7 @@ class Predict(Module):
                 params["stop"] = tuple(dict.fromkeys((*(params.get("stop") or ()), *value)))
             else:
                 params.setdefault(key, value)
+        params["adapter"] = f"{adapter.name}/{adapter.version}"
         settings = current()
         if settings.cache != "on":
             params["cache"] = settings.cache
@@ -271,8 +275,15 @@ class Predict(Module):
     ) -> Prediction | ParseError:
         completions: list[dict[str, Any]] = []
         first_error: ParseError | None = None
-        for choice in response.choices:
+        notes: list[str] = []
+        strict = current().on_truncation == "error"
+        for i, choice in enumerate(response.choices):
             try:
+                if choice.finish_reason == "length":
+                    note = _truncated(self.signature, request, i)
+                    if strict:
+                        raise ParseError(note, raw=choice.text, field=None, signature=self.signature, reason="truncated at max_tokens")
+                    notes.append(note)
                 completions.append(adapter.parse(self.signature, choice.text))
             except ParseError as exc:
                 first_error = first_error or exc
@@ -285,7 +296,9 @@ class Predict(Module):
             self._emit(inputs, None, request, response.text, usage, first_error)
             return first_error
         self._emit(inputs, completions[0], request, response.text, usage, None)
-        pred = Prediction(completions[0], usage=usage)
+        for note in notes:
+            log.warning("%s", note)
+        pred = Prediction(completions[0], usage=usage, warnings=tuple(notes))
         if len(completions) > 1:
             object.__setattr__(pred, "completions", completions)
         return pred
@@ -306,6 +319,14 @@ class Predict(Module):
         return Prediction(
             {name: _types.placeholder(f.type, name) for name, f in self.signature.output_fields.items()}
         )
+
+
+def _truncated(signature: Signature, request: LMRequest, index: int) -> str:
+    limit = f"max_tokens={request.max_tokens}" if request.max_tokens is not None else "the backend's max_tokens"
+    return (
+        f"completion {index} for {signature} stopped at {limit} (finish_reason 'length'): the answer may be cut "
+        "short; raise max_tokens, or use oobleck.context(on_truncation='error') to treat it as a ParseError"
+    )
 
 
 def _repair(request: LMRequest, extra: list[Message]) -> LMRequest:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from oobleck.artifact._untrusted import ModelPolicy, read_inside
 from oobleck.errors import ArtifactError
 
 __all__ = ["SideFiles", "atomic_write"]
@@ -41,8 +42,19 @@ class SideFiles:
         b'hello'
     """
 
-    def __init__(self, contents: dict[str, bytes] | None = None) -> None:
+    def __init__(self, contents: dict[str, bytes] | None = None, *, models: ModelPolicy | None = None) -> None:
         self._data: dict[str, bytes] = dict(contents or {})
+        self.models = models or ModelPolicy()
+
+    def allowed_model(self, reference: str | None, *, what: str) -> str | None:
+        """A model folder the artifact names, if the user allowed it when loading (None: bundled).
+
+        Modules call this in ``load_extra`` for any model or embedder path their state names.
+
+        Raises:
+            ArtifactError: the user did not allow it (``load(..., allow_models=[...])``).
+        """
+        return self.models.check(reference, what=what)
 
     def write(self, name: str, data: bytes) -> str:
         """Store ``data`` under ``name`` (letters, digits, ``_.-``); returns the name.
@@ -119,11 +131,14 @@ class SideFiles:
             atomic_write(directory / record["path"], self._data[record["name"]])
 
     @classmethod
-    def read_from(cls, directory: Path | None, records: Iterable[Any], *, source: str) -> SideFiles:
-        """Read and verify the side files an artifact lists.
+    def read_from(
+        cls, directory: Path | None, records: Iterable[Any], *, source: str, models: ModelPolicy | None = None
+    ) -> SideFiles:
+        """Read and verify the side files an artifact lists (see ``oobleck.artifact._untrusted``).
 
         Raises:
-            ArtifactError: a file is missing, outside the artifact's directory, or changed.
+            ArtifactError: a file is missing, outside the artifact's directory, a symlink or a
+                special file, larger than declared, or changed.
         """
         contents: dict[str, bytes] = {}
         for record in records:
@@ -136,26 +151,24 @@ class SideFiles:
                 raise ArtifactError(f"{source}: side file path {record.path!r} must be a bare file name")
             if record.name in contents:
                 raise ArtifactError(f"{source} lists side file {record.name!r} twice")
-            path = directory / record.path
             if record.size > MAX_SIDE_BYTES:
                 raise ArtifactError(f"{source}: side file {record.path!r} claims {record.size} bytes; too large")
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise ArtifactError(
-                    f"{source} needs its side file {record.path!r} next to it, but it cannot be read "
-                    f"({exc.strerror}); copy it along with the artifact"
-                ) from None
+            data = read_inside(
+                directory,
+                record.path,
+                what=f"{source}: side file {record.path!r}",
+                max_bytes=MAX_SIDE_BYTES,
+                expected_size=record.size,
+            )
             digest = hashlib.sha256(data).hexdigest()
-            if len(data) != record.size or digest != record.sha256:
+            if digest != record.sha256:
                 raise ArtifactError(
                     f"{source}: side file {record.path!r} does not match the artifact "
-                    f"(expected {record.size} bytes with sha256 {record.sha256[:12]}..., "
-                    f"found {len(data)} bytes with sha256 {digest[:12]}...); it was changed or belongs "
-                    "to another save"
+                    f"(expected sha256 {record.sha256[:12]}..., found {digest[:12]}...); it was changed or "
+                    "belongs to another save"
                 )
             contents[record.name] = data
-        return cls(contents)
+        return cls(contents, models=models)
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -15,8 +15,10 @@ from oobleck.artifact import _schema as schema
 from oobleck.artifact._files import SideFiles
 from oobleck.artifact._graph import Builder, FrozenModule, apply_extras, call_load_extra
 from oobleck.artifact._save import save, to_dict
+from oobleck.artifact._untrusted import ModelPolicy, read_regular
 from oobleck.errors import ArtifactError, ConfigError, SignatureError
 from oobleck.example import Example, Prediction
+from oobleck.lm._compat import EXTRA_ALLOWED
 from oobleck.lm.base import LM
 from oobleck.lm.types import LMRequest, Message
 from oobleck.module import Module, RenderedCall
@@ -46,6 +48,7 @@ def build_predictor(
     except Exception as exc:  # noqa: BLE001 - pydantic building a type from an untrusted schema
         raise ArtifactError(f"{where} has a signature whose types cannot be rebuilt: {exc}") from None
     adapter = _adapter(record.adapter, adapters, where)
+    _check_config(record.config, where)
     try:
         LMRequest.model_validate({"messages": [], **record.config})
         predictor = Predict(signature, demos=[Example(d) for d in record.demos], adapter=adapter, max_retries=record.max_retries, **record.config)
@@ -70,6 +73,28 @@ def build_predictor(
             raise ArtifactError(message)
         warnings.warn(message + "; using the prompt rendered now", ArtifactWarning, stacklevel=4)
     return predictor
+
+
+MAX_SAMPLES = 100
+"""The most samples (``n``) an artifact may ask for per call."""
+
+
+def _check_config(config: Mapping[str, Any], where: str) -> None:
+    """The decoding config an artifact may set: the allow-listed knobs, within bounds."""
+    extra = config.get("extra")
+    if extra is not None:
+        if not isinstance(extra, dict):
+            raise ArtifactError(f"{where}: config.extra must be an object, got {type(extra).__name__}")
+        refused = sorted(k for k in extra if k not in EXTRA_ALLOWED)
+        if refused:
+            raise ArtifactError(
+                f"{where}: config.extra sets {refused}, which an artifact may not set; it may set only "
+                f"{sorted(EXTRA_ALLOWED)}. The model, endpoint, headers, timeouts and keys are yours: "
+                "give them to your LM"
+            )
+    n = config.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > MAX_SAMPLES:
+        raise ArtifactError(f"{where}: config.n is {n}; an artifact may ask for at most {MAX_SAMPLES} samples per call")
 
 
 def _first_difference(stored: list[Message], rendered: list[Message]) -> str:
@@ -161,8 +186,15 @@ def load(
     lm: LM | None = None,
     strict: bool = False,
     adapters: Mapping[str, Adapter] | None = None,
+    allow_models: Sequence[str | os.PathLike[str]] = (),
 ) -> Artifact:
     """Load an artifact saved by :func:`save`.
+
+    An artifact is data, never authority: loading reads only the file and the side files it
+    lists inside its folder (no symlinks, no special files, sizes checked first), never the
+    network, and the artifact cannot choose your LM, endpoint, headers, timeouts or keys
+    (``config.extra`` is limited to sampling knobs). A model or embedder it names is used only
+    when bundled with oobleck or listed in ``allow_models``.
 
     Args:
         path: the ``.json`` file.
@@ -173,6 +205,8 @@ def load(
         strict: raise instead of warning when a predictor renders differently than when saved
             (an edited file, or an adapter whose version changed).
         adapters: adapters by name, for artifacts that use an adapter oobleck does not ship.
+        allow_models: local model folders the artifact may name (e.g. a KNN embedder's
+            ``model_path``); any other it names is an ArtifactError.
 
     Returns:
         A callable :class:`Artifact`.
@@ -182,12 +216,18 @@ def load(
             or does not fit ``program``.
     """
     source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ArtifactError(f"cannot read artifact {source}: {exc.strerror or exc}") from None
+    raw = read_regular(path, what="artifact", max_bytes=schema.MAX_BYTES)
     data = schema.parse_text(raw, source=source)
-    return _from_data(data, base_dir=Path(path).parent, source=source, program=program, lm=lm, strict=strict, adapters=adapters)
+    return _from_data(
+        data,
+        base_dir=Path(path).parent,
+        source=source,
+        program=program,
+        lm=lm,
+        strict=strict,
+        adapters=adapters,
+        models=ModelPolicy.from_paths(allow_models),
+    )
 
 
 def loads(
@@ -197,10 +237,20 @@ def loads(
     lm: LM | None = None,
     strict: bool = False,
     adapters: Mapping[str, Adapter] | None = None,
+    allow_models: Sequence[str | os.PathLike[str]] = (),
 ) -> Artifact:
     """Load an artifact from its JSON text (artifacts with side files need :func:`load`)."""
     data = schema.parse_text(text, source="artifact text")
-    return _from_data(data, base_dir=None, source="artifact text", program=program, lm=lm, strict=strict, adapters=adapters)
+    return _from_data(
+        data,
+        base_dir=None,
+        source="artifact text",
+        program=program,
+        lm=lm,
+        strict=strict,
+        adapters=adapters,
+        models=ModelPolicy.from_paths(allow_models),
+    )
 
 
 def _from_data(
@@ -212,6 +262,7 @@ def _from_data(
     lm: LM | None,
     strict: bool,
     adapters: Mapping[str, Adapter] | None,
+    models: ModelPolicy,
 ) -> Artifact:
     if program is not None and not isinstance(program, Module):
         hint = f"; pass an instance: program={program.__name__}()" if isinstance(program, type) else ""
@@ -220,7 +271,7 @@ def _from_data(
     names = [r.name for r in doc.predictors]
     if len(set(names)) != len(names):
         raise ArtifactError(f"{source} lists a predictor name twice: {names}")
-    files = SideFiles.read_from(base_dir, doc.files, source=source)
+    files = SideFiles.read_from(base_dir, doc.files, source=source, models=models)
     built = {r.name: build_predictor(r, files, source=source, strict=strict, adapters=adapters) for r in doc.predictors}
     if program is None:
         program = Builder(built, files, source).node(doc.program, "program")

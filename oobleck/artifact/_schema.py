@@ -270,6 +270,8 @@ def parse_text(text: str | bytes, *, source: str) -> dict[str, Any]:
         raise ArtifactError(f"{source} is not valid JSON{hint}: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise ArtifactError(f"{source} nests JSON too deeply to be an artifact") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise ArtifactError(f"{source} holds a value no artifact has ({exc})") from None
     check_depth(data, source=source)
     if not isinstance(data, dict):
         raise ArtifactError(f"{source} holds a JSON {type(data).__name__}; an artifact is a JSON object")

@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -150,7 +151,7 @@ def _result_data(result: Any) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run an artifact on one JSON object of inputs, or on every line of a JSONL file."""
-    art = load_artifact(args.artifact, args.program)
+    art = load_artifact(args.artifact, args.program, args.allow_model)
     call = art.predictors[args.predictor].__call__ if args.predictor else art.__call__
     if args.predictor and args.predictor not in art.predictors:
         raise CLIError(f"no predictor {args.predictor!r}; the artifact has {list(art.predictors)}")
@@ -276,9 +277,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve an artifact over HTTP until interrupted."""
     from oobleck.serve import make_server
 
-    art = load_artifact(args.artifact, args.program)
+    art = load_artifact(args.artifact, args.program, args.allow_model)
     with _using_lm(args):
-        server = make_server(art, host=args.host, port=args.port)
+        token = args.token or os.environ.get("OOBLECK_SERVE_TOKEN") or None
+        server = make_server(
+            art,
+            host=args.host,
+            port=args.port,
+            token=token,
+            allow_no_token=args.no_token,
+            max_inflight=args.max_inflight,
+            conn_timeout=args.conn_timeout,
+        )
         host, port = server.server_address[:2]
         sys.stderr.write(f"serving {args.artifact} on http://{host!s}:{port}  (POST / with JSON inputs; Ctrl-C stops)\n")
         try:
@@ -297,7 +307,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise CLIError(f"evaluation is not available in this install: {exc}") from exc
     if args.target.endswith(".json"):
-        art = load_artifact(args.target, args.program)
+        art = load_artifact(args.target, args.program, args.allow_model)
         program, runner = art.program, art
     else:
         program = runner = program_from(args.target, cot=args.cot)

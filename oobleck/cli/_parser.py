@@ -53,6 +53,13 @@ def _add_program(p: argparse.ArgumentParser) -> None:
         metavar="SPEC",
         help="your program class (file.py:Class or module:Class) to run its forward() with the saved parameters",
     )
+    p.add_argument(
+        "--allow-model",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a local model folder the artifact may name (e.g. a KNN embedder); repeatable. Others are refused",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    p.add_argument("--token", metavar="TOKEN", help="require Authorization: Bearer TOKEN (default $OOBLECK_SERVE_TOKEN)")
+    p.add_argument("--no-token", action="store_true", help="allow serving beyond 127.0.0.1 without a token (warned about)")
+    p.add_argument("--max-inflight", type=int, default=16, metavar="N", help="programs running at once (default 16)")
+    p.add_argument("--conn-timeout", type=float, default=30.0, metavar="S", help="drop a silent connection after S seconds (default 30)")
     _add_program(p)
     _add_lm(p)
     p.set_defaults(func=cmd_serve)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,8 @@ def program_from(spec: str, *, cot: bool = False) -> Any:
     return value
 
 
-def load_artifact(path: str, program: str | None) -> Any:
+def load_artifact(path: str, program: str | None, allow_models: Sequence[str] = ()) -> Any:
     from oobleck.artifact import load
 
-    return load(path, program=program_from(program) if program else None)
+    return load(path, program=program_from(program) if program else None, allow_models=allow_models)
 

@@ -201,10 +201,7 @@ class OpenAILM(BaseLM):
         return params
 
     def _finish(self, raw: Any, attempt: int, started: float) -> LMResponse:
-        response = _compat.from_dict(raw)
-        for choice in response.choices:
-            if choice.finish_reason == "length":
-                log.info("completion stopped at max_tokens; raise max_tokens if answers are cut off")
+        response = _compat.from_dict(raw)  # truncation (finish_reason "length") is judged by Predict
         usage = response.usage.model_copy(update={"retries": attempt, "latency_s": time.perf_counter() - started})
         return response.model_copy(update={"usage": usage})
 

@@ -139,7 +139,7 @@ class KNNFewShot(Module):
         self.k = int(extra["k"])
         self.input_fields = extra.get("input_fields")
         self.pool = [Example(row["fields"]).with_inputs(*row["inputs"]) for row in extra["pool"]]
-        self.embedder = embedder_from_config(extra["embedder"])
+        self.embedder = embedder_from_config(_checked_embedder(extra["embedder"], files))
         self.embeddings = files.read_array(extra["embeddings"])
         if len(self.embeddings) != len(self.pool):
             raise ConfigError(f"KNNFewShot state has {len(self.pool)} rows but {len(self.embeddings)} embeddings")
@@ -147,3 +147,23 @@ class KNNFewShot(Module):
     def __repr__(self) -> str:
         return f"KNNFewShot(k={self.k}, pool={len(self.pool)}, embedder={self.embedder!r}, program={self.program!r})"
 
+
+
+_MAX_HASH_DIM = 1 << 20
+
+
+def _checked_embedder(config: Any, files: Any) -> dict[str, Any]:
+    """The saved embedder config, with any model path the user did not allow refused.
+
+    An artifact is data: it may name the bundled model (no path) or one the user allowed
+    with ``load(..., allow_models=[...])``, and its sizes are bounded.
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"the KNN embedder config must be an object, got {type(config).__name__}")
+    config = dict(config)
+    if config.get("type") == "transformers":
+        config["model_path"] = files.allowed_model(config.get("model_path"), what="the KNN embedder")
+    dim = config.get("dim")
+    if isinstance(dim, int) and not 1 <= dim <= _MAX_HASH_DIM:
+        raise ConfigError(f"the KNN hashing embedder's dim must be within 1..{_MAX_HASH_DIM}, got {dim}")
+    return config

@@ -157,8 +157,9 @@ class TransformersEmbedder:
                         "TransformersEmbedder needs transformers and torch: pip install 'oobleck[transformers]' torch"
                     ) from exc
                 path = self.model_path or str(minilm_path())
-                tokenizer = AutoTokenizer.from_pretrained(path)
-                model = AutoModel.from_pretrained(path)
+                # Local folders only: a model name never turns into a download.
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                model = AutoModel.from_pretrained(path, local_files_only=True)
                 model.eval()
                 self._loaded = (tokenizer, model)
             return self._loaded

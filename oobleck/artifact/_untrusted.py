@@ -1,0 +1,182 @@
+"""Reading what an untrusted file points at: files inside its folder only, models only where allowed.
+
+The rules every loader of saved state follows (artifacts, their side files, retrieval indexes,
+soft-prompt tensors), so an artifact stays data and never becomes authority:
+
+- A referenced file is a relative path inside the artifact's folder: no absolute path, no
+  ``..``, no symlink at any step (``O_NOFOLLOW`` on every component, walked with ``dir_fd``),
+  only a regular file (a FIFO, device or socket is refused without blocking: ``O_NONBLOCK``),
+  and its size is checked with ``fstat`` on the open descriptor, against a cap and against the
+  size the artifact declares, before a byte is read. What was checked is what is read.
+- A model or embedder an artifact names is used only when it is bundled with oobleck (the
+  artifact names no path) or the user allowed it when loading (``load(..., allow_models=[...])``).
+- Nothing is fetched over the network: paths are local folders, read with ``local_files_only``.
+
+Use :func:`read_inside` for any file an untrusted document references, :func:`read_regular`
+for a file the user named, and :meth:`ModelPolicy.check` for a model reference.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from oobleck.errors import ArtifactError
+
+__all__ = ["MAX_FILE_BYTES", "ModelPolicy", "read_inside", "read_regular"]
+
+MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
+"""The default cap on one file read for an artifact (2 GiB)."""
+
+_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+def _parts(relative: str, *, what: str) -> list[str]:
+    if not isinstance(relative, str) or not relative or "\x00" in relative or "\\" in relative:
+        raise ArtifactError(f"{what}: expected a relative file name inside the artifact's folder, got {relative!r}")
+    path = PurePosixPath(relative)
+    if path.is_absolute() or any(p in ("..", ".", "") for p in relative.split("/")):
+        raise ArtifactError(
+            f"{what}: {relative!r} must be a path inside the artifact's folder (no absolute path, no '..')"
+        )
+    return list(path.parts)
+
+
+def read_inside(
+    directory: str | os.PathLike[str],
+    relative: str,
+    *,
+    what: str,
+    max_bytes: int = MAX_FILE_BYTES,
+    expected_size: int | None = None,
+) -> bytes:
+    """The bytes of ``relative`` inside ``directory``, read under the rules above.
+
+    Args:
+        directory: the artifact's folder (the user chose it; it may itself be a symlink).
+        relative: the path the untrusted document gives, e.g. ``"prog.knn.npy"``.
+        what: how to name the file in errors (``"qa.json: side file 'x'"``).
+        max_bytes: refuse anything larger.
+        expected_size: the size the document declares; a different size is refused unread.
+
+    Raises:
+        ArtifactError: an unsafe path, a symlink, a special file, a size over the cap or
+            different from the declared one, or a file that cannot be read.
+    """
+    parts = _parts(relative, what=what)
+    try:
+        dir_fd = os.open(os.fspath(directory), os.O_RDONLY | _DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ArtifactError(f"{what}: cannot open the artifact's folder {os.fspath(directory)!r} ({exc.strerror})") from None
+    try:
+        for i, part in enumerate(parts[:-1]):
+            try:
+                next_fd = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
+            except OSError as exc:
+                raise _refusal(what, "/".join(parts[: i + 1]), exc) from None
+            os.close(dir_fd)
+            dir_fd = next_fd
+        try:
+            fd = os.open(parts[-1], _FLAGS | _NOFOLLOW, dir_fd=dir_fd)
+        except OSError as exc:
+            raise _refusal(what, relative, exc) from None
+    finally:
+        os.close(dir_fd)
+    return _read_fd(fd, what=what, max_bytes=max_bytes, expected_size=expected_size)
+
+
+def read_regular(path: str | os.PathLike[str], *, what: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file the user named (symlinks followed: the user chose the path).
+
+    FIFOs, devices and sockets are refused without blocking, and the size is checked before
+    reading.
+
+    Raises:
+        ArtifactError: not a regular file, too large, or unreadable.
+    """
+    try:
+        fd = os.open(os.fspath(path), _FLAGS)
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {what} {os.fspath(path)}: {exc.strerror or exc}") from None
+    return _read_fd(fd, what=what, max_bytes=max_bytes, expected_size=None)
+
+
+def _refusal(what: str, relative: str, exc: OSError) -> ArtifactError:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+        return ArtifactError(f"{what} is a symlink; an artifact may only reference regular files inside its folder")
+    return ArtifactError(
+        f"{what} cannot be read ({exc.strerror or exc}); the artifact needs its side file {relative!r} "
+        "inside its folder: copy it along with the artifact"
+    )
+
+
+def _read_fd(fd: int, *, what: str, max_bytes: int, expected_size: int | None) -> bytes:
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactError(f"{what} is not a regular file (a FIFO, device, socket or folder); refusing to read it")
+        if info.st_size > max_bytes:
+            raise ArtifactError(f"{what} is {info.st_size} bytes; the limit is {max_bytes}")
+        if expected_size is not None and info.st_size != expected_size:
+            raise ArtifactError(
+                f"{what} does not match the artifact: it is {info.st_size} bytes, the artifact says "
+                f"{expected_size}; it was changed or belongs to another save"
+            )
+        os.set_blocking(fd, True)
+        chunks = []
+        remaining = info.st_size + 1  # one byte more shows a file that grew while being read
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) != info.st_size:
+            raise ArtifactError(f"{what} changed size while being read; read it again when nothing writes it")
+        return data
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {what}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPolicy:
+    """Which model folders an artifact may name (the user's choice, given to ``load``).
+
+    Attributes:
+        allowed: resolved folders the user allowed (``load(..., allow_models=[...])``).
+    """
+
+    allowed: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str | os.PathLike[str]] | None) -> ModelPolicy:
+        """A policy allowing exactly ``paths`` (resolved, so a spelling cannot sneak past)."""
+        return cls(frozenset(str(Path(p).expanduser().resolve()) for p in (paths or ())))
+
+    def check(self, reference: str | None, *, what: str) -> str | None:
+        """``reference`` when the user allowed it; None stays None (the bundled default).
+
+        Raises:
+            ArtifactError: the artifact names a model the user did not allow.
+        """
+        if reference is None:
+            return None
+        if not isinstance(reference, str):
+            raise ArtifactError(f"{what}: a model reference is a folder path, got {type(reference).__name__}")
+        resolved = str(Path(reference).expanduser().resolve())
+        if resolved in self.allowed:
+            return resolved
+        raise ArtifactError(
+            f"{what} names the model {reference!r}, which is neither bundled with oobleck nor allowed; "
+            f"an artifact cannot choose which model runs on your machine. If you trust it, load with "
+            f"allow_models=[{reference!r}] (a local folder; nothing is downloaded)"
+        )
