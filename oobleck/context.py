@@ -68,8 +68,7 @@ def context(**overrides: Any) -> Iterator[Settings]:
 
     Args:
         **overrides: any of ``lm``, ``adapter``, ``cache``, ``max_retries``, ``sample_index``,
-            ``retriever``.
-            ``on_truncation``.
+            ``retriever``, ``on_truncation``.
 
     Raises:
         ConfigError: an unknown setting name.
