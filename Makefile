@@ -15,11 +15,11 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 # What the tests need besides: dev tools, torch for the sentence-embedding tests, and the
-# retrieval engines (bm25s, qdrant-client).
+# retrieval engines (bm25s, qdrant-client), and optuna for JointSearch.
 # torch is pinned to the CPU build first: an unpinned torch can pull a multi-GB CUDA build.
 $(BIN)/.installed-dev: $(BIN)/.installed
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,local,embeddings,bm25,qdrant]'
+	$(BIN)/pip install -q -e '.[dev,local,embeddings,bm25,qdrant,optuna]'
 	touch $@
 
 setup: $(BIN)/.installed

@@ -29,9 +29,12 @@ OPTIMIZERS = {
     "random_search": "RandomSearch",
     "knn": "KNN",
     "instructions": "InstructionSearch",
+    "joint": "JointSearch",
+    "reflective": "ReflectiveEvolution",
 }
-_NEEDS_METRIC = {"bootstrap", "random_search", "instructions"}
-_TAKES_PROMPT_LM = {"instructions"}
+_NEEDS_METRIC = {"bootstrap", "random_search", "instructions", "joint", "reflective"}
+# The option each instruction optimizer takes its prompt-writing LM as.
+_PROMPT_LM_OPTION = {"instructions": "prompt_lm", "joint": "prompt_lm", "reflective": "reflection_lm"}
 METRICS = ("exact_match", "f1", "passage_match")
 
 
@@ -352,9 +355,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.optimizer in _NEEDS_METRIC and metric is None:
         raise CLIError(f"--optimizer {args.optimizer} scores candidates: pass --metric ({', '.join(METRICS)})")
     if args.prompt_lm is not None:
-        if args.optimizer not in _TAKES_PROMPT_LM:
-            raise CLIError(f"--prompt-lm is for the instruction optimizers ({', '.join(sorted(_TAKES_PROMPT_LM))})")
-        options["prompt_lm"] = _lm_from(args.prompt_lm, args.base_url)
+        if args.optimizer not in _PROMPT_LM_OPTION:
+            raise CLIError(f"--prompt-lm is for the instruction optimizers ({', '.join(sorted(_PROMPT_LM_OPTION))})")
+        options[_PROMPT_LM_OPTION[args.optimizer]] = _lm_from(args.prompt_lm, args.base_url)
     cls = getattr(optimize, OPTIMIZERS[args.optimizer])
     try:
         optimizer = cls(metric, **options) if args.optimizer in _NEEDS_METRIC else cls(**options)

@@ -12,9 +12,11 @@ from oobleck.optimize._base import Optimizer
 from oobleck.optimize.bootstrap import BootstrapFewShot
 from oobleck.optimize.ensemble import Ensemble, ensemble, majority
 from oobleck.optimize.instruction_search import InstructionSearch
+from oobleck.optimize.joint_search import JointSearch
 from oobleck.optimize.knn import KNN
 from oobleck.optimize.labeled import LabeledFewShot
 from oobleck.optimize.random_search import RandomSearch
+from oobleck.optimize.reflective import ReflectiveEvolution
 
 __all__ = [
     "KNN",
@@ -22,9 +24,11 @@ __all__ = [
     "CostEstimate",
     "Ensemble",
     "InstructionSearch",
+    "JointSearch",
     "LabeledFewShot",
     "Optimizer",
     "RandomSearch",
+    "ReflectiveEvolution",
     "ensemble",
     "majority",
 ]

@@ -21,7 +21,7 @@ from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import Bootstrapper
 from oobleck.optimize._proposer import InstructionProposer, is_new
-from oobleck.optimize._scoring import Scorer, scalar_metric
+from oobleck.optimize._scoring import Scorer, scalar_metric, split_feedback
 from oobleck.optimize._search import SearchOptimizer, candidate_key
 
 __all__ = ["InstructionSearchBase", "Session"]
@@ -54,6 +54,48 @@ def format_of(program: Module) -> str | None:
 
     adapter = program.predictors()[0].adapter
     return None if adapter is None else format_name(adapter)
+
+
+def run_with_feedback(
+    program: Module, name: str, ex: Example, metric: Callable[..., Any]
+) -> dict[str, Any]:
+    """Run ``program`` on ``ex`` under a trace (budget checked and charged); one feedback record.
+
+    The record holds predictor ``name``'s inputs and outputs in that run, the expected labels,
+    the score and the metric's feedback (or, when it gives none, what was expected).
+    """
+    from oobleck import _budget
+    from oobleck.example import Prediction
+    from oobleck.trace import trace
+
+    budget = _budget.active()
+    if budget is not None:
+        budget.check()
+    target = dict(program.named_predictors())[name]
+    record: dict[str, Any] = {}
+    with trace() as t:
+        try:
+            out = program(**ex.inputs())
+            pred = out if isinstance(out, Prediction) else Prediction(out)
+            score, feedback = split_feedback(metric(ex, pred, list(t.entries)))
+        except (BudgetExceededError, ConfigError):
+            raise
+        except Exception as exc:  # a failed run is a lesson too
+            score, feedback = 0.0, f"the run failed: {type(exc).__name__}: {exc}"
+    if budget is not None:
+        budget.charge(t.usage)
+    for entry in t.entries:
+        if entry.predictor is target:
+            record.update({k: v for k, v in entry.inputs.items()})
+            record.update({f"output {k}": v for k, v in (entry.outputs or {}).items()})
+            if entry.error is not None:
+                record["error"] = f"{type(entry.error).__name__}: {entry.error}"
+            break
+    expected = ex.labels()
+    record["expected"] = ", ".join(f"{k}={v}" for k, v in expected.items())
+    record["score"] = round(score, 4)
+    record["feedback"] = feedback or ("correct" if score >= 1 else f"wrong; expected {record['expected']}")
+    return record
 
 
 class Session:
@@ -207,6 +249,9 @@ class Session:
                 "format": format_of(program),
                 "demos": sum(len(p.demos) for p in program.predictors()),
                 "score": None,
+                "partial_score": None,
+                "rows_scored": 0,
+                "dropped": False,
                 **extra,
             }
         )

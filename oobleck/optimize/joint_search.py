@@ -1,0 +1,283 @@
+"""JointSearch: (instruction, demo set) per predictor, chosen together by optuna's TPE (as MIPROv2).
+
+First it bootstraps ``num_demo_sets`` demo sets (none, labelled rows only, then bootstraps over
+seeded shuffles, sharing teacher runs) and has the grounded proposer write
+``num_instructions - 1`` new instructions per predictor (the current one is always a choice).
+Then each optuna trial picks, per predictor, an instruction and a demo set (and, with
+``formats=``, one prompt format for the program) and scores that program on a seeded minibatch
+of the valset; rows a candidate was already scored on are never paid again. Every
+``full_eval_every`` trials, the candidate with the best minibatch average so far earns a full
+valset evaluation (with paired racing), and the winner is chosen among fully scored candidates.
+
+optuna is an optional extra: ``pip install 'oobleck[optuna]'``; it is imported only here.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
+from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck.example import Example
+from oobleck.lm.base import LM
+from oobleck.module import Module
+from oobleck.optimize._base import CompileRun
+from oobleck.optimize._bootstrap import assemble
+from oobleck.optimize._instructions import InstructionSearchBase, Session, with_format, with_instruction
+from oobleck.optimize._search import candidate_key
+
+__all__ = ["PRESETS", "JointSearch"]
+
+log = logging.getLogger("oobleck.optimize")
+
+#: ``auto=`` presets: trials, instructions and demo sets per predictor, minibatch size.
+PRESETS: dict[str, dict[str, int]] = {
+    "light": {"num_trials": 10, "num_instructions": 3, "num_demo_sets": 3, "minibatch_size": 25},
+    "medium": {"num_trials": 25, "num_instructions": 5, "num_demo_sets": 5, "minibatch_size": 35},
+    "heavy": {"num_trials": 50, "num_instructions": 8, "num_demo_sets": 8, "minibatch_size": 50},
+}
+
+
+def _import_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as exc:
+        raise ConfigError(
+            "JointSearch needs optuna (its TPE sampler chooses the candidates); install the extra: "
+            "pip install 'oobleck[optuna]'"
+        ) from exc
+    return optuna
+
+
+class JointSearch(InstructionSearchBase):
+    """Instructions and demo sets chosen jointly per predictor with TPE (see the module docstring).
+
+    Args:
+        metric: ``fn(example, prediction, trace=None) -> float | bool``.
+        auto: a preset (``"light"``, ``"medium"``, ``"heavy"``) for the four sizes below;
+            explicit values override it.
+        num_trials: optuna trials.
+        num_instructions: instruction choices per predictor (the current one included).
+        num_demo_sets: demo-set choices (none and labelled-only included).
+        minibatch_size: valset rows each trial is scored on.
+        full_eval_every: trials between two full evaluations of the best minibatch candidate.
+        max_bootstrapped_demos: the most bootstrapped demos per predictor in a demo set.
+        max_labeled_demos: demos per predictor after padding with labelled rows.
+        prompt_lm: the LM that writes instructions (default: the task LM).
+        formats: prompt format names the trials may choose (the default adapter included).
+        num_threads, max_errors, racing, require_significant, prompt_tolerance, val_fraction,
+        max_lm_calls, max_tokens: as for :class:`~oobleck.optimize.InstructionSearch`.
+
+    Raises:
+        ConfigError: optuna is not installed (at compile time), or a bad setting.
+    """
+
+    def __init__(
+        self,
+        metric: Callable[..., Any],
+        *,
+        auto: Literal["light", "medium", "heavy"] | None = "light",
+        num_trials: int | None = None,
+        num_instructions: int | None = None,
+        num_demo_sets: int | None = None,
+        minibatch_size: int | None = None,
+        full_eval_every: int = 5,
+        max_bootstrapped_demos: int = 3,
+        max_labeled_demos: int = 4,
+        prompt_lm: LM | None = None,
+        formats: Sequence[str] | None = None,
+        num_threads: int = 1,
+        max_errors: int | None = 10,
+        racing: bool = True,
+        require_significant: bool = False,
+        prompt_tolerance: float | None = None,
+        val_fraction: float = 0.5,
+        max_lm_calls: int | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        super().__init__(
+            metric,
+            prompt_lm=prompt_lm,
+            formats=formats,
+            n_demos=max_bootstrapped_demos,
+            num_threads=num_threads,
+            max_errors=max_errors,
+            racing=racing,
+            require_significant=require_significant,
+            prompt_tolerance=prompt_tolerance,
+            val_fraction=val_fraction,
+            max_lm_calls=max_lm_calls,
+            max_tokens=max_tokens,
+        )
+        if auto is not None and auto not in PRESETS:
+            raise ConfigError(f"auto must be one of {sorted(PRESETS)} or None, got {auto!r}")
+        preset = PRESETS[auto] if auto is not None else {}
+        given = {
+            "num_trials": num_trials,
+            "num_instructions": num_instructions,
+            "num_demo_sets": num_demo_sets,
+            "minibatch_size": minibatch_size,
+        }
+        sizes = {k: v if v is not None else preset.get(k) for k, v in given.items()}
+        missing = [k for k, v in sizes.items() if v is None]
+        if missing:
+            raise ConfigError(f"without auto=, set {missing}")
+        if any(v is not None and v < 1 for v in sizes.values()) or full_eval_every < 1:
+            raise ConfigError(f"the sizes must be >= 1, got {sizes} and full_eval_every={full_eval_every}")
+        self.auto = auto
+        self.num_trials = int(sizes["num_trials"] or 1)
+        self.num_instructions = int(sizes["num_instructions"] or 1)
+        self.num_demo_sets = int(sizes["num_demo_sets"] or 1)
+        self.minibatch_size = int(sizes["minibatch_size"] or 1)
+        self.full_eval_every = full_eval_every
+        self.max_bootstrapped_demos = max_bootstrapped_demos
+        self.max_labeled_demos = max_labeled_demos
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            **self._instruction_settings(),
+            "auto": self.auto,
+            "num_trials": self.num_trials,
+            "num_instructions": self.num_instructions,
+            "num_demo_sets": self.num_demo_sets,
+            "minibatch_size": self.minibatch_size,
+            "full_eval_every": self.full_eval_every,
+            "max_bootstrapped_demos": self.max_bootstrapped_demos,
+            "max_labeled_demos": self.max_labeled_demos,
+        }
+
+    def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
+        n_train, n_val = self._val_size(trainset, valset)
+        first = trainset[0] if trainset else None
+        per_run = calls_per_run(program, first)
+        n_pred = len(program.named_predictors())
+        proposals = (self.num_instructions - 1) * n_pred
+        boot = n_train if self.max_bootstrapped_demos and self.num_demo_sets > 2 else 0
+        mb = min(self.minibatch_size, n_val)
+        full = n_val * (1 + self.num_trials // self.full_eval_every + 1)
+        minibatch_runs = mb * self.num_trials
+        runs = boot + minibatch_runs + full
+        return CostEstimate(
+            program_runs=runs,
+            lm_calls=runs * per_run + proposals + 1,
+            min_lm_calls=n_val * per_run,
+            prompt_tokens=runs * tokens_per_run(program, first),
+            breakdown={"bootstrap": boot, "minibatch": minibatch_runs, "validation": full, "proposer_calls": proposals + 1},
+        )
+
+    # ---- the search ----
+
+    def _demo_sets(self, s: Session, program: Module) -> list[Module]:
+        """``num_demo_sets`` programs differing only in demos (first: none; second: labelled)."""
+        out: list[Module] = []
+        for i in range(self.num_demo_sets):
+            rng = random.Random(f"oobleck-demoset:{s.seed}:{i}")
+            order = list(range(len(s.train)))
+            if i == 0:
+                zero = program.copy()
+                for p in zero.predictors():
+                    p.demos = []
+                out.append(zero)
+                continue
+            if i == 1 or not self.max_bootstrapped_demos:
+                out.append(assemble(program, s.train, order, [], {}, max_bootstrapped_demos=0, max_labeled_demos=self.max_labeled_demos, rng=rng))
+                continue
+            rng.shuffle(order)
+            k = rng.randint(1, self.max_bootstrapped_demos)
+            chosen, demos, stopped = s.boot.collect(s.train, order, max_demos=k, max_rounds=1)
+            if stopped:
+                raise BudgetExceededError("budget reached while bootstrapping demo sets")
+            out.append(
+                assemble(program, s.train, order, chosen, demos, max_bootstrapped_demos=k, max_labeled_demos=self.max_labeled_demos, rng=rng)
+            )
+        return out
+
+    def _instructions(self, s: Session, program: Module) -> dict[str, list[str]]:
+        """Per predictor: the current instruction, then new proposals (duplicates dropped)."""
+        out: dict[str, list[str]] = {}
+        for name, p in program.named_predictors():
+            texts = [p.instructions]
+            for k in range(self.num_instructions - 1):
+                rng = random.Random(f"oobleck-propose:{s.seed}:{name}:{k}")
+                parent = with_instruction(program, name, texts[-1])
+                text = s.propose(parent, name, rng=rng, sample=k, tag=f"0:{name}:{k}")
+                if text and text not in texts:
+                    texts.append(text)
+            out[name] = texts
+        return out
+
+    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+        optuna = _import_optuna()
+        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
+        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
+        s = self._start(program, train, val, run)
+        stopped = False
+        trials: list[dict[str, Any]] = []
+        try:
+            s.score_start()
+            demo_sets = self._demo_sets(s, program)
+            instructions = self._instructions(s, program)
+            formats = [None, *self.formats]
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=run.seed))
+            names = [n for n, _ in program.named_predictors()]
+            mb = min(self.minibatch_size, len(val))
+            for t in range(self.num_trials):
+                trial = study.ask()
+                choice = {
+                    "instructions": {n: trial.suggest_categorical(f"{n}.instruction", list(range(len(instructions[n])))) for n in names},
+                    "demos": {n: trial.suggest_categorical(f"{n}.demos", list(range(len(demo_sets)))) for n in names},
+                    "format": trial.suggest_categorical("format", list(range(len(formats)))) if len(formats) > 1 else 0,
+                }
+                candidate = self._build(program, demo_sets, instructions, formats, choice)
+                rows = sorted(random.Random(f"oobleck-minibatch:{run.seed}:{t}").sample(range(len(val)), mb))
+                key, _ = s.record(candidate, parent=candidate_key(program), step=t + 1, kind="trial")
+                s.score(key, rows=rows)
+                c = s.scorer.candidates.get(key)
+                value = c.mean(rows) if c is not None and all(i in c.scores for i in rows) else 0.0
+                study.tell(trial, value)
+                trials.append({"trial": t, "choice": choice, "candidate": s.ids[key], "minibatch_score": round(value, 4)})
+                if (t + 1) % self.full_eval_every == 0 or t + 1 == self.num_trials:
+                    self._full_eval(s)
+        except BudgetExceededError:
+            stopped = True
+        except TooManyErrorsError:
+            s.save()
+            raise
+        s.save()
+        best = s.finish(stopped=stopped)
+        run.scores["trials"] = trials
+        return best
+
+    @staticmethod
+    def _build(
+        program: Module,
+        demo_sets: list[Module],
+        instructions: dict[str, list[str]],
+        formats: list[str | None],
+        choice: dict[str, Any],
+    ) -> Module:
+        candidate = program.copy()
+        fmt = formats[choice["format"]]
+        if fmt is not None:
+            candidate = with_format(candidate, fmt)
+        for name, p in candidate.named_predictors():
+            p.demos = list(dict(demo_sets[choice["demos"][name]].named_predictors())[name].demos)
+            p.signature = p.signature.with_instructions(instructions[name][choice["instructions"][name]])
+        return candidate
+
+    @staticmethod
+    def _full_eval(s: Session) -> None:
+        """Fully score the not yet fully scored candidate with the best minibatch average."""
+        waiting = [
+            k
+            for k in s.programs
+            if k in s.scorer.candidates and s.scorer.candidates[k].scores and not s.scorer.complete(k) and not s.scorer.candidates[k].dropped
+        ]
+        if not waiting:
+            return
+        best = max(waiting, key=lambda k: s.scorer.candidates[k].mean())  # first of equals
+        s.score(best)
