@@ -44,7 +44,7 @@ def test_samples_and_logprobs(local_lm):
 
 def test_server_errors_are_translated(local_lm):
     with pytest.raises(LMResponseError):
-        local_lm.complete(LMRequest(messages=(Message(role="user", content="x"),), extra={"max_tokens": "lots"}))
+        local_lm.complete(LMRequest(messages=(Message(role="user", content="x"),), extra={"top_k": "lots"}))
 
 
 def test_bad_model_path():
