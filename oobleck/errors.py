@@ -95,9 +95,12 @@ class LMError(OobleckError):
     Attributes:
         retryable: whether retrying the same request may succeed.
         status: the HTTP status code when there was one.
+        attempts: how many attempts were sent before giving up (each counts as an LM call;
+            backends that retry set it, 1 otherwise).
     """
 
     retryable: bool = False
+    attempts: int = 1
 
     def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
         super().__init__(message)

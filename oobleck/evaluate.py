@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from oobleck import _budget, _types
+from oobleck import _budget, _progress, _types
 from oobleck._version import __version__
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example, Prediction
@@ -217,7 +217,8 @@ def evaluate(
         metric: ``fn(example, prediction, trace=None) -> float | bool``; called with
             ``trace=None``.
         num_threads: worker threads (each carries the caller's ``oobleck.context``).
-        progress: show a tqdm progress bar when tqdm is installed.
+        progress: show a progress bar (rows done, score so far, LM calls, ETA) when stderr
+            is a terminal; False never does. Inside a compile the compile's bar counts the rows.
         max_errors: how many failed rows are tolerated (None: any number); one more raises.
         failure_score: the score of a failed row.
         return_outputs: keep every prediction in the result (False keeps only scores).
@@ -289,21 +290,18 @@ def evaluate(
         )
 
     rows: list[EvalRow | None] = [None] * len(examples)
-    bar = _progress_bar(len(examples), name) if progress else None
     total = 0.0
-    try:
-        with contextlib.closing(run(one, list(enumerate(examples)), num_threads=num_threads)) as results:
-            for i, fut in results:
-                row = fut.result()
-                rows[i] = row
-                total += row.score
-                if bar is not None:
-                    done = sum(1 for r in rows if r is not None)
-                    bar.set_postfix_str(f"{name}={100 * total / done:.1f}%", refresh=False)
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    done = 0
+    with _progress.bar(len(examples), f"evaluate ({name})", enabled=progress) as shown, contextlib.closing(
+        run(one, list(enumerate(examples)), num_threads=num_threads)
+    ) as results:
+        for i, fut in results:
+            row = fut.result()
+            rows[i] = row
+            total += row.score
+            done += 1
+            if shown is not None:
+                shown.advance(1, score=100 * total / done)
     done_rows = [r for r in rows if r is not None]
     usage = sum((r.usage for r in done_rows), Usage())
     score = 100.0 * total / len(done_rows) if done_rows else 0.0
@@ -329,10 +327,3 @@ def _too_many(failures: list[tuple[int, BaseException]], cap: int | None, n: int
     err.__cause__ = last
     return err
 
-
-def _progress_bar(total: int, name: str) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional; without it there is simply no bar
-        return None
-    return tqdm(total=total, desc=f"evaluate ({name})", unit="ex", leave=False)

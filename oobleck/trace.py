@@ -12,7 +12,7 @@ import contextvars
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from oobleck.lm.types import Message, Usage
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from oobleck.predict import Predict
     from oobleck.retrieve.module import Retrieve
 
-__all__ = ["Trace", "TraceEntry", "trace"]
+__all__ = ["Recorder", "Trace", "TraceEntry", "trace"]
 
 
 @dataclass(slots=True)
@@ -31,9 +31,10 @@ class TraceEntry:
         predictor: the Predict (or Retrieve) object that made the call.
         inputs: the inputs it was given.
         outputs: the parsed outputs, or None when it failed.
-        messages: the messages sent (for the last attempt).
-        raw: the completion text of the last attempt.
-        usage: what the call cost, retries included.
+        messages: the messages sent.
+        raw: the completion text.
+        usage: what this attempt cost. A parse-repair retry is an entry of its own (its
+            usage has ``retries=1``), so summing the entries counts every call once.
         error: the exception, when the call failed.
     """
 
@@ -73,6 +74,14 @@ class Trace:
         return len(self.entries)
 
 
+class Recorder(Protocol):
+    """Anything that receives finished calls: a Trace, a usage meter, a progress bar."""
+
+    def add(self, entry: TraceEntry) -> None:
+        """Take one finished call."""
+        ...
+
+
 class UsageMeter:
     """Sums usage for one program call (internal; see Module.__call__)."""
 
@@ -87,7 +96,7 @@ class UsageMeter:
             self.usage = self.usage + entry.usage
 
 
-_RECORDERS: contextvars.ContextVar[tuple[Trace | UsageMeter, ...]] = contextvars.ContextVar(
+_RECORDERS: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar(
     "oobleck_recorders", default=()
 )
 
@@ -104,7 +113,7 @@ def emit(entry: TraceEntry) -> None:
 
 
 @contextlib.contextmanager
-def recording(recorder: Trace | UsageMeter) -> Iterator[None]:
+def recording(recorder: Recorder) -> Iterator[None]:
     """Make ``recorder`` active for the block (internal building block of ``trace``)."""
     token = _RECORDERS.set(_RECORDERS.get() + (recorder,))
     try:

@@ -1,4 +1,10 @@
-"""Adapters: the prompt format between signatures and chat messages."""
+"""Adapters: the prompt format between signatures and chat messages.
+
+With no adapter named (on the predictor or in ``oobleck.context``), the format is chosen from
+what the backend declares it can do (:func:`default_adapter`): a short ``Name: value`` prompt
+whose answer is constrained JSON where the backend takes a JSON schema, field markers in plain
+chat everywhere else.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,37 @@ from oobleck.adapters.base import Adapter
 from oobleck.adapters.chat import ChatAdapter
 from oobleck.adapters.json import JSONAdapter
 from oobleck.adapters.template import TemplateAdapter
+from oobleck.lm.base import Capabilities
 
-__all__ = ["Adapter", "ChatAdapter", "JSONAdapter", "TemplateAdapter", "adapter_from_name"]
+__all__ = ["Adapter", "ChatAdapter", "JSONAdapter", "TemplateAdapter", "adapter_from_name", "default_adapter"]
+
+_CHAT = ChatAdapter()
+_CONSTRAINED = TemplateAdapter(output="json")
+
+CONSTRAINED_REASON = (
+    "default for a backend that declares structured output (capabilities.json_schema): "
+    "the answer is constrained to the signature's JSON schema, so it always parses"
+)
+PLAIN_REASON = "default for a backend without structured output: field markers in plain chat"
+NO_LM_REASON = "default when no LM is set (the choice follows the LM's capabilities once one is)"
+
+
+def default_adapter(capabilities: Capabilities | None) -> tuple[Adapter, str]:
+    """The adapter a predictor uses when none is named, and why.
+
+    Args:
+        capabilities: what the predictor's backend declares; None when there is no LM yet.
+
+    Returns:
+        ``(TemplateAdapter(output="json"), reason)`` for a backend with ``json_schema`` (the
+        instruction, ``Name: value`` input lines, a constrained JSON answer), else
+        ``(ChatAdapter(), reason)``.
+    """
+    if capabilities is None:
+        return _CHAT, NO_LM_REASON
+    if capabilities.json_schema:
+        return _CONSTRAINED, CONSTRAINED_REASON
+    return _CHAT, PLAIN_REASON
 
 
 def adapter_from_name(name: str) -> Adapter:

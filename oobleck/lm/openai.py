@@ -61,7 +61,8 @@ class OpenAILM(BaseLM):
         client / async_client: ``openai.OpenAI`` / ``AsyncOpenAI`` clients you built yourself.
         timeout: the deadline of each attempt in seconds, from sending the request to the last
             byte of the answer (a server that trickles bytes cannot stretch it).
-        max_retries: extra attempts after a retryable failure (each is counted in usage).
+        max_retries: extra attempts after a retryable failure. Each attempt counts as one LM
+            call in usage (``calls``), and the extra ones also as ``retries``.
         backoff: first backoff delay in seconds (doubles each retry, with jitter).
         max_backoff: the longest wait between attempts, Retry-After included.
         max_concurrency: calls in flight at once, across every thread using this LM.
@@ -202,7 +203,10 @@ class OpenAILM(BaseLM):
 
     def _finish(self, raw: Any, attempt: int, started: float) -> LMResponse:
         response = _compat.from_dict(raw)  # truncation (finish_reason "length") is judged by Predict
-        usage = response.usage.model_copy(update={"retries": attempt, "latency_s": time.perf_counter() - started})
+        # Every attempt reached the backend, so each is a call; all but the first were retries.
+        usage = response.usage.model_copy(
+            update={"calls": attempt + 1, "retries": attempt, "latency_s": time.perf_counter() - started}
+        )
         return response.model_copy(update={"usage": usage})
 
     def _after_failure(self, exc: Exception, attempt: int) -> float:
@@ -221,6 +225,7 @@ class OpenAILM(BaseLM):
         return base * (0.5 + 0.5 * self._jitter.random())
 
     def _final(self, error: LMError, attempt: int) -> LMError:
+        error.attempts = attempt + 1
         if attempt:
             error.args = (f"{error.args[0]} (after {attempt + 1} attempts)",)
         return error

@@ -102,9 +102,10 @@ class Usage(BaseModel):
     """What calls cost. Adds up with ``+``.
 
     Attributes:
-        calls: LM calls that reached a backend (retries not included).
-        retries: extra attempts after a failure (transport retries and parse-repair retries).
-        cache_hits: calls answered from the cache (they cost no tokens and count in no ``calls``).
+        calls: every attempt sent to a backend: first tries, parse-repair retries and transport
+            retries (429, 5xx, timeouts) alike. ``max_lm_calls`` caps this number.
+        retries: the subset of ``calls`` that were retries, of either kind.
+        cache_hits: requests answered from the cache (they cost no tokens and count in no ``calls``).
         prompt_tokens, completion_tokens: tokens of the calls that reached a backend.
         cached_tokens: what the calls answered from the cache cost when they were first made.
         latency_s: wall time spent waiting for LMs.

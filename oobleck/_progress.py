@@ -1,0 +1,125 @@
+"""Progress bars for long work (``evaluate``, every optimizer's ``compile``).
+
+A bar shows rows (program runs) done, the score so far, the LM calls and cache hits made, and
+tqdm's rate and ETA. It is drawn only where someone can watch it: on a terminal (stderr is a
+TTY) or in a notebook, and never when the caller passed ``progress=False``. tqdm is imported
+only when a bar is actually drawn, so ``import oobleck`` never pays for it.
+
+Bars do not nest: while one is open (a compile's), the evaluations inside it draw none, and
+their runs advance the outer bar instead. The bar is also a trace recorder, so it counts
+every LM call made under it, in worker threads too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from oobleck.trace import recording
+
+if TYPE_CHECKING:
+    from oobleck.lm.types import Usage
+    from oobleck.trace import TraceEntry
+
+__all__ = ["Bar", "bar", "current", "on_terminal"]
+
+_CURRENT: contextvars.ContextVar[Bar | None] = contextvars.ContextVar("oobleck_progress", default=None)
+
+
+def on_terminal() -> bool:
+    """Whether a bar would be seen: stderr is a terminal, or the code runs in a notebook."""
+    stream = sys.stderr
+    try:
+        if stream is not None and stream.isatty():
+            return True
+    except (AttributeError, ValueError):  # a closed or odd stream
+        return False
+    return "ipykernel" in sys.modules
+
+
+def current() -> Bar | None:
+    """The bar open here, if any (an evaluation inside a compile reports to it)."""
+    return _CURRENT.get()
+
+
+class Bar:
+    """One tqdm bar plus the counters it shows (thread-safe).
+
+    Args:
+        total: the planned number of rows (an upper bound is fine; None: unknown).
+        desc: the label on the left.
+        score_label: what the score is called (``"score"``, ``"best"``).
+    """
+
+    def __init__(self, total: int | None, desc: str, *, score_label: str = "score") -> None:
+        from tqdm.auto import tqdm  # the only place tqdm is imported
+
+        self._tqdm = tqdm(total=total, desc=desc, unit="row", leave=False, dynamic_ncols=True)
+        self._lock = threading.Lock()
+        self.score_label = score_label
+        self.score: float | None = None
+        self.calls = 0
+        self.cache_hits = 0
+
+    def add(self, entry: TraceEntry) -> None:
+        """Count one predictor call (the trace-recorder protocol)."""
+        with self._lock:
+            self.calls += entry.usage.calls
+            self.cache_hits += entry.usage.cache_hits
+
+    def advance(self, rows: int = 1, *, score: float | None = None) -> None:
+        """Mark ``rows`` more rows done and, when given, show ``score`` (percent)."""
+        with self._lock:
+            if score is not None:
+                self.score = score
+            self._tqdm.set_postfix_str(self._postfix(), refresh=False)
+            self._tqdm.update(rows)
+
+    def set_score(self, score: float) -> None:
+        """Show a new score without advancing (e.g. a candidate's result)."""
+        with self._lock:
+            self.score = score
+            self._tqdm.set_postfix_str(self._postfix(), refresh=True)
+
+    def charge(self, usage: Usage) -> None:
+        """One program run finished (the budget reports each run here)."""
+        self.advance(1)
+
+    def _postfix(self) -> str:
+        parts = [] if self.score is None else [f"{self.score_label}={self.score:.1f}%"]
+        parts.append(f"calls={self.calls}")
+        if self.cache_hits:
+            parts.append(f"hits={self.cache_hits}")
+        return " ".join(parts)
+
+    def close(self) -> None:
+        """Remove the bar from the terminal."""
+        self._tqdm.close()
+
+
+@contextlib.contextmanager
+def bar(total: int | None, desc: str, *, enabled: bool, score_label: str = "score") -> Iterator[Bar | None]:
+    """Open a bar for the block when ``enabled``, on a terminal, and no bar is open already.
+
+    Yields the bar, or None when none is drawn (callers then skip their updates).
+    """
+    if not enabled or _CURRENT.get() is not None or not on_terminal():
+        yield None
+        return
+    try:
+        opened = Bar(total, desc, score_label=score_label)
+    except ImportError:  # tqdm is a core dependency, but a stripped install still works
+        yield None
+        return
+    token = _CURRENT.set(opened)
+    try:
+        with recording(opened):
+            yield opened
+    finally:
+        _CURRENT.reset(token)
+        opened.close()
+

@@ -1,0 +1,67 @@
+"""Progress bars: drawn on a terminal (rows, score, LM calls, ETA), silent otherwise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from oobleck import ChatAdapter, Example, FakeLM, Predict, _progress
+from oobleck.evaluate import evaluate
+from oobleck.metrics import exact_match
+
+
+def _program() -> Predict:
+    return Predict("q -> a", lm=FakeLM([{"a": "1"}, {"a": "2"}], cycle=True), adapter=ChatAdapter())
+
+
+def _rows(n: int) -> list[Example]:
+    return [Example(q=str(i), a="1").with_inputs("q") for i in range(n)]
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """Pretend stderr is a terminal (pytest's capture is not one); redraw on every update."""
+    monkeypatch.setattr(_progress, "on_terminal", lambda: True)
+    monkeypatch.setenv("TQDM_MININTERVAL", "0")
+
+
+def test_evaluate_draws_rows_score_and_calls_on_a_terminal(terminal, capsys):
+    result = evaluate(_program(), _rows(4), exact_match)
+    err = capsys.readouterr().err
+    assert result.score == 50.0
+    assert "evaluate (exact_match)" in err and "4/4" in err
+    assert "score=50.0%" in err and "calls=4" in err
+
+
+def test_quiet_with_progress_false_or_off_a_terminal(terminal, capsys):
+    evaluate(_program(), _rows(3), exact_match, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_quiet_when_not_a_terminal(capsys):
+    evaluate(_program(), _rows(3), exact_match)
+    assert capsys.readouterr().err == ""
+
+
+def test_bars_do_not_nest(terminal):
+    with _progress.bar(5, "outer", enabled=True) as outer:
+        assert outer is not None and _progress.current() is outer
+        with _progress.bar(3, "inner", enabled=True) as inner:
+            assert inner is None
+    assert _progress.current() is None
+
+
+def test_piped_run_never_imports_tqdm():
+    code = (
+        "import json, sys, oobleck\n"
+        "from oobleck.evaluate import evaluate\n"
+        "from oobleck.metrics import exact_match\n"
+        "p = oobleck.Predict('q -> a', lm=oobleck.FakeLM([{'a': '1'}], cycle=True))\n"
+        "evaluate(p, [oobleck.Example(q='x', a='1').with_inputs('q')], exact_match)\n"
+        "print(json.dumps('tqdm' in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) is False and out.stderr == ""
