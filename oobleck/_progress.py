@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Bar", "bar", "current", "on_terminal"]
 
+#: Seconds between redraws (tqdm's default; tests set 0 to see every update).
+MININTERVAL = 0.1
+
 _CURRENT: contextvars.ContextVar[Bar | None] = contextvars.ContextVar("oobleck_progress", default=None)
 
 
@@ -58,7 +61,9 @@ class Bar:
     def __init__(self, total: int | None, desc: str, *, score_label: str = "score") -> None:
         from tqdm.auto import tqdm  # the only place tqdm is imported
 
-        self._tqdm = tqdm(total=total, desc=desc, unit="row", leave=False, dynamic_ncols=True)
+        self._tqdm = tqdm(
+            total=total, desc=desc, unit="row", leave=False, dynamic_ncols=True, mininterval=MININTERVAL
+        )
         self._lock = threading.Lock()
         self.score_label = score_label
         self.score: float | None = None

@@ -25,7 +25,7 @@ def _rows(n: int) -> list[Example]:
 def terminal(monkeypatch):
     """Pretend stderr is a terminal (pytest's capture is not one); redraw on every update."""
     monkeypatch.setattr(_progress, "on_terminal", lambda: True)
-    monkeypatch.setenv("TQDM_MININTERVAL", "0")
+    monkeypatch.setattr(_progress, "MININTERVAL", 0)
 
 
 def test_evaluate_draws_rows_score_and_calls_on_a_terminal(terminal, capsys):

@@ -102,7 +102,7 @@ def test_429_with_odd_or_missing_retry_after_backs_off_and_recovers(scripted, re
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
     server = scripted(reply(429, {"error": {"message": "slow down"}}, headers), reply(200, completion()), repeat_last=True)
     response = lm_for(server).complete(REQ)
-    assert response.text == "hello" and response.usage.retries == 1 and response.usage.calls == 1
+    assert response.text == "hello" and response.usage.retries == 1 and response.usage.calls == 2  # both attempts were sent
     assert len(server.seen) == 2
 
 
