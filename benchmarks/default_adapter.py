@@ -1,22 +1,23 @@
 """Which adapter should a program get when it names none? Parse failures AND accuracy.
 
     PYTHONPATH=. python benchmarks/default_adapter.py [--limit 100] [--tasks sst2,agnews,trec]
-        [--adapters chat,json,compact-json,default] [--threads 4] [--max-tokens 48]
+        [--adapters chat,json,one_line,keys_hint,default] [--threads 4] [--max-tokens 48]
 
 Zero-shot, one typed signature per task (labels as a Literal), the embedded SmolLM2-135M
 (``LocalLM()`` with its defaults: greedy decoding), the first --limit rows of each dev set:
 
   chat          ChatAdapter: ``[[ ## field ## ]]`` markers, unconstrained (the old default).
   json          JSONAdapter: field listing + JSON schema in the prompt, constrained output.
-  compact-json  CompactJSONAdapter: instruction, one answer line, ``Text: ...`` inputs,
-                constrained output (the default on backends with structured output).
-  default       no adapter named: whatever ``Predict`` chooses from the backend's capabilities
-                (checks that the default really is the compact one, by its renders and scores).
+  one_line      TemplateAdapter(output="json"): the instruction as the system message,
+                ``Text: ...`` input lines, constrained JSON answer.
+  keys_hint     one_line plus one system line naming the answer's keys and allowed values
+                (``Answer with a JSON object: {"label": <one of: ...>}``); a candidate layout.
+  default       no adapter named: whatever ``Predict`` chooses from the backend's capabilities.
 
 Reported per task x adapter: accuracy with a 95% Wilson interval (parse failures count as
 wrong), parse failures, LM calls (every attempt sent; no retries are configured), the label
 distribution of the answers (a collapsed classifier shows up here), wall time. Per task, the
-paired difference compact-json minus each other adapter on the same rows with a 95% interval
+paired difference default minus each other adapter on the same rows with a 95% interval
 (normal approximation on the per-row differences).
 
 Prints one JSON object and writes benchmarks/results/default_adapter.json.
@@ -34,7 +35,8 @@ from typing import Any
 from _common import DATA, machine, read_jsonl, write_result
 
 import oobleck
-from oobleck.adapters import ChatAdapter, CompactJSONAdapter, JSONAdapter
+from oobleck.adapters import ChatAdapter, JSONAdapter, TemplateAdapter
+from oobleck.adapters.base import type_hint
 from oobleck.evaluate import evaluate
 from oobleck.metrics import ExactMatch
 
@@ -56,7 +58,26 @@ TASKS: dict[str, dict[str, Any]] = {
     },
 }
 
-ADAPTERS = {"chat": ChatAdapter, "json": JSONAdapter, "compact-json": CompactJSONAdapter, "default": None}
+
+
+class KeysHint(TemplateAdapter):
+    """one_line plus a line naming the answer's keys and allowed values (measured, not shipped)."""
+
+    name = "keys_hint"
+
+    def _system(self, signature: Any, demos: Any) -> str:
+        keys = ", ".join(f'"{f.name}": <{type_hint(f)}>' for f in signature.output_fields.values())
+        return f"{super()._system(signature, demos)}\n\nAnswer with a JSON object: {{{keys}}}"
+
+
+ADAPTERS = {
+    "chat": ChatAdapter,
+    "json": JSONAdapter,
+    "one_line": lambda: TemplateAdapter(output="json"),
+    "keys_hint": lambda: KeysHint(output="json"),
+    "default": None,
+}
+BASELINE = "default"
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
@@ -81,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--tasks", default="sst2,agnews,trec")
-    parser.add_argument("--adapters", default="chat,json,compact-json,default")
+    parser.add_argument("--adapters", default="chat,json,one_line,keys_hint,default")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=48)
     args = parser.parse_args()
@@ -116,11 +137,9 @@ def main() -> None:
                 "wall_s": round(wall, 1),
             }
             print(task, name, results[task]["adapters"][name], flush=True)
-        if "compact-json" in per_row:
-            results[task]["compact_minus"] = {
-                other: paired(per_row["compact-json"], scores)
-                for other, scores in per_row.items()
-                if other not in ("compact-json", "default")
+        if BASELINE in per_row:
+            results[task][f"{BASELINE}_minus"] = {
+                other: paired(per_row[BASELINE], scores) for other, scores in per_row.items() if other != BASELINE
             }
     lm.close()
     write_result(
