@@ -19,6 +19,12 @@ def to_params(request: LMRequest, model: str, defaults: dict[str, Any]) -> dict[
             "this backend generates but cannot score a given completion (LMRequest.score); "
             "use a backend whose capabilities.scoring is True"
         )
+    if request.soft_prompt is not None:
+        raise ConfigError(
+            f"this backend sends text over the chat API and cannot apply a soft prompt "
+            f"({request.soft_prompt!r}); run the program on a TransformersLM "
+            "(pip install 'oobleck[transformers]'), or remove the soft prompt to use the hard prompt alone"
+        )
     params: dict[str, Any] = {"model": model, "messages": [m.model_dump() for m in request.messages]}
     params.update(defaults)
     for key in ("temperature", "max_tokens", "seed", "top_p", "top_logprobs"):

@@ -30,12 +30,14 @@ class Capabilities:
         logprobs: returns token log-probabilities when asked.
         n: returns several samples per request.
         scoring: accepts ``LMRequest.score`` (log-probability of a given completion).
+        soft_prompts: applies ``LMRequest.soft_prompt`` (trained virtual tokens).
     """
 
     json_schema: bool = False
     logprobs: bool = False
     n: bool = False
     scoring: bool = False
+    soft_prompts: bool = False
 
 
 @runtime_checkable

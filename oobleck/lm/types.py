@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from oobleck.lm.soft_prompt import SoftPrompt
+
 __all__ = [
     "CachePolicy",
     "Choice",
@@ -45,8 +47,12 @@ class LMRequest(BaseModel):
         response_format: a JSON schema the output must follow, as
             ``{"name": ..., "schema": {...}}``; backends without structured output ignore it
             only if the adapter allows (see ``LM.capabilities``).
-        score: a completion to score instead of generating one (log-probability of these exact
-            tokens after the messages); only backends with ``capabilities.scoring`` accept it.
+        score: completions to score instead of generating (log-probability of these exact
+            tokens after the messages): one string, or several scored together; the response
+            has one choice per completion, in order, whose ``logprobs`` are its tokens'. Only
+            backends with ``capabilities.scoring`` accept it.
+        soft_prompt: trained vectors to apply with the messages; only backends with
+            ``capabilities.soft_prompts`` accept it. Its sha256 (not its tensors) is in the key.
         sample_index: which sample of this exact request is wanted. Not sent to the server; it
             is part of the cache key, so an optimizer can ask for a fresh sample.
         adapter: the name and version of the adapter that rendered the messages
@@ -67,7 +73,8 @@ class LMRequest(BaseModel):
     logprobs: bool = False
     top_logprobs: int | None = None
     response_format: dict[str, Any] | None = None
-    score: str | None = None
+    score: str | tuple[str, ...] | None = None
+    soft_prompt: SoftPrompt | None = None
     sample_index: int = Field(default=0, ge=0)
     adapter: str | None = None
     cache: CachePolicy = "on"
@@ -96,6 +103,11 @@ class Choice(BaseModel):
     text: str
     finish_reason: str | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
+
+    @property
+    def logprob(self) -> float:
+        """The summed log-probability of this choice's tokens (needs ``logprobs``; else NaN)."""
+        return sum(t.logprob for t in self.logprobs) if self.logprobs is not None else float("nan")
 
 
 class Usage(BaseModel):

@@ -1,0 +1,260 @@
+"""The torch side of TransformersLM: batched decoding and scoring with an optional soft prompt.
+
+One decode loop serves every request shape: rows are left-padded into one batch, a soft prompt
+enters either as virtual token embeddings before the input or as keys/values in the cache,
+positions are counted from the attention mask (so padding never shifts them), and each row
+samples with its own seeded generator (so a row's text does not depend on what else was in
+the batch). Imported only by :mod:`oobleck.lm.transformers`, after torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from oobleck.errors import ConfigError
+from oobleck.lm.soft_prompt import SoftPrompt
+
+
+@dataclass(slots=True)
+class Applied:
+    """A soft prompt's tensor, ready to apply: ``(tokens, hidden)`` or ``(layers, 2, heads, tokens, dim)``."""
+
+    kind: str
+    tensor: torch.Tensor
+
+    @property
+    def tokens(self) -> int:
+        return int(self.tensor.shape[0] if self.kind == "embeddings" else self.tensor.shape[3])
+
+
+def applied(prompt: SoftPrompt, model: Any) -> Applied:
+    """Read the tensor a soft prompt applies from its safetensors bytes and check its shape."""
+    from safetensors.torch import load
+
+    try:
+        tensors = load(prompt.data)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise ConfigError(f"{prompt!r} holds no readable safetensors data ({exc})") from None
+    name = "prompt" if prompt.kind == "embeddings" else "prefix"
+    if name not in tensors:
+        raise ConfigError(f"{prompt!r} has no {name!r} tensor (found {sorted(tensors)})")
+    tensor = tensors[name].to(dtype=model.dtype)
+    config = model.config.get_text_config()
+    hidden = int(config.hidden_size)
+    if prompt.kind == "embeddings":
+        ok = tensor.ndim == 2 and tensor.shape[1] == hidden
+        expected = f"(tokens, {hidden})"
+    else:
+        layers = int(config.num_hidden_layers)
+        ok = tensor.ndim == 5 and tensor.shape[0] == layers and tensor.shape[1] == 2
+        expected = f"({layers}, 2, heads, tokens, head_dim)"
+    if not ok:
+        raise ConfigError(
+            f"{prompt!r} has a {name} tensor of shape {tuple(tensor.shape)}, but this model needs {expected}; "
+            "it was trained for another model"
+        )
+    return Applied(prompt.kind, tensor)
+
+
+def tensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """safetensors bytes of ``tensors`` (contiguous CPU copies)."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, metadata=metadata)
+
+
+def read_tensors(data: bytes) -> dict[str, torch.Tensor]:
+    """The tensors in safetensors bytes."""
+    from safetensors.torch import load
+
+    return load(data)
+
+
+@functools.lru_cache(maxsize=8)
+def _cache_arg(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
+def cache_arg(model: Any) -> str:
+    """The forward() argument that takes the KV cache (transformers 5 renamed it ``cache``)."""
+    return _cache_arg(type(model))
+
+
+def returned_cache(out: Any) -> Any:
+    """The KV cache a forward() returned, under either name."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+@dataclass(slots=True)
+class State:
+    """A batch after prefill: the cache, the attention mask and each row's next position."""
+
+    cache: Any
+    mask: torch.Tensor
+    next_pos: torch.Tensor
+
+
+def prefill(model: Any, rows: list[list[int]], soft: Applied | None, pad_id: int, *, keep: int = 1) -> tuple[torch.Tensor, State]:
+    """Run left-padded ``rows`` (with the soft prompt) and return the last ``keep`` logits per row."""
+    from transformers import DynamicCache
+
+    batch = len(rows)
+    width = max(len(r) for r in rows)
+    ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((batch, width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
+    cache = DynamicCache(config=model.config)
+    embeds = model.get_input_embeddings()(ids)
+    if soft is not None:
+        ones = torch.ones((batch, soft.tokens), dtype=torch.long)
+        if soft.kind == "embeddings":
+            embeds = torch.cat([soft.tensor.unsqueeze(0).expand(batch, -1, -1), embeds], dim=1)
+            mask = torch.cat([ones, mask], dim=1)
+        else:
+            for layer, kv in enumerate(soft.tensor):
+                cache.update(kv[0].unsqueeze(0).expand(batch, -1, -1, -1).contiguous(),
+                             kv[1].unsqueeze(0).expand(batch, -1, -1, -1).contiguous(), layer)
+            mask = torch.cat([ones, mask], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    if soft is not None and soft.kind == "kv":
+        positions = positions[:, soft.tokens :]
+    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=keep,
+                **{cache_arg(model): cache})
+    next_pos = mask.sum(-1)
+    return out.logits, State(returned_cache(out), mask, next_pos)
+
+
+def step(model: Any, state: State, tokens: torch.Tensor) -> torch.Tensor:
+    """Feed ``tokens`` (rows x n, right-padded positions follow each row's last) and return their logits."""
+    n = tokens.shape[1]
+    state.mask = torch.cat([state.mask, torch.ones((tokens.shape[0], n), dtype=torch.long)], dim=1)
+    positions = state.next_pos.unsqueeze(1) + torch.arange(n).unsqueeze(0)
+    out = model(input_ids=tokens, attention_mask=state.mask, position_ids=positions, use_cache=True,
+                **{cache_arg(model): state.cache})
+    state.cache = returned_cache(out)
+    state.next_pos = state.next_pos + n
+    return out.logits  # type: ignore[no-any-return]
+
+
+def expand(state: State, counts: list[int]) -> State:
+    """Repeat each row of a prefilled batch ``counts[i]`` times (to score several completions)."""
+    from transformers import DynamicCache
+
+    index = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+    cache = DynamicCache()
+    for layer_idx, layer in enumerate(state.cache.layers):
+        cache.update(layer.keys[index], layer.values[index], layer_idx)
+    return State(cache, state.mask[index], state.next_pos[index])
+
+
+@dataclass(slots=True)
+class GenRow:
+    """One sequence to generate and how."""
+
+    ids: list[int]
+    max_new: int
+    temperature: float
+    top_p: float
+    generator: torch.Generator | None
+    stop: tuple[str, ...]
+    top_logprobs: int
+    out: list[int] = field(default_factory=list)
+    logprobs: list[tuple[int, float, list[tuple[int, float]]]] = field(default_factory=list)
+    text: str = ""
+    finish: str | None = None
+
+
+def generate(model: Any, tokenizer: Any, rows: list[GenRow], soft: Applied | None, pad_id: int, eos: set[int]) -> None:
+    """Decode every row in place until each stops, hits ``max_new`` or a stop string."""
+    logits, state = prefill(model, [r.ids for r in rows], soft, pad_id)
+    last = logits[:, -1, :]
+    for _ in range(max(r.max_new for r in rows)):
+        chosen = []
+        logp = torch.log_softmax(last.float(), dim=-1)
+        for i, row in enumerate(rows):
+            if row.finish is not None:
+                chosen.append(pad_id)
+                continue
+            token = _pick(last[i], row)
+            chosen.append(token)
+            top = []
+            if row.top_logprobs:
+                values, indices = torch.topk(logp[i], row.top_logprobs)
+                top = list(zip(indices.tolist(), values.tolist()))
+            row.logprobs.append((token, float(logp[i, token]), top))
+            if token in eos:
+                row.finish = "stop"
+                continue
+            row.out.append(token)
+            _check_stop(tokenizer, row)
+            if row.finish is None and len(row.logprobs) >= row.max_new:
+                row.finish = "length"
+        if all(r.finish is not None for r in rows):
+            break
+        last = step(model, state, torch.tensor(chosen, dtype=torch.long).unsqueeze(1))[:, -1, :]
+    for row in rows:
+        if row.finish is None:
+            row.finish = "length"
+        if not row.text:
+            row.text = tokenizer.decode(row.out, skip_special_tokens=True)
+
+
+def _pick(logits: torch.Tensor, row: GenRow) -> int:
+    if row.temperature <= 0 or row.generator is None:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float() / row.temperature, dim=-1)
+    if row.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        keep = sorted_probs.cumsum(-1) - sorted_probs < row.top_p
+        sorted_probs = sorted_probs * keep
+        return int(order[torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=row.generator)])
+    return int(torch.multinomial(probs, 1, generator=row.generator))
+
+
+def _check_stop(tokenizer: Any, row: GenRow) -> None:
+    if not row.stop:
+        return
+    text = tokenizer.decode(row.out, skip_special_tokens=True)
+    cut = min((text.find(s) for s in row.stop if s in text), default=-1)
+    if cut >= 0:
+        row.text = text[:cut]
+        row.finish = "stop"
+
+
+def score(model: Any, prompts: list[list[int]], completions: list[list[list[int]]], soft: Applied | None, pad_id: int) -> list[list[list[float]]]:
+    """Token log-probabilities of each completion after its prompt.
+
+    The prompts run once (one batched forward pass); their caches are then shared by all of
+    their completions, which run together in a second pass (skipped when every completion is
+    a single token).
+    """
+    logits, state = prefill(model, prompts, soft, pad_id)
+    first = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
+    counts = [len(c) for c in completions]
+    flat = [c for group in completions for c in group]
+    owner = [i for i, group in enumerate(completions) for _ in group]
+    width = max((len(c) for c in flat), default=0)
+    rest = None
+    if width > 1:
+        state = expand(state, counts)
+        tokens = torch.full((len(flat), width - 1), pad_id, dtype=torch.long)
+        for r, comp in enumerate(flat):
+            if len(comp) > 1:
+                tokens[r, : len(comp) - 1] = torch.tensor(comp[:-1], dtype=torch.long)
+        rest = torch.log_softmax(step(model, state, tokens).float(), dim=-1)
+    result: list[list[list[float]]] = [[] for _ in completions]
+    for r, comp in enumerate(flat):
+        values = []
+        for j, token in enumerate(comp):
+            values.append(float(first[owner[r], token]) if j == 0 else float(rest[r, j - 1, token]))  # type: ignore[index]
+        result[owner[r]].append(values)
+    return result

@@ -1,0 +1,332 @@
+"""The training loop shared by every soft-prompt method: PEFT does the method, this does the run.
+
+A run wraps the (frozen) model of a TransformersLM in a PEFT prompt-learning model, trains the
+virtual tokens on padded batches of (prompt, target) rows with AdamW, and every ``eval_every``
+steps turns the current vectors into a :class:`~oobleck.lm.soft_prompt.SoftPrompt` and scores
+the program with it on the valset (the metric chooses the result, not the loss). Batches are
+drawn from ``random.Random(seed)`` and torch's RNG is forked and seeded, so a run is
+reproducible; with a checkpoint path the trainable state, the optimizer state, the best prompt
+so far and the history are saved at every evaluation, and a run with the same settings
+resumes from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from oobleck.errors import ConfigError
+from oobleck.lm import _hf_runtime as rt
+from oobleck.lm.soft_prompt import SoftPrompt
+from oobleck.lm.transformers import TransformersLM
+from oobleck.soft._data import Cover, Row
+
+log = logging.getLogger("oobleck.soft")
+
+_STATE = "state."  # prefix of the trainable-state tensors inside a soft prompt's safetensors
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one training run does (JSON-able, part of the checkpoint's identity)."""
+
+    method: str
+    steps: int
+    max_time_s: float | None
+    batch_size: int
+    lr: float
+    eval_every: int
+    seed: int
+    config: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a run produced: the chosen soft prompt and how it got there."""
+
+    best: SoftPrompt
+    best_score: float
+    best_step: int
+    initial_score: float
+    steps: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+    history: list[tuple[int, float]] = field(default_factory=list)
+    trainable_params: int = 0
+
+
+def peft_config(method: str, settings: dict[str, Any], lm: TransformersLM) -> Any:
+    """The PEFT config object of ``method`` built from JSON ``settings``."""
+    import peft
+
+    common = {"task_type": peft.TaskType.CAUSAL_LM, "num_virtual_tokens": int(settings["num_virtual_tokens"])}
+    if method == "prompt_tuning":
+        init = settings.get("init", "random")
+        kwargs: dict[str, Any] = {"prompt_tuning_init": {"random": "RANDOM", "vocab": "SAMPLE_VOCAB", "text": "TEXT"}[init]}
+        if init == "text":
+            kwargs.update(prompt_tuning_init_text=settings["init_text"], tokenizer_name_or_path=str(lm.model_dir))
+        return peft.PromptTuningConfig(**common, **kwargs)
+    if method == "prefix_tuning":
+        return peft.PrefixTuningConfig(**common, prefix_projection=bool(settings.get("projection", False)),
+                                       encoder_hidden_size=int(settings.get("encoder_hidden_size", 128)))
+    if method == "p_tuning":
+        return peft.PromptEncoderConfig(**common, encoder_reparameterization_type=settings.get("encoder", "MLP"),
+                                        encoder_hidden_size=int(settings.get("encoder_hidden_size", 128)))
+    if method == "multitask_prompt_tuning":
+        kwargs = {"num_tasks": int(settings.get("num_tasks", 1)), "num_ranks": int(settings.get("num_ranks", 1))}
+        if settings.get("source"):
+            kwargs.update(prompt_tuning_init="EXACT_SOURCE_TASK", prompt_tuning_init_state_dict_path=settings["source"],
+                          prompt_tuning_init_task=int(settings.get("source_task", 0)))
+        else:
+            kwargs["prompt_tuning_init"] = "RANDOM"
+        return peft.MultitaskPromptTuningConfig(**common, **kwargs)
+    raise ConfigError(f"unknown soft-prompt method {method!r}")
+
+
+def build(lm: TransformersLM, plan: Plan) -> Any:
+    """A PEFT model around the LM's frozen model, initialised from the plan's seed."""
+    import peft
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(plan.seed)
+        model = peft.get_peft_model(lm.model, peft_config(plan.method, plan.config, lm))
+    return model
+
+
+def materialize(peft_model: Any, plan: Plan, lm: TransformersLM, cover: Cover | None, task: int = 0) -> SoftPrompt:
+    """The current vectors as a SoftPrompt: the tensor to apply plus the trainable state."""
+    from peft import get_peft_model_state_dict
+
+    was_training = peft_model.training
+    peft_model.eval()
+    with torch.no_grad():
+        if plan.method == "prefix_tuning":
+            cache = peft_model.get_prompt(batch_size=1)
+            layers = [torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers]
+            applied = {"prefix": torch.stack(layers)}
+            kind = "kv"
+        else:
+            task_ids = torch.tensor([task]) if plan.method == "multitask_prompt_tuning" else None
+            prompt = peft_model.get_prompt(batch_size=1, task_ids=task_ids)[0]
+            applied = {"prompt": prompt}
+            kind = "embeddings"
+        state = {_STATE + k: v for k, v in get_peft_model_state_dict(peft_model).items()}
+    if was_training:
+        peft_model.train()
+    tensor = next(iter(applied.values()))
+    data = rt.tensors_bytes({**applied, **state}, metadata={"method": plan.method, "format": "oobleck.soft_prompt"})
+    return SoftPrompt.from_bytes(
+        data,
+        method=plan.method,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
+        num_virtual_tokens=int(plan.config["num_virtual_tokens"]),
+        base_model=lm.identity,
+        covers=cover.count if cover else 0,
+        covers_sha256=cover.sha256 if cover else None,
+        config=dict(plan.config),
+        norm=round(float(tensor.float().norm()), 6),
+    )
+
+
+def trainable_state(prompt: SoftPrompt) -> dict[str, torch.Tensor]:
+    """The PEFT trainable state saved inside a soft prompt (to train it further)."""
+    tensors = rt.read_tensors(prompt.data)
+    return {k[len(_STATE) :]: v for k, v in tensors.items() if k.startswith(_STATE)}
+
+
+def train(
+    lm: TransformersLM,
+    plan: Plan,
+    rows: Sequence[Row],
+    *,
+    score: Callable[[SoftPrompt], float],
+    cover: Cover | None,
+    start: SoftPrompt | None = None,
+    checkpoint: Path | None = None,
+    fingerprint: str = "",
+    progress: bool = True,
+    materialize_task: int = 0,
+) -> Outcome:
+    """Train one soft prompt on ``rows`` and return the best one by ``score`` (higher is better)."""
+    from peft import set_peft_model_state_dict
+
+    if not rows:
+        raise ConfigError("soft-prompt training needs at least one training row")
+    peft_model = build(lm, plan)
+    if start is not None:
+        set_peft_model_state_dict(peft_model, trainable_state(start))
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    n_params = sum(p.numel() for p in params)
+    optimizer = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.0)
+    rng = random.Random(plan.seed)
+    order: list[int] = []
+    step = 0
+    seconds = 0.0
+    losses: list[float] = []
+    history: list[tuple[int, float]] = []
+    best: SoftPrompt | None = None
+    best_score = float("-inf")
+    best_step = 0
+    initial = float("nan")
+    resumed = _resume(checkpoint, fingerprint, peft_model, optimizer)
+    if resumed is not None:
+        step, seconds, losses, history, best, best_score, best_step, initial, rng_state, order = resumed
+        rng.setstate(rng_state)
+    else:
+        best = materialize(peft_model, plan, lm, cover, materialize_task)
+        initial = best_score = score(best)
+        history.append((0, best_score))
+    bar = _bar(plan.steps, step, progress, plan.method)
+    started = time.perf_counter() - seconds
+    pad = lm._pad_id()
+    peft_model.train()
+    try:
+        while step < plan.steps:
+            if plan.max_time_s is not None and time.perf_counter() - started >= plan.max_time_s:
+                log.warning("%s: time budget of %.0f s reached after %d steps", plan.method, plan.max_time_s, step)
+                break
+            batch = []
+            for _ in range(min(plan.batch_size, len(rows))):
+                if not order:
+                    order = list(range(len(rows)))
+                    rng.shuffle(order)
+                batch.append(rows[order.pop()])
+            loss = _loss(peft_model, batch, pad, plan.method)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            losses.append(round(float(loss), 6))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", best=f"{best_score:.3f}")
+            if step % plan.eval_every == 0 or step == plan.steps:
+                candidate = materialize(peft_model, plan, lm, cover, materialize_task)
+                value = score(candidate)
+                history.append((step, value))
+                if value > best_score:
+                    best, best_score, best_step = candidate, value, step
+                _save(checkpoint, fingerprint, peft_model, optimizer, step, time.perf_counter() - started, losses,
+                      history, best, best_score, best_step, initial, rng.getstate(), order)
+    finally:
+        if bar is not None:
+            bar.close()
+        peft_model.eval()
+    if history[-1][0] != step:  # stopped by time between evaluations
+        candidate = materialize(peft_model, plan, lm, cover, materialize_task)
+        value = score(candidate)
+        history.append((step, value))
+        if value > best_score:
+            best, best_score, best_step = candidate, value, step
+    assert best is not None
+    return Outcome(best, best_score, best_step, initial, step, time.perf_counter() - started, losses, history, n_params)
+
+
+def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Tensor:
+    width = max(len(r.prompt) + len(r.target) for r in batch)
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, r in enumerate(batch):
+        seq = r.prompt + r.target
+        ids[i, : len(seq)] = torch.tensor(seq)
+        labels[i, len(r.prompt) : len(seq)] = torch.tensor(r.target)
+        mask[i, : len(seq)] = 1
+    kwargs: dict[str, Any] = {}
+    if method == "multitask_prompt_tuning":
+        kwargs["task_ids"] = torch.tensor([r.task for r in batch])
+    out = peft_model(input_ids=ids, attention_mask=mask, labels=labels, **kwargs)
+    return out.loss  # type: ignore[no-any-return]
+
+
+def _bar(total: int, done: int, progress: bool, name: str) -> Any:
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=done, desc=name, leave=False)
+
+
+# ---- checkpoints: JSON for the run state, safetensors for tensors (never pickles) ----
+
+
+def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, step: int, seconds: float,
+          losses: list[float], history: list[tuple[int, float]], best: SoftPrompt | None, best_score: float,
+          best_step: int, initial: float, rng_state: Any, order: list[int]) -> None:
+    from peft import get_peft_model_state_dict
+
+    if path is None or best is None:
+        return
+    opt = optimizer.state_dict()
+    tensors = {"model." + k: v for k, v in get_peft_model_state_dict(peft_model).items()}
+    for index, values in opt["state"].items():
+        for key, value in values.items():
+            tensors[f"opt.{index}.{key}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+    blob = rt.tensors_bytes(tensors)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(path.with_suffix(".tensors.safetensors"), blob)
+    _atomic(path.with_suffix(".best.safetensors"), best.data)
+    state = {
+        "fingerprint": fingerprint,
+        "step": step,
+        "seconds": seconds,
+        "losses": losses,
+        "history": history,
+        "best": best.describe(),
+        "best_score": best_score,
+        "best_step": best_step,
+        "initial": initial,
+        "rng": [rng_state[0], list(rng_state[1]), rng_state[2]],
+        "order": order,
+        "param_groups": opt["param_groups"],
+        "tensors_sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    _atomic(path, json.dumps(state, sort_keys=True).encode())
+
+
+def _resume(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any) -> Any:
+    from peft import set_peft_model_state_dict
+
+    if path is None or not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        blob = path.with_suffix(".tensors.safetensors").read_bytes()
+        best_data = path.with_suffix(".best.safetensors").read_bytes()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read soft-prompt checkpoint {path} ({exc}); delete it to start over") from None
+    if state.get("fingerprint") != fingerprint:
+        raise ConfigError(f"checkpoint {path} belongs to another training run (other settings, seed or data); "
+                          "delete it or choose another path")
+    if hashlib.sha256(blob).hexdigest() != state.get("tensors_sha256"):
+        raise ConfigError(f"checkpoint {path}: its tensor file was changed; delete the checkpoint to start over")
+    tensors = rt.read_tensors(blob)
+    set_peft_model_state_dict(peft_model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, index, name = key.split(".", 2)
+            opt_state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    best = SoftPrompt.from_description(state["best"], best_data)
+    rng = state["rng"]
+    log.info("resuming soft-prompt training from %s at step %d", path, state["step"])
+    return (state["step"], state["seconds"], state["losses"], [tuple(h) for h in state["history"]], best,
+            state["best_score"], state["best_step"], state["initial"], (rng[0], tuple(rng[1]), rng[2]), list(state["order"]))
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)

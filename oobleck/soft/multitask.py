@@ -1,0 +1,148 @@
+"""MultitaskPromptTuning: one prompt shared across tasks, then adapted to each (Wang et al. 2023).
+
+Stage one trains PEFT's multitask prompt (a shared prompt times a low-rank matrix per task)
+on the rows of every task together; stage two starts each task's own prompt from its source
+task (PEFT's ``EXACT_SOURCE_TASK`` init) and adapts it on that task alone. Each predictor gets
+its adapted prompt, placed before its whole hard prompt.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oobleck.errors import ConfigError
+from oobleck.example import Example
+from oobleck.lm import _hf_runtime as rt
+from oobleck.module import Module
+from oobleck.optimize._base import CompileRun, check_rows
+from oobleck.soft import _data, _trainer
+from oobleck.soft._base import Metric, SoftPromptOptimizer, _report
+
+__all__ = ["MultitaskPromptTuning", "Task"]
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One task of a multi-task run: a single-predictor program and its data.
+
+    Attributes:
+        program: the program (its one trainable predictor must run on a TransformersLM; all
+            tasks on the same model).
+        trainset: labelled rows.
+        valset: rows to choose the adapted prompt on (default: the trainset).
+        metric: the task's metric (default: the optimizer's).
+    """
+
+    program: Module
+    trainset: Sequence[Example]
+    valset: Sequence[Example] | None = None
+    metric: Metric | None = None
+
+
+class MultitaskPromptTuning(SoftPromptOptimizer):
+    """Multi-task prompt tuning.
+
+    Args:
+        metric: the default metric of the tasks.
+        num_ranks: rank of the task-specific matrices.
+        adapt_steps: stage-two steps per task (default: ``steps // 2``).
+        **options: see :class:`~oobleck.soft._base.SoftPromptOptimizer` (``steps`` is stage one).
+
+    ``compile_tasks({"sst2": Task(...), "trec": Task(...)})`` returns one adapted program per
+    task; ``compile(program, trainset=...)`` is the single-task case.
+    """
+
+    method = "multitask_prompt_tuning"
+    default_lr = 1e-2
+
+    def __init__(self, *, metric: Metric, num_ranks: int = 1, adapt_steps: int | None = None, **options: Any) -> None:
+        super().__init__(metric=metric, **options)
+        self.num_ranks = num_ranks
+        self.adapt_steps = adapt_steps if adapt_steps is not None else max(1, self.steps // 2)
+
+    def _method_settings(self) -> dict[str, Any]:
+        return {"num_ranks": self.num_ranks, "adapt_steps": self.adapt_steps}
+
+    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+        return self._compile_tasks({"task": Task(program, trainset, valset)}, run)["task"]
+
+    def compile_tasks(self, tasks: Mapping[str, Task], *, seed: int = 0) -> dict[str, Module]:
+        """Train one shared prompt on every task, adapt it to each; return the adapted programs.
+
+        Raises:
+            ConfigError: fewer than one task, tasks on different models, unlabelled rows.
+        """
+        if not tasks:
+            raise ConfigError("compile_tasks needs at least one Task")
+        from oobleck.optimize._budget import Budget, Checkpoint
+
+        checked = {name: Task(t.program, check_rows(t.trainset, f"{name}.trainset"),
+                              None if t.valset is None else check_rows(t.valset, f"{name}.valset"), t.metric)
+                   for name, t in tasks.items()}
+        run = CompileRun(seed=seed, budget=Budget(), checkpoint=Checkpoint(None, {}), state={})
+        compiled = self._compile_tasks(checked, run)
+        for name, program in compiled.items():
+            program.provenance = {"optimizer": self.name, "settings": self.settings(), "seed": seed, "task": name,
+                                  "tasks": sorted(tasks), "scores": run.scores.get(name, {})}
+        return compiled
+
+    def _compile_tasks(self, tasks: Mapping[str, Task], run: CompileRun) -> dict[str, Module]:
+        names = list(tasks)
+        programs = {name: tasks[name].program.copy() for name in names}
+        targets = {}
+        for name in names:
+            chosen = self.targets(programs[name], tasks[name].trainset)
+            if len(chosen) != 1:
+                raise ConfigError(f"task {name!r}: multi-task prompt tuning trains one predictor per task; "
+                                  f"its program has {len(chosen)} trainable ones (pass predictors=[...])")
+            targets[name] = chosen[0]
+        lms = {name: _data.transformers_lm(p.resolve_lm(), f"task {name!r}") for name, (_, p) in targets.items()}
+        lm = next(iter(lms.values()))
+        if any(other.identity != lm.identity for other in lms.values()):
+            raise ConfigError("every task of a multi-task run must use the same TransformersLM model")
+        rows = [row for i, name in enumerate(names)
+                for row in _data.rows(targets[name][1], lm, list(tasks[name].trainset), cover=None, task=i)]
+        source_config = {"num_virtual_tokens": self.num_virtual_tokens, "num_tasks": len(names), "num_ranks": self.num_ranks}
+        first = names[0]
+        shared = self._train_one(programs[first], targets[first][0], targets[first][1], lm, list(tasks[first].trainset),
+                                 self._selection(tasks[first]), run, config=source_config, rows=rows, tag=".source")
+        scores: dict[str, Any] = {"source": _report(shared)}
+        state = _trainer.trainable_state(shared.best)
+        with tempfile.TemporaryDirectory(prefix="oobleck-mpt-") as tmp:
+            source = Path(tmp) / "source.safetensors"
+            source.write_bytes(rt.tensors_bytes(state))
+            for i, name in enumerate(names):
+                pname, predictor = targets[name]
+                config = {"num_virtual_tokens": self.num_virtual_tokens, "num_tasks": 1, "num_ranks": self.num_ranks,
+                          "source": str(source), "source_task": i}
+                adapter = _Adapt(self, self.adapt_steps, tasks[name].metric or self.metric)
+                outcome = adapter._train_one(programs[name], pname, predictor, lm, list(tasks[name].trainset),
+                                             self._selection(tasks[name]), run, config=config,
+                                             rows=_data.rows(predictor, lm, list(tasks[name].trainset), cover=None),
+                                             tag=f".adapt{i}")
+                predictor.soft_prompt = outcome.best.model_copy(update={"config": _portable(outcome.best.config)})
+                scores[name] = _report(outcome)
+        run.scores = {**scores, "valset": None}
+        return programs
+
+    @staticmethod
+    def _selection(task: Task) -> list[Example]:
+        return list(task.valset or task.trainset)
+
+
+class _Adapt(MultitaskPromptTuning):
+    """Stage two: the same settings with the adaptation's step count and the task's metric."""
+
+    def __init__(self, parent: MultitaskPromptTuning, steps: int, metric: Metric) -> None:
+        self.__dict__.update(parent.__dict__)
+        self.steps = steps
+        self.metric = metric
+
+
+def _portable(config: dict[str, Any]) -> dict[str, Any]:
+    # The adapted prompt's own state is complete: training it further needs no source file.
+    return {k: v for k, v in config.items() if k not in ("source", "source_task")}
