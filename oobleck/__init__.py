@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from oobleck.evaluate import EvaluationResult
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
+    from oobleck.lm.transformers import TransformersLM
     from oobleck.modules.knn import KNNFewShot
     from oobleck.modules.multihop import MultiHop
     from oobleck.modules.rag import RAG
@@ -117,6 +118,7 @@ __all__ = [
     "SignatureError",
     "TooManyErrorsError",
     "TransformersEmbedder",
+    "TransformersLM",
     "Usage",
     "context",
     "export_messages",
@@ -150,6 +152,7 @@ _LAZY = {
     "majority": "oobleck.optimize",
     "OpenAILM": "oobleck.lm",
     "LocalLM": "oobleck.lm",
+    "TransformersLM": "oobleck.lm",
     "Artifact": "oobleck.artifact",
     "export_messages": "oobleck.artifact",
     "export_request": "oobleck.artifact",

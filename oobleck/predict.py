@@ -12,15 +12,16 @@ import functools
 import logging
 import time
 from collections.abc import Generator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
-from oobleck import _types
+from oobleck import _predict_extra, _types
 from oobleck.adapters.base import Adapter
 from oobleck.adapters.chat import ChatAdapter
 from oobleck.context import current
 from oobleck.errors import ConfigError, InputError, ParseError
 from oobleck.example import Example, Prediction
 from oobleck.lm.base import ANSWER_WRITER, LM
+from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.types import LMRequest, LMResponse, Message, Usage
 from oobleck.module import RENDERING, Module, RenderedCall
 from oobleck.signature import Signature, ensure_signature
@@ -47,11 +48,19 @@ class Predict(Module):
         adapter: the prompt format; falls back to the context, then ChatAdapter.
         max_retries: on a parse failure, ask again this many times showing the LM the error
             (each retry is counted in usage and the trace). Default: the context's, else 0.
+        mode: ``"generate"`` (default): the LM writes the answer and the adapter parses it.
+            ``"score"``: for a signature whose one output is a Literal (or Enum), the LM
+            scores every label as the adapter would write it, in one batched call, and the
+            most likely label is the answer (nothing to parse). Needs a backend with
+            ``capabilities.scoring`` (TransformersLM).
+        soft_prompt: trained virtual tokens sent with every call (set by the optimizers in
+            :mod:`oobleck.soft`); needs a backend with ``capabilities.soft_prompts``.
         **config: decoding parameters: temperature, max_tokens, stop, n, seed, top_p,
             logprobs, top_logprobs, extra.
 
     Raises:
-        ConfigError: an unknown decoding parameter.
+        ConfigError: an unknown decoding parameter, or ``mode="score"`` on a signature
+            without exactly one Literal/Enum output.
 
     Example:
         >>> from oobleck import FakeLM
@@ -68,6 +77,8 @@ class Predict(Module):
         lm: LM | None = None,
         adapter: Adapter | None = None,
         max_retries: int | None = None,
+        mode: Literal["generate", "score"] = "generate",
+        soft_prompt: SoftPrompt | None = None,
         **config: Any,
     ) -> None:
         unknown = set(config) - _CONFIG_KEYS
@@ -79,6 +90,14 @@ class Predict(Module):
         self.adapter = adapter
         self.max_retries = max_retries
         self.config: dict[str, Any] = dict(config)
+        if mode not in ("generate", "score"):
+            raise ConfigError(f"mode must be 'generate' or 'score', got {mode!r}")
+        if mode == "score":
+            _predict_extra.labels(self.signature)  # raises unless there is one Literal output
+        if soft_prompt is not None and not isinstance(soft_prompt, SoftPrompt):
+            raise ConfigError(f"soft_prompt must be a SoftPrompt, got {type(soft_prompt).__name__}")
+        self.mode = mode
+        self.soft_prompt = soft_prompt
 
     # ---- parameters ----
 
@@ -99,7 +118,20 @@ class Predict(Module):
         return new
 
     def __repr__(self) -> str:
-        return f"Predict({str(self.signature)!r}, demos={len(self.demos)})"
+        extra = (f", mode={self.mode!r}" if self.mode != "generate" else "") + (
+            f", soft_prompt={self.soft_prompt!r}" if self.soft_prompt is not None else ""
+        )
+        return f"Predict({str(self.signature)!r}, demos={len(self.demos)}{extra})"
+
+    # ---- artifact state beyond the JSON record: the mode and the soft prompt ----
+
+    def dump_extra(self, files: Any) -> dict[str, Any] | None:
+        """The scoring mode and soft prompt for an artifact (tensors go to a side file)."""
+        return _predict_extra.dump_extra(self, files)
+
+    def load_extra(self, extra: Mapping[str, Any], files: Any) -> None:
+        """Restore what :meth:`dump_extra` saved."""
+        _predict_extra.load_extra(self, extra, files)
 
     # ---- resolution ----
 
@@ -156,12 +188,7 @@ class Predict(Module):
 
     def _request(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> LMRequest:
         messages = adapter.render(self.signature, demos=self.demos, inputs=inputs)
-        params = dict(self.config)
-        for key, value in adapter.request_options(self.signature, lm.capabilities).items():
-            if key == "stop":
-                params["stop"] = tuple(dict.fromkeys((*(params.get("stop") or ()), *value)))
-            else:
-                params.setdefault(key, value)
+        params = _predict_extra.request_params(self, adapter, lm)
         params["adapter"] = f"{adapter.name}/{adapter.version}"
         settings = current()
         if settings.cache != "on":
@@ -169,6 +196,16 @@ class Predict(Module):
         if settings.sample_index:
             params["sample_index"] = settings.sample_index
         return LMRequest(messages=tuple(messages), **params)
+
+    def _settings_params(self, adapter: Adapter, lm: LM) -> dict[str, Any]:
+        """Decoding parameters for a generating call: config plus the adapter's options."""
+        params = dict(self.config)
+        for key, value in adapter.request_options(self.signature, lm.capabilities).items():
+            if key == "stop":
+                params["stop"] = tuple(dict.fromkeys((*(params.get("stop") or ()), *value)))
+            else:
+                params.setdefault(key, value)
+        return params
 
     # ---- calling ----
 
@@ -273,6 +310,10 @@ class Predict(Module):
         response: LMResponse,
         usage: Usage,
     ) -> Prediction | ParseError:
+        if request.score is not None:
+            label_outputs = _predict_extra.best_label(self.signature, request, response)
+            self._emit(inputs, label_outputs, request, response.text, usage, None)
+            return Prediction(label_outputs, usage=usage)
         completions: list[dict[str, Any]] = []
         first_error: ParseError | None = None
         notes: list[str] = []

@@ -21,7 +21,7 @@ class Change:
         predictor: the predictor it concerns (None for the whole artifact).
         kind: ``added``, ``removed``, ``instructions``, ``demo_added``, ``demo_removed``,
             ``demos_reordered``, ``signature``, ``adapter``, ``config``, ``max_retries``,
-            ``lm``, ``program``, ``provenance``.
+            ``lm``, ``mode``, ``soft_prompt``, ``program``, ``provenance``.
         before: the old value (JSON data, None when added).
         after: the new value (None when removed).
     """
@@ -59,7 +59,25 @@ def _predictor_changes(name: str, a: PredictorRecord, b: PredictorRecord) -> lis
         after = after.model_dump() if hasattr(after, "model_dump") else after
         if before != after:
             out.append(Change(name, kind, before, after))
+    extra_a, extra_b = a.extra or {}, b.extra or {}
+    if extra_a.get("mode", "generate") != extra_b.get("mode", "generate"):
+        out.append(Change(name, "mode", extra_a.get("mode", "generate"), extra_b.get("mode", "generate")))
+    soft_a, soft_b = _soft(extra_a.get("soft_prompt")), _soft(extra_b.get("soft_prompt"))
+    if soft_a != soft_b:
+        out.append(Change(name, "soft_prompt", soft_a, soft_b))
     return out
+
+
+def _soft(described: Any) -> Any:
+    """What a reader needs to see of a soft prompt: method, size, init, identity, norm."""
+    if not isinstance(described, Mapping):
+        return described
+    config: Mapping[str, Any] = described["config"] if isinstance(described.get("config"), Mapping) else {}
+    shown = {k: described.get(k) for k in ("method", "num_virtual_tokens", "covers", "norm")}
+    shown["sha256"] = str(described.get("sha256", ""))[:16]
+    if config.get("init"):
+        shown["init"] = config["init"]
+    return shown
 
 
 def diff_docs(a: ArtifactDoc, b: ArtifactDoc) -> list[Change]:

@@ -162,6 +162,8 @@ def reattach(program: Module, doc: schema.ArtifactDoc, built: Mapping[str, Predi
         target.config = dict(loaded.config)
         target.max_retries = loaded.max_retries
         target.adapter = loaded.adapter
+        target.mode = loaded.mode
+        target.soft_prompt = loaded.soft_prompt
 
 
 def _type_str(tp: Any) -> str:

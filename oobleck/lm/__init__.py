@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 from oobleck.lm.base import LM, BaseLM, Capabilities
 from oobleck.lm.cached import CachedLM
 from oobleck.lm.fake import FakeLM
+from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.types import Choice, LMRequest, LMResponse, Message, TokenLogprob, Usage
 
 if TYPE_CHECKING:
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
+    from oobleck.lm.transformers import TransformersLM
 
 __all__ = [
     "LM",
@@ -25,7 +27,9 @@ __all__ = [
     "LocalLM",
     "Message",
     "OpenAILM",
+    "SoftPrompt",
     "TokenLogprob",
+    "TransformersLM",
     "Usage",
 ]
 
@@ -40,4 +44,8 @@ def __getattr__(name: str) -> Any:
         from oobleck.lm.local import LocalLM
 
         return LocalLM
+    if name == "TransformersLM":
+        from oobleck.lm.transformers import TransformersLM
+
+        return TransformersLM
     raise AttributeError(f"module 'oobleck.lm' has no attribute {name!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,13 +77,13 @@ def read_tensors(data: bytes) -> dict[str, torch.Tensor]:
 
 
 @functools.lru_cache(maxsize=8)
-def _cache_arg(cls: type) -> str:
+def _cache_arg(cls: Any) -> str:
     return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def cache_arg(model: Any) -> str:
     """The forward() argument that takes the KV cache (transformers 5 renamed it ``cache``)."""
-    return _cache_arg(type(model))
+    return _cache_arg(type(model))  # type: ignore[arg-type]
 
 
 def returned_cache(out: Any) -> Any:
@@ -100,8 +101,79 @@ class State:
     next_pos: torch.Tensor
 
 
-def prefill(model: Any, rows: list[list[int]], soft: Applied | None, pad_id: int, *, keep: int = 1) -> tuple[torch.Tensor, State]:
-    """Run left-padded ``rows`` (with the soft prompt) and return the last ``keep`` logits per row."""
+class PrefixCache:
+    """Keys and values of recently seen prompt prefixes (a program's system message and demos).
+
+    Every call of one predictor starts with the same tokens; computing them once and reusing
+    their cache for every later batch makes a short-input call several times cheaper. Entries
+    are batch-1 states, never mutated (each use copies them).
+    """
+
+    def __init__(self, size: int = 4, min_tokens: int = 16) -> None:
+        self.size = size
+        self.min_tokens = min_tokens
+        self._entries: OrderedDict[tuple[Any, ...], State] = OrderedDict()
+        self.hits = 0
+
+    def find(self, soft_key: str, rows: list[list[int]]) -> tuple[int, State] | None:
+        """The longest stored prefix shared by every row (leaving each row a token), if any."""
+        shortest = min(len(r) for r in rows)
+        best = None
+        for key, state in self._entries.items():
+            if key[0] != soft_key or len(key[1]) >= shortest or (best is not None and len(key[1]) <= len(best[0][1])):
+                continue
+            prefix = list(key[1])
+            if all(r[: len(prefix)] == prefix for r in rows):
+                best = (key, state)
+        if best is None:
+            return None
+        self._entries.move_to_end(best[0])
+        self.hits += 1
+        return len(best[0][1]), best[1]
+
+    def put(self, key: tuple[Any, ...], state: State) -> None:
+        self._entries[key] = state
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+def _common_prefix(rows: list[list[int]]) -> int:
+    shortest = min(len(r) for r in rows)
+    n = 0
+    while n < shortest - 1 and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
+
+
+def prefill(model: Any, rows: list[list[int]], soft: Applied | None, pad_id: int, *, keep: int = 1,
+            prefixes: PrefixCache | None = None, soft_key: str = "") -> tuple[torch.Tensor, State]:
+    """Run ``rows`` (with the soft prompt) and return the last ``keep`` logits per row.
+
+    The tokens all rows share run once (or come from ``prefixes``); the rest run left-padded.
+    """
+    if prefixes is None:
+        return _prefill(model, rows, soft, pad_id, keep)
+    found = prefixes.find(soft_key, rows)
+    if found is not None:
+        common, base = found
+    else:
+        common = _common_prefix(rows)
+        if len(rows) < 2 or common < prefixes.min_tokens:
+            return _prefill(model, rows, soft, pad_id, keep)
+        _, base = _prefill(model, [rows[0][:common]], soft, pad_id, 1)
+        prefixes.put((soft_key, tuple(rows[0][:common])), base)
+    state = expand(base, [len(rows)])
+    width = max(len(r) - common for r in rows)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        rest = row[common:]
+        tokens[i, width - len(rest) :] = torch.tensor(rest, dtype=torch.long)
+        mask[i, width - len(rest) :] = 1
+    return step(model, state, tokens, mask, keep=keep), state
+
+
+def _prefill(model: Any, rows: list[list[int]], soft: Applied | None, pad_id: int, keep: int) -> tuple[torch.Tensor, State]:
     from transformers import DynamicCache
 
     batch = len(rows)
@@ -133,15 +205,20 @@ def prefill(model: Any, rows: list[list[int]], soft: Applied | None, pad_id: int
     return out.logits, State(returned_cache(out), mask, next_pos)
 
 
-def step(model: Any, state: State, tokens: torch.Tensor) -> torch.Tensor:
-    """Feed ``tokens`` (rows x n, right-padded positions follow each row's last) and return their logits."""
-    n = tokens.shape[1]
-    state.mask = torch.cat([state.mask, torch.ones((tokens.shape[0], n), dtype=torch.long)], dim=1)
-    positions = state.next_pos.unsqueeze(1) + torch.arange(n).unsqueeze(0)
+def step(model: Any, state: State, tokens: torch.Tensor, mask: torch.Tensor | None = None, *, keep: int = 0) -> torch.Tensor:
+    """Feed ``tokens`` (rows x n) after each row's last position and return their logits.
+
+    ``mask`` marks real tokens (zeros for left padding); default all real. ``keep``: only the
+    last ``keep`` positions' logits (0: all).
+    """
+    if mask is None:
+        mask = torch.ones(tokens.shape, dtype=torch.long)
+    state.mask = torch.cat([state.mask, mask], dim=1)
+    positions = state.next_pos.unsqueeze(1) + (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=tokens, attention_mask=state.mask, position_ids=positions, use_cache=True,
-                **{cache_arg(model): state.cache})
+                logits_to_keep=keep, **{cache_arg(model): state.cache})
     state.cache = returned_cache(out)
-    state.next_pos = state.next_pos + n
+    state.next_pos = state.next_pos + mask.sum(-1)
     return out.logits  # type: ignore[no-any-return]
 
 
@@ -173,9 +250,10 @@ class GenRow:
     finish: str | None = None
 
 
-def generate(model: Any, tokenizer: Any, rows: list[GenRow], soft: Applied | None, pad_id: int, eos: set[int]) -> None:
+def generate(model: Any, tokenizer: Any, rows: list[GenRow], soft: Applied | None, pad_id: int, eos: set[int],
+             prefixes: PrefixCache | None = None, soft_key: str = "") -> None:
     """Decode every row in place until each stops, hits ``max_new`` or a stop string."""
-    logits, state = prefill(model, [r.ids for r in rows], soft, pad_id)
+    logits, state = prefill(model, [r.ids for r in rows], soft, pad_id, prefixes=prefixes, soft_key=soft_key)
     last = logits[:, -1, :]
     for _ in range(max(r.max_new for r in rows)):
         chosen = []
@@ -230,14 +308,15 @@ def _check_stop(tokenizer: Any, row: GenRow) -> None:
         row.finish = "stop"
 
 
-def score(model: Any, prompts: list[list[int]], completions: list[list[list[int]]], soft: Applied | None, pad_id: int) -> list[list[list[float]]]:
+def score(model: Any, prompts: list[list[int]], completions: list[list[list[int]]], soft: Applied | None, pad_id: int,
+          prefixes: PrefixCache | None = None, soft_key: str = "") -> list[list[list[float]]]:
     """Token log-probabilities of each completion after its prompt.
 
     The prompts run once (one batched forward pass); their caches are then shared by all of
     their completions, which run together in a second pass (skipped when every completion is
     a single token).
     """
-    logits, state = prefill(model, prompts, soft, pad_id)
+    logits, state = prefill(model, prompts, soft, pad_id, prefixes=prefixes, soft_key=soft_key)
     first = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
     counts = [len(c) for c in completions]
     flat = [c for group in completions for c in group]

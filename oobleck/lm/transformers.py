@@ -95,7 +95,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are dequantized to float32 now; what is saved is a plain model.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)
@@ -133,7 +133,9 @@ class TransformersLM(BaseLM):
         dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
         max_batch_size: how many requests run together at most.
         batch_wait_s: how long the batcher waits for more requests after the first arrives.
-        n_threads: torch CPU threads (process-wide, set once at load); default: torch's.
+        n_threads: torch CPU threads, set process-wide when the model loads (default: half the
+            CPUs, at least 1: on a shared machine a second thread that has to wait for a busy
+            core makes every step several times slower, as with LocalLM).
         cache_dir: where the converted packaged model is kept (see :func:`default_model_dir`).
         **defaults: decoding defaults (temperature, max_tokens, top_p, seed, stop).
 
@@ -177,7 +179,7 @@ class TransformersLM(BaseLM):
         self.dtype = dtype
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
-        self.n_threads = n_threads
+        self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self.cache_dir = cache_dir
         self.defaults = defaults
         self._lock = threading.Lock()
@@ -186,6 +188,7 @@ class TransformersLM(BaseLM):
         self._worker: threading.Thread | None = None
         self._soft: OrderedDict[str, Any] = OrderedDict()
         self._identity: dict[str, str] | None = None
+        self._prefixes: Any = None
 
     # ---- the model ----
 
@@ -223,8 +226,7 @@ class TransformersLM(BaseLM):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder = self.model_dir
-        if self.n_threads:
-            torch.set_num_threads(self.n_threads)
+        torch.set_num_threads(self.n_threads)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, self.dtype))
@@ -232,7 +234,10 @@ class TransformersLM(BaseLM):
             raise ConfigError(f"transformers could not load {folder}: {exc}") from exc
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError(f"the tokenizer in {folder} has no chat template; TransformersLM needs a chat model")
-        model.to(self.device).eval()
+        model.to(self.device).eval()  # type: ignore[arg-type]
+        from oobleck.lm import _hf_runtime as rt
+
+        self._prefixes = rt.PrefixCache()
         model.requires_grad_(False)
         return model, tokenizer
 
@@ -368,7 +373,7 @@ class TransformersLM(BaseLM):
             prompts.append(self._ids(job.request))
             completions.append([self.encode(t) for t in options])
             texts.append(options)
-        values = rt.score(self.model, prompts, completions, soft, self._pad_id())
+        values = rt.score(self.model, prompts, completions, soft, self._pad_id(), self._prefixes, self._soft_key(jobs))
         out = []
         for prompt, comps, opts, logps in zip(prompts, completions, texts, values):
             choices = tuple(
@@ -408,7 +413,7 @@ class TransformersLM(BaseLM):
                 ))
                 owners.append(j)
         tokenizer = self.tokenizer
-        rt.generate(self.model, tokenizer, rows, soft, self._pad_id(), self._eos_ids())
+        rt.generate(self.model, tokenizer, rows, soft, self._pad_id(), self._eos_ids(), self._prefixes, self._soft_key(jobs))
         out = []
         for j, job in enumerate(jobs):
             mine = [r for r, o in zip(rows, owners) if o == j]
@@ -424,6 +429,11 @@ class TransformersLM(BaseLM):
             TokenLogprob(token=decode([t]), logprob=lp, top=tuple((decode([a]), b) for a, b in top))
             for t, lp, top in row.logprobs
         )
+
+    @staticmethod
+    def _soft_key(jobs: list[_Job]) -> str:
+        prompt = jobs[0].request.soft_prompt
+        return prompt.sha256 if prompt is not None else ""
 
     def _param(self, request: LMRequest, name: str, default: Any) -> Any:
         value = getattr(request, name)
@@ -455,4 +465,5 @@ class TransformersLM(BaseLM):
             self._worker = None
             self._loaded = None
             self._soft.clear()
+            self._prefixes = None
             self._queue = queue.Queue()

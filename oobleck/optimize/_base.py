@@ -90,6 +90,9 @@ class Optimizer:
         max_tokens: the same limit for prompt plus completion tokens.
     """
 
+    #: Settings that are budgets: a resumed compile may change them (resuming with more is the point).
+    _budget_settings: tuple[str, ...] = ("max_lm_calls", "max_tokens")
+
     def __init__(self, *, max_lm_calls: int | None = None, max_tokens: int | None = None) -> None:
         self.max_lm_calls = max_lm_calls
         self.max_tokens = max_tokens
@@ -189,7 +192,7 @@ class Optimizer:
         fingerprint = {
             "optimizer": self.name,
             # The limits may change between sessions: resuming with a larger budget is the point.
-            "settings": {k: v for k, v in settings.items() if k not in ("max_lm_calls", "max_tokens")},
+            "settings": {k: v for k, v in settings.items() if k not in self._budget_settings},
             "seed": seed,
             "trainset": rows_sha256(train),
             "valset": rows_sha256(val),

@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from oobleck._budget import CostEstimate
 from oobleck.errors import ConfigError
 from oobleck.evaluate import evaluate
 from oobleck.example import Example
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.module import Module, Predict
 from oobleck.optimize._base import CompileRun, Optimizer
-from oobleck.optimize._budget import CostEstimate
 from oobleck.soft import _data, _trainer
 from oobleck.soft._data import Cover
 
@@ -48,6 +48,7 @@ class SoftPromptOptimizer(Optimizer):
 
     method: ClassVar[str] = ""
     default_lr: ClassVar[float] = 1e-2
+    _budget_settings = ("max_lm_calls", "max_tokens", "steps", "max_time_s")
 
     def __init__(
         self,

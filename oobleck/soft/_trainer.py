@@ -68,7 +68,7 @@ def peft_config(method: str, settings: dict[str, Any], lm: TransformersLM) -> An
     """The PEFT config object of ``method`` built from JSON ``settings``."""
     import peft
 
-    common = {"task_type": peft.TaskType.CAUSAL_LM, "num_virtual_tokens": int(settings["num_virtual_tokens"])}
+    common: dict[str, Any] = {"task_type": peft.TaskType.CAUSAL_LM, "num_virtual_tokens": int(settings["num_virtual_tokens"])}
     if method == "prompt_tuning":
         init = settings.get("init", "random")
         kwargs: dict[str, Any] = {"prompt_tuning_init": {"random": "RANDOM", "vocab": "SAMPLE_VOCAB", "text": "TEXT"}[init]}

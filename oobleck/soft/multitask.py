@@ -78,7 +78,7 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
         """
         if not tasks:
             raise ConfigError("compile_tasks needs at least one Task")
-        from oobleck.optimize._budget import Budget, Checkpoint
+        from oobleck._budget import Budget, Checkpoint
 
         checked = {name: Task(t.program, check_rows(t.trainset, f"{name}.trainset"),
                               None if t.valset is None else check_rows(t.valset, f"{name}.valset"), t.metric)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from oobleck import Cache, CachedLM, FakeLM, LMRequest, LMResponse, Message, OpenAILM
 from oobleck.lm.cached import cache_key, lm_settings
 from oobleck.lm.types import Choice, Usage
+from oobleck.lm.soft_prompt import SoftPrompt
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 
@@ -41,6 +42,7 @@ CHANGED = {
     "sample_index": 1,
     "adapter": "json/1",
     "extra": {"top_k": 3},
+    "soft_prompt": SoftPrompt.from_bytes(b"tensors", method="prompt_tuning", kind="embeddings", num_virtual_tokens=1, base_model={}),
 }
 
 
