@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from oobleck import Cache, CachedLM, FakeLM, LMRequest, LMResponse, Message, OpenAILM
 from oobleck.lm.cached import cache_key, lm_settings
-from oobleck.lm.types import Choice, Usage
 from oobleck.lm.soft_prompt import SoftPrompt
+from oobleck.lm.types import Choice, Usage
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 
