@@ -25,10 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oobleck import _types
 from oobleck._version import __version__
 from oobleck.errors import BudgetExceededError, ConfigError
-from oobleck.example import Example
+from oobleck.example import Example, to_data
 from oobleck.lm.types import Usage
 
 if TYPE_CHECKING:
@@ -154,18 +153,6 @@ def usage_dict(usage: Usage) -> dict[str, int]:
     }
 
 
-def example_data(ex: Mapping[str, Any]) -> dict[str, Any]:
-    """One row as canonical JSON data: its fields and which are inputs."""
-    keys = ex.input_keys if isinstance(ex, Example) else None
-    return {"fields": _types.to_jsonable(dict(ex)), "inputs": list(keys) if keys is not None else None}
-
-
-def example_from_data(data: Mapping[str, Any]) -> Example:
-    """Rebuild a row written by :func:`example_data`."""
-    ex = Example(data["fields"])
-    return ex.with_inputs(*data["inputs"]) if data.get("inputs") is not None else ex
-
-
 def canonical_json(value: Any) -> str:
     """Sorted keys, no spaces: the same data always gives the same text."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -175,7 +162,7 @@ def rows_sha256(rows: Iterable[Mapping[str, Any]] | None) -> str | None:
     """SHA-256 of the canonical JSON of ``rows`` (None for None)."""
     if rows is None:
         return None
-    return hashlib.sha256(canonical_json([example_data(r) for r in rows]).encode()).hexdigest()
+    return hashlib.sha256(canonical_json([to_data(r) for r in rows]).encode()).hexdigest()
 
 
 def calls_per_run(program: Module, example: Example | None) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
+from oobleck import _types
 from oobleck.lm.types import Usage
 
-__all__ = ["Example", "Prediction"]
+__all__ = ["Example", "Prediction", "from_data", "to_data"]
 
 _E = TypeVar("_E", bound="Example")
 
@@ -138,3 +139,18 @@ class Prediction(Example):
         new = self.copy()
         object.__setattr__(new, "usage", usage)
         return new
+
+
+def to_data(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as JSON data: its fields and which of them are inputs (None when none were marked).
+
+    The one way rows are written into checkpoints, data hashes and saved module state.
+    """
+    keys = row.input_keys if isinstance(row, Example) else None
+    return {"fields": _types.to_jsonable(dict(row)), "inputs": list(keys) if keys is not None else None}
+
+
+def from_data(data: Mapping[str, Any]) -> Example:
+    """Rebuild a row written by :func:`to_data`."""
+    ex = Example(data["fields"])
+    return ex.with_inputs(*data["inputs"]) if data.get("inputs") is not None else ex

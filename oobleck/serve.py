@@ -36,7 +36,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
@@ -376,6 +376,7 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     lm: LM | None = None,
+    on_listen: Callable[[str], object] | None = None,
     **options: Any,
 ) -> None:
     """Load (if given a path) and serve an artifact until interrupted.
@@ -383,8 +384,9 @@ def serve(
     Args:
         artifact: a loaded artifact or the path of one.
         host: the interface to bind (127.0.0.1 by default).
-        port: the TCP port.
+        port: the TCP port (0 picks a free one).
         lm: the LM for every predictor (otherwise the current ``oobleck.context``'s).
+        on_listen: called with the server's URL once it listens (before serving).
         **options: the limits and token of :func:`make_server`.
     """
     if not isinstance(artifact, Artifact):
@@ -392,7 +394,11 @@ def serve(
     elif lm is not None:
         artifact.program.set_lm(lm)
     server = make_server(artifact, host=host, port=port, **options)
-    log.info("serving %s on http://%s:%s", artifact.source, *server.server_address[:2])
+    host_, port_ = server.server_address[:2]
+    url = f"http://{host_!s}:{port_}"
+    log.info("serving %s on %s", artifact.source, url)
+    if on_listen is not None:
+        on_listen(url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ from oobleck.lm.base import Capabilities
 from oobleck.lm.types import Message
 from oobleck.signature import Field, Signature
 
-__all__ = ["Adapter", "describe_fields"]
+__all__ = ["Adapter", "DemoTurns", "describe_fields"]
 
 
 @runtime_checkable
@@ -49,6 +49,40 @@ class Adapter(Protocol):
     def repair_messages(self, signature: Signature, raw: str, reason: str) -> list[Message]:
         """Messages that show the LM its unreadable answer and ask for a corrected one."""
         ...
+
+
+class DemoTurns:
+    """The render shared by the built-in adapters: the system message, each demo as a user turn
+    (its inputs) and an assistant turn (its outputs, written by ``format_outputs``), then the
+    inputs. Subclasses say how each part is written."""
+
+    def render(
+        self,
+        signature: Signature,
+        *,
+        demos: Sequence[Mapping[str, Any]],
+        inputs: Mapping[str, Any],
+    ) -> list[Message]:
+        """The exact messages for one call."""
+        messages = [self.system_message(signature)]
+        for demo in demos:
+            messages.append(Message(role="user", content=self.user_text(signature, demo, last=False)))
+            outs = {k: demo[k] for k in signature.output_fields if k in demo}
+            messages.append(Message(role="assistant", content=self.format_outputs(signature, outs)))
+        messages.append(Message(role="user", content=self.user_text(signature, inputs, last=True)))
+        return messages
+
+    def system_message(self, signature: Signature) -> Message:
+        """Instructions, fields and the answer format."""
+        raise NotImplementedError
+
+    def user_text(self, signature: Signature, values: Mapping[str, Any], *, last: bool) -> str:
+        """A user turn showing the input fields of ``values`` (``last``: the call's own inputs)."""
+        raise NotImplementedError
+
+    def format_outputs(self, signature: Signature, values: Mapping[str, Any]) -> str:
+        """Write output values the way the LM is asked to."""
+        raise NotImplementedError
 
 
 def type_hint(field: Field) -> str:

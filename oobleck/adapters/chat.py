@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pydantic
 
 from oobleck import _types
-from oobleck.adapters.base import describe_fields, type_hint
+from oobleck.adapters.base import DemoTurns, describe_fields, type_hint
 from oobleck.errors import ParseError
 from oobleck.lm.base import Capabilities
 from oobleck.lm.types import Message
@@ -72,7 +72,7 @@ def _reminder(signature: Signature) -> str:
     return f"\n\nRespond with {', '.join(names)}, each followed by its value."
 
 
-class ChatAdapter:
+class ChatAdapter(DemoTurns):
     """Field markers in plain chat messages; works on any chat backend.
 
     Example:
@@ -85,24 +85,9 @@ class ChatAdapter:
     name = "chat"
     version = "1"
 
-    def render(
-        self,
-        signature: Signature,
-        *,
-        demos: Sequence[Mapping[str, Any]],
-        inputs: Mapping[str, Any],
-    ) -> list[Message]:
-        """System message (instructions, fields, format), demos as turns, then the inputs."""
-        messages = [self._system_message(signature)]
-        for demo in demos:
-            messages.append(Message(role="user", content=self._user(signature, demo, with_reminder=False)))
-            outs = {k: demo[k] for k in signature.output_fields if k in demo}
-            messages.append(Message(role="assistant", content=self.format_outputs(signature, outs)))
-        messages.append(Message(role="user", content=self._user(signature, inputs, with_reminder=True)))
-        return messages
-
     @functools.lru_cache(maxsize=256)  # noqa: B019 - adapters are few and long-lived
-    def _system_message(self, signature: Signature) -> Message:
+    def system_message(self, signature: Signature) -> Message:
+        """Instructions, fields, and the marker layout of the answer."""
         return Message(role="system", content=self._system(signature))
 
     def _system(self, signature: Signature) -> str:
@@ -114,10 +99,11 @@ class ChatAdapter:
             f"Answer with every output field after its marker, in this order:\n\n{layout}\n\n{COMPLETED}"
         )
 
-    def _user(self, signature: Signature, values: Mapping[str, Any], *, with_reminder: bool) -> str:
+    def user_text(self, signature: Signature, values: Mapping[str, Any], *, last: bool) -> str:
+        """The input fields as marker sections; the call's own inputs end with a reminder."""
         shown = {k: values[k] for k in signature.input_fields if k in values}
         text = format_fields(shown, input_types(signature))
-        if with_reminder:
+        if last:
             text += _reminder(signature)
         return text
 

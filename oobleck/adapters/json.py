@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pydantic
 
 from oobleck import _types
-from oobleck.adapters.base import describe_fields
-from oobleck.adapters.chat import format_fields
+from oobleck.adapters.base import DemoTurns, describe_fields
+from oobleck.adapters.chat import format_fields, input_types
 from oobleck.errors import ParseError
 from oobleck.lm.base import Capabilities
 from oobleck.lm.types import Message
@@ -41,7 +41,7 @@ def output_schema(signature: Signature) -> dict[str, Any]:
     return _schema_for(tuple(signature.output_fields.values()), signature.name)
 
 
-class JSONAdapter:
+class JSONAdapter(DemoTurns):
     """Answers as a JSON object; uses structured output where the backend supports it.
 
     Args:
@@ -55,28 +55,15 @@ class JSONAdapter:
     def __init__(self, *, strict: bool = False) -> None:
         self.strict = strict
 
-    def render(
-        self,
-        signature: Signature,
-        *,
-        demos: Sequence[Mapping[str, Any]],
-        inputs: Mapping[str, Any],
-    ) -> list[Message]:
-        """System message with the schema, demos as turns, then the inputs."""
-        messages = [self._system_message(signature)]
-        in_types = {f.name: f.type for f in signature.input_fields.values()}
-        for demo in demos:
-            shown = {k: demo[k] for k in signature.input_fields if k in demo}
-            messages.append(Message(role="user", content=format_fields(shown, in_types)))
-            outs = {k: demo[k] for k in signature.output_fields if k in demo}
-            messages.append(Message(role="assistant", content=self.format_outputs(signature, outs)))
-        shown = {k: inputs[k] for k in signature.input_fields if k in inputs}
-        messages.append(Message(role="user", content=format_fields(shown, in_types)))
-        return messages
-
     @functools.lru_cache(maxsize=256)  # noqa: B019 - adapters are few and long-lived
-    def _system_message(self, signature: Signature) -> Message:
+    def system_message(self, signature: Signature) -> Message:
+        """Instructions, fields, and the JSON schema of the answer."""
         return Message(role="system", content=self._system(signature))
+
+    def user_text(self, signature: Signature, values: Mapping[str, Any], *, last: bool) -> str:
+        """The input fields as marker sections (the answer is JSON, the inputs stay readable)."""
+        shown = {k: values[k] for k in signature.input_fields if k in values}
+        return format_fields(shown, input_types(signature))
 
     def _system(self, signature: Signature) -> str:
         keys = ", ".join(f'"{k}"' for k in signature.output_fields)

@@ -278,28 +278,26 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve an artifact over HTTP until interrupted."""
-    from oobleck.serve import make_server
+    from oobleck.serve import serve
 
     art = load_artifact(args.artifact, args.program, args.allow_model)
+    token = args.token or os.environ.get("OOBLECK_SERVE_TOKEN") or None
+
+    def announce(url: str) -> None:
+        sys.stderr.write(f"serving {args.artifact} on {url}  (POST / with JSON inputs; Ctrl-C stops)\n")
+        sys.stderr.flush()
+
     with _using_lm(args):
-        token = args.token or os.environ.get("OOBLECK_SERVE_TOKEN") or None
-        server = make_server(
+        serve(
             art,
             host=args.host,
             port=args.port,
+            on_listen=announce,
             token=token,
             allow_no_token=args.no_token,
             max_inflight=args.max_inflight,
             conn_timeout=args.conn_timeout,
         )
-        host, port = server.server_address[:2]
-        sys.stderr.write(f"serving {args.artifact} on http://{host!s}:{port}  (POST / with JSON inputs; Ctrl-C stops)\n")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.server_close()
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from oobleck import _types
 from oobleck.errors import ConfigError
-from oobleck.example import Example
+from oobleck.example import Example, from_data, to_data
 from oobleck.module import Module, RenderedCall
 
 if TYPE_CHECKING:
@@ -126,9 +126,7 @@ class KNNFewShot(Module):
             "k": self.k,
             "input_fields": self.input_fields,
             "embedder": self.embedder.config(),
-            "pool": [
-                {"fields": _types.to_jsonable(ex.to_dict()), "inputs": list(ex.input_keys or ())} for ex in self.pool
-            ],
+            "pool": [to_data(ex) for ex in self.pool],
             "embeddings": files.write_array(name, matrix),
         }
 
@@ -138,7 +136,7 @@ class KNNFewShot(Module):
 
         self.k = int(extra["k"])
         self.input_fields = extra.get("input_fields")
-        self.pool = [Example(row["fields"]).with_inputs(*row["inputs"]) for row in extra["pool"]]
+        self.pool = [from_data(row) for row in extra["pool"]]
         self.embedder = embedder_from_config(_checked_embedder(extra["embedder"], files))
         self.embeddings = files.read_array(extra["embeddings"])
         if len(self.embeddings) != len(self.pool):

@@ -13,11 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oobleck import _types
 from oobleck.context import context
 from oobleck.errors import BudgetExceededError, ConfigError
 from oobleck.evaluate import TooManyErrorsError
-from oobleck.example import Example, Prediction
+from oobleck.example import Example, Prediction, from_data, to_data
 from oobleck.module import Module
 from oobleck.trace import trace
 
@@ -49,7 +48,7 @@ class TeacherRun:
             "error": self.error,
             "score": self.score,
             "demos": {
-                name: [{"fields": _types.to_jsonable(d.to_dict()), "inputs": list(d.input_keys or ())} for d in ds]
+                name: [to_data(d) for d in ds]
                 for name, ds in self.demos.items()
             },
         }
@@ -58,7 +57,7 @@ class TeacherRun:
     def from_data(cls, data: Mapping[str, Any]) -> TeacherRun:
         """Rebuild from :meth:`to_data`."""
         demos = {
-            name: [Example(d["fields"]).with_inputs(*d["inputs"]) for d in ds] for name, ds in data["demos"].items()
+            name: [from_data(d) for d in ds] for name, ds in data["demos"].items()
         }
         return cls(passed=bool(data["passed"]), demos=demos, error=data.get("error"), score=data.get("score"))
 

@@ -15,9 +15,9 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from oobleck._budget import canonical_json, example_data, rows_sha256, tokens_per_run
+from oobleck._budget import canonical_json, rows_sha256, tokens_per_run
 from oobleck.errors import BudgetExceededError, ConfigError
-from oobleck.example import Example
+from oobleck.example import Example, to_data
 from oobleck.metrics import metric_name
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun, Optimizer, program_fingerprint
@@ -112,8 +112,8 @@ class SearchOptimizer(Optimizer):
             if valset is trainset or rows_sha256(valset) == rows_sha256(trainset):
                 log.info("%s: scoring on the trainset, as asked (valset=trainset)", self.name)
                 return trainset, valset, {"valset": "trainset (explicit)"}
-            train_keys = {canonical_json(example_data(r)) for r in trainset}
-            overlap = sum(1 for r in valset if canonical_json(example_data(r)) in train_keys)
+            train_keys = {canonical_json(to_data(r)) for r in trainset}
+            overlap = sum(1 for r in valset if canonical_json(to_data(r)) in train_keys)
             if overlap and not quiet:
                 warnings.warn(
                     f"{self.name}: {overlap} of {len(valset)} valset rows also appear in the trainset; "

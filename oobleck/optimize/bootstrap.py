@@ -59,6 +59,19 @@ class BootstrapFewShot(Optimizer):
         ['0', '1']
     """
 
+    #: How a program is bootstrapped: the options that RandomSearch passes through.
+    OPTIONS = frozenset(
+        {
+            "max_bootstrapped_demos",
+            "max_labeled_demos",
+            "max_rounds",
+            "teacher",
+            "teacher_shots",
+            "metric_threshold",
+            "round_temperature",
+        }
+    )
+
     def __init__(
         self,
         metric: Callable[..., float | bool],

@@ -41,15 +41,7 @@ class RandomSearch(SearchOptimizer):
     Args:
         metric: ``fn(example, prediction, trace=None) -> float | bool``.
         num_candidates: shuffled bootstrap candidates, besides the three fixed ones.
-        max_bootstrapped_demos: the most bootstrapped rows per predictor.
-        max_labeled_demos: total demos per predictor after labelled padding.
-        max_rounds: bootstrap rounds (see :class:`BootstrapFewShot`).
-        teacher: a program with the same predictor names (default: the program itself, shown
-            ``teacher_shots`` labelled rows).
-        teacher_shots: labelled rows the default teacher sees (default: ``max_labeled_demos``).
-        metric_threshold: a teacher run passes at this score (default: truthy score).
         max_errors: failed runs tolerated while bootstrapping, and per candidate evaluation.
-        round_temperature: temperature for bootstrap rounds after the first.
         num_threads: threads for scoring candidates.
         stop_at_score: stop searching once a candidate scores at least this (percent).
         val_fraction: without a valset, the share of the trainset held out for scoring.
@@ -61,6 +53,13 @@ class RandomSearch(SearchOptimizer):
             of the best score.
         max_lm_calls: stop cleanly at this many LM calls (see :class:`Optimizer`).
         max_tokens: stop cleanly at this many tokens.
+        **bootstrap: how each candidate bootstraps, as for :class:`BootstrapFewShot`:
+            ``max_bootstrapped_demos`` (the most per candidate; shuffled candidates draw a
+            random number up to it), ``max_labeled_demos``, ``max_rounds``, ``teacher``,
+            ``teacher_shots``, ``metric_threshold``, ``round_temperature``.
+
+    Raises:
+        ConfigError: an option BootstrapFewShot does not take, or a value out of range.
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict
@@ -78,14 +77,7 @@ class RandomSearch(SearchOptimizer):
         metric: Callable[..., float | bool],
         *,
         num_candidates: int = 8,
-        max_bootstrapped_demos: int = 4,
-        max_labeled_demos: int = 16,
-        max_rounds: int = 1,
-        teacher: Module | None = None,
-        teacher_shots: int | None = None,
-        metric_threshold: float | None = None,
         max_errors: int | None = 10,
-        round_temperature: float | None = 1.0,
         num_threads: int = 1,
         stop_at_score: float | None = None,
         val_fraction: float = 0.5,
@@ -94,6 +86,7 @@ class RandomSearch(SearchOptimizer):
         prompt_tolerance: float | None = None,
         max_lm_calls: int | None = None,
         max_tokens: int | None = None,
+        **bootstrap: Any,
     ) -> None:
         super().__init__(
             metric,
@@ -110,17 +103,10 @@ class RandomSearch(SearchOptimizer):
             raise ConfigError(f"num_candidates must be >= 0, got {num_candidates}")
         self.num_candidates = num_candidates
         self.stop_at_score = stop_at_score
-        self._bootstrap = BootstrapFewShot(
-            metric,
-            max_bootstrapped_demos=max_bootstrapped_demos,
-            max_labeled_demos=max_labeled_demos,
-            max_rounds=max_rounds,
-            teacher=teacher,
-            teacher_shots=teacher_shots,
-            metric_threshold=metric_threshold,
-            max_errors=max_errors,
-            round_temperature=round_temperature,
-        )
+        unknown = sorted(set(bootstrap) - BootstrapFewShot.OPTIONS)
+        if unknown:
+            raise ConfigError(f"RandomSearch has no option(s) {unknown}; bootstrap options: {sorted(BootstrapFewShot.OPTIONS)}")
+        self._bootstrap = BootstrapFewShot(metric, max_errors=max_errors, **bootstrap)
 
     @property
     def max_errors(self) -> int | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oobleck import FakeLM, Predict, context
+from oobleck import FakeLM, JSONAdapter, Predict, context
 from oobleck.artifact import load
 from oobleck.cli import main
 
@@ -178,3 +178,37 @@ def test_compile_and_run_on_the_embedded_model_in_a_subprocess(tmp_path):
     done = subprocess.run(run_cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["label"] in ("positive", "negative")
+
+
+@pytest.mark.slow
+def test_serve_command_answers_over_http_and_stops_on_ctrl_c(tmp_path):
+    import os
+    import re
+    import signal
+    import time
+    import urllib.request
+
+    art = tmp_path / "sst.json"
+    Predict("sentence -> label: Literal['positive', 'negative']", adapter=JSONAdapter(), max_tokens=24).save(art)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "oobleck.cli", "serve", str(art), "--port", "0", "--no-cache"]
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:  # a file, not a pipe: llama.cpp logs a lot and a full pipe blocks
+        proc = subprocess.Popen(cmd, stderr=err, stdout=subprocess.DEVNULL, env=env, cwd=tmp_path)
+    try:
+        url, deadline = None, time.monotonic() + 300
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            found = re.search(r"serving \S+ on (http://\S+)", log.read_text(errors="replace"))
+            url = found.group(1) if found else time.sleep(0.2)
+        assert url is not None, f"the server never said where it listens (exit {proc.poll()})"
+        body = json.dumps({"sentence": "a wonderful, moving film"}).encode()
+        request = urllib.request.Request(url + "/", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            assert reply.status == 200
+            assert json.loads(reply.read())["label"] in ("positive", "negative")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

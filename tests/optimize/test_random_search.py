@@ -189,3 +189,15 @@ def test_racing_reports_the_calls_it_saved() -> None:
     racing = best.provenance["scores"]["racing"]
     assert racing == {"dropped": 0, "rows_skipped": 0, "calls_saved": 0}
     assert best.provenance["scores"]["best_score"] == 100.0
+
+
+def test_bootstrap_options_pass_through_and_unknown_ones_are_named() -> None:
+    from oobleck import ConfigError
+
+    opt = RandomSearch(exact_match, max_bootstrapped_demos=2, max_labeled_demos=3, teacher_shots=0)
+    assert (opt._bootstrap.max_bootstrapped_demos, opt._bootstrap.max_labeled_demos) == (2, 3)
+    assert opt._settings()["teacher_shots"] == 0
+    with pytest.raises(ConfigError, match="max_bootstraped_demos"):
+        RandomSearch(exact_match, max_bootstraped_demos=2)
+    with pytest.raises(ConfigError, match="max_rounds"):
+        RandomSearch(exact_match, max_rounds=0)
