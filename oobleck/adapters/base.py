@@ -6,7 +6,7 @@ records (its ``name`` and ``version`` go into artifacts).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from oobleck import _types
@@ -14,7 +14,7 @@ from oobleck.lm.base import Capabilities
 from oobleck.lm.types import Message
 from oobleck.signature import Field, Signature
 
-__all__ = ["Adapter", "DemoTurns", "describe_fields"]
+__all__ = ["Adapter", "DemoTurns", "demo_turns", "describe_fields"]
 
 
 @runtime_checkable
@@ -51,6 +51,22 @@ class Adapter(Protocol):
         ...
 
 
+def demo_turns(
+    signature: Signature,
+    demos: Sequence[Mapping[str, Any]],
+    *,
+    inputs_text: Callable[[Mapping[str, Any]], str],
+    outputs_text: Callable[[Mapping[str, Any]], str],
+) -> list[Message]:
+    """Each demo as a user turn (its inputs) and an assistant turn (its outputs)."""
+    messages = []
+    for demo in demos:
+        messages.append(Message(role="user", content=inputs_text(demo)))
+        outs = {k: demo[k] for k in signature.output_fields if k in demo}
+        messages.append(Message(role="assistant", content=outputs_text(outs)))
+    return messages
+
+
 class DemoTurns:
     """The render shared by the built-in adapters: the system message, each demo as a user turn
     (its inputs) and an assistant turn (its outputs, written by ``format_outputs``), then the
@@ -65,10 +81,12 @@ class DemoTurns:
     ) -> list[Message]:
         """The exact messages for one call."""
         messages = [self.system_message(signature)]
-        for demo in demos:
-            messages.append(Message(role="user", content=self.user_text(signature, demo, last=False)))
-            outs = {k: demo[k] for k in signature.output_fields if k in demo}
-            messages.append(Message(role="assistant", content=self.format_outputs(signature, outs)))
+        messages += demo_turns(
+            signature,
+            demos,
+            inputs_text=lambda values: self.user_text(signature, values, last=False),
+            outputs_text=lambda values: self.format_outputs(signature, values),
+        )
         messages.append(Message(role="user", content=self.user_text(signature, inputs, last=True)))
         return messages
 

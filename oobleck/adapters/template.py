@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from oobleck import _types
-from oobleck.adapters.base import Adapter, describe_fields
+from oobleck.adapters.base import Adapter, demo_turns, describe_fields
 from oobleck.adapters.chat import ChatAdapter, _parse_field
 from oobleck.adapters.json import JSONAdapter, _first_object, output_schema
 from oobleck.errors import ConfigError, ParseError
@@ -122,10 +122,12 @@ class TemplateAdapter:
         if self.instructions == "system":
             messages.append(Message(role="system", content=system))
         if self.demos == "turns":
-            for demo in demos:
-                messages.append(Message(role="user", content=self._inputs(signature, demo)))
-                outs = {k: demo[k] for k in signature.output_fields if k in demo}
-                messages.append(Message(role="assistant", content=self.format_outputs(signature, outs)))
+            messages += demo_turns(
+                signature,
+                demos,
+                inputs_text=lambda values: self._inputs(signature, values),
+                outputs_text=lambda values: self.format_outputs(signature, values),
+            )
         user = self._inputs(signature, inputs)
         if self.instructions == "user":
             user = f"{system}\n\n{user}"
