@@ -210,10 +210,13 @@ def load_index(directory: str | Path, *, embedder: Embedder | None = None) -> Re
     if path.is_dir():
         path = path / "index.json"
     source = str(path)
+    from oobleck.artifact._untrusted import read_regular
+
+    raw = read_regular(path, what="index", max_bytes=64 * 1024 * 1024)  # no FIFO, device or oversized file
     try:
-        manifest = json.loads(path.read_bytes())
-    except OSError as exc:
-        raise ArtifactError(f"cannot read the index {source}: {exc.strerror or exc}") from None
+        manifest = json.loads(raw)
+    except RecursionError:
+        raise ArtifactError(f"{source} nests JSON too deeply to be an index") from None
     except ValueError as exc:
         raise ArtifactError(f"{source} is not JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT:
