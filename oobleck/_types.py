@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional, Union
 
 import pydantic
 
-from oobleck.errors import ArtifactError, SignatureError
+from oobleck.errors import ArtifactError, InputError, SignatureError
 
 _SIMPLE: dict[str, Any] = {
     "str": str,
@@ -192,7 +192,13 @@ def format_value(tp: Any, value: Any) -> str:
         passages = as_passages([value] if isinstance(value, Passage) else value)
         if passages is not None:
             return format_passages(passages)
-    return json.dumps(to_jsonable(value), ensure_ascii=False)
+    try:
+        return json.dumps(to_jsonable(value), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InputError(
+            f"a value of type {type(value).__name__} cannot be written into a prompt ({exc}); "
+            "pass text, numbers, booleans, lists, dicts or pydantic models"
+        ) from None
 
 
 def _literal_of_strings(tp: Any) -> bool:

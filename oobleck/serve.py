@@ -367,7 +367,10 @@ def make_server(
 
         do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_PUT
 
-    return _Server((host, port), Handler, backlog=backlog, max_connections=max_connections)
+    try:
+        return _Server((host, port), Handler, backlog=backlog, max_connections=max_connections)
+    except (OSError, OverflowError, TypeError) as exc:
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc}); choose another --host/--port (0 picks a free port)") from None
 
 
 def serve(

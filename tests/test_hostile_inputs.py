@@ -79,3 +79,12 @@ def test_field_from_dict_with_hostile_spelling_falls_back_to_a_checked_schema():
         Field.from_dict({"name": "a", "kind": "output", "type": 12, "schema": {"$ref": "#/$defs/nope"}})
     field = Field.from_dict({"name": "a", "kind": "output", "type": "Answer", "schema": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}})
     assert field.type.model_validate({"x": 1}).x == 1
+
+
+@pytest.mark.parametrize("value", [object(), {"a": {1, 2}}, b"bytes", complex(1, 2)])
+def test_inputs_that_cannot_be_written_into_a_prompt_are_input_errors(value):
+    from oobleck import FakeLM, InputError, JSONAdapter, Predict
+
+    for adapter in (None, JSONAdapter()):
+        with pytest.raises(InputError, match="cannot be written into a prompt"):
+            Predict("q: int -> a", lm=FakeLM([{"a": "x"}], cycle=True), adapter=adapter)(q=value)

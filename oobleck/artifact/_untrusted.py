@@ -104,7 +104,7 @@ def read_regular(path: str | os.PathLike[str], *, what: str, max_bytes: int) -> 
         fd = os.open(os.fspath(path), _FLAGS)
     except OSError as exc:
         raise ArtifactError(f"cannot read {what} {os.fspath(path)}: {exc.strerror or exc}") from None
-    return _read_fd(fd, what=what, max_bytes=max_bytes, expected_size=None)
+    return _read_fd(fd, what=f"{what} {os.fspath(path)}", max_bytes=max_bytes, expected_size=None)
 
 
 def _refusal(what: str, relative: str, exc: OSError) -> ArtifactError:

@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from oobleck import _types
@@ -83,20 +82,32 @@ def _using_lm(args: argparse.Namespace) -> Iterator[None]:
 
 
 
+def _lines(stream: TextIO, path: str) -> Iterator[str]:
+    try:
+        yield from stream
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
 def _read_jsonl(path: str, *, inputs: Sequence[str] | None = None) -> list[Any]:
     from oobleck.example import Example
 
     stream: TextIO
     with contextlib.ExitStack() as stack:
-        stream = sys.stdin if path == "-" else stack.enter_context(open(path, encoding="utf-8"))
+        try:
+            stream = sys.stdin if path == "-" else stack.enter_context(open(path, encoding="utf-8"))
+        except OSError as exc:
+            raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
         rows: list[Any] = []
-        for n, line in enumerate(stream, 1):
+        for n, line in enumerate(_lines(stream, path), 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise CLIError(f"{path}:{n}: not a JSON object ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:  # e.g. an integer of thousands of digits
+                raise CLIError(f"{path}:{n}: not a usable JSON object ({type(exc).__name__}: {str(exc)[:100]})") from None
             if not isinstance(row, dict):
                 raise CLIError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
             if inputs is not None:
@@ -135,7 +146,7 @@ def _option(text: str) -> tuple[str, Any]:
         raise CLIError(f"optimizer option {text!r} must look like name=value")
     try:
         return key, json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return key, raw
 
 
@@ -165,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             inputs = json.loads(args.inputs_json)
         except json.JSONDecodeError as exc:
             raise CLIError(f"the inputs are not JSON: {exc.msg}") from None
+        except (ValueError, RecursionError) as exc:
+            raise CLIError(f"the inputs are not usable JSON: {type(exc).__name__}: {str(exc)[:100]}") from None
         if not isinstance(inputs, dict):
             raise CLIError('the inputs must be a JSON object, like {"question": "..."}')
         rows = [inputs]
@@ -193,7 +206,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for name in names:
         if name not in art.predictors:
             raise CLIError(f"no predictor {name!r}; the artifact has {list(art.predictors)}")
-    inputs = json.loads(args.inputs) if args.inputs else None
+    try:
+        inputs = json.loads(args.inputs) if args.inputs else None
+    except (ValueError, RecursionError) as exc:
+        raise CLIError(f"--inputs is not a JSON object: {type(exc).__name__}: {str(exc)[:100]}") from None
     if args.json:
         data = {
             "artifact": args.artifact,
@@ -260,13 +276,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
     """Show the instructions, demos and settings that differ between two artifacts."""
     from oobleck.artifact import _schema as schema
     from oobleck.artifact._diff import diff_docs, format_changes
+    from oobleck.artifact._untrusted import read_regular
 
     docs = []
     for path in (args.before, args.after):
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise CLIError(f"cannot read {path}: {exc.strerror}") from None
+        raw = read_regular(path, what="artifact", max_bytes=schema.MAX_BYTES)  # no FIFO, device or huge file
         docs.append(schema.validate(schema.parse_text(raw, source=path), source=path))
     changes = diff_docs(docs[0], docs[1])
     if args.json:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from oobleck._packaged import packaged_path
-from oobleck.errors import ConfigError
+from oobleck.errors import ConfigError, LMResponseError
 from oobleck.lm import _compat
 from oobleck.lm.base import BaseLM, Capabilities
 from oobleck.lm.types import LMRequest, LMResponse
@@ -187,7 +187,11 @@ class LocalLM(BaseLM):
         params.pop("model")
         if "seed" not in params:
             params["seed"] = request_seed(request)
-        result = self.server().handle_chat_completions(params)
+        server = self.server()
+        try:
+            result = server.handle_chat_completions(params)
+        except Exception as exc:  # noqa: BLE001 - llama.cpp's own errors, translated at this edge
+            raise LMResponseError(f"llama.cpp failed on this request: {type(exc).__name__}: {exc}") from exc
         return _compat.from_dict(result)
 
     def close(self) -> None:

@@ -135,8 +135,8 @@ class OpenAILM(BaseLM):
         for attempt in range(self.max_retries + 1):
             started = time.perf_counter()
             try:
-                with self._slots:
-                    raw = self._attempt(params, started + self.timeout)
+                with self._slots:  # the deadline starts once a slot is ours, not while queueing
+                    raw = self._attempt(params, time.perf_counter() + self.timeout)
                 return self._finish(raw, attempt, started)
             except Exception as exc:
                 delay = self._after_failure(exc, attempt)
@@ -173,7 +173,7 @@ class OpenAILM(BaseLM):
             started = time.perf_counter()
             try:
                 async with slots:
-                    raw = await asyncio.wait_for(self._aattempt(params, started + self.timeout), self.timeout)
+                    raw = await asyncio.wait_for(self._aattempt(params, time.perf_counter() + self.timeout), self.timeout)
                 return self._finish(raw, attempt, started)
             except TimeoutError:
                 delay = self._after_failure(LMTimeoutError(f"no complete answer from {self.client.base_url} within timeout={self.timeout}s; raise timeout= or check the server"), attempt)

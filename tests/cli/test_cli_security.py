@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from oobleck import LMRequest, Message, Predict
 from oobleck.cli import main
 from oobleck.cli._commands import _lm_from
@@ -40,3 +42,27 @@ def test_cli_refuses_a_model_the_artifact_names_unless_allowed(tmp_path, capsys)
     (tmp_path / "knn.json").write_text(text)
     status = main(["run", str(tmp_path / "knn.json"), '{"text": "a"}', "--lm", "openai:m", "--base-url", "http://127.0.0.1:9/v1"])
     assert status == 1 and "allow_models" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "{art}", "notjson"],
+        ["run", "{art}", '{{"q": ' + "1" * 5000 + "}}"],
+        ["run", "{art}", "[" * 100_000],
+        ["run", "{dir}/missing.json", "{{}}"],
+        ["run", "{art}", "--jsonl", "{dir}/missing.jsonl"],
+        ["run", "{art}", "--jsonl", "{dir}/bad.jsonl"],
+        ["inspect", "/dev/zero"],
+        ["diff", "/dev/zero", "{art}"],
+        ["inspect", "{art}", "--inputs", "notjson"],
+        ["serve", "{art}", "--port", "99999"],
+    ],
+)
+def test_cli_mistakes_are_one_line_errors(tmp_path, capsys, argv):
+    Predict("q -> a").save(tmp_path / "p.json")
+    (tmp_path / "bad.jsonl").write_bytes(b'{"q": 1}\n\xff\xfe not utf-8\n')
+    args = [a.format(art=tmp_path / "p.json", dir=tmp_path) for a in argv]
+    status = main([*args, "--lm", "openai:m", "--base-url", "http://127.0.0.1:9/v1"] if args[0] in ("run", "serve") else args)
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith(f"oobleck {args[0]}: error: ") and "Traceback" not in err

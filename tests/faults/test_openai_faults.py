@@ -8,6 +8,7 @@ import logging
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from oobleck import (
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
 
-from scripted_server import ScriptedServer, completion, hang_up, reply, silence, trickle
+from scripted_server import ScriptedServer, completion, delayed, hang_up, reply, silence, trickle
 
 REQ = LMRequest(messages=(Message(role="user", content="hi"),))
 SECRET = "sk-test-secret-abcdef123456"
@@ -216,3 +217,13 @@ def test_keys_never_reach_logs_errors_or_identity(scripted, caplog):
     assert SECRET not in str(info.value) and SECRET not in caplog.text
     assert SECRET not in json.dumps(lm.identity) and SECRET not in repr(lm) and SECRET not in json.dumps(lm.settings)
     assert f"Bearer {SECRET}".encode() in server.seen[0].request  # it did go where it belongs
+
+
+def test_waiting_for_a_concurrency_slot_does_not_eat_the_deadline(scripted):
+    # One slot, two callers, each answer takes 0.4 s: the second waits 0.4 s for the slot and
+    # still gets its full 0.7 s once it sends.
+    server = scripted(delayed(0.4, completion("slow but fine")))
+    lm = lm_for(server, timeout=0.7, max_retries=0, max_concurrency=1)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: lm.complete(REQ).text, range(2)))
+    assert results == ["slow but fine"] * 2 and len(server.seen) == 2
