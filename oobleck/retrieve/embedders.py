@@ -170,9 +170,12 @@ class TransformersEmbedder:
         import torch
 
         tokenizer, model = self._load()
+        # Batches of similar length pad less (a batch pads to its longest text); rows go back
+        # to the caller's order at the end.
+        order = sorted(range(len(texts)), key=lambda i: len(str(texts[i])))
         rows = []
         for start in range(0, len(texts), self.batch_size):
-            batch = [str(t) for t in texts[start : start + self.batch_size]]
+            batch = [str(texts[i]) for i in order[start : start + self.batch_size]]
             enc = tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
             with torch.no_grad():
                 hidden = model(**enc).last_hidden_state
@@ -181,7 +184,9 @@ class TransformersEmbedder:
             rows.append(pooled.float().cpu().numpy())
         if not rows:
             return np.zeros((0, 0), dtype=np.float32)
-        return _normalise(np.concatenate(rows, axis=0))
+        out = np.empty((len(texts), rows[0].shape[1]), dtype=np.float32)
+        out[order] = np.concatenate(rows, axis=0)
+        return _normalise(out)
 
     def config(self) -> dict[str, Any]:
         """``{"type": "transformers", "model_path": ..., ...}`` (None: the default MiniLM)."""

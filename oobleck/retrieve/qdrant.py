@@ -96,11 +96,15 @@ class QdrantRetriever:
         embedder: Embedder | None = None,
         batch_size: int = 256,
         show_progress: bool = True,
+        vectors: Any = None,
         **connection: Any,
     ) -> QdrantRetriever:
-        """Create the collection (replacing one of that name) and upload ``corpus`` to it."""
+        """Create the collection (replacing one of that name) and upload ``corpus`` to it.
+
+        ``vectors`` (one row per document, from ``embedder``) skips embedding; see :meth:`add`.
+        """
         retriever = cls(collection, embedder=embedder, **connection)
-        retriever.add(corpus, batch_size=batch_size, show_progress=show_progress, recreate=True)
+        retriever.add(corpus, batch_size=batch_size, show_progress=show_progress, recreate=True, vectors=vectors)
         return retriever
 
     def add(
@@ -110,20 +114,35 @@ class QdrantRetriever:
         batch_size: int = 256,
         show_progress: bool = True,
         recreate: bool = False,
+        vectors: Any = None,
     ) -> None:
         """Embed ``corpus`` and upload it, creating the collection (cosine distance) when missing.
 
         Point ids are the documents' positions; the corpus ids go in the ``id`` payload.
+
+        Args:
+            vectors: the documents' vectors, already computed by this retriever's embedder
+                (e.g. ``VectorIndex.vectors``); default: embed them here.
+
+        Raises:
+            ConfigError: ``vectors`` that are not one row per document.
         """
         import numpy as np
         from qdrant_client import models
 
         docs = Documents.from_corpus(corpus)
         texts = docs.indexed_texts()
+        given = None if vectors is None else np.asarray(vectors, dtype=np.float32)
+        if given is not None and (given.ndim != 2 or given.shape[0] != len(docs)):
+            raise ConfigError(f"vectors must have one row per document ({len(docs)}), got shape {given.shape}")
+        batch_size = max(1, batch_size)
         progress = _progress.bar(len(texts), f"uploading to qdrant:{self.collection}", enabled=show_progress)
         try:
-            for start in range(0, len(texts), max(1, batch_size)):
-                vectors = np.asarray(self.embedder.embed(texts[start : start + batch_size]), dtype=np.float32)
+            for start in range(0, len(texts), batch_size):
+                if given is not None:
+                    vectors = given[start : start + batch_size]
+                else:
+                    vectors = np.asarray(self.embedder.embed(texts[start : start + batch_size]), dtype=np.float32)
                 if start == 0:
                     self._ensure_collection(int(vectors.shape[1]), recreate=recreate)
                 points = [

@@ -167,6 +167,10 @@ def test_qdrant_local_mode_matches_the_numpy_index(vectors):
         assert [p.score for p in g] == pytest.approx([p.score for p in e], abs=1e-5)
         assert [(p.title, p.text) for p in g] == [(p.title, p.text) for p in e]
     assert "url" not in json.dumps(qdrant.config())
+    again = QdrantRetriever.from_corpus(corpus(), "tiny2", embedder=vectors.embedder, vectors=vectors.vectors, show_progress=False)
+    assert [[p for p in r if p.score > 1e-6] for r in again.search(queries, k=4)] == got
+    with pytest.raises(ConfigError, match="one row per document"):
+        QdrantRetriever.from_corpus(corpus(), "bad", vectors=vectors.vectors[:3], show_progress=False)
 
 
 def test_qdrant_on_disk_and_by_client(tmp_path, vectors):
