@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import oobleck
-from oobleck import Cache, CachedLM, Example, LocalLM
+from oobleck import Cache, CachedLM, Example, JSONAdapter, LocalLM
 from oobleck.evaluate import evaluate
 from oobleck.metrics import TitleRecall, exact_match, f1
 from oobleck.modules.multihop import MultiHop
@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"index: {len(corpus)} passages, saved to {index_dir}/")
 
     # 2. The program, zero-shot.
-    lm = CachedLM(LocalLM(temperature=0, max_tokens=48), cache=Cache(args.cache))
-    program = MultiHop(index, hops=2, k=2, lm=lm)
+    lm = CachedLM(LocalLM(temperature=0, max_tokens=64), cache=Cache(args.cache))
+    # JSON (a grammar on the embedded model) and one repair retry: a 135M model's replies parse.
+    program = MultiHop(index, hops=2, k=2, lm=lm, adapter=JSONAdapter(), max_retries=1)
     recall = TitleRecall(gold_field="titles")
     zero = evaluate(program, dev, exact_match, progress=False, max_errors=None)
     zero_recall = evaluate(program, dev, recall, progress=False, max_errors=None)
@@ -79,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     loaded = oobleck.load(out, lm=lm)
     after = evaluate(loaded.program, dev, exact_match, progress=False, max_errors=None)
     print(f"compiled (loaded from {out.name}): exact match {after.score:.1f}%")
-    with oobleck.trace() as t:
-        pred = loaded(question=dev[0].question)
     print(f"\n{dev[0].question}")
+    with oobleck.trace() as t:
+        try:
+            pred = loaded(question=dev[0].question)
+        except oobleck.ParseError as exc:  # a tiny model sometimes still writes no valid reply
+            pred = oobleck.Prediction(answer=f"(no answer: {exc.reason})")
     for entry in t.entries:
         if type(entry.predictor).__name__ == "Retrieve":
             found = ", ".join(p.title for p in entry.outputs["passages"]) if entry.outputs else ""

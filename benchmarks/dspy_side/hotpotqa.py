@@ -5,13 +5,14 @@ SmolLM2-135M-Instruct (oobleck's LocalLM over HTTP) and MiniLM query embeddings 
 
     /work/.venv-dspy/bin/python benchmarks/dspy_side/hotpotqa.py --data /work/shared/data/hotpotqa \
         --base-url http://127.0.0.1:PORT/v1 --embed-url http://127.0.0.1:PORT2/embed \
-        --vectors corpus_vectors.npy [--dev 12 --train 8 --k 2 --hops 2 --demos 1 --max-tokens 32 --threads 2]
+        --vectors corpus_vectors.npy [--dev 12 --train 8 --k 2 --hops 2 --demos 1 --max-tokens 48 --threads 2]
 
 Retriever: ``dspy.retrievers.Embeddings`` over the corpus as ``"title | text"`` strings, with a
 callable embedder that returns the parent's precomputed MiniLM vectors for corpus texts (the
 same vectors oobleck's VectorIndex searches) and asks the parent's MiniLM for anything else
 (the queries). Programs: the RAG and SimplifiedBaleen modules of DSPy's tutorials, with their
-signatures, using dspy.Predict instead of dspy.ChainOfThought (as on the oobleck side).
+signatures, using dspy.Predict instead of dspy.ChainOfThought (as on the oobleck side), and
+dspy.JSONAdapter (structured output, as oobleck's JSONAdapter on the other side).
 Compiling: dspy.BootstrapFewShot(max_bootstrapped_demos=D, max_labeled_demos=D), metric answer
 token-F1 >= 0.5. Scores: SQuAD-normalised EM and F1 (the same code as oobleck.metrics),
 recall of both gold titles among the passages read. Counting: DSPy's caches are off and the LM
@@ -217,7 +218,7 @@ def main():
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--hops", type=int, default=2)
     ap.add_argument("--demos", type=int, default=1)
-    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
 
@@ -235,7 +236,7 @@ def main():
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     lm = dspy.LM(f"openai/{a.model}", api_base=a.base_url, api_key="none", temperature=0, max_tokens=a.max_tokens, cache=False)
-    dspy.configure(lm=lm)
+    dspy.configure(lm=lm, adapter=dspy.JSONAdapter())
 
     out = {"framework": "dspy", "version": dspy.__version__, "retriever_build_s_with_precomputed_vectors": round(build_s, 2)}
     builders = {"rag": lambda: RAG(search), "multihop": lambda: SimplifiedBaleen(search, a.hops)}

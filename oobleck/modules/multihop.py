@@ -30,7 +30,8 @@ QUERY_INSTRUCTIONS = "Write a simple search query that will help answer the ques
 
 def query_signature(answer: Signature, instructions: str = QUERY_INSTRUCTIONS) -> Signature:
     """``context, <the answer step's other inputs> -> query``."""
-    sig = answer.append("query", "output", desc="a few keywords to search for")
+    # No description on "query": small models copy a description instead of writing a query.
+    sig = answer.append("query", "output")
     for name in list(answer.output_fields):
         sig = sig.delete(name)
     return sig.with_updated_field("context", desc="numbered passages found so far").with_instructions(instructions)
