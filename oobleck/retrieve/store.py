@@ -80,15 +80,17 @@ def read_documents(files: SideFiles, name: Any) -> Documents:
     return Documents.from_bytes(files.read(name))
 
 
-def saved_embedder(config: Any, given: Embedder | None = None) -> Embedder:
+def saved_embedder(config: Any, given: Embedder | None = None, files: SideFiles | None = None) -> Embedder:
     """The embedder for a saved index: ``given`` if passed, else one rebuilt from ``config``.
 
     Only embedders oobleck bundles are rebuilt from a file: ``HashingEmbedder`` and the packaged
-    MiniLM (``TransformersEmbedder`` without a model path). A file naming any other model gets
-    a ConfigError asking the caller to pass the embedder, so a file never picks a model to load.
+    MiniLM (``TransformersEmbedder`` without a model path), plus a model folder the user allowed
+    when loading an artifact (``oobleck.load(..., allow_models=[folder])``, checked by
+    ``files``). A file naming any other model gets an UnboundRetrieverError asking the caller to
+    pass the embedder, so a file never picks a model to load.
 
     Raises:
-        ConfigError: a config that is not a bundled embedder, and no ``given``.
+        ConfigError: a config that is not a bundled or allowed embedder, and no ``given``.
     """
     from oobleck.retrieve.embedders import embedder_from_config
 
@@ -96,7 +98,17 @@ def saved_embedder(config: Any, given: Embedder | None = None) -> Embedder:
         return given
     if not isinstance(config, Mapping):
         raise ConfigError(f"a saved embedder config must be a mapping, got {config!r:.100}")
+    config = dict(config)
     kind = config.get("type")
+    if kind == "transformers" and config.get("model_path") is not None and files is not None:
+        try:
+            config["model_path"] = files.allowed_model(config["model_path"], what="the retriever's embedder")
+        except ArtifactError as exc:
+            raise UnboundRetrieverError(
+                f"{exc}; or pass the embedder yourself (load_index(path, embedder=...)) or set the Retrieve "
+                "module's retriever after loading"
+            ) from None
+        return embedder_from_config({k: v for k, v in config.items() if k in ("type", "batch_size", "max_length", "model_path")})
     bundled = (kind == "hashing" and isinstance(config.get("dim"), int) and 0 < config["dim"] <= MAX_HASHING_DIM) or (
         kind == "transformers" and config.get("model_path") is None
     )
@@ -135,7 +147,7 @@ def restore_retriever(state: Any, files: SideFiles, *, embedder: Embedder | None
     kind = state.get("type")
     try:
         if kind == VectorIndex.kind:
-            return VectorIndex.restore(state, files, embedder=saved_embedder(state.get("embedder"), embedder))
+            return VectorIndex.restore(state, files, embedder=saved_embedder(state.get("embedder"), embedder, files))
         if kind == BM25Index.kind:
             return BM25Index.restore(state, files)
         if kind == HybridRetriever.kind:

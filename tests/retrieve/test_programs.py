@@ -298,10 +298,17 @@ def test_a_saved_program_never_loads_an_embedder_model_named_by_the_file(tmp_pat
     blob = json.dumps(doc)
     blob = blob.replace('"type": "hashing"', '"type": "transformers", "model_path": "/tmp/evil-model"', 1)
     (tmp_path / "rag.json").write_text(blob)
-    with pytest.warns(UserWarning, match="not one oobleck bundles"):
+    with pytest.warns(UserWarning, match="neither bundled with oobleck nor allowed"):
         art = oobleck.load(tmp_path / "rag.json")
-    with pytest.raises(ConfigError, match="not one oobleck bundles"):
+    with pytest.raises(ConfigError, match="neither bundled with oobleck nor allowed"):
         art(question="capital of Nepal")
+    # an artifact may name a model folder only when the user allows it
+    blob = blob.replace('"/tmp/evil-model"', json.dumps(str(tmp_path / "model")))
+    (tmp_path / "rag.json").write_text(blob)
+    with pytest.warns(UserWarning, match="allow_models"):
+        oobleck.load(tmp_path / "rag.json")
+    allowed = oobleck.load(tmp_path / "rag.json", allow_models=[tmp_path / "model"])
+    assert allowed.program.retrieve.retriever.embedder.model_path == str((tmp_path / "model").resolve())
 
 
 def test_labelled_demos_go_only_to_the_steps_a_row_labels(index):
