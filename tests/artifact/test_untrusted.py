@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,23 +16,11 @@ from oobleck.artifact._untrusted import ModelPolicy, read_inside, read_regular
 from oobleck.modules.knn import KNNFewShot
 from oobleck.retrieve.embedders import HashingEmbedder
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
+
+from watchdog import within  # noqa: E402
+
 ROWS = [Example(text=t, label=lab).with_inputs("text") for t, lab in [("great movie", "pos"), ("awful film", "neg"), ("fine fun", "pos")]]
-
-
-def finishes(fn, seconds: float = 10.0):
-    """Run ``fn`` in a thread; return (finished, result-or-exception)."""
-    box: list = []
-
-    def run():
-        try:
-            box.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            box.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    return (not t.is_alive()), (box[0] if box else None)
 
 
 @pytest.fixture
@@ -96,21 +84,21 @@ def test_fifo_side_file_and_fifo_artifact_never_block(knn_artifact, tmp_path):
     side = next(tmp_path.glob("knn.*.npy"))
     side.unlink()
     os.mkfifo(side)
-    done, result = finishes(lambda: load(knn_artifact))
+    done, result = within(10.0, lambda: load(knn_artifact))
     assert done and isinstance(result, ArtifactError) and "regular file" in str(result)
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
-    done, result = finishes(lambda: load(fifo))
+    done, result = within(10.0, lambda: load(fifo))
     assert done and isinstance(result, ArtifactError)
 
 
 def test_devices_and_oversized_sparse_files_are_refused_before_reading(tmp_path):
-    done, result = finishes(lambda: load("/dev/zero"))
+    done, result = within(10.0, lambda: load("/dev/zero"))
     assert done and isinstance(result, ArtifactError) and "regular file" in str(result)
     sparse = tmp_path / "huge.json"
     with open(sparse, "wb") as fh:
         fh.truncate(300 * 1024 * 1024)  # 300 MB of nothing, no disk used
-    done, result = finishes(lambda: load(sparse))
+    done, result = within(10.0, lambda: load(sparse))
     assert done and isinstance(result, ArtifactError) and "limit" in str(result)
     with pytest.raises(ArtifactError, match="limit"):
         read_regular(sparse, what="index", max_bytes=1024)
