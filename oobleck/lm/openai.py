@@ -67,6 +67,9 @@ class OpenAILM(BaseLM):
         max_backoff: the longest wait between attempts, Retry-After included.
         max_concurrency: calls in flight at once, across every thread using this LM.
         capabilities: override what the server is assumed to support.
+        deadline: the most seconds one call may take, every attempt and every wait between
+            attempts included (None: ``max_retries + 1`` attempts of ``timeout`` each, plus
+            backoff). A retry that could not finish in time is not started.
         **defaults: decoding defaults sent with every call (temperature, max_tokens, ...).
 
     Example:
@@ -88,6 +91,7 @@ class OpenAILM(BaseLM):
         max_backoff: float = 30.0,
         max_concurrency: int = 8,
         capabilities: Capabilities | None = None,
+        deadline: float | None = None,
         **defaults: Any,
     ) -> None:
         openai = _sdk()
@@ -107,6 +111,7 @@ class OpenAILM(BaseLM):
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.max_concurrency = max_concurrency
+        self.deadline = deadline
         self.defaults = defaults
         self.capabilities = capabilities or Capabilities(json_schema=True, logprobs=True, n=True)
         self._slots = threading.BoundedSemaphore(max_concurrency)
@@ -132,14 +137,15 @@ class OpenAILM(BaseLM):
     def complete(self, request: LMRequest) -> LMResponse:
         """Send ``request``, retrying retryable failures; raises an LMError subclass."""
         params = self._params(request)
+        end = self._end()
         for attempt in range(self.max_retries + 1):
             started = time.perf_counter()
             try:
-                with self._slots:  # the deadline starts once a slot is ours, not while queueing
-                    raw = self._attempt(params, time.perf_counter() + self.timeout)
+                with self._slots:  # the timeout starts once a slot is ours, not while queueing
+                    raw = self._attempt(params, min(time.perf_counter() + self.timeout, end))
                 return self._finish(raw, attempt, started)
             except Exception as exc:
-                delay = self._after_failure(exc, attempt)
+                delay = self._after_failure(exc, attempt, end)
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -153,11 +159,15 @@ class OpenAILM(BaseLM):
                 self._check_progress(len(body), deadline)
         return _decode(bytes(body))
 
+    def _end(self) -> float:
+        return time.perf_counter() + self.deadline if self.deadline is not None else math.inf
+
     def _check_progress(self, size: int, deadline: float) -> None:
         if time.perf_counter() > deadline:
             raise LMTimeoutError(
-                f"the answer from {self.client.base_url} took longer than timeout={self.timeout}s to arrive "
-                "(the server sends it too slowly); raise timeout= or check the server"
+                f"the answer from {self.client.base_url} did not arrive in time (timeout={self.timeout}s per "
+                f"attempt, deadline={self.deadline}s per call; the server sends it too slowly); raise them "
+                "or check the server"
             )
         if size > MAX_RESPONSE_BYTES:
             raise LMResponseError(f"the answer from {self.client.base_url} is larger than {MAX_RESPONSE_BYTES} bytes")
@@ -169,16 +179,22 @@ class OpenAILM(BaseLM):
         params = self._params(request)
         loop_id = id(asyncio.get_running_loop())
         slots = self._async_slots.setdefault(loop_id, asyncio.Semaphore(self.max_concurrency))
+        end = self._end()
         for attempt in range(self.max_retries + 1):
             started = time.perf_counter()
             try:
                 async with slots:
-                    raw = await asyncio.wait_for(self._aattempt(params, time.perf_counter() + self.timeout), self.timeout)
+                    limit = min(time.perf_counter() + self.timeout, end)
+                    raw = await asyncio.wait_for(self._aattempt(params, limit), max(0.0, limit - time.perf_counter()))
                 return self._finish(raw, attempt, started)
             except TimeoutError:
-                delay = self._after_failure(LMTimeoutError(f"no complete answer from {self.client.base_url} within timeout={self.timeout}s; raise timeout= or check the server"), attempt)
+                timeout = LMTimeoutError(
+                    f"no complete answer from {self.client.base_url} in time (timeout={self.timeout}s, "
+                    f"deadline={self.deadline}s); raise them or check the server"
+                )
+                delay = self._after_failure(timeout, attempt, end)
             except Exception as exc:
-                delay = self._after_failure(exc, attempt)
+                delay = self._after_failure(exc, attempt, end)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -209,12 +225,14 @@ class OpenAILM(BaseLM):
         )
         return response.model_copy(update={"usage": usage})
 
-    def _after_failure(self, exc: Exception, attempt: int) -> float:
+    def _after_failure(self, exc: Exception, attempt: int, end: float = math.inf) -> float:
         """The wait before the next attempt; raises the translated error when none is left."""
         error = self._translate(exc)
         if not error.retryable or attempt == self.max_retries:
             raise self._final(error, attempt) from exc
         delay = self._delay(error, attempt)
+        if time.perf_counter() + delay >= end:
+            raise self._final(error, attempt, f"; the call's deadline={self.deadline}s allows no retry") from exc
         log.warning("LM call failed (%s); retry %d/%d in %.2fs", error, attempt + 1, self.max_retries, delay)
         return delay
 
@@ -224,10 +242,10 @@ class OpenAILM(BaseLM):
         base = min(self.max_backoff, self.backoff * (2**attempt))
         return base * (0.5 + 0.5 * self._jitter.random())
 
-    def _final(self, error: LMError, attempt: int) -> LMError:
+    def _final(self, error: LMError, attempt: int, why: str = "") -> LMError:
         error.attempts = attempt + 1
-        if attempt:
-            error.args = (f"{error.args[0]} (after {attempt + 1} attempts)",)
+        if attempt or why:
+            error.args = (f"{error.args[0]} (after {attempt + 1} attempts{why})",)
         return error
 
     def _scrub(self, text: str) -> str:

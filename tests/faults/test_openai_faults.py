@@ -227,3 +227,15 @@ def test_waiting_for_a_concurrency_slot_does_not_eat_the_deadline(scripted):
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: lm.complete(REQ).text, range(2)))
     assert results == ["slow but fine"] * 2 and len(server.seen) == 2
+
+
+def test_a_call_deadline_bounds_every_attempt_and_wait(scripted):
+    # Each attempt alone may take 0.5 s, and 5 retries are allowed, but the call has 1.0 s in all.
+    server = scripted(trickle(completion("z" * 60), every=0.05))
+    lm = lm_for(server, timeout=0.5, max_retries=5, deadline=1.0)
+    with pytest.raises(LMTimeoutError, match="deadline") as info:
+        lm.complete(REQ)
+    # 0.5 s, then the 0.5 s left: two attempts, not six (one if the machine is very slow).
+    assert 1 <= len(server.seen) <= 2 and "deadline=1.0" in str(info.value)
+    with pytest.raises(LMTimeoutError):
+        asyncio.run(lm_for(server, timeout=0.5, max_retries=5, deadline=1.0).acomplete(REQ))
