@@ -169,6 +169,8 @@ class InstructionProposer:
         history_size: tried instructions shown (the best ones, worst first).
         summary_rows: rows the data summary is written from.
         temperature: sampling temperature of proposals.
+        max_tokens: the longest answer of a proposal, reflection or data summary (an
+            instruction is a sentence or two; small models ramble past that).
     """
 
     def __init__(
@@ -180,6 +182,7 @@ class InstructionProposer:
         history_size: int = 8,
         summary_rows: int = 8,
         temperature: float = 1.0,
+        max_tokens: int = 100,
     ) -> None:
         if max_chars < 20:
             raise ConfigError(f"max_chars must be at least 20, got {max_chars}")
@@ -189,6 +192,7 @@ class InstructionProposer:
         self.history_size = history_size
         self.summary_rows = summary_rows
         self.temperature = temperature
+        self.max_tokens = max_tokens
 
     def settings(self) -> dict[str, Any]:
         """JSON data for provenance (the LM by identity only)."""
@@ -200,6 +204,7 @@ class InstructionProposer:
             "history_size": self.history_size,
             "summary_rows": self.summary_rows,
             "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
         }
 
     def _lm(self, program: Module) -> LM:
@@ -221,7 +226,7 @@ class InstructionProposer:
         rows = list(trainset)
         random.Random(f"oobleck-summary:{seed}").shuffle(rows)
         sample = "\n\n".join(format_row(r.to_dict(), max_chars=200) for r in rows[: self.summary_rows])
-        step = Predict(SummarizeData, lm=self._lm(program), temperature=0.0, max_tokens=160)
+        step = Predict(SummarizeData, lm=self._lm(program), temperature=0.0, max_tokens=self.max_tokens)
         out = charged(lambda: step(rows=sample))
         return " ".join(str(out.summary).split())[:600]
 
@@ -258,7 +263,7 @@ class InstructionProposer:
         scored = [(i, s) for i, s in history if s is not None]
         best = sorted(scored, key=lambda x: x[1])[-self.history_size :]
         tried = "\n".join(f"{s:.1f}: {i}" for i, s in best) or "(none yet)"
-        step = Predict(ProposeInstruction, lm=self._lm(program), temperature=self.temperature, max_tokens=200)
+        step = Predict(ProposeInstruction, lm=self._lm(program), temperature=self.temperature, max_tokens=self.max_tokens)
         kwargs = {
             "dataset": summary or "(no summary)",
             "program": describe_program(program, name),
@@ -281,7 +286,7 @@ class InstructionProposer:
         """
         predictor = dict(program.named_predictors())[name]
         examples = "\n\n".join(format_row(r) for r in records) or "(none)"
-        step = Predict(ReflectInstruction, lm=self._lm(program), temperature=self.temperature, max_tokens=200)
+        step = Predict(ReflectInstruction, lm=self._lm(program), temperature=self.temperature, max_tokens=self.max_tokens)
         kwargs = {
             "program": describe_program(program, name),
             "current_instruction": predictor.instructions,

@@ -116,7 +116,7 @@ def paired_interval(a: Sequence[float], b: Sequence[float], *, confidence: float
 
     Example:
         >>> str(paired_interval([1, 1, 1, 0], [0, 1, 0, 0]))
-        '+50.0 points (95% interval -41.8 to +141.8, 4 paired rows)'
+        '+50.0 points (95% interval -41.8 to +100.0, 4 paired rows)'
     """
     if len(a) != len(b):
         raise ConfigError(f"paired scores need the same rows: {len(a)} vs {len(b)}")
@@ -125,11 +125,13 @@ def paired_interval(a: Sequence[float], b: Sequence[float], *, confidence: float
     diffs = [100.0 * (float(x) - float(y)) for x, y in zip(a, b)]
     n = len(diffs)
     mean = sum(diffs) / n
+    # Scores in 0..1 cannot differ by more than 100 points: the interval is cut there.
+    bound = 100.0 if all(0.0 <= float(v) <= 1.0 for v in (*a, *b)) else math.inf
     if n < 2:
-        return PairedInterval(mean, -math.inf, math.inf, n, confidence)
+        return PairedInterval(mean, -bound, bound, n, confidence)
     sd = statistics.stdev(diffs)
     half = t_quantile(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
-    return PairedInterval(mean, mean - half, mean + half, n, confidence)
+    return PairedInterval(mean, max(mean - half, -bound), min(mean + half, bound), n, confidence)
 
 
 def scalar_metric(metric: Callable[..., Any]) -> Callable[..., float]:

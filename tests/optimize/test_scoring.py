@@ -51,7 +51,9 @@ def test_interval_edge_cases() -> None:
     same = paired_interval([1, 0, 1], [1, 0, 1])
     assert (same.gain, same.low, same.high) == (0.0, 0.0, 0.0) and not same.significant
     one = paired_interval([1], [0])
-    assert one.gain == 100.0 and one.low == -math.inf
+    assert one.gain == 100.0 and (one.low, one.high) == (-100.0, 100.0)  # scores in 0..1: cut at +-100
+    assert paired_interval([5.0], [0.0]).low == -math.inf  # other scales are not cut
+    assert paired_interval([1, 1, 1, 0], [0, 1, 0, 0]).high == 100.0
     with pytest.raises(ConfigError, match="same rows"):
         paired_interval([1, 0], [1])
     with pytest.raises(ConfigError):
