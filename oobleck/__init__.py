@@ -43,7 +43,6 @@ if TYPE_CHECKING:
         export_messages,
         export_request,
         load,
-        register_module_type,
     )
     from oobleck.evaluate import EvaluationResult
     from oobleck.lm.local import LocalLM
@@ -125,7 +124,6 @@ __all__ = [
     "export_request",
     "load",
     "majority",
-    "register_module_type",
     "trace",
     "__version__",
 ]
@@ -157,7 +155,6 @@ _LAZY = {
     "export_messages": "oobleck.artifact",
     "export_request": "oobleck.artifact",
     "load": "oobleck.artifact",
-    "register_module_type": "oobleck.artifact",
 }
 
 

@@ -38,7 +38,7 @@ hostile structure) raises :class:`~oobleck.errors.ArtifactError` saying what is 
 
 from oobleck.artifact._export import export_messages, export_request
 from oobleck.artifact._files import SideFiles
-from oobleck.artifact._graph import FrozenModule, register_module_type
+from oobleck.artifact._graph import FrozenModule
 from oobleck.artifact._load import Artifact, ArtifactWarning, load, loads
 from oobleck.artifact._save import save, to_dict
 from oobleck.artifact._schema import SCHEMA_VERSION
@@ -53,7 +53,6 @@ __all__ = [
     "export_request",
     "load",
     "loads",
-    "register_module_type",
     "save",
     "to_dict",
 ]

@@ -21,7 +21,9 @@ class Change:
         predictor: the predictor it concerns (None for the whole artifact).
         kind: ``added``, ``removed``, ``instructions``, ``demo_added``, ``demo_removed``,
             ``demos_reordered``, ``signature``, ``adapter``, ``config``, ``max_retries``,
-            ``lm``, ``mode``, ``soft_prompt``, ``program``, ``provenance``.
+            ``lm``, ``mode``, ``soft_prompt``, ``extra`` (other saved predictor state),
+            ``program`` (the module graph and the modules' saved state), ``file`` (a side file
+            added, removed or with other content), ``provenance``.
         before: the old value (JSON data, None when added).
         after: the new value (None when removed).
     """
@@ -65,6 +67,21 @@ def _predictor_changes(name: str, a: PredictorRecord, b: PredictorRecord) -> lis
     soft_a, soft_b = _soft(extra_a.get("soft_prompt")), _soft(extra_b.get("soft_prompt"))
     if soft_a != soft_b:
         out.append(Change(name, "soft_prompt", soft_a, soft_b))
+    for key in sorted((set(extra_a) | set(extra_b)) - {"mode", "soft_prompt"}):
+        if _key(extra_a.get(key)) != _key(extra_b.get(key)):
+            out.append(Change(name, "extra", {key: extra_a.get(key)}, {key: extra_b.get(key)}))
+    return out
+
+
+def _file_changes(a: ArtifactDoc, b: ArtifactDoc) -> list[Change]:
+    """Side files by name: added, removed, or with other content (sha256 and size)."""
+    fa = {f.name: {"sha256": f.sha256[:16], "size": f.size} for f in a.files}
+    fb = {f.name: {"sha256": f.sha256[:16], "size": f.size} for f in b.files}
+    out: list[Change] = []
+    for name in sorted(set(fa) | set(fb)):
+        before, after = fa.get(name), fb.get(name)
+        if before != after:
+            out.append(Change(None, "file", {name: before}, {name: after}))
     return out
 
 
@@ -96,6 +113,7 @@ def diff_docs(a: ArtifactDoc, b: ArtifactDoc) -> list[Change]:
     ga, gb = a.model_dump(by_alias=True)["program"], b.model_dump(by_alias=True)["program"]
     if ga != gb:
         changes.append(Change(None, "program", ga, gb))
+    changes += _file_changes(a, b)
     for key in sorted(set(a.provenance) | set(b.provenance)):
         if a.provenance.get(key) != b.provenance.get(key):
             changes.append(Change(None, "provenance", {key: a.provenance.get(key)}, {key: b.provenance.get(key)}))

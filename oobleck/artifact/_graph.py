@@ -1,10 +1,11 @@
 """The program graph inside an artifact: which modules hold which predictors.
 
 Saving walks the program the way :meth:`Module.named_predictors` does and records every module
-on the way. Loading rebuilds modules whose type is built in (Predict, ChainOfThought) or was
-registered with :func:`register_module_type`; the import path of any other class is kept as
-text to read, never imported, and the module comes back as a :class:`FrozenModule` that holds
-the same predictors under the same names.
+on the way, with its type name (the class name) and import path. Loading rebuilds modules whose
+type is built in (ChainOfThought, RAG, ...) or passed in ``load(..., module_types={name: cls})``;
+the import path of any other class is kept as text to read, never imported, and the module
+comes back as a :class:`FrozenModule` that holds the same predictors under the same names.
+There is no process-wide registry: what a load may rebuild is what that call was given.
 
 Extension point: a module class may define ``dump_extra(self, files) -> dict`` (JSON state
 beyond its predictors, with binary parts written to ``files``, a
@@ -15,9 +16,8 @@ state on an instance rebuilt with its predictor attributes set but ``__init__`` 
 from __future__ import annotations
 
 import importlib
-import threading
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, overload
+from collections.abc import Mapping
+from typing import Any
 
 from oobleck.artifact._files import SideFiles
 from oobleck.artifact._schema import (
@@ -32,9 +32,7 @@ from oobleck.errors import ArtifactError
 from oobleck.module import Module
 from oobleck.predict import Predict
 
-__all__ = ["FrozenModule", "register_module_type"]
-
-M = TypeVar("M", bound=type)
+__all__ = ["FrozenModule"]
 
 # Module types oobleck itself ships; the import paths are code, never read from a file.
 _BUILTIN_TYPES: dict[str, tuple[str, str]] = {
@@ -45,68 +43,35 @@ _BUILTIN_TYPES: dict[str, tuple[str, str]] = {
     "RAG": ("oobleck.modules.rag", "RAG"),
     "Retrieve": ("oobleck.retrieve.module", "Retrieve"),
 }
-_REGISTRY: dict[str, type] = {}
-_LOCK = threading.Lock()
 
 
-@overload
-def register_module_type(cls: M, *, name: str | None = None) -> M: ...
-@overload
-def register_module_type(cls: None = None, *, name: str | None = None) -> Callable[[M], M]: ...
-def register_module_type(cls: Any = None, *, name: str | None = None) -> Any:
-    """Let artifacts rebuild modules of this class (use as a class decorator).
-
-    Only classes registered in the running process are rebuilt: a file names a type, never an
-    import path. The class should define ``dump_extra``/``load_extra`` if it keeps state
-    besides its predictors.
-
-    Args:
-        cls: a Module subclass.
-        name: the type name written into artifacts (default: the class name).
-
-    Raises:
-        ArtifactError: the name is already taken by another class.
-
-    Example:
-        >>> @register_module_type
-        ... class Vote(Module):
-        ...     def __init__(self, n=3):
-        ...         self.steps = [Predict("question -> answer") for _ in range(n)]
-    """
-
-    def apply(target: M) -> M:
-        if not (isinstance(target, type) and issubclass(target, Module)) or issubclass(target, Predict):
-            raise ArtifactError(f"register_module_type needs a Module subclass (not Predict), got {target!r}")
-        key = name or target.__name__
-        with _LOCK:
-            known = _REGISTRY.get(key)
-            if known is not None and known is not target:
-                raise ArtifactError(f"module type name {key!r} is already registered for {_class_path(known)}")
-            _REGISTRY[key] = target
-        return target
-
-    return apply(cls) if cls is not None else apply
-
-
-def type_name_of(cls: type) -> str | None:
-    """The artifact type name of a module class, or None for an unregistered user class."""
-    with _LOCK:
-        for key, known in _REGISTRY.items():
-            if known is cls:
-                return key
+def type_name_of(cls: type) -> str:
+    """The type name written for a module class: its built-in name, else its class name."""
     for key, (mod, attr) in _BUILTIN_TYPES.items():
         if cls.__module__ == mod and cls.__qualname__ == attr:
             return key
-    return None
+    return cls.__name__
 
 
-def resolve_type(name: str) -> type[Module] | None:
-    """The class for a type name from a file: registered or built in, else None."""
-    with _LOCK:
-        if name in _REGISTRY:
-            return _REGISTRY[name]  # type: ignore[return-value]
+def check_module_types(module_types: Mapping[str, Any] | None) -> dict[str, type[Module]]:
+    """Validate ``load(..., module_types=)``: type names to Module subclasses (not Predict)."""
+    checked: dict[str, type[Module]] = {}
+    for name, cls in (module_types or {}).items():
+        if not isinstance(name, str) or not (isinstance(cls, type) and issubclass(cls, Module)) or issubclass(cls, Predict):
+            raise ArtifactError(f"module_types maps type names to Module subclasses (not Predict); got {name!r}: {cls!r}")
+        checked[name] = cls
+    return checked
+
+
+def resolve_type(name: str, class_path: str, module_types: Mapping[str, type[Module]]) -> type[Module] | None:
+    """The class for a type name from a file: one passed in ``module_types``, or a built-in one
+    whose class path matches; else None (the module loads as a FrozenModule)."""
+    if name in module_types:
+        return module_types[name]
     if name in _BUILTIN_TYPES:
         mod, attr = _BUILTIN_TYPES[name]
+        if class_path != f"{mod}.{attr}":
+            return None  # a user class that happens to share a built-in name
         try:
             found = getattr(importlib.import_module(mod), attr, None)
         except ImportError:
@@ -240,10 +205,17 @@ class Dumper:
 class Builder:
     """Rebuilds a program from graph records around already-built predictors."""
 
-    def __init__(self, predictors: Mapping[str, Predict], files: SideFiles, source: str) -> None:
+    def __init__(
+        self,
+        predictors: Mapping[str, Predict],
+        files: SideFiles,
+        source: str,
+        module_types: Mapping[str, type[Module]] | None = None,
+    ) -> None:
         self.predictors = predictors
         self.files = files
         self.source = source
+        self.module_types = module_types or {}
 
     def node(self, record: Any, where: str) -> Any:
         if isinstance(record, PredictorNode):
@@ -263,7 +235,7 @@ class Builder:
     def _module(self, record: ModuleNode, where: str) -> Module:
         if record.type == "Predict":
             raise ArtifactError(f"{self.source}: {where} is a module of type 'Predict'; predictors are 'predictor' nodes")
-        cls = resolve_type(record.type) if record.type else None
+        cls = resolve_type(record.type, record.class_, self.module_types) if record.type else None
         obj: Module
         if cls is None:
             obj = FrozenModule(record.class_, record.type, record.extra)

@@ -13,7 +13,7 @@ from oobleck.adapters import adapter_from_name
 from oobleck.adapters.base import Adapter
 from oobleck.artifact import _schema as schema
 from oobleck.artifact._files import SideFiles
-from oobleck.artifact._graph import Builder, FrozenModule, apply_extras, call_load_extra
+from oobleck.artifact._graph import Builder, FrozenModule, apply_extras, call_load_extra, check_module_types
 from oobleck.artifact._save import save, to_dict
 from oobleck.artifact._untrusted import ModelPolicy, read_regular
 from oobleck.errors import ArtifactError, ConfigError, SignatureError
@@ -188,6 +188,7 @@ def load(
     lm: LM | None = None,
     strict: bool = False,
     adapters: Mapping[str, Adapter] | None = None,
+    module_types: Mapping[str, type[Module]] | None = None,
     allow_models: Sequence[str | os.PathLike[str]] = (),
 ) -> Artifact:
     """Load an artifact saved by :func:`save`.
@@ -207,6 +208,8 @@ def load(
         strict: raise instead of warning when a predictor renders differently than when saved
             (an edited file, or an adapter whose version changed).
         adapters: adapters by name, for artifacts that use an adapter oobleck does not ship.
+        module_types: your module classes by type name (the class name, as saved), so they are
+            rebuilt and run their ``forward``; any other module loads as a FrozenModule.
         allow_models: local model folders the artifact may name (e.g. a KNN embedder's
             ``model_path``); any other it names is an ArtifactError.
 
@@ -228,6 +231,7 @@ def load(
         lm=lm,
         strict=strict,
         adapters=adapters,
+        module_types=module_types,
         models=ModelPolicy.from_paths(allow_models),
     )
 
@@ -239,9 +243,13 @@ def loads(
     lm: LM | None = None,
     strict: bool = False,
     adapters: Mapping[str, Adapter] | None = None,
+    module_types: Mapping[str, type[Module]] | None = None,
     allow_models: Sequence[str | os.PathLike[str]] = (),
 ) -> Artifact:
-    """Load an artifact from its JSON text (artifacts with side files need :func:`load`)."""
+    """Load an artifact from its JSON text (artifacts with side files need :func:`load`).
+
+    Takes the same options as :func:`load`.
+    """
     data = schema.parse_text(text, source="artifact text")
     return _from_data(
         data,
@@ -251,6 +259,7 @@ def loads(
         lm=lm,
         strict=strict,
         adapters=adapters,
+        module_types=module_types,
         models=ModelPolicy.from_paths(allow_models),
     )
 
@@ -264,11 +273,13 @@ def _from_data(
     lm: LM | None,
     strict: bool,
     adapters: Mapping[str, Adapter] | None,
+    module_types: Mapping[str, type[Module]] | None,
     models: ModelPolicy,
 ) -> Artifact:
     if program is not None and not isinstance(program, Module):
         hint = f"; pass an instance: program={program.__name__}()" if isinstance(program, type) else ""
         raise ArtifactError(f"program must be an oobleck Module instance, got {program!r}{hint}")
+    types_ = check_module_types(module_types)
     doc = schema.validate(data, source=source)
     names = [r.name for r in doc.predictors]
     if len(set(names)) != len(names):
@@ -276,7 +287,7 @@ def _from_data(
     files = SideFiles.read_from(base_dir, doc.files, source=source, models=models)
     built = {r.name: build_predictor(r, files, source=source, strict=strict, adapters=adapters) for r in doc.predictors}
     if program is None:
-        program = Builder(built, files, source).node(doc.program, "program")
+        program = Builder(built, files, source, types_).node(doc.program, "program")
         if not isinstance(program, Module):
             raise ArtifactError(f"{source}: the program graph's root must be a module or predictor")
         found = [n for n, _ in program.named_predictors()]
@@ -290,7 +301,6 @@ def _from_data(
     if doc.provenance:
         program.__dict__["provenance"] = dict(doc.provenance)
     return Artifact(program, doc, files=files, source=source)
-
 
 
 # ---------------------------------------------------------------- the loaded program

@@ -7,8 +7,10 @@ unknown keys). Class paths in a file are strings to show, never something to imp
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -263,6 +265,7 @@ def parse_text(text: str | bytes, *, source: str) -> dict[str, Any]:
             raise ArtifactError(f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}); it is not an artifact") from None
     if not text.strip():
         raise ArtifactError(f"{source} is empty; expected an oobleck artifact (JSON)")
+    check_text_depth(text, source=source)
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
@@ -277,6 +280,24 @@ def parse_text(text: str | bytes, *, source: str) -> dict[str, Any]:
         raise ArtifactError(f"{source} holds a JSON {type(data).__name__}; an artifact is a JSON object")
     check_header(data, source=source)
     return data
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def check_text_depth(text: str, *, source: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse JSON text nested deeper than ``limit`` before parsing it.
+
+    The parser recurses once per level, so deep text (``"[" * 100_000``) must be refused
+    without parsing: strings are blanked out, then the brackets left are counted.
+    """
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if len(brackets) <= 2 * limit:
+        return
+    if max(itertools.accumulate(_STEP[c] for c in brackets)) > limit + 1:
+        raise ArtifactError(f"{source} nests JSON deeper than {limit} levels; artifacts never do")
 
 
 def check_depth(data: Any, *, source: str, limit: int = MAX_DEPTH) -> None:

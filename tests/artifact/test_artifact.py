@@ -34,7 +34,6 @@ from oobleck.artifact import (
     export_request,
     load,
     loads,
-    register_module_type,
     save,
 )
 
@@ -259,9 +258,8 @@ def test_loaded_artifact_is_thread_safe_and_async(tmp_path):
 # ---------------------------------------------------------------- extension point and side files
 
 
-@register_module_type
 class Vote(Module):
-    """A registered module with extra state: weights stored as a numpy side file."""
+    """A user module with extra state: weights stored as a numpy side file."""
 
     def __init__(self, n: int = 2) -> None:
         import numpy as np
@@ -282,12 +280,12 @@ class Vote(Module):
         self.label = extra["label"]
 
 
-def test_registered_module_round_trips_with_side_files(tmp_path):
+def test_user_module_passed_to_load_round_trips_with_side_files(tmp_path):
     vote = Vote(3)
     vote.voters[2].demos = [{"question": "q", "answer": "a"}]
     vote.save(tmp_path / "vote.json")
     assert (tmp_path / "vote.weights.npy").exists()
-    art = load(tmp_path / "vote.json")
+    art = load(tmp_path / "vote.json", module_types={"Vote": Vote})
     assert type(art.program) is Vote and art.program.label == "vote"
     assert art.program.weights.tolist() == vote.weights.tolist()
     assert list(art.predictors) == ["voters[0]", "voters[1]", "voters[2]"]
@@ -472,3 +470,39 @@ def test_knn_and_ensemble_programs_round_trip_without_classes(tmp_path):
     assert type(art.program).__name__ == "Ensemble" and list(art.predictors) == ["programs[0]", "programs[1].predict"]
     with context(lm=FakeLM([{"reasoning": "r", "a": "x"}], cycle=True)):
         assert art(q="hi").a == "x"
+
+
+def test_module_types_are_per_load_never_process_wide(tmp_path):
+    Vote(2).save(tmp_path / "vote.json")
+    assert type(load(tmp_path / "vote.json", module_types={"Vote": Vote}).program) is Vote
+    again = load(tmp_path / "vote.json")  # the earlier call left nothing behind
+    assert isinstance(again.program, FrozenModule) and again.program.class_path.endswith(".Vote")
+    assert not again.runnable
+    text = (tmp_path / "vote.json").read_text()
+    with pytest.raises(ArtifactError, match="module_types"):
+        load(tmp_path / "vote.json", module_types={"Vote": Predict})
+    with pytest.raises(ArtifactError, match="module_types"):
+        loads(text, module_types={"Vote": "tests.Vote"})  # type: ignore[dict-item]
+
+
+def test_a_user_class_named_like_a_builtin_is_not_rebuilt_as_the_builtin(tmp_path):
+    class ChainOfThought(Module):  # the user's own, not oobleck's
+        def __init__(self):
+            self.step = Predict("question -> answer")
+
+        def forward(self, question):
+            return self.step(question=question)
+
+    ChainOfThought().save(tmp_path / "mine.json")
+    art = load(tmp_path / "mine.json")
+    assert isinstance(art.program, FrozenModule)
+    assert type(load(tmp_path / "mine.json", module_types={"ChainOfThought": ChainOfThought}).program) is ChainOfThought
+
+
+def test_text_nested_too_deep_is_refused_by_the_depth_check_before_parsing():
+    for text in ("[" * 100_000, "[" * 100_000 + "]" * 100_000, '{"a":' * 5000 + "1" + "}" * 5000):
+        with pytest.raises(ArtifactError, match="deeper than 64 levels"):
+            loads(text)
+    # brackets inside strings are text, not nesting
+    with pytest.raises(ArtifactError, match="not an oobleck artifact"):
+        loads('{"format": "' + "[" * 10_000 + '"}')

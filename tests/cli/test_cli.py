@@ -212,3 +212,30 @@ def test_serve_command_answers_over_http_and_stops_on_ctrl_c(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_diff_shows_predictor_state_and_side_files(capsys, tmp_path):
+    import numpy as np
+
+    from oobleck import Module
+
+    class Weighted(Module):
+        def __init__(self, weights):
+            self.step = Predict("question -> answer")
+            self.weights = np.asarray(weights, dtype=np.float32)
+
+        def dump_extra(self, files):
+            return {"weights": files.write_array("w.npy", self.weights)}
+
+    Weighted([1, 2]).save(tmp_path / "a.json")
+    Weighted([1, 3]).save(tmp_path / "b.json")
+    data = json.loads((tmp_path / "b.json").read_text())
+    data["predictors"][0]["extra"] = {"calibration": {"positive": 0.7}}
+    (tmp_path / "b.json").write_text(json.dumps(data))
+    code, out, _ = run_cli(capsys, "diff", tmp_path / "a.json", tmp_path / "b.json", "--json")
+    changes = {c["kind"]: c for c in json.loads(out)}
+    assert code == 1
+    assert changes["extra"]["predictor"] == "step" and changes["extra"]["after"] == {"calibration": {"positive": 0.7}}
+    assert changes["file"]["before"]["w.npy"]["sha256"] != changes["file"]["after"]["w.npy"]["sha256"]
+    code, out, _ = run_cli(capsys, "diff", tmp_path / "a.json", tmp_path / "b.json")
+    assert "extra:" in out and "file:" in out and "w.npy" in out
