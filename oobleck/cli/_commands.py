@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from oobleck import _types
@@ -122,6 +123,19 @@ def _read_jsonl(path: str, *, inputs: Sequence[str] | None = None) -> list[Any]:
     return rows
 
 
+def json_object(text: str, what: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object, or a CLIError that says what was wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"{what} is not JSON ({exc.msg} at column {exc.colno}): {text[:60]!r}") from None
+    except (ValueError, RecursionError) as exc:  # huge integers, deep nesting
+        raise CLIError(f"{what} is not usable JSON: {type(exc).__name__}: {str(exc)[:100]}") from None
+    if not isinstance(value, dict):
+        raise CLIError(f'{what} must be a JSON object, like {{"question": "..."}}; got {type(value).__name__}')
+    return value
+
+
 def _inputs_of(args: argparse.Namespace, program: Any) -> list[str]:
     if args.inputs:
         return [name for part in args.inputs for name in part.split(",") if name]
@@ -166,21 +180,13 @@ def _result_data(result: Any) -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run an artifact on one JSON object of inputs, or on every line of a JSONL file."""
     art = load_artifact(args.artifact, args.program, args.allow_model)
-    call = art.predictors[args.predictor].__call__ if args.predictor else art.__call__
     if args.predictor and args.predictor not in art.predictors:
         raise CLIError(f"no predictor {args.predictor!r}; the artifact has {list(art.predictors)}")
+    call = art.predictors[args.predictor].__call__ if args.predictor else art.__call__
     if (args.inputs_json is None) == (args.jsonl is None):
         raise CLIError("give the inputs as one JSON object argument, or --jsonl FILE (- for stdin)")
     if args.inputs_json is not None:
-        try:
-            inputs = json.loads(args.inputs_json)
-        except json.JSONDecodeError as exc:
-            raise CLIError(f"the inputs are not JSON: {exc.msg}") from None
-        except (ValueError, RecursionError) as exc:
-            raise CLIError(f"the inputs are not usable JSON: {type(exc).__name__}: {str(exc)[:100]}") from None
-        if not isinstance(inputs, dict):
-            raise CLIError('the inputs must be a JSON object, like {"question": "..."}')
-        rows = [inputs]
+        rows = [json_object(args.inputs_json, "the inputs")]
     else:
         rows = _read_jsonl(args.jsonl)
     failures = 0
@@ -206,10 +212,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for name in names:
         if name not in art.predictors:
             raise CLIError(f"no predictor {name!r}; the artifact has {list(art.predictors)}")
-    try:
-        inputs = json.loads(args.inputs) if args.inputs else None
-    except (ValueError, RecursionError) as exc:
-        raise CLIError(f"--inputs is not a JSON object: {type(exc).__name__}: {str(exc)[:100]}") from None
+    inputs = json_object(args.inputs, "--inputs") if args.inputs else None
     if args.json:
         data = {
             "artifact": args.artifact,
@@ -354,6 +357,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise CLIError(f"optimizers are not available in this install: {exc}") from exc
     if not args.dry_run and not args.output:
         raise CLIError("name the artifact to write with --output FILE.json (or use --dry-run)")
+    if args.output and not Path(args.output).resolve().parent.is_dir():
+        # Checked before compiling: a compile is never spent on an artifact that cannot be written.
+        raise CLIError(f"cannot write {args.output}: the folder {Path(args.output).parent} does not exist")
     program = program_from(args.program, cot=args.cot)
     inputs = _inputs_of(args, program)
     train = _read_jsonl(args.train, inputs=inputs)

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from oobleck.cli._commands import (
     METRICS,
@@ -21,6 +22,8 @@ from oobleck.cli._program import CLIError
 from oobleck.errors import ConfigError, OobleckError
 
 __all__ = ["build_parser", "main"]
+
+log = logging.getLogger("oobleck.cli")
 
 _EPILOG = """\
 examples:
@@ -64,7 +67,7 @@ def _add_program(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``oobleck`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="oobleck",
         description="Compile declarative LM programs into frozen, readable prompt programs.",
         epilog=_EPILOG,
@@ -145,8 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line that names the command and where to read more (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``oobleck`` command; returns the exit status.
+
+    Every error is one line on stderr (``oobleck COMMAND: error: ...``) and a non-zero status:
+    1 for a failure, 2 for a usage error, 130 when interrupted. ``-v`` adds the traceback of
+    an unexpected error.
 
     Args:
         argv: the arguments (default: ``sys.argv[1:]``).
@@ -158,7 +172,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (CLIError, OobleckError, ConfigError) as exc:
-        sys.stderr.write(f"oobleck {args.command}: error: {exc}\n")
-        return 1
+        _fail(args, str(exc))
     except BrokenPipeError:  # `oobleck run ... | head`
         return 0
+    except KeyboardInterrupt:
+        _fail(args, "interrupted")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a bad file or argument must not end in a traceback
+        if args.verbose:
+            log.exception("oobleck %s failed", args.command)
+        _fail(args, f"{type(exc).__name__}: {exc}")
+    return 1
+
+
+def _fail(args: argparse.Namespace, message: str) -> None:
+    sys.stderr.write(f"oobleck {args.command}: error: {' '.join(message.split())}\n")

@@ -19,27 +19,51 @@ class CLIError(Exception):
 def _import_attr(spec: str) -> Any:
     """``path/to/file.py[:attr]`` or ``package.module:attr`` (default attr: ``program``)."""
     target, _, attr = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
-    if target.endswith(".py") and ":" in spec and not Path(target).exists():
-        raise CLIError(f"no such file {target}")
     attr = attr or "program"
     if target.endswith(".py"):
-        path = Path(target).resolve()
-        sys.path.insert(0, str(path.parent))
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        if module_spec is None or module_spec.loader is None:
-            raise CLIError(f"cannot import {target}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[path.stem] = module
-        module_spec.loader.exec_module(module)
+        module = _import_file(Path(target))
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
             raise CLIError(f"cannot import {target!r}: {exc}") from exc
+        except Exception as exc:
+            raise CLIError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
     try:
         return getattr(module, attr)
     except AttributeError:
         raise CLIError(f"{target} has no attribute {attr!r}; name it as {target}:NAME") from None
+
+
+def _import_file(path: Path) -> Any:
+    """Run a user's program file as a module, shadowing nothing.
+
+    It is registered under ``_oobleck_user.<stem>`` (a user file named ``json.py`` must not
+    replace the standard library's), and its folder is on ``sys.path`` only while it runs, at
+    the end, so it can import the files beside it but never hides an installed module.
+    """
+    if not path.is_file():
+        raise CLIError(f"no such file {path}")
+    path = path.resolve()
+    name = f"_oobleck_user.{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise CLIError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    folder = str(path.parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.append(folder)
+    sys.modules[name] = module  # classes defined in it find their module (dataclasses, typing)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise CLIError(f"running {path.name} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
+    return module
 
 
 def program_from(spec: str, *, cot: bool = False) -> Any:

@@ -144,7 +144,7 @@ def test_compile_dry_run_labeled_and_bootstrap(capsys, tmp_path):
     )
     assert code == 0
     art = load(tmp_path / "boot.json")
-    assert art.class_path == "qa_program.TwoStep" and art.provenance["optimizer"] == "BootstrapFewShot"
+    assert art.class_path == "_oobleck_user.qa_program.TwoStep" and art.provenance["optimizer"] == "BootstrapFewShot"
     assert len(art.predictors["check"].demos) == 2
 
     code, _, err = run_cli(capsys, "compile", "question -> answer", "--train", train, "--optimizer", "random_search", "-o", tmp_path / "x.json")
