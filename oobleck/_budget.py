@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -165,25 +166,48 @@ def rows_sha256(rows: Iterable[Mapping[str, Any]] | None) -> str | None:
     return hashlib.sha256(canonical_json([to_data(r) for r in rows]).encode()).hexdigest()
 
 
+def _dry_run(program: Module, example: Example | None) -> list[Any] | None:
+    """The calls of one dry run, or None (with a warning) when the program cannot dry-run."""
+    if example is None:
+        return None
+    try:
+        return program.render_calls(**example.inputs())
+    except Exception as exc:  # noqa: BLE001 - a program whose logic needs real outputs
+        warnings.warn(
+            f"could not dry-run {type(program).__name__} for the cost estimate ({type(exc).__name__}: {exc}); "
+            "calls and tokens are estimated from its predictors' templates instead",
+            stacklevel=3,
+        )
+        return None
+
+
 def calls_per_run(program: Module, example: Example | None) -> int:
-    """How many predictor calls one run makes, from a dry render (no LM is called)."""
-    if example is not None:
-        try:
-            return max(len(program.render_calls(**example.inputs())), 1)
-        except Exception:  # a program whose logic needs real outputs; fall back to its predictors
-            log.debug("could not dry-render the program; counting its predictors instead", exc_info=True)
+    """How many predictor calls one run makes, from a dry render (no LM is called).
+
+    A program that cannot dry-run (its logic needs real outputs) counts each predictor once,
+    and a warning says so.
+    """
+    calls = _dry_run(program, example)
+    if calls is not None:
+        return max(len(calls), 1)
     return max(len(program.named_predictors()), 1)
 
 
 def tokens_per_run(program: Module, example: Example | None) -> int:
-    """A rough prompt-token count of one run (4 characters a token), from a dry render."""
+    """A rough prompt-token count of one run (4 characters a token), from a dry render.
+
+    A program that cannot dry-run is estimated from its predictors' templates plus the
+    example's input text, never reported as free.
+    """
     if example is None:
         return 0
-    try:
-        calls = program.render_calls(**example.inputs())
-    except Exception:  # see calls_per_run
-        return 0
-    return sum(len(m.content) for c in calls for m in c.messages) // 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # calls_per_run, run on the same example, has warned
+        calls = _dry_run(program, example)
+    if calls is not None:
+        return sum(len(m.content) for c in calls for m in c.messages) // 4
+    inputs = sum(len(str(v)) for v in example.inputs().values())
+    return sum(sum(len(m.content) for m in p.template()) + inputs for p in program.predictors()) // 4
 
 
 class Checkpoint:

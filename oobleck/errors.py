@@ -7,6 +7,7 @@
     ├── SignatureError         (also ValueError)  malformed signature string or class
     ├── InputError             (also TypeError)   missing or unknown inputs to a program
     ├── ParseError             (also ValueError)  an LM completion that does not fit the signature
+    ├── MetricError            (also ValueError)  a metric cannot score one row (a prediction lacks the field)
     ├── LMError                                   anything that went wrong talking to an LM
     │   ├── LMTimeoutError
     │   ├── LMRateLimitError
@@ -39,6 +40,7 @@ __all__ = [
     "LMRateLimitError",
     "LMResponseError",
     "LMTimeoutError",
+    "MetricError",
     "OobleckError",
     "ParseError",
     "RetrievalError",
@@ -145,6 +147,14 @@ class LMContextLengthError(LMResponseError):
     """The prompt (inputs, demos and instructions) does not fit the model's context window.
 
     Never retried: the same request would fail the same way.
+    """
+
+
+class MetricError(OobleckError, ValueError):
+    """A metric cannot score one row: the prediction lacks the field it compares.
+
+    It fails that row only (evaluation and optimizers count it against ``max_errors``); a
+    setup problem every row would share, like an example without labels, is a ConfigError.
     """
 
 

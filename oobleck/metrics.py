@@ -28,7 +28,7 @@ import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from oobleck.errors import ConfigError
+from oobleck.errors import ConfigError, MetricError
 
 if TYPE_CHECKING:
     from oobleck.trace import TraceEntry
@@ -191,7 +191,7 @@ class FieldMetric:
         if name not in example:
             raise ConfigError(f"{self.name}: the example has no field {name!r}; it has {sorted(example)}")
         if name not in prediction:
-            raise ConfigError(f"{self.name}: the prediction has no field {name!r}; it has {sorted(prediction)}")
+            raise MetricError(f"{self.name}: the prediction has no field {name!r}; it has {sorted(prediction)}")
         prep = normalize_text if self.normalize else (lambda v: str(v).strip())
         return [prep(g) for g in _golds(example[name])], prep(prediction[name])
 
@@ -273,7 +273,7 @@ class PassageMatch(FieldMetric):
     ) -> bool:
         name = self._field(example)
         if self.passages_field not in prediction:
-            raise ConfigError(
+            raise MetricError(
                 f"{self.name}: the prediction has no field {self.passages_field!r} (it has {sorted(prediction)}); "
                 "pass PassageMatch(passages_field=...)"
             )

@@ -126,3 +126,25 @@ def test_table_json_and_csv(tmp_path: Path) -> None:
         lines = list(csv.DictReader(fh))
     assert [line["score"] for line in lines] == ["1.0", "1.0", "0.0", "0.0"]
     assert lines[1]["pred.a"] == "2" and lines[0]["q"] == "0"
+
+
+def test_a_prediction_missing_the_compared_field_fails_one_row_not_the_run():
+    from oobleck import Example, MetricError, Module, Prediction
+    from oobleck.evaluate import evaluate
+    from oobleck.metrics import exact_match, f1
+    from oobleck.optimize import BootstrapFewShot
+
+    class SometimesPartial(Module):
+        def forward(self, q):
+            return Prediction(other="x") if q == "1" else Prediction(a="x")
+
+    rows = [Example(q=str(i), a="x").with_inputs("q") for i in range(4)]
+    for metric in (exact_match, f1):
+        result = evaluate(SometimesPartial(), rows, metric, progress=False)
+        failed = [r for r in result.rows if r.error]
+        assert len(failed) == 1 and "MetricError" in failed[0].error and "no field 'a'" in failed[0].error
+        assert result.score == 75.0
+    with pytest.raises(MetricError):
+        exact_match(rows[0], Prediction(other="x"))
+    compiled = BootstrapFewShot(exact_match, max_labeled_demos=0).compile(SometimesPartial(), trainset=rows)
+    assert compiled.provenance["optimizer"] == "BootstrapFewShot"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oobleck import ConfigError, Example, Prediction
+from oobleck import ConfigError, Example, MetricError, Prediction
 from oobleck.metrics import (
     F1,
     ExactMatch,
@@ -47,7 +47,7 @@ def test_exact_match_compares_non_strings() -> None:
 
 
 def test_missing_field_is_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match="prediction has no field 'answer'"):
+    with pytest.raises(MetricError, match="prediction has no field 'answer'"):
         exact_match(QA, Prediction(reply="x"))
     with pytest.raises(ConfigError, match="no label field"):
         exact_match(Example(q="x").with_inputs("q"), Prediction(q="x"))
@@ -64,7 +64,7 @@ def test_passage_match() -> None:
     assert passage_match(QA, pred)
     assert not passage_match(QA, Prediction(context="Nothing here"))
     assert PassageMatch(passages_field="docs")(QA, Prediction(docs=["the beatles"]))
-    with pytest.raises(ConfigError, match="passages_field"):
+    with pytest.raises(MetricError, match="passages_field"):
         passage_match(QA, Prediction(answer="x"))
 
 

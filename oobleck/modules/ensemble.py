@@ -5,16 +5,19 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from oobleck.errors import ConfigError
+from oobleck.errors import BudgetExceededError, ConfigError, OobleckError
 from oobleck.example import Prediction
 from oobleck.metrics import normalize_text
 from oobleck.module import Module
 
 __all__ = ["Ensemble", "majority"]
+
+log = logging.getLogger("oobleck.modules")
 
 Reducer = Callable[[Sequence[Prediction]], Prediction]
 
@@ -71,7 +74,9 @@ class Ensemble(Module):
             inputs (the same inputs always use the same members).
         seed: the seed of that draw.
 
-    Members that raise are skipped; if all raise, the first error is raised.
+    A member whose LM fails or answers unreadably is outvoted and reported in the result's
+    ``warnings``; if all fail, the first error is raised. ``ConfigError``,
+    ``BudgetExceededError`` and other exceptions always propagate.
 
     Example:
         >>> from oobleck import FakeLM, Predict
@@ -106,20 +111,37 @@ class Ensemble(Module):
         return [self.programs[i] for i in picked]
 
     def forward(self, **inputs: Any) -> Any:
-        """Run the chosen members and reduce their predictions."""
+        """Run the chosen members and reduce their predictions.
+
+        A member whose LM fails or answers unreadably (an :class:`~oobleck.errors.OobleckError`)
+        is outvoted: it is logged, and the reduced prediction's ``warnings`` say how many
+        members failed and why. Setup errors (``ConfigError``), a spent budget
+        (``BudgetExceededError``) and bugs (any other exception) stop the call.
+        """
         outputs: list[Prediction] = []
-        first_error: Exception | None = None
-        for member in self._members(inputs):
+        failures: list[str] = []
+        first_error: OobleckError | None = None
+        members = self._members(inputs)
+        for i, member in enumerate(members):
             try:
                 outputs.append(member(**inputs))
-            except Exception as exc:  # a failing member is outvoted, not fatal
+            except (ConfigError, BudgetExceededError):
+                raise
+            except OobleckError as exc:
                 first_error = first_error or exc
+                failures.append(f"member {i}: {type(exc).__name__}: {exc}")
+                log.warning("ensemble member %d failed: %s: %s", i, type(exc).__name__, exc)
         if not outputs:
             assert first_error is not None
             raise first_error
         if self.reduce is None:
             return outputs
-        return self.reduce(outputs)
+        result = self.reduce(outputs)
+        if failures and isinstance(result, Prediction):
+            note = f"ensemble: {len(failures)} of {len(members)} members failed ({'; '.join(failures)})"
+            result = result.copy()
+            object.__setattr__(result, "warnings", (*result.warnings, note))
+        return result
 
     def dump_extra(self, files: Any) -> dict[str, Any]:
         """The size, the seed and the reducer's name (only ``majority`` is rebuilt on load)."""

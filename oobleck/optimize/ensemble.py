@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from oobleck.lm.types import Usage
 from oobleck.module import Module
 from oobleck.modules.ensemble import Ensemble, Reducer, majority
 
@@ -15,7 +17,8 @@ def ensemble(
 ) -> Ensemble:
     """Combine ``programs`` (each copied) into one program that votes with ``reduce``.
 
-    The returned program records ``provenance`` listing each member's own provenance.
+    The returned program records ``provenance`` listing each member's own provenance, and the
+    LM calls and tokens their compiles cost in total (None when a member's cost is unknown).
 
     Example:
         >>> from oobleck import FakeLM, Predict
@@ -24,13 +27,24 @@ def ensemble(
         '2'
     """
     combined = Ensemble(programs, reduce=reduce, size=size, seed=seed)
-    combined.provenance = {  # type: ignore[attr-defined]
+    members = [getattr(p, "provenance", None) for p in programs]
+    combined.provenance = {
         "optimizer": "Ensemble",
         "settings": {"reduce": getattr(reduce, "__name__", None), "size": size, "members": len(programs)},
         "seed": seed,
-        "members": [getattr(p, "provenance", None) for p in programs],
-        "lm_calls": 0,
-        "tokens": 0,
-        "stopped_early": False,
+        "members": members,
+        # Combining costs nothing; the program cost what its members' compiles cost (None when
+        # a member was not compiled by an optimizer, so its cost is not known).
+        "lm_calls": _total(members, "lm_calls"),
+        "tokens": _total(members, "tokens"),
+        "stopped_early": any(bool(m.get("stopped_early")) for m in members if isinstance(m, dict)),
     }
+    usages = [p.compile_usage for p in programs if p.compile_usage is not None]
+    combined.compile_usage = sum(usages, Usage()) if len(usages) == len(programs) else None
     return combined
+
+
+def _total(members: Sequence[Any], key: str) -> int | None:
+    values = [m.get(key) if isinstance(m, dict) else None for m in members]
+    known = [v for v in values if isinstance(v, int)]
+    return sum(known) if len(known) == len(values) else None

@@ -63,3 +63,30 @@ def test_checkpoint_round_trip_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not an oobleck checkpoint"):
         ck.load()
     Checkpoint(None, {}).save({"ignored": True})  # disabled checkpoints write nothing
+
+
+def test_an_estimate_that_cannot_dry_run_says_so_and_is_not_zero() -> None:
+    import warnings
+
+    from oobleck import Example, FakeLM, Module, Predict
+    from oobleck.metrics import exact_match
+    from oobleck.optimize import BootstrapFewShot
+
+    class NeedsRealNumbers(Module):
+        def __init__(self) -> None:
+            self.count = Predict("text -> n: int")
+            self.say = Predict("text, n -> answer")
+
+        def forward(self, text):  # type: ignore[no-untyped-def]
+            n = self.count(text=text).n
+            if n == 0:  # the dry run's placeholder: this program cannot be dry-run
+                raise ValueError("needs a real count")
+            return self.say(text=text, n=n)
+
+    rows = [Example(text="a b c " * 20, answer="3").with_inputs("text") for _ in range(4)]
+    program = NeedsRealNumbers().set_lm(FakeLM([{"n": 1}]))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        estimate = BootstrapFewShot(exact_match).compile(program, trainset=rows, dry_run=True)
+    assert any("could not dry-run NeedsRealNumbers" in str(w.message) for w in seen)
+    assert estimate.prompt_tokens > 0 and estimate.lm_calls > 0
