@@ -45,7 +45,7 @@ if TYPE_CHECKING:
         export_request,
         load,
     )
-    from oobleck.evaluate import EvaluationResult
+    from oobleck.evaluate import EvaluationResult, evaluate
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
     from oobleck.lm.transformers import TransformersLM
@@ -122,6 +122,7 @@ __all__ = [
     "TransformersLM",
     "Usage",
     "context",
+    "evaluate",
     "export_messages",
     "export_request",
     "load",
@@ -163,8 +164,10 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     # Backends import their SDKs, and artifacts/evaluation are not needed to define programs:
     # resolve them on first use so `import oobleck` stays light.
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name == "evaluate":  # the module, callable as the function (see oobleck.evaluate)
+        return importlib.import_module("oobleck.evaluate")
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'oobleck' has no attribute {name!r}")

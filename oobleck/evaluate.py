@@ -15,7 +15,9 @@ import csv
 import json
 import logging
 import os
+import sys
 import threading
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -327,3 +329,19 @@ def _too_many(failures: list[tuple[int, BaseException]], cap: int | None, n: int
     err.__cause__ = last
     return err
 
+
+
+class _CallableModule(types.ModuleType):
+    """``oobleck.evaluate`` names this module and the function at once.
+
+    Importing the submodule (as ``oobleck.optimize`` does) makes the package attribute
+    ``oobleck.evaluate`` the module, hiding a function of the same name; so the module itself
+    calls :func:`evaluate`, and ``oobleck.evaluate(program, devset, metric)`` works whatever was
+    imported first, while ``from oobleck.evaluate import EvaluationResult`` keeps working.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> EvaluationResult:
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

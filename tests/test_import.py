@@ -21,3 +21,24 @@ def test_public_names_resolve():
     for name in oobleck.__all__:
         assert getattr(oobleck, name) is not None
     assert oobleck.__all__ == sorted(oobleck.__all__, key=lambda s: (s.startswith("_"), s)) or oobleck.__all__ == sorted(oobleck.__all__)
+
+
+def test_evaluate_is_public_and_callable_whatever_was_imported_first():
+    import oobleck
+
+    assert "evaluate" in oobleck.__all__
+    run = (
+        "from oobleck import Example, FakeLM, Predict\n"
+        "from oobleck.metrics import exact_match\n"
+        "rows = [Example(q='1', a='x').with_inputs('q')]\n"
+        "prog = Predict('q -> a', lm=FakeLM([{'a': 'x'}], cycle=True))\n"
+        "print(oobleck.evaluate(prog, rows, exact_match, progress=False).score)\n"
+    )
+    for first in ("import oobleck", "import oobleck.optimize, oobleck", "import oobleck.evaluate, oobleck",
+                  "from oobleck.evaluate import EvaluationResult; import oobleck"):
+        out = subprocess.run([sys.executable, "-c", f"{first}\n{run}"], capture_output=True, text=True)
+        assert out.returncode == 0 and out.stdout.strip() == "100.0", (first, out.stderr[-500:])
+    from oobleck.evaluate import EvaluationResult, evaluate
+
+    assert callable(oobleck.evaluate) and oobleck.evaluate.EvaluationResult is EvaluationResult
+    assert callable(evaluate)

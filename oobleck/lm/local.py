@@ -8,6 +8,7 @@ exposes the same model as an OpenAI-compatible HTTP API on 127.0.0.1.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -112,6 +113,8 @@ class LocalLM(BaseLM):
         self._http: dict[int, Any] = {}
         self._http_backs_inprocess = False
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._inflight = 0
 
     @property
     def identity(self) -> dict[str, str]:
@@ -147,7 +150,8 @@ class LocalLM(BaseLM):
             raise ConfigError(f"llama.cpp could not load {self.model_path}: {exc}") from exc
 
     def server(self) -> Any:
-        """The in-process ``xllamacpp.Server`` (started on first use)."""
+        """The in-process ``xllamacpp.Server`` (started on first use; keep no reference to it,
+        or :meth:`close` cannot stop it)."""
         if self._server is None:
             with self._lock:
                 if self._server is None:
@@ -188,15 +192,31 @@ class LocalLM(BaseLM):
         if "seed" not in params:
             params["seed"] = request_seed(request)
         server = self.server()
+        with self._lock:
+            self._inflight += 1
         try:
             result = server.handle_chat_completions(params)
         except Exception as exc:  # noqa: BLE001 - llama.cpp's own errors, translated at this edge
             raise LMResponseError(f"llama.cpp failed on this request: {type(exc).__name__}: {exc}") from exc
+        finally:
+            del server  # close() relies on LocalLM holding the only references (tracebacks too)
+            with self._lock:
+                self._inflight -= 1
+                self._idle.notify_all()
         return _compat.from_dict(result)
 
-    def close(self) -> None:
-        """Stop the model and any HTTP servers (they restart on the next call)."""
+    def close(self, *, timeout: float = 60.0) -> None:
+        """Stop the model and its HTTP servers: the memory and the ports are free on return.
+
+        Calls in flight finish first (up to ``timeout`` seconds). llama.cpp stops a server when
+        its last reference goes, so nothing here keeps one (don't keep :meth:`server`'s result).
+        The model restarts on the next call.
+        """
         with self._lock:
             self._server = None
             self._http.clear()
             self._http_backs_inprocess = False
+            self._idle.wait_for(lambda: self._inflight == 0, timeout=timeout)
+        # A reference cycle (a traceback holding a frame) must not keep a port open until
+        # the collector happens to run.
+        gc.collect()

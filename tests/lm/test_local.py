@@ -63,3 +63,34 @@ def test_serving_shares_the_in_process_model(server_url, local_lm):
     assert local_lm.server() is local_lm._http[port]
     assert local_lm.serve() == server_url
     assert local_lm.n_threads >= 1
+
+
+def test_close_waits_for_calls_in_flight_then_frees_the_port():
+    import socket
+    import threading
+    import time
+
+    lm = LocalLM(max_tokens=48, n_parallel=1)
+    url = lm.serve()
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+
+    def port_open() -> bool:
+        with socket.socket() as s:
+            s.settimeout(2)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    answers: list[str] = []
+    call = threading.Thread(target=lambda: answers.append(lm("Count from one to fifty in words.")))
+    call.start()
+    deadline = time.monotonic() + 60
+    while lm._inflight == 0 and call.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert port_open()
+    lm.close()
+    # close() returned: the call in flight finished on the old server and the port is free
+    assert answers and answers[0]
+    assert not port_open()
+    call.join()
+    # the model restarts on the next call
+    assert isinstance(lm("Say hi."), str)
+    lm.close()
