@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -47,14 +46,6 @@ def test_parallel_run_carries_the_context_and_trace_into_workers():
         outputs = {i: f.result().answer for i, f in run(lambda q: program(q=q), [str(i) for i in range(12)], num_threads=4)}
     assert set(outputs.values()) == {"outer"}
     assert len(t) == 12
-
-
-def test_plain_thread_pools_do_not_leak_context():
-    program = Predict("q -> answer")
-    with context(lm=echo_lm("outer")), ThreadPoolExecutor(2) as pool:
-        future = pool.submit(lambda: program(q="x"))
-        with pytest.raises(ConfigError):
-            future.result()
 
 
 def test_unknown_setting():

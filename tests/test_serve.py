@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from qa_program import TwoStep
 
 from oobleck import FakeLM, Predict, context
 from oobleck.artifact import load
 from oobleck.errors import LMTimeoutError
 from oobleck.serve import make_server
-
-sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
-
-from qa_program import TwoStep
 
 
 def answer_lm(request):

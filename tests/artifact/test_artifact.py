@@ -38,7 +38,6 @@ from oobleck.artifact import (
 )
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
-sys.path.insert(0, str(FIXTURES))
 
 from qa_program import TwoStep
 
@@ -506,3 +505,66 @@ def test_text_nested_too_deep_is_refused_by_the_depth_check_before_parsing():
     # brackets inside strings are text, not nesting
     with pytest.raises(ArtifactError, match="not an oobleck artifact"):
         loads('{"format": "' + "[" * 10_000 + '"}')
+
+
+# ---------------------------------------------------------------- loading options
+
+
+class ShoutAdapter(oobleck.ChatAdapter):
+    """An adapter oobleck does not ship: upper-cases the instructions."""
+
+    name = "shout"
+    version = "2"
+
+    def _system(self, signature):  # type: ignore[no-untyped-def]
+        return super()._system(signature).upper()
+
+
+def test_an_adapter_oobleck_does_not_ship_loads_with_adapters(tmp_path):
+    p = Predict("question -> answer", adapter=ShoutAdapter(), demos=[{"question": "q", "answer": "a"}])
+    p.save(tmp_path / "shout.json")
+    with pytest.raises(ArtifactError, match="adapters="):
+        load(tmp_path / "shout.json")
+    art = load(tmp_path / "shout.json", adapters={"shout": ShoutAdapter()})
+    assert isinstance(art.predictors["self"].adapter, ShoutAdapter)
+    assert art.render(question="x") == p.render(question="x")
+    assert art.render(question="x")[0].content.isupper()
+
+
+def test_an_adapter_version_change_warns_and_strict_refuses(tmp_path):
+    Predict("question -> answer", adapter=ShoutAdapter()).save(tmp_path / "v2.json")
+    data = json.loads((tmp_path / "v2.json").read_text())
+    data["predictors"][0]["adapter"]["version"] = "1"
+    (tmp_path / "v1.json").write_text(json.dumps(data))
+    with pytest.warns(ArtifactWarning, match="version 1, this one is 2"):
+        load(tmp_path / "v1.json", adapters={"shout": ShoutAdapter()})
+    with pytest.raises(ArtifactError, match="version 1, this one is 2"):
+        load(tmp_path / "v1.json", adapters={"shout": ShoutAdapter()}, strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load(tmp_path / "v2.json", adapters={"shout": ShoutAdapter()}, strict=True)
+
+
+def test_loads_gives_the_same_program_as_load(tmp_path):
+    p = Predict("question -> answer: int", demos=[{"question": "2+2?", "answer": 4}], temperature=0.2)
+    p.provenance = {"optimizer": "Manual"}
+    p.save(tmp_path / "p.json")
+    text = (tmp_path / "p.json").read_text()
+    from_text, from_file = loads(text), load(tmp_path / "p.json")
+    assert from_text.render(question="q") == from_file.render(question="q") == p.render(question="q")
+    assert from_text.predictors["self"].config == {"temperature": 0.2} and from_text.provenance == {"optimizer": "Manual"}
+    assert loads(text.encode()).to_dict() == from_file.to_dict()
+    assert from_text.source == "artifact text"
+
+
+def test_the_size_limit_is_checked_before_parsing(tmp_path, monkeypatch):
+    from oobleck.artifact import _schema
+
+    Predict("question -> answer").save(tmp_path / "p.json")
+    size = (tmp_path / "p.json").stat().st_size
+    monkeypatch.setattr(_schema, "MAX_BYTES", size - 1)
+    for attempt in (lambda: load(tmp_path / "p.json"), lambda: loads((tmp_path / "p.json").read_bytes())):
+        with pytest.raises(ArtifactError, match=f"{size - 1}"):
+            attempt()
+    monkeypatch.setattr(_schema, "MAX_BYTES", size)
+    assert load(tmp_path / "p.json").input_names == ["question"]

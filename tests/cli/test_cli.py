@@ -70,7 +70,6 @@ def test_run_jsonl_reports_bad_rows_and_goes_on(capsys, qa, tmp_path):
 
 
 def test_run_user_program_needs_its_class(capsys, tmp_path):
-    sys.path.insert(0, str(FIXTURES))
     from qa_program import TwoStep
 
     TwoStep().save(tmp_path / "two.json")
@@ -239,3 +238,29 @@ def test_diff_shows_predictor_state_and_side_files(capsys, tmp_path):
     assert changes["file"]["before"]["w.npy"]["sha256"] != changes["file"]["after"]["w.npy"]["sha256"]
     code, out, _ = run_cli(capsys, "diff", tmp_path / "a.json", tmp_path / "b.json")
     assert "extra:" in out and "file:" in out and "w.npy" in out
+
+
+def test_jsonl_from_stdin(capsys, qa, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"question": "one"}\n\n{"question": "two"}\n'))
+    code, out, _ = run_cli(capsys, "run", qa, "--jsonl", "-")
+    assert code == 0 and [json.loads(line) for line in out.splitlines()] == [{"answer": "one"}, {"answer": "two"}]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, _, err = run_cli(capsys, "run", qa, "--jsonl", "-")
+    assert code == 1 and "- has no rows" in err
+
+
+def test_programs_named_as_module_attr(capsys, tmp_path):
+    from qa_program import TwoStep  # importable: tests/fixtures is on pytest's pythonpath
+
+    TwoStep().save(tmp_path / "two.json")
+    code, out, _ = run_cli(capsys, "run", tmp_path / "two.json", '{"question": "q"}', "--program", "qa_program:TwoStep")
+    assert code == 0 and json.loads(out)["answer"] == "q"
+    rows = tmp_path / "train.jsonl"
+    rows.write_text('{"question": "a", "answer": "a"}\n{"question": "b", "answer": "b"}\n')
+    code, out, err = run_cli(capsys, "compile", "qa_program:program", "--train", rows, "--optimizer", "labeled", "-o", tmp_path / "p.json")
+    assert code == 0, err
+    assert len(load(tmp_path / "p.json").predictors["self"].demos) == 2
+    code, _, err = run_cli(capsys, "run", tmp_path / "two.json", '{"question": "q"}', "--program", "qa_program:Nope")
+    assert code == 1 and "has no attribute 'Nope'" in err

@@ -6,12 +6,11 @@ import asyncio
 import json
 import logging
 import socket
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
+from scripted_server import ScriptedServer, completion, delayed, hang_up, reply, silence, trickle
 
 from oobleck import (
     ConfigError,
@@ -24,10 +23,6 @@ from oobleck import (
     Message,
     OpenAILM,
 )
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
-
-from scripted_server import ScriptedServer, completion, delayed, hang_up, reply, silence, trickle
 
 REQ = LMRequest(messages=(Message(role="user", content="hi"),))
 SECRET = "sk-test-secret-abcdef123456"

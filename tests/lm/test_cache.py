@@ -96,8 +96,6 @@ def test_corrupt_entry_is_a_miss_and_is_overwritten(tmp_path):
 
 
 def test_pickled_values_are_never_loaded(tmp_path):
-    import pickle
-
     import diskcache
 
     lm = CachedLM(FakeLM(["safe"]), cache=Cache(tmp_path))
@@ -112,7 +110,6 @@ def test_pickled_values_are_never_loaded(tmp_path):
     raw = diskcache.Cache(str(tmp_path))  # plain diskcache pickles non-text values
     raw.set(key, Boom())
     raw.close()
-    assert pickle  # (imported to make the intent explicit)
     fresh = CachedLM(FakeLM(["safe"]), cache=Cache(tmp_path))
     with pytest.warns(UserWarning):
         assert fresh.complete(req).text == "safe"
@@ -127,10 +124,10 @@ def test_unusable_directory_is_a_config_error(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "cache.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match="cache directory"):
+    with pytest.raises(ConfigError, match="cache directory") as refused:
         Cache(broken)
+    assert isinstance(refused.value.__cause__, sqlite3.DatabaseError)  # sqlite's own verdict, translated
     assert (broken / "cache.db").read_bytes().startswith(b"this is not sqlite")  # nothing deleted
-    assert sqlite3  # the error above comes from sqlite
 
 
 def test_memory_layer_is_bounded():
@@ -139,3 +136,23 @@ def test_memory_layer_is_bounded():
     for i in range(5):
         lm.complete(LMRequest(messages=(Message(role="user", content=str(i)),)))
     assert len(cache) == 3
+
+
+def test_acomplete_reads_and_writes_the_same_cache_as_complete(tmp_path):
+    import asyncio
+
+    backend = FakeLM(["first", "second"])
+    lm = CachedLM(backend, cache=Cache(tmp_path))
+    req = LMRequest(messages=MSG)
+
+    async def twice():
+        return await lm.acomplete(req), await lm.acomplete(req)
+
+    a, b = asyncio.run(twice())
+    assert a.text == b.text == "first" and len(backend.requests) == 1
+    assert a.usage.calls == 1 and b.usage.cache_hits == 1 and b.usage.calls == 0
+    assert lm.complete(req).usage.cache_hits == 1  # the sync path sees what the async path wrote
+    fresh = CachedLM(FakeLM(["unused"]), cache=Cache(tmp_path))
+    assert asyncio.run(fresh.acomplete(req)).text == "first"  # and it is on disk
+    off = asyncio.run(lm.acomplete(req.model_copy(update={"cache": "off"})))
+    assert off.text == "second" and len(backend.requests) == 2

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import multiprocessing
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scripted_server import ScriptedServer, completion, reply
 
 from oobleck import Cache, CachedLM, FakeLM, LMRequest, LMResponse, Message, OpenAILM
 from oobleck.lm.cached import cache_key, lm_settings
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.types import Choice, Usage
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
-
-from scripted_server import ScriptedServer, completion, reply
 
 MSG = (Message(role="user", content="hi"),)
 REQ = LMRequest(messages=MSG)

@@ -47,6 +47,13 @@ def test_server_errors_are_translated(local_lm):
         local_lm.complete(LMRequest(messages=(Message(role="user", content="x"),), extra={"top_k": "lots"}))
 
 
+def test_threads_default_to_half_the_cpus():
+    import os
+
+    assert LocalLM().n_threads == max(1, (os.cpu_count() or 2) // 2)  # no model loads here
+    assert LocalLM(n_threads=3).n_threads == 3
+
+
 def test_bad_model_path():
     with pytest.raises(ConfigError, match="no GGUF model file"):
         LocalLM("/nonexistent/model.gguf")
@@ -62,7 +69,6 @@ def test_serving_shares_the_in_process_model(server_url, local_lm):
     port = int(server_url.rsplit(":", 1)[1].split("/")[0])
     assert local_lm.server() is local_lm._http[port]
     assert local_lm.serve() == server_url
-    assert local_lm.n_threads >= 1
 
 
 def test_close_waits_for_calls_in_flight_then_frees_the_port():

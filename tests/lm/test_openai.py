@@ -185,18 +185,21 @@ def test_request_parameters_reach_the_wire():
 
 def test_concurrency_limit_is_shared_by_threads():
     import threading
-    import time
 
     active = 0
     peak = 0
     lock = threading.Lock()
+    # Each request waits at the barrier for a second one: the limit of 2 lets exactly pairs
+    # through (a third concurrent request would show in the peak; a limit of 1 would time out).
+    pair = threading.Barrier(2, timeout=10)
+    errors: list[BaseException] = []
 
     def handler(request):
         nonlocal active, peak
         with lock:
             active += 1
             peak = max(peak, active)
-        time.sleep(0.02)
+        pair.wait()
         with lock:
             active -= 1
         return httpx.Response(200, json=OK_BODY)
@@ -204,9 +207,16 @@ def test_concurrency_limit_is_shared_by_threads():
     client = openai.OpenAI(api_key="k", base_url="http://fake.local/v1", max_retries=0,
                            http_client=httpx.Client(transport=httpx.MockTransport(handler)))
     lm = OpenAILM("m", client=client, max_concurrency=2)
-    threads = [threading.Thread(target=lm.complete, args=(REQ,)) for _ in range(8)]
+
+    def call() -> None:
+        try:
+            lm.complete(REQ)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert peak == 2
+    assert not errors and peak == 2

@@ -281,3 +281,37 @@ def test_default_teacher_sees_labelled_rows_but_never_the_one_asked() -> None:
         trainset=train,
     )
     assert set(bare) == {2}  # system + the row: no demos
+
+
+def test_zero_calls_allowed_makes_no_call_and_says_it_stopped() -> None:
+    from oobleck.optimize import RandomSearch
+
+    for make in (
+        lambda: BootstrapFewShot(exact_match, max_labeled_demos=2, max_lm_calls=0),
+        lambda: RandomSearch(exact_match, num_candidates=2, max_lm_calls=0),
+    ):
+        lm = FakeLM(always("positive"))
+        rows = sentiment_rows()
+        compiled = make().compile(Predict("sentence -> label", lm=lm), trainset=rows[:6], valset=rows[6:10])
+        assert lm.requests == []
+        assert compiled.provenance["stopped_early"] is True and compiled.provenance["lm_calls"] == 0
+
+
+def test_resume_with_a_smaller_budget_than_already_spent_stops_at_once(tmp_path: Path) -> None:
+    ckpt = tmp_path / "boot.json"
+    train = sentiment_rows()
+
+    def opt(limit: int | None) -> BootstrapFewShot:
+        return BootstrapFewShot(exact_match, max_bootstrapped_demos=5, max_labeled_demos=0, max_lm_calls=limit)
+
+    first_lm = FakeLM(always("positive"))
+    first = opt(4).compile(Predict("sentence -> label", lm=first_lm), trainset=train, checkpoint=ckpt)
+    assert first.provenance["stopped_early"] and len(first_lm.requests) == 4
+    smaller_lm = FakeLM(always("positive"))
+    again = opt(2).compile(Predict("sentence -> label", lm=smaller_lm), trainset=train, checkpoint=ckpt)
+    assert smaller_lm.requests == []  # 4 already spent is over the new limit of 2: nothing more
+    assert again.provenance["stopped_early"] is True and again.provenance["lm_calls"] == 4
+    assert program_fingerprint(again) == program_fingerprint(first)  # what was found is kept
+    more_lm = FakeLM(always("positive"))
+    opt(6).compile(Predict("sentence -> label", lm=more_lm), trainset=train, checkpoint=ckpt)
+    assert len(more_lm.requests) == 2  # a larger limit pays only for the difference
