@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import pytest
+from scripted_server import ScriptedServer, completion, reply
 
 from oobleck import Cache, CachedLM, LMResponseError, OpenAILM, Predict, trace
 from oobleck.artifact import load
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
-
-from scripted_server import ScriptedServer, completion, reply
 
 KEY = "sk-live-verysecret-0123456789abcdef"
 HEADER_SECRET = "org-secret-header-value-42"
