@@ -7,11 +7,12 @@ parsing, parse-repair retries, usage and tracing behave identically in both.
 
 from __future__ import annotations
 
+import contextlib
 import copy as _copy
 import functools
 import logging
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from oobleck import _predict_extra, _types
@@ -229,8 +230,7 @@ class Predict(Module):
         lm = self.resolve_lm()
         steps = self._steps(adapter, lm, inputs)
         request = next(steps)
-        writer = ANSWER_WRITER.set(functools.partial(adapter.format_outputs, self.signature))
-        try:
+        with _answers_written_by(adapter, self.signature):
             while True:
                 try:
                     response = lm.complete(request)
@@ -241,8 +241,6 @@ class Predict(Module):
                     request = steps.send(response)
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
-        finally:
-            ANSWER_WRITER.reset(writer)
 
     async def aforward(self, **inputs: Any) -> Prediction:
         """Async form of :meth:`forward` (uses the backend's async client)."""
@@ -251,8 +249,7 @@ class Predict(Module):
         lm = self.resolve_lm()
         steps = self._steps(adapter, lm, inputs)
         request = next(steps)
-        writer = ANSWER_WRITER.set(functools.partial(adapter.format_outputs, self.signature))
-        try:
+        with _answers_written_by(adapter, self.signature):
             while True:
                 try:
                     response = await lm.acomplete(request)
@@ -263,8 +260,6 @@ class Predict(Module):
                     request = steps.send(response)
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
-        finally:
-            ANSWER_WRITER.reset(writer)
 
     def _steps(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> Generator[LMRequest, LMResponse, Prediction]:
         """The call protocol without I/O: yields each request, receives its response.
@@ -368,6 +363,16 @@ def _truncated(signature: Signature, request: LMRequest, index: int) -> str:
         f"completion {index} for {signature} stopped at {limit} (finish_reason 'length'): the answer may be cut "
         "short; raise max_tokens, or use oobleck.context(on_truncation='error') to treat it as a ParseError"
     )
+
+
+@contextlib.contextmanager
+def _answers_written_by(adapter: Adapter, signature: Signature) -> Iterator[None]:
+    """Backends that make answers up (FakeLM) write them the way this adapter reads them."""
+    token = ANSWER_WRITER.set(functools.partial(adapter.format_outputs, signature))
+    try:
+        yield
+    finally:
+        ANSWER_WRITER.reset(token)
 
 
 def _repair(request: LMRequest, extra: list[Message]) -> LMRequest:

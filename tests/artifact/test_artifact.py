@@ -40,24 +40,12 @@ from oobleck.artifact import (
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 from qa_program import TwoStep
+from scripted_lms import echo_lm
 
 
 class Answer(pydantic.BaseModel):
     value: int
     unit: str = "none"
-
-
-def echo_lm() -> FakeLM:
-    """Answers every output field with text derived from the request, so outputs show the prompt."""
-
-    def answer(request):
-        last = request.messages[-1].content.split("\n")[1]  # the line after the first input's marker
-        n = len(request.messages)
-        if request.response_format is not None:
-            return json.dumps({"answer": {"value": n, "unit": last[:5]}, "label": "pos"})
-        return f"[[ ## reasoning ## ]]\nsaw {n}\n\n[[ ## answer ## ]]\n{last}\n\n[[ ## ok ## ]]\ntrue"
-
-    return FakeLM(answer)
 
 
 def optimized_predict() -> Predict:

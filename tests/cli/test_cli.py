@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scripted_lms import echo
 
 from oobleck import FakeLM, JSONAdapter, Predict, context
 from oobleck.artifact import load
@@ -16,12 +17,6 @@ from oobleck.cli import main
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 ROOT = Path(__file__).parents[2]
 TWO_STEP = f"{FIXTURES / 'qa_program.py'}:TwoStep"
-
-
-def echo(request):
-    """Answers with the first input's value (so exact_match passes when answer == question)."""
-    value = request.messages[-1].content.split("\n")[1]
-    return f"[[ ## reasoning ## ]]\nhmm\n\n[[ ## answer ## ]]\n{value}\n\n[[ ## ok ## ]]\ntrue"
 
 
 @pytest.fixture
