@@ -296,7 +296,10 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=8, help="distinct inputs among the calls")
     parser.add_argument("--rows", type=int, default=8, help="rows per throughput measurement")
     parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--parts", default="threads,serve,ceiling", help="which parts to run (comma-separated)")
+    parser.add_argument("--name", default="reliability", help="results/<name>.json")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     from oobleck import LocalLM
 
@@ -312,20 +315,26 @@ def main() -> None:
         ),
         "machine": machine(),
     }
-    result["threads_cache_on"] = many_threads(port, args.threads, args.calls, args.distinct)
-    proxy = FaultProxy(port)
-    try:
-        faults = many_threads(proxy.port, args.threads, args.calls, args.distinct)
-        faults["injected"] = dict(proxy.injected)
-        faults["forwarded"] = proxy.forwarded
-        faults["retries_equal_injected"] = faults["retries"] == sum(proxy.injected.values())
-        result["threads_cache_on_with_faults"] = faults
-    finally:
-        proxy.close()
-    result["evaluate_vs_server_ceiling"] = ceiling(port, args.rows, [1, 4, 8])
-    result["serve_200_clients"] = serve_burst(port, args.clients)
+    if "threads" in parts:
+        result["threads_cache_on"] = many_threads(port, args.threads, args.calls, args.distinct)
+        write_result(args.name, result)  # after every part: a long run keeps what it measured
+        proxy = FaultProxy(port)
+        try:
+            faults = many_threads(proxy.port, args.threads, args.calls, args.distinct)
+            faults["injected"] = dict(proxy.injected)
+            faults["forwarded"] = proxy.forwarded
+            faults["retries_equal_injected"] = faults["retries"] == sum(proxy.injected.values())
+            result["threads_cache_on_with_faults"] = faults
+        finally:
+            proxy.close()
+        write_result(args.name, result)
+    if "serve" in parts:
+        result["serve_200_clients"] = serve_burst(port, args.clients)
+        write_result(args.name, result)
+    if "ceiling" in parts:
+        result["evaluate_vs_server_ceiling"] = ceiling(port, args.rows, [1, 4, 8])
     lm.close()
-    write_result("reliability", result)
+    write_result(args.name, result)
     print(json.dumps(result, indent=2))
 
 
