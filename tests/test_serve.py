@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from qa_program import TwoStep
+from watchdog import serving
 
 from oobleck import FakeLM, Predict, context
 from oobleck.artifact import load
@@ -26,15 +27,8 @@ def answer_lm(request):
 
 
 def _start(art) -> Iterator[tuple[str, int]]:
-    server = make_server(art, port=0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[:2]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(make_server(art, port=0)) as address:
+        yield address
 
 
 @pytest.fixture

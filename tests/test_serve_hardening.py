@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from watchdog import serving
 
 from oobleck import ConfigError, FakeLM, Predict, context
 from oobleck.artifact import load
@@ -36,13 +37,8 @@ def artifact(tmp_path):
 def start(art, lm=None, **options) -> Iterator[tuple[str, int]]:
     with context(lm=lm or FakeLM(answer)):
         server = make_server(art, port=0, **options)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[:2]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as address:
+        yield address
 
 
 def post(address, body, headers=None, timeout=30):
