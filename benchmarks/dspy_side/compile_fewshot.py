@@ -21,10 +21,7 @@ import argparse
 import contextlib
 import json
 import os
-import re
-import string
 import sys
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -32,7 +29,7 @@ from typing import Literal
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
-from dspy.clients import base_lm  # noqa: E402
+from _dspy_common import normalize, phase, read_jsonl  # noqa: E402
 from dspy.teleprompt import BootstrapFewShotWithRandomSearch  # noqa: E402
 
 
@@ -52,46 +49,10 @@ class TREC(dspy.Signature):
 
 TASKS = {"sst2": (SST2, "text"), "trec": (TREC, "question")}
 
-_PUNCT = set(string.punctuation)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-def normalize(text):
-    """The same normalisation as oobleck.metrics.normalize_text (lowercase, no punctuation/articles)."""
-    s = "".join(ch for ch in str(text).lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", s).split())
-
-
 def exact_match(example, pred, trace=None):
     """oobleck's ExactMatch(field="label"), as a DSPy metric."""
     got = getattr(pred, "label", None) if pred is not None else None
     return got is not None and normalize(got) == normalize(example.label)
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-@contextlib.contextmanager
-def phase(out):
-    """Time a phase and count the LM calls and tokens it made (from dspy's global history)."""
-    base_lm.GLOBAL_HISTORY.clear()
-    t0 = time.perf_counter()
-    yield
-    out["wall_s"] = round(time.perf_counter() - t0, 2)
-    hist = list(base_lm.GLOBAL_HISTORY)
-    if len(hist) >= base_lm.MAX_HISTORY_SIZE:
-        out["count_truncated"] = True
-    prompt = completion = 0
-    for entry in hist:
-        usage = entry.get("usage") or {}
-        prompt += int(usage.get("prompt_tokens") or 0)
-        completion += int(usage.get("completion_tokens") or 0)
-    out["calls"] = len(hist)
-    out["prompt_tokens"] = prompt
-    out["completion_tokens"] = completion
-    out["tokens"] = prompt + completion
 
 
 def evaluate(program, devset, threads, max_errors):

@@ -26,8 +26,6 @@ import collections
 import contextlib
 import json
 import os
-import re
-import string
 import sys
 import time
 import urllib.request
@@ -36,16 +34,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
 import numpy as np  # noqa: E402
-from dspy.clients import base_lm  # noqa: E402
-
-_PUNCT = set(string.punctuation)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-def normalize(text):
-    """The same normalisation as oobleck.metrics.normalize_text."""
-    s = "".join(ch for ch in str(text).lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", s).split())
+from _dspy_common import normalize, phase, read_jsonl  # noqa: E402
 
 
 def em(gold, pred):
@@ -123,11 +112,6 @@ class SimplifiedBaleen(dspy.Module):
 # ---- helpers ----
 
 
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def make_embedder(corpus, vectors, url):
     rows = {text: i for i, text in enumerate(corpus)}
 
@@ -147,24 +131,6 @@ def make_embedder(corpus, vectors, url):
         return out
 
     return embed
-
-
-@contextlib.contextmanager
-def phase(out):
-    base_lm.GLOBAL_HISTORY.clear()
-    t0 = time.perf_counter()
-    yield
-    out["wall_s"] = round(time.perf_counter() - t0, 1)
-    hist = list(base_lm.GLOBAL_HISTORY)
-    prompt = completion = 0
-    for entry in hist:
-        usage = entry.get("usage") or {}
-        prompt += int(usage.get("prompt_tokens") or 0)
-        completion += int(usage.get("completion_tokens") or 0)
-    out["calls"] = len(hist)
-    out["prompt_tokens"] = prompt
-    out["completion_tokens"] = completion
-    out["tokens"] = prompt + completion
 
 
 def interval(p, n):
@@ -222,10 +188,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
 
+    # Caches off BEFORE the retriever embeds the corpus: dspy.Embedder's cache keys a callable
+    # embedder by name, so it served vectors of an earlier run's different embedder.
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     corpus = [f"{r['title']} | {r['text']}" for r in read_jsonl(os.path.join(a.data, "corpus.jsonl"))]
     vectors = np.load(a.vectors, allow_pickle=False)
     t0 = time.perf_counter()
-    search = dspy.retrievers.Embeddings(corpus=corpus, embedder=dspy.Embedder(make_embedder(corpus, vectors, a.embed_url)), k=a.k)
+    embedder = dspy.Embedder(make_embedder(corpus, vectors, a.embed_url), caching=False)
+    search = dspy.retrievers.Embeddings(corpus=corpus, embedder=embedder, k=a.k)
+    assert search.corpus_embeddings.shape == vectors.shape, (search.corpus_embeddings.shape, vectors.shape)
     build_s = time.perf_counter() - t0
 
     def ex(r):
@@ -234,7 +205,6 @@ def main():
     trainset = [ex(r) for r in read_jsonl(os.path.join(a.data, "train.jsonl"))[: a.train]]
     devset = [ex(r) for r in read_jsonl(os.path.join(a.data, "dev.jsonl"))[: a.dev]]
 
-    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     lm = dspy.LM(f"openai/{a.model}", api_base=a.base_url, api_key="none", temperature=0, max_tokens=a.max_tokens, cache=False)
     dspy.configure(lm=lm, adapter=dspy.JSONAdapter())
 
