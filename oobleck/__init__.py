@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from oobleck._version import __version__
-from oobleck.adapters import ChatAdapter, JSONAdapter
+from oobleck.adapters import ChatAdapter, JSONAdapter, TemplateAdapter
 from oobleck.context import context
 from oobleck.errors import (
     ArtifactError,
@@ -31,6 +31,7 @@ from oobleck.errors import (
 )
 from oobleck.example import Example, Prediction
 from oobleck.lm import BaseLM, CachedLM, FakeLM, LMRequest, LMResponse, Message, Usage
+from oobleck.lm.base import Capabilities
 from oobleck.lm.cached import Cache
 from oobleck.module import Module
 from oobleck.modules import ChainOfThought
@@ -73,6 +74,7 @@ __all__ = [
     "BudgetExceededError",
     "Cache",
     "CachedLM",
+    "Capabilities",
     "ChainOfThought",
     "ChatAdapter",
     "ConfigError",
@@ -117,6 +119,7 @@ __all__ = [
     "Retrieve",
     "Signature",
     "SignatureError",
+    "TemplateAdapter",
     "TooManyErrorsError",
     "TransformersEmbedder",
     "TransformersLM",

@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +91,8 @@ class Budget:
         self._largest_calls = 0
         self._largest_tokens = 0
         self._lock = threading.Lock()
+        #: Called with each run's usage after it is charged (a compile's progress bar).
+        self.on_charge: Callable[[Usage], None] | None = None
 
     @property
     def limited(self) -> bool:
@@ -118,6 +120,8 @@ class Budget:
             self.spent = self.spent + usage
             self._largest_calls = max(self._largest_calls, usage.calls)
             self._largest_tokens = max(self._largest_tokens, usage.total_tokens)
+        if self.on_charge is not None:
+            self.on_charge(usage)
 
     @contextlib.contextmanager
     def activate(self) -> Iterator[Budget]:

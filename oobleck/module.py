@@ -32,10 +32,15 @@ class RenderedCall:
     Attributes:
         predictor: the predictor's name inside the program (``"self"`` for a bare Predict).
         messages: the exact messages.
+        adapter: the name of the adapter that rendered them.
+        adapter_reason: why that adapter: named on the predictor, in the context, or the
+            default for the LM's capabilities.
     """
 
     predictor: str
     messages: list[Message]
+    adapter: str = ""
+    adapter_reason: str = ""
 
 
 # When set, Predict records its messages here and answers with placeholders instead of
@@ -153,7 +158,11 @@ class Module:
             self.forward(**inputs)
         finally:
             RENDERING.reset(token)
-        return [RenderedCall(names.get(id(p), "?"), msgs) for p, msgs in record]
+        calls = []
+        for p, msgs in record:
+            adapter, reason = p.adapter_choice()
+            calls.append(RenderedCall(names.get(id(p), "?"), msgs, adapter.name, reason))
+        return calls
 
     def render(self, **inputs: Any) -> list[Message]:
         """The exact messages a single-step program sends for ``inputs``, without calling an LM.

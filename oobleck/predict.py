@@ -16,12 +16,12 @@ from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from oobleck import _predict_extra, _types
+from oobleck.adapters import default_adapter
 from oobleck.adapters.base import Adapter
-from oobleck.adapters.chat import ChatAdapter
 from oobleck.context import current
-from oobleck.errors import ConfigError, InputError, ParseError
+from oobleck.errors import ConfigError, InputError, LMError, ParseError
 from oobleck.example import Example, Prediction
-from oobleck.lm.base import ANSWER_WRITER, LM
+from oobleck.lm.base import ANSWER_WRITER, LM, Capabilities
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.types import LMRequest, LMResponse, Message, Usage
 from oobleck.module import RENDERING, Module, RenderedCall
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Predict"]
 
-_DEFAULT_ADAPTER = ChatAdapter()
 _CONFIG_KEYS = frozenset(
     {"temperature", "max_tokens", "stop", "n", "seed", "top_p", "logprobs", "top_logprobs", "extra"}
 )
@@ -46,7 +45,9 @@ class Predict(Module):
         signature: a signature string, Signature, or Signature subclass.
         demos: examples shown before the inputs (each a mapping with input and output fields).
         lm: this predictor's LM; falls back to ``oobleck.context(lm=...)``.
-        adapter: the prompt format; falls back to the context, then ChatAdapter.
+        adapter: the prompt format; falls back to the context, then to the default for the
+            LM's capabilities: a short prompt with a constrained JSON answer where the backend
+            takes a JSON schema, ChatAdapter elsewhere (see :meth:`adapter_choice`).
         max_retries: on a parse failure, ask again this many times showing the LM the error
             (each retry is counted in usage and the trace). Default: the context's, else 0.
         mode: ``"generate"`` (default): the LM writes the answer and the adapter parses it.
@@ -69,6 +70,11 @@ class Predict(Module):
         >>> qa(question="2+2?").answer
         4
     """
+
+    #: Why ``adapter`` was set, when it came from somewhere that knows (an artifact records
+    #: the reason its adapter was chosen, and loading restores it with the adapter). Setting
+    #: ``adapter`` again clears it.
+    adapter_reason: str | None = None
 
     def __init__(
         self,
@@ -122,6 +128,8 @@ class Predict(Module):
         extra = (f", mode={self.mode!r}" if self.mode != "generate" else "") + (
             f", soft_prompt={self.soft_prompt!r}" if self.soft_prompt is not None else ""
         )
+        if self.adapter is not None:
+            extra += f", adapter={self.adapter.name!r}"
         return f"Predict({str(self.signature)!r}, demos={len(self.demos)}{extra})"
 
     # ---- artifact state beyond the JSON record: the mode and the soft prompt ----
@@ -133,6 +141,16 @@ class Predict(Module):
     def load_extra(self, extra: Mapping[str, Any], files: Any) -> None:
         """Restore what :meth:`dump_extra` saved."""
         _predict_extra.load_extra(self, extra, files)
+
+    @property
+    def adapter(self) -> Adapter | None:
+        """The adapter named for this predictor (None: the context's, else the default)."""
+        return self._adapter
+
+    @adapter.setter
+    def adapter(self, value: Adapter | None) -> None:
+        self._adapter = value
+        self.adapter_reason = None
 
     # ---- resolution ----
 
@@ -146,9 +164,34 @@ class Predict(Module):
             )
         return lm
 
-    def resolve_adapter(self) -> Adapter:
-        """The adapter this predictor uses here: its own, else the context's, else ChatAdapter."""
-        return self.adapter or current().adapter or _DEFAULT_ADAPTER
+    def resolve_adapter(self, lm: LM | None = None) -> Adapter:
+        """The adapter this predictor uses here (see :meth:`adapter_choice`)."""
+        if self.adapter is not None:
+            return self.adapter
+        settings = current()
+        return settings.adapter or default_adapter(_capabilities(lm or self.lm or settings.lm))[0]
+
+    def adapter_choice(self, lm: LM | None = None) -> tuple[Adapter, str]:
+        """The adapter this predictor uses here, and why.
+
+        Its own adapter, else the context's, else the default for its LM's capabilities
+        (:func:`oobleck.adapters.default_adapter`: constrained JSON where the backend declares
+        ``json_schema``, ChatAdapter elsewhere).
+
+        Args:
+            lm: the LM to decide for (default: the predictor's, else the context's).
+
+        Example:
+            >>> from oobleck import FakeLM
+            >>> Predict("q -> a", lm=FakeLM()).adapter_choice()[1]
+            'default for a backend without structured output: field markers in plain chat'
+        """
+        if self.adapter is not None:
+            return self.adapter, self.adapter_reason or "named on the predictor"
+        settings = current()
+        if settings.adapter is not None:
+            return settings.adapter, "named in oobleck.context"
+        return default_adapter(_capabilities(lm or self.lm or settings.lm))
 
     def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
         expected = self.signature.input_fields
@@ -175,7 +218,8 @@ class Predict(Module):
 
     def render_calls(self, **inputs: Any) -> list[RenderedCall]:
         """One RenderedCall named ``"self"`` (see Module.render_calls)."""
-        return [RenderedCall("self", self.render(**inputs))]
+        adapter, reason = self.adapter_choice()
+        return [RenderedCall("self", self.render(**inputs), adapter.name, reason)]
 
     def template(self) -> list[Message]:
         """The messages with ``{field}`` placeholders where the inputs go."""
@@ -185,7 +229,8 @@ class Predict(Module):
     def request(self, **inputs: Any) -> LMRequest:
         """The exact LMRequest this predictor sends for ``inputs`` (no LM call)."""
         self._check_inputs(inputs)
-        return self._request(self.resolve_adapter(), self.resolve_lm(), inputs)
+        lm = self.resolve_lm()
+        return self._request(self.resolve_adapter(lm), lm, inputs)
 
     def _request(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> LMRequest:
         messages = adapter.render(self.signature, demos=self.demos, inputs=inputs)
@@ -222,12 +267,12 @@ class Predict(Module):
     def forward(self, **inputs: Any) -> Prediction:
         """Call the LM and return the parsed prediction."""
         self._check_inputs(inputs)
-        adapter = self.resolve_adapter()
         rendering = RENDERING.get()
         if rendering is not None:
-            rendering.append((self, adapter.render(self.signature, demos=self.demos, inputs=inputs)))
+            rendering.append((self, self.resolve_adapter().render(self.signature, demos=self.demos, inputs=inputs)))
             return self._placeholder()
         lm = self.resolve_lm()
+        adapter = self.resolve_adapter(lm)
         steps = self._steps(adapter, lm, inputs)
         request = next(steps)
         with _answers_written_by(adapter, self.signature):
@@ -245,8 +290,8 @@ class Predict(Module):
     async def aforward(self, **inputs: Any) -> Prediction:
         """Async form of :meth:`forward` (uses the backend's async client)."""
         self._check_inputs(inputs)
-        adapter = self.resolve_adapter()
         lm = self.resolve_lm()
+        adapter = self.resolve_adapter(lm)
         steps = self._steps(adapter, lm, inputs)
         request = next(steps)
         with _answers_written_by(adapter, self.signature):
@@ -269,27 +314,30 @@ class Predict(Module):
         """
         request = self._request(adapter, lm, inputs)
         retries = self._max_retries()
-        spent: Usage | None = None  # what earlier attempts of this call cost
+        # Each attempt is traced with its own cost, so recorders that sum entries (a program's
+        # usage meter, evaluate, a budget) count every call once; the prediction carries the
+        # total of all attempts.
+        spent = Usage()
         attempt = 0
         while True:
             started = time.perf_counter()
             try:
                 response = yield request
             except Exception as exc:
-                self._emit(inputs, None, request, None, spent or Usage(), exc)
+                self._emit(inputs, None, request, None, _failed_usage(exc, attempt), exc)
                 raise
             usage = response.usage
             if not usage.latency_s:
                 usage = usage.with_latency(time.perf_counter() - started)
-            if spent is not None:
-                usage = spent + usage
-            outcome = self._parse(adapter, inputs, request, response, usage)
+            if attempt and usage.calls:
+                usage = usage + _ONE_RETRY  # a repair that reached a backend (not a cache hit)
+            outcome = self._parse(adapter, inputs, request, response, usage, spent)
             if not isinstance(outcome, ParseError):
                 return outcome
             if attempt >= retries:
                 raise outcome
             attempt += 1
-            spent = usage + Usage(retries=1)
+            spent = spent + usage
             request = _repair(request, adapter.repair_messages(self.signature, response.text, outcome.reason))
 
     def _max_retries(self) -> int:
@@ -304,6 +352,7 @@ class Predict(Module):
         request: LMRequest,
         response: LMResponse,
         usage: Usage,
+        spent: Usage,
     ) -> Prediction | ParseError:
         if request.score is not None:
             label_outputs = _predict_extra.best_label(self.signature, request, response)
@@ -334,7 +383,8 @@ class Predict(Module):
         self._emit(inputs, completions[0], request, response.text, usage, None)
         for note in notes:
             log.warning("%s", note)
-        pred = Prediction(completions[0], usage=usage, warnings=tuple(notes))
+        total = spent + usage if spent.calls or spent.cache_hits else usage
+        pred = Prediction(completions[0], usage=total, warnings=tuple(notes))
         if len(completions) > 1:
             object.__setattr__(pred, "completions", completions)
         return pred
@@ -373,6 +423,21 @@ def _answers_written_by(adapter: Adapter, signature: Signature) -> Iterator[None
         yield
     finally:
         ANSWER_WRITER.reset(token)
+
+
+_ONE_RETRY = Usage(retries=1)
+
+
+def _failed_usage(exc: BaseException, attempt: int) -> Usage:
+    """What a call that raised cost: an LMError was sent (``attempts`` times, if the backend retried)."""
+    if not isinstance(exc, LMError):
+        return Usage()
+    sent = max(exc.attempts, 1)
+    return Usage(calls=sent, retries=sent - 1 + (1 if attempt else 0))
+
+
+def _capabilities(lm: LM | None) -> Capabilities | None:
+    return lm.capabilities if lm is not None else None
 
 
 def _repair(request: LMRequest, extra: list[Message]) -> LMRequest:

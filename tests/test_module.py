@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from oobleck import (
+    Capabilities,
     ChainOfThought,
     ConfigError,
     FakeLM,
@@ -114,11 +115,14 @@ def test_n_samples_give_completions():
     assert [c["answer"] for c in pred.completions] == ["a", "b", "c"]
 
 
-def test_json_adapter_uses_response_format_with_fake_lm():
-    lm = FakeLM([{"answer": 7}])
+def test_json_adapter_uses_response_format_where_the_backend_declares_it():
+    lm = FakeLM([{"answer": 7}], capabilities=Capabilities(json_schema=True))
     pred = Predict("q -> answer: int", lm=lm, adapter=JSONAdapter())(q="x")
     assert pred.answer == 7
     assert lm.requests[0].response_format is not None
+    plain = FakeLM([{"answer": 7}])
+    assert Predict("q -> answer: int", lm=plain, adapter=JSONAdapter())(q="x").answer == 7
+    assert plain.requests[0].response_format is None
 
 
 def test_async_end_to_end():

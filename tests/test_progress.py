@@ -17,8 +17,8 @@ def _program() -> Predict:
     return Predict("q -> a", lm=FakeLM([{"a": "1"}, {"a": "2"}], cycle=True), adapter=ChatAdapter())
 
 
-def _rows(n: int) -> list[Example]:
-    return [Example(q=str(i), a="1").with_inputs("q") for i in range(n)]
+def _rows(n: int, prefix: str = "") -> list[Example]:
+    return [Example(q=f"{prefix}{i}", a="1").with_inputs("q") for i in range(n)]
 
 
 @pytest.fixture
@@ -65,3 +65,19 @@ def test_piped_run_never_imports_tqdm():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) is False and out.stderr == ""
+
+
+def test_a_compile_draws_one_bar_with_runs_best_score_and_calls(terminal, capsys):
+    from oobleck.optimize import BootstrapFewShot, RandomSearch
+
+    train = _rows(6)
+    BootstrapFewShot(exact_match, max_bootstrapped_demos=2, max_labeled_demos=0).compile(_program(), trainset=train)
+    err = capsys.readouterr().err
+    assert "BootstrapFewShot" in err and "calls=" in err and "evaluate (" not in err
+    RandomSearch(exact_match, num_candidates=2, max_bootstrapped_demos=1, max_labeled_demos=1).compile(
+        _program(), trainset=train, valset=_rows(4, "v")
+    )
+    err = capsys.readouterr().err
+    assert "RandomSearch" in err and "best=" in err and "evaluate (" not in err  # the inner evaluations draw none
+    RandomSearch(exact_match, num_candidates=2).compile(_program(), trainset=train, valset=_rows(4, "v"), progress=False)
+    assert capsys.readouterr().err == ""

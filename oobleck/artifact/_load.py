@@ -54,6 +54,7 @@ def build_predictor(
         predictor = Predict(signature, demos=[Example(d) for d in record.demos], adapter=adapter, max_retries=record.max_retries, **record.config)
     except (ConfigError, ValueError) as exc:
         raise ArtifactError(f"{where} has an invalid decoding config {record.config}: {exc}") from None
+    predictor.adapter_reason = record.adapter.reason
     if record.extra is not None:
         call_load_extra(predictor, record.extra, files, where)
     problem = None
@@ -164,6 +165,7 @@ def reattach(program: Module, doc: schema.ArtifactDoc, built: Mapping[str, Predi
         target.adapter = loaded.adapter
         target.mode = loaded.mode
         target.soft_prompt = loaded.soft_prompt
+        target.adapter_reason = loaded.adapter_reason
 
 
 def _type_str(tp: Any) -> str:
@@ -316,6 +318,8 @@ class Artifact:
         metadata: what the saver passed as ``metadata=``.
         templates: the prompt templates stored in the file, by predictor.
         lm_identities: the LM identity each predictor was saved with (None when it had none).
+        adapter_reasons: why each predictor got its adapter when it was saved (named, or the
+            default for its backend's capabilities; None in artifacts that predate it).
         class_path: the import path of the program's class (information only, never imported).
         oobleck_version: the version that wrote the file.
         schema_version: the artifact format version.
@@ -337,6 +341,9 @@ class Artifact:
         )
         self.lm_identities: Mapping[str, dict[str, str] | None] = types.MappingProxyType(
             {r.name: r.lm for r in doc.predictors}
+        )
+        self.adapter_reasons: Mapping[str, str | None] = types.MappingProxyType(
+            {r.name: r.adapter.reason for r in doc.predictors}
         )
         root = doc.program
         self.class_path: str | None = getattr(root, "class_", None)

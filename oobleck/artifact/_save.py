@@ -105,12 +105,17 @@ def save(
 
 def _predictor_record(name: str, p: Predict, files: SideFiles) -> dict[str, Any]:
     where = f"predictor {name!r}"
-    adapter = p.resolve_adapter()
+    adapter, reason = p.adapter_choice()
     record: dict[str, Any] = {
         "name": name,
         "signature": p.signature.to_dict(),
         "demos": [schema.jsonable(dict(d), where=f"{where} demo {i}") for i, d in enumerate(p.demos)],
-        "adapter": {"name": adapter.name, "version": adapter.version, "options": _adapter_options(adapter)},
+        "adapter": {
+            "name": adapter.name,
+            "version": adapter.version,
+            "options": _adapter_options(adapter),
+            "reason": reason,
+        },
         "config": schema.jsonable(dict(p.config), where=f"{where} config"),
         "max_retries": p.max_retries,
         "lm": {str(k): str(v) for k, v in p.lm.identity.items()} if p.lm is not None else None,

@@ -66,6 +66,9 @@ class AdapterRecord(_Record):
     name: Short
     version: Short
     options: dict[str, bool | int | float | str | None] = Field(default_factory=dict)
+    #: Why this adapter: named on the predictor, in the context, or the default for the
+    #: backend's capabilities (absent in artifacts written before oobleck recorded it).
+    reason: Annotated[str, Field(max_length=1000)] | None = None
 
 
 class PredictorRecord(_Record):

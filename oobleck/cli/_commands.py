@@ -243,6 +243,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"signature  {p.signature}",
             f"adapter    {p.resolve_adapter().name} v{p.resolve_adapter().version}    demos {len(p.demos)}    "
             + f"max_retries {p.max_retries if p.max_retries is not None else '-'}",
+            f"           ({art.adapter_reasons[name] or 'why: not recorded'})",
             f"config     {json.dumps(p.config, sort_keys=True)}    lm {json.dumps(lm, sort_keys=True) if lm else '-'}",
         ]
         messages = p.render(**inputs) if inputs else art.templates[name]

@@ -45,7 +45,12 @@ def _add_lm(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lm", metavar="SPEC", help="local (default), local:PATH.gguf or openai:MODEL")
     g.add_argument("--base-url", metavar="URL", help="server URL for --lm openai:MODEL (e.g. http://127.0.0.1:8080/v1)")
     g.add_argument("--temperature", type=float, default=0.0, metavar="T", help="decoding temperature (default 0)")
-    g.add_argument("--adapter", choices=["chat", "json"], help="prompt format for predictors that set none (default chat)")
+    g.add_argument(
+        "--adapter",
+        choices=["chat", "json", "template"],
+        help="prompt format for predictors that set none (default: chosen from the LM's capabilities, "
+        "constrained JSON where it takes a JSON schema)",
+    )
     g.add_argument("--cache", metavar="DIR", help="LM cache directory (default $OOBLECK_CACHE_DIR or ~/.cache/oobleck)")
     g.add_argument("--no-cache", action="store_true", help="call the LM every time")
 

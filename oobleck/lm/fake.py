@@ -33,6 +33,10 @@ class FakeLM(BaseLM):
             out raises LMResponseError).
         name: the model name in its identity (two FakeLMs with different names never share
             cache entries).
+        capabilities: what it claims to support. By default none of the structured kinds: a
+            script constrains nothing, so programs on a FakeLM get the adapter of a plain chat
+            backend. Pass ``Capabilities(json_schema=True)`` to stand in for a backend with
+            structured output (the default adapter then answers in constrained JSON).
 
     Attributes:
         requests: every request received, in order.
@@ -46,7 +50,7 @@ class FakeLM(BaseLM):
         1
     """
 
-    capabilities = Capabilities(json_schema=True, logprobs=False, n=True)
+    capabilities = Capabilities(n=True)
 
     def __init__(
         self,
@@ -54,7 +58,10 @@ class FakeLM(BaseLM):
         *,
         cycle: bool = False,
         name: str = "fake",
+        capabilities: Capabilities | None = None,
     ) -> None:
+        if capabilities is not None:
+            self.capabilities = capabilities
         self._fn: Callable[[LMRequest], Scripted] | None = responses if callable(responses) else None
         self._script: list[Scripted] = [] if callable(responses) else list(responses)
         self._iter = itertools.cycle(self._script) if cycle and self._script else iter(self._script)

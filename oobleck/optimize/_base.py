@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
-from oobleck import _types
+from oobleck import _progress, _types
 from oobleck._budget import (
     Budget,
     Checkpoint,
@@ -141,6 +141,7 @@ class Optimizer:
         seed: int = ...,
         checkpoint: str | os.PathLike[str] | None = ...,
         dry_run: Literal[False] = ...,
+        progress: bool = ...,
     ) -> Module: ...
 
     @overload
@@ -153,6 +154,7 @@ class Optimizer:
         seed: int = ...,
         checkpoint: str | os.PathLike[str] | None = ...,
         dry_run: Literal[True],
+        progress: bool = ...,
     ) -> CostEstimate: ...
 
     def compile(
@@ -164,6 +166,7 @@ class Optimizer:
         seed: int = 0,
         checkpoint: str | os.PathLike[str] | None = None,
         dry_run: bool = False,
+        progress: bool = True,
     ) -> Module | CostEstimate:
         """Return a new program with optimized parameters; ``program`` is never changed.
 
@@ -174,6 +177,9 @@ class Optimizer:
             seed: the only source of randomness.
             checkpoint: a JSON file to save progress to and resume from.
             dry_run: return the CostEstimate and call nothing.
+            progress: show a progress bar when stderr is a terminal: program runs done of the
+                most planned, the best candidate score so far, LM calls and cache hits, ETA.
+                False never does (nor do the evaluations inside a compile draw their own).
 
         Returns:
             The compiled copy, with a ``provenance`` dict attribute; or, with ``dry_run``,
@@ -204,8 +210,13 @@ class Optimizer:
             max_lm_calls=self.max_lm_calls, max_tokens=self.max_tokens, spent=usage_from_dict(state.get("spent"))
         )
         run = CompileRun(seed=seed, budget=budget, checkpoint=ckpt, state=state)
-        with budget.activate():
-            compiled = self._compile(program, train, val, run)
+        total = estimate.program_runs or None
+        with _progress.bar(total, self.name, enabled=progress and total is not None, score_label="best") as shown:
+            if shown is not None:
+                budget.on_charge = shown.charge
+            with budget.activate():
+                compiled = self._compile(program, train, val, run)
+        budget.on_charge = None
         if budget.stopped:
             log.warning("%s stopped early at its budget (%s); returning the best program so far", self.name, budget.spent)
         spent = budget.spent

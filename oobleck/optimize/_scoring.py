@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from oobleck import _progress
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.evaluate import evaluate
 from oobleck.example import Example
@@ -336,6 +337,10 @@ class Scorer:
             if incumbent is not None and incumbent != key and self._confidently_worse(key, incumbent):
                 c.dropped = True
                 log.info("racing: candidate %s dropped after %d rows", key, len(c.scores))
+        shown = _progress.current()
+        best = self.incumbent() if shown is not None else None
+        if shown is not None and best is not None:
+            shown.set_score(self.candidates[best].mean())
         return c
 
     def _confidently_worse(self, key: str, incumbent: str) -> bool:
