@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import oobleck
-from oobleck import Cache, CachedLM, Example, JSONAdapter, LocalLM, Predict
+from oobleck import Cache, CachedLM, Example, LocalLM, Predict
 from oobleck.evaluate import evaluate
 from oobleck.metrics import ExactMatch
 from oobleck.optimize import RandomSearch
@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         valset = [r for r in rest if r.label == "positive"][:30] + [r for r in rest if r.label == "negative"][:30]
         trainset, candidates = train_rows[:100], 4
 
-    lm = CachedLM(LocalLM(temperature=0.0, max_tokens=32, n_parallel=4), cache=Cache(args.cache))
-    program = Predict(Sentiment, lm=lm, adapter=JSONAdapter())
+    # The defaults: LocalLM() decodes greedily, and with no adapter named the program gets
+    # constrained JSON answers because the embedded model declares structured output.
+    lm = CachedLM(LocalLM(max_tokens=32, n_parallel=4), cache=Cache(args.cache))
+    program = Predict(Sentiment, lm=lm)
     metric = ExactMatch(field="label")
 
     started = time.perf_counter()
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     compiled.save(out)
 
     spent = compiled.compile_usage  # this session's calls (the artifact records the cache-independent total)
-    print(f"SST-2 dev ({len(dev)} rows), SmolLM2-135M-Instruct in-process, JSON adapter")
+    adapter, why = program.adapter_choice()
+    print(f"SST-2 dev ({len(dev)} rows), SmolLM2-135M-Instruct in-process, adapter {adapter.name!r} ({why})")
     print(f"  zero-shot : {before.score:5.1f}% accuracy")
     print(f"  compiled  : {after.score:5.1f}% accuracy  ({len(compiled.predictors()[0].demos)} demos)")
     print(f"  compile   : {spent.calls} LM calls, {spent.cache_hits} answered from the cache")
