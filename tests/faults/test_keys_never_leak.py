@@ -23,7 +23,7 @@ def everything_under(folder: Path) -> bytes:
 def test_keys_stay_out_of_artifacts_caches_traces_and_logs(tmp_path, caplog):
     server = ScriptedServer(
         [
-            reply(200, completion("[[ ## answer ## ]]\nParis")),
+            reply(200, completion('{"answer": "Paris"}')),  # JSON: the default adapter on a structured-output backend
             reply(500, {"error": {"message": f"upstream rejected key {KEY}"}}),
             reply(401, {"error": {"message": f"bad key {KEY}"}}),
         ],
