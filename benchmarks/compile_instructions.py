@@ -180,7 +180,7 @@ def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "compile_calls": m["compile"]["calls"],
                 "compile_tokens": m["compile"]["tokens"],
                 "compile_wall_s": m["compile"]["wall_s"],
-                "prompt_tokens_final": m.get("prompt_tokens_final"),
+                "prompt_tokens_final": m.get("prompt_tokens_final", m.get("prompt_tokens")),
                 "best_val_score": m.get("best_val_score"),
                 "instruction": m.get("instruction"),
                 "format": m.get("format") or m.get("adapter"),
