@@ -130,6 +130,16 @@ def pick_demos(rows: list[dict[str, Any]], k: int, labels: tuple[str, ...]) -> l
     return out
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """The 95% Wilson score interval of k successes in n, in percent."""
+    if n == 0:
+        return [0.0, 0.0]
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, round(100 * (centre - half), 1)), min(100.0, round(100 * (centre + half), 1))]
+
+
 def spread(values: list[float], digits: int = 4) -> dict[str, float]:
     """min / median / max of a sample, rounded."""
     return {

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import DATA, machine, read_jsonl, write_result
+from _common import DATA, machine, read_jsonl, wilson, write_result
 
 import oobleck
 from oobleck.adapters import Adapter, ChatAdapter, JSONAdapter, TemplateAdapter
@@ -81,16 +81,6 @@ ADAPTERS: dict[str, Callable[[], Adapter]] = {
     "keys_hint": lambda: KeysHint(output="json"),
 }
 BASELINE = "one_line"
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    """The 95% Wilson score interval of k successes in n, in percent."""
-    if n == 0:
-        return [0.0, 0.0]
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(100 * (centre - half), 1), round(100 * (centre + half), 1)]
 
 
 def paired(a: list[float], b: list[float]) -> dict[str, float]:

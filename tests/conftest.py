@@ -21,3 +21,18 @@ def local_lm() -> Iterator[object]:
 def server_url(local_lm: object) -> str:
     """The same model served over the OpenAI-compatible HTTP API on 127.0.0.1."""
     return local_lm.serve()  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.fixture(scope="session")
+def transformers_lm() -> Iterator[object]:
+    """SmolLM2-135M-Instruct in-process via transformers (greedy).
+
+    The packaged GGUF is dequantized to safetensors once (about a minute) into the oobleck
+    cache directory (``$OOBLECK_CACHE_DIR`` or ``~/.cache/oobleck``) and reused by every later
+    run and test process.
+    """
+    from oobleck.lm.transformers import TransformersLM
+
+    lm = TransformersLM(temperature=0.0, max_tokens=24)
+    yield lm
+    lm.close()

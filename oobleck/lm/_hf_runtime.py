@@ -62,11 +62,11 @@ def applied(prompt: SoftPrompt, model: Any) -> Applied:
     return Applied(prompt.kind, tensor)
 
 
-def tensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
-    """safetensors bytes of ``tensors`` (contiguous CPU copies)."""
+def tensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """safetensors bytes of ``tensors`` (contiguous CPU copies), the same bytes for the same tensors."""
     from safetensors.torch import save
 
-    return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, metadata=metadata)
+    return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
 
 
 def read_tensors(data: bytes) -> dict[str, torch.Tensor]:
@@ -158,7 +158,8 @@ def prefill(model: Any, rows: list[list[int]], soft: Applied | None, pad_id: int
         common, base = found
     else:
         common = _common_prefix(rows)
-        if len(rows) < 2 or common < prefixes.min_tokens:
+        virtual = soft.tokens if soft is not None else 0
+        if len(rows) < 2 or common < 1 or common + virtual < prefixes.min_tokens:
             return _prefill(model, rows, soft, pad_id, keep)
         _, base = _prefill(model, [rows[0][:common]], soft, pad_id, 1)
         prefixes.put((soft_key, tuple(rows[0][:common])), base)

@@ -297,6 +297,11 @@ class TransformersLM(BaseLM):
         """Generate or score; concurrent calls run together as one batch."""
         if request.response_format is not None:
             raise ConfigError("TransformersLM does not constrain output to a JSON schema; use the chat adapter")
+        if request.extra:
+            raise ConfigError(
+                f"TransformersLM takes no backend-specific parameters; got extra={sorted(request.extra)} "
+                "(it supports temperature, top_p, max_tokens, stop, seed, n, logprobs, top_logprobs)"
+            )
         self.load()
         job = _Job(request, Future())
         self._queue.put(job)

@@ -209,4 +209,6 @@ def _report(outcome: _trainer.Outcome) -> dict[str, Any]:
         "first_loss": outcome.losses[0] if outcome.losses else None,
         "last_loss": outcome.losses[-1] if outcome.losses else None,
         "history": [[s, num(v)] for s, v in outcome.history],
+        # the exact vectors training started from (a soft prompt trained further starts from its own)
+        "initial_sha256": outcome.initial_sha256 or None,
     }

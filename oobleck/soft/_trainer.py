@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class Outcome:
     losses: list[float] = field(default_factory=list)
     history: list[tuple[int, float]] = field(default_factory=list)
     trainable_params: int = 0
+    initial_sha256: str = ""
 
 
 def peft_config(method: str, settings: dict[str, Any], lm: TransformersLM) -> Any:
@@ -96,7 +98,9 @@ def build(lm: TransformersLM, plan: Plan) -> Any:
     """A PEFT model around the LM's frozen model, initialised from the plan's seed."""
     import peft
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # transformers deprecates an attribute PEFT still reads; nothing for a user to act on
+        warnings.simplefilter("ignore", FutureWarning)
         torch.manual_seed(plan.seed)
         model = peft.get_peft_model(lm.model, peft_config(plan.method, plan.config, lm))
     return model
@@ -123,7 +127,9 @@ def materialize(peft_model: Any, plan: Plan, lm: TransformersLM, cover: Cover | 
     if was_training:
         peft_model.train()
     tensor = next(iter(applied.values()))
-    data = rt.tensors_bytes({**applied, **state}, metadata={"method": plan.method, "format": "oobleck.soft_prompt"})
+    # No safetensors metadata: its header map is written in hash order, which would make the
+    # bytes (and so the sha256 that names the soft prompt) differ between identical saves.
+    data = rt.tensors_bytes({**applied, **state})
     return SoftPrompt.from_bytes(
         data,
         method=plan.method,  # type: ignore[arg-type]
@@ -169,6 +175,7 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.0)
     rng = random.Random(plan.seed)
     order: list[int] = []
+    initial_sha = ""
     step = 0
     seconds = 0.0
     losses: list[float] = []
@@ -185,6 +192,7 @@ def train(
         best = materialize(peft_model, plan, lm, cover, materialize_task)
         initial = best_score = score(best)
         history.append((0, best_score))
+        initial_sha = best.sha256
     bar = _bar(plan.steps, step, progress, plan.method)
     started = time.perf_counter() - seconds
     pad = lm._pad_id()
@@ -205,7 +213,7 @@ def train(
             loss.backward()
             optimizer.step()
             step += 1
-            losses.append(round(float(loss), 6))
+            losses.append(round(loss.item(), 6))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", best=f"{best_score:.3f}")
@@ -228,7 +236,8 @@ def train(
         if value > best_score:
             best, best_score, best_step = candidate, value, step
     assert best is not None
-    return Outcome(best, best_score, best_step, initial, step, time.perf_counter() - started, losses, history, n_params)
+    return Outcome(best, best_score, best_step, initial, step, time.perf_counter() - started, losses, history, n_params,
+                   initial_sha)
 
 
 def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Tensor:
@@ -244,7 +253,10 @@ def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Ten
     kwargs: dict[str, Any] = {}
     if method == "multitask_prompt_tuning":
         kwargs["task_ids"] = torch.tensor([r.task for r in batch])
-    out = peft_model(input_ids=ids, attention_mask=mask, labels=labels, **kwargs)
+    with warnings.catch_warnings():
+        # PEFT's prefix tuning passes the cache under its pre-5.x name; nothing for a user to act on
+        warnings.simplefilter("ignore", FutureWarning)
+        out = peft_model(input_ids=ids, attention_mask=mask, labels=labels, **kwargs)
     return out.loss  # type: ignore[no-any-return]
 
 

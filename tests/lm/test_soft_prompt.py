@@ -160,3 +160,17 @@ def test_artifact_with_a_hostile_soft_prompt_record_is_refused(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps(doc))
     with pytest.raises(ArtifactError, match="unknown predictor state"):
         load(tmp_path / "p.json")
+
+
+def test_transformers_lm_refuses_what_it_cannot_do_before_loading_anything():
+    from oobleck.lm.transformers import TransformersLM
+
+    lm = TransformersLM()  # nothing is loaded or converted until the first call
+    request = LMRequest(messages=(Message(role="user", content="hi"),))
+    with pytest.raises(ConfigError, match="JSON schema"):
+        lm.complete(request.model_copy(update={"response_format": {"name": "x", "schema": {}}}))
+    with pytest.raises(ConfigError, match="no backend-specific parameters"):
+        lm.complete(request.model_copy(update={"extra": {"top_k": 3}}))
+    with pytest.raises(ConfigError, match="unknown decoding default"):
+        TransformersLM(beam_width=4)
+    assert lm._loaded is None
