@@ -64,10 +64,10 @@ def test_happy_path_counts_one_call(scripted):
 
 
 def test_trickling_body_hits_the_per_attempt_deadline(scripted):
-    # 250 bytes at one byte per 50 ms would take 12 s; the deadline is 0.4 s per attempt.
+    # 250 bytes at one byte per 50 ms would take 12 s; the deadline is 1.5 s per attempt.
     body = completion("x" * 60)
     server = scripted(trickle(body, every=0.05))
-    lm = lm_for(server, timeout=0.4, max_retries=1)
+    lm = lm_for(server, timeout=1.5, max_retries=1)
     with pytest.raises(LMTimeoutError, match="too slowly") as info:
         lm.complete(REQ)
     assert "after 2 attempts" in str(info.value)
@@ -80,7 +80,7 @@ def test_trickling_body_hits_the_per_attempt_deadline(scripted):
 
 def test_trickling_body_async_is_cut_at_the_deadline(scripted):
     server = scripted(trickle(completion("y" * 60), every=0.05))
-    lm = lm_for(server, timeout=0.4, max_retries=0)
+    lm = lm_for(server, timeout=1.5, max_retries=0)  # 250 bytes take 12 s; 1.5 s leaves room on a loaded machine
     with pytest.raises(LMTimeoutError):
         asyncio.run(lm.acomplete(REQ))
     assert len(server.seen) == 1
