@@ -37,6 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from _common import DATA, machine, read_jsonl, wilson, write_result
+from _common import TASKS as SHARED_TASKS
 
 import oobleck
 from oobleck.adapters import Adapter, ChatAdapter, JSONAdapter, TemplateAdapter
@@ -44,21 +45,13 @@ from oobleck.adapters.base import type_hint
 from oobleck.evaluate import evaluate
 from oobleck.metrics import ExactMatch
 
+# The shared tasks plus AG News (4 topics), where the JSONAdapter prompt collapses too.
 TASKS: dict[str, dict[str, Any]] = {
-    "sst2": {
-        "instructions": "Classify the sentiment of a movie review sentence.",
-        "input": "text",
-        "labels": ("positive", "negative"),
-    },
+    **SHARED_TASKS,
     "agnews": {
         "instructions": "Classify the topic of the news article.",
         "input": "text",
         "labels": ("World", "Sports", "Business", "Sci/Tech"),
-    },
-    "trec": {
-        "instructions": "Classify the question by the type of its expected answer.",
-        "input": "question",
-        "labels": ("abbreviation", "description", "entity", "human", "location", "numeric"),
     },
 }
 
