@@ -41,8 +41,8 @@ def test_compiled_multihop_on_smollm2_gives_the_same_outputs_in_a_fresh_process(
                                 max_labeled_demos=1, max_errors=None).compile(program, trainset=train)
     demos = {n: len(p.demos) for n, p in compiled.named_predictors()}
     # The answer step always gets its labelled demo. Whether the query steps bootstrap one depends on
-    # SmolLM2 finishing a whole run under the default decoding; since the defaults change (greedy,
-    # request-derived seed) none does on this train set: a known gap, noted for the next session.
+    # SmolLM2 finishing a whole run; that varied between runs here (likely llama.cpp's numerics moving
+    # with the batch across parallel slots), so only the answer step's demo is asserted.
     assert set(demos) == {"generate_query[0]", "generate_query[1]", "generate_answer"} and demos["generate_answer"] == 1
     with oobleck.trace() as t:
         expect = compiled(question=QUESTION)
