@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from oobleck import (
@@ -27,6 +29,23 @@ def test_predict_with_grammar_constrained_json(local_lm):
     program = Predict(SENTIMENT, lm=local_lm, adapter=JSONAdapter())
     for text in ["a wonderful, moving film", "a dull and lifeless mess", "it was fine i guess"]:
         assert program(text=text).label in ("positive", "negative")
+
+
+def test_constrained_json_is_written_on_one_line(local_lm):
+    # llama.cpp's own response_format grammar lets the model spend tokens on newlines and
+    # indentation; LocalLM sends a compact grammar instead: one line, single separators.
+    schema = {
+        "type": "object",
+        "properties": {"reasoning": {"type": "string"}, "label": {"type": "string", "enum": ["positive", "negative"]}},
+        "required": ["reasoning", "label"],
+        "additionalProperties": False,
+    }
+    request = LMRequest(messages=(Message(role="user", content="Is 'a wonderful film' positive?"),), max_tokens=60,
+                        response_format={"name": "answer", "schema": schema})
+    text = local_lm.complete(request).choices[0].text
+    assert text.startswith('{"reasoning": "') and "\n" not in text
+    if text.endswith("}"):  # not cut at max_tokens
+        assert json.loads(text)["label"] in ("positive", "negative")
 
 
 def test_chain_of_thought_typed_output(local_lm):
