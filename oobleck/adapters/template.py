@@ -13,6 +13,9 @@ chat          :class:`~oobleck.adapters.chat.ChatAdapter`: ``[[ ## field ## ]]``
 json          :class:`~oobleck.adapters.json.JSONAdapter`: field list and JSON schema spelled out
 one_line      the instruction alone as the system message, ``Name: value`` lines as the user
               turn, the answer a JSON object (constrained by the backend where it can be)
+keys_hint     as ``one_line``, plus one line naming the answer's keys and their allowed values
+              (``Answer with a JSON object: {"label": <one of: 'positive', 'negative'>}``):
+              the schema in brief, for when the constraint alone leaves the model guessing
 prefix        the instruction and the field list in the system message, ``Name: value`` lines
               in and out
 user_turn     no system message: the instruction opens the user turn, ``Name: value`` lines,
@@ -34,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from oobleck import _types
-from oobleck.adapters.base import Adapter, demo_turns, describe_fields
+from oobleck.adapters.base import Adapter, demo_turns, describe_fields, type_hint
 from oobleck.adapters.chat import ChatAdapter, _parse_field
 from oobleck.adapters.json import JSONAdapter, _first_object, output_schema
 from oobleck.errors import ConfigError, ParseError
@@ -45,6 +48,7 @@ from oobleck.signature import Signature
 __all__ = ["FORMATS", "TemplateAdapter", "format_adapter", "format_name"]
 
 Output = Literal["json", "prefix"]
+Schema = bool | Literal["keys"]
 
 
 def label(name: str) -> str:
@@ -59,7 +63,9 @@ class TemplateAdapter:
     Args:
         output: ``"json"`` (a JSON object, constrained via ``response_format`` where the backend
             supports it) or ``"prefix"`` (``Name: value`` lines).
-        schema: spell the field list out in the system message.
+        schema: ``True`` spells the field list out in the system message; ``"keys"`` adds one
+            line naming only the answer's keys and their types or allowed values; ``False``
+            nothing (the output constraint, where the backend has one, carries the schema).
         instructions: ``"system"`` (the system message) or ``"user"`` (opening the user turn;
             no system message).
         demos: ``"turns"`` (user/assistant pairs) or ``"inline"`` (a block in the system message).
@@ -77,12 +83,14 @@ class TemplateAdapter:
         self,
         *,
         output: Output = "json",
-        schema: bool = False,
+        schema: Schema = False,
         instructions: Literal["system", "user"] = "system",
         demos: Literal["turns", "inline"] = "turns",
     ) -> None:
         if output not in ("json", "prefix"):
             raise ConfigError(f"output must be 'json' or 'prefix', got {output!r}")
+        if schema not in (True, False, "keys"):
+            raise ConfigError(f"schema must be True, False or 'keys', got {schema!r}")
         if instructions not in ("system", "user"):
             raise ConfigError(f"instructions must be 'system' or 'user', got {instructions!r}")
         if demos not in ("turns", "inline"):
@@ -90,7 +98,7 @@ class TemplateAdapter:
         if demos == "inline" and instructions == "user":
             raise ConfigError("inline demos go in the system message; use instructions='system' with them")
         self.output: Output = output
-        self.schema = schema
+        self.schema: Schema = schema
         self.instructions = instructions
         self.demos = demos
 
@@ -136,7 +144,13 @@ class TemplateAdapter:
 
     def _system(self, signature: Signature, demos: Sequence[Mapping[str, Any]]) -> str:
         parts = [signature.instructions]
-        if self.schema:
+        if self.schema == "keys":
+            if self.output == "json":
+                keys = ", ".join(f'"{f.name}": <{type_hint(f)}>' for f in signature.output_fields.values())
+                parts.append(f"Answer with a JSON object: {{{keys}}}")
+            else:
+                parts.append("Answer as: " + ", ".join(f"{label(f.name)}: <{type_hint(f)}>" for f in signature.output_fields.values()))
+        elif self.schema:
             parts.append(describe_fields(signature))
             if self.output == "json":
                 keys = ", ".join(f'"{k}"' for k in signature.output_fields)
@@ -245,6 +259,7 @@ FORMATS: dict[str, Adapter] = {
     "chat": ChatAdapter(),
     "json": JSONAdapter(),
     "one_line": TemplateAdapter(output="json"),
+    "keys_hint": TemplateAdapter(output="json", schema="keys"),
     "prefix": TemplateAdapter(output="prefix", schema=True),
     "user_turn": TemplateAdapter(output="json", instructions="user"),
     "inline_demos": TemplateAdapter(output="json", demos="inline"),

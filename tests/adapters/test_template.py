@@ -30,6 +30,11 @@ def test_placements_of_instruction_schema_and_demos() -> None:
     user_turn = format_adapter("user_turn").render(SIG, demos=[], inputs={"text": "Dull."})
     assert [m.role for m in user_turn] == ["user"] and user_turn[0].content == "Classify the review.\n\nText: Dull."
 
+    keys = format_adapter("keys_hint").render(SIG, demos=[], inputs={"text": "Dull."})
+    assert keys[0].content == 'Classify the review.\n\nAnswer with a JSON object: {"label": <one of: positive, negative>}'
+    brief = TemplateAdapter(output="prefix", schema="keys").render(Signature("q -> answer, n: int"), demos=[], inputs={"q": "?"})
+    assert brief[0].content.endswith("Answer as: Answer: <text>, N: <an integer>")
+
     inline = format_adapter("inline_demos").render(SIG, demos=[DEMO], inputs={"text": "Dull."})
     assert [m.role for m in inline] == ["system", "user"]
     assert 'Examples:\n\nText: Great fun.\n{"label": "positive"}' in inline[0].content
@@ -65,13 +70,13 @@ def test_options_are_checked_and_named() -> None:
         TemplateAdapter(output="xml")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         TemplateAdapter(instructions="user", demos="inline")
+    with pytest.raises(ConfigError, match="schema must be"):
+        TemplateAdapter(schema="full")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="unknown format"):
         format_adapter("fancy")
     odd = TemplateAdapter(output="prefix", schema=False)
     assert format_name(odd).startswith("template{")
     assert TemplateAdapter(**odd.options()) == odd
-
-
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
