@@ -200,11 +200,7 @@ class Session:
             except Exception as exc:  # an LM error or an unreadable answer: no candidate this time
                 log.warning("proposer call %s failed: %s", tag, exc)
                 text, info = "", {"error": f"{type(exc).__name__}: {exc}"}
-            if text and not is_new(text, tried):
-                info["rejected"] = "duplicate"
-                text = ""
-            elif not text:
-                info.setdefault("rejected", "empty")
+            text, info = self._usable(parent, name, text, info, tried)
             known = self.proposals[tag] = {"text": text, **info}
             self.save()
         return str(known["text"])
@@ -221,12 +217,25 @@ class Session:
             except Exception as exc:  # an LM error or an unreadable answer: no candidate this time
                 log.warning("reflection call %s failed: %s", tag, exc)
                 text, info = "", {"error": f"{type(exc).__name__}: {exc}"}
-            if text and not is_new(text, tried):
-                info["rejected"] = "duplicate"
-                text = ""
+            text, info = self._usable(parent, name, text, info, tried)
             known = self.proposals[tag] = {"text": text, **info}
             self.save()
         return str(known["text"])
+
+    def _usable(
+        self, parent: Module, name: str, text: str, info: dict[str, Any], tried: Sequence[str]
+    ) -> tuple[str, dict[str, Any]]:
+        """``text`` if new, else the proposer's grounded fallback (``info`` says which and why)."""
+        if text and not is_new(text, tried):
+            info["rejected"] = "duplicate"
+            text = ""
+        elif not text:
+            info.setdefault("rejected", "empty")
+        if not text:
+            text = self.proposer.fallback(parent, name, tried)
+            if text:
+                info["source"] = "template"
+        return text, info
 
     # ---- candidates ----
 
@@ -326,6 +335,7 @@ class InstructionSearchBase(SearchOptimizer):
         prompt_lm: the LM that writes instructions (default: the task LM).
         formats: prompt format names to try (see :mod:`oobleck.adapters.template`).
         n_demos: bootstrapped demos shown to the proposer per predictor.
+        grounded_fallback: see :class:`~oobleck.optimize._proposer.InstructionProposer`.
         **kwargs: see :class:`~oobleck.optimize._search.SearchOptimizer`.
     """
 
@@ -336,6 +346,7 @@ class InstructionSearchBase(SearchOptimizer):
         prompt_lm: LM | None = None,
         formats: Sequence[str] | None = None,
         n_demos: int = 3,
+        grounded_fallback: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(metric, **kwargs)
@@ -349,7 +360,7 @@ class InstructionSearchBase(SearchOptimizer):
             raise ConfigError(f"n_demos must be >= 0, got {n_demos}")
         self.formats: list[str] = list(formats or ())
         self.n_demos = n_demos
-        self.proposer = InstructionProposer(prompt_lm=prompt_lm)
+        self.proposer = InstructionProposer(prompt_lm=prompt_lm, grounded_fallback=grounded_fallback)
         self._grounding_bootstrap = BootstrapFewShot(
             scalar_metric(metric), max_bootstrapped_demos=n_demos, max_labeled_demos=0, teacher_shots=n_demos
         )

@@ -18,7 +18,13 @@ inputs, outputs and the metric's feedback (the reflective optimizer's step).
 Both are ``Predict`` calls with their own signatures, so their prompts render, cache, trace and
 count like any other call; every call is checked against and charged to the active budget.
 Candidates are cleaned (no quotes, markers, labels or field lists), de-duplicated against what
-was tried, and capped in length.
+was tried, and capped in length. A candidate that talks about the proposer's own task instead
+of the program's (a small model echoing "You improve the instruction...") is rejected.
+
+When the LM writes nothing usable, :func:`grounded_variants` supplies readable variants built
+from the predictor's own signature (its answer choices, its fields and their descriptions), so
+a search on a model too small to write instructions still has real candidates to score. Each
+proposal records where its text came from (``"source": "lm"`` or ``"template"``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from oobleck import _budget
-from oobleck.adapters.base import describe_fields
+from oobleck.adapters.base import describe_fields, type_hint
 from oobleck.context import context, current
 from oobleck.errors import ConfigError
 from oobleck.example import Example
@@ -40,7 +46,7 @@ from oobleck.predict import Predict
 from oobleck.signature import InputField, OutputField, Signature
 from oobleck.trace import trace
 
-__all__ = ["TIPS", "InstructionProposer", "clean_instruction"]
+__all__ = ["TIPS", "InstructionProposer", "clean_instruction", "echoes_proposer", "grounded_variants"]
 
 log = logging.getLogger("oobleck.optimize")
 
@@ -119,6 +125,75 @@ def clean_instruction(text: str, *, max_chars: int = 400) -> str:
     return out if re.search(r"[A-Za-z]{2}", out) else ""
 
 
+#: Words about writing instructions rather than doing the task: in a candidate, two distinct ones
+#: (not in the predictor's own instruction or fields) mean the proposer's prompt was echoed.
+_META_WORDS = frozenset(
+    {"instruction", "instructions", "tip", "tips", "step", "steps", "previous", "improve", "improved", "improves",
+     "rewrite", "rewritten", "rewrote", "proposer", "prompt", "prompts", "tried"}
+)
+_META_OPENING = re.compile(r"^(?:the|your|my|this|a)\s+(?:first|new|current|improved|previous|better)?\s*instructions?\b", re.I)
+
+
+def echoes_proposer(text: str, own_words: str = "") -> bool:
+    """Whether ``text`` is about writing instructions instead of doing the task.
+
+    Two distinct words such as "instruction", "step", "improve", "previous" that do not occur in
+    ``own_words`` (the predictor's instruction and field names, where such words are
+    legitimate), or an opening such as "The new instruction", make an echo.
+
+    Example:
+        >>> echoes_proposer("You improve the instruction to the previous one.")
+        True
+        >>> echoes_proposer("Decide whether the review is positive or negative.")
+        False
+    """
+    allowed = set(re.findall(r"[a-z]+", own_words.lower()))
+    words = re.findall(r"[a-z]+", text.lower())
+    hits = {w for w in words if w in _META_WORDS and w not in allowed}
+    return len(hits) >= 2 or bool(_META_OPENING.match(text.strip()))
+
+
+def _own_words(signature: Signature) -> str:
+    fields = [*signature.input_fields.values(), *signature.output_fields.values()]
+    return " ".join([signature.instructions, *(f.name.replace("_", " ") for f in fields), *(f.desc or "" for f in fields)])
+
+
+def grounded_variants(signature: Signature) -> list[str]:
+    """Readable instruction variants built from ``signature`` alone, no LM involved.
+
+    The current instruction with, in turn: the allowed answers named; what to read and what to
+    give; the output fields' descriptions; and a plain restatement of the task from the fields.
+
+    Example:
+        >>> sig = Signature("review -> label: Literal['positive', 'negative']", instructions="Classify the review.")
+        >>> grounded_variants(sig)[0]
+        'Classify the review. Answer with one of: positive, negative.'
+    """
+    base = signature.instructions.strip()
+    if base and base[-1] not in ".!?":
+        base += "."
+    ins = [f.name.replace("_", " ") for f in signature.input_fields.values()]
+    outs = list(signature.output_fields.values())
+    out_names = [f.name.replace("_", " ") for f in outs]
+    variants = []
+    choices = [type_hint(f) for f in outs if type_hint(f).startswith("one of: ")]
+    if choices:
+        variants.append(f"{base} Answer with {choices[0]}.")
+    variants.append(f"{base} Read the {_and(ins)} carefully, then give the {_and(out_names)}.")
+    descs = [f"The {f.name.replace('_', ' ')} is {f.desc.rstrip('.')}." for f in outs if f.desc]
+    if descs:
+        variants.append(f"{base} {' '.join(descs)}")
+    restated = f"Given the {_and(ins)}, decide the {_and(out_names)}."
+    if choices:
+        restated += f" Answer with {choices[0]}."
+    variants.append(f"{restated} {base}")
+    return [clean_instruction(v) for v in variants]
+
+
+def _and(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
 def _norm(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
@@ -171,6 +246,8 @@ class InstructionProposer:
         temperature: sampling temperature of proposals.
         max_tokens: the longest answer of a proposal, reflection or data summary (an
             instruction is a sentence or two; small models ramble past that).
+        grounded_fallback: when the LM writes nothing usable (empty, a duplicate, an echo of
+            the proposer's prompt, an error), propose the next of :func:`grounded_variants`.
     """
 
     def __init__(
@@ -183,6 +260,7 @@ class InstructionProposer:
         summary_rows: int = 8,
         temperature: float = 1.0,
         max_tokens: int = 100,
+        grounded_fallback: bool = True,
     ) -> None:
         if max_chars < 20:
             raise ConfigError(f"max_chars must be at least 20, got {max_chars}")
@@ -193,6 +271,7 @@ class InstructionProposer:
         self.summary_rows = summary_rows
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.grounded_fallback = grounded_fallback
 
     def settings(self) -> dict[str, Any]:
         """JSON data for provenance (the LM by identity only)."""
@@ -205,6 +284,7 @@ class InstructionProposer:
             "summary_rows": self.summary_rows,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "grounded_fallback": self.grounded_fallback,
         }
 
     def _lm(self, program: Module) -> LM:
@@ -275,7 +355,10 @@ class InstructionProposer:
         with context(sample_index=sample):
             out = charged(lambda: step(**kwargs))
         text = clean_instruction(str(out.instruction), max_chars=self.max_chars)
-        return text, {"tip": tip, "sample": sample, "raw": str(out.instruction)[:1000]}
+        info: dict[str, Any] = {"tip": tip, "sample": sample, "raw": str(out.instruction)[:1000], "source": "lm"}
+        if text and echoes_proposer(text, _own_words(predictor.signature)):
+            text, info["rejected"] = "", "echo"
+        return text, info
 
     def reflect(
         self, program: Module, name: str, *, records: Sequence[Mapping[str, Any]], sample: int
@@ -295,7 +378,20 @@ class InstructionProposer:
         with context(sample_index=sample):
             out = charged(lambda: step(**kwargs))
         text = clean_instruction(str(out.instruction), max_chars=self.max_chars)
-        return text, {"sample": sample, "raw": str(out.instruction)[:1000]}
+        info: dict[str, Any] = {"sample": sample, "raw": str(out.instruction)[:1000], "source": "lm"}
+        if text and echoes_proposer(text, _own_words(predictor.signature)):
+            text, info["rejected"] = "", "echo"
+        return text, info
+
+    def fallback(self, program: Module, name: str, tried: Sequence[str]) -> str:
+        """The first :func:`grounded_variants` of predictor ``name`` not yet tried (``""``: none left)."""
+        if not self.grounded_fallback:
+            return ""
+        predictor = dict(program.named_predictors())[name]
+        for text in grounded_variants(predictor.signature):
+            if is_new(text, tried):
+                return text[: self.max_chars]
+        return ""
 
 
 def is_new(text: str, tried: Sequence[str]) -> bool:

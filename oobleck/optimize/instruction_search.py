@@ -39,6 +39,8 @@ class InstructionSearch(InstructionSearchBase):
         breadth: new instructions proposed per predictor per round.
         depth: rounds over all predictors.
         prompt_lm: the LM that writes instructions (default: the task LM).
+        grounded_fallback: when the LM writes no usable instruction, score a variant built from
+            the signature instead (its answer choices, fields and their descriptions).
         formats: prompt format names to try first (see :mod:`oobleck.adapters.template`);
             None searches instructions only.
         n_demos: bootstrapped demos shown to the proposer per predictor.
@@ -69,6 +71,7 @@ class InstructionSearch(InstructionSearchBase):
         breadth: int = 4,
         depth: int = 2,
         prompt_lm: LM | None = None,
+        grounded_fallback: bool = True,
         formats: Sequence[str] | None = None,
         n_demos: int = 3,
         num_threads: int = 1,
@@ -83,6 +86,7 @@ class InstructionSearch(InstructionSearchBase):
         super().__init__(
             metric,
             prompt_lm=prompt_lm,
+            grounded_fallback=grounded_fallback,
             formats=formats,
             n_demos=n_demos,
             num_threads=num_threads,

@@ -67,6 +67,8 @@ class JointSearch(InstructionSearchBase):
         max_bootstrapped_demos: the most bootstrapped demos per predictor in a demo set.
         max_labeled_demos: demos per predictor after padding with labelled rows.
         prompt_lm: the LM that writes instructions (default: the task LM).
+        grounded_fallback: when the LM writes no usable instruction, score a variant built from
+            the signature instead (its answer choices, fields and their descriptions).
         formats: prompt format names the trials may choose (the default adapter included).
         num_threads, max_errors, racing, require_significant, prompt_tolerance, val_fraction,
         max_lm_calls, max_tokens: as for :class:`~oobleck.optimize.InstructionSearch`.
@@ -88,6 +90,7 @@ class JointSearch(InstructionSearchBase):
         max_bootstrapped_demos: int = 3,
         max_labeled_demos: int = 4,
         prompt_lm: LM | None = None,
+        grounded_fallback: bool = True,
         formats: Sequence[str] | None = None,
         num_threads: int = 1,
         max_errors: int | None = 10,
@@ -101,6 +104,7 @@ class JointSearch(InstructionSearchBase):
         super().__init__(
             metric,
             prompt_lm=prompt_lm,
+            grounded_fallback=grounded_fallback,
             formats=formats,
             n_demos=max_bootstrapped_demos,
             num_threads=num_threads,

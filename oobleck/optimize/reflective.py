@@ -80,6 +80,8 @@ class ReflectiveEvolution(InstructionSearchBase):
             minibatch check of the child, and a full evaluation when the child is accepted).
         minibatch_size: trainset rows per reflection.
         reflection_lm: the LM that rewrites instructions (default: the task LM).
+        grounded_fallback: when the LM writes no usable instruction, score a variant built from
+            the signature instead (its answer choices, fields and their descriptions).
         demos: add a bootstrapped demo set to the starting pool (candidates may carry demos).
         max_demos: the demos in that set per predictor.
         formats: prompt format names added to the starting pool.
@@ -104,6 +106,7 @@ class ReflectiveEvolution(InstructionSearchBase):
         iterations: int = 8,
         minibatch_size: int = 4,
         reflection_lm: LM | None = None,
+        grounded_fallback: bool = True,
         demos: bool = False,
         max_demos: int = 4,
         formats: Sequence[str] | None = None,
@@ -119,6 +122,7 @@ class ReflectiveEvolution(InstructionSearchBase):
         super().__init__(
             metric,
             prompt_lm=reflection_lm,
+            grounded_fallback=grounded_fallback,
             formats=formats,
             n_demos=max_demos if demos else 0,
             num_threads=num_threads,

@@ -8,7 +8,14 @@ from _opt_helpers import field_of, sentiment_rows
 
 from oobleck import Example, FakeLM, InputField, LMRequest, OutputField, Predict, Signature
 from oobleck.metrics import exact_match
-from oobleck.optimize._proposer import TIPS, InstructionProposer, clean_instruction, is_new
+from oobleck.optimize._proposer import (
+    TIPS,
+    InstructionProposer,
+    clean_instruction,
+    echoes_proposer,
+    grounded_variants,
+    is_new,
+)
 from oobleck.optimize.instruction_search import InstructionSearch
 
 
@@ -106,10 +113,46 @@ def test_the_history_reaches_the_next_proposal() -> None:
 def test_a_duplicate_proposal_is_not_scored_again() -> None:
     rows = sentiment_rows()
     lm = scripted(["Same idea.", "same idea!"])
-    best = InstructionSearch(exact_match, breadth=2, depth=1, n_demos=0).compile(
+    best = InstructionSearch(exact_match, breadth=2, depth=1, n_demos=0, grounded_fallback=False).compile(
         Predict(Review, lm=lm), trainset=rows[:6], valset=rows[6:]
     )
     kinds = [c["kind"] for c in best.provenance["scores"]["candidates"]]
     assert kinds == ["start", "proposal"]
     rejected = [p for p in best.provenance["notes"]["proposals"].values() if p.get("rejected")]
     assert [p["rejected"] for p in rejected] == ["duplicate"]
+
+
+def test_an_unusable_proposal_is_replaced_by_a_variant_grounded_in_the_signature() -> None:
+    rows = sentiment_rows()
+    echo = "You improve the instruction to the previous one, step by step."
+    lm = scripted([echo, "Same idea.", "same idea!"])
+    best = InstructionSearch(exact_match, breadth=3, depth=1, n_demos=0, racing=False).compile(
+        Predict(Review, lm=lm), trainset=rows[:6], valset=rows[6:]
+    )
+    proposals = best.provenance["notes"]["proposals"]
+    by_source = sorted((p.get("rejected", ""), p["source"]) for p in proposals.values())
+    assert by_source == [("", "lm"), ("duplicate", "template"), ("echo", "template")]
+    tried = [c["instructions"]["self"] for c in best.provenance["scores"]["candidates"]]
+    assert echo not in tried and "Same idea." in tried
+    # the two template variants: the output field's description, a restatement from the fields
+    assert "Classify the sentiment of a movie review. Read the sentence carefully, then give the label." in tried
+    assert len(set(tried)) == len(tried) == 4
+
+
+def test_echoes_of_the_proposer_prompt_are_recognised() -> None:
+    assert echoes_proposer("The new instruction requires you to evaluate the output of the step.")
+    assert echoes_proposer("Your instructions are just too long. A shorter version of your instructions can be provided.")
+    assert not echoes_proposer("Decide whether the sentence praises or criticises the film.")
+    # words the task itself uses are not held against it
+    assert not echoes_proposer("Solve the problem step by step, then give the final number.")
+    assert echoes_proposer("Improve each step of the previous answer.")
+    assert not echoes_proposer("Improve each step of the previous answer.", "Improve the previous answer, step by step.")
+
+
+def test_grounded_variants_name_the_choices_and_the_fields() -> None:
+    sig = Signature("review, title -> label: Literal['good', 'bad']", instructions="Rate the review")
+    variants = grounded_variants(sig)
+    assert variants[0] == "Rate the review. Answer with one of: good, bad."
+    assert "Read the review and title carefully, then give the label." in variants[1]
+    assert len(set(variants)) == len(variants) and all(len(v) < 400 for v in variants)
+    assert all(not echoes_proposer(v) for v in variants)
