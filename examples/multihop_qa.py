@@ -1,8 +1,8 @@
 """Multi-hop question answering over a small corpus, compiled end to end on SmolLM2.
 
 Builds a hybrid retriever (BM25 through bm25s, fused with exact vector search by reciprocal
-rank fusion), saves the index and loads it back, then runs ``MultiHop(hops=2)``: each hop
-writes a search query from the question and the passages found so far, and the last step
+rank fusion), saves the index and loads it back, then runs ``MultiHop(hops=2)``: the first
+search is the question, the second a query the model writes from the passages found, and the last step
 answers from every passage. It scores the zero-shot program (answer exact match, and recall of
 the gold titles read from the passages), compiles it with BootstrapFewShot (demos for every
 step, taken from whole runs whose answer was right), saves the artifact (the index goes to
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import oobleck
-from oobleck import Cache, CachedLM, Example, JSONAdapter, LocalLM
+from oobleck import Cache, CachedLM, Example, LocalLM
 from oobleck.evaluate import evaluate
 from oobleck.metrics import TitleRecall, exact_match, f1
 from oobleck.modules.multihop import MultiHop
@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. The program, zero-shot.
     lm = CachedLM(LocalLM(temperature=0, max_tokens=64), cache=Cache(args.cache))
-    # JSON (a grammar on the embedded model) and one repair retry: a 135M model's replies parse.
-    program = MultiHop(index, hops=2, k=2, lm=lm, adapter=JSONAdapter(), max_retries=1)
+    # The first search is the question; one query writer then searches for what the passages
+    # point to. One repair retry: a 135M model's replies parse.
+    program = MultiHop(index, hops=2, k=2, lm=lm, max_retries=1)
     recall = TitleRecall(gold_field="titles")
     zero = evaluate(program, dev, exact_match, progress=False, max_errors=None)
     zero_recall = evaluate(program, dev, recall, progress=False, max_errors=None)

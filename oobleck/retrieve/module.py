@@ -12,7 +12,7 @@ estimates built on them, Retrieve returns ``k`` placeholder passages (``[1] {tit
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from oobleck.context import current
@@ -73,17 +73,24 @@ class Retrieve(Module):
             )
         return retriever
 
-    def forward(self, *, query: str) -> Prediction:  # type: ignore[override]
-        """The ``k`` best passages for ``query`` as ``Prediction(passages=[...])``."""
+    def forward(self, *, query: str, exclude: Collection[str] = ()) -> Prediction:  # type: ignore[override]
+        """The ``k`` best passages for ``query`` as ``Prediction(passages=[...])``.
+
+        ``exclude``: passage ids already found; the search skips them and still returns ``k``
+        new passages when the retriever has them (multi-hop programs use it so that a hop never
+        spends its ``k`` on what an earlier hop found).
+        """
         if not isinstance(query, str):
             raise InputError(f"Retrieve takes one query string, got {type(query).__name__}; for many, use .batch()")
         if _rendering() and not self.search_on_render:
             passages = [
-                Passage(id=f"placeholder-{i}", title=f"{{title {i}}}", text=f"{{passage {i} for: {query}}}")
+                Passage(id=f"placeholder-{i}: {query}", title=f"{{title {i}}}", text=f"{{passage {i} for: {query}}}")
                 for i in range(1, self.k + 1)
             ]
             return Prediction(passages=passages)
-        passages = self.resolve_retriever().search([query], k=self.k)[0]
+        skip = set(exclude)
+        found = self.resolve_retriever().search([query], k=self.k + len(skip))[0]
+        passages = [p for p in found if p.id not in skip][: self.k]
         if recording_active():
             emit(TraceEntry(self, {"query": query}, {"passages": list(passages)}, [], None, Usage()))
         return Prediction(passages=list(passages))

@@ -47,12 +47,21 @@ def field(request: LMRequest, name: str) -> str:
 HOP2 = {"Ada Lovelace": "London", "Guido van Rossum": "The Hague", "Marie Curie": "Paris"}
 
 
+def line_field(request: LMRequest, name: str) -> str:
+    """A field of a ``Name: value`` prompt (the query writers' default format)."""
+    content = request.messages[-1].content
+    m = re.search(rf"^{name.capitalize()}: (.*?)(?=\n[A-Z][a-z]+: |\Z)", content, re.S | re.M)
+    assert m, content
+    return m.group(1)
+
+
 def scripted(request: LMRequest) -> dict[str, str]:
     """A deterministic 'LM' for MultiHop: queries from the question/passages, answers from passages."""
-    outputs = request.messages[0].content
-    if "[[ ## query ## ]]" in outputs:
-        question = field(request, "question")
-        context = field(request, "context")
+    system = request.messages[0].content
+    if "[[ ## query ## ]]" in system or "Answer with Query:" in system:
+        read = field if "[[ ## query ## ]]" in system else line_field
+        question = read(request, "question")
+        context = read(request, "context")
         if context == NO_PASSAGES:
             return {"query": question.split(" of ")[-1].rstrip("?")}
         first_title = re.search(r"^\[1\] (.+)$", context, re.M)
@@ -107,33 +116,80 @@ def test_rag_with_a_custom_signature_searches_the_named_input(index):
 
 
 def test_multihop_trace_shows_each_hops_query_and_passages(index):
-    program = MultiHop(index, hops=2, k=2, lm=FakeLM(scripted))
+    lm = FakeLM(scripted)
+    program = MultiHop(index, hops=3, k=1, lm=lm)
+    with oobleck.trace() as t:
+        out = program(question="Which city is home of Ada Lovelace?")
+    kinds = [type(e.predictor).__name__ for e in t.entries]
+    # the first search is the question itself (no LM call); each later hop writes its query
+    assert kinds == ["Retrieve", "Predict", "Retrieve", "Predict", "Retrieve", "Predict"]
+    writers = [e for e in t.entries if isinstance(e.predictor, Predict)][:2]
+    searches = [e for e in t.entries if isinstance(e.predictor, RetrieveStep)]
+    assert out.queries == [s.inputs["query"] for s in searches]
+    assert out.queries[0] == "Which city is home of Ada Lovelace?"
+    # both writers read "[1] Ada Lovelace" first and ask for London; the second search skips the
+    # London passage found already and brings the next one
+    assert out.queries[1:] == [e.outputs["query"] for e in writers] == ["London", "London"]
+    assert writers[0].inputs["context"] == searches[0].outputs["passages"]  # hop 2 sees what hop 1 found
+    assert ids(out.passages) == ["ada", "london", "thames"] == [p.id for s in searches for p in s.outputs["passages"]]
+    names = [n for n, _ in program.named_predictors()]
+    assert names == ["generate_query[0]", "generate_query[1]", "generate_answer"]
+    assert program.hops == 3
+    # the query writers answer `Query: ...` on one line, with a small token limit
+    writer_request = lm.requests[0]
+    assert writer_request.stop == ("\n",) and writer_request.max_tokens == 32
+    assert writer_request.response_format is None
+
+
+def test_multihop_can_write_every_query(index):
+    program = MultiHop(index, hops=2, k=2, search_question=False, lm=FakeLM(scripted))
     with oobleck.trace() as t:
         out = program(question="Where was the author of the first algorithm born, in the city of Ada Lovelace?")
     kinds = [type(e.predictor).__name__ for e in t.entries]
     assert kinds == ["Predict", "Retrieve", "Predict", "Retrieve", "Predict"]
-    writers = [e for e in t.entries if isinstance(e.predictor, Predict)][:2]
-    searches = [e for e in t.entries if isinstance(e.predictor, RetrieveStep)]
-    assert [e.outputs["query"] for e in writers] == out.queries == [s.inputs["query"] for s in searches]
     assert out.queries == ["Ada Lovelace", "London"]
-    assert writers[0].inputs["context"] == NO_PASSAGES
-    hop1 = searches[0].outputs["passages"]
-    assert writers[1].inputs["context"] == hop1  # hop 2 sees what hop 1 found
-    seen = [p.id for s in searches for p in s.outputs["passages"]]
-    assert ids(out.passages) == list(dict.fromkeys(seen))  # de-duplicated, in the order found
-    assert "london" in ids(out.passages) and "ada" in ids(out.passages)
-    names = [n for n, _ in program.named_predictors()]
-    assert names == ["generate_query[0]", "generate_query[1]", "generate_answer"]
+    assert t.entries[0].inputs["context"] == NO_PASSAGES
+    seen = [p.id for e in t.entries if isinstance(e.predictor, RetrieveStep) for p in e.outputs["passages"]]
+    hop1, hop2 = (e.outputs["passages"] for e in t.entries if isinstance(e.predictor, RetrieveStep))
+    assert ids(out.passages) == seen and not set(ids(hop1)) & set(ids(hop2))  # each hop adds new passages
+
+
+def test_a_later_hop_never_spends_its_k_on_passages_found_before(index):
+    # hop 2's query is the question again (a blank query falls back to it): without skipping
+    # what hop 1 found it would add nothing
+    program = MultiHop(index, hops=2, k=1, lm=FakeLM([{"query": "  "}, {"answer": "x"}]))
+    question = "Which river flows through Paris?"
+    out = program(question=question)
+    assert out.queries == [question] * 2
+    assert ids(out.passages) == ids(index.search([question], k=2)[0])
+    assert ids(Retrieve(index, k=1)(query=question, exclude={"seine"}).passages) == ids(out.passages)[1:]
+
+
+@pytest.mark.parametrize(
+    ("reply", "query"),
+    [("Query: Kathmandu is the capital of", "Kathmandu is the capital of"),  # cut at max_tokens
+     ("Kathmandu capital", "Kathmandu capital"),  # no field name
+     ("Kathmandu\nNepal is a country in Asia", "Kathmandu")],  # one line is one query
+)
+def test_a_query_writers_reply_is_read_even_when_cut_or_bare(index, reply, query):
+    program = MultiHop(index, hops=2, k=1, lm=FakeLM([reply, {"answer": "Kathmandu"}]))
+    out = program(question="What is the capital of Nepal?")
+    assert out.queries[1] == query and out.answer == "Kathmandu"
+    # the same cut-off reply in JSON does not parse: the run would fail
+    cut = FakeLM(['{"query": "Kathmandu is the capital of', {"answer": "Kathmandu"}])
+    with pytest.raises(oobleck.ParseError):
+        MultiHop(index, hops=2, k=1, lm=cut, adapter=oobleck.JSONAdapter())(question="What is the capital of Nepal?")
 
 
 def test_dry_runs_never_search():
     spy = Counting(BM25Index(corpus(), show_progress=False))
     program = MultiHop(spy, hops=2, k=3, lm=FakeLM([]))
     calls = program.render_calls(question="Who designed the Analytical Engine?")
-    assert [c.predictor for c in calls] == ["generate_query[0]", "generate_query[1]", "generate_answer"]
+    assert [c.predictor for c in calls] == ["generate_query[0]", "generate_answer"]
     assert spy.calls == 0
     answer_prompt = calls[-1].messages[-1].content
-    assert "[1] {title 1}\n{passage 1 for: {query}}" in answer_prompt
+    assert "[1] {title 1}\n{passage 1 for: Who designed the Analytical Engine?}" in answer_prompt
+    assert "[4] {title 1}\n{passage 1 for: {query}}" in answer_prompt  # hop 2's placeholders (written query)
     rag = RAG(spy, k=2, lm=FakeLM([]))
     assert "{passage 2 for: Nepal?}" in rag.render_calls(question="Nepal?")[0].messages[-1].content
     assert spy.calls == 0
@@ -149,6 +205,10 @@ def test_multihop_rejects_bad_settings(index):
             MultiHop(index, hops=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="k must be"):
         MultiHop(index, k=0)
+    with pytest.raises(ConfigError, match="query_field"):
+        MultiHop(index, query_field="topic")
+    with pytest.raises(ConfigError, match="query_max_tokens"):
+        MultiHop(index, query_max_tokens=0)
 
 
 def test_max_passages_caps_the_context(index):
@@ -201,16 +261,16 @@ def compiled_multihop(index):
 def test_bootstrap_tunes_every_step_from_whole_traces_that_passed(index):
     program, compiled, train = compiled_multihop(index)
     demos = {name: p.demos for name, p in compiled.named_predictors()}
-    assert set(demos) == {"generate_query[0]", "generate_query[1]", "generate_answer"}
+    assert set(demos) == {"generate_query[0]", "generate_answer"}
     # Ada and Curie pass (London, Paris found and answered); Guido's scripted second hop
-    # searches "The Hague", which finds only Guido's passage again: no answer, fails the metric.
-    assert [d["query"] for d in demos["generate_query[0]"]] == ["Ada Lovelace", "Marie Curie"]
-    assert [d["query"] for d in demos["generate_query[1]"]] == ["London", "Paris"]
+    # searches "The Hague", which is in no passage: a wrong answer, fails the metric.
+    assert [d["query"] for d in demos["generate_query[0]"]] == ["London", "Paris"]
     assert [d["answer"] for d in demos["generate_answer"][:2]] == ["London", "Paris"]
-    # every demo of one run comes from the same trace: hop 2 saw hop 1's passages
-    assert demos["generate_query[1]"][0]["context"][0].title == "Ada Lovelace"
+    # every demo of one run comes from the same trace: the query writer saw hop 1's passages
+    assert [p.title for p in demos["generate_query[0]"][0]["context"]] == ["Ada Lovelace"]
+    assert [p.title for p in demos["generate_answer"][0]["context"]] == ["Ada Lovelace", "London"]
     # labelled padding only where a row holds the step's outputs (answers, not queries)
-    assert len(demos["generate_query[0]"]) == len(demos["generate_query[1]"]) == 2
+    assert len(demos["generate_query[0]"]) == 2
     assert demos["generate_answer"][2]["answer"] == "The Hague"
     assert all(p.demos == [] for p in program.predictors())  # the input program is untouched
     assert compiled.retrieve.retriever is index
@@ -317,4 +377,4 @@ def test_labelled_demos_go_only_to_the_steps_a_row_labels(index):
     rows = [r.with_inputs("question") for r in bootstrap_rows()]
     compiled = LabeledFewShot(k=2).compile(MultiHop(index, hops=2), trainset=rows)
     counts = {name: len(p.demos) for name, p in compiled.named_predictors()}
-    assert counts == {"generate_query[0]": 0, "generate_query[1]": 0, "generate_answer": 2}
+    assert counts == {"generate_query[0]": 0, "generate_answer": 2}
