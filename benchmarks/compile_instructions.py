@@ -26,11 +26,12 @@ output schema becomes a llama.cpp grammar, as in compile_fewshot.py):
                   output (the ``one_line`` format), no demos, no compile
   random_search   RandomSearch(num_candidates=1, 4 bootstrapped / 4 labelled demos)
   instructions    InstructionSearch(breadth=3, depth=1): instruction only, format and demos fixed
-  formats         InstructionSearch(formats=[chat, json, one_line, prefix], breadth=1): the
-                  format, then the words
+  formats         InstructionSearch(formats=[chat, json, one_line, keys_hint, prefix], breadth=1):
+                  the format, then the words
   joint           JointSearch(auto=None, 8 trials, 2 instructions x 3 demo sets, minibatch 8,
-                  formats=[one_line])
-  reflective      ReflectiveEvolution(iterations=3, minibatch 4, demos=True, formats=[one_line])
+                  formats=[one_line, keys_hint])
+  reflective      ReflectiveEvolution(iterations=3, minibatch 4, demos=True,
+                  formats=[one_line, keys_hint])
   dspy mipro      MIPROv2(auto="light", 4 bootstrapped / 4 labelled demos), ChatAdapter
   dspy gepa       GEPA(auto="light", or max_metric_calls=--gepa-max-metric-calls), ChatAdapter
 
@@ -45,6 +46,7 @@ Prints one JSON object and writes benchmarks/results/compile_instructions.json (
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import os
@@ -65,7 +67,7 @@ from oobleck.optimize import InstructionSearch, JointSearch, RandomSearch, Refle
 from oobleck.optimize._scoring import paired_interval, t_quantile
 
 MAX_ERRORS = 10_000
-FORMAT_CHOICES = ["chat", "json", "one_line", "prefix"]
+FORMAT_CHOICES = ["chat", "json", "one_line", "keys_hint", "prefix"]
 METHODS = ("zero_shot", "hand_prompt", "random_search", "instructions", "formats", "joint", "reflective")
 
 
@@ -84,9 +86,9 @@ def optimizers(a: argparse.Namespace, metric: Any) -> dict[str, Any]:
         "instructions": InstructionSearch(metric, breadth=3, depth=1, n_demos=2, **common),
         "formats": InstructionSearch(metric, breadth=1, depth=1, n_demos=2, formats=FORMAT_CHOICES, **common),
         "joint": JointSearch(metric, auto=None, num_trials=8, num_instructions=2, num_demo_sets=3, minibatch_size=8,
-                             full_eval_every=4, formats=["one_line"], **common),
+                             full_eval_every=4, formats=["one_line", "keys_hint"], **common),
         "reflective": ReflectiveEvolution(metric, iterations=3, minibatch_size=4, demos=True, max_demos=2,
-                                          formats=["one_line"], **common),
+                                          formats=["one_line", "keys_hint"], **common),
     }
 
 
@@ -112,6 +114,11 @@ def run_oobleck(lm: oobleck.LocalLM, task: str, train: list[oobleck.Example], va
             m["racing"] = sc.get("racing")
             m["candidates"] = len(sc.get("candidates", []))
             m["stopped_early"] = compiled.provenance["stopped_early"]
+            proposals = (compiled.provenance.get("notes") or {}).get("proposals") or {}
+            m["proposals"] = {src: sum(1 for p in proposals.values() if p.get("source") == src and p.get("text"))
+                              for src in ("lm", "template")}
+            m["proposals"]["rejected_lm"] = dict(collections.Counter(p["rejected"] for p in proposals.values()
+                                                                     if p.get("rejected")))
         p = compiled.predictors()[0]
         m["instruction"] = p.instructions
         m["adapter"] = p.resolve_adapter().name
