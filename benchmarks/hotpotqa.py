@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/hotpotqa.py [--quick] [--dev 12] [--train 8] [--k 2] [--hops 2]
         [--max-tokens 48] [--threads 2] [--frameworks oobleck,dspy] [--retrieval-only]
+        [--skip-retrievers] [--instruction-budget 150]
 
 Data (../shared/data/hotpotqa, all questions from the official HotPotQA dev set, "hard"):
 ``corpus.jsonl`` (8,842 paragraphs pooled from the 900 questions' distractor contexts) is the
@@ -17,26 +18,29 @@ paragraphs in the top k.
 
 Part 2, programs on SmolLM2-135M-Instruct (one oobleck.LocalLM instance, temperature 0; it
 answers oobleck in-process and serves the OpenAI-compatible HTTP API that
-dspy_side/hotpotqa.py calls). Retriever: MiniLM exact vectors on both sides. DSPy uses its own
-``dspy.retrievers.Embeddings`` over the SAME corpus vectors (a callable embedder that returns the
-precomputed MiniLM rows for corpus texts and asks this process's MiniLM, over HTTP, for
-queries). Programs: RAG (k passages, then ``context, question -> answer``) and MultiHop
-(``--hops`` hops of k passages; each hop writes a query from the question and the passages so
-far; de-duplicated; then the answer). oobleck: ``RAG`` / ``MultiHop`` as shipped. DSPy: the RAG
-and "SimplifiedBaleen" programs of its tutorials with their signatures, but ``dspy.Predict``
-instead of ``ChainOfThought`` (as on our side: a 135M model does not reason usefully, and the
-shared 2-core machine cannot afford the extra tokens). Both sides use their JSON adapter
-(structured output: the server turns the schema into a llama.cpp grammar), so a 135M model's
-answers parse on both sides.
+dspy_side/hotpotqa.py calls, in the same run). Retriever: MiniLM exact vectors on both sides.
+DSPy uses its own ``dspy.retrievers.Embeddings`` over the SAME corpus vectors (a callable
+embedder that returns the precomputed MiniLM rows for corpus texts and asks this process's
+MiniLM, over HTTP, for queries). Programs: RAG (k passages, then ``context, question ->
+answer``) and MultiHop (``--hops`` searches of k new passages, then the answer). oobleck:
+``RAG`` / ``MultiHop`` as shipped, on their defaults (the answer step in the backend's default
+format, constrained JSON on one line; MultiHop's first search is the question and each later
+one a query the model writes as a ``Query: ...`` line), one repair retry. DSPy: the RAG and
+"SimplifiedBaleen" programs of its tutorials (every hop's query written by the model) with
+their signatures, but ``dspy.Predict`` instead of ``ChainOfThought`` (as on our side: a 135M
+model does not reason usefully, and the shared 2-core machine cannot afford the extra tokens),
+and its JSONAdapter (structured output: the server turns the schema into a grammar).
 Zero-shot, then compiled with BootstrapFewShot (both sides: max_bootstrapped_demos=B,
-max_labeled_demos=B, the same --train rows, metric: answer token-F1 >= 0.5). Reported on the
-first --dev dev rows: answer exact match and F1 (SQuAD normalisation), recall of both gold
-paragraphs among the passages the program read, LM calls and tokens (no cache anywhere; DSPy's
-count includes its ChatAdapter's JSON fallback calls).
+max_labeled_demos=B, the same --train rows, metric: answer token-F1 >= 0.5), and for
+MultiHop also InstructionSearch (breadth 1, depth 1, answer F1 on the --instruction-val train
+rows after --train, at most --instruction-budget calls) on top of the bootstrapped program. Reported on the first --dev
+dev rows: answer exact match and F1 (SQuAD normalisation), recall of both gold paragraphs
+among the passages the program read, LM calls and tokens (no cache anywhere; DSPy's count
+includes its adapter's fallback calls), one LM call's time and the load average over the run.
 
-The machine is 2 cores shared by six people: the LM part is sized to fit ~30 minutes, so its
-scores come from a few rows and carry wide intervals (reported). The exact command and sizes
-are recorded in the result.
+The machine is 2 cores shared by several jobs: the LM part is sized to fit its time, so its
+scores come from few rows and carry wide intervals (reported). The exact command and sizes are
+recorded in the result.
 
 Prints one JSON object and writes benchmarks/results/hotpotqa.json (or --out).
 """
@@ -62,7 +66,7 @@ from oobleck.evaluate import evaluate
 from oobleck.metrics import exact_match, f1
 from oobleck.modules.multihop import MultiHop
 from oobleck.modules.rag import RAG
-from oobleck.optimize import BootstrapFewShot
+from oobleck.optimize import BootstrapFewShot, InstructionSearch
 from oobleck.retrieve import (
     BM25Index,
     Documents,
@@ -80,6 +84,13 @@ RECALL_KS = (2, 3, 4, 5, 10)
 # 130 tokens) took an estimated 55 minutes to embed on the shared, overloaded 2-core machine;
 # 48 tokens fits the run's budget. BM25 reads the whole paragraph.
 MINILM_MAX_TOKENS = 48
+# (seconds since start, 1-minute load average), sampled every minute during the run.
+LOAD: list[list[float]] = []
+
+
+def sample_load(stop: threading.Event, t0: float) -> None:
+    while not stop.wait(60):
+        LOAD.append([round(time.perf_counter() - t0), round(os.getloadavg()[0], 2)])
 
 
 def documents() -> Documents:
@@ -254,11 +265,13 @@ def score(program: Any, dev: list[oobleck.Example], threads: int) -> dict[str, A
     }
 
 
-def part_programs_oobleck(lm: Any, index: VectorIndex, train: list[oobleck.Example], dev: list[oobleck.Example], a: Any) -> dict[str, Any]:
+def part_programs_oobleck(lm: Any, index: VectorIndex, train: list[oobleck.Example], dev: list[oobleck.Example], a: Any,
+                          val: list[oobleck.Example]) -> dict[str, Any]:
+    """RAG and MultiHop as a user gets them (default adapters, one repair retry), zero-shot and compiled."""
     out: dict[str, Any] = {}
     builders = {
-        "rag": lambda: RAG(index, k=a.k, lm=lm, adapter=oobleck.JSONAdapter()),
-        "multihop": lambda: MultiHop(index, hops=a.hops, k=a.k, lm=lm, adapter=oobleck.JSONAdapter()),
+        "rag": lambda: RAG(index, k=a.k, lm=lm, max_retries=1),
+        "multihop": lambda: MultiHop(index, hops=a.hops, k=a.k, lm=lm, max_retries=1),
     }
     for name, build in builders.items():
         program = build()
@@ -273,9 +286,34 @@ def part_programs_oobleck(lm: Any, index: VectorIndex, train: list[oobleck.Examp
         comp["compile"] = compile_usage
         comp["demos"] = {n: len(p.demos) for n, p in compiled.named_predictors()}
         print(f"  oobleck {name:9s} compiled  EM {comp['em']:5.1f} F1 {comp['f1']:5.1f} recall {comp['recall_both']:5.1f} "
-              f"calls {comp['usage']['calls']} (+{compile_usage['calls']} to compile)", file=sys.stderr, flush=True)
+              f"calls {comp['usage']['calls']} (+{compile_usage['calls']} to compile) demos {comp['demos']}", file=sys.stderr, flush=True)
         out[name] = {"zero_shot": zero, "compiled": comp}
+        if name == "multihop" and a.instruction_budget:
+            out[name]["compiled_instructions"] = instruction_row(compiled, compile_usage, val, dev, a)
     return out
+
+
+def answer_f1(example: Any, prediction: Any, trace: Any = None) -> float:
+    return f1(example, prediction)
+
+
+def instruction_row(bootstrapped: Any, boot_usage: dict[str, Any], val: list[oobleck.Example], dev: list[oobleck.Example], a: Any) -> dict[str, Any]:
+    """InstructionSearch on top of the bootstrapped MultiHop: one new instruction per step, scored on
+    train rows the bootstrap did not use (``val``)."""
+    t0 = time.perf_counter()
+    opt = InstructionSearch(answer_f1, breadth=1, depth=1, n_demos=0, max_errors=None, num_threads=a.threads,
+                            max_lm_calls=a.instruction_budget)
+    tuned = opt.compile(bootstrapped, trainset=val, valset=val, seed=0)
+    usage = usage_dict(tuned.compile_usage, time.perf_counter() - t0)
+    row = score(tuned, dev, a.threads)
+    for key in ("calls", "prompt_tokens", "completion_tokens", "tokens"):
+        usage[key] += boot_usage[key]
+    row["compile"] = usage
+    row["instructions"] = {n: p.instructions for n, p in tuned.named_predictors()}
+    row["search"] = {k: tuned.provenance["scores"].get(k) for k in ("start_score", "best_score")}
+    print(f"  oobleck multihop +instructions EM {row['em']:5.1f} F1 {row['f1']:5.1f} recall {row['recall_both']:5.1f} "
+          f"(+{usage['calls']} to compile, bootstrap included)", file=sys.stderr, flush=True)
+    return row
 
 
 def one_hop_recall(index: Any, rows: list[dict[str, Any]], ks: tuple[int, ...]) -> dict[str, float]:
@@ -285,27 +323,6 @@ def one_hop_recall(index: Any, rows: list[dict[str, Any]], ks: tuple[int, ...]) 
         f"both@{k}": round(100 * sum(both_found(r["supporting_titles"], [p.title for p in res[:k]]) for r, res in zip(rows, results)) / len(rows), 1)
         for k in ks
     }
-
-
-def merge_rerun(first: Path, rerun: Path, out: str) -> None:
-    """Replace the DSPy side of ``first`` with the one measured in ``rerun`` (recorded as such)."""
-    result = json.loads(first.read_text())
-    again = json.loads(rerun.read_text())
-    result["programs"]["dspy"] = again["programs"]["dspy"]
-    if "one_hop_recall_same_rows" not in result["programs"]:
-        args = result["args"]
-        rows = read_jsonl(HOTPOT / "dev.jsonl")[: args["dev"]]
-        recall = one_hop_recall(minilm_index(documents())[0], rows, (args["k"], args["k"] * args["hops"]))
-        result["programs"]["one_hop_recall_same_rows"] = {"k": args["k"], "hops": args["hops"], **recall}
-    result["table"] = table(result["programs"])
-    result["dspy_rerun"] = {
-        "why": "the first run's DSPy side read stale corpus vectors from dspy.Embedder's cache (it keys a callable "
-        "embedder by name); the DSPy side was rerun alone with DSPy's caches off before the corpus is embedded",
-        "command": again["command"],
-        "loadavg_at_start": again["loadavg_at_start"],
-        "machine": again["machine"],
-    }
-    write_result(out, result)
 
 
 def main() -> None:
@@ -326,12 +343,11 @@ def main() -> None:
     ap.add_argument("--frameworks", default="oobleck,dspy")
     ap.add_argument("--retrieval-only", action="store_true")
     ap.add_argument("--skip-retrievers", action="store_true", help="no part 1 (the MiniLM vectors must be cached)")
+    ap.add_argument("--instruction-budget", type=int, default=150,
+                    help="LM calls for InstructionSearch on the compiled MultiHop (0: skip that row)")
+    ap.add_argument("--instruction-val", type=int, default=8, help="train rows after --train that score instructions")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--merge-dspy-rerun", nargs=2, metavar=("FIRST", "RERUN"), help="results files: keep FIRST, take DSPy from RERUN")
     a = ap.parse_args()
-    if a.merge_dspy_rerun:
-        merge_rerun(Path(a.merge_dspy_rerun[0]), Path(a.merge_dspy_rerun[1]), a.out or "hotpotqa")
-        return
     if a.quick:
         a.dev, a.train = 2, 2
     a.out = a.out or ("hotpotqa_quick" if a.quick else "hotpotqa")
@@ -340,6 +356,8 @@ def main() -> None:
         require_dspy_venv()
     t_start = time.perf_counter()
     load_start = [round(x, 2) for x in os.getloadavg()]
+    stop_sampling = threading.Event()
+    threading.Thread(target=sample_load, args=(stop_sampling, t_start), daemon=True).start()
 
     docs = documents()
     if a.skip_retrievers:
@@ -354,6 +372,7 @@ def main() -> None:
         "args": vars(a),
         "command": "PYTHONPATH=. python benchmarks/hotpotqa.py " + " ".join(sys.argv[1:]),
         "loadavg_at_start": load_start,
+        "loadavg_samples": LOAD,
     }
 
     if not a.retrieval_only:
@@ -363,10 +382,17 @@ def main() -> None:
         lm = oobleck.LocalLM(temperature=0, max_tokens=a.max_tokens, n_parallel=a.threads, port=port,
                              n_threads=a.n_threads or None, n_ctx=4096 * a.threads)
         lm.server()
+        t0 = time.perf_counter()
+        lm("Name the capital of France.")  # loads the model
+        t1 = time.perf_counter()
+        lm("Name the capital of Italy.")
+        one_call = {"first_call_s": round(t1 - t0, 2), "warm_call_s": round(time.perf_counter() - t1, 2)}
+        print(f"  one LM call: {one_call}", file=sys.stderr, flush=True)
         programs: dict[str, Any] = {}
         print(f"part 2: programs on SmolLM2, dev {len(dev)} rows, train {len(train)} rows", file=sys.stderr, flush=True)
         if "oobleck" in frameworks:
-            programs["oobleck"] = part_programs_oobleck(lm, minilm, train, dev, a)
+            val = examples(read_jsonl(HOTPOT / "train.jsonl")[a.train : a.train + a.instruction_val])
+            programs["oobleck"] = part_programs_oobleck(lm, minilm, train, dev, a, val)
         if "dspy" in frameworks:
             CACHE.mkdir(parents=True, exist_ok=True)
             vectors_path = CACHE / "corpus_vectors_for_dspy.npy"
@@ -390,9 +416,11 @@ def main() -> None:
         programs["one_hop_recall_same_rows"] = {"k": a.k, "hops": a.hops, **one_hop_recall(minilm, dev_rows, (a.k, a.k * a.hops))}
         result["programs"] = programs
         result["lm"] = {"model": lm.model_path.name, "temperature": 0, "max_tokens": a.max_tokens,
-                        "parallel_slots": a.threads, "cpu_threads": a.n_threads}
-        result["data"] = {"dev": f"dev.jsonl[:{a.dev}]", "train": f"train.jsonl[:{a.train}]"}
+                        "parallel_slots": a.threads, "cpu_threads": a.n_threads, **one_call}
+        result["data"] = {"dev": f"dev.jsonl[:{a.dev}]", "train": f"train.jsonl[:{a.train}]",
+                          "instruction_val": f"train.jsonl[{a.train}:{a.train + a.instruction_val}]"}
         result["table"] = table(programs)
+    stop_sampling.set()
     result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     result["machine"] = machine()
     result["dspy_side"] = str((DSPY_SIDE / "hotpotqa.py").relative_to(DSPY_SIDE.parent.parent))
@@ -405,7 +433,7 @@ def table(programs: dict[str, Any]) -> list[dict[str, Any]]:
         if fw == "one_hop_recall_same_rows":
             continue
         for prog in ("rag", "multihop"):
-            for stage in ("zero_shot", "compiled"):
+            for stage in ("zero_shot", "compiled", "compiled_instructions"):
                 m = (progs.get(prog) or {}).get(stage)
                 if not m:
                     continue

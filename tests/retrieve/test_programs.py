@@ -378,3 +378,63 @@ def test_labelled_demos_go_only_to_the_steps_a_row_labels(index):
     compiled = LabeledFewShot(k=2).compile(MultiHop(index, hops=2), trainset=rows)
     counts = {name: len(p.demos) for name, p in compiled.named_predictors()}
     assert counts == {"generate_query[0]": 0, "generate_answer": 2}
+
+
+GOOD_QUERY = "Search for the city the passages name."
+GOOD_ANSWER = "Answer with the title of the last passage."
+
+
+def instruction_sensitive(request: LMRequest) -> dict[str, str]:
+    """Writes the right query only under GOOD_QUERY; proposes per step from its current instruction."""
+    system = request.messages[0].content
+    if system.startswith("Read these rows"):
+        return {"summary": "Questions about where people were born."}
+    if system.startswith("You improve the instruction"):
+        current = field(request, "current_instruction")
+        return {"instruction": GOOD_QUERY if "search query" in current else GOOD_ANSWER}
+    if "Answer with Query:" in system:
+        context = line_field(request, "context")
+        first = re.search(r"^\[1\] (.+)$", context, re.M)
+        return {"query": HOP2[first.group(1)] if system.startswith(GOOD_QUERY) and first else "a person"}
+    titles = re.findall(r"^\[\d+\] (.+)$", field(request, "context"), re.M)
+    return {"answer": titles[-1] if GOOD_ANSWER in system and titles else "unknown"}
+
+
+def found_and_answered(example, prediction, trace=None) -> float:
+    """Half for retrieving the answer's passage, half for answering it."""
+    from oobleck.metrics import exact_match
+
+    found = example.answer in [p.title for p in prediction.passages]
+    return 0.5 * found + 0.5 * bool(exact_match(example, prediction))
+
+
+@pytest.mark.parametrize("optimizer", ["InstructionSearch", "ReflectiveEvolution"])
+def test_instruction_optimizers_tune_every_step_of_a_multihop(index, optimizer):
+    from oobleck.optimize import InstructionSearch, ReflectiveEvolution
+
+    rows = [r.with_inputs("question") for r in bootstrap_rows()[:2]]
+    train, val = rows * 2, rows * 2
+    lm = FakeLM(instruction_sensitive)
+    program = MultiHop(index, hops=2, k=1, lm=lm)
+    if optimizer == "InstructionSearch":
+        opt = InstructionSearch(found_and_answered, breadth=1, depth=1, n_demos=0)
+    else:
+        opt = ReflectiveEvolution(found_and_answered, iterations=4, minibatch_size=2)
+    best = opt.compile(program, trainset=train, valset=val, seed=0)
+    assert best.generate_query[0].predictors()[0].instructions == GOOD_QUERY
+    assert best.generate_answer.predictors()[0].instructions == GOOD_ANSWER
+    scores = best.provenance["scores"]
+    assert scores["start_score"] == 0.0 and scores["best_score"] == 100.0
+    # every predictor got candidates of its own: each proposal changed one step of its parent
+    cands = {c["id"]: c for c in scores["candidates"]}
+    start = scores["candidates"][0]["instructions"]
+    assert set(start) == {"generate_query[0]", "generate_answer"}
+    changed = [
+        [n for n, text in c["instructions"].items() if text != cands[c["parent"]]["instructions"][n]]
+        for c in scores["candidates"] if c["parent"] is not None
+    ]
+    assert ["generate_query[0]"] in changed and ["generate_answer"] in changed
+    assert all(len(c) == 1 for c in changed)
+    proposals = [r for r in lm.requests if r.messages[0].content.startswith("You improve the instruction")]
+    assert {field(r, "current_instruction") for r in proposals} >= {start["generate_query[0]"], start["generate_answer"]}
+    assert program.generate_query[0].predictors()[0].instructions != GOOD_QUERY  # the input program is untouched
