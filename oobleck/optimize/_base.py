@@ -67,6 +67,7 @@ class CompileRun:
         state: the state loaded from the checkpoint ({} for a fresh compile).
         scores: what the optimizer reports in provenance under ``"scores"``.
         notes: anything else worth recording in provenance (JSON data).
+        progress: whether the caller wants progress bars (``compile(progress=...)``).
     """
 
     seed: int
@@ -75,6 +76,7 @@ class CompileRun:
     state: dict[str, Any]
     scores: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
 
     def save(self, state: Mapping[str, Any]) -> None:
         """Checkpoint ``state`` together with what was spent so far."""
@@ -209,7 +211,7 @@ class Optimizer:
         budget = Budget(
             max_lm_calls=self.max_lm_calls, max_tokens=self.max_tokens, spent=usage_from_dict(state.get("spent"))
         )
-        run = CompileRun(seed=seed, budget=budget, checkpoint=ckpt, state=state)
+        run = CompileRun(seed=seed, budget=budget, checkpoint=ckpt, state=state, progress=progress)
         total = estimate.program_runs or None
         with _progress.bar(total, self.name, enabled=progress and total is not None, score_label="best") as shown:
             if shown is not None:

@@ -48,7 +48,7 @@ class SoftPromptOptimizer(Optimizer):
 
     method: ClassVar[str] = ""
     default_lr: ClassVar[float] = 1e-2
-    _budget_settings = ("max_lm_calls", "max_tokens", "steps", "max_time_s")
+    _budget_settings: tuple[str, ...] = ("max_lm_calls", "max_tokens", "steps", "max_time_s")
 
     def __init__(
         self,
@@ -115,6 +115,8 @@ class SoftPromptOptimizer(Optimizer):
 
     def targets(self, program: Module, trainset: Sequence[Example]) -> list[tuple[str, Predict]]:
         """The predictors this optimizer trains in ``program``."""
+        if not trainset:
+            raise ConfigError("the trainset is empty: soft-prompt training needs labelled rows")
         chosen = []
         for name, predictor in program.named_predictors():
             if self.predictor_names is not None:
@@ -136,6 +138,7 @@ class SoftPromptOptimizer(Optimizer):
         selection = valset or trainset
         scores: dict[str, Any] = {}
         for name, predictor in self.targets(compiled, trainset):
+            _data.check_labels(predictor, trainset, "trainset")
             lm = _data.transformers_lm(predictor.resolve_lm(), f"predictor {name!r}")
             outcome = self._train_one(compiled, name, predictor, lm, trainset, selection, run)
             predictor.soft_prompt = outcome.best
@@ -146,7 +149,7 @@ class SoftPromptOptimizer(Optimizer):
     def _train_one(self, program: Module, name: str, predictor: Predict, lm: Any, trainset: list[Example],
                    selection: list[Example], run: CompileRun, *, config: dict[str, Any] | None = None,
                    rows: list[_data.Row] | None = None, start: SoftPrompt | None = None, task: int = 0,
-                   tag: str = "") -> _trainer.Outcome:
+                   tag: str = "", restart_stale: bool = False) -> _trainer.Outcome:
         previous = predictor.soft_prompt if getattr(predictor, "soft_prompt", None) is not None else None
         if start is None and previous is not None and previous.method == self.method:
             start = previous
@@ -178,11 +181,14 @@ class SoftPromptOptimizer(Optimizer):
         checkpoint = None
         if run.checkpoint.path is not None:
             checkpoint = Path(f"{run.checkpoint.path}.{_safe(name)}{tag}.soft.json")
+        # "source" is a file path that changes between sessions; its content is named by "source_sha256"
+        identity = {k: v for k, v in settings.items() if k != "source"}
         fingerprint = hashlib.sha256(json.dumps(
-            [run.checkpoint.fingerprint, name, tag, settings, start.sha256 if start else None], sort_keys=True, default=str
+            [run.checkpoint.fingerprint, name, tag, identity, start.sha256 if start else None], sort_keys=True, default=str
         ).encode()).hexdigest()
         return _trainer.train(lm, plan, rows, score=score, cover=cover, start=start, checkpoint=checkpoint,
-                              fingerprint=fingerprint, progress=self.progress, materialize_task=task)
+                              fingerprint=fingerprint, progress=self.progress and run.progress, materialize_task=task,
+                              restart_stale=restart_stale)
 
     def _plan_config(self, cover: Cover | None, lm: Any) -> dict[str, Any]:
         config = {"num_virtual_tokens": self.num_virtual_tokens, **self._method_settings()}
@@ -204,6 +210,9 @@ def _report(outcome: _trainer.Outcome) -> dict[str, Any]:
         "initial_score": num(outcome.initial_score),
         "best_step": outcome.best_step,
         "steps": outcome.steps,
+        "planned_steps": outcome.planned_steps,
+        # the time budget (max_time_s) ended training before the planned steps
+        "stopped_by_time": outcome.stopped_by_time,
         "train_seconds": round(outcome.seconds, 1),
         "trainable_params": outcome.trainable_params,
         "first_loss": outcome.losses[0] if outcome.losses else None,

@@ -8,10 +8,12 @@ the model must learn to write.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from oobleck import _types
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
@@ -54,6 +56,32 @@ def transformers_lm(lm: LM, where: str) -> TransformersLM:
 def fits(predictor: Predict, example: Example) -> bool:
     """Whether ``example`` has every input and output field of the predictor's signature."""
     return all(f.name in example for f in predictor.signature.fields)
+
+
+def check_labels(predictor: Predict, examples: Sequence[Example], what: str) -> None:
+    """Every output value of a Literal or Enum field must be one of its labels.
+
+    A label the signature does not allow would be trained as a target the predictor can never
+    return (scoring ranks only the declared labels); better to say so before training.
+
+    Raises:
+        ConfigError: naming the row, the field, the value and the allowed labels.
+    """
+    for name, spec in predictor.signature.output_fields.items():
+        choices = _types.literal_choices(spec.type)
+        if choices is None:
+            continue
+        for i, example in enumerate(examples):
+            if name not in example:
+                continue
+            value = example[name]
+            if isinstance(value, enum.Enum):
+                value = value.value
+            if value not in choices:
+                raise ConfigError(
+                    f"{what}[{i}]: {name}={value!r} is not one of the labels {list(choices)} of the signature's "
+                    f"{name!r} field; fix the row or add the label to the field's type"
+                )
 
 
 def hard_prompt_cover(predictor: Predict, lm: TransformersLM, example: Example) -> Cover:

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from oobleck._progress import on_terminal
 from oobleck.errors import ConfigError
 from oobleck.lm import _hf_runtime as rt
 from oobleck.lm.soft_prompt import SoftPrompt
@@ -64,6 +65,8 @@ class Outcome:
     history: list[tuple[int, float]] = field(default_factory=list)
     trainable_params: int = 0
     initial_sha256: str = ""
+    planned_steps: int = 0
+    stopped_by_time: bool = False
 
 
 def peft_config(method: str, settings: dict[str, Any], lm: TransformersLM) -> Any:
@@ -161,8 +164,13 @@ def train(
     fingerprint: str = "",
     progress: bool = True,
     materialize_task: int = 0,
+    restart_stale: bool = False,
 ) -> Outcome:
-    """Train one soft prompt on ``rows`` and return the best one by ``score`` (higher is better)."""
+    """Train one soft prompt on ``rows`` and return the best one by ``score`` (higher is better).
+
+    A checkpoint of another run raises ConfigError, unless ``restart_stale`` (a later stage whose
+    input changed, e.g. an adaptation whose shared prompt was trained further): then it starts over.
+    """
     from peft import set_peft_model_state_dict
 
     if not rows:
@@ -184,7 +192,7 @@ def train(
     best_score = float("-inf")
     best_step = 0
     initial = float("nan")
-    resumed = _resume(checkpoint, fingerprint, peft_model, optimizer)
+    resumed = _resume(checkpoint, fingerprint, peft_model, optimizer, restart_stale)
     if resumed is not None:
         step, seconds, losses, history, best, best_score, best_step, initial, rng_state, order = resumed
         rng.setstate(rng_state)
@@ -194,12 +202,14 @@ def train(
         history.append((0, best_score))
         initial_sha = best.sha256
     bar = _bar(plan.steps, step, progress, plan.method)
+    timed_out = False
     started = time.perf_counter() - seconds
     pad = lm._pad_id()
     peft_model.train()
     try:
         while step < plan.steps:
             if plan.max_time_s is not None and time.perf_counter() - started >= plan.max_time_s:
+                timed_out = True
                 log.warning("%s: time budget of %.0f s reached after %d steps", plan.method, plan.max_time_s, step)
                 break
             batch = []
@@ -237,7 +247,7 @@ def train(
             best, best_score, best_step = candidate, value, step
     assert best is not None
     return Outcome(best, best_score, best_step, initial, step, time.perf_counter() - started, losses, history, n_params,
-                   initial_sha)
+                   initial_sha, plan.steps, timed_out)
 
 
 def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Tensor:
@@ -261,7 +271,8 @@ def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Ten
 
 
 def _bar(total: int, done: int, progress: bool, name: str) -> Any:
-    if not progress:
+    # like oobleck's other bars: only where someone can watch it (a terminal or a notebook)
+    if not progress or not on_terminal():
         return None
     try:
         from tqdm.auto import tqdm
@@ -307,7 +318,7 @@ def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, 
     _atomic(path, json.dumps(state, sort_keys=True).encode())
 
 
-def _resume(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any) -> Any:
+def _resume(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, restart_stale: bool) -> Any:
     from peft import set_peft_model_state_dict
 
     if path is None or not path.exists():
@@ -319,6 +330,9 @@ def _resume(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read soft-prompt checkpoint {path} ({exc}); delete it to start over") from None
     if state.get("fingerprint") != fingerprint:
+        if restart_stale:
+            log.info("checkpoint %s is from an earlier input to this stage; starting the stage over", path)
+            return None
         raise ConfigError(f"checkpoint {path} belongs to another training run (other settings, seed or data); "
                           "delete it or choose another path")
     if hashlib.sha256(blob).hexdigest() != state.get("tensors_sha256"):

@@ -8,17 +8,20 @@ its adapted prompt, placed before its whole hard prompt.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from oobleck._budget import Budget, Checkpoint, canonical_json, rows_sha256
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm import _hf_runtime as rt
 from oobleck.module import Module
-from oobleck.optimize._base import CompileRun, check_rows
+from oobleck.optimize._base import CompileRun, check_rows, program_fingerprint
 from oobleck.soft import _data, _trainer
 from oobleck.soft._base import Metric, SoftPromptOptimizer, _report
 
@@ -53,11 +56,15 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
         **options: see :class:`~oobleck.soft._base.SoftPromptOptimizer` (``steps`` is stage one).
 
     ``compile_tasks({"sst2": Task(...), "trec": Task(...)})`` returns one adapted program per
-    task; ``compile(program, trainset=...)`` is the single-task case.
+    task; ``compile(program, trainset=...)`` is the single-task case. With ``checkpoint=``,
+    both stages resume where they stopped: a finished stage is not trained again, and more
+    ``steps`` or ``adapt_steps`` continue the same run (adaptations of a shared prompt that was
+    trained further start over).
     """
 
     method = "multitask_prompt_tuning"
     default_lr = 1e-2
+    _budget_settings = (*SoftPromptOptimizer._budget_settings, "adapt_steps")
 
     def __init__(self, *, metric: Metric, num_ranks: int = 1, adapt_steps: int | None = None, **options: Any) -> None:
         super().__init__(metric=metric, **options)
@@ -70,24 +77,40 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
         return self._compile_tasks({"task": Task(program, trainset, valset)}, run)["task"]
 
-    def compile_tasks(self, tasks: Mapping[str, Task], *, seed: int = 0) -> dict[str, Module]:
+    def compile_tasks(self, tasks: Mapping[str, Task], *, seed: int = 0,
+                      checkpoint: str | os.PathLike[str] | None = None) -> dict[str, Module]:
         """Train one shared prompt on every task, adapt it to each; return the adapted programs.
 
+        Args:
+            tasks: the tasks by name (their order is the order of the task ids).
+            seed: the only source of randomness.
+            checkpoint: a path to save progress to and resume from (side files are written
+                next to it, one per stage).
+
         Raises:
-            ConfigError: fewer than one task, tasks on different models, unlabelled rows.
+            ConfigError: fewer than one task, tasks on different models, unlabelled rows, a
+                checkpoint of another run.
         """
         if not tasks:
             raise ConfigError("compile_tasks needs at least one Task")
-        from oobleck._budget import Budget, Checkpoint
-
         checked = {name: Task(t.program, check_rows(t.trainset, f"{name}.trainset"),
                               None if t.valset is None else check_rows(t.valset, f"{name}.valset"), t.metric)
                    for name, t in tasks.items()}
-        run = CompileRun(seed=seed, budget=Budget(), checkpoint=Checkpoint(None, {}), state={})
+        fingerprint = {
+            "optimizer": self.name,
+            "settings": {k: v for k, v in self.settings().items() if k not in self._budget_settings},
+            "seed": seed,
+            # a list, not a mapping: the order of the tasks is their task ids
+            "tasks": [[name, rows_sha256(t.trainset), rows_sha256(t.valset),
+                       canonical_json(program_fingerprint(t.program))] for name, t in checked.items()],
+        }
+        run = CompileRun(seed=seed, budget=Budget(), checkpoint=Checkpoint(checkpoint, fingerprint), state={})
         compiled = self._compile_tasks(checked, run)
         for name, program in compiled.items():
             program.provenance = {"optimizer": self.name, "settings": self.settings(), "seed": seed, "task": name,
-                                  "tasks": sorted(tasks), "scores": run.scores.get(name, {})}
+                                  "tasks": sorted(tasks), "scores": run.scores.get(name, {}),
+                                  # the shared stage's report (the same for every task)
+                                  "source_scores": run.scores.get("source", {})}
         return compiled
 
     def _compile_tasks(self, tasks: Mapping[str, Task], run: CompileRun) -> dict[str, Module]:
@@ -95,11 +118,14 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
         programs = {name: tasks[name].program.copy() for name in names}
         targets = {}
         for name in names:
+            if not tasks[name].trainset:
+                raise ConfigError(f"task {name!r}: its trainset is empty; multi-task prompt tuning needs labelled rows")
             chosen = self.targets(programs[name], tasks[name].trainset)
             if len(chosen) != 1:
                 raise ConfigError(f"task {name!r}: multi-task prompt tuning trains one predictor per task; "
                                   f"its program has {len(chosen)} trainable ones (pass predictors=[...])")
             targets[name] = chosen[0]
+            _data.check_labels(chosen[0][1], tasks[name].trainset, f"{name}.trainset")
         lms = {name: _data.transformers_lm(p.resolve_lm(), f"task {name!r}") for name, (_, p) in targets.items()}
         lm = next(iter(lms.values()))
         if any(other.identity != lm.identity for other in lms.values()):
@@ -111,19 +137,19 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
         shared = self._train_one(programs[first], targets[first][0], targets[first][1], lm, list(tasks[first].trainset),
                                  self._selection(tasks[first]), run, config=source_config, rows=rows, tag=".source")
         scores: dict[str, Any] = {"source": _report(shared)}
-        state = _trainer.trainable_state(shared.best)
+        blob = rt.tensors_bytes(_trainer.trainable_state(shared.best))
         with tempfile.TemporaryDirectory(prefix="oobleck-mpt-") as tmp:
             source = Path(tmp) / "source.safetensors"
-            source.write_bytes(rt.tensors_bytes(state))
+            source.write_bytes(blob)
             for i, name in enumerate(names):
                 pname, predictor = targets[name]
                 config = {"num_virtual_tokens": self.num_virtual_tokens, "num_tasks": 1, "num_ranks": self.num_ranks,
-                          "source": str(source), "source_task": i}
+                          "source": str(source), "source_sha256": hashlib.sha256(blob).hexdigest(), "source_task": i}
                 adapter = _Adapt(self, self.adapt_steps, tasks[name].metric or self.metric)
                 outcome = adapter._train_one(programs[name], pname, predictor, lm, list(tasks[name].trainset),
                                              self._selection(tasks[name]), run, config=config,
                                              rows=_data.rows(predictor, lm, list(tasks[name].trainset), cover=None),
-                                             tag=f".adapt{i}")
+                                             tag=f".adapt{i}", restart_stale=True)
                 predictor.soft_prompt = outcome.best.model_copy(update={"config": _portable(outcome.best.config)})
                 scores[name] = _report(outcome)
         run.scores = {**scores, "valset": None}
@@ -145,4 +171,4 @@ class _Adapt(MultitaskPromptTuning):
 
 def _portable(config: dict[str, Any]) -> dict[str, Any]:
     # The adapted prompt's own state is complete: training it further needs no source file.
-    return {k: v for k, v in config.items() if k not in ("source", "source_task")}
+    return {k: v for k, v in config.items() if k not in ("source", "source_sha256", "source_task")}

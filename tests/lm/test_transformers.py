@@ -90,3 +90,17 @@ def test_a_model_folder_without_config_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="config.json"):
         TransformersLM(tmp_path)
+
+
+def test_without_a_json_grammar_no_adapter_asks_for_constrained_output(transformers_lm):
+    # TransformersLM declares json_schema=False: the default adapter is plain chat, and the JSON
+    # adapters ask for JSON in words instead of sending a schema the backend would refuse.
+    from oobleck.adapters import ChatAdapter, JSONAdapter
+
+    plain = Predict(Sentiment, lm=transformers_lm)
+    assert isinstance(plain.resolve_adapter(), ChatAdapter)
+    for predictor in (plain, Predict(Sentiment, lm=transformers_lm, adapter=JSONAdapter()),
+                      Predict(Sentiment, lm=transformers_lm, adapter=TemplateAdapter(output="json"))):
+        request = predictor.request(text="A wonderful film.")
+        assert request.response_format is None
+    assert transformers_lm.complete(request).choices[0].text  # accepted and answered

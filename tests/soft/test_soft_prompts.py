@@ -145,3 +145,72 @@ def test_a_predictor_on_another_backend_is_refused(rows):
 
     with pytest.raises(ConfigError, match="TransformersLM"):
         short(PromptTuning).compile(Predict(Sentiment, lm=FakeLM()), trainset=rows[:4], seed=0)
+
+
+class _Interrupted(BaseException):
+    """Stands for a crash or Ctrl-C in the middle of a run (not an error evaluate counts)."""
+
+
+def test_multitask_checkpoint_resumes_both_stages(program, rows, tmp_path):
+    from oobleck.soft import MultitaskPromptTuning, Task
+
+    calls = {"n": 0, "stop_at": 0}
+
+    def counting(example, prediction, trace=None):
+        calls["n"] += 1
+        if calls["n"] == calls["stop_at"]:
+            raise _Interrupted
+        return metric(example, prediction)
+
+    def tasks():
+        return {"a": Task(program, rows[:4], rows[8:10]), "b": Task(program, rows[4:8], rows[10:12])}
+
+    def run(checkpoint=None, seed=5):
+        calls["n"] = 0
+        mpt = short(MultitaskPromptTuning, metric=counting, steps=2, adapt_steps=2, eval_every=1, batch_size=2,
+                    num_threads=1)
+        return mpt.compile_tasks(tasks(), seed=seed, checkpoint=checkpoint)
+
+    # Two rows per evaluation, three evaluations per stage (steps 0, 1, 2): the shared stage makes
+    # calls 1-6, adapting "a" 7-12, adapting "b" 13-18; stop at 17, after "b" saved its step 1.
+    ckpt = tmp_path / "mpt.json"
+    calls["stop_at"] = 17
+    with pytest.raises(_Interrupted):
+        run(ckpt)
+    calls["stop_at"] = 0
+    resumed = run(ckpt)
+    assert calls["n"] == 2  # only "b"'s step-2 evaluation: no finished stage or step is repeated
+    straight = run()
+    assert calls["n"] == 18
+    for name in ("a", "b"):
+        for stage in ("source_scores", "scores"):
+            a, b = resumed[name].provenance[stage], straight[name].provenance[stage]
+            assert a["steps"] == b["steps"] == a["planned_steps"] == 2 and not a["stopped_by_time"]
+            assert a["history"] == b["history"]
+            assert a["last_loss"] == pytest.approx(b["last_loss"], abs=1e-4)
+        assert resumed[name].soft_prompt.config == straight[name].soft_prompt.config
+        assert "source" not in resumed[name].soft_prompt.config  # the artifact needs no side file
+    with pytest.raises(ConfigError, match="another training run"):
+        run(ckpt, seed=6)
+
+
+def test_time_budget_is_reported_and_progress_bars_obey_compile(program, rows, monkeypatch, capsys):
+    import oobleck._progress
+    import oobleck.soft._trainer
+    from oobleck.soft import PromptTuning
+
+    for module in (oobleck._progress, oobleck.soft._trainer):  # as if on a terminal
+        monkeypatch.setattr(module, "on_terminal", lambda: True)
+
+    def run(shown: bool, compile_progress: bool) -> tuple[dict, str]:
+        # a time budget of 0 s stops before the first step: only the start is scored
+        tuned = short(PromptTuning, init="vocab", max_time_s=0.0, progress=shown).compile(
+            program, trainset=rows[:4], valset=rows[4:6], seed=0, progress=compile_progress)
+        return tuned.provenance["scores"]["predictors"]["self"], capsys.readouterr().err
+
+    report, err = run(True, True)
+    assert report["steps"] == 0 and report["planned_steps"] == 4 and report["stopped_by_time"]
+    assert report["history"] == [[0, report["initial_score"]]]
+    assert "prompt_tuning" in err  # the training bar
+    assert "prompt_tuning" not in run(True, False)[1]  # compile(progress=False) silences every bar
+    assert "prompt_tuning" not in run(False, True)[1]

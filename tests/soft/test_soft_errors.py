@@ -1,0 +1,65 @@
+"""Soft-prompt optimizers refuse bad input clearly, before loading or training anything."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+
+import oobleck
+from oobleck import Example, FakeLM, Predict
+from oobleck.errors import ConfigError
+
+
+class Sentiment(oobleck.Signature):
+    """Classify the sentiment of a movie review sentence."""
+
+    text: str = oobleck.InputField()
+    label: Literal["positive", "negative"] = oobleck.OutputField()
+
+
+def metric(example, prediction, trace=None):
+    return float(example.label == prediction.label)
+
+
+def row(text: str, label: str) -> Example:
+    return Example(text=text, label=label).with_inputs("text")
+
+
+GOOD = [row("a delight", "positive"), row("a bore", "negative")]
+
+
+def optimizers():
+    from oobleck.soft import MultitaskPromptTuning, PrefixTuning, PromptTuning, PTuning
+
+    return [cls(metric=metric, steps=2, progress=False) for cls in (PromptTuning, PrefixTuning, PTuning, MultitaskPromptTuning)]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_an_empty_trainset_is_refused(index):
+    optimizer = optimizers()[index]
+    with pytest.raises(ConfigError, match="trainset is empty"):
+        optimizer.compile(Predict(Sentiment, lm=FakeLM()), trainset=[])
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_a_label_outside_the_literal_is_refused_before_training(index):
+    optimizer = optimizers()[index]
+    rows = [*GOOD, row("it was fine", "neutral")]
+    with pytest.raises(ConfigError, match=r"trainset\[2\]: label='neutral' is not one of the labels \['positive', 'negative'\]"):
+        optimizer.compile(Predict(Sentiment, lm=FakeLM()), trainset=rows)
+
+
+def test_multitask_names_the_task_at_fault():
+    from oobleck.soft import MultitaskPromptTuning, Task
+
+    mpt = MultitaskPromptTuning(metric=metric, steps=2, progress=False)
+    program = Predict(Sentiment, lm=FakeLM())
+    with pytest.raises(ConfigError, match="task 'b': its trainset is empty"):
+        mpt.compile_tasks({"a": Task(program, GOOD), "b": Task(program, [])})
+    with pytest.raises(ConfigError, match=r"b\.trainset\[0\]: label='meh'"):
+        mpt.compile_tasks({"a": Task(program, GOOD), "b": Task(program, [row("so so", "meh")])})
+    with pytest.raises(ConfigError, match="task 'a' runs on FakeLM.*TransformersLM"):
+        mpt.compile_tasks({"a": Task(program, GOOD), "b": Task(program, GOOD)})
+    with pytest.raises(ConfigError, match="at least one Task"):
+        mpt.compile_tasks({})
