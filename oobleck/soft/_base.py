@@ -36,14 +36,17 @@ class SoftPromptOptimizer(Optimizer):
     Args:
         metric: ``metric(example, prediction) -> float | bool``; chooses the checkpoint kept.
         steps: training steps per predictor (the step budget).
-        max_time_s: stop training a predictor after this many seconds (the time budget).
+        max_time_s: stop training a predictor after this many seconds of training (the time
+            budget; evaluations count, the first one does not). The report says whether it did
+            (``stopped_by_time``, ``steps`` of ``planned_steps``).
         batch_size: training rows per step.
         lr: AdamW learning rate (default: the method's).
         eval_every: score on the valset every this many steps (default: 4 times per run).
         num_virtual_tokens: how many virtual tokens.
         predictors: names of the predictors to train (default: every one that can be).
         num_threads: threads for the valset evaluations (TransformersLM batches them).
-        progress: show a progress bar.
+        progress: show a bar of training steps (loss, best score) on a terminal; off also when
+            ``compile(progress=False)``.
     """
 
     method: ClassVar[str] = ""
@@ -66,7 +69,12 @@ class SoftPromptOptimizer(Optimizer):
     ) -> None:
         super().__init__()
         if steps < 0 or batch_size < 1 or num_virtual_tokens < 1:
-            raise ConfigError("steps must be >= 0, batch_size and num_virtual_tokens >= 1")
+            raise ConfigError(f"steps must be >= 0, batch_size and num_virtual_tokens >= 1; got steps={steps}, "
+                              f"batch_size={batch_size}, num_virtual_tokens={num_virtual_tokens}")
+        if (lr is not None and not lr > 0) or (eval_every is not None and eval_every < 1):
+            raise ConfigError(f"lr must be > 0 and eval_every >= 1 (or None); got lr={lr}, eval_every={eval_every}")
+        if max_time_s is not None and not max_time_s >= 0:
+            raise ConfigError(f"max_time_s must be >= 0 seconds (or None for no time budget); got {max_time_s}")
         if not callable(metric):
             raise ConfigError("metric must be a function metric(example, prediction) -> float")
         self.metric = metric
@@ -188,7 +196,7 @@ class SoftPromptOptimizer(Optimizer):
         ).encode()).hexdigest()
         return _trainer.train(lm, plan, rows, score=score, cover=cover, start=start, checkpoint=checkpoint,
                               fingerprint=fingerprint, progress=self.progress and run.progress, materialize_task=task,
-                              restart_stale=restart_stale)
+                              restart_stale=restart_stale, label=f"{self.method} {name}{tag}")
 
     def _plan_config(self, cover: Cover | None, lm: Any) -> dict[str, Any]:
         config = {"num_virtual_tokens": self.num_virtual_tokens, **self._method_settings()}

@@ -165,10 +165,12 @@ def train(
     progress: bool = True,
     materialize_task: int = 0,
     restart_stale: bool = False,
+    label: str = "",
 ) -> Outcome:
     """Train one soft prompt on ``rows`` and return the best one by ``score`` (higher is better).
 
-    A checkpoint of another run raises ConfigError, unless ``restart_stale`` (a later stage whose
+    With a ``checkpoint`` path the run is saved after every step (a crash repeats at most the
+    step it interrupted) and resumed from there. A checkpoint of another run raises ConfigError, unless ``restart_stale`` (a later stage whose
     input changed, e.g. an adaptation whose shared prompt was trained further): then it starts over.
     """
     from peft import set_peft_model_state_dict
@@ -201,9 +203,14 @@ def train(
         initial = best_score = score(best)
         history.append((0, best_score))
         initial_sha = best.sha256
-    bar = _bar(plan.steps, step, progress, plan.method)
+    bar = _bar(plan.steps, step, progress, label or plan.method)
     timed_out = False
     started = time.perf_counter() - seconds
+
+    def save() -> None:
+        _save(checkpoint, fingerprint, peft_model, optimizer, step, time.perf_counter() - started, losses, history,
+              best, best_score, best_step, initial, rng.getstate(), order)
+
     pad = lm._pad_id()
     peft_model.train()
     try:
@@ -224,6 +231,7 @@ def train(
             optimizer.step()
             step += 1
             losses.append(round(loss.item(), 6))
+            save()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", best=f"{best_score:.3f}")
@@ -233,18 +241,18 @@ def train(
                 history.append((step, value))
                 if value > best_score:
                     best, best_score, best_step = candidate, value, step
-                _save(checkpoint, fingerprint, peft_model, optimizer, step, time.perf_counter() - started, losses,
-                      history, best, best_score, best_step, initial, rng.getstate(), order)
+                save()
     finally:
         if bar is not None:
             bar.close()
         peft_model.eval()
-    if history[-1][0] != step:  # stopped by time between evaluations
+    if history[-1][0] != step:  # stopped by time between evaluations, or resumed from a step not yet scored
         candidate = materialize(peft_model, plan, lm, cover, materialize_task)
         value = score(candidate)
         history.append((step, value))
         if value > best_score:
             best, best_score, best_step = candidate, value, step
+        save()
     assert best is not None
     return Outcome(best, best_score, best_step, initial, step, time.perf_counter() - started, losses, history, n_params,
                    initial_sha, plan.steps, timed_out)
@@ -287,6 +295,11 @@ def _bar(total: int, done: int, progress: bool, name: str) -> Any:
 def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, step: int, seconds: float,
           losses: list[float], history: list[tuple[int, float]], best: SoftPrompt | None, best_score: float,
           best_step: int, initial: float, rng_state: Any, order: list[int]) -> None:
+    """Write the run state: tensors in files named by their content, then the JSON naming them.
+
+    A crash at any point leaves the previous JSON and the files it names intact; files it no
+    longer names are removed once the new JSON is in place.
+    """
     from peft import get_peft_model_state_dict
 
     if path is None or best is None:
@@ -297,10 +310,19 @@ def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, 
         for key, value in values.items():
             tensors[f"opt.{index}.{key}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
     blob = rt.tensors_bytes(tensors)
+    digest = hashlib.sha256(blob).hexdigest()
+    files = {"tensors_file": f"{path.stem}.{digest[:16]}.tensors.safetensors",
+             "best_file": f"{path.stem}.{best.sha256[:16]}.best.safetensors"}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path.with_suffix(".tensors.safetensors"), blob)
-    _atomic(path.with_suffix(".best.safetensors"), best.data)
+    for name, data in ((files["tensors_file"], blob), (files["best_file"], best.data)):
+        if not (path.parent / name).exists():
+            _atomic(path.parent / name, data)
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
     state = {
+        **files,
         "fingerprint": fingerprint,
         "step": step,
         "seconds": seconds,
@@ -313,9 +335,13 @@ def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, 
         "rng": [rng_state[0], list(rng_state[1]), rng_state[2]],
         "order": order,
         "param_groups": opt["param_groups"],
-        "tensors_sha256": hashlib.sha256(blob).hexdigest(),
+        "tensors_sha256": digest,
     }
     _atomic(path, json.dumps(state, sort_keys=True).encode())
+    for key, name in files.items():
+        old = previous.get(key) if isinstance(previous, dict) else None
+        if isinstance(old, str) and old != name and Path(old).name == old:
+            (path.parent / old).unlink(missing_ok=True)
 
 
 def _resume(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, restart_stale: bool) -> Any:
@@ -325,9 +351,9 @@ def _resume(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any
         return None
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-        blob = path.with_suffix(".tensors.safetensors").read_bytes()
-        best_data = path.with_suffix(".best.safetensors").read_bytes()
-    except (OSError, ValueError) as exc:
+        blob = (path.parent / Path(state["tensors_file"]).name).read_bytes()
+        best_data = (path.parent / Path(state["best_file"]).name).read_bytes()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read soft-prompt checkpoint {path} ({exc}); delete it to start over") from None
     if state.get("fingerprint") != fingerprint:
         if restart_stale:

@@ -53,7 +53,8 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
         metric: the default metric of the tasks.
         num_ranks: rank of the task-specific matrices.
         adapt_steps: stage-two steps per task (default: ``steps // 2``).
-        **options: see :class:`~oobleck.soft._base.SoftPromptOptimizer` (``steps`` is stage one).
+        **options: see :class:`~oobleck.soft._base.SoftPromptOptimizer` (``steps`` is stage one;
+            ``max_time_s`` applies to each stage).
 
     ``compile_tasks({"sst2": Task(...), "trec": Task(...)})`` returns one adapted program per
     task; ``compile(program, trainset=...)`` is the single-task case. With ``checkpoint=``,
@@ -68,6 +69,8 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
 
     def __init__(self, *, metric: Metric, num_ranks: int = 1, adapt_steps: int | None = None, **options: Any) -> None:
         super().__init__(metric=metric, **options)
+        if num_ranks < 1 or (adapt_steps is not None and adapt_steps < 0):
+            raise ConfigError(f"num_ranks must be >= 1 and adapt_steps >= 0; got {num_ranks} and {adapt_steps}")
         self.num_ranks = num_ranks
         self.adapt_steps = adapt_steps if adapt_steps is not None else max(1, self.steps // 2)
 

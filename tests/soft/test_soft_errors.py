@@ -63,3 +63,20 @@ def test_multitask_names_the_task_at_fault():
         mpt.compile_tasks({"a": Task(program, GOOD), "b": Task(program, GOOD)})
     with pytest.raises(ConfigError, match="at least one Task"):
         mpt.compile_tasks({})
+
+
+@pytest.mark.parametrize("bad", [{"lr": 0.0}, {"lr": -1e-3}, {"eval_every": 0}, {"max_time_s": -1.0},
+                                 {"steps": -1}, {"batch_size": 0}, {"num_virtual_tokens": 0}])
+def test_settings_out_of_range_are_refused_when_built(bad):
+    from oobleck.soft import PromptTuning
+
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        PromptTuning(metric=metric, **bad)
+
+
+@pytest.mark.parametrize("bad", [{"num_ranks": 0}, {"adapt_steps": -1}])
+def test_multitask_settings_out_of_range_are_refused(bad):
+    from oobleck.soft import MultitaskPromptTuning
+
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        MultitaskPromptTuning(metric=metric, **bad)

@@ -151,10 +151,18 @@ class _Interrupted(BaseException):
     """Stands for a crash or Ctrl-C in the middle of a run (not an error evaluate counts)."""
 
 
-def test_multitask_checkpoint_resumes_both_stages(program, rows, tmp_path):
+def test_multitask_checkpoint_resumes_both_stages(program, rows, tmp_path, monkeypatch):
+    import oobleck.soft._trainer as trainer
     from oobleck.soft import MultitaskPromptTuning, Task
 
-    calls = {"n": 0, "stop_at": 0}
+    calls = {"n": 0, "stop_at": 0, "steps": 0}
+    real_loss = trainer._loss
+
+    def counting_loss(*args, **kwargs):  # the real training step, counted
+        calls["steps"] += 1
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_loss", counting_loss)
 
     def counting(example, prediction, trace=None):
         calls["n"] += 1
@@ -166,22 +174,23 @@ def test_multitask_checkpoint_resumes_both_stages(program, rows, tmp_path):
         return {"a": Task(program, rows[:4], rows[8:10]), "b": Task(program, rows[4:8], rows[10:12])}
 
     def run(checkpoint=None, seed=5):
-        calls["n"] = 0
-        mpt = short(MultitaskPromptTuning, metric=counting, steps=2, adapt_steps=2, eval_every=1, batch_size=2,
+        calls["n"] = calls["steps"] = 0
+        mpt = short(MultitaskPromptTuning, metric=counting, steps=2, adapt_steps=2, eval_every=2, batch_size=2,
                     num_threads=1)
         return mpt.compile_tasks(tasks(), seed=seed, checkpoint=checkpoint)
 
-    # Two rows per evaluation, three evaluations per stage (steps 0, 1, 2): the shared stage makes
-    # calls 1-6, adapting "a" 7-12, adapting "b" 13-18; stop at 17, after "b" saved its step 1.
+    # Two rows per evaluation, evaluations at steps 0 and 2 of each stage: the shared stage makes
+    # calls 1-4, adapting "a" 5-8, adapting "b" 9-12; stop at 11, after "b" trained its last step.
     ckpt = tmp_path / "mpt.json"
-    calls["stop_at"] = 17
+    calls["stop_at"] = 11
     with pytest.raises(_Interrupted):
         run(ckpt)
+    assert calls["steps"] == 6
     calls["stop_at"] = 0
     resumed = run(ckpt)
-    assert calls["n"] == 2  # only "b"'s step-2 evaluation: no finished stage or step is repeated
+    assert calls["steps"] == 0 and calls["n"] == 2  # no step trained again: only "b"'s last evaluation
     straight = run()
-    assert calls["n"] == 18
+    assert calls["steps"] == 6 and calls["n"] == 12
     for name in ("a", "b"):
         for stage in ("source_scores", "scores"):
             a, b = resumed[name].provenance[stage], straight[name].provenance[stage]
@@ -190,6 +199,9 @@ def test_multitask_checkpoint_resumes_both_stages(program, rows, tmp_path):
             assert a["last_loss"] == pytest.approx(b["last_loss"], abs=1e-4)
         assert resumed[name].soft_prompt.config == straight[name].soft_prompt.config
         assert "source" not in resumed[name].soft_prompt.config  # the artifact needs no side file
+    # one state file per stage, each naming one tensor file and one best-prompt file (old ones removed)
+    assert len(list(tmp_path.glob("*.soft.json"))) == 3
+    assert len(list(tmp_path.glob("*.tensors.safetensors"))) == len(list(tmp_path.glob("*.best.safetensors"))) == 3
     with pytest.raises(ConfigError, match="another training run"):
         run(ckpt, seed=6)
 
