@@ -114,9 +114,13 @@ class SoftPromptOptimizer(Optimizer):
         }
 
     def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
-        evals = (self.steps // self._eval_every() + 2) * len(valset or trainset)
+        evals = self._evaluations(self.steps) * len(valset or trainset)
         return CostEstimate(program_runs=evals, lm_calls=evals, min_lm_calls=0, prompt_tokens=0,
                             breakdown={"valset scoring": evals})
+
+    def _evaluations(self, steps: int) -> int:
+        """How many valset evaluations a run of ``steps`` makes at most (the first, the last, every eval_every)."""
+        return steps // (self.eval_every or max(1, steps // 4)) + 2
 
     def _eval_every(self) -> int:
         return self.eval_every or max(1, self.steps // 4)
@@ -147,6 +151,8 @@ class SoftPromptOptimizer(Optimizer):
         scores: dict[str, Any] = {}
         for name, predictor in self.targets(compiled, trainset):
             _data.check_labels(predictor, trainset, "trainset")
+            if valset:
+                _data.check_labels(predictor, valset, "valset")
             lm = _data.transformers_lm(predictor.resolve_lm(), f"predictor {name!r}")
             outcome = self._train_one(compiled, name, predictor, lm, trainset, selection, run)
             predictor.soft_prompt = outcome.best

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oobleck._budget import Budget, Checkpoint, canonical_json, rows_sha256
+from oobleck._budget import Budget, Checkpoint, CostEstimate, canonical_json, rows_sha256
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm import _hf_runtime as rt
@@ -77,6 +77,12 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
     def _method_settings(self) -> dict[str, Any]:
         return {"num_ranks": self.num_ranks, "adapt_steps": self.adapt_steps}
 
+    def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
+        rows = len(valset or trainset)
+        shared, adapt = self._evaluations(self.steps) * rows, self._evaluations(self.adapt_steps) * rows
+        return CostEstimate(program_runs=shared + adapt, lm_calls=shared + adapt, min_lm_calls=0, prompt_tokens=0,
+                            breakdown={"valset scoring (shared prompt)": shared, "valset scoring (adaptation)": adapt})
+
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
         return self._compile_tasks({"task": Task(program, trainset, valset)}, run)["task"]
 
@@ -129,6 +135,7 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
                                   f"its program has {len(chosen)} trainable ones (pass predictors=[...])")
             targets[name] = chosen[0]
             _data.check_labels(chosen[0][1], tasks[name].trainset, f"{name}.trainset")
+            _data.check_labels(chosen[0][1], tasks[name].valset or [], f"{name}.valset")
         lms = {name: _data.transformers_lm(p.resolve_lm(), f"task {name!r}") for name, (_, p) in targets.items()}
         lm = next(iter(lms.values()))
         if any(other.identity != lm.identity for other in lms.values()):

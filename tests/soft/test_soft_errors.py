@@ -50,6 +50,24 @@ def test_a_label_outside_the_literal_is_refused_before_training(index):
         optimizer.compile(Predict(Sentiment, lm=FakeLM()), trainset=rows)
 
 
+def test_a_valset_label_outside_the_literal_is_refused_too():
+    from oobleck.soft import PromptTuning
+
+    with pytest.raises(ConfigError, match=r"valset\[1\]: label='Positive'"):
+        PromptTuning(metric=metric, progress=False).compile(
+            Predict(Sentiment, lm=FakeLM()), trainset=GOOD, valset=[GOOD[0], row("great", "Positive")])
+
+
+def test_multitask_dry_run_counts_both_stages():
+    from oobleck.soft import MultitaskPromptTuning, PromptTuning
+
+    program = Predict(Sentiment, lm=FakeLM())
+    single = PromptTuning(metric=metric, steps=8).compile(program, trainset=GOOD, dry_run=True)
+    both = MultitaskPromptTuning(metric=metric, steps=8, adapt_steps=4).compile(program, trainset=GOOD, dry_run=True)
+    assert single.program_runs == (8 // 2 + 2) * 2
+    assert both.program_runs == single.program_runs + (4 // 1 + 2) * 2
+
+
 def test_multitask_names_the_task_at_fault():
     from oobleck.soft import MultitaskPromptTuning, Task
 
@@ -59,6 +77,8 @@ def test_multitask_names_the_task_at_fault():
         mpt.compile_tasks({"a": Task(program, GOOD), "b": Task(program, [])})
     with pytest.raises(ConfigError, match=r"b\.trainset\[0\]: label='meh'"):
         mpt.compile_tasks({"a": Task(program, GOOD), "b": Task(program, [row("so so", "meh")])})
+    with pytest.raises(ConfigError, match=r"b\.valset\[0\]: label='meh'"):
+        mpt.compile_tasks({"a": Task(program, GOOD), "b": Task(program, GOOD, [row("so so", "meh")])})
     with pytest.raises(ConfigError, match="task 'a' runs on FakeLM.*TransformersLM"):
         mpt.compile_tasks({"a": Task(program, GOOD), "b": Task(program, GOOD)})
     with pytest.raises(ConfigError, match="at least one Task"):
