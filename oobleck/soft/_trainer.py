@@ -5,9 +5,9 @@ virtual tokens on padded batches of (prompt, target) rows with AdamW, and every 
 steps turns the current vectors into a :class:`~oobleck.lm.soft_prompt.SoftPrompt` and scores
 the program with it on the valset (the metric chooses the result, not the loss). Batches are
 drawn from ``random.Random(seed)`` and torch's RNG is forked and seeded, so a run is
-reproducible; with a checkpoint path the trainable state, the optimizer state, the best prompt
-so far and the history are saved at every evaluation, and a run with the same settings
-resumes from there.
+reproducible; with a checkpoint path the trainable state, the optimizer state, the batch order,
+the best prompt so far and the history are saved after every step, and a run with the same
+settings resumes from there (given more ``steps``, it continues the same run).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from oobleck._progress import on_terminal
-from oobleck.errors import ConfigError
+from oobleck.errors import ConfigError, OobleckError
 from oobleck.lm import _hf_runtime as rt
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.transformers import TransformersLM
@@ -363,19 +363,26 @@ def _resume(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any
                           "delete it or choose another path")
     if hashlib.sha256(blob).hexdigest() != state.get("tensors_sha256"):
         raise ConfigError(f"checkpoint {path}: its tensor file was changed; delete the checkpoint to start over")
-    tensors = rt.read_tensors(blob)
-    set_peft_model_state_dict(peft_model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    opt_state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            opt_state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-    best = SoftPrompt.from_description(state["best"], best_data)
-    rng = state["rng"]
-    log.info("resuming soft-prompt training from %s at step %d", path, state["step"])
-    return (state["step"], state["seconds"], state["losses"], [tuple(h) for h in state["history"]], best,
-            state["best_score"], state["best_step"], state["initial"], (rng[0], tuple(rng[1]), rng[2]), list(state["order"]))
+    try:
+        tensors = rt.read_tensors(blob)
+        set_peft_model_state_dict(peft_model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        opt_state: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, index, name = key.split(".", 2)
+                opt_state.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+        best = SoftPrompt.from_description(state["best"], best_data)
+        rng = state["rng"]
+        rng_state = (int(rng[0]), tuple(int(x) for x in rng[1]), rng[2])
+        random.Random().setstate(rng_state)  # refuse a damaged state here, not mid-run
+        resumed = (int(state["step"]), float(state["seconds"]), [float(x) for x in state["losses"]],
+                   [(int(s), float(v)) for s, v in state["history"]], best, float(state["best_score"]),
+                   int(state["best_step"]), float(state["initial"]), rng_state, [int(i) for i in state["order"]])
+    except (KeyError, TypeError, ValueError, RuntimeError, OobleckError) as exc:
+        raise ConfigError(f"soft-prompt checkpoint {path} is damaged ({exc}); delete it to start over") from None
+    log.info("resuming soft-prompt training from %s at step %d", path, resumed[0])
+    return resumed
 
 
 def _atomic(path: Path, data: bytes) -> None:

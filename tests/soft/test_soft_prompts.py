@@ -226,3 +226,24 @@ def test_time_budget_is_reported_and_progress_bars_obey_compile(program, rows, m
     assert "prompt_tuning" in err  # the training bar
     assert "prompt_tuning" not in run(True, False)[1]  # compile(progress=False) silences every bar
     assert "prompt_tuning" not in run(False, True)[1]
+
+
+def test_a_damaged_checkpoint_is_refused_clearly(program, rows, tmp_path):
+    from oobleck.soft import PromptTuning
+
+    def run():
+        return short(PromptTuning, init="vocab", steps=1, eval_every=1).compile(
+            program, trainset=rows[:2], valset=rows[2:3], seed=0, checkpoint=tmp_path / "run.json")
+
+    run()
+    state_file = next(tmp_path.glob("*.soft.json"))
+    good = json.loads(state_file.read_text(encoding="utf-8"))
+    state_file.write_text(json.dumps({**good, "rng": [3, [1, 2], None]}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="is damaged"):
+        run()
+    # a file name in the state is only ever looked up beside it
+    state_file.write_text(json.dumps({**good, "tensors_file": "../" + good["tensors_file"]}), encoding="utf-8")
+    (tmp_path.parent / good["tensors_file"]).write_bytes((tmp_path / good["tensors_file"]).read_bytes())
+    (tmp_path / good["tensors_file"]).unlink()
+    with pytest.raises(ConfigError, match="cannot read soft-prompt checkpoint"):
+        run()
