@@ -41,6 +41,8 @@ history), tokens are prompt + completion, ``prompt_tokens_final`` is a rough pro
 the final program on the first dev row (characters / 4, both sides).
 
 Prints one JSON object and writes benchmarks/results/compile_instructions.json (or --out).
+The tasks may run as separate processes side by side (``--tasks sst2 --out ..._sst2``, the
+same for trec), each with its own model instance and DSPy side; ``--merge`` then combines them.
 """
 
 from __future__ import annotations
@@ -214,6 +216,24 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def merge(paths: list[str], out: str) -> None:
+    """One result from per-task runs made side by side (each with both frameworks in one run)."""
+    parts = [json.loads((RESULTS / f"{p}.json").read_text(encoding="utf-8")) for p in paths]
+    runs = [r for part in parts for r in part["runs"]]
+    rows = table_rows(runs)
+    result = {
+        **{k: parts[0][k] for k in ("benchmark", "model", "data")},
+        "table": rows,
+        "goal": {"statement": parts[0]["goal"]["statement"], "per_task": goal(rows)},
+        "runs": runs,
+        "parts": [{"file": f"{p}.json", "args": part["args"], "elapsed_s": part["elapsed_s"],
+                   "loadavg_at_start": part["loadavg_at_start"], "machine": part["machine"]} for p, part in zip(paths, parts)],
+        "elapsed_s": max(part["elapsed_s"] for part in parts),
+        "machine": machine(),
+    }
+    write_result(out, result)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: sst2, train 12, val 8, dev 10")
@@ -230,7 +250,12 @@ def main() -> None:
     ap.add_argument("--dspy-methods", default="mipro,gepa")
     ap.add_argument("--gepa-max-metric-calls", type=int, default=0, help="0: GEPA auto='light'")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--merge", nargs="+", metavar="RESULT",
+                    help="combine results files of runs with one task each (run side by side) into --out")
     a = ap.parse_args()
+    if a.merge:
+        merge(a.merge, a.out or "compile_instructions")
+        return
     if a.quick:
         a.train, a.val, a.dev = 12, 8, 10
         a.tasks = a.tasks or "sst2"
