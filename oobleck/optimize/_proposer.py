@@ -92,7 +92,10 @@ class ReflectInstruction(Signature):
 
 
 _MARKERS = re.compile(r"\[\[ ## \w+ ## \]\]")
-_LABEL = re.compile(r"^\s*(?:new |improved |proposed )?instructions?\s*[:\-]\s*", re.IGNORECASE)
+_LABEL = re.compile(
+    r"^\s*(?:(?:new |improved |proposed |current )?instructions?\s*[:\-]\s*|tried\s*:\s*)*(?:\d{1,3}(?:\.\d+)?\s*:\s+)?",
+    re.IGNORECASE,
+)
 _FIELD_LINE = re.compile(r"^\s*(?:[-*•]\s*\w+\s*(?:\(|:)|(?:input|output) fields?\s*:)", re.IGNORECASE)
 _QUOTES = "\"'`“”‘’«»"
 

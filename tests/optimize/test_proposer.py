@@ -87,6 +87,9 @@ def test_each_grounding_part_appears_in_the_prompt() -> None:
 def test_cleaning_strips_markers_labels_quotes_and_field_lists() -> None:
     raw = '[[ ## instruction ## ]]\nNew instruction: "Read the review.\nInput fields:\n- sentence (str): text\nAnswer positive or negative."'
     assert clean_instruction(raw) == "Read the review. Answer positive or negative."
+    # an echo of the history's "score: instruction" lines keeps only the instruction
+    assert clean_instruction("Tried: 8.3: Classify the question.") == "Classify the question."
+    assert clean_instruction("Use 3 words: yes or no.") == "Use 3 words: yes or no."
     assert clean_instruction("   ") == "" and clean_instruction("[[ ## instruction ## ]]") == ""
     long = "Classify the review carefully. " * 30
     cut = clean_instruction(long, max_chars=100)
