@@ -139,20 +139,30 @@ def run_oobleck(lm: oobleck.LocalLM, task: str, train: list[oobleck.Example], va
     return {"framework": "oobleck", "version": oobleck.__version__, "task": task, "methods": methods}
 
 
-def run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, int, int]) -> dict[str, Any]:
-    try:
-        return _run_dspy(base_url, task, a, sizes)
-    except SystemExit as exc:  # keep oobleck's numbers when the DSPy side fails; say so
-        print(f"  dspy {task} failed: {exc}", file=sys.stderr)
-        return {"framework": "dspy", "task": task, "error": str(exc), "methods": {}}
+def run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, int, int],
+             save: Any = None) -> dict[str, Any]:
+    """One DSPy subprocess per method, so a method that finished survives a run cut later."""
+    run: dict[str, Any] = {"framework": "dspy", "task": task, "methods": {}}
+    for method in a.dspy_methods.split(","):
+        try:
+            out = _run_dspy(base_url, task, a, sizes, method)
+        except SystemExit as exc:  # keep the other numbers when the DSPy side fails; say so
+            print(f"  dspy {task} {method} failed: {exc}", file=sys.stderr)
+            run["methods"][method] = {"error": str(exc)}
+        else:
+            run["methods"].update(out.pop("methods"))
+            run = {**out, **run}
+        if save is not None:
+            save(run)
+    return run
 
 
-def _run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, int, int]) -> dict[str, Any]:
+def _run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, int, int], method: str) -> dict[str, Any]:
     out = run_dspy_side(
         "compile_instructions.py",
         "--task", task, "--data", str(DATA / task), "--base-url", base_url,
         "--train", str(sizes[0]), "--val", str(sizes[1]), "--dev", str(sizes[2]),
-        "--max-tokens", str(a.max_tokens), "--threads", str(a.threads), "--methods", a.dspy_methods,
+        "--max-tokens", str(a.max_tokens), "--threads", str(a.threads), "--methods", method,
         "--gepa-max-metric-calls", str(a.gepa_max_metric_calls), "--seed", str(a.seed),
         "--prompt-max-tokens", "100",
     )
@@ -281,7 +291,8 @@ def main() -> None:
             if fw == "oobleck":
                 runs.append(run_oobleck(lm, task, train, val, dev, a))
             else:
-                runs.append(run_dspy(base_url, task, a, sizes))
+                runs.append(run_dspy(base_url, task, a, sizes, lambda run: partial.write_text(
+                    json.dumps([*runs, run], sort_keys=True), encoding="utf-8")))
             partial.write_text(json.dumps(runs, sort_keys=True), encoding="utf-8")  # survives a killed run
     lm.close()
     partial.unlink(missing_ok=True)

@@ -66,7 +66,7 @@ from oobleck.evaluate import evaluate
 from oobleck.metrics import exact_match, f1
 from oobleck.modules.multihop import MultiHop
 from oobleck.modules.rag import RAG
-from oobleck.optimize import BootstrapFewShot, InstructionSearch
+from oobleck.optimize import BootstrapFewShot, InstructionSearch, RandomSearch
 from oobleck.retrieve import (
     BM25Index,
     Documents,
@@ -288,6 +288,8 @@ def part_programs_oobleck(lm: Any, index: VectorIndex, train: list[oobleck.Examp
         print(f"  oobleck {name:9s} compiled  EM {comp['em']:5.1f} F1 {comp['f1']:5.1f} recall {comp['recall_both']:5.1f} "
               f"calls {comp['usage']['calls']} (+{compile_usage['calls']} to compile) demos {comp['demos']}", file=sys.stderr, flush=True)
         out[name] = {"zero_shot": zero, "compiled": comp}
+        if a.search_candidates:
+            out[name]["compiled_search"] = search_row(name, build(), train, val, dev, a)
         if name == "multihop" and a.instruction_budget:
             out[name]["compiled_instructions"] = instruction_row(compiled, compile_usage, val, dev, a)
     return out
@@ -295,6 +297,25 @@ def part_programs_oobleck(lm: Any, index: VectorIndex, train: list[oobleck.Examp
 
 def answer_f1(example: Any, prediction: Any, trace: Any = None) -> float:
     return f1(example, prediction)
+
+
+def search_row(name: str, program: Any, train: list[oobleck.Example], val: list[oobleck.Example],
+               dev: list[oobleck.Example], a: Any) -> dict[str, Any]:
+    """RandomSearch: several bootstrapped demo sets (and zero-shot) scored by answer F1 on ``val``,
+    with paired racing; the winner is what a user gets from ``oobleck compile --optimizer random``."""
+    t0 = time.perf_counter()
+    opt = RandomSearch(answer_f1, num_candidates=a.search_candidates, metric_threshold=0.5,
+                       max_bootstrapped_demos=a.demos, max_labeled_demos=a.demos, racing=True,
+                       max_errors=None, num_threads=a.threads)
+    tuned = opt.compile(program, trainset=train, valset=val, seed=0)
+    usage = usage_dict(tuned.compile_usage, time.perf_counter() - t0)
+    row = score(tuned, dev, a.threads)
+    row["compile"] = usage
+    row["demos"] = {n: len(p.demos) for n, p in tuned.named_predictors()}
+    row["search"] = {k: tuned.provenance["scores"].get(k) for k in ("best", "start_score", "best_score", "verdict", "racing")}
+    print(f"  oobleck {name:9s} +search  EM {row['em']:5.1f} F1 {row['f1']:5.1f} recall {row['recall_both']:5.1f} "
+          f"(+{usage['calls']} to compile) demos {row['demos']} search {row['search']}", file=sys.stderr, flush=True)
+    return row
 
 
 def instruction_row(bootstrapped: Any, boot_usage: dict[str, Any], val: list[oobleck.Example], dev: list[oobleck.Example], a: Any) -> dict[str, Any]:
@@ -346,6 +367,8 @@ def main() -> None:
     ap.add_argument("--instruction-budget", type=int, default=150,
                     help="LM calls for InstructionSearch on the compiled MultiHop (0: skip that row)")
     ap.add_argument("--instruction-val", type=int, default=8, help="train rows after --train that score instructions")
+    ap.add_argument("--search-candidates", type=int, default=3,
+                    help="RandomSearch's shuffled demo sets besides its fixed three (0: skip that row)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     if a.quick:
@@ -433,7 +456,7 @@ def table(programs: dict[str, Any]) -> list[dict[str, Any]]:
         if fw == "one_hop_recall_same_rows":
             continue
         for prog in ("rag", "multihop"):
-            for stage in ("zero_shot", "compiled", "compiled_instructions"):
+            for stage in ("zero_shot", "compiled", "compiled_search", "compiled_instructions"):
                 m = (progs.get(prog) or {}).get(stage)
                 if not m:
                     continue

@@ -3,7 +3,14 @@
 By default the first search is the question itself (no LM call: for a small model the
 question is a better first query than one it writes), and each later hop ``i`` runs its own
 query writer (``context, question -> query``; one predictor per hop, so an optimizer tunes
-each) that reads every passage found so far. Each search skips what earlier hops found, so
+each) that reads every passage found so far. A written query is searched after the question
+(``"<question> <query>"``): a small model's query often drifts into a sentence about one
+passage, and the question's own words keep the search on topic. Measured on 60 HotPotQA dev
+questions, two hops of k=2 with SmolLM2-135M writing the second query, both gold paragraphs
+found: 45% (MiniLM) and 43% (BM25) this way, 40% and 42% with the written query alone, 28%
+with one search of k=2, and 43% and 45% with one search of k=4 (the same passage count: with
+a 135M query writer the second hop only matches a wider first search; see
+benchmarks/hotpotqa.py). Each search skips what earlier hops found, so
 every hop adds ``k`` new passages. Then the answer step reads them all. The prediction carries
 the answer step's outputs plus ``passages`` (all, in the order found) and ``queries`` (one per
 search), and a trace shows each query writer and Retrieve call.
@@ -33,7 +40,7 @@ __all__ = ["MultiHop", "NO_PASSAGES", "QUERY_ADAPTER", "query_signature"]
 
 #: What a query writer sees as ``context`` before the first search.
 NO_PASSAGES = "(no passages yet)"
-QUERY_INSTRUCTIONS = "Write a simple search query that will help answer the question."
+QUERY_INSTRUCTIONS = "Write a short search query for the information that the passages do not give yet."
 #: The query writers' default format: ``Query: ...`` in and out, so a cut-off query still reads.
 QUERY_ADAPTER: Adapter = TemplateAdapter(output="prefix", schema=True)
 
@@ -58,6 +65,8 @@ class MultiHop(Module):
         signature: the answer step (needs a ``context`` input); default ``context, question -> answer``.
         search_question: the first search uses the program's input ``query_field`` as it is.
         query_field: the input searched first (default: the first input that is not ``context``).
+        query_with_question: search ``"<query_field's value> <written query>"`` rather than the
+            written query alone (see above).
         max_passages: keep at most this many passages (oldest first); default: all found.
         reasoning: use ChainOfThought for the query writers and the answer step.
         query_adapter: the query writers' adapter; default ``adapter`` if given, else
@@ -76,8 +85,8 @@ class MultiHop(Module):
         >>> index = VectorIndex(["Ada Lovelace was born in London.", "London is in England."], show_progress=False)
         >>> lm = FakeLM([{"query": "London country"}, {"answer": "England"}])
         >>> out = MultiHop(index, hops=2, k=1, lm=lm)(question="In which country was Ada Lovelace born?")
-        >>> out.answer, out.queries, [p.text for p in out.passages]
-        ('England', ['In which country was Ada Lovelace born?', 'London country'], ['Ada Lovelace was born in London.', 'London is in England.'])
+        >>> out.answer, out.queries[1], [p.text for p in out.passages]
+        ('England', 'In which country was Ada Lovelace born? London country', ['Ada Lovelace was born in London.', 'London is in England.'])
     """
 
     def __init__(
@@ -89,6 +98,7 @@ class MultiHop(Module):
         signature: str | Signature | type[Signature] | None = None,
         search_question: bool = True,
         query_field: str | None = None,
+        query_with_question: bool = True,
         max_passages: int | None = None,
         reasoning: bool = False,
         lm: LM | None = None,
@@ -109,6 +119,7 @@ class MultiHop(Module):
             raise ConfigError(f"query_field {query_field!r} is not an input of {sig}; inputs: {inputs}")
         self.query_field = query_field or inputs[0]
         self.search_question = bool(search_question)
+        self.query_with_question = bool(query_with_question)
         self.max_passages = max_passages
         writer_adapter = query_adapter or adapter or QUERY_ADAPTER
         writer_config = {**kwargs, "max_tokens": query_max_tokens}
@@ -149,13 +160,17 @@ class MultiHop(Module):
         for writer in self.generate_query:
             written = str(writer(context=list(passages) or NO_PASSAGES, **inputs).query)
             # One line; a blank query searches the question (for passages not found yet).
-            search(next((line.strip() for line in written.splitlines() if line.strip()), question))
+            query = next((line.strip() for line in written.splitlines() if line.strip()), "")
+            if not query or (self.query_with_question and query != question):
+                query = f"{question} {query}".strip()
+            search(query)
         pred = self.generate_answer(context=list(passages) or NO_PASSAGES, **inputs)
         return Prediction({**pred, "passages": passages, "queries": queries})
 
     def dump_extra(self, files: Any) -> dict[str, Any]:
         """The search settings (the query writers and the answer step are children)."""
-        return {"max_passages": self.max_passages, "search_question": self.search_question, "query_field": self.query_field}
+        return {"max_passages": self.max_passages, "search_question": self.search_question,
+                "query_field": self.query_field, "query_with_question": self.query_with_question}
 
     def load_extra(self, extra: dict[str, Any], files: Any) -> None:
         """Restore the search settings, checking them against the saved steps."""
@@ -165,6 +180,9 @@ class MultiHop(Module):
         first = extra.get("search_question", False)  # artifacts from before it existed wrote every query
         if not isinstance(first, bool):
             raise ConfigError(f"MultiHop search_question must be true or false, got {first!r}")
+        with_question = extra.get("query_with_question", False)  # artifacts from before it searched the query alone
+        if not isinstance(with_question, bool):
+            raise ConfigError(f"MultiHop query_with_question must be true or false, got {with_question!r}")
         answer_inputs = program_inputs(self.generate_answer.predictors()[0].signature)
         field = extra.get("query_field", answer_inputs[0] if answer_inputs else None)
         if field not in answer_inputs:
@@ -177,3 +195,4 @@ class MultiHop(Module):
                 if name not in writer.predictors()[0].signature.input_fields:
                     raise ConfigError(f"the saved query writers do not take the input {name!r}")
         self.max_passages, self.search_question, self.query_field = cap, first, field
+        self.query_with_question = with_question

@@ -184,7 +184,8 @@ def test_serve_command_answers_over_http_and_stops_on_ctrl_c(tmp_path):
 
     art = tmp_path / "sst.json"
     Predict("sentence -> label: Literal['positive', 'negative']", adapter=JSONAdapter(), max_tokens=24).save(art)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # PYTHONFAULTHANDLER: if it hangs on Ctrl-C, SIGABRT makes it print every thread's stack.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
     cmd = [sys.executable, "-m", "oobleck.cli", "serve", str(art), "--port", "0", "--no-cache"]
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:  # a file, not a pipe: llama.cpp logs a lot and a full pipe blocks
@@ -201,7 +202,13 @@ def test_serve_command_answers_over_http_and_stops_on_ctrl_c(tmp_path):
             assert reply.status == 200
             assert json.loads(reply.read())["label"] in ("positive", "negative")
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=30)
+            code = None
+        assert code == 0, "serve did not stop on Ctrl-C; its stacks:\n" + log.read_text(errors="replace")[-6000:]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -26,9 +26,11 @@ class Counting:
     def __init__(self, inner) -> None:
         self.inner = inner
         self.calls = 0
+        self.queries: list[str] = []
 
     def search(self, queries, *, k):
         self.calls += 1
+        self.queries.extend(queries)
         return self.inner.search(queries, k=k)
 
     def config(self):
@@ -117,7 +119,7 @@ def test_rag_with_a_custom_signature_searches_the_named_input(index):
 
 def test_multihop_trace_shows_each_hops_query_and_passages(index):
     lm = FakeLM(scripted)
-    program = MultiHop(index, hops=3, k=1, lm=lm)
+    program = MultiHop(index, hops=3, k=1, lm=lm, query_with_question=False)
     with oobleck.trace() as t:
         out = program(question="Which city is home of Ada Lovelace?")
     kinds = [type(e.predictor).__name__ for e in t.entries]
@@ -142,7 +144,7 @@ def test_multihop_trace_shows_each_hops_query_and_passages(index):
 
 
 def test_multihop_can_write_every_query(index):
-    program = MultiHop(index, hops=2, k=2, search_question=False, lm=FakeLM(scripted))
+    program = MultiHop(index, hops=2, k=2, search_question=False, query_with_question=False, lm=FakeLM(scripted))
     with oobleck.trace() as t:
         out = program(question="Where was the author of the first algorithm born, in the city of Ada Lovelace?")
     kinds = [type(e.predictor).__name__ for e in t.entries]
@@ -152,6 +154,21 @@ def test_multihop_can_write_every_query(index):
     seen = [p.id for e in t.entries if isinstance(e.predictor, RetrieveStep) for p in e.outputs["passages"]]
     hop1, hop2 = (e.outputs["passages"] for e in t.entries if isinstance(e.predictor, RetrieveStep))
     assert ids(out.passages) == seen and not set(ids(hop1)) & set(ids(hop2))  # each hop adds new passages
+
+
+def test_a_written_query_is_searched_after_the_question(index):
+    # a drifting query ("a person") alone finds nothing useful; after the question it keeps the
+    # question's words, and the second hop still adds passages the first did not find
+    question = "Which river flows through Paris?"
+    spy = Counting(index)
+    out = MultiHop(spy, hops=2, k=1, lm=FakeLM([{"query": "a person"}, {"answer": "x"}]))(question=question)
+    assert out.queries == [question, f"{question} a person"] == spy.queries
+    assert len(set(ids(out.passages))) == 2
+    alone = MultiHop(index, hops=2, k=1, lm=FakeLM([{"query": "a person"}, {"answer": "x"}]), query_with_question=False)
+    assert alone(question=question).queries == [question, "a person"]
+    # the query echoing the question is not searched twice over
+    echo = MultiHop(index, hops=2, k=1, lm=FakeLM([{"query": question}, {"answer": "x"}]))(question=question)
+    assert echo.queries == [question, question]
 
 
 def test_a_later_hop_never_spends_its_k_on_passages_found_before(index):
@@ -172,7 +189,7 @@ def test_a_later_hop_never_spends_its_k_on_passages_found_before(index):
      ("Kathmandu\nNepal is a country in Asia", "Kathmandu")],  # one line is one query
 )
 def test_a_query_writers_reply_is_read_even_when_cut_or_bare(index, reply, query):
-    program = MultiHop(index, hops=2, k=1, lm=FakeLM([reply, {"answer": "Kathmandu"}]))
+    program = MultiHop(index, hops=2, k=1, lm=FakeLM([reply, {"answer": "Kathmandu"}]), query_with_question=False)
     out = program(question="What is the capital of Nepal?")
     assert out.queries[1] == query and out.answer == "Kathmandu"
     # the same cut-off reply in JSON does not parse: the run would fail
@@ -189,7 +206,8 @@ def test_dry_runs_never_search():
     assert spy.calls == 0
     answer_prompt = calls[-1].messages[-1].content
     assert "[1] {title 1}\n{passage 1 for: Who designed the Analytical Engine?}" in answer_prompt
-    assert "[4] {title 1}\n{passage 1 for: {query}}" in answer_prompt  # hop 2's placeholders (written query)
+    # hop 2's placeholders: the question, then the query the model will write
+    assert "[4] {title 1}\n{passage 1 for: Who designed the Analytical Engine? {query}}" in answer_prompt
     rag = RAG(spy, k=2, lm=FakeLM([]))
     assert "{passage 2 for: Nepal?}" in rag.render_calls(question="Nepal?")[0].messages[-1].content
     assert spy.calls == 0
@@ -415,7 +433,7 @@ def test_instruction_optimizers_tune_every_step_of_a_multihop(index, optimizer):
     rows = [r.with_inputs("question") for r in bootstrap_rows()[:2]]
     train, val = rows * 2, rows * 2
     lm = FakeLM(instruction_sensitive)
-    program = MultiHop(index, hops=2, k=1, lm=lm)
+    program = MultiHop(index, hops=2, k=1, lm=lm, query_with_question=False)
     if optimizer == "InstructionSearch":
         opt = InstructionSearch(found_and_answered, breadth=1, depth=1, n_demos=0)
     else:
