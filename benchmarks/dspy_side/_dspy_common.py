@@ -5,6 +5,7 @@ import re
 import string
 import time
 
+import dspy
 from dspy.clients import base_lm
 
 _PUNCT = set(string.punctuation)
@@ -41,3 +42,26 @@ def phase(out):
     out["prompt_tokens"] = prompt
     out["completion_tokens"] = completion
     out["tokens"] = prompt + completion
+
+
+def local_lm(model, base_url, *, structured, **kwargs):
+    """A dspy.LM for the local OpenAI-compatible server at ``base_url``.
+
+    ``structured``: declare the server to DSPy as a provider that supports response schemas
+    (``dspy.lm15.register_provider``, the way DSPy 3.4 documents for a server its model
+    catalog does not know). Without it, DSPy finds no catalog entry for a local model and its
+    JSONAdapter sends no ``response_format``: the JSON is then unconstrained, which a 135M
+    model often breaks. With it, JSONAdapter sends the output schema and llama.cpp turns it
+    into a grammar, as oobleck's JSONAdapter does.
+    """
+    if not structured:
+        return dspy.LM(f"openai/{model}", api_base=base_url, api_key="none", **kwargs)
+    from dspy._vendor.lm15.features import AccessPolicy
+    from dspy.lm15 import ModelSupport, OpenAIChatCompat, ProviderDefinition, register_provider
+
+    access = AccessPolicy(provider="localserver", env_keys=("LOCALSERVER_API_KEY",), base_url=base_url)
+    register_provider(ProviderDefinition.chat(access, compat=OpenAIChatCompat.preset("vllm")),
+                      supports=ModelSupport(response_schema=True), replace=True)
+    lm = dspy.LM(f"localserver/{model}", api_base=base_url, api_key="none", **kwargs)
+    assert lm.supports_response_schema, "DSPy did not take the structured-output declaration"
+    return lm

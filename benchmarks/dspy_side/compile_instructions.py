@@ -5,7 +5,7 @@ of oobleck's LocalLM.serve() (the parent script passes its URL):
 
     /work/.venv-dspy/bin/python benchmarks/dspy_side/compile_instructions.py --task sst2 \
         --data /work/shared/data/sst2 --base-url http://127.0.0.1:PORT/v1 \
-        [--train 40 --val 20 --dev 100 --methods mipro,gepa --gepa-max-metric-calls 200]
+        [--train 40 --val 20 --dev 100 --methods mipro,gepa --gepa-max-metric-calls 200] [--adapter json]
 
 Data, signatures, metric and call counting are those of dspy_side/compile_fewshot.py (imported
 from it). The task LM is SmolLM2 at temperature 0 with --max-tokens; the prompt model (MIPROv2's
@@ -27,6 +27,7 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
+from _dspy_common import local_lm  # noqa: E402
 from compile_fewshot import TASKS, demos_of, exact_match, normalize, phase, read_jsonl  # noqa: E402
 from dspy.teleprompt import GEPA, MIPROv2  # noqa: E402
 
@@ -72,6 +73,10 @@ def main():
     ap.add_argument("--methods", default="mipro,gepa")
     ap.add_argument("--gepa-max-metric-calls", type=int, default=0, help="0: GEPA auto='light'")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--adapter", choices=("chat", "json"), default="chat",
+                    help="chat: DSPy's default ([[ ## field ## ]] markers, JSON fallback); json: JSONAdapter "
+                         "with the server declared as supporting response schemas (see _dspy_common.local_lm): "
+                         "the server turns the schema into a grammar")
     a = ap.parse_args()
 
     sig, field = TASKS[a.task]
@@ -86,15 +91,15 @@ def main():
     devset = [ex(r) for r in read_jsonl(data / "dev.jsonl")[: a.dev]]
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-    lm = dspy.LM(f"openai/{a.model}", api_base=a.base_url, api_key="none", temperature=0,
-                 max_tokens=a.max_tokens, cache=False)
-    prompt_lm = dspy.LM(f"openai/{a.model}", api_base=a.base_url, api_key="none", temperature=1.0,
-                        max_tokens=a.prompt_max_tokens, cache=False)
-    adapter = dspy.ChatAdapter()
+    structured = a.adapter == "json"
+    lm = local_lm(a.model, a.base_url, structured=structured, temperature=0, max_tokens=a.max_tokens, cache=False)
+    prompt_lm = local_lm(a.model, a.base_url, structured=structured, temperature=1.0,
+                         max_tokens=a.prompt_max_tokens, cache=False)
+    adapter = dspy.JSONAdapter() if a.adapter == "json" else dspy.ChatAdapter()
     dspy.configure(lm=lm, adapter=adapter)
     program = dspy.Predict(sig)
 
-    out = {"framework": "dspy", "version": dspy.__version__, "task": a.task, "adapter": "chat",
+    out = {"framework": "dspy", "version": dspy.__version__, "task": a.task, "adapter": a.adapter,
            "sizes": {"train": len(trainset), "val": len(valset), "dev": len(devset)}, "methods": {}}
     with contextlib.redirect_stdout(sys.stderr):
         for method in a.methods.split(","):

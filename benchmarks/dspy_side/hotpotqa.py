@@ -12,7 +12,8 @@ callable embedder that returns the parent's precomputed MiniLM vectors for corpu
 same vectors oobleck's VectorIndex searches) and asks the parent's MiniLM for anything else
 (the queries). Programs: the RAG and SimplifiedBaleen modules of DSPy's tutorials, with their
 signatures, using dspy.Predict instead of dspy.ChainOfThought (as on the oobleck side), and
-dspy.JSONAdapter (structured output, as oobleck's JSONAdapter on the other side).
+dspy.JSONAdapter with the server declared to DSPy as supporting response schemas
+(_dspy_common.local_lm), so its schema becomes a grammar, as with oobleck's JSONAdapter.
 Compiling: dspy.BootstrapFewShot(max_bootstrapped_demos=D, max_labeled_demos=D), metric answer
 token-F1 >= 0.5. Scores: SQuAD-normalised EM and F1 (the same code as oobleck.metrics),
 recall of both gold titles among the passages read. Counting: DSPy's caches are off and the LM
@@ -34,7 +35,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
 import numpy as np  # noqa: E402
-from _dspy_common import normalize, phase, read_jsonl  # noqa: E402
+from _dspy_common import local_lm, normalize, phase, read_jsonl  # noqa: E402
 
 
 def em(gold, pred):
@@ -205,7 +206,7 @@ def main():
     trainset = [ex(r) for r in read_jsonl(os.path.join(a.data, "train.jsonl"))[: a.train]]
     devset = [ex(r) for r in read_jsonl(os.path.join(a.data, "dev.jsonl"))[: a.dev]]
 
-    lm = dspy.LM(f"openai/{a.model}", api_base=a.base_url, api_key="none", temperature=0, max_tokens=a.max_tokens, cache=False)
+    lm = local_lm(a.model, a.base_url, structured=True, temperature=0, max_tokens=a.max_tokens, cache=False)
     dspy.configure(lm=lm, adapter=dspy.JSONAdapter())
 
     out = {"framework": "dspy", "version": dspy.__version__, "retriever_build_s_with_precomputed_vectors": round(build_s, 2)}
