@@ -177,12 +177,8 @@ class MultiHop(Module):
         cap = extra.get("max_passages")
         if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
             raise ConfigError(f"MultiHop max_passages must be a positive int or null, got {cap!r}")
-        first = extra.get("search_question", False)  # artifacts from before it existed wrote every query
-        if not isinstance(first, bool):
-            raise ConfigError(f"MultiHop search_question must be true or false, got {first!r}")
-        with_question = extra.get("query_with_question", False)  # artifacts from before it searched the query alone
-        if not isinstance(with_question, bool):
-            raise ConfigError(f"MultiHop query_with_question must be true or false, got {with_question!r}")
+        # Artifacts from before these settings existed wrote every query and searched it alone.
+        first, with_question = (_saved_flag(extra, name) for name in ("search_question", "query_with_question"))
         answer_inputs = program_inputs(self.generate_answer.predictors()[0].signature)
         field = extra.get("query_field", answer_inputs[0] if answer_inputs else None)
         if field not in answer_inputs:
@@ -196,3 +192,11 @@ class MultiHop(Module):
                     raise ConfigError(f"the saved query writers do not take the input {name!r}")
         self.max_passages, self.search_question, self.query_field = cap, first, field
         self.query_with_question = with_question
+
+
+def _saved_flag(extra: dict[str, Any], name: str) -> bool:
+    """A true/false setting of a saved MultiHop (missing: false)."""
+    value = extra.get(name, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"MultiHop {name} must be true or false, got {value!r}")
+    return value

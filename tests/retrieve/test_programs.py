@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -169,6 +170,20 @@ def test_a_written_query_is_searched_after_the_question(index):
     # the query echoing the question is not searched twice over
     echo = MultiHop(index, hops=2, k=1, lm=FakeLM([{"query": question}, {"answer": "x"}]))(question=question)
     assert echo.queries == [question, question]
+
+
+def test_the_search_settings_are_saved_and_checked_on_load(index, tmp_path):
+    path = tmp_path / "multihop.json"
+    MultiHop(index, hops=2, k=1, query_with_question=False).save(path)
+    assert oobleck.load(path, lm=FakeLM([])).program.query_with_question is False
+    data = json.loads(path.read_text())
+    del data["program"]["extra"]["query_with_question"]  # an artifact from before the setting
+    path.write_text(json.dumps(data))
+    assert oobleck.load(path, lm=FakeLM([])).program.query_with_question is False
+    data["program"]["extra"]["query_with_question"] = "yes"
+    path.write_text(json.dumps(data))
+    with pytest.raises(oobleck.ArtifactError, match="query_with_question must be true or false"):
+        oobleck.load(path, lm=FakeLM([]))
 
 
 def test_a_later_hop_never_spends_its_k_on_passages_found_before(index):
