@@ -74,6 +74,10 @@ class BM25Index:
         tokens = bm25s.tokenize(
             self.documents.indexed_texts(), return_ids=False, stopwords=stopwords, show_progress=show_progress
         )
+        if not any(tokens):
+            raise ConfigError(
+                f"BM25Index: no document has a word to index (every token is a stopword or too short; stopwords={stopwords!r})"
+            )
         self._bm25 = bm25s.BM25(**self.params)
         self._bm25.index(tokens, show_progress=show_progress)
 

@@ -65,6 +65,11 @@ def test_bm25_returns_only_documents_sharing_a_term(bm25):
     assert ids(only) == ["nepal"]
 
 
+def test_bm25_over_a_corpus_with_no_indexable_word_says_so():
+    with pytest.raises(ConfigError, match="no document has a word to index"):
+        BM25Index(["a b", "of the"], show_progress=False)
+
+
 def test_vector_search_is_exact(vectors):
     q = "a river in France"
     scores = vectors.vectors @ vectors.embedder.embed([q])[0]
