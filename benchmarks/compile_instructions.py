@@ -35,9 +35,11 @@ output schema becomes a llama.cpp grammar, as in compile_fewshot.py):
                   formats=[one_line, keys_hint])
   dspy mipro      MIPROv2(auto="light", 4 bootstrapped / 4 labelled demos), ChatAdapter
   dspy gepa       GEPA(auto="light", or max_metric_calls=--gepa-max-metric-calls), ChatAdapter
-  dspy *_json     the same with DSPy's JSONAdapter (``--dspy-methods mipro:json,gepa:json``):
-                  the schema goes to the server as response_format, which llama.cpp turns into
-                  a grammar, so every answer parses, as oobleck's starting program's do
+  dspy *_json     the same with DSPy's JSONAdapter (``--dspy-methods mipro:json,gepa:json``)
+                  and the server declared to DSPy as supporting response schemas
+                  (dspy_side/_dspy_common.local_lm): the schema goes to the server as
+                  response_format, which llama.cpp turns into a grammar, so every answer
+                  parses, as oobleck's starting program's do
 
 Counting: ``compile_calls`` = LM calls that reached the model while compiling (oobleck:
 ``usage.calls + usage.retries``, proposer and reflection calls included; DSPy: entries in its LM
