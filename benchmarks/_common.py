@@ -34,6 +34,12 @@ DATA = Path(os.environ.get("OOBLECK_DATA", "/work/shared/data"))
 PYCACHE = Path(os.environ.get("OOBLECK_BENCH_PYCACHE", "/tmp/oobleck-bench-pycache"))
 
 
+def _banking77_labels() -> tuple[str, ...]:
+    """The 77 intents in the order of data/banking77/labels.json (empty without the data)."""
+    path = DATA / "banking77" / "labels.json"
+    return tuple(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else ()
+
+
 # The tasks both benchmarks run, with the same signatures on the oobleck and DSPy sides.
 TASKS: dict[str, dict[str, Any]] = {
     "sst2": {
@@ -46,7 +52,24 @@ TASKS: dict[str, dict[str, Any]] = {
         "input": "question",
         "labels": ("abbreviation", "description", "entity", "human", "location", "numeric"),
     },
+    "tweet_sentiment": {
+        "instructions": "Classify the sentiment of the tweet.",
+        "input": "text",
+        "labels": ("negative", "neutral", "positive"),
+        "dir": "tweeteval/sentiment",
+    },
+    "banking77": {
+        "instructions": "Classify the banking customer's message by its intent.",
+        "input": "text",
+        # the 77 intents in the order of data/banking77/labels.json
+        "labels": _banking77_labels(),
+    },
 }
+
+
+def task_dir(task: str) -> Path:
+    """The task's data folder under ../shared/data."""
+    return DATA / str(TASKS[task].get("dir", task))
 
 
 def signature(task: str) -> Any:

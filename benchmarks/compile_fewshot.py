@@ -64,6 +64,7 @@ from _common import (
     require_dspy_venv,
     run_dspy_side,
     signature,
+    task_dir,
     write_result,
 )
 
@@ -83,10 +84,10 @@ def load(task: str, n_train: int, n_val: int, n_dev: int) -> tuple[list[oobleck.
     def ex(r: dict[str, Any]) -> oobleck.Example:
         return oobleck.Example(**{field: r["text"], "label": r["label"]}).with_inputs(field)
 
-    train_rows = read_jsonl(DATA / task / "train.jsonl")
+    train_rows = read_jsonl(task_dir(task) / "train.jsonl")
     if n_train + n_val > len(train_rows):
         raise SystemExit(f"{task}: --train + --val = {n_train + n_val} > {len(train_rows)} train rows")
-    dev_rows = read_jsonl(DATA / task / "dev.jsonl")[:n_dev]
+    dev_rows = read_jsonl(task_dir(task) / "dev.jsonl")[:n_dev]
     train = [ex(r) for r in train_rows[:n_train]]
     val = [ex(r) for r in train_rows[n_train : n_train + n_val]]
     return train, val, [ex(r) for r in dev_rows]
@@ -162,7 +163,7 @@ def run_oobleck(lm: oobleck.LocalLM, task: str, train: list[oobleck.Example], va
 def run_dspy(base_url: str, task: str, adapter: str, a: argparse.Namespace, sizes: tuple[int, int, int]) -> dict[str, Any]:
     out = run_dspy_side(
         "compile_fewshot.py",
-        "--task", task, "--data", str(DATA / task), "--base-url", base_url, "--adapter", adapter,
+        "--task", task, "--data", str(task_dir(task)), "--base-url", base_url, "--adapter", adapter,
         "--train", str(sizes[0]), "--val", str(sizes[1]), "--dev", str(sizes[2]),
         "--candidates", str(a.candidates), "--max-bootstrapped", str(MAX_BOOTSTRAPPED),
         "--max-labeled", str(MAX_LABELED), "--max-tokens", str(a.max_tokens), "--threads", str(a.threads),

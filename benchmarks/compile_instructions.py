@@ -63,7 +63,7 @@ import sys
 import time
 from typing import Any
 
-from _common import DATA, RESULTS, free_port, machine, require_dspy_venv, run_dspy_side, signature, write_result
+from _common import RESULTS, free_port, machine, require_dspy_venv, run_dspy_side, signature, task_dir, write_result
 from compile_fewshot import load, usage_of
 
 import oobleck
@@ -168,7 +168,7 @@ def _run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int,
               adapter: str) -> dict[str, Any]:
     out = run_dspy_side(
         "compile_instructions.py",
-        "--task", task, "--data", str(DATA / task), "--base-url", base_url,
+        "--task", task, "--data", str(task_dir(task)), "--base-url", base_url,
         "--train", str(sizes[0]), "--val", str(sizes[1]), "--dev", str(sizes[2]),
         "--max-tokens", str(a.max_tokens), "--threads", str(a.threads), "--methods", method, "--adapter", adapter,
         "--gepa-max-metric-calls", str(a.gepa_max_metric_calls), "--seed", str(a.seed),

@@ -47,7 +47,29 @@ class TREC(dspy.Signature):
     label: Literal["abbreviation", "description", "entity", "human", "location", "numeric"] = dspy.OutputField()
 
 
-TASKS = {"sst2": (SST2, "text"), "trec": (TREC, "question")}
+class TweetSentiment(dspy.Signature):
+    """Classify the sentiment of the tweet."""
+
+    text: str = dspy.InputField()
+    label: Literal["negative", "neutral", "positive"] = dspy.OutputField()
+
+
+def _banking77():
+    """Banking77's signature: its 77 intents as a Literal, read beside the data (--data)."""
+    data = Path(sys.argv[sys.argv.index("--data") + 1]) if "--data" in sys.argv else None
+    labels = tuple(json.loads((data / "labels.json").read_text(encoding="utf-8"))) if data else ("unknown",)
+
+    class Banking77(dspy.Signature):
+        """Classify the banking customer's message by its intent."""
+
+        text: str = dspy.InputField()
+        label: Literal[labels] = dspy.OutputField()  # type: ignore[valid-type]
+
+    return Banking77
+
+
+TASKS = {"sst2": (SST2, "text"), "trec": (TREC, "question"), "tweet_sentiment": (TweetSentiment, "text"),
+         "banking77": (_banking77(), "text")}
 
 def exact_match(example, pred, trace=None):
     """oobleck's ExactMatch(field="label"), as a DSPy metric."""
