@@ -56,7 +56,6 @@ import time
 from typing import Any
 
 from _common import (
-    DATA,
     TASKS,
     free_port,
     machine,
