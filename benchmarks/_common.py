@@ -14,6 +14,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,17 @@ RESULTS = BENCH / "results"
 DSPY_VENV = Path(os.environ.get("DSPY_VENV", "/work/.venv-dspy"))
 DSPY_PY = DSPY_VENV / "bin" / "python"
 DATA = Path(os.environ.get("OOBLECK_DATA", "/work/shared/data"))
+
+# The machine's load when this process started (the benchmark scripts import this module first),
+# recorded beside the load at the end by write_result: other jobs share the CPUs.
+try:
+    LOAD_AT_START: list[float] | None = [round(x, 2) for x in os.getloadavg()]
+except OSError:
+    LOAD_AT_START = None
+
+# How many times this process ran the DSPy side (run_dspy_side): the result's
+# `run.dspy_same_run` is true only when DSPy's rows were produced by this very process.
+_DSPY_RUNS = 0
 
 # Both interpreters write and read bytecode under one throw-away prefix, so neither side pays
 # for compiling source (this machine sets PYTHONDONTWRITEBYTECODE=1, and the checkout has no
@@ -117,6 +129,8 @@ def require_dspy_venv() -> None:
 
 def run_dspy_side(script: str, *args: str, timeout: float | None = None) -> dict[str, Any]:
     """Run ``dspy_side/<script>`` in the DSPy venv and return the JSON object it printed."""
+    global _DSPY_RUNS
+    _DSPY_RUNS += 1
     cmd = [str(DSPY_PY), str(DSPY_SIDE / script), *args]
     proc = subprocess.run(cmd, env=env_for("dspy"), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
@@ -198,10 +212,60 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git_state() -> dict[str, Any]:
+    """The checkout's HEAD commit and whether the tree had uncommitted changes (None outside git)."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def run_record(*, git_at_start: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What this process run was: commit (and a dirty tree), command line, load, DSPy in it.
+
+    ``dspy_same_run`` is true only when this process ran the DSPy side itself; rows merged from
+    another run's JSON do not count.
+    """
+    try:
+        load_end: list[float] | None = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load_end = None
+    return {
+        "git_at_start": git_at_start if git_at_start is not None else GIT_AT_START,
+        "git_at_write": git_state(),
+        "command": shlex.join(["python", *sys.argv]),
+        "cwd": os.getcwd(),
+        "loadavg_at_start": LOAD_AT_START,
+        "loadavg_at_end": load_end,
+        "dspy_same_run": _DSPY_RUNS > 0,
+        "dspy_side_runs": _DSPY_RUNS,
+    }
+
+
+# Taken when a benchmark starts: a commit made while a long run goes on must not be credited
+# with the code that ran (the old `machine.oobleck_commit` was taken at write time).
+GIT_AT_START: dict[str, Any] = git_state()
+
+
 def write_result(name: str, result: dict[str, Any]) -> Path:
-    """Print ``result`` as one JSON object and write it to ``results/<name>.json``."""
+    """Print ``result`` as one JSON object and write it to ``results/<name>.json``.
+
+    Adds ``run`` (see run_record): the commit at start and at write time with a dirty flag, the
+    exact command line, the load average at start and end, and whether DSPy ran in this process.
+    ``benchmarks/tables.py`` renders the published tables from these files.
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
+    result = {**result, "run": run_record()}
     text = json.dumps(result, indent=2, sort_keys=True)
     path.write_text(text + "\n", encoding="utf-8")
     print(json.dumps(result, sort_keys=True))

@@ -39,7 +39,8 @@ gets ``seed=--seed``.
 
 Counting: no cache anywhere (oobleck's LocalLM is not wrapped in CachedLM; DSPy's caches are
 off), so every call reaches the model. ``calls`` = LM calls that reached the model (oobleck:
-``usage.calls + usage.retries``; DSPy: entries in its LM history, which include ChatAdapter's
+``usage.calls``, which counts every attempt, retries included; results written before
+issue 18 added ``usage.retries`` once more; DSPy: entries in its LM history, which include ChatAdapter's
 silent JSON fallback). Tokens are the server's prompt + completion counts. oobleck's
 RandomSearch runs each teacher row at most once across candidates; DSPy re-runs the teacher
 for every bootstrap candidate. Wall times include DSPy's HTTP round trips and LiteLLM.
@@ -96,7 +97,8 @@ def usage_of(u: Any, wall: float) -> dict[str, Any]:
     """A Usage (or provenance usage dict) as this benchmark's counts."""
     d = u if isinstance(u, dict) else {k: getattr(u, k) for k in ("calls", "retries", "cache_hits", "prompt_tokens", "completion_tokens")}
     return {
-        "calls": d["calls"] + d.get("retries", 0),
+        "calls": d["calls"],  # every attempt sent, retries included (DEVELOPERS.md)
+        "retries": d.get("retries", 0),
         "cache_hits": d.get("cache_hits", 0),
         "prompt_tokens": d["prompt_tokens"],
         "completion_tokens": d["completion_tokens"],

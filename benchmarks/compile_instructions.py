@@ -42,7 +42,8 @@ output schema becomes a llama.cpp grammar, as in compile_fewshot.py):
                   parses, as oobleck's starting program's do
 
 Counting: ``compile_calls`` = LM calls that reached the model while compiling (oobleck:
-``usage.calls + usage.retries``, proposer and reflection calls included; DSPy: entries in its LM
+``usage.calls``, every attempt, proposer and reflection calls included (results written before
+issue 18 added ``usage.retries`` once more); DSPy: entries in its LM
 history), tokens are prompt + completion, ``prompt_tokens_final`` is a rough prompt length of
 the final program on the first dev row (characters / 4, both sides).
 

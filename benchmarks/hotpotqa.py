@@ -231,7 +231,8 @@ def bootstrap_metric(example: Any, prediction: Any, trace: Any = None) -> bool:
 
 def usage_dict(u: Any, wall: float) -> dict[str, Any]:
     return {
-        "calls": u.calls + u.retries,
+        "calls": u.calls,  # every attempt sent, retries included (DEVELOPERS.md)
+        "retries": u.retries,
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "tokens": u.prompt_tokens + u.completion_tokens,
