@@ -1,0 +1,676 @@
+"""Render the published benchmark figures from the committed results, so they cannot drift.
+
+Every table and every inline figure of README.md and benchmarks/README.md that comes from a
+benchmark sits between markers, and is rewritten here from ``benchmarks/results/*.json``:
+
+    <!-- table:KEY -->            a block (a table and its provenance line)
+    ...
+    <!-- /table -->
+
+    <!-- fig:KEY -->77.3<!-- /fig -->    an inline figure in prose
+
+``KEY`` is ``renderer``, ``renderer@result`` (the same renderer on another JSON, e.g. an earlier
+run kept under ``results/history/``), or ``v:result:dotted.path[|format]`` for one value read
+straight from a JSON (``v:overhead:per_call.oobleck.median_us.median``). Adding a benchmark is
+one function decorated with ``@renderer("name")``: it gets the loaded JSON and returns text.
+
+    python benchmarks/tables.py            rewrite the marked regions in place
+    python benchmarks/tables.py --check    exit 1 with a diff when a region disagrees with its JSON
+
+Results written before issue 18 carry no ``run`` record (command line, dirty tree, load at
+start, DSPy in the same process run); the provenance lines say "not recorded" for what is
+missing rather than guess. Those results also counted oobleck's compile calls as
+``usage.calls + usage.retries``, though ``calls`` already counts every attempt; the tables
+that show such counts say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+DOCS = (ROOT / "README.md", BENCH / "README.md")
+
+MARK = re.compile(r"<!-- (table|fig):(?P<key>[^ ]+) -->(?P<body>.*?)<!-- /\1 -->", re.S)
+
+Renderer = Callable[[dict[str, Any]], str]
+RENDERERS: dict[str, tuple[str, Renderer]] = {}
+
+OLD_CALLS = (
+    "oobleck's call counts in this JSON were written as `usage.calls + usage.retries`, which "
+    "counts a retry twice (`calls` already includes it); the script now records `usage.calls`."
+)
+
+
+def renderer(name: str, *, source: str | None = None) -> Callable[[Renderer], Renderer]:
+    """Register ``fn`` as the renderer ``name``, reading ``results/<source or name>.json``."""
+
+    def register(fn: Renderer) -> Renderer:
+        RENDERERS[name] = (source or name, fn)
+        return fn
+
+    return register
+
+
+@cache
+def load(result: str) -> dict[str, Any]:
+    """The JSON of ``results/<result>.json`` (``result`` may name a file under history/)."""
+    path = RESULTS / f"{result}.json"
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data["_file"] = f"results/{result}.json"
+    return data
+
+
+def lookup(data: Any, path: str) -> Any:
+    """``data`` followed along a dotted path (list indices as numbers)."""
+    for part in path.split("."):
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    return data
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def num(x: float | None, digits: int = 1) -> str:
+    """A number with fixed decimals; a dash for None."""
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def signed(x: float, digits: int = 1) -> str:
+    return f"{x:+.{digits}f}"
+
+
+def thousands(x: int | float | None) -> str:
+    return "–" if x is None else f"{round(x):,}"
+
+
+def ci(low: float, high: float, digits: int = 1) -> str:
+    return f"{low + 0.0:.{digits}f}-{high:.{digits}f}"  # + 0.0 turns a stored -0.0 into 0.0
+
+
+def table(header: list[str], align: list[str], rows: list[list[str]]) -> str:
+    """A markdown table; ``align`` holds 'l' or 'r' per column."""
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def load_text(values: list[float] | None) -> str:
+    """A load average triple as 1/5/15-minute values."""
+    return "not recorded" if not values else "/".join(f"{v:g}" for v in values) + " (1/5/15 min)"
+
+
+def provenance(d: dict[str, Any], *, dspy: bool = False, note: str = "") -> str:
+    """One line that says which run a table comes from, and what that run did not record."""
+    run = d.get("run")
+    machine = d.get("machine", {})
+    if run:
+        start, end = run["git_at_start"], run["git_at_write"]
+        commit = f"`{(start['commit'] or '?')[:7]}`" + (" (dirty tree)" if start.get("dirty") else "")
+        if end.get("commit") != start.get("commit"):
+            commit += f", `{(end['commit'] or '?')[:7]}` when written"
+        command = f"`{run['command']}`"
+        loads = f"load average at start {load_text(run['loadavg_at_start'])}, at end {load_text(run['loadavg_at_end'])}"
+        same = "yes" if run["dspy_same_run"] else "no"
+    else:
+        commit = f"`{machine.get('oobleck_commit')}` (taken when the JSON was written; dirty tree not recorded)"
+        command = f"`{d['command']}`" if d.get("command") else "not recorded"
+        loads = (
+            f"load average at start {load_text(d.get('loadavg_at_start'))}, "
+            f"at end {load_text(machine.get('loadavg_at_end'))}"
+        )
+        same = "not recorded"
+    parts = [f"Source: `{d['_file']}`, {machine.get('date', 'date not recorded')}", f"commit {commit}",
+             f"command {command}", loads]
+    if dspy:
+        parts.append(f"DSPy in the same process run: {same}")
+    line = "; ".join(parts) + "."
+    return line + (" " + note if note else "")
+
+
+def block(*pieces: str) -> str:
+    return "\n" + "\n\n".join(p for p in pieces if p) + "\n"
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def _value(key: str) -> str:
+    """``v:result:path[|format]``: one value read from a JSON."""
+    _, result, rest = key.split(":", 2)
+    path, _, fmt = rest.partition("|")
+    value = lookup(load(result), path)
+    if fmt == "load":
+        return load_text(value)
+    return format(value, fmt) if fmt else str(value)
+
+
+# ---------------------------------------------------------------------------- overhead
+
+
+@renderer("overhead")
+def overhead_table(d: dict[str, Any]) -> str:
+    pc, su = d["per_call"], d["startup"]
+    o, s, r = su["oobleck"], su["dspy"], su["ratio_oobleck_over_dspy"]
+    goals = d["goals"]
+
+    def rng(x: dict[str, float]) -> str:
+        return f"{x['median']:.1f} ({x['min']:.1f}–{x['max']:.1f})"
+
+    def best_med(x: dict[str, Any], key: str, spread: str) -> str:
+        return f"{x[key]:.3f} ({x[spread]['median']:.3f})"
+
+    def best(x: dict[str, Any], key: str) -> str:
+        return f"{x[key]:.3f}"
+
+    def met(g: dict[str, Any]) -> str:
+        return "yes" if g["met"] else "no"
+
+    ratio = pc["ratio_oobleck_over_dspy"]
+    pr = ratio["paired_per_round"]
+    rows = [
+        ["per call, median µs (median of rounds; range)", rng(pc["oobleck"]["median_us"]), rng(pc["dspy"]["median_us"]),
+         f"{ratio['of_median_of_round_medians']:.3f} (paired per round {pr['min']:.3f}–{pr['max']:.3f})",
+         goals["per_call_ratio"]["goal"], met(goals["per_call_ratio"])],
+        ["per call, mean µs (median of rounds)", f"{pc['oobleck']['mean_us']['median']:.1f}",
+         f"{pc['dspy']['mean_us']['median']:.1f}", f"{ratio['of_median_of_round_means']:.3f}", "", ""],
+        ["`import` over bare interpreter, s (best)", best(o, "import_over_bare_s"), best(s, "import_over_bare_s"), f"{r['import_over_bare']:.2f}",
+         f"oobleck {goals['import_over_bare_s']['goal']} s", met(goals["import_over_bare_s"])],
+        ["`import` in-process, s (best; median)", best_med(o, "import_inprocess_best_s", "import_inprocess_s"),
+         best_med(s, "import_inprocess_best_s", "import_inprocess_s"), f"{r['import_inprocess']:.2f}", "", ""],
+        ["cold start over bare interpreter, s (best)", f"{o['cold_start_over_bare_s']:.3f}",
+         f"{s['cold_start_over_bare_s']:.3f}", f"{r['cold_start_over_bare']:.2f}", goals["cold_start_ratio"]["goal"],
+         met(goals["cold_start_ratio"])],
+        ["bare interpreter, s (best)", f"{o['bare_interpreter_s']['min']:.3f}", f"{s['bare_interpreter_s']['min']:.3f}",
+         "", "", ""],
+        ["modules loaded by the import", str(o["modules_imported"]), str(s["modules_imported"]), "", "", ""],
+    ]
+    head = ["measure", "oobleck", f"DSPy {pc['dspy']['version']}", "oobleck / DSPy", "goal", "met"]
+    return block(table(head, ["l", "r", "r", "r", "l", "l"], rows), provenance(d, dspy=True))
+
+
+@renderer("overhead.headline", source="overhead")
+def overhead_headline(d: dict[str, Any]) -> str:
+    o = d["startup"]["oobleck"]
+    pc = d["per_call"]
+    load = d["machine"]["loadavg_at_end"]
+    return (
+        f"`import oobleck` pulls in no LM SDK ({o['import_over_bare_s']:.2f} s over a bare interpreter, best of "
+        f"{d['startup']['repeats']}); the framework adds {pc['oobleck']['median_us']['median']:.1f} µs per call "
+        f"(median of {pc['rounds']} rounds), {pc['ratio_oobleck_over_dspy']['of_median_of_round_medians']:.2f} of "
+        f"DSPy's. Measured at commit `{d['machine']['oobleck_commit']}` on a loaded {d['machine']['cpus']}-core machine "
+        f"(load average {load[0]:g} at the end), which inflates both; `benchmarks/README.md` has the table beside "
+        f"DSPy's"
+    )
+
+
+# ---------------------------------------------------------------------------- default_adapter
+
+TASK_NAMES = {"sst2": "SST-2", "trec": "TREC", "irony": "TweetEval irony", "tweet_sentiment": "TweetEval sentiment", "banking77": "Banking77"}
+
+
+@renderer("default_adapter")
+def default_adapter_table(d: dict[str, Any]) -> str:
+    labels = {"chat": "`chat` (the old default)", "json": "`json` (`JSONAdapter`)",
+              "one_line": "**`one_line` (the default)**", "keys_hint": "`keys_hint` (one_line + an answer-keys line)"}
+    rows = []
+    for task, res in d["results"].items():
+        for name, a in res["adapters"].items():
+            answers = ", ".join(f"{n} {k if k != '<parse failure>' else 'unreadable'}"
+                                for k, n in sorted(a["answers"].items(), key=lambda kv: -kv[1]))
+            fails = f"{a['parse_failures']} / {res['rows']}" if a["parse_failures"] else "0"
+            rows.append([TASK_NAMES.get(task, task), labels.get(name, f"`{name}`"),
+                         f"{a['accuracy']:.1f} ({ci(*a['accuracy_95ci'])})", fails, answers, str(a["lm_calls"])])
+    t = table(["task", "adapter", "accuracy % (95% CI)", "parse failures", "answers", "LM calls"],
+              ["l", "l", "r", "r", "l", "r"], rows)
+    paired = []
+    for task, res in d["results"].items():
+        diffs = "; ".join(f"`{k}` {signed(v['mean'])} ({num(v['low'])} to {num(v['high'])})"
+                          for k, v in res["one_line_minus"].items())
+        paired.append(f"{TASK_NAMES.get(task, task)}: {diffs}")
+    text = "Paired on the same rows, `one_line` minus each other adapter: " + ". ".join(paired) + "."
+    return block(t, text, provenance(d))
+
+
+@renderer("default_adapter.failures", source="default_adapter")
+def default_adapter_failures(d: dict[str, Any]) -> str:
+    res = d["results"].values()
+    n = sum(r["rows"] for r in res)
+    new = sum(r["adapters"]["one_line"]["parse_failures"] for r in res)
+    old = sum(r["adapters"]["chat"]["parse_failures"] for r in res)
+    return f"{new} of {n}, vs {old} of {n} for the old chat default"
+
+
+# ---------------------------------------------------------------------------- parse_robustness
+
+
+@renderer("parse_robustness")
+def parse_robustness_table(d: dict[str, Any]) -> str:
+    rows = []
+    for r in d["table"]:
+        fails = f"{r['parse_failures']} ({100 * r['failure_rate']:g}%)" if r["parse_failures"] else "0"
+        adapter = r["adapter"]
+        if r["framework"] == "oobleck" and adapter == "json":
+            fails, adapter = f"**{fails}**", f"**{adapter}**"
+        fb = "–" if r["fallbacks"] is None or r["adapter"] != "chat" else f"{r['fallbacks']} ({r['fallback_rescued']})"
+        rows.append([TASK_NAMES.get(r["task"], r["task"]), str(r["demos"]),
+                     "oobleck" if r["framework"] == "oobleck" else "DSPy", adapter, fails,
+                     f"{r['accuracy']:g}", str(r["lm_calls"]), fb])
+    t = table(["task", "demos", "framework", "adapter", "parse failures", "accuracy", "LM calls", "fallbacks (rescued)"],
+              ["l", "r", "l", "l", "r", "r", "r", "l"], rows)
+    return block(t, provenance(d, dspy=True))
+
+
+@renderer("parse_robustness.json_failures", source="parse_robustness")
+def parse_robustness_json_failures(d: dict[str, Any]) -> str:
+    def count(framework: str) -> tuple[int, int]:
+        rows = [r for r in d["table"] if r["framework"] == framework and r["adapter"] == "json"]
+        return sum(r["parse_failures"] for r in rows), sum(r["n"] for r in rows)
+
+    (of, on), (df, dn) = count("oobleck"), count("dspy")
+    return f"**Met: {of} of {on}.** DSPy's JSONAdapter fails on {df} of {dn}"
+
+
+# ---------------------------------------------------------------------------- compile_fewshot
+
+FEWSHOT_METHODS = {"zero_shot": "zero-shot", "labeled": "LabeledFewShot", "bootstrap": "BootstrapFewShot",
+                   "random_search": "RandomSearch"}
+
+
+def _fewshot_rows(d: dict[str, Any], *, systems: tuple[str, ...] | None = None,
+                  with_dev: bool = True) -> list[list[str]]:
+    rows = []
+    for r in d["table"]:
+        if systems and r["system"] not in systems:
+            continue
+        system = "oobleck" if r["system"] == "oobleck" else r["system"].replace("dspy", "DSPy")
+        method = FEWSHOT_METHODS.get(r["method"], r["method"]) if r["system"] == "oobleck" else "BootstrapFewShotWithRandomSearch"
+        row = [TASK_NAMES.get(r["task"], r["task"]), system, method, f"{r['dev_score']:g}", thousands(r["compile_calls"]),
+               thousands(r["compile_tokens"]), f"{r['compile_wall_s']:.0f}"]
+        if with_dev:
+            row += [thousands(r["eval_calls"]), thousands(r["eval_tokens"]), f"{r['eval_wall_s']:.0f}"]
+        rows.append(row)
+    return rows
+
+
+FEWSHOT_HEAD = ["task", "system", "method", "dev score %", "compile calls", "compile tokens", "compile s"]
+
+
+@renderer("compile_fewshot")
+def compile_fewshot_table(d: dict[str, Any]) -> str:
+    t = table(FEWSHOT_HEAD + ["dev calls", "dev tokens", "dev s"], ["l", "l", "l"] + ["r"] * 7, _fewshot_rows(d))
+    return block(t, provenance(d, dspy=True, note=OLD_CALLS + " Retries were 0 in this run, so the counts are unaffected."
+                 if d.get("run") is None else ""))
+
+
+@renderer("compile_fewshot.after_fix", source="compile_fewshot_oobleck_after_fix")
+def compile_fewshot_after_fix(d: dict[str, Any]) -> str:
+    dspy = load("history/compile_fewshot-8ee03c8")
+    rows = _fewshot_rows(d, with_dev=False) + _fewshot_rows(dspy, systems=("dspy (chat)", "dspy (json)"), with_dev=False)
+    rows.sort(key=lambda r: (r[0] != "SST-2", r[1] != "oobleck"))
+    t = table(FEWSHOT_HEAD, ["l", "l", "l"] + ["r"] * 4, rows)
+    return block(t, "oobleck rows: " + provenance(d), "DSPy rows, **from a separate, earlier run**: " + provenance(dspy, dspy=True))
+
+
+@renderer("compile_fewshot.goal", source="compile_fewshot")
+def compile_fewshot_goal(d: dict[str, Any]) -> str:
+    out = []
+    for task, g in d["goal"]["per_task"].items():
+        verdict = "met" if g["met"] else "not met"
+        out.append(f"{TASK_NAMES.get(task, task)}: {verdict}, RandomSearch {g['oobleck_dev_score']:g} at "
+                   f"{g['oobleck_compile_calls']} compile calls against DSPy ({g['dspy_best_adapter']}) "
+                   f"{g['dspy_best_dev_score']:g} at {g['dspy_compile_calls']}")
+    return "; ".join(out)
+
+
+# ---------------------------------------------------------------------------- reliability
+
+
+@renderer("reliability")
+def reliability_table(d: dict[str, Any]) -> str:
+    a, f, s = d["threads_cache_on"], d["threads_cache_on_with_faults"], d["serve_200_clients"]
+    inj = f["injected"]
+
+    def ceiling(parts: list[dict[str, Any]]) -> str:
+        ratios = " / ".join(f"{p['evaluate_over_ceiling']:.2f}" for p in parts)
+        ev = " / ".join(f"{p['evaluate_rows_per_s']:.2f}" for p in parts)
+        srv = " / ".join(f"{p['server_ceiling_rows_per_s']:.2f}" for p in parts)
+        return f"{ratios} of the ceiling ({ev} rows/s against {srv})"
+
+    threads = " / ".join(str(p["threads"]) for p in d["evaluate_vs_server_ceiling"])
+    c8 = load("reliability_ceiling")
+    rows = [
+        [f"{a['threads']} threads x {a['calls_per_thread']} calls, cache on",
+         f"{a['answered']}/{a['requests']} answered, {a['errors']} errors; {a['lm_calls']} LM calls + "
+         f"{a['cache_hits']} cache hits = {a['lm_calls'] + a['cache_hits']}"],
+        ["same, with faults injected",
+         f"{f['answered']}/{f['requests']} answered, {f['errors']} errors; {sum(inj.values())} faults injected "
+         f"({inj.get('429', 0)} x 429, {inj.get('500', 0)} x 500, {inj.get('drop', 0)} drop), {f['retries']} retries "
+         f"counted (equal: {'yes' if f['retries_equal_injected'] else 'no'}); {f['lm_calls'] - f['retries']} first "
+         f"attempts + {f['cache_hits']} hits = {f['lm_calls'] - f['retries'] + f['cache_hits']}"],
+        [f"{s['clients']} concurrent clients vs `oobleck serve`",
+         f"{s['statuses'].get('200', 0)}/{s['clients']} HTTP 200; all answered in {s['wall_s']:.2f} s; latency p50 "
+         f"{s['latency_ms_p50']:.0f} ms, p99 {s['latency_ms_p99']:.0f} ms"],
+        [f"evaluate vs the server's own ceiling, {threads} threads, {d['evaluate_vs_server_ceiling'][0]['rows']} rows",
+         ceiling(d["evaluate_vs_server_ceiling"])],
+        [f"same, {c8['evaluate_vs_server_ceiling'][0]['rows']} rows (`results/reliability_ceiling.json`)",
+         ceiling(c8["evaluate_vs_server_ceiling"])],
+    ]
+    t = table(["part", "result"], ["l", "l"], rows)
+    return block(t, provenance(d), provenance(c8))
+
+
+# ---------------------------------------------------------------------------- hotpotqa
+
+
+@renderer("hotpotqa.retrievers", source="hotpotqa_retrieval")
+def hotpotqa_retrievers(d: dict[str, Any]) -> str:
+    names = {"bm25 (bm25s)": "BM25 (`BM25Index`, bm25s)", "vector MiniLM": "exact vectors, MiniLM (`VectorIndex`)",
+             "vector hashing": "exact vectors, hashing", "hybrid RRF": "hybrid RRF (BM25 + MiniLM)",
+             "qdrant local MiniLM": "Qdrant local mode, MiniLM vectors (build = upload)"}
+    rows = []
+    for r in d["retrievers"]["rows"]:
+        build = "(none)" if r.get("note", "").startswith("fuses") else f"{r['build_s']:.1f} s"
+        rows.append([names.get(r["retriever"], r["retriever"]), build, f"{r['qps_batched']:g}",
+                     f"{r['qps_one_at_a_time']:g}"] + [f"{r['recall'][k]:.1f}%" for k in ("both@2", "both@4", "both@10")])
+    t = table(["retriever", "build", "queries/s batched", "queries/s one at a time", "both@2", "both@4", "both@10"],
+              ["l"] + ["r"] * 6, rows)
+    return block(t, provenance(d) + f" {d['retrievers']['questions']} dev questions.")
+
+
+HOTPOT_PROGRAMS = {"rag": "RAG", "multihop": "MultiHop"}
+HOTPOT_STAGES = {"zero_shot": "zero-shot", "compiled": "compiled", "compiled_search": "compiled + RandomSearch",
+                 "compiled_instructions": "compiled + instructions"}
+
+
+@renderer("hotpotqa")
+def hotpotqa_table(d: dict[str, Any]) -> str:
+    rows = []
+    for r in d["table"]:
+        prog = HOTPOT_PROGRAMS.get(r["program"], r["program"]) if r["framework"] == "oobleck" else r["program"].replace("multihop", "multi-hop").replace("rag", "RAG")
+        rows.append(["oobleck" if r["framework"] == "oobleck" else "DSPy", prog, HOTPOT_STAGES.get(r["stage"], r["stage"]),
+                     f"{r['em']:.1f} ({ci(*r['em_95ci'])})", f"{r['f1']:.1f}", f"{r['recall_both']:.1f}%",
+                     str(r["failed_rows"]), str(r["eval_calls"]), str(r["compile_calls"])])
+    t = table(["framework", "program", "stage", "EM (95% CI)", "F1", "both gold found", "failed rows", "eval calls",
+               "compile calls"], ["l", "l", "l"] + ["r"] * 6, rows)
+    one = d["programs"]["one_hop_recall_same_rows"]
+    text = (f"One search with the question on the same rows finds both gold paragraphs {one['both@2']:.1f}% of the time "
+            f"at k=2 and {one['both@4']:.1f}% at k=4.")
+    return block(t, text, provenance(d, dspy=True, note=OLD_CALLS + " This run used `max_retries=1` and did not save "
+                 "`retries`, so its compile-call counts cannot be corrected." if d.get("run") is None else ""))
+
+
+# ---------------------------------------------------------------------------- compile_instructions
+
+CI_METHODS = {
+    "hand_prompt": "one-line hand prompt, no compile", "zero_shot": "starting program (JSONAdapter), no compile",
+    "random_search": "RandomSearch (best few-shot)", "instructions": "InstructionSearch (instructions only)",
+    "formats": "InstructionSearch with formats", "joint": "JointSearch (optuna TPE)", "reflective": "ReflectiveEvolution",
+    "mipro": 'MIPROv2 auto="light", ChatAdapter', "gepa": 'GEPA auto="light", ChatAdapter',
+    "mipro_json": 'MIPROv2 auto="light", JSONAdapter, schema declared',
+    "gepa_json": 'GEPA auto="light", JSONAdapter, schema declared',
+}
+CI_ORDER = list(CI_METHODS)
+
+
+def _ci_part(d: dict[str, Any], row: dict[str, Any]) -> str:
+    """The part file a merged row came from (matched on task, system and method)."""
+    for i, part in enumerate(d.get("parts", [])):
+        rows = load(part["file"].removesuffix(".json"))["table"]
+        if any((r["task"], r["system"], r["method"]) == (row["task"], row["system"], row["method"]) for r in rows):
+            return str(i + 1)
+    return "?"
+
+
+@renderer("compile_instructions")
+def compile_instructions_table(d: dict[str, Any]) -> str:
+    rows = []
+    for r in sorted(d["table"], key=lambda r: (r["task"], r["system"] != "oobleck", CI_ORDER.index(r["method"]))):
+        system = "oobleck" if r["system"] == "oobleck" else "DSPy 3.4.1"
+        fmt = r.get("format") or ("json" if r["method"].endswith("_json") else "chat")
+        part = _ci_part(d, r)
+        if r.get("dev_score") is None:
+            rows.append([r["task"], system, CI_METHODS[r["method"]], f"**crashed**: {r['error'].split(':')[0]}", "", "", "",
+                         "", "", fmt, "", part])
+            continue
+        vs = r["vs_hand_prompt"]
+        vs_text = "+0.0" if r["method"] == "hand_prompt" else f"{signed(vs[0])} [{signed(vs[1])}, {signed(vs[2])}]"
+        rows.append([r["task"], system, CI_METHODS[r["method"]],
+                     f"{r['dev_score']:.1f} [{r['dev_95'][0]:.1f}, {r['dev_95'][1]:.1f}]", vs_text,
+                     str(r["compile_calls"]), str(r["compile_tokens"]), f"{r['compile_wall_s']:.0f}",
+                     str(r["prompt_tokens_final"]), fmt, str(r["demos"]), part])
+    t = table(["task", "system", "method", "dev acc % (95% CI)", "vs hand prompt, paired", "compile LM calls",
+               "compile tokens", "compile wall s", "final prompt tokens", "format", "demos", "run"],
+              ["l", "l", "l", "l", "l", "r", "r", "r", "r", "l", "r", "r"], rows)
+    runs = []
+    for i, part in enumerate(d["parts"]):
+        p = load(part["file"].removesuffix(".json"))
+        runs.append(f"Run {i + 1} (frameworks `{part['args']['frameworks']}`): " + provenance(p, dspy=True))
+    return block(t, "\n\n".join(runs), OLD_CALLS + " Predict's default `max_retries` is 0 here, so the counts are "
+                 "unaffected.")
+
+
+@renderer("compile_instructions.best", source="compile_instructions")
+def compile_instructions_best(d: dict[str, Any]) -> str:
+    out = []
+    for task, g in d["goal"]["per_task"].items():
+        out.append(f"  - {TASK_NAMES.get(task, task)}: our best of five on dev, {CI_METHODS[g['oobleck_best']]}, "
+                   f"{g['oobleck_dev_score']:.1f} at {g['oobleck_compile_calls']} calls; DSPy's best of two on dev, "
+                   f"{CI_METHODS[g['dspy_best']]}, {g['dspy_dev_score']:.1f} at {g['dspy_compile_calls']}.")
+    return "\n" + "\n".join(out) + "\n"
+
+
+@renderer("compile_instructions.single", source="compile_instructions")
+def compile_instructions_single(d: dict[str, Any]) -> str:
+    """Optimizers above DSPy's best on every task, with no choice among optimizers."""
+    tasks = d["goal"]["per_task"]
+    ours = {r["method"] for r in d["table"] if r["system"] == "oobleck"} - {"hand_prompt", "zero_shot"}
+    above = []
+    for m in sorted(ours, key=CI_ORDER.index):
+        cells = []
+        for task, g in tasks.items():
+            row = next(r for r in d["table"] if (r["task"], r["system"], r["method"]) == (task, "oobleck", m))
+            if row["dev_score"] <= g["dspy_dev_score"] or row["compile_calls"] > g["dspy_compile_calls"]:
+                break
+            cells.append(f"{row['dev_score']:.1f} vs {g['dspy_dev_score']:.1f}")
+        else:
+            above.append(f"{CI_METHODS[m]} ({', '.join(cells)})")
+    return "; ".join(above) if above else "none"
+
+
+@renderer("compile_instructions.vs_start", source="compile_instructions")
+def compile_instructions_vs_start(d: dict[str, Any]) -> str:
+    """The SST-2 winner's paired dev gain over the uncompiled starting program, from per-row scores."""
+    g = d["goal"]["per_task"]["sst2"]
+    run = next(r for r in d["runs"] if r["framework"] == "oobleck" and r["task"] == "sst2")
+    a, b = run["methods"][g["oobleck_best"]]["dev_scores"], run["methods"]["zero_shot"]["dev_scores"]
+    return paired_text(a, b)
+
+
+def paired_text(a: list[float], b: list[float]) -> str:
+    """Mean paired difference (in points) with its 95% Student t interval."""
+    import statistics
+
+    diffs = [100 * (x - y) if max(a + b) <= 1 else x - y for x, y in zip(a, b)]
+    n = len(diffs)
+    mean = statistics.fmean(diffs)
+    sd = statistics.stdev(diffs)
+    t = _t975(n - 1)
+    half = t * sd / n**0.5
+    return f"{signed(mean)} [{signed(mean - half)}, {signed(mean + half)}]"
+
+
+def _t975(df: int) -> float:
+    """The 97.5% quantile of Student's t (normal approximation with a Cornish-Fisher correction)."""
+    z = 1.959963984540054
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    return z + g1 / df + g2 / df**2 + g3 / df**3
+
+
+@renderer("compile_instructions.racing", source="compile_instructions")
+def compile_instructions_racing(d: dict[str, Any]) -> str:
+    saved, searches = [], 0
+    for run in d["runs"]:
+        if run["framework"] != "oobleck":
+            continue
+        for method, m in run["methods"].items():
+            racing = m.get("racing")
+            if racing is None:
+                continue
+            searches += 1
+            if racing.get("dropped") or racing.get("calls_saved"):
+                saved.append(f"{racing['calls_saved']} calls on {TASK_NAMES.get(run['task'], run['task'])}'s "
+                             f"{CI_METHODS.get(method, method)} ({racing['dropped']} dropped)")
+    rest = searches - len(saved)
+    return ("Racing saved " + ("; ".join(saved) if saved else "nothing") +
+            f". In the other {rest} searches it dropped no candidate (the 24-row valset leaves at most 4 rows "
+            "after racing's 20-row minimum).")
+
+
+# ---------------------------------------------------------------------------- soft_prompts
+
+
+@renderer("soft_prompts")
+def soft_prompts_table(d: dict[str, Any]) -> str:
+    tasks = d["tasks"]
+
+    def cell(x: dict[str, Any], extra: str = "") -> str:
+        return f"{x['accuracy']:.1f} ({ci(*x['ci95'])})" + (f", {extra}" if extra else "")
+
+    def soft(x: dict[str, Any]) -> str:
+        return cell(x, f"{x['steps']} steps, {x['train_seconds']:.0f} s, best step {x['best_step']}"
+                    + (" (the untrained start)" if x["best_step"] == 0 else ""))
+
+    names = list(tasks)
+    first = tasks[names[0]]
+    rows = [
+        ["zero-shot, generate and parse"] + [cell(tasks[t]["zero_shot_generate"]) for t in names],
+        ["zero-shot, score labels"] + [cell(tasks[t]["zero_shot_score"]) for t in names],
+        [f"hard compile ({first['hard_compile_score']['how']})"] + [cell(tasks[t]["hard_compile_score"]) for t in names],
+        ["prompt tuning from that hard prompt (virtual tokens: "
+         + " / ".join(str(tasks[t]["prompt_tuning_from_hard_compile"]["virtual_tokens"]) for t in names) + ")"]
+        + [soft(tasks[t]["prompt_tuning_from_hard_compile"]) for t in names],
+        [f"prefix tuning, {first['prefix_tuning']['virtual_tokens']} tokens "
+         f"({thousands(first['prefix_tuning']['trainable_params'])} params)"] + [soft(tasks[t]["prefix_tuning"]) for t in names],
+        [f"P-tuning MLP, {first['p_tuning_mlp']['virtual_tokens']} tokens "
+         f"({thousands(first['p_tuning_mlp']['trainable_params'])} params)"] + [soft(tasks[t]["p_tuning_mlp"]) for t in names],
+    ]
+    head = [f"accuracy % (95% Wilson), {first['dev_rows']} dev rows"] + [TASK_NAMES.get(t, t) for t in names]
+    mt = d["multitask"]
+    changes = ", ".join(f"{TASK_NAMES.get(t, t)} {mt[t]['zero_shot_score']['accuracy']:.1f} → {mt[t]['mpt']['accuracy']:.1f}"
+                        for t in mt["tasks"])
+    mt_text = (f"Multi-task prompt tuning (one shared prompt over {', '.join(mt['tasks'])}, then adapted to each; "
+               f"{mt['train_seconds_total']:.0f} s of training in all; {thousands(mt[mt['tasks'][0]]['mpt']['trainable_params_adapt'])} "
+               f"task-specific parameters; {mt['dev_rows_per_task']} dev rows per task), zero-shot scoring → adapted: {changes}.")
+    complete = "" if d.get("complete") else " The JSON says `complete: false` (the throughput part was cut)."
+    return block(table(head, ["l"] * (1 + len(names)), rows), mt_text, provenance(d, note=complete.strip()))
+
+
+@renderer("soft_prompts.throughput")
+def soft_prompts_throughput(d: dict[str, Any]) -> str:
+    tp = d["throughput"]
+    names = {"transformers_batched_8_threads": "TransformersLM, 8 threads calling at once",
+             "transformers_one_at_a_time": "TransformersLM, one call at a time",
+             "llamacpp_local_4_slots_8_threads": "LocalLM (llama.cpp, Q4_1), 4 slots, 8 threads calling",
+             "llamacpp_local_one_at_a_time": "LocalLM, one call at a time"}
+    rows = [[label, f"{tp[k]['tokens_per_s']:g}", f"{tp[k]['seconds']:.0f}"] for k, label in names.items()]
+    text = f"{tp['prompts']} prompts, greedy, at most {tp['max_tokens']} tokens, no cache."
+    return block(text, table(["backend", "completion tokens/s", "wall s"], ["l", "r", "r"], rows), provenance(d))
+
+
+# ---------------------------------------------------------------------------- the scripts
+
+
+SCRIPTS = {
+    "overhead": "PYTHONPATH=. python benchmarks/overhead.py",
+    "default_adapter": "PYTHONPATH=. python benchmarks/default_adapter.py --limit 40 --tasks sst2,trec",
+    "parse_robustness": "PYTHONPATH=. python benchmarks/parse_robustness.py --limit 40 --max-tokens 64",
+    "reliability": "PYTHONPATH=. python benchmarks/reliability.py --threads 16 --calls 4 --distinct 2 --rows 2 --clients 200",
+    "compile_fewshot": "PYTHONPATH=. python benchmarks/compile_fewshot.py",
+    "hotpotqa": "PYTHONPATH=. python benchmarks/hotpotqa.py --skip-retrievers --dev 50 --train 12 --instruction-budget 60 "
+                "--instruction-val 16 --search-candidates 3 --n-threads 1 --threads 2",
+    "compile_instructions": "cd benchmarks && PYTHONPATH=.. python compile_instructions.py --tasks sst2 --train 100 "
+                            "--val 24 --dev 200",
+    "soft_prompts": "PYTHONPATH=. nice -n 10 python benchmarks/soft_prompts.py",
+}
+
+
+@renderer("scripts", source="overhead")
+def scripts_table(_: dict[str, Any]) -> str:
+    rows = []
+    for name, command in SCRIPTS.items():
+        d = load(name)
+        runs = [load(p["file"].removesuffix(".json")) for p in d["parts"]] if "parts" in d else [d]
+        walls, ends = [], []
+        for r in runs:
+            seconds = r.get("elapsed_s") or r.get("total_seconds")
+            walls.append(f"{seconds / 60:.0f} min" if seconds else "not recorded")
+            end = r["machine"].get("loadavg_at_end")
+            ends.append(f"{end[0]:g}" if end else "not recorded")
+        rows.append([f"`{name}.py`", f"`{command}`", " / ".join(walls), " / ".join(ends)])
+    return block(table(["script", "command (from the repo root)", "last run's wall time (its JSON)",
+                        "1-min load average at its end"], ["l", "l", "r", "r"], rows),
+                 "`compile_instructions.py` runs one task per process, then `--merge` (see its section); its "
+                 "cells list the merged runs in order.")
+
+
+# ---------------------------------------------------------------------------- rewriting
+
+
+def render(key: str) -> str:
+    """The text for one marked region."""
+    if key.startswith("v:"):
+        return _value(key)
+    name, _, source = key.partition("@")
+    if name not in RENDERERS:
+        raise KeyError(f"no renderer {name!r} (marker {key!r}); known: {', '.join(sorted(RENDERERS))}")
+    default, fn = RENDERERS[name]
+    return fn(load(source or default))
+
+
+def rewrite(text: str) -> str:
+    """``text`` with every marked region rendered afresh."""
+
+    def one(m: re.Match[str]) -> str:
+        kind, key = m.group(1), m.group("key")
+        return f"<!-- {kind}:{key} -->{render(key)}<!-- /{kind} -->"
+
+    return MARK.sub(one, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 with a diff if a region is stale")
+    a = ap.parse_args(argv)
+    stale = 0
+    for path in DOCS:
+        old = path.read_text(encoding="utf-8")
+        new = rewrite(old)
+        if new == old:
+            continue
+        if a.check:
+            stale += 1
+            rel = str(path.relative_to(ROOT))
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), rel, rel + " (from JSON)"))
+        else:
+            path.write_text(new, encoding="utf-8")
+            print(f"rewrote {path.relative_to(ROOT)}", file=sys.stderr)
+    if stale:
+        print(f"\n{stale} file(s) disagree with benchmarks/results: run `python benchmarks/tables.py`", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
