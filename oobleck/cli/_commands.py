@@ -322,7 +322,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score an artifact (or a program) on a JSONL dataset with a metric."""
     try:
-        from oobleck.evaluate import evaluate
+        from oobleck.evaluation import evaluate
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise CLIError(f"evaluation is not available in this install: {exc}") from exc
     if args.target.endswith(".json"):

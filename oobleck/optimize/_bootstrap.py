@@ -15,7 +15,7 @@ from typing import Any
 
 from oobleck.context import context
 from oobleck.errors import BudgetExceededError, ConfigError
-from oobleck.evaluate import TooManyErrorsError
+from oobleck.errors import TooManyErrorsError
 from oobleck.example import Example, Prediction, from_data, to_data
 from oobleck.module import Module
 from oobleck.trace import trace

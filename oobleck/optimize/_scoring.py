@@ -26,7 +26,7 @@ from typing import Any
 
 from oobleck import _progress
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.example import Example
 from oobleck.module import Module
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from oobleck._budget import CostEstimate
 from oobleck.errors import ConfigError
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.example import Example
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.module import Module, Predict

@@ -22,7 +22,7 @@ from oobleck import (
     Module,
     Predict,
 )
-from oobleck.evaluate import TooManyErrorsError
+from oobleck.errors import TooManyErrorsError
 from oobleck.lm.cached import cache_key
 from oobleck.metrics import exact_match
 from oobleck.optimize import BootstrapFewShot, CostEstimate
