@@ -13,12 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from oobleck._run import run_example
 from oobleck.context import context
-from oobleck.errors import BudgetExceededError, ConfigError
-from oobleck.errors import TooManyErrorsError
-from oobleck.example import Example, Prediction, from_data, to_data
+from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck.example import Example, from_data, to_data
 from oobleck.module import Module
-from oobleck.trace import trace
 
 __all__ = ["Bootstrapper", "TeacherRun", "assemble", "balanced_sample", "label_groups"]
 
@@ -73,7 +72,7 @@ class Bootstrapper:
         *,
         teacher: Module,
         student_names: Sequence[str],
-        metric: Callable[..., float | bool],
+        metric: Callable[..., Any],
         metric_threshold: float | None,
         max_errors: int | None,
         round_temperature: float | None,
@@ -121,37 +120,26 @@ class Bootstrapper:
         known = self.runs.get(key)
         if known is not None:
             return known
-        from oobleck import _budget
-
-        budget = _budget.active()
-        if budget is not None:
-            budget.check()
         teacher = self._teacher_for(ex, rnd)
         names = {id(p): n for n, p in teacher.named_predictors()}
+        with context(sample_index=rnd):
+            result = run_example(teacher, ex, self.metric)
         outcome: TeacherRun
-        with context(sample_index=rnd), trace() as t:
-            try:
-                out = teacher(**ex.inputs())
-                pred = out if isinstance(out, Prediction) else Prediction(out)
-                score = float(self.metric(ex, pred, list(t.entries)))
-            except (ConfigError, BudgetExceededError):
-                raise
-            except Exception as exc:  # counted; too many raise below
-                outcome = TeacherRun(passed=False, demos={}, error=f"{type(exc).__name__}: {exc}")
-                log.debug("bootstrap: row %d round %d failed: %r", index, rnd, exc)
-            else:
-                passed = bool(score) if self.metric_threshold is None else score >= self.metric_threshold
-                demos: dict[str, list[Example]] = {}
-                if passed:
-                    for entry in t.entries:
-                        name = names.get(id(entry.predictor))
-                        if name is None or entry.outputs is None:
-                            continue
-                        demo = Example({**entry.inputs, **entry.outputs}).with_inputs(*entry.inputs)
-                        demos.setdefault(name, []).append(demo)
-                outcome = TeacherRun(passed=passed, demos=demos, score=score)
-        if budget is not None:
-            budget.charge(t.usage)
+        if result.error is not None:  # counted; too many raise below
+            outcome = TeacherRun(passed=False, demos={}, error=result.error_text)
+            log.debug("bootstrap: row %d round %d failed: %r", index, rnd, result.error)
+        else:
+            score = result.score
+            passed = bool(score) if self.metric_threshold is None else score >= self.metric_threshold
+            demos: dict[str, list[Example]] = {}
+            if passed:
+                for entry in result.entries:
+                    name = names.get(id(entry.predictor))
+                    if name is None or entry.outputs is None:
+                        continue
+                    demo = Example({**entry.inputs, **entry.outputs}).with_inputs(*entry.inputs)
+                    demos.setdefault(name, []).append(demo)
+            outcome = TeacherRun(passed=passed, demos=demos, score=score)
         self.runs[key] = outcome
         if self.on_run is not None:
             self.on_run()

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from oobleck._run import run_example
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example
 from oobleck.lm.base import LM
@@ -21,7 +22,7 @@ from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import Bootstrapper
 from oobleck.optimize._proposer import InstructionProposer, is_new
-from oobleck.optimize._scoring import Scorer, scalar_metric, split_feedback
+from oobleck.optimize._scoring import Scorer
 from oobleck.optimize._search import SearchOptimizer, candidate_key
 
 __all__ = ["InstructionSearchBase", "Session"]
@@ -59,32 +60,18 @@ def format_of(program: Module) -> str | None:
 def run_with_feedback(
     program: Module, name: str, ex: Example, metric: Callable[..., Any]
 ) -> dict[str, Any]:
-    """Run ``program`` on ``ex`` under a trace (budget checked and charged); one feedback record.
+    """Run ``program`` on ``ex`` (:func:`oobleck._run.run_example`); one feedback record.
 
     The record holds predictor ``name``'s inputs and outputs in that run, the expected labels,
     the score and the metric's feedback (or, when it gives none, what was expected).
     """
-    from oobleck import _budget
-    from oobleck.example import Prediction
-    from oobleck.trace import trace
-
-    budget = _budget.active()
-    if budget is not None:
-        budget.check()
     target = dict(program.named_predictors())[name]
+    result = run_example(program, ex, metric)
+    score, feedback = result.score, result.feedback
+    if result.error is not None:  # a failed run is a lesson too
+        feedback = f"the run failed: {result.error_text}"
     record: dict[str, Any] = {}
-    with trace() as t:
-        try:
-            out = program(**ex.inputs())
-            pred = out if isinstance(out, Prediction) else Prediction(out)
-            score, feedback = split_feedback(metric(ex, pred, list(t.entries)))
-        except (BudgetExceededError, ConfigError):
-            raise
-        except Exception as exc:  # a failed run is a lesson too
-            score, feedback = 0.0, f"the run failed: {type(exc).__name__}: {exc}"
-    if budget is not None:
-        budget.charge(t.usage)
-    for entry in t.entries:
+    for entry in result.entries:
         if entry.predictor is target:
             record.update({k: v for k, v in entry.inputs.items()})
             record.update({f"output {k}": v for k, v in (entry.outputs or {}).items()})
@@ -362,7 +349,7 @@ class InstructionSearchBase(SearchOptimizer):
         self.n_demos = n_demos
         self.proposer = InstructionProposer(prompt_lm=prompt_lm, grounded_fallback=grounded_fallback)
         self._grounding_bootstrap = BootstrapFewShot(
-            scalar_metric(metric), max_bootstrapped_demos=n_demos, max_labeled_demos=0, teacher_shots=n_demos
+            metric, max_bootstrapped_demos=n_demos, max_labeled_demos=0, teacher_shots=n_demos
         )
 
     def _instruction_settings(self) -> dict[str, Any]:

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
-from oobleck.errors import BudgetExceededError, ConfigError
-from oobleck.errors import TooManyErrorsError
+from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
