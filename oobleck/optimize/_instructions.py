@@ -21,9 +21,10 @@ from oobleck.lm.base import LM
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import Bootstrapper
+from oobleck.optimize._identity import candidate_key, format_of
 from oobleck.optimize._proposer import InstructionProposer, is_new
 from oobleck.optimize._scoring import Scorer
-from oobleck.optimize._search import SearchOptimizer, candidate_key
+from oobleck.optimize._search import SearchOptimizer
 
 __all__ = ["InstructionSearchBase", "Session"]
 
@@ -47,14 +48,6 @@ def with_format(program: Module, fmt: str) -> Module:
     for p in new.predictors():
         p.adapter = adapter
     return new
-
-
-def format_of(program: Module) -> str | None:
-    """The format name of ``program``'s first predictor (None: its default adapter)."""
-    from oobleck.adapters.template import format_name
-
-    adapter = program.predictors()[0].adapter
-    return None if adapter is None else format_name(adapter)
 
 
 def run_with_feedback(

@@ -8,7 +8,6 @@ shortest prompt within a tolerance), and the verdict against the starting progra
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import warnings
@@ -20,26 +19,13 @@ from oobleck.errors import BudgetExceededError, ConfigError
 from oobleck.example import Example, to_data
 from oobleck.metrics import metric_name
 from oobleck.module import Module
-from oobleck.optimize._base import CompileRun, Optimizer, program_fingerprint
+from oobleck.optimize._base import CompileRun, Optimizer
+from oobleck.optimize._identity import candidate_key
 from oobleck.optimize._scoring import Scorer, select, verdict
 
-__all__ = ["SearchOptimizer", "candidate_key"]
+__all__ = ["SearchOptimizer"]
 
 log = logging.getLogger("oobleck.optimize")
-
-
-def candidate_key(program: Module) -> str:
-    """A short hash of everything in ``program`` that changes the prompts it sends.
-
-    Two candidates with the same key send the same requests, so they share their scores.
-    """
-    data = program_fingerprint(program)
-    for entry, (_, p) in zip(data, program.named_predictors()):
-        adapter = p.adapter
-        if adapter is not None:
-            options = adapter.options() if hasattr(adapter, "options") else {}
-            entry["adapter"] = {"name": adapter.name, "version": adapter.version, "options": options}
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
 
 class SearchOptimizer(Optimizer):

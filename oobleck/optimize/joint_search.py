@@ -26,8 +26,8 @@ from oobleck.lm.base import LM
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import assemble
+from oobleck.optimize._identity import candidate_key
 from oobleck.optimize._instructions import InstructionSearchBase, Session, with_format, with_instruction
-from oobleck.optimize._search import candidate_key
 
 __all__ = ["PRESETS", "JointSearch"]
 

@@ -23,7 +23,8 @@ from oobleck.example import Example
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import Bootstrapper, assemble
-from oobleck.optimize._search import SearchOptimizer, candidate_key
+from oobleck.optimize._identity import candidate_key
+from oobleck.optimize._search import SearchOptimizer
 from oobleck.optimize.bootstrap import BootstrapFewShot
 
 __all__ = ["RandomSearch"]

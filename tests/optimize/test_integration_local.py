@@ -11,7 +11,7 @@ from oobleck import Cache, CachedLM, JSONAdapter, Predict
 from oobleck import evaluate
 from oobleck.metrics import exact_match
 from oobleck.optimize import BootstrapFewShot
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 
 SIGNATURE = "sentence -> label: Literal['positive', 'negative']"
 

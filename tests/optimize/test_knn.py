@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from oobleck import ConfigError, FakeLM, Predict
 from oobleck.modules.knn import KNNFewShot
 from oobleck.optimize import KNN
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 from oobleck.retrieve.embedders import (
     Embedder,
     HashingEmbedder,
