@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oobleck._run import run_example
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
@@ -24,7 +24,10 @@ from oobleck.optimize._bootstrap import Bootstrapper
 from oobleck.optimize._identity import candidate_key, format_of
 from oobleck.optimize._proposer import InstructionProposer, is_new
 from oobleck.optimize._scoring import Scorer
-from oobleck.optimize._search import SearchOptimizer
+from oobleck.optimize._search import SearchKwargs, SearchOptimizer
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["InstructionSearchBase", "Session"]
 
@@ -316,7 +319,7 @@ class InstructionSearchBase(SearchOptimizer):
         formats: prompt format names to try (see :mod:`oobleck.adapters.template`).
         n_demos: bootstrapped demos shown to the proposer per predictor.
         grounded_fallback: see :class:`~oobleck.optimize._proposer.InstructionProposer`.
-        **kwargs: see :class:`~oobleck.optimize._search.SearchOptimizer`.
+        **options: the search options (:class:`~oobleck.optimize._search.SearchOptions`).
     """
 
     def __init__(
@@ -327,9 +330,9 @@ class InstructionSearchBase(SearchOptimizer):
         formats: Sequence[str] | None = None,
         n_demos: int = 3,
         grounded_fallback: bool = True,
-        **kwargs: Any,
+        **options: Unpack[SearchKwargs],
     ) -> None:
-        super().__init__(metric, **kwargs)
+        super().__init__(metric, **options)
         from oobleck.adapters.template import FORMATS
         from oobleck.optimize.bootstrap import BootstrapFewShot
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
@@ -28,6 +28,10 @@ from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import assemble
 from oobleck.optimize._identity import candidate_key
 from oobleck.optimize._instructions import InstructionSearchBase, Session, with_format, with_instruction
+from oobleck.optimize._search import SearchKwargs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["PRESETS", "JointSearch"]
 
@@ -70,8 +74,7 @@ class JointSearch(InstructionSearchBase):
         grounded_fallback: when the LM writes no usable instruction, score a variant built from
             the signature instead (its answer choices, fields and their descriptions).
         formats: prompt format names the trials may choose (the default adapter included).
-        num_threads, max_errors, racing, require_significant, prompt_tolerance, val_fraction,
-        max_lm_calls, max_tokens: as for :class:`~oobleck.optimize.InstructionSearch`.
+        **options: the search options (see :class:`~oobleck.optimize._search.SearchOptions`).
 
     Raises:
         ConfigError: optuna is not installed (at compile time), or a bad setting.
@@ -92,14 +95,7 @@ class JointSearch(InstructionSearchBase):
         prompt_lm: LM | None = None,
         grounded_fallback: bool = True,
         formats: Sequence[str] | None = None,
-        num_threads: int = 1,
-        max_errors: int | None = 10,
-        racing: bool = True,
-        require_significant: bool = False,
-        prompt_tolerance: float | None = None,
-        val_fraction: float = 0.5,
-        max_lm_calls: int | None = None,
-        max_tokens: int | None = None,
+        **options: Unpack[SearchKwargs],
     ) -> None:
         super().__init__(
             metric,
@@ -107,14 +103,7 @@ class JointSearch(InstructionSearchBase):
             grounded_fallback=grounded_fallback,
             formats=formats,
             n_demos=max_bootstrapped_demos,
-            num_threads=num_threads,
-            max_errors=max_errors,
-            racing=racing,
-            require_significant=require_significant,
-            prompt_tolerance=prompt_tolerance,
-            val_fraction=val_fraction,
-            max_lm_calls=max_lm_calls,
-            max_tokens=max_tokens,
+            **options,
         )
         if auto is not None and auto not in PRESETS:
             raise ConfigError(f"auto must be one of {sorted(PRESETS)} or None, got {auto!r}")

@@ -24,7 +24,7 @@ from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import Bootstrapper, assemble
 from oobleck.optimize._identity import candidate_key
-from oobleck.optimize._search import SearchOptimizer
+from oobleck.optimize._search import SearchOptimizer, SearchOptions
 from oobleck.optimize.bootstrap import BootstrapFewShot
 
 __all__ = ["RandomSearch"]
@@ -41,19 +41,12 @@ class RandomSearch(SearchOptimizer):
     Args:
         metric: ``fn(example, prediction, trace=None) -> float | bool``.
         num_candidates: shuffled bootstrap candidates, besides the three fixed ones.
-        max_errors: failed runs tolerated while bootstrapping, and per candidate evaluation.
-        num_threads: threads for scoring candidates.
         stop_at_score: stop searching once a candidate scores at least this (percent).
-        val_fraction: without a valset, the share of the trainset held out for scoring.
-        racing: stop scoring a candidate once it is confidently worse than the best so far
-            (paired, on the same rows); the calls saved are reported in provenance.
-        require_significant: return the starting program unless the winner's paired gain over
-            it is significant (95% interval above zero).
-        prompt_tolerance: choose the shortest prompt among candidates within this many points
-            of the best score.
-        max_lm_calls: stop cleanly at this many LM calls (see :class:`Optimizer`).
-        max_tokens: stop cleanly at this many tokens.
-        **bootstrap: how each candidate bootstraps, as for :class:`BootstrapFewShot`:
+        **options: the search options (``num_threads``, ``max_errors``, ``racing``,
+            ``require_significant``, ``prompt_tolerance``, ``val_fraction``, ``max_lm_calls``,
+            ``max_tokens``; see :class:`~oobleck.optimize._search.SearchOptions`), where
+            ``racing`` defaults to False and ``max_errors`` also bounds the failed teacher
+            runs; and how each candidate bootstraps, as for :class:`BootstrapFewShot`:
             ``max_bootstrapped_demos`` (the most per candidate; shuffled candidates draw a
             random number up to it), ``max_labeled_demos``, ``max_rounds``, ``teacher``,
             ``teacher_shots``, ``metric_threshold``, ``round_temperature``.
@@ -74,39 +67,26 @@ class RandomSearch(SearchOptimizer):
 
     def __init__(
         self,
-        metric: Callable[..., float | bool],
+        metric: Callable[..., Any],
         *,
         num_candidates: int = 8,
-        max_errors: int | None = 10,
-        num_threads: int = 1,
         stop_at_score: float | None = None,
-        val_fraction: float = 0.5,
-        racing: bool = False,
-        require_significant: bool = False,
-        prompt_tolerance: float | None = None,
-        max_lm_calls: int | None = None,
-        max_tokens: int | None = None,
-        **bootstrap: Any,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            metric,
-            num_threads=num_threads,
-            max_errors=max_errors,
-            racing=racing,
-            require_significant=require_significant,
-            prompt_tolerance=prompt_tolerance,
-            val_fraction=val_fraction,
-            max_lm_calls=max_lm_calls,
-            max_tokens=max_tokens,
-        )
+        search = {k: v for k, v in options.items() if k in SearchOptions.names()}
+        bootstrap = {k: v for k, v in options.items() if k not in search}
+        super().__init__(metric, **{"racing": False, **search})
         if num_candidates < 0:
             raise ConfigError(f"num_candidates must be >= 0, got {num_candidates}")
         self.num_candidates = num_candidates
         self.stop_at_score = stop_at_score
         unknown = sorted(set(bootstrap) - BootstrapFewShot.OPTIONS)
         if unknown:
-            raise ConfigError(f"RandomSearch has no option(s) {unknown}; bootstrap options: {sorted(BootstrapFewShot.OPTIONS)}")
-        self._bootstrap = BootstrapFewShot(metric, max_errors=max_errors, **bootstrap)
+            raise ConfigError(
+                f"RandomSearch has no option(s) {unknown}; search options: {sorted(SearchOptions.names())}, "
+                f"bootstrap options: {sorted(BootstrapFewShot.OPTIONS)}"
+            )
+        self._bootstrap = BootstrapFewShot(metric, max_errors=self.options.max_errors, **bootstrap)
 
     @property
     def max_errors(self) -> int | None:

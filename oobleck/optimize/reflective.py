@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oobleck import _types
 from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
@@ -31,6 +31,10 @@ from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import assemble
 from oobleck.optimize._identity import candidate_key
 from oobleck.optimize._instructions import InstructionSearchBase, Session, run_with_feedback, with_instruction
+from oobleck.optimize._search import SearchKwargs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ReflectiveEvolution", "pareto_front"]
 
@@ -85,8 +89,7 @@ class ReflectiveEvolution(InstructionSearchBase):
         demos: add a bootstrapped demo set to the starting pool (candidates may carry demos).
         max_demos: the demos in that set per predictor.
         formats: prompt format names added to the starting pool.
-        num_threads, max_errors, racing, require_significant, prompt_tolerance, val_fraction,
-        max_lm_calls, max_tokens: as for :class:`~oobleck.optimize.InstructionSearch`.
+        **options: the search options (see :class:`~oobleck.optimize._search.SearchOptions`).
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict
@@ -110,14 +113,7 @@ class ReflectiveEvolution(InstructionSearchBase):
         demos: bool = False,
         max_demos: int = 4,
         formats: Sequence[str] | None = None,
-        num_threads: int = 1,
-        max_errors: int | None = 10,
-        racing: bool = True,
-        require_significant: bool = False,
-        prompt_tolerance: float | None = None,
-        val_fraction: float = 0.5,
-        max_lm_calls: int | None = None,
-        max_tokens: int | None = None,
+        **options: Unpack[SearchKwargs],
     ) -> None:
         super().__init__(
             metric,
@@ -125,14 +121,7 @@ class ReflectiveEvolution(InstructionSearchBase):
             grounded_fallback=grounded_fallback,
             formats=formats,
             n_demos=max_demos if demos else 0,
-            num_threads=num_threads,
-            max_errors=max_errors,
-            racing=racing,
-            require_significant=require_significant,
-            prompt_tolerance=prompt_tolerance,
-            val_fraction=val_fraction,
-            max_lm_calls=max_lm_calls,
-            max_tokens=max_tokens,
+            **options,
         )
         if iterations < 1 or minibatch_size < 1:
             raise ConfigError(f"iterations and minibatch_size must be >= 1, got {iterations} and {minibatch_size}")
