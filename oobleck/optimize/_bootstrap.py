@@ -11,7 +11,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from oobleck._run import run_example
 from oobleck.context import context
@@ -19,7 +19,7 @@ from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example, from_data, to_data
 from oobleck.module import Module
 
-__all__ = ["Bootstrapper", "TeacherRun", "assemble", "balanced_sample", "label_groups"]
+__all__ = ["Bootstrapper", "DemoSetKind", "TeacherRun", "assemble", "balanced_sample", "demo_set", "label_groups"]
 
 log = logging.getLogger("oobleck.optimize")
 
@@ -205,6 +205,63 @@ class Bootstrapper:
                         taken[group] = taken.get(group, 0) + 1
                         for name, ds in outcome.demos.items():
                             demos.setdefault(name, []).extend(ds)
+
+
+#: The kinds of demo set the searches compare (see :func:`demo_set`).
+DemoSetKind = Literal["zero_shot", "labeled", "bootstrap", "bootstrap_shuffled"]
+
+
+def demo_set(
+    kind: DemoSetKind,
+    program: Module,
+    trainset: Sequence[Example],
+    boot: Bootstrapper,
+    *,
+    rng: random.Random,
+    max_bootstrapped_demos: int,
+    max_labeled_demos: int,
+    max_rounds: int,
+) -> tuple[Module, list[int] | None, bool]:
+    """A copy of ``program`` carrying one kind of demo set.
+
+    - ``"zero_shot"``: no demos;
+    - ``"labeled"``: labelled rows only (``max_labeled_demos``, drawn with ``rng``);
+    - ``"bootstrap"``: a bootstrap over the trainset in order, up to ``max_bootstrapped_demos``,
+      padded with labelled rows;
+    - ``"bootstrap_shuffled"``: the same over a shuffle drawn with ``rng``, up to a number of
+      demos drawn from 1 to ``max_bootstrapped_demos``.
+
+    Returns:
+        The program, the trainset rows whose runs became demos (None for the first two kinds),
+        and whether the budget stopped the bootstrap.
+    """
+    if kind == "zero_shot":
+        compiled = program.copy()
+        for p in compiled.predictors():
+            p.demos = []
+        return compiled, None, False
+    order = list(range(len(trainset)))
+    if kind == "labeled":
+        compiled = assemble(
+            program, trainset, order, [], {}, max_bootstrapped_demos=0, max_labeled_demos=max_labeled_demos, rng=rng
+        )
+        return compiled, None, False
+    max_demos = max_bootstrapped_demos
+    if kind == "bootstrap_shuffled":
+        rng.shuffle(order)
+        max_demos = rng.randint(1, max_demos) if max_demos else 0
+    chosen, demos, stopped = boot.collect(trainset, order, max_demos=max_demos, max_rounds=max_rounds)
+    compiled = assemble(
+        program,
+        trainset,
+        order,
+        chosen,
+        demos,
+        max_bootstrapped_demos=max_demos,
+        max_labeled_demos=max_labeled_demos,
+        rng=rng,
+    )
+    return compiled, list(chosen), stopped
 
 
 def balanced_sample(rows: Sequence[Example], k: int, rng: random.Random) -> list[Example]:

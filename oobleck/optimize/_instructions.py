@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from oobleck._run import run_example
-from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck.errors import FATAL, BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example
 from oobleck.lm.base import LM
 from oobleck.module import Module
@@ -81,25 +81,53 @@ def run_with_feedback(
     return record
 
 
+#: Chooses the winner of a search: ``finish(scorer, start, candidates, stopped) -> program``.
+Finisher = Callable[[Scorer, Module, Mapping[str, Module], bool], Module]
+
+
 class Session:
-    """One instruction search in progress (see the module docstring)."""
+    """One instruction search in progress (see the module docstring).
+
+    Args:
+        program: the starting program.
+        train: the rows to bootstrap and reflect on.
+        val: the rows candidates are scored on.
+        run: the CompileRun of the compile (seed, checkpoint state, scores and notes).
+        name: the optimizer's name (recorded with each candidate).
+        scorer: scores candidates on ``val``.
+        proposer: writes instructions.
+        boot: the bootstrapper of the grounding demos (its runs are checkpointed here).
+        finish: chooses the winner among the candidates.
+        n_demos: grounding demos per predictor.
+        formats: the prompt formats :meth:`try_formats` scores.
+    """
 
     def __init__(
         self,
-        optimizer: InstructionSearchBase,
         program: Module,
         train: list[Example],
         val: list[Example],
         run: CompileRun,
+        *,
+        name: str,
+        scorer: Scorer,
+        proposer: InstructionProposer,
+        boot: Bootstrapper,
+        finish: Finisher,
+        n_demos: int,
+        formats: Sequence[str] = (),
     ) -> None:
-        self.optimizer = optimizer
+        self.name = name
         self.start = program
         self.train = train
         self.val = val
         self.run = run
         self.seed = run.seed
-        self.scorer: Scorer = optimizer._scorer(val, run)
-        self.proposer: InstructionProposer = optimizer.proposer
+        self.scorer = scorer
+        self.proposer = proposer
+        self.n_demos = n_demos
+        self.formats = list(formats)
+        self._finish = finish
         self.programs: dict[str, Module] = {}
         self.records: list[dict[str, Any]] = []
         self.ids: dict[str, int] = {}
@@ -107,7 +135,7 @@ class Session:
         self.summary: str | None = run.state.get("summary")
         self.extra_state: dict[str, Any] = dict(run.state.get("extra", {}))
         self._demos: dict[str, list[Example]] | None = None
-        self.boot: Bootstrapper = optimizer._grounding_bootstrap.make_bootstrapper(program, run, train)
+        self.boot = boot
         self.boot.on_run = self.save
 
     # ---- state ----
@@ -129,7 +157,7 @@ class Session:
     def grounding_demos(self) -> dict[str, list[Example]]:
         """A few bootstrapped demos per predictor (labelled rows where none passed)."""
         if self._demos is None:
-            n = self.optimizer.n_demos
+            n = self.n_demos
             order = list(range(len(self.train)))
             random.Random(f"oobleck-grounding:{self.seed}").shuffle(order)
             demos: dict[str, list[Example]] = {}
@@ -146,7 +174,7 @@ class Session:
         if self.summary is None:
             try:
                 self.summary = self.proposer.summarize(self.start, self.train, self.seed)
-            except (BudgetExceededError, ConfigError):
+            except FATAL:
                 raise
             except Exception as exc:  # an unreadable summary is not fatal
                 log.warning("could not write the data summary (%s); proposing without it", exc)
@@ -165,40 +193,41 @@ class Session:
 
     def propose(self, parent: Module, name: str, *, rng: random.Random, sample: int, tag: str) -> str:
         """A new instruction for ``name`` (``""`` when the proposer wrote nothing new)."""
-        known = self.proposals.get(tag)
-        if known is None:
-            tried = [t for t, _ in self.history(name)]
-            try:
-                text, info = self.proposer.propose(
-                    parent,
-                    name,
-                    summary=self.data_summary(),
-                    demos=self.grounding_demos()[name],
-                    history=self.history(name),
-                    rng=rng,
-                    sample=sample,
-                )
-            except (BudgetExceededError, ConfigError):
-                raise
-            except Exception as exc:  # an LM error or an unreadable answer: no candidate this time
-                log.warning("proposer call %s failed: %s", tag, exc)
-                text, info = "", {"error": f"{type(exc).__name__}: {exc}"}
-            text, info = self._usable(parent, name, text, info, tried)
-            known = self.proposals[tag] = {"text": text, **info}
-            self.save()
-        return str(known["text"])
+        return self._proposal(
+            tag,
+            parent,
+            name,
+            "proposer",
+            lambda: self.proposer.propose(
+                parent,
+                name,
+                summary=self.data_summary(),
+                demos=self.grounding_demos()[name],
+                history=self.history(name),
+                rng=rng,
+                sample=sample,
+            ),
+        )
 
     def reflect(self, parent: Module, name: str, records: Sequence[Mapping[str, Any]], *, sample: int, tag: str) -> str:
         """A rewritten instruction for ``name`` from feedback records (``""`` when nothing new)."""
+        return self._proposal(
+            tag, parent, name, "reflection", lambda: self.proposer.reflect(parent, name, records=records, sample=sample)
+        )
+
+    def _proposal(
+        self, tag: str, parent: Module, name: str, what: str, write: Callable[[], tuple[str, dict[str, Any]]]
+    ) -> str:
+        """The text ``write()`` gives for ``tag``, made usable, written once and checkpointed."""
         known = self.proposals.get(tag)
         if known is None:
             tried = [t for t, _ in self.history(name)]
             try:
-                text, info = self.proposer.reflect(parent, name, records=records, sample=sample)
-            except (BudgetExceededError, ConfigError):
+                text, info = write()
+            except FATAL:
                 raise
             except Exception as exc:  # an LM error or an unreadable answer: no candidate this time
-                log.warning("reflection call %s failed: %s", tag, exc)
+                log.warning("%s call %s failed: %s", what, tag, exc)
                 text, info = "", {"error": f"{type(exc).__name__}: {exc}"}
             text, info = self._usable(parent, name, text, info, tried)
             known = self.proposals[tag] = {"text": text, **info}
@@ -234,7 +263,7 @@ class Session:
                 "id": len(self.records),
                 "key": key,
                 "kind": kind,
-                "optimizer": self.optimizer.name,
+                "optimizer": self.name,
                 "parent": None if parent is None else self.ids.get(parent),
                 "step": step,
                 "instructions": {n: p.instructions for n, p in program.named_predictors()},
@@ -261,7 +290,7 @@ class Session:
         try:
             self.scorer.score(key, self.programs[key], rows, race=race, among=list(self.programs))
         except TooManyErrorsError as exc:
-            log.warning("%s: candidate %d failed to evaluate: %s", self.optimizer.name, rec["id"], exc)
+            log.warning("%s: candidate %d failed to evaluate: %s", self.name, rec["id"], exc)
             rec["error"] = str(exc)
         finally:
             self.update(key)
@@ -288,7 +317,7 @@ class Session:
     def try_formats(self) -> str:
         """Score the starting program in each of the optimizer's formats; the incumbent's key."""
         start = candidate_key(self.start)
-        for fmt in self.optimizer.formats:
+        for fmt in self.formats:
             self.add(with_format(self.start, fmt), parent=start, step=0, kind="format")
         return self.incumbent_or(start)
 
@@ -298,10 +327,10 @@ class Session:
         return best if best is not None else default
 
     def finish(self, *, stopped: bool) -> Module:
-        """Choose the winner (see SearchOptimizer._finish) and record every candidate."""
+        """Choose the winner (with ``finish``) and record every candidate."""
         for key in self.programs:
             self.update(key)
-        best = self.optimizer._finish(self.run, self.scorer, self.start, self.programs, stopped=stopped)
+        best = self._finish(self.scorer, self.start, self.programs, stopped)
         best_key = self.run.scores.get("best")
         self.run.scores["best"] = self.ids.get(best_key) if best_key is not None else None
         self.run.scores["candidates"] = self.records
@@ -357,4 +386,19 @@ class InstructionSearchBase(SearchOptimizer):
         }
 
     def _start(self, program: Module, train: list[Example], val: list[Example], run: CompileRun) -> Session:
-        return Session(self, program, train, val, run)
+        def finish(scorer: Scorer, start: Module, candidates: Mapping[str, Module], stopped: bool) -> Module:
+            return self._finish(run, scorer, start, candidates, stopped=stopped)
+
+        return Session(
+            program,
+            train,
+            val,
+            run,
+            name=self.name,
+            scorer=self._scorer(val, run),
+            proposer=self.proposer,
+            boot=self._grounding_bootstrap.make_bootstrapper(program, run, train),
+            finish=finish,
+            n_demos=self.n_demos,
+            formats=self.formats,
+        )

@@ -9,7 +9,9 @@ shortest prompt within a tolerance), and the verdict against the starting progra
 from __future__ import annotations
 
 import logging
+import os
 import random
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -30,6 +32,21 @@ if TYPE_CHECKING:
 __all__ = ["SearchKwargs", "SearchOptimizer", "SearchOptions"]
 
 log = logging.getLogger("oobleck.optimize")
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside oobleck.
+
+    Counted from the function that calls ``warnings.warn`` (level 1), however deep the frame
+    of optimizers above it is.
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame = sys._getframe(2)  # the caller of the function that warns
+    level = 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 class SearchKwargs(TypedDict, total=False):
@@ -150,7 +167,7 @@ class SearchOptimizer(Optimizer):
                 warnings.warn(
                     f"{self.name}: {overlap} of {len(valset)} valset rows also appear in the trainset; "
                     "their scores will be inflated by demos of the same rows",
-                    stacklevel=4,
+                    stacklevel=_user_stacklevel(),
                 )
             return trainset, valset, {"valset": "given", "overlap_with_trainset": overlap}
         if len(trainset) < 2:
@@ -164,7 +181,7 @@ class SearchOptimizer(Optimizer):
                 f"{self.name}: no valset given; scoring candidates on {n_val} of the {len(trainset)} trainset rows "
                 f"(a seeded split, seed={seed}) and bootstrapping from the other {len(train_idx)}. "
                 "Pass valset= to choose the rows yourself.",
-                stacklevel=4,
+                stacklevel=_user_stacklevel(),
             )
         train = [trainset[i] for i in train_idx]
         val = [trainset[i] for i in val_idx]

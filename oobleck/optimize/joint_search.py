@@ -25,7 +25,7 @@ from oobleck.example import Example
 from oobleck.lm.base import LM
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
-from oobleck.optimize._bootstrap import assemble
+from oobleck.optimize._bootstrap import DemoSetKind, demo_set
 from oobleck.optimize._identity import candidate_key
 from oobleck.optimize._instructions import InstructionSearchBase, Session, with_format, with_instruction
 from oobleck.optimize._search import SearchKwargs
@@ -114,17 +114,18 @@ class JointSearch(InstructionSearchBase):
             "num_demo_sets": num_demo_sets,
             "minibatch_size": minibatch_size,
         }
-        sizes = {k: v if v is not None else preset.get(k) for k, v in given.items()}
-        missing = [k for k, v in sizes.items() if v is None]
+        chosen = {k: v if v is not None else preset.get(k) for k, v in given.items()}
+        missing = [k for k, v in chosen.items() if v is None]
         if missing:
             raise ConfigError(f"without auto=, set {missing}")
-        if any(v is not None and v < 1 for v in sizes.values()) or full_eval_every < 1:
-            raise ConfigError(f"the sizes must be >= 1, got {sizes} and full_eval_every={full_eval_every}")
+        sizes = {k: int(v) for k, v in chosen.items() if v is not None}
+        if any(v < 1 for v in sizes.values()) or full_eval_every < 1:
+            raise ConfigError(f"the sizes must be >= 1, got {chosen} and full_eval_every={full_eval_every}")
         self.auto = auto
-        self.num_trials = int(sizes["num_trials"] or 1)
-        self.num_instructions = int(sizes["num_instructions"] or 1)
-        self.num_demo_sets = int(sizes["num_demo_sets"] or 1)
-        self.minibatch_size = int(sizes["minibatch_size"] or 1)
+        self.num_trials = sizes["num_trials"]
+        self.num_instructions = sizes["num_instructions"]
+        self.num_demo_sets = sizes["num_demo_sets"]
+        self.minibatch_size = sizes["minibatch_size"]
         self.full_eval_every = full_eval_every
         self.max_bootstrapped_demos = max_bootstrapped_demos
         self.max_labeled_demos = max_labeled_demos
@@ -167,25 +168,22 @@ class JointSearch(InstructionSearchBase):
         """``num_demo_sets`` programs differing only in demos (first: none; second: labelled)."""
         out: list[Module] = []
         for i in range(self.num_demo_sets):
-            rng = random.Random(f"oobleck-demoset:{s.seed}:{i}")
-            order = list(range(len(s.train)))
-            if i == 0:
-                zero = program.copy()
-                for p in zero.predictors():
-                    p.demos = []
-                out.append(zero)
-                continue
-            if i == 1 or not self.max_bootstrapped_demos:
-                out.append(assemble(program, s.train, order, [], {}, max_bootstrapped_demos=0, max_labeled_demos=self.max_labeled_demos, rng=rng))
-                continue
-            rng.shuffle(order)
-            k = rng.randint(1, self.max_bootstrapped_demos)
-            chosen, demos, stopped = s.boot.collect(s.train, order, max_demos=k, max_rounds=1)
+            kind: DemoSetKind = (
+                "zero_shot" if i == 0 else "labeled" if i == 1 or not self.max_bootstrapped_demos else "bootstrap_shuffled"
+            )
+            candidate, _, stopped = demo_set(
+                kind,
+                program,
+                s.train,
+                s.boot,
+                rng=random.Random(f"oobleck-demoset:{s.seed}:{i}"),
+                max_bootstrapped_demos=self.max_bootstrapped_demos,
+                max_labeled_demos=self.max_labeled_demos,
+                max_rounds=1,
+            )
             if stopped:
                 raise BudgetExceededError("budget reached while bootstrapping demo sets")
-            out.append(
-                assemble(program, s.train, order, chosen, demos, max_bootstrapped_demos=k, max_labeled_demos=self.max_labeled_demos, rng=rng)
-            )
+            out.append(candidate)
         return out
 
     def _instructions(self, s: Session, program: Module) -> dict[str, list[str]]:

@@ -22,7 +22,7 @@ from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
-from oobleck.optimize._bootstrap import Bootstrapper, assemble
+from oobleck.optimize._bootstrap import Bootstrapper, DemoSetKind, demo_set
 from oobleck.optimize._identity import candidate_key
 from oobleck.optimize._search import SearchOptimizer, SearchOptions
 from oobleck.optimize.bootstrap import BootstrapFewShot
@@ -31,7 +31,7 @@ __all__ = ["RandomSearch"]
 
 log = logging.getLogger("oobleck.optimize")
 
-_KINDS = {-3: "zero_shot", -2: "labeled", -1: "bootstrap"}
+_KINDS: dict[int, DemoSetKind] = {-3: "zero_shot", -2: "labeled", -1: "bootstrap"}
 
 
 
@@ -129,35 +129,20 @@ class RandomSearch(SearchOptimizer):
     ) -> tuple[Module, dict[str, Any], bool]:
         """Build candidate ``cid``; the third item is True when the budget stopped its bootstrap."""
         b = self._bootstrap
-        rng = random.Random(f"oobleck-candidate:{seed}:{cid}")
-        info: dict[str, Any] = {"id": cid, "kind": _KINDS.get(cid, "bootstrap_shuffled")}
-        if cid == -3:
-            compiled = program.copy()
-            for p in compiled.predictors():
-                p.demos = []
-            return compiled, info, False
-        order = list(range(len(train)))
-        if cid == -2:
-            compiled = assemble(
-                program, train, order, [], {}, max_bootstrapped_demos=0, max_labeled_demos=b.max_labeled_demos, rng=rng
-            )
-            return compiled, info, False
-        max_demos = b.max_bootstrapped_demos
-        if cid >= 0:
-            rng.shuffle(order)
-            max_demos = rng.randint(1, max_demos) if max_demos else 0
-        chosen, demos, stopped = boot.collect(train, order, max_demos=max_demos, max_rounds=b.max_rounds)
-        compiled = assemble(
+        kind = _KINDS.get(cid, "bootstrap_shuffled")
+        compiled, chosen, stopped = demo_set(
+            kind,
             program,
             train,
-            order,
-            chosen,
-            demos,
-            max_bootstrapped_demos=max_demos,
+            boot,
+            rng=random.Random(f"oobleck-candidate:{seed}:{cid}"),
+            max_bootstrapped_demos=b.max_bootstrapped_demos,
             max_labeled_demos=b.max_labeled_demos,
-            rng=rng,
+            max_rounds=b.max_rounds,
         )
-        info["bootstrapped_rows"] = list(chosen)
+        info: dict[str, Any] = {"id": cid, "kind": kind}
+        if chosen is not None:
+            info["bootstrapped_rows"] = chosen
         return compiled, info, stopped
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
