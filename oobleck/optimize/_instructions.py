@@ -351,6 +351,8 @@ class InstructionSearchBase(SearchOptimizer):
         **options: the search options (:class:`~oobleck.optimize._search.SearchOptions`).
     """
 
+    prompt_lm_option = "prompt_lm"
+
     def __init__(
         self,
         metric: Callable[..., Any],

@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from oobleck._budget import canonical_json, rows_sha256, tokens_per_run
@@ -41,7 +42,7 @@ def _user_stacklevel() -> int:
     of optimizers above it is.
     """
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-    frame = sys._getframe(2)  # the caller of the function that warns
+    frame: FrameType | None = sys._getframe(2)  # the caller of the function that warns
     level = 2
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame = frame.f_back

@@ -59,6 +59,9 @@ class BootstrapFewShot(Optimizer):
         ['0', '1']
     """
 
+    cli_name = "bootstrap"
+    needs_metric = True
+
     #: How a program is bootstrapped: the options that RandomSearch passes through.
     OPTIONS = frozenset(
         {

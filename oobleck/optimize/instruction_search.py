@@ -63,6 +63,8 @@ class InstructionSearch(InstructionSearchBase):
         100.0
     """
 
+    cli_name = "instructions"
+
     def __init__(
         self,
         metric: Callable[..., Any],

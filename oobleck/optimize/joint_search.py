@@ -80,6 +80,8 @@ class JointSearch(InstructionSearchBase):
         ConfigError: optuna is not installed (at compile time), or a bad setting.
     """
 
+    cli_name = "joint"
+
     def __init__(
         self,
         metric: Callable[..., Any],

@@ -65,6 +65,8 @@ class RandomSearch(SearchOptimizer):
         ['zero_shot', 'labeled', 'bootstrap', 'bootstrap_shuffled', 'bootstrap_shuffled']
     """
 
+    cli_name = "random_search"
+
     def __init__(
         self,
         metric: Callable[..., Any],

@@ -102,6 +102,9 @@ class ReflectiveEvolution(InstructionSearchBase):
         100.0
     """
 
+    cli_name = "reflective"
+    prompt_lm_option = "reflection_lm"
+
     def __init__(
         self,
         metric: Callable[..., Any],
