@@ -68,7 +68,7 @@ from _common import (
 )
 
 import oobleck
-from oobleck import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
 from oobleck.optimize import BootstrapFewShot, LabeledFewShot, RandomSearch
 

@@ -26,6 +26,7 @@ def test_public_names_resolve():
 def test_public_namespace_is_all_and_agrees_with_the_lazy_table():
     """Like httpx's test_exported_members: what the package offers is exactly ``__all__``."""
     import __future__
+
     import ast
     import inspect
     from pathlib import Path

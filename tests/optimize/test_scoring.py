@@ -10,9 +10,8 @@ from _opt_helpers import field_of
 
 from oobleck import Example, FakeLM, Predict
 from oobleck.errors import ConfigError
-from oobleck.metrics import exact_match
+from oobleck.metrics import exact_match, outcome
 from oobleck.optimize import _scoring
-from oobleck.metrics import outcome
 from oobleck.optimize._scoring import Scorer, paired_interval, select, t_quantile
 
 
