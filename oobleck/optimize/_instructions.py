@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from oobleck._budget import rows_sha256
 from oobleck._run import run_example
 from oobleck.errors import FATAL, BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example
@@ -386,6 +387,33 @@ class InstructionSearchBase(SearchOptimizer):
             "n_demos": self.n_demos,
             "proposer": self.proposer.settings(),
         }
+
+    def _search(
+        self,
+        program: Module,
+        trainset: list[Example],
+        valset: list[Example] | None,
+        run: CompileRun,
+        steps: Callable[[Session], None],
+    ) -> tuple[Module, Session]:
+        """Split the data, open a Session, run ``steps`` until done or stopped by the budget, choose.
+
+        A candidate that fails too often stops the compile (after a checkpoint); the budget only
+        ends the search. Returns the winner and the session.
+        """
+        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
+        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
+        s = self._start(program, train, val, run)
+        stopped = False
+        try:
+            steps(s)
+        except BudgetExceededError:
+            stopped = True
+        except TooManyErrorsError:
+            s.save()
+            raise
+        s.save()
+        return s.finish(stopped=stopped), s
 
     def _start(self, program: Module, train: list[Example], val: list[Example], run: CompileRun) -> Session:
         def finish(scorer: Scorer, start: Module, candidates: Mapping[str, Module], stopped: bool) -> Module:

@@ -18,8 +18,8 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
-from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck._budget import CostEstimate, calls_per_run, tokens_per_run
+from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
 from oobleck.module import Module
@@ -105,23 +105,14 @@ class InstructionSearch(InstructionSearchBase):
         )
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
-        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
-        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
-        s = self._start(program, train, val, run)
-        stopped = False
-        try:
+        def steps(s: Session) -> None:
             s.score_start()
             best = s.try_formats()
             for step in range(self.depth):
                 for name, _ in program.named_predictors():
                     best = self._coordinate(s, best, name, step)
-        except BudgetExceededError:
-            stopped = True
-        except TooManyErrorsError:
-            s.save()
-            raise
-        s.save()
-        return s.finish(stopped=stopped)
+
+        return self._search(program, trainset, valset, run, steps)[0]
 
     def _coordinate(self, s: Session, best: str, name: str, step: int) -> str:
         """Propose ``breadth`` instructions for ``name`` on top of ``best``; return the new best key."""

@@ -19,8 +19,8 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
-from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck._budget import CostEstimate, calls_per_run, tokens_per_run
+from oobleck.errors import BudgetExceededError, ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
 from oobleck.module import Module
@@ -204,12 +204,9 @@ class JointSearch(InstructionSearchBase):
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
         optuna = _import_optuna()
-        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
-        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
-        s = self._start(program, train, val, run)
-        stopped = False
         trials: list[dict[str, Any]] = []
-        try:
+
+        def steps(s: Session) -> None:
             s.score_start()
             demo_sets = self._demo_sets(s, program)
             instructions = self._instructions(s, program)
@@ -217,7 +214,7 @@ class JointSearch(InstructionSearchBase):
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=run.seed))
             names = [n for n, _ in program.named_predictors()]
-            mb = min(self.minibatch_size, len(val))
+            mb = min(self.minibatch_size, len(s.val))
             for t in range(self.num_trials):
                 trial = study.ask()
                 choice = {
@@ -226,7 +223,7 @@ class JointSearch(InstructionSearchBase):
                     "format": trial.suggest_categorical("format", list(range(len(formats)))) if len(formats) > 1 else 0,
                 }
                 candidate = self._build(program, demo_sets, instructions, formats, choice)
-                rows = sorted(random.Random(f"oobleck-minibatch:{run.seed}:{t}").sample(range(len(val)), mb))
+                rows = sorted(random.Random(f"oobleck-minibatch:{run.seed}:{t}").sample(range(len(s.val)), mb))
                 key, _ = s.record(candidate, parent=candidate_key(program), step=t + 1, kind="trial")
                 s.score(key, rows=rows)
                 c = s.scorer.candidates.get(key)
@@ -235,13 +232,8 @@ class JointSearch(InstructionSearchBase):
                 trials.append({"trial": t, "choice": choice, "candidate": s.ids[key], "minibatch_score": round(value, 4)})
                 if (t + 1) % self.full_eval_every == 0 or t + 1 == self.num_trials:
                     self._full_eval(s)
-        except BudgetExceededError:
-            stopped = True
-        except TooManyErrorsError:
-            s.save()
-            raise
-        s.save()
-        best = s.finish(stopped=stopped)
+
+        best, _ = self._search(program, trainset, valset, run, steps)
         run.scores["trials"] = trials
         return best
 

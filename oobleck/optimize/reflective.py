@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from oobleck import _types
-from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
-from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck._budget import CostEstimate, calls_per_run, tokens_per_run
+from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
 from oobleck.module import Module
@@ -159,28 +159,20 @@ class ReflectiveEvolution(InstructionSearchBase):
         )
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
-        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
-        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
-        s = self._start(program, train, val, run)
-        stopped = False
         pool: list[str] = []
-        try:
+
+        def steps(s: Session) -> None:
             pool.append(s.score_start())
             s.try_formats()
-            pool += [k for k in s.programs if k not in pool]
+            pool.extend([k for k in s.programs if k not in pool])
             if self.demos:
                 pool.append(self._with_demos(s, program))
             for it in range(self.iterations):
                 key = self._step(s, [k for k in pool if self._usable(s, k)], it)
                 if key is not None:
                     pool.append(key)
-        except BudgetExceededError:
-            stopped = True
-        except TooManyErrorsError:
-            s.save()
-            raise
-        s.save()
-        best = s.finish(stopped=stopped)
+
+        best, s = self._search(program, trainset, valset, run, steps)
         full = {k: s.scorer.row_scores(k) for k in pool if self._usable(s, k)}
         run.scores["pareto_front"] = {str(s.ids[k]): n for k, n in pareto_front(full).items()}
         return best
