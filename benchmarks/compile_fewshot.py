@@ -69,7 +69,7 @@ from _common import (
 )
 
 import oobleck
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
 from oobleck.optimize import BootstrapFewShot, LabeledFewShot, RandomSearch
 

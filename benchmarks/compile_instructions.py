@@ -70,7 +70,7 @@ from compile_fewshot import load, usage_of
 import oobleck
 from oobleck._budget import tokens_per_run
 from oobleck.adapters.template import format_adapter, format_name
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
 from oobleck.optimize import InstructionSearch, JointSearch, RandomSearch, ReflectiveEvolution
 from oobleck.optimize._scoring import paired_interval, t_quantile

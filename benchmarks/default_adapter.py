@@ -42,7 +42,7 @@ from _common import TASKS as SHARED_TASKS
 import oobleck
 from oobleck.adapters import Adapter, ChatAdapter, JSONAdapter, TemplateAdapter
 from oobleck.adapters.base import type_hint
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
 
 # The shared tasks plus AG News (4 topics), where the JSONAdapter prompt collapses too.

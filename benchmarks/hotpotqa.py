@@ -62,7 +62,7 @@ from typing import Any
 from _common import DATA, DSPY_SIDE, free_port, machine, read_jsonl, require_dspy_venv, run_dspy_side, write_result
 
 import oobleck
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.metrics import exact_match, f1
 from oobleck.modules.multihop import MultiHop
 from oobleck.modules.rag import RAG

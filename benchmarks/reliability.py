@@ -194,7 +194,7 @@ def straight_to_server(port: int, bodies: list[bytes], threads: int) -> float:
 
 def ceiling(port: int, rows: int, thread_counts: list[int]) -> list[dict[str, Any]]:
     from oobleck import Example
-    from oobleck.evaluate import evaluate
+    from oobleck.evaluation import evaluate
     from oobleck.lm import _compat
 
     prog = program(port, None)

@@ -33,7 +33,7 @@ from _common import DATA, TASKS, machine, read_jsonl, wilson, write_result  # no
 import oobleck  # noqa: E402
 from oobleck import Example, Predict  # noqa: E402
 from oobleck.adapters.template import TemplateAdapter  # noqa: E402
-from oobleck.evaluate import evaluate  # noqa: E402
+from oobleck.evaluation import evaluate  # noqa: E402
 from oobleck.optimize import LabeledFewShot  # noqa: E402
 
 # PEFT's own published reference points for these methods (what the papers/docs report at

@@ -22,7 +22,7 @@ from typing import Literal
 
 import oobleck
 from oobleck import Cache, CachedLM, Example, JSONAdapter, LocalLM, Predict
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
 from oobleck.optimize import InstructionSearch
 

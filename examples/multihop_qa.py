@@ -22,7 +22,7 @@ from pathlib import Path
 
 import oobleck
 from oobleck import Cache, CachedLM, Example, LocalLM
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.metrics import TitleRecall, exact_match, f1
 from oobleck.modules.multihop import MultiHop
 from oobleck.optimize import BootstrapFewShot

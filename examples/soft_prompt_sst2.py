@@ -26,7 +26,7 @@ from typing import Literal
 import oobleck
 from oobleck import Cache, CachedLM, Example, Predict
 from oobleck.adapters.template import TemplateAdapter
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.lm.transformers import TransformersLM
 from oobleck.metrics import ExactMatch
 from oobleck.optimize import LabeledFewShot

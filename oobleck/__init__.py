@@ -2,11 +2,16 @@
 
 Importing oobleck is light: no LM SDK (openai, xllamacpp, transformers, torch) is imported
 until a backend that needs it is used.
+
+The public names are ``__all__``. Those imported here are ready at once; the others are listed
+once in ``_LAZY`` (module -> names, resolved by ``__getattr__`` on first use) and mirrored, for
+type checkers only, by the ``TYPE_CHECKING`` imports below. ``tests/test_import.py`` checks that
+the namespace, ``__all__``, ``_LAZY`` and those imports agree.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing
 
 from oobleck._version import __version__
 from oobleck.adapters import ChatAdapter, JSONAdapter, TemplateAdapter
@@ -39,14 +44,9 @@ from oobleck.predict import Predict
 from oobleck.signature import InputField, OutputField, Signature
 from oobleck.trace import trace
 
-if TYPE_CHECKING:
-    from oobleck.artifact import (
-        Artifact,
-        export_messages,
-        export_request,
-        load,
-    )
-    from oobleck.evaluate import EvaluationResult, evaluate
+if typing.TYPE_CHECKING:
+    from oobleck.artifact import Artifact, export_messages, export_request, load
+    from oobleck.evaluation import EvaluationResult, evaluate
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
     from oobleck.lm.transformers import TransformersLM
@@ -135,42 +135,39 @@ __all__ = [
 ]
 
 
-_LAZY = {
-    "BootstrapFewShot": "oobleck.optimize",
-    "Embedder": "oobleck.retrieve",
-    "Ensemble": "oobleck.optimize",
-    "EvaluationResult": "oobleck.evaluate",
-    "HashingEmbedder": "oobleck.retrieve",
-    "InstructionSearch": "oobleck.optimize",
-    "JointSearch": "oobleck.optimize",
-    "ReflectiveEvolution": "oobleck.optimize",
-    "KNN": "oobleck.optimize",
-    "KNNFewShot": "oobleck.modules.knn",
-    "MultiHop": "oobleck.modules.multihop",
-    "Passage": "oobleck.retrieve",
-    "RAG": "oobleck.modules.rag",
-    "Retrieve": "oobleck.retrieve",
-    "LabeledFewShot": "oobleck.optimize",
-    "RandomSearch": "oobleck.optimize",
-    "TransformersEmbedder": "oobleck.retrieve",
-    "majority": "oobleck.optimize",
-    "OpenAILM": "oobleck.lm",
-    "LocalLM": "oobleck.lm",
-    "TransformersLM": "oobleck.lm",
-    "Artifact": "oobleck.artifact",
-    "export_messages": "oobleck.artifact",
-    "export_request": "oobleck.artifact",
-    "load": "oobleck.artifact",
+#: The names resolved on first use, by module (the TYPE_CHECKING imports above mirror it).
+_LAZY_BY_MODULE: dict[str, tuple[str, ...]] = {
+    "oobleck.artifact": ("Artifact", "export_messages", "export_request", "load"),
+    "oobleck.evaluation": ("EvaluationResult", "evaluate"),
+    "oobleck.lm": ("LocalLM", "OpenAILM", "TransformersLM"),
+    "oobleck.modules.knn": ("KNNFewShot",),
+    "oobleck.modules.multihop": ("MultiHop",),
+    "oobleck.modules.rag": ("RAG",),
+    "oobleck.optimize": (
+        "KNN",
+        "BootstrapFewShot",
+        "Ensemble",
+        "InstructionSearch",
+        "JointSearch",
+        "LabeledFewShot",
+        "RandomSearch",
+        "ReflectiveEvolution",
+        "majority",
+    ),
+    "oobleck.retrieve": ("Embedder", "HashingEmbedder", "Passage", "Retrieve", "TransformersEmbedder"),
 }
+_LAZY: dict[str, str] = {name: module for module, names in _LAZY_BY_MODULE.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     # Backends import their SDKs, and artifacts/evaluation are not needed to define programs:
     # resolve them on first use so `import oobleck` stays light.
     import importlib
 
-    if name == "evaluate":  # the module, callable as the function (see oobleck.evaluate)
-        return importlib.import_module("oobleck.evaluate")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'oobleck' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

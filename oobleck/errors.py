@@ -20,6 +20,9 @@
     └── ArtifactError          (also ValueError)  a saved program that cannot be loaded
 
 Every message says what was expected, what arrived, and how to fix it.
+
+:data:`FATAL` names the errors that stop a run over many rows at once (every row would fail
+the same way, or nothing more may be spent); any other error fails its own row only.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from oobleck.signature import Signature
 
 __all__ = [
+    "FATAL",
     "ArtifactError",
     "BudgetExceededError",
     "ConfigError",
@@ -180,3 +184,8 @@ class TooManyErrorsError(OobleckError, RuntimeError):
 
 class ArtifactError(OobleckError, ValueError):
     """A saved program is corrupt, truncated, from a future version, or not an oobleck artifact."""
+
+
+#: The errors that stop an evaluation, a bootstrap or a search at once instead of failing one
+#: row: a setup problem (no LM, a bad option) that every row would share, and a spent budget.
+FATAL: tuple[type[OobleckError], ...] = (ConfigError, BudgetExceededError)

@@ -1,8 +1,14 @@
 """Metrics: functions that score one prediction against one example.
 
-A metric is any callable ``fn(example, prediction, trace=None) -> float | bool``. ``trace`` is
-None during evaluation and the list of :class:`~oobleck.trace.TraceEntry` of the run while an
-optimizer bootstraps demos, so a metric can be stricter when it chooses demos.
+A metric is any callable ``fn(example, prediction, trace=None)``. ``trace`` is None during
+evaluation and the list of :class:`~oobleck.trace.TraceEntry` of the run while an optimizer
+bootstraps demos, so a metric can be stricter when it chooses demos.
+
+It returns a number or a bool, or a score with feedback: a mapping ``{"score": 0.0,
+"feedback": "..."}`` or an object with ``score`` and ``feedback`` attributes. :func:`outcome`
+is the one rule that reads that value, wherever a metric is called (evaluation, bootstrapping,
+the searching optimizers); the feedback is shown to the reflective optimizer and kept on each
+evaluation row.
 
 The built-in metrics compare one named field. By default that is the example's first label
 field (the first field not marked as an input), read from both the example and the
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import inspect
+import numbers
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,6 +52,7 @@ __all__ = [
     "metric",
     "metric_name",
     "normalize_text",
+    "outcome",
     "passage_match",
 ]
 
@@ -53,14 +61,52 @@ __all__ = [
 class Metric(Protocol):
     """What evaluators and optimizers call to score a prediction.
 
-    Higher is better. ``True``/``False`` count as 1.0/0.0.
+    Higher is better. ``True``/``False`` count as 1.0/0.0. A score may come with feedback
+    (see :func:`outcome`).
     """
 
     def __call__(
         self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
-    ) -> float | bool:
+    ) -> float | bool | Mapping[str, Any]:
         """Score ``prediction`` against ``example``."""
         ...
+
+
+def outcome(value: Any) -> tuple[float, str | None]:
+    """The score and the feedback in what a metric returned.
+
+    Args:
+        value: a number or a bool (no feedback); a mapping with ``"score"`` and, optionally,
+            ``"feedback"``; or an object with a ``score`` attribute and, optionally, ``feedback``.
+
+    Returns:
+        ``(score, feedback)``; the feedback is None when the metric gave none.
+
+    Raises:
+        TypeError: any other value (the row it scored fails, like any metric that raises).
+
+    Example:
+        >>> outcome(True), outcome(0.5), outcome({"score": 0, "feedback": "too long"})
+        ((1.0, None), (0.5, None), (0.0, 'too long'))
+    """
+    if isinstance(value, (bool, numbers.Real)):
+        return float(value), None
+    if isinstance(value, Mapping):
+        if "score" not in value:
+            raise TypeError(
+                f"a metric returning a mapping must include 'score' (and may include 'feedback'), got keys {sorted(value)}"
+            )
+        score, feedback = value["score"], value.get("feedback")
+    elif hasattr(value, "score"):
+        score, feedback = value.score, getattr(value, "feedback", None)
+    elif hasattr(type(value), "__float__") and not isinstance(value, (str, bytes)):
+        return float(value), None  # numpy scalars, Decimal
+    else:
+        raise TypeError(
+            f"a metric must return a number, a bool, or a score with feedback "
+            f"({{'score': ..., 'feedback': ...}} or an object with .score), got {type(value).__name__}: {value!r:.80}"
+        )
+    return float(score), None if feedback is None else str(feedback)
 
 
 def metric_name(fn: Callable[..., Any]) -> str:
@@ -76,14 +122,14 @@ class _FunctionMetric:
 
     __slots__ = ("_fn", "_takes_trace", "name")
 
-    def __init__(self, fn: Callable[..., float | bool], name: str | None) -> None:
+    def __init__(self, fn: Callable[..., Any], name: str | None) -> None:
         self._fn = fn
         self._takes_trace = _accepts_trace(fn)
         self.name = name or metric_name(fn)
 
     def __call__(
         self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
-    ) -> float | bool:
+    ) -> Any:
         if self._takes_trace:
             return self._fn(example, prediction, trace)
         return self._fn(example, prediction)
@@ -103,7 +149,7 @@ def _accepts_trace(fn: Callable[..., Any]) -> bool:
     return len(positional) >= 3
 
 
-def metric(fn: Callable[..., float | bool] | None = None, *, name: str | None = None) -> Any:
+def metric(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
     """Wrap ``fn(example, prediction)`` or ``fn(example, prediction, trace)`` as a Metric.
 
     Usable bare (``@metric``) or with a name (``@metric(name="accuracy")``).

@@ -59,7 +59,7 @@ def test_a_call_that_gives_up_says_how_many_attempts_were_sent():
 
 from oobleck import Cache, CachedLM, ChatAdapter, Example, FakeLM, Module, Predict, trace  # noqa: E402
 from oobleck._budget import Budget  # noqa: E402
-from oobleck.evaluate import evaluate  # noqa: E402
+from oobleck.evaluation import evaluate  # noqa: E402
 from oobleck.metrics import exact_match  # noqa: E402
 from oobleck.optimize import BootstrapFewShot  # noqa: E402
 

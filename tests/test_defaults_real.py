@@ -14,7 +14,7 @@ import pytest
 
 import oobleck
 from oobleck import Example, InputField, LocalLM, OutputField, Predict, Signature, trace
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
 from oobleck.optimize import BootstrapFewShot
 

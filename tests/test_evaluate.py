@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from oobleck import ConfigError, Example, FakeLM, LMRequest, LMResponseError, Predict
-from oobleck.evaluate import EvaluationResult, TooManyErrorsError, evaluate
+from oobleck import (
+    ConfigError,
+    EvaluationResult,
+    Example,
+    FakeLM,
+    LMRequest,
+    LMResponseError,
+    Predict,
+    TooManyErrorsError,
+    evaluate,
+)
 from oobleck.metrics import exact_match
 
 
@@ -130,8 +139,7 @@ def test_table_json_and_csv(tmp_path: Path) -> None:
 
 
 def test_a_prediction_missing_the_compared_field_fails_one_row_not_the_run():
-    from oobleck import Example, MetricError, Module, Prediction
-    from oobleck.evaluate import evaluate
+    from oobleck import Example, MetricError, Module, Prediction, evaluate
     from oobleck.metrics import exact_match, f1
     from oobleck.optimize import BootstrapFewShot
 

@@ -23,8 +23,44 @@ def test_public_names_resolve():
     assert oobleck.__all__ == sorted(oobleck.__all__, key=lambda s: (s.startswith("_"), s)) or oobleck.__all__ == sorted(oobleck.__all__)
 
 
-def test_evaluate_is_public_and_callable_whatever_was_imported_first():
+def test_public_namespace_is_all_and_agrees_with_the_lazy_table():
+    """Like httpx's test_exported_members: what the package offers is exactly ``__all__``."""
+    import __future__
+
+    import ast
+    import inspect
+    from pathlib import Path
+
     import oobleck
+
+    eager = {
+        n
+        for n, v in vars(oobleck).items()
+        if not n.startswith("_") and not inspect.ismodule(v) and not isinstance(v, __future__._Feature)
+    }
+    lazy = set(oobleck._LAZY)
+    assert len(oobleck.__all__) == len(set(oobleck.__all__))
+    assert not eager & lazy
+    assert eager | lazy | {"__version__"} == set(oobleck.__all__)
+    assert set(dir(oobleck)) >= set(oobleck.__all__)
+    # The TYPE_CHECKING imports (what type checkers see) name the same lazy names, each from
+    # the module _LAZY resolves it from (or one of its submodules).
+    tree = ast.parse(Path(oobleck.__file__).read_text(encoding="utf-8"))
+    checked: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.module is not None
+                for alias in imp.names:
+                    checked[alias.asname or alias.name] = imp.module
+    assert set(checked) == lazy
+    for name, module in checked.items():
+        assert module == oobleck._LAZY[name] or module.startswith(oobleck._LAZY[name] + "."), name
+
+
+def test_evaluate_is_the_function_whatever_was_imported_first():
+    import oobleck
+    from oobleck.evaluation import EvaluationResult, evaluate
 
     assert "evaluate" in oobleck.__all__
     run = (
@@ -34,11 +70,8 @@ def test_evaluate_is_public_and_callable_whatever_was_imported_first():
         "prog = Predict('q -> a', lm=FakeLM([{'a': 'x'}], cycle=True))\n"
         "print(oobleck.evaluate(prog, rows, exact_match, progress=False).score)\n"
     )
-    for first in ("import oobleck", "import oobleck.optimize, oobleck", "import oobleck.evaluate, oobleck",
-                  "from oobleck.evaluate import EvaluationResult; import oobleck"):
+    for first in ("import oobleck", "import oobleck.optimize, oobleck", "import oobleck.evaluation, oobleck",
+                  "from oobleck.evaluation import EvaluationResult; import oobleck"):
         out = subprocess.run([sys.executable, "-c", f"{first}\n{run}"], capture_output=True, text=True)
         assert out.returncode == 0 and out.stdout.strip() == "100.0", (first, out.stderr[-500:])
-    from oobleck.evaluate import EvaluationResult, evaluate
-
-    assert callable(oobleck.evaluate) and oobleck.evaluate.EvaluationResult is EvaluationResult
-    assert callable(evaluate)
+    assert oobleck.evaluate is evaluate and oobleck.EvaluationResult is EvaluationResult

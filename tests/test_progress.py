@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from oobleck import ChatAdapter, Example, FakeLM, Predict, _progress
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.metrics import exact_match
 
 
@@ -57,7 +57,7 @@ def test_bars_do_not_nest(terminal):
 def test_piped_run_never_imports_tqdm():
     code = (
         "import json, sys, oobleck\n"
-        "from oobleck.evaluate import evaluate\n"
+        "from oobleck.evaluation import evaluate\n"
         "from oobleck.metrics import exact_match\n"
         "p = oobleck.Predict('q -> a', lm=oobleck.FakeLM([{'a': '1'}], cycle=True))\n"
         "evaluate(p, [oobleck.Example(q='x', a='1').with_inputs('q')], exact_match)\n"

@@ -9,11 +9,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from oobleck import _types
+from oobleck import _types, optimize
 from oobleck.cli._program import CLIError, load_artifact, program_from
 from oobleck.context import context, current
 from oobleck.errors import OobleckError
@@ -23,18 +23,23 @@ __all__ = ["METRICS", "OPTIMIZERS", "cmd_compile", "cmd_diff", "cmd_eval", "cmd_
 
 log = logging.getLogger("oobleck.cli")
 
-OPTIMIZERS = {
-    "labeled": "LabeledFewShot",
-    "bootstrap": "BootstrapFewShot",
-    "random_search": "RandomSearch",
-    "knn": "KNN",
-    "instructions": "InstructionSearch",
-    "joint": "JointSearch",
-    "reflective": "ReflectiveEvolution",
-}
-_NEEDS_METRIC = {"bootstrap", "random_search", "instructions", "joint", "reflective"}
-# The option each instruction optimizer takes its prompt-writing LM as.
-_PROMPT_LM_OPTION = {"instructions": "prompt_lm", "joint": "prompt_lm", "reflective": "reflection_lm"}
+
+
+def _offered() -> dict[str, type[optimize.Optimizer]]:
+    """The optimizers ``--optimizer`` offers: those of ``oobleck.optimize`` with a ``cli_name``."""
+    found: dict[str, type[optimize.Optimizer]] = {}
+    for name in optimize.__all__:
+        cls = getattr(optimize, name)
+        if isinstance(cls, type) and issubclass(cls, optimize.Optimizer) and cls.cli_name is not None:
+            if cls.cli_name in found:
+                raise RuntimeError(f"{cls.__name__} and {found[cls.cli_name].__name__} share cli_name {cls.cli_name!r}")
+            found[cls.cli_name] = cls
+    return found
+
+
+#: ``--optimizer`` name -> class; what the CLI needs to know of each (does it take a metric,
+#: which option takes ``--prompt-lm``) is on the class (see :class:`oobleck.optimize.Optimizer`).
+OPTIMIZERS = _offered()
 METRICS = ("exact_match", "f1", "passage_match")
 
 
@@ -321,10 +326,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score an artifact (or a program) on a JSONL dataset with a metric."""
-    try:
-        from oobleck.evaluate import evaluate
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise CLIError(f"evaluation is not available in this install: {exc}") from exc
+    from oobleck.evaluation import evaluate
+
     if args.target.endswith(".json"):
         art = load_artifact(args.target, args.program, args.allow_model)
         program, runner = art.program, art
@@ -352,10 +355,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     """Optimize a program on training data and save the frozen artifact."""
-    try:
-        optimize = importlib.import_module("oobleck.optimize")
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise CLIError(f"optimizers are not available in this install: {exc}") from exc
     if not args.dry_run and not args.output:
         raise CLIError("name the artifact to write with --output FILE.json (or use --dry-run)")
     if args.output and not Path(args.output).resolve().parent.is_dir():
@@ -371,15 +370,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.max_tokens is not None:
         options["max_tokens"] = args.max_tokens
     metric = _metric(args.metric)
-    if args.optimizer in _NEEDS_METRIC and metric is None:
+    cls = OPTIMIZERS[args.optimizer]
+    if cls.needs_metric and metric is None:
         raise CLIError(f"--optimizer {args.optimizer} scores candidates: pass --metric ({', '.join(METRICS)})")
     if args.prompt_lm is not None:
-        if args.optimizer not in _PROMPT_LM_OPTION:
-            raise CLIError(f"--prompt-lm is for the instruction optimizers ({', '.join(sorted(_PROMPT_LM_OPTION))})")
-        options[_PROMPT_LM_OPTION[args.optimizer]] = _lm_from(args.prompt_lm, args.base_url)
-    cls = getattr(optimize, OPTIMIZERS[args.optimizer])
+        if cls.prompt_lm_option is None:
+            writers = sorted(n for n, c in OPTIMIZERS.items() if c.prompt_lm_option is not None)
+            raise CLIError(f"--prompt-lm is for the instruction optimizers ({', '.join(writers)})")
+        options[cls.prompt_lm_option] = _lm_from(args.prompt_lm, args.base_url)
+    make: Callable[..., optimize.Optimizer] = cls  # the constructors differ; --option names are checked there
     try:
-        optimizer = cls(metric, **options) if args.optimizer in _NEEDS_METRIC else cls(**options)
+        optimizer = make(metric, **options) if cls.needs_metric else make(**options)
     except TypeError as exc:
         raise CLIError(f"bad option for {cls.__name__}: {exc}") from None
     if args.dry_run:

@@ -3,12 +3,17 @@
 Every ``compile(program, *, trainset, valset=None, seed=0, checkpoint=None, dry_run=False)``
 returns a copy (the input is never changed) carrying a ``provenance`` dict, and honours
 ``max_lm_calls=`` / ``max_tokens=`` by stopping cleanly with the best program so far.
+
+The seam for a new optimizer is public: subclass :class:`Optimizer` and implement its three
+hooks (``_settings``, ``_estimate`` returning a :class:`CostEstimate`, and ``_compile``, which
+receives the :class:`CompileRun` of the call); the frame does the rest (validation, budget,
+checkpoint, progress bar, provenance). See DEVELOPERS.md, "Adding an optimizer".
 """
 
 from __future__ import annotations
 
 from oobleck._budget import CostEstimate
-from oobleck.optimize._base import Optimizer
+from oobleck.optimize._base import CompileRun, Optimizer
 from oobleck.optimize.bootstrap import BootstrapFewShot
 from oobleck.optimize.ensemble import Ensemble, ensemble, majority
 from oobleck.optimize.instruction_search import InstructionSearch
@@ -21,6 +26,7 @@ from oobleck.optimize.reflective import ReflectiveEvolution
 __all__ = [
     "KNN",
     "BootstrapFewShot",
+    "CompileRun",
     "CostEstimate",
     "Ensemble",
     "InstructionSearch",

@@ -1,8 +1,22 @@
 """The shared frame of every optimizer: validate, estimate, budget, checkpoint, provenance.
 
-Subclasses implement ``_settings`` (their JSON-able configuration), ``_estimate`` and
-``_compile``. ``compile`` never mutates the program or the data it is given, draws randomness
-only from ``random.Random(seed)``, and sets ``compiled.provenance`` on the returned copy.
+This is the public seam for a new optimizer (exported from :mod:`oobleck.optimize`). A
+subclass of :class:`Optimizer` implements three hooks and states three facts:
+
+- ``_settings()``: its configuration as JSON data (recorded in provenance; a checkpoint names
+  the compile by it);
+- ``_estimate(program, trainset, valset)``: the :class:`~oobleck._budget.CostEstimate` of a
+  compile, worked out without calling any LM (``compile(dry_run=True)`` returns it);
+- ``_compile(program, trainset, valset, run)``: the work, returning a new program; ``run`` is
+  the :class:`CompileRun` of this call (seed, budget, checkpoint state, and the ``scores`` and
+  ``notes`` it reports);
+- the class attributes ``cli_name``, ``needs_metric`` and ``prompt_lm_option``, which the
+  ``oobleck compile`` command reads.
+
+``compile`` never mutates the program or the data it is given, draws randomness only from
+``random.Random(seed)``, and sets ``compiled.provenance`` (see :func:`provenance`) on the
+returned copy. Examples are run and scored through :func:`oobleck._run.run_example`, which
+checks and charges the budget the frame activates.
 """
 
 from __future__ import annotations
@@ -11,9 +25,9 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from typing import Any, ClassVar, Literal, overload
 
-from oobleck import _progress, _types
+from oobleck import _progress
 from oobleck._budget import (
     Budget,
     Checkpoint,
@@ -27,24 +41,11 @@ from oobleck._version import __version__
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.module import Module
+from oobleck.optimize._identity import program_fingerprint
 
-__all__ = ["CompileRun", "Optimizer", "program_fingerprint"]
+__all__ = ["CompileRun", "Optimizer", "check_rows", "provenance"]
 
 log = logging.getLogger("oobleck.optimize")
-
-
-def program_fingerprint(program: Module) -> list[Any]:
-    """The parameters of ``program`` as JSON data: names, signatures, instructions, demos."""
-    return [
-        {
-            "name": name,
-            "signature": str(p.signature),
-            "instructions": p.instructions,
-            "demos": [_types.to_jsonable(dict(d)) for d in p.demos],
-            "config": _types.to_jsonable(p.config),
-        }
-        for name, p in program.named_predictors()
-    ]
 
 
 def check_rows(rows: Sequence[Any], what: str) -> list[Example]:
@@ -56,9 +57,42 @@ def check_rows(rows: Sequence[Any], what: str) -> list[Example]:
     return out
 
 
+def provenance(
+    *,
+    optimizer: str,
+    settings: Mapping[str, Any],
+    seed: int,
+    lm_calls: int | None,
+    tokens: int | None,
+    stopped_early: bool,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The provenance record a compiled program carries (JSON data).
+
+    Args:
+        optimizer: the optimizer's name.
+        settings: its configuration.
+        seed: the seed of the compile.
+        lm_calls: the LM calls compiling this program takes, cache hits included (so a rerun
+            on the same cache records the same number); None when unknown.
+        tokens: the tokens of those calls, cached ones included; None when unknown.
+        stopped_early: whether a budget stopped the compile.
+        **extra: what the optimizer records beyond that (data hashes, scores, members, ...).
+    """
+    return {
+        "optimizer": optimizer,
+        "settings": settings,
+        "seed": seed,
+        **extra,
+        "lm_calls": lm_calls,
+        "tokens": tokens,
+        "stopped_early": stopped_early,
+    }
+
+
 @dataclass(slots=True)
 class CompileRun:
-    """The state of one ``compile`` call handed to the optimizer's ``_compile``.
+    """The state of one ``compile`` call, handed to the optimizer's ``_compile`` hook.
 
     Attributes:
         seed: the seed.
@@ -86,11 +120,24 @@ class CompileRun:
 class Optimizer:
     """Base class: turns a program and data into a new program with other parameters.
 
+    Subclasses implement ``_settings``, ``_estimate`` and ``_compile`` (see the module
+    docstring) and set the class attributes below.
+
     Args:
         max_lm_calls: stop cleanly (returning the best program so far) once this many LM
             calls reached a backend; cache hits are free. Counted across resumed sessions.
         max_tokens: the same limit for prompt plus completion tokens.
+
+    Attributes:
+        cli_name: the name ``oobleck compile --optimizer`` knows it by (None: not offered).
+        needs_metric: the constructor takes the metric as its first argument.
+        prompt_lm_option: the constructor option that takes the LM writing instructions
+            (what ``--prompt-lm`` sets), if it has one.
     """
+
+    cli_name: ClassVar[str | None] = None
+    needs_metric: ClassVar[bool] = False
+    prompt_lm_option: ClassVar[str | None] = None
 
     #: Settings that are budgets: a resumed compile may change them (resuming with more is the point).
     _budget_settings: tuple[str, ...] = ("max_lm_calls", "max_tokens")
@@ -104,17 +151,24 @@ class Optimizer:
         """The optimizer's name, as recorded in provenance."""
         return type(self).__name__
 
-    # ---- for subclasses ----
+    # ---- the hooks a subclass implements ----
 
     def _settings(self) -> dict[str, Any]:
+        """The optimizer's own configuration as JSON data (the budget limits are added)."""
         return {}
 
     def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
+        """What ``compile`` is planned to cost, without calling any LM (rows already checked)."""
         return CostEstimate(program_runs=0, lm_calls=0, min_lm_calls=0, prompt_tokens=0)
 
     def _compile(
         self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
     ) -> Module:
+        """The compile itself: return a new program (never change ``program``).
+
+        Runs under ``run.budget`` (active, so every example run is checked and charged);
+        report in ``run.scores`` and ``run.notes``, and checkpoint with ``run.save(state)``.
+        """
         raise NotImplementedError
 
     # ---- the frame ----
@@ -222,25 +276,25 @@ class Optimizer:
         if budget.stopped:
             log.warning("%s stopped early at its budget (%s); returning the best program so far", self.name, budget.spent)
         spent = budget.spent
-        compiled.compile_usage = spent  # type: ignore[attr-defined]
-        compiled.provenance = {  # type: ignore[attr-defined]
-            "optimizer": self.name,
-            "settings": settings,
-            "seed": seed,
-            "trainset_sha256": fingerprint["trainset"],
-            "trainset_size": len(train),
-            "valset_sha256": fingerprint["valset"],
-            "valset_size": None if val is None else len(val),
-            "scores": run.scores,
+        compiled.compile_usage = spent
+        compiled.provenance = provenance(
+            optimizer=self.name,
+            settings=settings,
+            seed=seed,
             # What compiling this program takes, whether the calls reached a backend this time or
             # came from the cache: a rerun on the same cache writes the same artifact.
-            "lm_calls": spent.calls + spent.cache_hits,
-            "tokens": spent.total_tokens + spent.cached_tokens,
-            "stopped_early": budget.stopped,
-            "estimate": estimate.to_dict(),
-            "oobleck_version": __version__,
+            lm_calls=spent.calls + spent.cache_hits,
+            tokens=spent.total_tokens + spent.cached_tokens,
+            stopped_early=budget.stopped,
+            trainset_sha256=fingerprint["trainset"],
+            trainset_size=len(train),
+            valset_sha256=fingerprint["valset"],
+            valset_size=None if val is None else len(val),
+            scores=run.scores,
+            estimate=estimate.to_dict(),
+            oobleck_version=__version__,
             **({"notes": run.notes} if run.notes else {}),
-        }
+        )
         return compiled
 
     def __repr__(self) -> str:

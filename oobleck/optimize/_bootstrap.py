@@ -11,16 +11,15 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from oobleck._run import run_example
 from oobleck.context import context
-from oobleck.errors import BudgetExceededError, ConfigError
-from oobleck.evaluate import TooManyErrorsError
-from oobleck.example import Example, Prediction, from_data, to_data
+from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck.example import Example, from_data, to_data
 from oobleck.module import Module
-from oobleck.trace import trace
 
-__all__ = ["Bootstrapper", "TeacherRun", "assemble", "balanced_sample", "label_groups"]
+__all__ = ["Bootstrapper", "DemoSetKind", "TeacherRun", "assemble", "balanced_sample", "demo_set", "label_groups"]
 
 log = logging.getLogger("oobleck.optimize")
 
@@ -73,7 +72,7 @@ class Bootstrapper:
         *,
         teacher: Module,
         student_names: Sequence[str],
-        metric: Callable[..., float | bool],
+        metric: Callable[..., Any],
         metric_threshold: float | None,
         max_errors: int | None,
         round_temperature: float | None,
@@ -121,37 +120,26 @@ class Bootstrapper:
         known = self.runs.get(key)
         if known is not None:
             return known
-        from oobleck import _budget
-
-        budget = _budget.active()
-        if budget is not None:
-            budget.check()
         teacher = self._teacher_for(ex, rnd)
         names = {id(p): n for n, p in teacher.named_predictors()}
+        with context(sample_index=rnd):
+            result = run_example(teacher, ex, self.metric)
         outcome: TeacherRun
-        with context(sample_index=rnd), trace() as t:
-            try:
-                out = teacher(**ex.inputs())
-                pred = out if isinstance(out, Prediction) else Prediction(out)
-                score = float(self.metric(ex, pred, list(t.entries)))
-            except (ConfigError, BudgetExceededError):
-                raise
-            except Exception as exc:  # counted; too many raise below
-                outcome = TeacherRun(passed=False, demos={}, error=f"{type(exc).__name__}: {exc}")
-                log.debug("bootstrap: row %d round %d failed: %r", index, rnd, exc)
-            else:
-                passed = bool(score) if self.metric_threshold is None else score >= self.metric_threshold
-                demos: dict[str, list[Example]] = {}
-                if passed:
-                    for entry in t.entries:
-                        name = names.get(id(entry.predictor))
-                        if name is None or entry.outputs is None:
-                            continue
-                        demo = Example({**entry.inputs, **entry.outputs}).with_inputs(*entry.inputs)
-                        demos.setdefault(name, []).append(demo)
-                outcome = TeacherRun(passed=passed, demos=demos, score=score)
-        if budget is not None:
-            budget.charge(t.usage)
+        if result.error is not None:  # counted; too many raise below
+            outcome = TeacherRun(passed=False, demos={}, error=result.error_text)
+            log.debug("bootstrap: row %d round %d failed: %r", index, rnd, result.error)
+        else:
+            score = result.score
+            passed = bool(score) if self.metric_threshold is None else score >= self.metric_threshold
+            demos: dict[str, list[Example]] = {}
+            if passed:
+                for entry in result.entries:
+                    name = names.get(id(entry.predictor))
+                    if name is None or entry.outputs is None:
+                        continue
+                    demo = Example({**entry.inputs, **entry.outputs}).with_inputs(*entry.inputs)
+                    demos.setdefault(name, []).append(demo)
+            outcome = TeacherRun(passed=passed, demos=demos, score=score)
         self.runs[key] = outcome
         if self.on_run is not None:
             self.on_run()
@@ -217,6 +205,63 @@ class Bootstrapper:
                         taken[group] = taken.get(group, 0) + 1
                         for name, ds in outcome.demos.items():
                             demos.setdefault(name, []).extend(ds)
+
+
+#: The kinds of demo set the searches compare (see :func:`demo_set`).
+DemoSetKind = Literal["zero_shot", "labeled", "bootstrap", "bootstrap_shuffled"]
+
+
+def demo_set(
+    kind: DemoSetKind,
+    program: Module,
+    trainset: Sequence[Example],
+    boot: Bootstrapper,
+    *,
+    rng: random.Random,
+    max_bootstrapped_demos: int,
+    max_labeled_demos: int,
+    max_rounds: int,
+) -> tuple[Module, list[int] | None, bool]:
+    """A copy of ``program`` carrying one kind of demo set.
+
+    - ``"zero_shot"``: no demos;
+    - ``"labeled"``: labelled rows only (``max_labeled_demos``, drawn with ``rng``);
+    - ``"bootstrap"``: a bootstrap over the trainset in order, up to ``max_bootstrapped_demos``,
+      padded with labelled rows;
+    - ``"bootstrap_shuffled"``: the same over a shuffle drawn with ``rng``, up to a number of
+      demos drawn from 1 to ``max_bootstrapped_demos``.
+
+    Returns:
+        The program, the trainset rows whose runs became demos (None for the first two kinds),
+        and whether the budget stopped the bootstrap.
+    """
+    if kind == "zero_shot":
+        compiled = program.copy()
+        for p in compiled.predictors():
+            p.demos = []
+        return compiled, None, False
+    order = list(range(len(trainset)))
+    if kind == "labeled":
+        compiled = assemble(
+            program, trainset, order, [], {}, max_bootstrapped_demos=0, max_labeled_demos=max_labeled_demos, rng=rng
+        )
+        return compiled, None, False
+    max_demos = max_bootstrapped_demos
+    if kind == "bootstrap_shuffled":
+        rng.shuffle(order)
+        max_demos = rng.randint(1, max_demos) if max_demos else 0
+    chosen, demos, stopped = boot.collect(trainset, order, max_demos=max_demos, max_rounds=max_rounds)
+    compiled = assemble(
+        program,
+        trainset,
+        order,
+        chosen,
+        demos,
+        max_bootstrapped_demos=max_demos,
+        max_labeled_demos=max_labeled_demos,
+        rng=rng,
+    )
+    return compiled, list(chosen), stopped
 
 
 def balanced_sample(rows: Sequence[Example], k: int, rng: random.Random) -> list[Example]:

@@ -12,17 +12,23 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck._budget import rows_sha256
+from oobleck._run import run_example
+from oobleck.errors import FATAL, BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example
 from oobleck.lm.base import LM
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import Bootstrapper
+from oobleck.optimize._identity import candidate_key, format_of
 from oobleck.optimize._proposer import InstructionProposer, is_new
-from oobleck.optimize._scoring import Scorer, scalar_metric, split_feedback
-from oobleck.optimize._search import SearchOptimizer, candidate_key
+from oobleck.optimize._scoring import Scorer
+from oobleck.optimize._search import SearchKwargs, SearchOptimizer
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["InstructionSearchBase", "Session"]
 
@@ -48,43 +54,21 @@ def with_format(program: Module, fmt: str) -> Module:
     return new
 
 
-def format_of(program: Module) -> str | None:
-    """The format name of ``program``'s first predictor (None: its default adapter)."""
-    from oobleck.adapters.template import format_name
-
-    adapter = program.predictors()[0].adapter
-    return None if adapter is None else format_name(adapter)
-
-
 def run_with_feedback(
     program: Module, name: str, ex: Example, metric: Callable[..., Any]
 ) -> dict[str, Any]:
-    """Run ``program`` on ``ex`` under a trace (budget checked and charged); one feedback record.
+    """Run ``program`` on ``ex`` (:func:`oobleck._run.run_example`); one feedback record.
 
     The record holds predictor ``name``'s inputs and outputs in that run, the expected labels,
     the score and the metric's feedback (or, when it gives none, what was expected).
     """
-    from oobleck import _budget
-    from oobleck.example import Prediction
-    from oobleck.trace import trace
-
-    budget = _budget.active()
-    if budget is not None:
-        budget.check()
     target = dict(program.named_predictors())[name]
+    result = run_example(program, ex, metric)
+    score, feedback = result.score, result.feedback
+    if result.error is not None:  # a failed run is a lesson too
+        feedback = f"the run failed: {result.error_text}"
     record: dict[str, Any] = {}
-    with trace() as t:
-        try:
-            out = program(**ex.inputs())
-            pred = out if isinstance(out, Prediction) else Prediction(out)
-            score, feedback = split_feedback(metric(ex, pred, list(t.entries)))
-        except (BudgetExceededError, ConfigError):
-            raise
-        except Exception as exc:  # a failed run is a lesson too
-            score, feedback = 0.0, f"the run failed: {type(exc).__name__}: {exc}"
-    if budget is not None:
-        budget.charge(t.usage)
-    for entry in t.entries:
+    for entry in result.entries:
         if entry.predictor is target:
             record.update({k: v for k, v in entry.inputs.items()})
             record.update({f"output {k}": v for k, v in (entry.outputs or {}).items()})
@@ -98,25 +82,53 @@ def run_with_feedback(
     return record
 
 
+#: Chooses the winner of a search: ``finish(scorer, start, candidates, stopped) -> program``.
+Finisher = Callable[[Scorer, Module, Mapping[str, Module], bool], Module]
+
+
 class Session:
-    """One instruction search in progress (see the module docstring)."""
+    """One instruction search in progress (see the module docstring).
+
+    Args:
+        program: the starting program.
+        train: the rows to bootstrap and reflect on.
+        val: the rows candidates are scored on.
+        run: the CompileRun of the compile (seed, checkpoint state, scores and notes).
+        name: the optimizer's name (recorded with each candidate).
+        scorer: scores candidates on ``val``.
+        proposer: writes instructions.
+        boot: the bootstrapper of the grounding demos (its runs are checkpointed here).
+        finish: chooses the winner among the candidates.
+        n_demos: grounding demos per predictor.
+        formats: the prompt formats :meth:`try_formats` scores.
+    """
 
     def __init__(
         self,
-        optimizer: InstructionSearchBase,
         program: Module,
         train: list[Example],
         val: list[Example],
         run: CompileRun,
+        *,
+        name: str,
+        scorer: Scorer,
+        proposer: InstructionProposer,
+        boot: Bootstrapper,
+        finish: Finisher,
+        n_demos: int,
+        formats: Sequence[str] = (),
     ) -> None:
-        self.optimizer = optimizer
+        self.name = name
         self.start = program
         self.train = train
         self.val = val
         self.run = run
         self.seed = run.seed
-        self.scorer: Scorer = optimizer._scorer(val, run)
-        self.proposer: InstructionProposer = optimizer.proposer
+        self.scorer = scorer
+        self.proposer = proposer
+        self.n_demos = n_demos
+        self.formats = list(formats)
+        self._finish = finish
         self.programs: dict[str, Module] = {}
         self.records: list[dict[str, Any]] = []
         self.ids: dict[str, int] = {}
@@ -124,7 +136,7 @@ class Session:
         self.summary: str | None = run.state.get("summary")
         self.extra_state: dict[str, Any] = dict(run.state.get("extra", {}))
         self._demos: dict[str, list[Example]] | None = None
-        self.boot: Bootstrapper = optimizer._grounding_bootstrap.make_bootstrapper(program, run, train)
+        self.boot = boot
         self.boot.on_run = self.save
 
     # ---- state ----
@@ -146,7 +158,7 @@ class Session:
     def grounding_demos(self) -> dict[str, list[Example]]:
         """A few bootstrapped demos per predictor (labelled rows where none passed)."""
         if self._demos is None:
-            n = self.optimizer.n_demos
+            n = self.n_demos
             order = list(range(len(self.train)))
             random.Random(f"oobleck-grounding:{self.seed}").shuffle(order)
             demos: dict[str, list[Example]] = {}
@@ -163,7 +175,7 @@ class Session:
         if self.summary is None:
             try:
                 self.summary = self.proposer.summarize(self.start, self.train, self.seed)
-            except (BudgetExceededError, ConfigError):
+            except FATAL:
                 raise
             except Exception as exc:  # an unreadable summary is not fatal
                 log.warning("could not write the data summary (%s); proposing without it", exc)
@@ -182,40 +194,41 @@ class Session:
 
     def propose(self, parent: Module, name: str, *, rng: random.Random, sample: int, tag: str) -> str:
         """A new instruction for ``name`` (``""`` when the proposer wrote nothing new)."""
-        known = self.proposals.get(tag)
-        if known is None:
-            tried = [t for t, _ in self.history(name)]
-            try:
-                text, info = self.proposer.propose(
-                    parent,
-                    name,
-                    summary=self.data_summary(),
-                    demos=self.grounding_demos()[name],
-                    history=self.history(name),
-                    rng=rng,
-                    sample=sample,
-                )
-            except (BudgetExceededError, ConfigError):
-                raise
-            except Exception as exc:  # an LM error or an unreadable answer: no candidate this time
-                log.warning("proposer call %s failed: %s", tag, exc)
-                text, info = "", {"error": f"{type(exc).__name__}: {exc}"}
-            text, info = self._usable(parent, name, text, info, tried)
-            known = self.proposals[tag] = {"text": text, **info}
-            self.save()
-        return str(known["text"])
+        return self._proposal(
+            tag,
+            parent,
+            name,
+            "proposer",
+            lambda: self.proposer.propose(
+                parent,
+                name,
+                summary=self.data_summary(),
+                demos=self.grounding_demos()[name],
+                history=self.history(name),
+                rng=rng,
+                sample=sample,
+            ),
+        )
 
     def reflect(self, parent: Module, name: str, records: Sequence[Mapping[str, Any]], *, sample: int, tag: str) -> str:
         """A rewritten instruction for ``name`` from feedback records (``""`` when nothing new)."""
+        return self._proposal(
+            tag, parent, name, "reflection", lambda: self.proposer.reflect(parent, name, records=records, sample=sample)
+        )
+
+    def _proposal(
+        self, tag: str, parent: Module, name: str, what: str, write: Callable[[], tuple[str, dict[str, Any]]]
+    ) -> str:
+        """The text ``write()`` gives for ``tag``, made usable, written once and checkpointed."""
         known = self.proposals.get(tag)
         if known is None:
             tried = [t for t, _ in self.history(name)]
             try:
-                text, info = self.proposer.reflect(parent, name, records=records, sample=sample)
-            except (BudgetExceededError, ConfigError):
+                text, info = write()
+            except FATAL:
                 raise
             except Exception as exc:  # an LM error or an unreadable answer: no candidate this time
-                log.warning("reflection call %s failed: %s", tag, exc)
+                log.warning("%s call %s failed: %s", what, tag, exc)
                 text, info = "", {"error": f"{type(exc).__name__}: {exc}"}
             text, info = self._usable(parent, name, text, info, tried)
             known = self.proposals[tag] = {"text": text, **info}
@@ -251,7 +264,7 @@ class Session:
                 "id": len(self.records),
                 "key": key,
                 "kind": kind,
-                "optimizer": self.optimizer.name,
+                "optimizer": self.name,
                 "parent": None if parent is None else self.ids.get(parent),
                 "step": step,
                 "instructions": {n: p.instructions for n, p in program.named_predictors()},
@@ -278,7 +291,7 @@ class Session:
         try:
             self.scorer.score(key, self.programs[key], rows, race=race, among=list(self.programs))
         except TooManyErrorsError as exc:
-            log.warning("%s: candidate %d failed to evaluate: %s", self.optimizer.name, rec["id"], exc)
+            log.warning("%s: candidate %d failed to evaluate: %s", self.name, rec["id"], exc)
             rec["error"] = str(exc)
         finally:
             self.update(key)
@@ -305,7 +318,7 @@ class Session:
     def try_formats(self) -> str:
         """Score the starting program in each of the optimizer's formats; the incumbent's key."""
         start = candidate_key(self.start)
-        for fmt in self.optimizer.formats:
+        for fmt in self.formats:
             self.add(with_format(self.start, fmt), parent=start, step=0, kind="format")
         return self.incumbent_or(start)
 
@@ -315,10 +328,10 @@ class Session:
         return best if best is not None else default
 
     def finish(self, *, stopped: bool) -> Module:
-        """Choose the winner (see SearchOptimizer._finish) and record every candidate."""
+        """Choose the winner (with ``finish``) and record every candidate."""
         for key in self.programs:
             self.update(key)
-        best = self.optimizer._finish(self.run, self.scorer, self.start, self.programs, stopped=stopped)
+        best = self._finish(self.scorer, self.start, self.programs, stopped)
         best_key = self.run.scores.get("best")
         self.run.scores["best"] = self.ids.get(best_key) if best_key is not None else None
         self.run.scores["candidates"] = self.records
@@ -336,8 +349,10 @@ class InstructionSearchBase(SearchOptimizer):
         formats: prompt format names to try (see :mod:`oobleck.adapters.template`).
         n_demos: bootstrapped demos shown to the proposer per predictor.
         grounded_fallback: see :class:`~oobleck.optimize._proposer.InstructionProposer`.
-        **kwargs: see :class:`~oobleck.optimize._search.SearchOptimizer`.
+        **options: the search options (:class:`~oobleck.optimize._search.SearchOptions`).
     """
+
+    prompt_lm_option = "prompt_lm"
 
     def __init__(
         self,
@@ -347,9 +362,9 @@ class InstructionSearchBase(SearchOptimizer):
         formats: Sequence[str] | None = None,
         n_demos: int = 3,
         grounded_fallback: bool = True,
-        **kwargs: Any,
+        **options: Unpack[SearchKwargs],
     ) -> None:
-        super().__init__(metric, **kwargs)
+        super().__init__(metric, **options)
         from oobleck.adapters.template import FORMATS
         from oobleck.optimize.bootstrap import BootstrapFewShot
 
@@ -362,7 +377,7 @@ class InstructionSearchBase(SearchOptimizer):
         self.n_demos = n_demos
         self.proposer = InstructionProposer(prompt_lm=prompt_lm, grounded_fallback=grounded_fallback)
         self._grounding_bootstrap = BootstrapFewShot(
-            scalar_metric(metric), max_bootstrapped_demos=n_demos, max_labeled_demos=0, teacher_shots=n_demos
+            metric, max_bootstrapped_demos=n_demos, max_labeled_demos=0, teacher_shots=n_demos
         )
 
     def _instruction_settings(self) -> dict[str, Any]:
@@ -373,5 +388,47 @@ class InstructionSearchBase(SearchOptimizer):
             "proposer": self.proposer.settings(),
         }
 
+    def _search(
+        self,
+        program: Module,
+        trainset: list[Example],
+        valset: list[Example] | None,
+        run: CompileRun,
+        steps: Callable[[Session], None],
+    ) -> tuple[Module, Session]:
+        """Split the data, open a Session, run ``steps`` until done or stopped by the budget, choose.
+
+        A candidate that fails too often stops the compile (after a checkpoint); the budget only
+        ends the search. Returns the winner and the session.
+        """
+        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
+        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
+        s = self._start(program, train, val, run)
+        stopped = False
+        try:
+            steps(s)
+        except BudgetExceededError:
+            stopped = True
+        except TooManyErrorsError:
+            s.save()
+            raise
+        s.save()
+        return s.finish(stopped=stopped), s
+
     def _start(self, program: Module, train: list[Example], val: list[Example], run: CompileRun) -> Session:
-        return Session(self, program, train, val, run)
+        def finish(scorer: Scorer, start: Module, candidates: Mapping[str, Module], stopped: bool) -> Module:
+            return self._finish(run, scorer, start, candidates, stopped=stopped)
+
+        return Session(
+            program,
+            train,
+            val,
+            run,
+            name=self.name,
+            scorer=self._scorer(val, run),
+            proposer=self.proposer,
+            boot=self._grounding_bootstrap.make_bootstrapper(program, run, train),
+            finish=finish,
+            n_demos=self.n_demos,
+            formats=self.formats,
+        )

@@ -32,10 +32,10 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from oobleck import _budget
+from oobleck._run import charged
 from oobleck.adapters.base import describe_fields, type_hint
 from oobleck.context import context, current
 from oobleck.errors import ConfigError
@@ -44,13 +44,10 @@ from oobleck.lm.base import LM
 from oobleck.module import Module
 from oobleck.predict import Predict
 from oobleck.signature import InputField, OutputField, Signature
-from oobleck.trace import trace
 
 __all__ = ["TIPS", "InstructionProposer", "clean_instruction", "echoes_proposer", "grounded_variants"]
 
 log = logging.getLogger("oobleck.optimize")
-
-T = TypeVar("T")
 
 #: Style tips, one drawn per proposal (as MIPROv2 does), so candidates differ in kind.
 TIPS: tuple[str, ...] = (
@@ -221,19 +218,6 @@ def format_row(row: Mapping[str, Any], *, max_chars: int = 300) -> str:
         s = " ".join(str(v).split())
         out.append(f"{k}: {s[:max_chars]}")
     return "\n".join(out)
-
-
-def charged(fn: Callable[[], T]) -> T:
-    """Run one proposer/reflection call, checked against and charged to the active budget."""
-    budget = _budget.active()
-    if budget is not None:
-        budget.check()
-    with trace() as t:
-        try:
-            return fn()
-        finally:
-            if budget is not None:
-                budget.charge(t.usage)
 
 
 class InstructionProposer:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oobleck import _progress
-from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
-from oobleck.evaluate import evaluate
+from oobleck.errors import ConfigError, TooManyErrorsError
+from oobleck.evaluation import evaluate
 from oobleck.example import Example
 from oobleck.module import Module
 
@@ -35,7 +35,6 @@ __all__ = [
     "PairedInterval",
     "Scorer",
     "paired_interval",
-    "scalar_metric",
     "select",
     "t_quantile",
 ]
@@ -135,35 +134,6 @@ def paired_interval(a: Sequence[float], b: Sequence[float], *, confidence: float
     return PairedInterval(mean, max(mean - half, -bound), min(mean + half, bound), n, confidence)
 
 
-def scalar_metric(metric: Callable[..., Any]) -> Callable[..., float]:
-    """``metric`` reduced to its score, for metrics that may also return textual feedback.
-
-    A metric may return a number, a bool, a mapping with ``"score"`` (and ``"feedback"``), or an
-    object with a ``score`` attribute; evaluation needs the number only.
-    """
-
-    def score_only(example: Any, prediction: Any, trace: Any = None) -> float:
-        return split_feedback(metric(example, prediction, trace))[0]
-
-    score_only.__name__ = getattr(metric, "__name__", "metric")
-    return score_only
-
-
-def split_feedback(value: Any) -> tuple[float, str | None]:
-    """``(score, feedback)`` from whatever a metric returned (see :func:`scalar_metric`)."""
-    if isinstance(value, Mapping):
-        if "score" not in value:
-            raise TypeError(f"a metric returning a mapping must include 'score', got keys {sorted(value)}")
-        feedback = value.get("feedback")
-        return float(value["score"]), None if feedback is None else str(feedback)
-    if isinstance(value, (bool, int, float)):
-        return float(value), None
-    if hasattr(value, "score"):
-        feedback = getattr(value, "feedback", None)
-        return float(value.score), None if feedback is None else str(feedback)
-    raise TypeError(f"a metric must return a number, a bool, or a score with feedback, got {type(value).__name__}")
-
-
 @dataclass(slots=True)
 class CandidateScores:
     """What scoring one candidate found so far.
@@ -210,7 +180,8 @@ class Scorer:
 
     Args:
         valset: the rows every candidate is scored on, in this order.
-        metric: ``fn(example, prediction, trace=None)`` (feedback, if any, is ignored here).
+        metric: ``fn(example, prediction, trace=None)`` (a score with feedback is accepted; only
+            the score counts here).
         num_threads: threads per chunk of rows.
         max_errors: failed rows tolerated per candidate (None: any number).
         racing: drop a candidate once it is confidently worse than the incumbent.
@@ -238,7 +209,7 @@ class Scorer:
         if chunk < 1 or min_race_rows < 2:
             raise ConfigError("chunk must be >= 1 and min_race_rows >= 2")
         self.valset = list(valset)
-        self.metric = scalar_metric(metric)
+        self.metric = metric
         self.num_threads = num_threads
         self.max_errors = max_errors
         self.racing = racing
@@ -376,11 +347,3 @@ def select(
 def verdict(start: Sequence[float], best: Sequence[float], *, confidence: float = 0.95) -> PairedInterval:
     """The paired gain of ``best`` over ``start`` (per-row scores on the same valset rows)."""
     return paired_interval(best, start, confidence=confidence)
-
-
-def budget_safe(fn: Callable[[], Any]) -> tuple[Any, bool]:
-    """Run ``fn``; return ``(result, False)``, or ``(None, True)`` when the budget ran out."""
-    try:
-        return fn(), False
-    except BudgetExceededError:
-        return None, True

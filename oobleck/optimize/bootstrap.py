@@ -22,7 +22,7 @@ from oobleck.example import Example
 from oobleck.metrics import metric_name
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun, Optimizer
-from oobleck.optimize._bootstrap import Bootstrapper, TeacherRun, assemble, balanced_sample, labelled_for
+from oobleck.optimize._bootstrap import Bootstrapper, TeacherRun, balanced_sample, demo_set, labelled_for
 
 __all__ = ["BootstrapFewShot"]
 
@@ -58,6 +58,9 @@ class BootstrapFewShot(Optimizer):
         >>> [d["q"] for d in compiled.predictors()[0].demos]
         ['0', '1']
     """
+
+    cli_name = "bootstrap"
+    needs_metric = True
 
     #: How a program is bootstrapped: the options that RandomSearch passes through.
     OPTIONS = frozenset(
@@ -164,22 +167,18 @@ class BootstrapFewShot(Optimizer):
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
         boot = self.make_bootstrapper(program, run, trainset)
         boot.on_run = lambda: run.save({"runs": {k: v.to_data() for k, v in boot.runs.items()}})
-        order = list(range(len(trainset)))
-        chosen, demos, stopped = boot.collect(
-            trainset, order, max_demos=self.max_bootstrapped_demos, max_rounds=self.max_rounds
-        )
-        compiled = assemble(
+        compiled, chosen, stopped = demo_set(
+            "bootstrap",
             program,
             trainset,
-            order,
-            chosen,
-            demos,
+            boot,
+            rng=random.Random(run.seed),
             max_bootstrapped_demos=self.max_bootstrapped_demos,
             max_labeled_demos=self.max_labeled_demos,
-            rng=random.Random(run.seed),
+            max_rounds=self.max_rounds,
         )
         run.scores = {
-            "bootstrapped_rows": list(chosen),
+            "bootstrapped_rows": chosen or [],
             "teacher_runs": len(boot.runs),
             "teacher_passed": sum(1 for r in boot.runs.values() if r.passed),
             "teacher_errors": boot.errors,

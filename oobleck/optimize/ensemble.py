@@ -8,6 +8,7 @@ from typing import Any
 from oobleck.lm.types import Usage
 from oobleck.module import Module
 from oobleck.modules.ensemble import Ensemble, Reducer, majority
+from oobleck.optimize._base import provenance
 
 __all__ = ["Ensemble", "ensemble", "majority"]
 
@@ -28,17 +29,17 @@ def ensemble(
     """
     combined = Ensemble(programs, reduce=reduce, size=size, seed=seed)
     members = [getattr(p, "provenance", None) for p in programs]
-    combined.provenance = {
-        "optimizer": "Ensemble",
-        "settings": {"reduce": getattr(reduce, "__name__", None), "size": size, "members": len(programs)},
-        "seed": seed,
-        "members": members,
+    combined.provenance = provenance(
+        optimizer="Ensemble",
+        settings={"reduce": getattr(reduce, "__name__", None), "size": size, "members": len(programs)},
+        seed=seed,
         # Combining costs nothing; the program cost what its members' compiles cost (None when
         # a member was not compiled by an optimizer, so its cost is not known).
-        "lm_calls": _total(members, "lm_calls"),
-        "tokens": _total(members, "tokens"),
-        "stopped_early": any(bool(m.get("stopped_early")) for m in members if isinstance(m, dict)),
-    }
+        lm_calls=_total(members, "lm_calls"),
+        tokens=_total(members, "tokens"),
+        stopped_early=any(bool(m.get("stopped_early")) for m in members if isinstance(m, dict)),
+        members=members,
+    )
     usages = [p.compile_usage for p in programs if p.compile_usage is not None]
     combined.compile_usage = sum(usages, Usage()) if len(usages) == len(programs) else None
     return combined

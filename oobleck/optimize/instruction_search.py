@@ -16,15 +16,19 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
-from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck._budget import CostEstimate, calls_per_run, tokens_per_run
+from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
 from oobleck.optimize._instructions import InstructionSearchBase, Session, with_instruction
+from oobleck.optimize._search import SearchKwargs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["InstructionSearch"]
 
@@ -44,14 +48,9 @@ class InstructionSearch(InstructionSearchBase):
         formats: prompt format names to try first (see :mod:`oobleck.adapters.template`);
             None searches instructions only.
         n_demos: bootstrapped demos shown to the proposer per predictor.
-        num_threads: threads for scoring candidates.
-        max_errors: failed rows tolerated per candidate evaluation.
-        racing: stop scoring a candidate once it is confidently worse than the best so far.
-        require_significant: return the starting program unless the paired gain is significant.
-        prompt_tolerance: choose the shortest prompt within this many points of the best.
-        val_fraction: without a valset, the share of the trainset held out for scoring.
-        max_lm_calls: stop cleanly at this many LM calls, proposer calls included.
-        max_tokens: stop cleanly at this many tokens.
+        **options: the search options (``num_threads``, ``max_errors``, ``racing``,
+            ``require_significant``, ``prompt_tolerance``, ``val_fraction``, ``max_lm_calls``,
+            ``max_tokens``; see :class:`~oobleck.optimize._search.SearchOptions`).
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict
@@ -64,6 +63,8 @@ class InstructionSearch(InstructionSearchBase):
         100.0
     """
 
+    cli_name = "instructions"
+
     def __init__(
         self,
         metric: Callable[..., Any],
@@ -74,29 +75,10 @@ class InstructionSearch(InstructionSearchBase):
         grounded_fallback: bool = True,
         formats: Sequence[str] | None = None,
         n_demos: int = 3,
-        num_threads: int = 1,
-        max_errors: int | None = 10,
-        racing: bool = True,
-        require_significant: bool = False,
-        prompt_tolerance: float | None = None,
-        val_fraction: float = 0.5,
-        max_lm_calls: int | None = None,
-        max_tokens: int | None = None,
+        **options: Unpack[SearchKwargs],
     ) -> None:
         super().__init__(
-            metric,
-            prompt_lm=prompt_lm,
-            grounded_fallback=grounded_fallback,
-            formats=formats,
-            n_demos=n_demos,
-            num_threads=num_threads,
-            max_errors=max_errors,
-            racing=racing,
-            require_significant=require_significant,
-            prompt_tolerance=prompt_tolerance,
-            val_fraction=val_fraction,
-            max_lm_calls=max_lm_calls,
-            max_tokens=max_tokens,
+            metric, prompt_lm=prompt_lm, grounded_fallback=grounded_fallback, formats=formats, n_demos=n_demos, **options
         )
         if breadth < 1 or depth < 1:
             raise ConfigError(f"breadth and depth must be >= 1, got breadth={breadth}, depth={depth}")
@@ -123,23 +105,14 @@ class InstructionSearch(InstructionSearchBase):
         )
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
-        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
-        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
-        s = self._start(program, train, val, run)
-        stopped = False
-        try:
+        def steps(s: Session) -> None:
             s.score_start()
             best = s.try_formats()
             for step in range(self.depth):
                 for name, _ in program.named_predictors():
                     best = self._coordinate(s, best, name, step)
-        except BudgetExceededError:
-            stopped = True
-        except TooManyErrorsError:
-            s.save()
-            raise
-        s.save()
-        return s.finish(stopped=stopped)
+
+        return self._search(program, trainset, valset, run, steps)[0]
 
     def _coordinate(self, s: Session, best: str, name: str, step: int) -> str:
         """Propose ``breadth`` instructions for ``name`` on top of ``best``; return the new best key."""

@@ -17,17 +17,21 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
-from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck._budget import CostEstimate, calls_per_run, tokens_per_run
+from oobleck.errors import BudgetExceededError, ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
-from oobleck.optimize._bootstrap import assemble
+from oobleck.optimize._bootstrap import DemoSetKind, demo_set
+from oobleck.optimize._identity import candidate_key
 from oobleck.optimize._instructions import InstructionSearchBase, Session, with_format, with_instruction
-from oobleck.optimize._search import candidate_key
+from oobleck.optimize._search import SearchKwargs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["PRESETS", "JointSearch"]
 
@@ -70,12 +74,13 @@ class JointSearch(InstructionSearchBase):
         grounded_fallback: when the LM writes no usable instruction, score a variant built from
             the signature instead (its answer choices, fields and their descriptions).
         formats: prompt format names the trials may choose (the default adapter included).
-        num_threads, max_errors, racing, require_significant, prompt_tolerance, val_fraction,
-        max_lm_calls, max_tokens: as for :class:`~oobleck.optimize.InstructionSearch`.
+        **options: the search options (see :class:`~oobleck.optimize._search.SearchOptions`).
 
     Raises:
         ConfigError: optuna is not installed (at compile time), or a bad setting.
     """
+
+    cli_name = "joint"
 
     def __init__(
         self,
@@ -92,14 +97,7 @@ class JointSearch(InstructionSearchBase):
         prompt_lm: LM | None = None,
         grounded_fallback: bool = True,
         formats: Sequence[str] | None = None,
-        num_threads: int = 1,
-        max_errors: int | None = 10,
-        racing: bool = True,
-        require_significant: bool = False,
-        prompt_tolerance: float | None = None,
-        val_fraction: float = 0.5,
-        max_lm_calls: int | None = None,
-        max_tokens: int | None = None,
+        **options: Unpack[SearchKwargs],
     ) -> None:
         super().__init__(
             metric,
@@ -107,14 +105,7 @@ class JointSearch(InstructionSearchBase):
             grounded_fallback=grounded_fallback,
             formats=formats,
             n_demos=max_bootstrapped_demos,
-            num_threads=num_threads,
-            max_errors=max_errors,
-            racing=racing,
-            require_significant=require_significant,
-            prompt_tolerance=prompt_tolerance,
-            val_fraction=val_fraction,
-            max_lm_calls=max_lm_calls,
-            max_tokens=max_tokens,
+            **options,
         )
         if auto is not None and auto not in PRESETS:
             raise ConfigError(f"auto must be one of {sorted(PRESETS)} or None, got {auto!r}")
@@ -125,17 +116,18 @@ class JointSearch(InstructionSearchBase):
             "num_demo_sets": num_demo_sets,
             "minibatch_size": minibatch_size,
         }
-        sizes = {k: v if v is not None else preset.get(k) for k, v in given.items()}
-        missing = [k for k, v in sizes.items() if v is None]
+        chosen = {k: v if v is not None else preset.get(k) for k, v in given.items()}
+        missing = [k for k, v in chosen.items() if v is None]
         if missing:
             raise ConfigError(f"without auto=, set {missing}")
-        if any(v is not None and v < 1 for v in sizes.values()) or full_eval_every < 1:
-            raise ConfigError(f"the sizes must be >= 1, got {sizes} and full_eval_every={full_eval_every}")
+        sizes = {k: int(v) for k, v in chosen.items() if v is not None}
+        if any(v < 1 for v in sizes.values()) or full_eval_every < 1:
+            raise ConfigError(f"the sizes must be >= 1, got {chosen} and full_eval_every={full_eval_every}")
         self.auto = auto
-        self.num_trials = int(sizes["num_trials"] or 1)
-        self.num_instructions = int(sizes["num_instructions"] or 1)
-        self.num_demo_sets = int(sizes["num_demo_sets"] or 1)
-        self.minibatch_size = int(sizes["minibatch_size"] or 1)
+        self.num_trials = sizes["num_trials"]
+        self.num_instructions = sizes["num_instructions"]
+        self.num_demo_sets = sizes["num_demo_sets"]
+        self.minibatch_size = sizes["minibatch_size"]
         self.full_eval_every = full_eval_every
         self.max_bootstrapped_demos = max_bootstrapped_demos
         self.max_labeled_demos = max_labeled_demos
@@ -178,25 +170,22 @@ class JointSearch(InstructionSearchBase):
         """``num_demo_sets`` programs differing only in demos (first: none; second: labelled)."""
         out: list[Module] = []
         for i in range(self.num_demo_sets):
-            rng = random.Random(f"oobleck-demoset:{s.seed}:{i}")
-            order = list(range(len(s.train)))
-            if i == 0:
-                zero = program.copy()
-                for p in zero.predictors():
-                    p.demos = []
-                out.append(zero)
-                continue
-            if i == 1 or not self.max_bootstrapped_demos:
-                out.append(assemble(program, s.train, order, [], {}, max_bootstrapped_demos=0, max_labeled_demos=self.max_labeled_demos, rng=rng))
-                continue
-            rng.shuffle(order)
-            k = rng.randint(1, self.max_bootstrapped_demos)
-            chosen, demos, stopped = s.boot.collect(s.train, order, max_demos=k, max_rounds=1)
+            kind: DemoSetKind = (
+                "zero_shot" if i == 0 else "labeled" if i == 1 or not self.max_bootstrapped_demos else "bootstrap_shuffled"
+            )
+            candidate, _, stopped = demo_set(
+                kind,
+                program,
+                s.train,
+                s.boot,
+                rng=random.Random(f"oobleck-demoset:{s.seed}:{i}"),
+                max_bootstrapped_demos=self.max_bootstrapped_demos,
+                max_labeled_demos=self.max_labeled_demos,
+                max_rounds=1,
+            )
             if stopped:
                 raise BudgetExceededError("budget reached while bootstrapping demo sets")
-            out.append(
-                assemble(program, s.train, order, chosen, demos, max_bootstrapped_demos=k, max_labeled_demos=self.max_labeled_demos, rng=rng)
-            )
+            out.append(candidate)
         return out
 
     def _instructions(self, s: Session, program: Module) -> dict[str, list[str]]:
@@ -215,12 +204,9 @@ class JointSearch(InstructionSearchBase):
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
         optuna = _import_optuna()
-        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
-        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
-        s = self._start(program, train, val, run)
-        stopped = False
         trials: list[dict[str, Any]] = []
-        try:
+
+        def steps(s: Session) -> None:
             s.score_start()
             demo_sets = self._demo_sets(s, program)
             instructions = self._instructions(s, program)
@@ -228,7 +214,7 @@ class JointSearch(InstructionSearchBase):
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=run.seed))
             names = [n for n, _ in program.named_predictors()]
-            mb = min(self.minibatch_size, len(val))
+            mb = min(self.minibatch_size, len(s.val))
             for t in range(self.num_trials):
                 trial = study.ask()
                 choice = {
@@ -237,7 +223,7 @@ class JointSearch(InstructionSearchBase):
                     "format": trial.suggest_categorical("format", list(range(len(formats)))) if len(formats) > 1 else 0,
                 }
                 candidate = self._build(program, demo_sets, instructions, formats, choice)
-                rows = sorted(random.Random(f"oobleck-minibatch:{run.seed}:{t}").sample(range(len(val)), mb))
+                rows = sorted(random.Random(f"oobleck-minibatch:{run.seed}:{t}").sample(range(len(s.val)), mb))
                 key, _ = s.record(candidate, parent=candidate_key(program), step=t + 1, kind="trial")
                 s.score(key, rows=rows)
                 c = s.scorer.candidates.get(key)
@@ -246,13 +232,8 @@ class JointSearch(InstructionSearchBase):
                 trials.append({"trial": t, "choice": choice, "candidate": s.ids[key], "minibatch_score": round(value, 4)})
                 if (t + 1) % self.full_eval_every == 0 or t + 1 == self.num_trials:
                     self._full_eval(s)
-        except BudgetExceededError:
-            stopped = True
-        except TooManyErrorsError:
-            s.save()
-            raise
-        s.save()
-        best = s.finish(stopped=stopped)
+
+        best, _ = self._search(program, trainset, valset, run, steps)
         run.scores["trials"] = trials
         return best
 

@@ -34,6 +34,8 @@ class KNN(Optimizer):
         ('KNNFewShot', 'KNN')
     """
 
+    cli_name = "knn"
+
     def __init__(self, *, k: int = 3, embedder: Embedder | None = None, input_fields: list[str] | None = None) -> None:
         super().__init__()
         self.k = k

@@ -31,6 +31,8 @@ class LabeledFewShot(Optimizer):
         (3, 'LabeledFewShot')
     """
 
+    cli_name = "labeled"
+
     def __init__(
         self, *, k: int = 16, sample: bool = True, max_lm_calls: int | None = None, max_tokens: int | None = None
     ) -> None:

@@ -18,20 +18,20 @@ from collections.abc import Callable
 from typing import Any
 
 from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
-from oobleck.errors import BudgetExceededError, ConfigError
-from oobleck.evaluate import TooManyErrorsError
+from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
-from oobleck.optimize._bootstrap import Bootstrapper, assemble
-from oobleck.optimize._search import SearchOptimizer, candidate_key
+from oobleck.optimize._bootstrap import Bootstrapper, DemoSetKind, demo_set
+from oobleck.optimize._identity import candidate_key
+from oobleck.optimize._search import SearchOptimizer, SearchOptions
 from oobleck.optimize.bootstrap import BootstrapFewShot
 
 __all__ = ["RandomSearch"]
 
 log = logging.getLogger("oobleck.optimize")
 
-_KINDS = {-3: "zero_shot", -2: "labeled", -1: "bootstrap"}
+_KINDS: dict[int, DemoSetKind] = {-3: "zero_shot", -2: "labeled", -1: "bootstrap"}
 
 
 
@@ -41,19 +41,12 @@ class RandomSearch(SearchOptimizer):
     Args:
         metric: ``fn(example, prediction, trace=None) -> float | bool``.
         num_candidates: shuffled bootstrap candidates, besides the three fixed ones.
-        max_errors: failed runs tolerated while bootstrapping, and per candidate evaluation.
-        num_threads: threads for scoring candidates.
         stop_at_score: stop searching once a candidate scores at least this (percent).
-        val_fraction: without a valset, the share of the trainset held out for scoring.
-        racing: stop scoring a candidate once it is confidently worse than the best so far
-            (paired, on the same rows); the calls saved are reported in provenance.
-        require_significant: return the starting program unless the winner's paired gain over
-            it is significant (95% interval above zero).
-        prompt_tolerance: choose the shortest prompt among candidates within this many points
-            of the best score.
-        max_lm_calls: stop cleanly at this many LM calls (see :class:`Optimizer`).
-        max_tokens: stop cleanly at this many tokens.
-        **bootstrap: how each candidate bootstraps, as for :class:`BootstrapFewShot`:
+        **options: the search options (``num_threads``, ``max_errors``, ``racing``,
+            ``require_significant``, ``prompt_tolerance``, ``val_fraction``, ``max_lm_calls``,
+            ``max_tokens``; see :class:`~oobleck.optimize._search.SearchOptions`), where
+            ``racing`` defaults to False and ``max_errors`` also bounds the failed teacher
+            runs; and how each candidate bootstraps, as for :class:`BootstrapFewShot`:
             ``max_bootstrapped_demos`` (the most per candidate; shuffled candidates draw a
             random number up to it), ``max_labeled_demos``, ``max_rounds``, ``teacher``,
             ``teacher_shots``, ``metric_threshold``, ``round_temperature``.
@@ -72,41 +65,30 @@ class RandomSearch(SearchOptimizer):
         ['zero_shot', 'labeled', 'bootstrap', 'bootstrap_shuffled', 'bootstrap_shuffled']
     """
 
+    cli_name = "random_search"
+
     def __init__(
         self,
-        metric: Callable[..., float | bool],
+        metric: Callable[..., Any],
         *,
         num_candidates: int = 8,
-        max_errors: int | None = 10,
-        num_threads: int = 1,
         stop_at_score: float | None = None,
-        val_fraction: float = 0.5,
-        racing: bool = False,
-        require_significant: bool = False,
-        prompt_tolerance: float | None = None,
-        max_lm_calls: int | None = None,
-        max_tokens: int | None = None,
-        **bootstrap: Any,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            metric,
-            num_threads=num_threads,
-            max_errors=max_errors,
-            racing=racing,
-            require_significant=require_significant,
-            prompt_tolerance=prompt_tolerance,
-            val_fraction=val_fraction,
-            max_lm_calls=max_lm_calls,
-            max_tokens=max_tokens,
-        )
+        search = {k: v for k, v in options.items() if k in SearchOptions.names()}
+        bootstrap = {k: v for k, v in options.items() if k not in search}
+        super().__init__(metric, **{"racing": False, **search})
         if num_candidates < 0:
             raise ConfigError(f"num_candidates must be >= 0, got {num_candidates}")
         self.num_candidates = num_candidates
         self.stop_at_score = stop_at_score
         unknown = sorted(set(bootstrap) - BootstrapFewShot.OPTIONS)
         if unknown:
-            raise ConfigError(f"RandomSearch has no option(s) {unknown}; bootstrap options: {sorted(BootstrapFewShot.OPTIONS)}")
-        self._bootstrap = BootstrapFewShot(metric, max_errors=max_errors, **bootstrap)
+            raise ConfigError(
+                f"RandomSearch has no option(s) {unknown}; search options: {sorted(SearchOptions.names())}, "
+                f"bootstrap options: {sorted(BootstrapFewShot.OPTIONS)}"
+            )
+        self._bootstrap = BootstrapFewShot(metric, max_errors=self.options.max_errors, **bootstrap)
 
     @property
     def max_errors(self) -> int | None:
@@ -149,35 +131,20 @@ class RandomSearch(SearchOptimizer):
     ) -> tuple[Module, dict[str, Any], bool]:
         """Build candidate ``cid``; the third item is True when the budget stopped its bootstrap."""
         b = self._bootstrap
-        rng = random.Random(f"oobleck-candidate:{seed}:{cid}")
-        info: dict[str, Any] = {"id": cid, "kind": _KINDS.get(cid, "bootstrap_shuffled")}
-        if cid == -3:
-            compiled = program.copy()
-            for p in compiled.predictors():
-                p.demos = []
-            return compiled, info, False
-        order = list(range(len(train)))
-        if cid == -2:
-            compiled = assemble(
-                program, train, order, [], {}, max_bootstrapped_demos=0, max_labeled_demos=b.max_labeled_demos, rng=rng
-            )
-            return compiled, info, False
-        max_demos = b.max_bootstrapped_demos
-        if cid >= 0:
-            rng.shuffle(order)
-            max_demos = rng.randint(1, max_demos) if max_demos else 0
-        chosen, demos, stopped = boot.collect(train, order, max_demos=max_demos, max_rounds=b.max_rounds)
-        compiled = assemble(
+        kind = _KINDS.get(cid, "bootstrap_shuffled")
+        compiled, chosen, stopped = demo_set(
+            kind,
             program,
             train,
-            order,
-            chosen,
-            demos,
-            max_bootstrapped_demos=max_demos,
+            boot,
+            rng=random.Random(f"oobleck-candidate:{seed}:{cid}"),
+            max_bootstrapped_demos=b.max_bootstrapped_demos,
             max_labeled_demos=b.max_labeled_demos,
-            rng=rng,
+            max_rounds=b.max_rounds,
         )
-        info["bootstrapped_rows"] = list(chosen)
+        info: dict[str, Any] = {"id": cid, "kind": kind}
+        if chosen is not None:
+            info["bootstrapped_rows"] = chosen
         return compiled, info, stopped
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:

@@ -19,18 +19,22 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oobleck import _types
-from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
-from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck._budget import CostEstimate, calls_per_run, tokens_per_run
+from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun
 from oobleck.optimize._bootstrap import assemble
+from oobleck.optimize._identity import candidate_key
 from oobleck.optimize._instructions import InstructionSearchBase, Session, run_with_feedback, with_instruction
-from oobleck.optimize._search import candidate_key
+from oobleck.optimize._search import SearchKwargs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ReflectiveEvolution", "pareto_front"]
 
@@ -85,8 +89,7 @@ class ReflectiveEvolution(InstructionSearchBase):
         demos: add a bootstrapped demo set to the starting pool (candidates may carry demos).
         max_demos: the demos in that set per predictor.
         formats: prompt format names added to the starting pool.
-        num_threads, max_errors, racing, require_significant, prompt_tolerance, val_fraction,
-        max_lm_calls, max_tokens: as for :class:`~oobleck.optimize.InstructionSearch`.
+        **options: the search options (see :class:`~oobleck.optimize._search.SearchOptions`).
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict
@@ -99,6 +102,9 @@ class ReflectiveEvolution(InstructionSearchBase):
         100.0
     """
 
+    cli_name = "reflective"
+    prompt_lm_option = "reflection_lm"
+
     def __init__(
         self,
         metric: Callable[..., Any],
@@ -110,14 +116,7 @@ class ReflectiveEvolution(InstructionSearchBase):
         demos: bool = False,
         max_demos: int = 4,
         formats: Sequence[str] | None = None,
-        num_threads: int = 1,
-        max_errors: int | None = 10,
-        racing: bool = True,
-        require_significant: bool = False,
-        prompt_tolerance: float | None = None,
-        val_fraction: float = 0.5,
-        max_lm_calls: int | None = None,
-        max_tokens: int | None = None,
+        **options: Unpack[SearchKwargs],
     ) -> None:
         super().__init__(
             metric,
@@ -125,14 +124,7 @@ class ReflectiveEvolution(InstructionSearchBase):
             grounded_fallback=grounded_fallback,
             formats=formats,
             n_demos=max_demos if demos else 0,
-            num_threads=num_threads,
-            max_errors=max_errors,
-            racing=racing,
-            require_significant=require_significant,
-            prompt_tolerance=prompt_tolerance,
-            val_fraction=val_fraction,
-            max_lm_calls=max_lm_calls,
-            max_tokens=max_tokens,
+            **options,
         )
         if iterations < 1 or minibatch_size < 1:
             raise ConfigError(f"iterations and minibatch_size must be >= 1, got {iterations} and {minibatch_size}")
@@ -167,28 +159,20 @@ class ReflectiveEvolution(InstructionSearchBase):
         )
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
-        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
-        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
-        s = self._start(program, train, val, run)
-        stopped = False
         pool: list[str] = []
-        try:
+
+        def steps(s: Session) -> None:
             pool.append(s.score_start())
             s.try_formats()
-            pool += [k for k in s.programs if k not in pool]
+            pool.extend([k for k in s.programs if k not in pool])
             if self.demos:
                 pool.append(self._with_demos(s, program))
             for it in range(self.iterations):
                 key = self._step(s, [k for k in pool if self._usable(s, k)], it)
                 if key is not None:
                     pool.append(key)
-        except BudgetExceededError:
-            stopped = True
-        except TooManyErrorsError:
-            s.save()
-            raise
-        s.save()
-        best = s.finish(stopped=stopped)
+
+        best, s = self._search(program, trainset, valset, run, steps)
         full = {k: s.scorer.row_scores(k) for k in pool if self._usable(s, k)}
         run.scores["pareto_front"] = {str(s.ids[k]): n for k, n in pareto_front(full).items()}
         return best

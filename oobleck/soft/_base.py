@@ -17,13 +17,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from oobleck._budget import CostEstimate
 from oobleck.errors import ConfigError
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.example import Example
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.module import Module, Predict
-from oobleck.optimize._base import CompileRun, Optimizer
+from oobleck.optimize import CompileRun, CostEstimate, Optimizer
 from oobleck.soft import _data, _trainer
 from oobleck.soft._data import Cover
 

@@ -21,7 +21,9 @@ from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm import _hf_runtime as rt
 from oobleck.module import Module
-from oobleck.optimize._base import CompileRun, check_rows, program_fingerprint
+from oobleck.optimize import CompileRun
+from oobleck.optimize._base import check_rows
+from oobleck.optimize._identity import program_fingerprint
 from oobleck.soft import _data, _trainer
 from oobleck.soft._base import Metric, SoftPromptOptimizer, _report
 

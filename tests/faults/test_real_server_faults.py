@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from oobleck import Cache, CachedLM, Example, JSONAdapter, OpenAILM, Predict
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 
 try:
     import httpx2 as httpx

@@ -17,7 +17,7 @@ from oobleck import (
     TooManyErrorsError,
     context,
 )
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.lm.base import BaseLM
 from oobleck.lm.types import Choice, Usage
 from oobleck.metrics import exact_match

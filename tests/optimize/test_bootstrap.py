@@ -22,11 +22,11 @@ from oobleck import (
     Module,
     Predict,
 )
-from oobleck.evaluate import TooManyErrorsError
+from oobleck.errors import TooManyErrorsError
 from oobleck.lm.cached import cache_key
 from oobleck.metrics import exact_match
 from oobleck.optimize import BootstrapFewShot, CostEstimate
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 
 
 class TwoStep(Module):

@@ -13,7 +13,7 @@ from oobleck import Cache, CachedLM, FakeLM, LMRequest, Predict
 from oobleck.errors import ConfigError
 from oobleck.lm.cached import cache_key
 from oobleck.metrics import exact_match
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 from oobleck.optimize.instruction_search import InstructionSearch
 
 GOOD = "Answer negative unless the review praises the film."

@@ -14,7 +14,7 @@ from _opt_helpers import sentiment_rows
 from oobleck import Cache, CachedLM, JSONAdapter, Predict
 from oobleck.metrics import exact_match
 from oobleck.optimize import InstructionSearch
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 
 SIGNATURE = "sentence -> label: Literal['positive', 'negative']"
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,10 +8,10 @@ import pytest
 from _opt_helpers import sentiment_rows
 
 from oobleck import Cache, CachedLM, JSONAdapter, Predict
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.metrics import exact_match
 from oobleck.optimize import BootstrapFewShot
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 
 SIGNATURE = "sentence -> label: Literal['positive', 'negative']"
 

@@ -15,7 +15,7 @@ from oobleck.errors import ConfigError
 from oobleck.lm.cached import cache_key
 from oobleck.metrics import exact_match
 from oobleck.optimize import JointSearch
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 
 pytest.importorskip("optuna")
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from oobleck import ConfigError, FakeLM, Predict
 from oobleck.modules.knn import KNNFewShot
 from oobleck.optimize import KNN
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 from oobleck.retrieve.embedders import (
     Embedder,
     HashingEmbedder,
@@ -119,7 +119,7 @@ def test_hashing_embedder_is_the_same_in_another_process() -> None:
 
 def test_importing_optimizers_stays_light() -> None:
     code = (
-        "import sys, oobleck, oobleck.optimize, oobleck.evaluate, oobleck.metrics, oobleck.modules.knn, oobleck.retrieve;"
+        "import sys, oobleck, oobleck.optimize, oobleck.evaluation, oobleck.metrics, oobleck.modules.knn, oobleck.retrieve;"
         "print(sorted(m for m in ('numpy', 'tqdm', 'torch', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

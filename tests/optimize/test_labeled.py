@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from oobleck import ChainOfThought, Module, Predict
 from oobleck.optimize import LabeledFewShot
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 
 
 class TwoStep(Module):

@@ -12,7 +12,7 @@ from oobleck import Cache, CachedLM, Example, FakeLM, LMRequest, Predict
 from oobleck.lm.cached import cache_key
 from oobleck.metrics import exact_match
 from oobleck.optimize import RandomSearch
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 
 
 def needs_demos(request: LMRequest) -> dict[str, str]:

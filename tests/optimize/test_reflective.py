@@ -12,7 +12,7 @@ from test_proposer import Review, kind
 from oobleck import Cache, CachedLM, Example, FakeLM, LMRequest, Predict
 from oobleck.errors import ConfigError
 from oobleck.lm.cached import cache_key
-from oobleck.optimize._base import program_fingerprint
+from oobleck.optimize._identity import program_fingerprint
 from oobleck.optimize.reflective import ReflectiveEvolution, pareto_front
 
 GOOD = "Answer negative unless the review praises the film."

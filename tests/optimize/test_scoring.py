@@ -10,9 +10,9 @@ from _opt_helpers import field_of
 
 from oobleck import Example, FakeLM, Predict
 from oobleck.errors import ConfigError
-from oobleck.metrics import exact_match
+from oobleck.metrics import exact_match, outcome
 from oobleck.optimize import _scoring
-from oobleck.optimize._scoring import Scorer, paired_interval, scalar_metric, select, t_quantile
+from oobleck.optimize._scoring import Scorer, paired_interval, select, t_quantile
 
 
 def test_doctests() -> None:
@@ -72,17 +72,31 @@ def test_select_prefers_the_best_then_the_shortest_within_tolerance() -> None:
         select({}, {})
 
 
-def test_scalar_metric_accepts_feedback_forms() -> None:
+def test_the_metric_rule_accepts_feedback_forms() -> None:
     class Scored:
         score = 0.5
         feedback = "half right"
 
-    ex, pred = Example(a="x"), Example(a="x")
-    assert scalar_metric(lambda e, p, t=None: {"score": 1, "feedback": "ok"})(ex, pred) == 1.0
-    assert scalar_metric(lambda e, p, t=None: Scored())(ex, pred) == 0.5
-    assert scalar_metric(lambda e, p, t=None: True)(ex, pred) == 1.0
-    with pytest.raises(TypeError):
-        scalar_metric(lambda e, p, t=None: "yes")(ex, pred)
+    assert outcome({"score": 1, "feedback": "ok"}) == (1.0, "ok")
+    assert outcome({"score": 0}) == (0.0, None)
+    assert outcome(Scored()) == (0.5, "half right")
+    assert outcome(True) == (1.0, None)
+    assert outcome(3) == (3.0, None)
+    with pytest.raises(TypeError, match="score with feedback"):
+        outcome("yes")
+    with pytest.raises(TypeError, match="must include 'score'"):
+        outcome({"feedback": "no score"})
+
+
+def test_scorer_takes_a_feedback_metric() -> None:
+    rows = [Example(q=str(i), a="yes").with_inputs("q") for i in range(4)]
+    lm = FakeLM([{"a": "yes"}, {"a": "no"}], cycle=True)
+
+    def fb(ex, pred, trace=None):
+        return {"score": float(pred.a == ex.a), "feedback": "checked"}
+
+    c = Scorer(rows, fb, racing=False).score("k", Predict("q -> a", lm=lm))
+    assert c.scores == {0: 1.0, 1: 0.0, 2: 1.0, 3: 0.0} and c.errors == 0
 
 
 def _rows(n: int) -> list[Example]:

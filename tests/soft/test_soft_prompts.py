@@ -13,7 +13,7 @@ from oobleck import Example, Predict
 from oobleck.adapters.template import TemplateAdapter
 from oobleck.artifact import load
 from oobleck.errors import ConfigError
-from oobleck.evaluate import evaluate
+from oobleck.evaluation import evaluate
 from oobleck.optimize import LabeledFewShot
 
 pytestmark = pytest.mark.slow

@@ -1,11 +1,13 @@
 """Evaluation: run a program over a devset, score every row, and summarise.
 
-``evaluate(program, devset, metric)`` returns an :class:`EvaluationResult` holding one
-:class:`EvalRow` per example (the prediction or the error, and the score), the mean score in
-percent (0–100), the summed usage, and writers for JSON and CSV. A failing row (an LM error, a
-parse failure, a metric that raised) scores ``failure_score`` and is counted, not fatal, up to
-``max_errors``; one more raises :class:`TooManyErrorsError`. A missing LM (ConfigError) is
-fatal at once, since every row would fail the same way.
+``evaluate(program, devset, metric)`` (also ``oobleck.evaluate``) returns an
+:class:`EvaluationResult` holding one :class:`EvalRow` per example (the prediction or the
+error, the score and the metric's feedback), the mean score in percent (0–100), the summed
+usage, and writers for JSON and CSV. Each row is run by :func:`oobleck._run.run_example`, like
+every other example run. A failing row (an LM error, a parse failure, a metric that raised)
+scores ``failure_score`` and is counted, not fatal, up to ``max_errors``; one more raises
+:class:`~oobleck.errors.TooManyErrorsError`. A missing LM (ConfigError) is fatal at once, since
+every row would fail the same way.
 """
 
 from __future__ import annotations
@@ -15,24 +17,22 @@ import csv
 import json
 import logging
 import os
-import sys
 import threading
-import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from oobleck import _budget, _progress, _types
+from oobleck import _progress, _types
+from oobleck._run import run_example
 from oobleck._version import __version__
-from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
+from oobleck.errors import ConfigError, TooManyErrorsError
 from oobleck.example import Example, Prediction
 from oobleck.lm.types import Usage
 from oobleck.metrics import metric_name
 from oobleck.module import Module
 from oobleck.parallel import run
-from oobleck.trace import trace
 
-__all__ = ["EvalRow", "EvaluationResult", "TooManyErrorsError", "evaluate"]
+__all__ = ["EvalRow", "EvaluationResult", "evaluate"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class EvalRow:
         score: the metric's score as a float (``failure_score`` for a failed row).
         error: ``"ExceptionType: message"`` when the row failed, else None.
         usage: what this row cost.
+        feedback: the metric's feedback on this row, when it returned a score with feedback.
     """
 
     index: int
@@ -57,6 +58,7 @@ class EvalRow:
     score: float
     error: str | None = None
     usage: Usage = field(default_factory=Usage)
+    feedback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,7 @@ class EvaluationResult:
                     "inputs": list(r.example.input_keys) if r.example.input_keys is not None else None,
                     "prediction": _types.to_jsonable(r.prediction.to_dict()) if r.prediction is not None else None,
                     "score": r.score,
+                    "feedback": r.feedback,
                     "error": r.error,
                 }
                 for r in self.rows
@@ -145,13 +148,17 @@ class EvaluationResult:
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         """Write one CSV line per row: index, example fields, ``pred.<field>`` columns, score, error.
 
-        Non-string values are written as JSON.
+        Non-string values are written as JSON. A ``feedback`` column follows the score when the
+        metric gave feedback on any row.
         """
         ex_keys = _union_keys(r.example.to_dict() for r in self.rows)
         pred_keys = _union_keys(r.prediction.to_dict() for r in self.rows if r.prediction is not None)
+        feedback = any(r.feedback is not None for r in self.rows)
         with open(path, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["index", *ex_keys, *(f"pred.{k}" for k in pred_keys), "score", "error"])
+            writer.writerow(
+                ["index", *ex_keys, *(f"pred.{k}" for k in pred_keys), "score", *(["feedback"] if feedback else []), "error"]
+            )
             for r in self.rows:
                 pred = r.prediction.to_dict() if r.prediction is not None else {}
                 writer.writerow(
@@ -160,6 +167,7 @@ class EvaluationResult:
                         *(_cell(r.example.get(k)) for k in ex_keys),
                         *(_cell(pred.get(k)) for k in pred_keys),
                         r.score,
+                        *([r.feedback or ""] if feedback else []),
                         r.error or "",
                     ]
                 )
@@ -192,18 +200,10 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
 
 
-def _as_score(value: Any) -> float:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value)
-    raise TypeError(f"a metric must return a float or a bool, got {type(value).__name__}: {value!r}")
-
-
 def evaluate(
     program: Module,
     devset: Sequence[Example],
-    metric: Callable[..., float | bool],
+    metric: Callable[..., Any],
     *,
     num_threads: int = 1,
     progress: bool = True,
@@ -216,8 +216,9 @@ def evaluate(
     Args:
         program: the program to run (called with each example's inputs).
         devset: examples with inputs marked (``Example.with_inputs``).
-        metric: ``fn(example, prediction, trace=None) -> float | bool``; called with
-            ``trace=None``.
+        metric: ``fn(example, prediction, trace=None)``, called with ``trace=None``; it returns a
+            number, a bool, or a score with feedback (see :func:`oobleck.metrics.outcome`),
+            whose feedback is kept on the row.
         num_threads: worker threads (each carries the caller's ``oobleck.context``).
         progress: show a progress bar (rows done, score so far, LM calls, ETA) when stderr
             is a terminal; False never does. Inside a compile the compile's bar counts the rows.
@@ -256,39 +257,23 @@ def evaluate(
         index, ex = item
         if stopped:
             raise stopped[0]
-        budget = _budget.active()
-        if budget is not None:
-            budget.check()
-        pred: Prediction | None = None
-        error: BaseException | None = None
-        with trace() as t:
-            try:
-                out = program(**ex.inputs())
-                pred = out if isinstance(out, Prediction) else Prediction(_as_mapping(out))
-                score = _as_score(metric(ex, pred, None))
-            except (ConfigError, BudgetExceededError):
-                raise
-            except Exception as exc:  # counted per row; the cap below makes it fatal eventually
-                error = exc
-                score = failure_score
-        usage = t.usage
-        if budget is not None:
-            budget.charge(usage)
-        if error is not None:
+        result = run_example(program, ex, metric, metric_trace=False, failure_score=failure_score)
+        if result.error is not None:
             with lock:
-                failures.append((index, error))
+                failures.append((index, result.error))
                 if max_errors is not None and len(failures) > max_errors and not stopped:
                     stopped.append(_too_many(list(failures), max_errors, len(examples)))
-            log.debug("evaluate: row %d failed: %r", index, error)
+            log.debug("evaluate: row %d failed: %r", index, result.error)
             if stopped:
                 raise stopped[0]
         return EvalRow(
             index=index,
             example=ex,
-            prediction=pred if return_outputs else None,
-            score=score,
-            error=None if error is None else f"{type(error).__name__}: {error}",
-            usage=usage,
+            prediction=result.prediction if return_outputs else None,
+            score=result.score,
+            error=result.error_text,
+            usage=result.usage,
+            feedback=result.feedback,
         )
 
     rows: list[EvalRow | None] = [None] * len(examples)
@@ -310,12 +295,6 @@ def evaluate(
     return EvaluationResult(rows=done_rows, score=score, metric=name, usage=usage)
 
 
-def _as_mapping(out: Any) -> Mapping[str, Any]:
-    if isinstance(out, Mapping):
-        return out
-    raise TypeError(f"the program returned {type(out).__name__}; evaluate needs a Prediction or a mapping")
-
-
 def _too_many(failures: list[tuple[int, BaseException]], cap: int | None, n: int) -> TooManyErrorsError:
     first_i, first = failures[0]
     last_i, last = failures[-1]
@@ -328,20 +307,3 @@ def _too_many(failures: list[tuple[int, BaseException]], cap: int | None, n: int
     err = TooManyErrorsError(msg, list(failures))
     err.__cause__ = last
     return err
-
-
-
-class _CallableModule(types.ModuleType):
-    """``oobleck.evaluate`` names this module and the function at once.
-
-    Importing the submodule (as ``oobleck.optimize`` does) makes the package attribute
-    ``oobleck.evaluate`` the module, hiding a function of the same name; so the module itself
-    calls :func:`evaluate`, and ``oobleck.evaluate(program, devset, metric)`` works whatever was
-    imported first, while ``from oobleck.evaluate import EvaluationResult`` keeps working.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> EvaluationResult:
-        return evaluate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
