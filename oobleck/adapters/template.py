@@ -45,7 +45,7 @@ from oobleck.lm.base import Capabilities
 from oobleck.lm.types import Message
 from oobleck.signature import Signature
 
-__all__ = ["FORMATS", "TemplateAdapter", "format_adapter", "format_name"]
+__all__ = ["ADAPTERS", "FORMATS", "TemplateAdapter", "format_adapter", "format_name"]
 
 Output = Literal["json", "prefix"]
 Schema = bool | Literal["keys"]
@@ -254,7 +254,9 @@ def _read_lines(signature: Signature, text: str) -> dict[str, str]:
     return found
 
 
-#: The named formats the optimizers choose among (see the module docstring).
+#: The named formats the optimizers choose among (see the module docstring), one row each. The
+#: first rows are adapters under their own names; the adapter names themselves (:data:`ADAPTERS`)
+#: are read from this table, so a new format, or a new adapter class, is one row here.
 FORMATS: dict[str, Adapter] = {
     "chat": ChatAdapter(),
     "json": JSONAdapter(),
@@ -264,6 +266,10 @@ FORMATS: dict[str, Adapter] = {
     "user_turn": TemplateAdapter(output="json", instructions="user"),
     "inline_demos": TemplateAdapter(output="json", demos="inline"),
 }
+
+#: The built-in adapter classes by their ``name`` ("chat", "json", "template"): the classes of
+#: :data:`FORMATS`, which an artifact's adapter name and ``options()`` rebuild.
+ADAPTERS: dict[str, type[Adapter]] = {type(a).name: type(a) for a in FORMATS.values()}
 
 
 def format_adapter(name: str) -> Adapter:
@@ -280,16 +286,8 @@ def format_adapter(name: str) -> Adapter:
 
 def format_name(adapter: Adapter) -> str:
     """The format name of ``adapter``: a name from FORMATS, else its adapter name and options."""
+    options = adapter.options()
     for name, known in FORMATS.items():
-        if type(known) is type(adapter) and _options(known) == _options(adapter):
+        if type(known) is type(adapter) and known.options() == options:
             return name
-    opts = _options(adapter)
-    return adapter.name + (json.dumps(opts, sort_keys=True) if opts else "")
-
-
-def _options(adapter: Adapter) -> dict[str, Any]:
-    options = getattr(adapter, "options", None)
-    if callable(options):
-        return dict(options())
-    strict = getattr(adapter, "strict", None)
-    return {"strict": strict} if strict else {}
+    return adapter.name + (json.dumps(options, sort_keys=True) if options else "")
