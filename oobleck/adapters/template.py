@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from oobleck import _types
+from oobleck.adapters._values import format_value
 from oobleck.adapters.base import Adapter, demo_turns, describe_fields, type_hint
 from oobleck.adapters.chat import ChatAdapter, _parse_field
 from oobleck.adapters.json import JSONAdapter, _first_object, output_schema
@@ -237,7 +238,7 @@ def _lines(values: Mapping[str, Any], types: Mapping[str, Any]) -> str:
     out = []
     for name, value in values.items():
         tp = types.get(name, str if isinstance(value, str) else object)
-        out.append(f"{label(name)}: {_types.format_value(tp, value)}")
+        out.append(f"{label(name)}: {format_value(tp, value)}")
     return "\n".join(out)
 
 

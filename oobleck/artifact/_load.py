@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from oobleck.adapters import adapter_from_name
-from oobleck.adapters.template import ADAPTERS
 from oobleck.adapters.base import Adapter
+from oobleck.adapters.template import ADAPTERS
 from oobleck.artifact import _schema as schema
 from oobleck.artifact._files import SideFiles
 from oobleck.artifact._graph import Builder, FrozenModule, apply_extras, call_load_extra, check_module_types
