@@ -1,8 +1,10 @@
 """Prompt formats as a searchable parameter: a small set of readable variants of the same call.
 
-On small models the form of a prompt matters as much as its words: on SST-2 with SmolLM2-135M,
-a one-line system prompt with ``Sentence: ...`` as the user turn and constrained output scored
-74 where the JSON adapter's full prompt scored 48. No single form wins on every task, so the
+On small models the form of a prompt matters as much as its words: with the answer
+constrained, the first label token is decided mostly by the prompt's shape, so a one-line
+system prompt with ``Sentence: ...`` as the user turn and the JSON adapter's full field list
+and schema answer the same rows differently (measured in benchmarks/README.md, sections
+default_adapter.py and compile_instructions.py). No single form wins on every task, so the
 optimizers can choose among these, by the metric, like instructions and demos:
 
 ============  ===================================================================================
@@ -24,8 +26,10 @@ inline_demos  as ``one_line``, with the demos written into the system message as
               instead of as conversation turns
 ============  ===================================================================================
 
-:class:`TemplateAdapter` is the one class behind the last four; its options are saved in
-artifacts, and ``render`` shows exactly what is sent.
+:class:`TemplateAdapter` is the one class behind the last five; its ``options()`` are saved
+in artifacts, and ``render`` shows exactly what is sent. This table is :data:`FORMATS`: a new
+format is one row there, and the adapter names that artifacts record (:data:`ADAPTERS`) are
+read from it.
 """
 
 from __future__ import annotations
