@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from oobleck.adapters._values import PromptBlock
 from oobleck.adapters.base import Adapter
 from oobleck.adapters.chat import ChatAdapter
 from oobleck.adapters.json import JSONAdapter
@@ -18,7 +19,15 @@ from oobleck.adapters.template import ADAPTERS, TemplateAdapter
 from oobleck.errors import ConfigError
 from oobleck.lm.base import Capabilities
 
-__all__ = ["Adapter", "ChatAdapter", "JSONAdapter", "TemplateAdapter", "adapter_from_name", "default_adapter"]
+__all__ = [
+    "Adapter",
+    "ChatAdapter",
+    "JSONAdapter",
+    "PromptBlock",
+    "TemplateAdapter",
+    "adapter_from_name",
+    "default_adapter",
+]
 
 _CHAT = ChatAdapter()
 _CONSTRAINED = TemplateAdapter(output="json")

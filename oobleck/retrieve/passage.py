@@ -46,7 +46,7 @@ class Passage(pydantic.BaseModel):
 
     def prompt_block(self) -> tuple[str, str]:
         """``(title, text)``: how the passage reads in a prompt (a numbered block, see
-        :class:`oobleck.adapters._values.PromptBlock`)."""
+        :class:`oobleck.adapters.PromptBlock`)."""
         return self.title, self.text
 
 
