@@ -17,7 +17,7 @@ from typing import Any, Literal, Optional, Union
 
 import pydantic
 
-from oobleck.errors import ArtifactError, InputError, SignatureError
+from oobleck.errors import ArtifactError, SignatureError
 
 _SIMPLE: dict[str, Any] = {
     "str": str,
@@ -174,39 +174,6 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     return value
-
-
-def format_value(tp: Any, value: Any) -> str:
-    """Render a field value as text for a prompt: raw for strings, numbered passages for
-    retrieved passages, JSON otherwise."""
-    if isinstance(value, Placeholder):
-        return str(value)
-    if isinstance(value, str) and (is_str(tp) or _literal_of_strings(tp) or _is_str_enum(tp)):
-        return value
-    if isinstance(value, enum.Enum) and isinstance(value.value, str):
-        return value.value
-    if isinstance(value, (list, tuple, pydantic.BaseModel)):
-        # Retrieved passages read as numbered passages with titles, not as one JSON line.
-        from oobleck.retrieve.passage import Passage, as_passages, format_passages
-
-        passages = as_passages([value] if isinstance(value, Passage) else value)
-        if passages is not None:
-            return format_passages(passages)
-    try:
-        return json.dumps(to_jsonable(value), ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InputError(
-            f"a value of type {type(value).__name__} cannot be written into a prompt ({exc}); "
-            "pass text, numbers, booleans, lists, dicts or pydantic models"
-        ) from None
-
-
-def _literal_of_strings(tp: Any) -> bool:
-    return typing.get_origin(tp) is Literal and all(isinstance(a, str) for a in typing.get_args(tp))
-
-
-def _is_str_enum(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, enum.Enum) and all(isinstance(m.value, str) for m in tp)
 
 
 def literal_choices(tp: Any) -> tuple[Any, ...] | None:
@@ -377,31 +344,3 @@ def _short(value: Any) -> str:
     except (RecursionError, ValueError):
         return f"a deeply nested {type(value).__name__}"
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-class Placeholder(str):
-    """A string rendered verbatim whatever the field type (``{question}`` in templates)."""
-
-
-def placeholder(tp: Any, name: str) -> Any:
-    """A value of type ``tp`` standing for an output not computed (dry-run rendering)."""
-    if tp is str or tp is Any:
-        return Placeholder("{" + name + "}")
-    choices = literal_choices(tp)
-    if choices:
-        return validate(tp, choices[0])
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        return None if type(None) in args else placeholder(args[0], name)
-    simple = {int: 0, float: 0.0, bool: False, list: [], dict: {}, tuple: ()}
-    base = origin or tp
-    if base in simple:
-        return _copy_empty(simple[base])
-    if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
-        return tp.model_construct()
-    return None
-
-
-def _copy_empty(value: Any) -> Any:
-    return type(value)() if isinstance(value, (list, dict, tuple)) else value

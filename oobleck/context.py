@@ -32,7 +32,10 @@ class Settings:
 
     Attributes:
         lm: the LM predictors use when they have none of their own.
-        adapter: the prompt format; ChatAdapter when unset.
+        adapter: the prompt format for predictors that name none. Unset, each predictor's
+            format follows its LM's capabilities (:func:`oobleck.adapters.default_adapter`:
+            a constrained JSON answer where the backend takes a JSON schema, ChatAdapter
+            elsewhere).
         cache: the cache policy for every call ("on", "read", "write", "off").
         max_retries: parse-repair retries for predictors that do not set their own.
         sample_index: which sample of each request to ask for (part of the cache key, never

@@ -20,9 +20,9 @@ from oobleck.lm.types import Message, Usage
 from oobleck.trace import UsageMeter, recording
 
 if TYPE_CHECKING:
-    from oobleck.predict import Predict as Predict
+    from oobleck.predict import Predict
 
-__all__ = ["Module", "Predict", "RenderedCall"]
+__all__ = ["Module", "RenderedCall"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +208,3 @@ def _copy_value(value: Any) -> Any:
         return {k: _copy_value(v) for k, v in value.items()}
     return value
 
-
-def __getattr__(name: str) -> Any:
-    # `from oobleck.module import Predict` keeps working (Predict lives in oobleck.predict,
-    # which imports this module, so it cannot be imported here eagerly).
-    if name == "Predict":
-        from oobleck.predict import Predict
-
-        return Predict
-    raise AttributeError(f"module 'oobleck.module' has no attribute {name!r}")

@@ -15,8 +15,9 @@ import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from oobleck import _predict_extra, _types
+from oobleck import _predict_extra
 from oobleck.adapters import default_adapter
+from oobleck.adapters._values import Placeholder, placeholder
 from oobleck.adapters.base import Adapter
 from oobleck.context import current
 from oobleck.errors import ConfigError, InputError, LMError, ParseError
@@ -223,7 +224,7 @@ class Predict(Module):
 
     def template(self) -> list[Message]:
         """The messages with ``{field}`` placeholders where the inputs go."""
-        inputs = {name: _types.Placeholder("{" + name + "}") for name in self.signature.input_fields}
+        inputs = {name: Placeholder("{" + name + "}") for name in self.signature.input_fields}
         return self.resolve_adapter().render(self.signature, demos=self.demos, inputs=inputs)
 
     def request(self, **inputs: Any) -> LMRequest:
@@ -403,7 +404,7 @@ class Predict(Module):
 
     def _placeholder(self) -> Prediction:
         return Prediction(
-            {name: _types.placeholder(f.type, name) for name, f in self.signature.output_fields.items()}
+            {name: placeholder(f.type, name) for name, f in self.signature.output_fields.items()}
         )
 
 

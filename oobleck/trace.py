@@ -12,15 +12,23 @@ import contextvars
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from oobleck.lm.types import Message, Usage
 
-if TYPE_CHECKING:
-    from oobleck.predict import Predict
-    from oobleck.retrieve.module import Retrieve
+__all__ = ["Recorder", "Trace", "TraceEntry", "Traced", "trace"]
 
-__all__ = ["Recorder", "Trace", "TraceEntry", "trace"]
+
+class Traced(Protocol):
+    """The step a trace entry records: a ``Predict``, a ``Retrieve`` step, or a module of yours.
+
+    Recorders compare steps by identity (``entry.predictor is program.answer``) or by type;
+    the trace itself needs nothing from them but that they can be called.
+    """
+
+    def __call__(self, *args: Any, **inputs: Any) -> Any:
+        """Run the step."""
+        ...
 
 
 @dataclass(slots=True)
@@ -28,7 +36,7 @@ class TraceEntry:
     """One predictor call, or one search by a ``Retrieve`` step.
 
     Attributes:
-        predictor: the Predict (or Retrieve) object that made the call.
+        predictor: the step that made the call (the Predict, or the Retrieve step).
         inputs: the inputs it was given.
         outputs: the parsed outputs, or None when it failed.
         messages: the messages sent.
@@ -38,7 +46,7 @@ class TraceEntry:
         error: the exception, when the call failed.
     """
 
-    predictor: Predict | Retrieve
+    predictor: Traced
     inputs: dict[str, Any]
     outputs: dict[str, Any] | None
     messages: list[Message]

@@ -8,13 +8,26 @@ chat everywhere else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from oobleck.adapters._values import PromptBlock
 from oobleck.adapters.base import Adapter
 from oobleck.adapters.chat import ChatAdapter
 from oobleck.adapters.json import JSONAdapter
-from oobleck.adapters.template import TemplateAdapter
+from oobleck.adapters.template import ADAPTERS, TemplateAdapter
+from oobleck.errors import ConfigError
 from oobleck.lm.base import Capabilities
 
-__all__ = ["Adapter", "ChatAdapter", "JSONAdapter", "TemplateAdapter", "adapter_from_name", "default_adapter"]
+__all__ = [
+    "Adapter",
+    "ChatAdapter",
+    "JSONAdapter",
+    "PromptBlock",
+    "TemplateAdapter",
+    "adapter_from_name",
+    "default_adapter",
+]
 
 _CHAT = ChatAdapter()
 _CONSTRAINED = TemplateAdapter(output="json")
@@ -45,14 +58,27 @@ def default_adapter(capabilities: Capabilities | None) -> tuple[Adapter, str]:
     return _CHAT, PLAIN_REASON
 
 
-def adapter_from_name(name: str) -> Adapter:
-    """The built-in adapter called ``name`` ("chat", "json" or "template")."""
-    from oobleck.errors import ConfigError
+def adapter_from_name(name: str, options: Mapping[str, Any] | None = None) -> Adapter:
+    """The built-in adapter called ``name``, built with ``options``.
 
-    if name == "chat":
-        return ChatAdapter()
-    if name == "json":
-        return JSONAdapter()
-    if name == "template":
-        return TemplateAdapter()
-    raise ConfigError(f"unknown adapter {name!r}; expected 'chat', 'json' or 'template'")
+    Args:
+        name: an adapter's ``name``: "chat", "json" or "template" (the classes of the named
+            formats, :data:`oobleck.adapters.template.ADAPTERS`).
+        options: what the adapter's ``options()`` returned (an artifact saves it); None or
+            empty for its defaults.
+
+    Raises:
+        ConfigError: an unknown name, or options the adapter does not take.
+
+    Example:
+        >>> adapter_from_name("json", {"strict": True}).options()
+        {'strict': True}
+    """
+    cls = ADAPTERS.get(name)
+    if cls is None:
+        names = [repr(n) for n in ADAPTERS]
+        raise ConfigError(f"unknown adapter {name!r}; expected {', '.join(names[:-1])} or {names[-1]}")
+    try:
+        return cls(**dict(options or {}))
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"adapter {name!r} cannot be built from the options {dict(options or {})}: {exc}") from None

@@ -1,7 +1,8 @@
 """The adapter seam: turn (signature, demos, inputs) into chat messages and parse the answer back.
 
 An adapter owns the whole prompt format, so the format is part of what a compiled program
-records (its ``name`` and ``version`` go into artifacts).
+records: its ``name``, ``version`` and ``options()`` go into artifacts and candidate keys, and
+``name`` plus ``options()`` rebuild it (:func:`oobleck.adapters.adapter_from_name`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ class Adapter(Protocol):
 
     name: str
     version: str
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this adapter: ``type(a)(**a.options())``.
+
+        Every setting that changes what is sent must be here, because artifacts save it and
+        optimizers key candidates by it; JSON values only. Settings left at a default may be
+        left out (an adapter without settings returns ``{}``).
+        """
+        ...
 
     def render(
         self,
@@ -71,6 +81,10 @@ class DemoTurns:
     """The render shared by the built-in adapters: the system message, each demo as a user turn
     (its inputs) and an assistant turn (its outputs, written by ``format_outputs``), then the
     inputs. Subclasses say how each part is written."""
+
+    def options(self) -> dict[str, Any]:
+        """No settings: ``{}`` (a subclass with constructor options lists them)."""
+        return {}
 
     def render(
         self,

@@ -18,6 +18,7 @@ from typing import Any
 import pydantic
 
 from oobleck import _types
+from oobleck.adapters._values import format_value
 from oobleck.adapters.base import DemoTurns, describe_fields, type_hint
 from oobleck.errors import ParseError
 from oobleck.lm.base import Capabilities
@@ -52,7 +53,7 @@ def format_fields(values: Mapping[str, Any], types: Mapping[str, Any] | None = N
     parts = []
     for name, value in values.items():
         tp = (types or {}).get(name, str if isinstance(value, str) else object)
-        parts.append(f"{marker(name)}\n{escape(_types.format_value(tp, value))}")
+        parts.append(f"{marker(name)}\n{escape(format_value(tp, value))}")
     return "\n\n".join(parts)
 
 

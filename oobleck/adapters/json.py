@@ -55,6 +55,11 @@ class JSONAdapter(DemoTurns):
     def __init__(self, *, strict: bool = False) -> None:
         self.strict = strict
 
+    def options(self) -> dict[str, Any]:
+        """``{"strict": True}`` for a strict adapter (it sends ``response_format`` everywhere),
+        else ``{}``: the default is left out, as artifacts have always recorded it."""
+        return {"strict": True} if self.strict else {}
+
     @functools.lru_cache(maxsize=256)  # noqa: B019 - adapters are few and long-lived
     def system_message(self, signature: Signature) -> Message:
         """Instructions, fields, and the JSON schema of the answer."""

@@ -1,8 +1,10 @@
 """Prompt formats as a searchable parameter: a small set of readable variants of the same call.
 
-On small models the form of a prompt matters as much as its words: on SST-2 with SmolLM2-135M,
-a one-line system prompt with ``Sentence: ...`` as the user turn and constrained output scored
-74 where the JSON adapter's full prompt scored 48. No single form wins on every task, so the
+On small models the form of a prompt matters as much as its words: with the answer
+constrained, the first label token is decided mostly by the prompt's shape, so a one-line
+system prompt with ``Sentence: ...`` as the user turn and the JSON adapter's full field list
+and schema answer the same rows differently (measured in benchmarks/README.md, sections
+default_adapter.py and compile_instructions.py). No single form wins on every task, so the
 optimizers can choose among these, by the metric, like instructions and demos:
 
 ============  ===================================================================================
@@ -24,8 +26,10 @@ inline_demos  as ``one_line``, with the demos written into the system message as
               instead of as conversation turns
 ============  ===================================================================================
 
-:class:`TemplateAdapter` is the one class behind the last four; its options are saved in
-artifacts, and ``render`` shows exactly what is sent.
+:class:`TemplateAdapter` is the one class behind the last five; its ``options()`` are saved
+in artifacts, and ``render`` shows exactly what is sent. This table is :data:`FORMATS`: a new
+format is one row there, and the adapter names that artifacts record (:data:`ADAPTERS`) are
+read from it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from oobleck import _types
+from oobleck.adapters._values import format_value
 from oobleck.adapters.base import Adapter, demo_turns, describe_fields, type_hint
 from oobleck.adapters.chat import ChatAdapter, _parse_field
 from oobleck.adapters.json import JSONAdapter, _first_object, output_schema
@@ -45,7 +50,7 @@ from oobleck.lm.base import Capabilities
 from oobleck.lm.types import Message
 from oobleck.signature import Signature
 
-__all__ = ["FORMATS", "TemplateAdapter", "format_adapter", "format_name"]
+__all__ = ["ADAPTERS", "FORMATS", "TemplateAdapter", "format_adapter", "format_name"]
 
 Output = Literal["json", "prefix"]
 Schema = bool | Literal["keys"]
@@ -237,7 +242,7 @@ def _lines(values: Mapping[str, Any], types: Mapping[str, Any]) -> str:
     out = []
     for name, value in values.items():
         tp = types.get(name, str if isinstance(value, str) else object)
-        out.append(f"{label(name)}: {_types.format_value(tp, value)}")
+        out.append(f"{label(name)}: {format_value(tp, value)}")
     return "\n".join(out)
 
 
@@ -254,7 +259,9 @@ def _read_lines(signature: Signature, text: str) -> dict[str, str]:
     return found
 
 
-#: The named formats the optimizers choose among (see the module docstring).
+#: The named formats the optimizers choose among (see the module docstring), one row each. The
+#: first rows are adapters under their own names; the adapter names themselves (:data:`ADAPTERS`)
+#: are read from this table, so a new format, or a new adapter class, is one row here.
 FORMATS: dict[str, Adapter] = {
     "chat": ChatAdapter(),
     "json": JSONAdapter(),
@@ -264,6 +271,10 @@ FORMATS: dict[str, Adapter] = {
     "user_turn": TemplateAdapter(output="json", instructions="user"),
     "inline_demos": TemplateAdapter(output="json", demos="inline"),
 }
+
+#: The built-in adapter classes by their ``name`` ("chat", "json", "template"): the classes of
+#: :data:`FORMATS`, which an artifact's adapter name and ``options()`` rebuild.
+ADAPTERS: dict[str, type[Adapter]] = {type(a).name: type(a) for a in FORMATS.values()}
 
 
 def format_adapter(name: str) -> Adapter:
@@ -280,16 +291,8 @@ def format_adapter(name: str) -> Adapter:
 
 def format_name(adapter: Adapter) -> str:
     """The format name of ``adapter``: a name from FORMATS, else its adapter name and options."""
+    options = adapter.options()
     for name, known in FORMATS.items():
-        if type(known) is type(adapter) and _options(known) == _options(adapter):
+        if type(known) is type(adapter) and known.options() == options:
             return name
-    opts = _options(adapter)
-    return adapter.name + (json.dumps(opts, sort_keys=True) if opts else "")
-
-
-def _options(adapter: Adapter) -> dict[str, Any]:
-    options = getattr(adapter, "options", None)
-    if callable(options):
-        return dict(options())
-    strict = getattr(adapter, "strict", None)
-    return {"strict": strict} if strict else {}
+    return adapter.name + (json.dumps(options, sort_keys=True) if options else "")

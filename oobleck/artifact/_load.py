@@ -11,6 +11,7 @@ from typing import Any
 
 from oobleck.adapters import adapter_from_name
 from oobleck.adapters.base import Adapter
+from oobleck.adapters.template import ADAPTERS
 from oobleck.artifact import _schema as schema
 from oobleck.artifact._files import SideFiles
 from oobleck.artifact._graph import Builder, FrozenModule, apply_extras, call_load_extra, check_module_types
@@ -110,22 +111,15 @@ def _first_difference(stored: list[Message], rendered: list[Message]) -> str:
 def _adapter(record: schema.AdapterRecord, adapters: Mapping[str, Adapter] | None, where: str) -> Adapter:
     if adapters and record.name in adapters:
         return adapters[record.name]
-    try:
-        adapter = adapter_from_name(record.name)
-    except ConfigError:
+    if record.name not in ADAPTERS:
         raise ArtifactError(
             f"{where} uses adapter {record.name!r}, which this oobleck does not have; "
             f"pass load(..., adapters={{{record.name!r}: YourAdapter()}})"
-        ) from None
-    if record.options:
-        unknown = [k for k in record.options if not hasattr(adapter, k)]
-        if unknown:
-            raise ArtifactError(f"{where}: adapter {record.name!r} has no option(s) {unknown}")
-        try:
-            adapter = type(adapter)(**record.options)  # type: ignore[call-arg]
-        except (TypeError, ValueError) as exc:
-            raise ArtifactError(f"{where}: bad options for adapter {record.name!r}: {exc}") from None
-    return adapter
+        )
+    try:
+        return adapter_from_name(record.name, record.options)
+    except ConfigError as exc:
+        raise ArtifactError(f"{where}: bad options for adapter {record.name!r}: {exc}") from None
 
 
 def reattach(program: Module, doc: schema.ArtifactDoc, built: Mapping[str, Predict], source: str) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from oobleck._version import __version__
-from oobleck.adapters.base import Adapter
 from oobleck.artifact import _schema as schema
 from oobleck.artifact._files import SideFiles, atomic_write
 from oobleck.artifact._graph import Dumper, dump_extra
@@ -113,7 +112,7 @@ def _predictor_record(name: str, p: Predict, files: SideFiles) -> dict[str, Any]
         "adapter": {
             "name": adapter.name,
             "version": adapter.version,
-            "options": _adapter_options(adapter),
+            "options": adapter.options(),
             "reason": reason,
         },
         "config": schema.jsonable(dict(p.config), where=f"{where} config"),
@@ -125,14 +124,6 @@ def _predictor_record(name: str, p: Predict, files: SideFiles) -> dict[str, Any]
     if extra is not None:
         record["extra"] = extra
     return record
-
-
-def _adapter_options(adapter: Adapter) -> dict[str, Any]:
-    options = getattr(adapter, "options", None)
-    if callable(options):  # adapters with several options (TemplateAdapter) list them all
-        return dict(options())
-    strict = getattr(adapter, "strict", None)
-    return {"strict": strict} if isinstance(strict, bool) and strict else {}
 
 
 def _refuse_secrets(text: str, program: Module) -> None:

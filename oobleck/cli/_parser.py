@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from oobleck.adapters.template import ADAPTERS
 from oobleck.cli._commands import (
     METRICS,
     OPTIMIZERS,
@@ -47,7 +48,7 @@ def _add_lm(p: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=float, default=0.0, metavar="T", help="decoding temperature (default 0)")
     g.add_argument(
         "--adapter",
-        choices=["chat", "json", "template"],
+        choices=list(ADAPTERS),
         help="prompt format for predictors that set none (default: chosen from the LM's capabilities, "
         "constrained JSON where it takes a JSON schema)",
     )

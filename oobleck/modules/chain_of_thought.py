@@ -24,7 +24,7 @@ class ChainOfThought(Module):
         signature: the task's signature (without the reasoning field).
         reasoning_field: the name of the added field.
         reasoning_desc: its description, shown to the LM.
-        **kwargs: passed to :class:`~oobleck.module.Predict` (demos, lm, adapter, max_retries,
+        **kwargs: passed to :class:`~oobleck.predict.Predict` (demos, lm, adapter, max_retries,
             decoding parameters).
 
     Example:

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from oobleck import _types
+from oobleck.adapters._values import format_value
 from oobleck.errors import ConfigError
 from oobleck.example import Example, from_data, to_data
 from oobleck.module import Module, RenderedCall
@@ -29,7 +29,7 @@ __all__ = ["KNNFewShot", "query_text"]
 def query_text(inputs: Mapping[str, Any], fields: Sequence[str] | None = None) -> str:
     """The text embedded for a row's inputs: one ``name: value`` line per input field."""
     names = list(fields) if fields is not None else list(inputs)
-    return "\n".join(f"{name}: {_types.format_value(type(inputs[name]), inputs[name])}" for name in names if name in inputs)
+    return "\n".join(f"{name}: {format_value(type(inputs[name]), inputs[name])}" for name in names if name in inputs)
 
 
 class KNNFewShot(Module):

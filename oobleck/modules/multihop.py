@@ -5,13 +5,9 @@ question is a better first query than one it writes), and each later hop ``i`` r
 query writer (``context, question -> query``; one predictor per hop, so an optimizer tunes
 each) that reads every passage found so far. A written query is searched after the question
 (``"<question> <query>"``): a small model's query often drifts into a sentence about one
-passage, and the question's own words keep the search on topic. Measured on 60 HotPotQA dev
-questions, two hops of k=2 with SmolLM2-135M writing the second query, both gold paragraphs
-found: 45% (MiniLM) and 43% (BM25) this way, 40% and 42% with the written query alone, 28%
-with one search of k=2, and 43% and 45% with one search of k=4 (the same passage count: with
-a 135M query writer the second hop only matches a wider first search; see
-benchmarks/hotpotqa.py). Each search skips what earlier hops found, so
-every hop adds ``k`` new passages. Then the answer step reads them all. The prediction carries
+passage, and the question's own words keep the search on topic (the recall measured each way
+is in benchmarks/README.md, section hotpotqa.py). Each search skips what earlier hops found,
+so every hop adds ``k`` new passages. Then the answer step reads them all. The prediction carries
 the answer step's outputs plus ``passages`` (all, in the order found) and ``queries`` (one per
 search), and a trace shows each query writer and Retrieve call.
 

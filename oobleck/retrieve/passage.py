@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pydantic
 
+from oobleck.adapters._values import format_blocks
 from oobleck.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -42,6 +43,11 @@ class Passage(pydantic.BaseModel):
     title: str = ""
     text: str
     score: float = 0.0
+
+    def prompt_block(self) -> tuple[str, str]:
+        """``(title, text)``: how the passage reads in a prompt (a numbered block, see
+        :class:`oobleck.adapters.PromptBlock`)."""
+        return self.title, self.text
 
 
 @runtime_checkable
@@ -203,11 +209,7 @@ def format_passages(passages: Sequence[Passage]) -> str:
         [1] Paris
         Capital of France.
     """
-    blocks = []
-    for i, p in enumerate(passages, start=1):
-        head = f"[{i}] {p.title}" if p.title else f"[{i}]"
-        blocks.append(f"{head}\n{p.text}")
-    return "\n\n".join(blocks)
+    return format_blocks(passages)
 
 
 def check_queries(queries: Any) -> list[str]:

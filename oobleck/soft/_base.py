@@ -21,8 +21,9 @@ from oobleck.errors import ConfigError
 from oobleck.evaluation import evaluate
 from oobleck.example import Example
 from oobleck.lm.soft_prompt import SoftPrompt
-from oobleck.module import Module, Predict
+from oobleck.module import Module
 from oobleck.optimize import CompileRun, CostEstimate, Optimizer
+from oobleck.predict import Predict
 from oobleck.soft import _data, _trainer
 from oobleck.soft._data import Cover
 

@@ -21,7 +21,7 @@ from oobleck.lm.cached import CachedLM
 from oobleck.lm.soft_prompt import messages_digest
 from oobleck.lm.transformers import TransformersLM
 from oobleck.lm.types import Message
-from oobleck.module import Predict
+from oobleck.predict import Predict
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from oobleck.errors import ConfigError
 from oobleck.example import Example
-from oobleck.module import Predict
+from oobleck.predict import Predict
 from oobleck.soft import _data
 from oobleck.soft._base import Metric, SoftPromptOptimizer
 from oobleck.soft._data import Cover
