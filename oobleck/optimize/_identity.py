@@ -41,7 +41,7 @@ def candidate_key(program: Module) -> str:
     for entry, (_, p) in zip(data, program.named_predictors()):
         adapter = p.adapter
         if adapter is not None:
-            options = adapter.options() if hasattr(adapter, "options") else {}
+            options = adapter.options()
             entry["adapter"] = {"name": adapter.name, "version": adapter.version, "options": options}
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
