@@ -29,6 +29,7 @@ from oobleck.errors import (
     SignatureError,
     TooManyErrorsError,
 )
+from oobleck.calibration import calibrate
 from oobleck.example import Example, Prediction
 from oobleck.lm import BaseLM, CachedLM, FakeLM, LMRequest, LMResponse, Message, Usage
 from oobleck.lm.base import Capabilities
@@ -124,6 +125,7 @@ __all__ = [
     "TransformersEmbedder",
     "TransformersLM",
     "Usage",
+    "calibrate",
     "context",
     "evaluate",
     "export_messages",
