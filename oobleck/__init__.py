@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from oobleck._version import __version__
 from oobleck.adapters import ChatAdapter, JSONAdapter, TemplateAdapter
+from oobleck.calibration import calibrate
 from oobleck.context import context
 from oobleck.errors import (
     ArtifactError,
@@ -29,7 +30,6 @@ from oobleck.errors import (
     SignatureError,
     TooManyErrorsError,
 )
-from oobleck.calibration import calibrate
 from oobleck.example import Example, Prediction
 from oobleck.lm import BaseLM, CachedLM, FakeLM, LMRequest, LMResponse, Message, Usage
 from oobleck.lm.base import Capabilities
