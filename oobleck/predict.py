@@ -261,7 +261,10 @@ class Predict(Module):
         if self.adapter is not None:
             return self.adapter
         settings = current()
-        return settings.adapter or default_adapter(_capabilities(lm or self.lm or settings.lm))[0]
+        if settings.adapter is not None:
+            return settings.adapter
+        scored = self.mode == "auto" and self.mode_choice(lm)[0] == "score"  # a named mode keeps its format
+        return default_adapter(_capabilities(lm or self.lm or settings.lm), scored=scored)[0]
 
     def adapter_choice(self, lm: LM | None = None) -> tuple[Adapter, str]:
         """The adapter this predictor uses here, and why.
@@ -283,7 +286,7 @@ class Predict(Module):
         settings = current()
         if settings.adapter is not None:
             return settings.adapter, "named in oobleck.context"
-        scored = self.mode_choice(lm)[0] == "score"
+        scored = self.mode == "auto" and self.mode_choice(lm)[0] == "score"  # a named mode keeps its format
         return default_adapter(_capabilities(lm or self.lm or settings.lm), scored=scored)
 
     def mode_choice(self, lm: LM | None = None) -> tuple[Literal["generate", "score"], str]:

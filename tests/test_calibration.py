@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scoring_lm import ScoringLM
+from scoring_lm import ScoringLM, first_input
 
 import oobleck
 from oobleck import Predict
@@ -97,7 +97,8 @@ def test_the_default_estimates_the_contextual_prior_on_the_first_call_and_counts
     p = Predict(Sentiment, lm=lm)
     with oobleck.trace() as t:
         first = p(text="ok")
-    assert [r.messages[-1].content.split("\n")[1] for r in lm.requests] == ["N/A", "", "[MASK]", "ok"]
+    assert [first_input(r) for r in lm.requests] == ["N/A", "", "[MASK]", "ok"]
+    assert lm.requests[-1].score == ("Label: positive", "Label: negative")  # the scoring default's format
     assert first.usage.calls == 4 and t.usage.calls == 4
     assert [e.outputs for e in t.entries] == [None, None, None, {"label": "negative"}]
     assert list(first.raw_probabilities["label"].values()) == pytest.approx(raw("ok"), abs=1e-12)

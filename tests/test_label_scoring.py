@@ -186,7 +186,7 @@ def test_by_default_a_scoring_backend_scores_a_label_only_signature_and_says_why
     mode, why = p.mode_choice()
     assert mode == "score" and "capabilities.scoring" in why and "calibrated" in why
     adapter, reason = p.adapter_choice()
-    assert adapter.name == "chat" and "mode='score'" in reason and "calibrated" in reason
+    assert adapter == TemplateAdapter(output="prefix") and "mode='score'" in reason and "calibrated" in reason
     assert p(text="fine").label in ("positive", "negative")
     assert "mode=" not in repr(p)
 

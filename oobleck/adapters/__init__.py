@@ -42,14 +42,17 @@ def default_adapter(capabilities: Capabilities | None, *, scored: bool = False) 
     """
     if capabilities is None:
         return _CHAT, NO_LM_REASON
-    adapter, reason = (_CONSTRAINED, CONSTRAINED_REASON) if capabilities.json_schema else (_CHAT, PLAIN_REASON)
     if scored:
-        reason = (
+        # Measured on SmolLM2-135M, SST-2, 80 dev rows, contextual calibration: 78.8% with
+        # `Label: value` lines against 43.8% with chat field markers (see the label-scoring notes).
+        return TemplateAdapter(output="prefix"), (
             "default with every output a label on a backend that scores completions (capabilities.scoring): "
-            "each label is written in this format and ranked by likelihood (mode='score'), calibrated, "
-            f"not generated; the format is the {reason}"
+            "each label is written as a `Name: value` line after `Name: value` inputs and ranked by "
+            "likelihood (mode='score'), calibrated, not generated"
         )
-    return adapter, reason
+    if capabilities.json_schema:
+        return _CONSTRAINED, CONSTRAINED_REASON
+    return _CHAT, PLAIN_REASON
 
 
 def adapter_from_name(name: str) -> Adapter:
