@@ -15,6 +15,7 @@ import typing
 
 from oobleck._version import __version__
 from oobleck.adapters import ChatAdapter, JSONAdapter, TemplateAdapter
+from oobleck.calibration import calibrate
 from oobleck.context import context
 from oobleck.errors import (
     ArtifactError,
@@ -124,6 +125,7 @@ __all__ = [
     "TransformersEmbedder",
     "TransformersLM",
     "Usage",
+    "calibrate",
     "context",
     "evaluate",
     "export_messages",

@@ -116,9 +116,15 @@ class Prediction(Example):
             (the prediction's own fields are the first); otherwise None.
         warnings: what went wrong without failing the call, e.g. an answer cut short at
             ``max_tokens`` that still parsed (see ``oobleck.context(on_truncation=...)``).
+        probabilities: for labels that were scored (``Predict(mode="score")``), each label
+            output's distribution over its labels as the answer uses it (calibrated, when a
+            calibration applies), e.g. ``{"label": {"positive": 0.81, "negative": 0.19}}``;
+            None for generated answers.
+        raw_probabilities: the same distributions before calibration (equal to
+            ``probabilities`` when none applies); None for generated answers.
     """
 
-    __slots__ = ("completions", "usage", "warnings")
+    __slots__ = ("completions", "probabilities", "raw_probabilities", "usage", "warnings")
 
     def __init__(
         self,
@@ -133,6 +139,8 @@ class Prediction(Example):
         object.__setattr__(self, "usage", usage or Usage())
         object.__setattr__(self, "completions", None)
         object.__setattr__(self, "warnings", tuple(warnings))
+        object.__setattr__(self, "probabilities", None)
+        object.__setattr__(self, "raw_probabilities", None)
 
     def with_usage(self, usage: Usage) -> Prediction:
         """The same prediction with another usage record."""

@@ -389,3 +389,89 @@ f1 = F1()
 
 passage_match = PassageMatch()
 """Whether the gold answer appears in the prediction's ``context`` passages."""
+
+
+# ---------------------------------------------------------------- calibration of label distributions
+#
+# These score a set of predictions at once: each takes the gold labels and the predicted
+# distributions (``pred.probabilities["label"]`` from a scored predictor), row by row. A label
+# the distribution does not name has probability 0.
+
+
+def _checked_rows(
+    golds: Sequence[Any], distributions: Sequence[Mapping[Any, float]], what: str
+) -> list[tuple[Any, Mapping[Any, float]]]:
+    if len(golds) != len(distributions):
+        raise ConfigError(f"{what}: {len(golds)} gold labels but {len(distributions)} distributions; give one per row")
+    if not golds:
+        raise ConfigError(f"{what}: no rows")
+    for i, dist in enumerate(distributions):
+        if not isinstance(dist, Mapping) or not dist:
+            raise ConfigError(f"{what}: row {i} is not a label -> probability mapping (got {dist!r})")
+    return list(zip(golds, distributions))
+
+
+def log_loss(golds: Sequence[Any], distributions: Sequence[Mapping[Any, float]], *, eps: float = 1e-15) -> float:
+    """Mean negative log-probability given to the gold label (lower is better; 0 is perfect).
+
+    Args:
+        golds: the true label of each row.
+        distributions: each row's predicted distribution, label -> probability.
+        eps: probabilities are clipped to at least this, so one confident miss is large, not infinite.
+
+    Example:
+        >>> round(log_loss(["pos", "neg"], [{"pos": 0.8, "neg": 0.2}, {"pos": 0.4, "neg": 0.6}]), 4)
+        0.367
+    """
+    import math
+
+    rows = _checked_rows(golds, distributions, "log_loss")
+    return math.fsum(-math.log(max(float(d.get(g, 0.0)), eps)) for g, d in rows) / len(rows)
+
+
+def brier_score(golds: Sequence[Any], distributions: Sequence[Mapping[Any, float]]) -> float:
+    """Mean squared distance between each distribution and the gold label's one-hot vector.
+
+    Summed over the labels (the multi-class form of Brier 1950), averaged over rows: 0 is
+    perfect, 2 is certain and wrong.
+
+    Example:
+        >>> round(brier_score(["pos", "neg"], [{"pos": 0.8, "neg": 0.2}, {"pos": 0.4, "neg": 0.6}]), 4)
+        0.2
+    """
+    import math
+
+    rows = _checked_rows(golds, distributions, "brier_score")
+    total = 0.0
+    for gold, dist in rows:
+        labels = set(dist) | {gold}
+        total += math.fsum((float(dist.get(k, 0.0)) - (1.0 if k == gold else 0.0)) ** 2 for k in labels)
+    return total / len(rows)
+
+
+def expected_calibration_error(
+    golds: Sequence[Any], distributions: Sequence[Mapping[Any, float]], *, bins: int = 10
+) -> float:
+    """How far confidence is from accuracy (Naeini et al. 2015; Guo et al. 2017), from 0 to 1.
+
+    Each row's answer is its most probable label and its confidence that probability. Rows
+    are put into ``bins`` equal-width confidence bins; the result is the mean over bins of
+    ``|accuracy - mean confidence|``, weighted by the share of rows in the bin.
+
+    Example:
+        >>> rows = [{"pos": 0.9, "neg": 0.1}] * 4          # 90% sure every time
+        >>> round(expected_calibration_error(["pos", "pos", "pos", "neg"], rows), 4)   # right 75% of the time
+        0.15
+    """
+    if bins < 1:
+        raise ConfigError(f"expected_calibration_error: bins must be at least 1, got {bins}")
+    rows = _checked_rows(golds, distributions, "expected_calibration_error")
+    totals = [[0, 0.0, 0.0] for _ in range(bins)]  # rows, confidence, correct
+    for gold, dist in rows:
+        answer = max(dist, key=lambda k: float(dist[k]))
+        confidence = float(dist[answer])
+        b = min(int(confidence * bins), bins - 1)
+        totals[b][0] += 1
+        totals[b][1] += confidence
+        totals[b][2] += 1.0 if answer == gold else 0.0
+    return sum(abs(correct - conf) for n, conf, correct in totals if n) / len(rows)

@@ -40,11 +40,13 @@ PLAIN_REASON = "default for a backend without structured output: field markers i
 NO_LM_REASON = "default when no LM is set (the choice follows the LM's capabilities once one is)"
 
 
-def default_adapter(capabilities: Capabilities | None) -> tuple[Adapter, str]:
+def default_adapter(capabilities: Capabilities | None, *, scored: bool = False) -> tuple[Adapter, str]:
     """The adapter a predictor uses when none is named, and why.
 
     Args:
         capabilities: what the predictor's backend declares; None when there is no LM yet.
+        scored: the predictor scores its labels here (``Predict.mode_choice``): the reason
+            says so first, since then the format only writes the candidate answers.
 
     Returns:
         ``(TemplateAdapter(output="json"), reason)`` for a backend with ``json_schema`` (the
@@ -53,6 +55,14 @@ def default_adapter(capabilities: Capabilities | None) -> tuple[Adapter, str]:
     """
     if capabilities is None:
         return _CHAT, NO_LM_REASON
+    if scored:
+        # Measured on SmolLM2-135M, SST-2, 80 dev rows, contextual calibration: 78.8% with
+        # `Label: value` lines against 43.8% with chat field markers (see the label-scoring notes).
+        return TemplateAdapter(output="prefix"), (
+            "default with every output a label on a backend that scores completions (capabilities.scoring): "
+            "each label is written as a `Name: value` line after `Name: value` inputs and ranked by "
+            "likelihood (mode='score'), calibrated, not generated"
+        )
     if capabilities.json_schema:
         return _CONSTRAINED, CONSTRAINED_REASON
     return _CHAT, PLAIN_REASON

@@ -158,6 +158,8 @@ def reattach(program: Module, doc: schema.ArtifactDoc, built: Mapping[str, Predi
         target.max_retries = loaded.max_retries
         target.adapter = loaded.adapter
         target.mode = loaded.mode
+        target.calibration, target.score_norm = loaded.calibration, loaded.score_norm
+        target.calibration_state = loaded.calibration_state
         target.soft_prompt = loaded.soft_prompt
         target.adapter_reason = loaded.adapter_reason
 

@@ -251,6 +251,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"           ({art.adapter_reasons[name] or 'why: not recorded'})",
             f"config     {json.dumps(p.config, sort_keys=True)}    lm {json.dumps(lm, sort_keys=True) if lm else '-'}",
         ]
+        if p.mode == "score":
+            state = p.calibration_state
+            how = (
+                state.describe() if state is not None
+                else "contextual, estimated on the first call" if p.calibration == "contextual" else "none"
+            )
+            out.append(f"scoring    labels ranked by likelihood, score_norm {p.score_norm}; calibration {how}")
         messages = p.render(**inputs) if inputs else art.templates[name]
         for m in messages:
             out += [f"--- {m.role} ---", m.content]

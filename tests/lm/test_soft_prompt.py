@@ -65,7 +65,7 @@ def test_covering_prompt_refuses_other_leading_messages():
 
 
 def test_score_mode_needs_one_literal_output():
-    with pytest.raises(ConfigError, match="single Literal"):
+    with pytest.raises(ConfigError, match="Literal, Enum or bool"):
         Predict("question -> answer", mode="score")
     with pytest.raises(ConfigError, match="mode must be"):
         Predict(Sentiment, mode="rank")  # type: ignore[arg-type]

@@ -97,7 +97,7 @@ def test_without_a_json_grammar_no_adapter_asks_for_constrained_output(transform
     # adapters ask for JSON in words instead of sending a schema the backend would refuse.
     from oobleck.adapters import ChatAdapter, JSONAdapter
 
-    plain = Predict(Sentiment, lm=transformers_lm)
+    plain = Predict(Sentiment, lm=transformers_lm, mode="generate")  # the default would score its labels
     assert isinstance(plain.resolve_adapter(), ChatAdapter)
     for predictor in (plain, Predict(Sentiment, lm=transformers_lm, adapter=JSONAdapter()),
                       Predict(Sentiment, lm=transformers_lm, adapter=TemplateAdapter(output="json"))):
