@@ -67,7 +67,7 @@ from _common import DATA, RESULTS, free_port, machine, require_dspy_venv, run_ds
 from compile_fewshot import load, usage_of
 
 import oobleck
-from oobleck._budget import tokens_per_run
+from oobleck._estimate import tokens_per_run
 from oobleck.adapters.template import format_adapter, format_name
 from oobleck.evaluate import evaluate
 from oobleck.metrics import ExactMatch

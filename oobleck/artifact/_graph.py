@@ -19,7 +19,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from oobleck.artifact._files import SideFiles
+from oobleck.artifact._side_files import SideFiles
 from oobleck.artifact._schema import (
     DictNode,
     EmptyNode,

@@ -11,7 +11,8 @@ from typing import Any
 from oobleck._version import __version__
 from oobleck.adapters.base import Adapter
 from oobleck.artifact import _schema as schema
-from oobleck.artifact._files import SideFiles, atomic_write
+from oobleck._files import atomic_write
+from oobleck.artifact._side_files import SideFiles
 from oobleck.artifact._graph import Dumper, dump_extra
 from oobleck.errors import ArtifactError
 from oobleck.module import Module

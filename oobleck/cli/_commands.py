@@ -280,7 +280,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     """Show the instructions, demos and settings that differ between two artifacts."""
     from oobleck.artifact import _schema as schema
     from oobleck.artifact._diff import diff_docs, format_changes
-    from oobleck.artifact._untrusted import read_regular
+    from oobleck._files import read_regular
 
     docs = []
     for path in (args.before, args.after):

@@ -7,7 +7,7 @@ returns a copy (the input is never changed) carrying a ``provenance`` dict, and 
 
 from __future__ import annotations
 
-from oobleck._budget import CostEstimate
+from oobleck._estimate import CostEstimate
 from oobleck.optimize._base import Optimizer
 from oobleck.optimize.bootstrap import BootstrapFewShot
 from oobleck.optimize.ensemble import Ensemble, ensemble, majority

@@ -14,15 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
 from oobleck import _progress, _types
-from oobleck._budget import (
-    Budget,
-    Checkpoint,
-    CostEstimate,
-    canonical_json,
-    rows_sha256,
-    usage_dict,
-    usage_from_dict,
-)
+from oobleck._budget import Budget
+from oobleck._checkpoint import Checkpoint
+from oobleck._estimate import CostEstimate
+from oobleck._hashing import canonical_json, rows_sha256
+from oobleck.lm.types import usage_dict, usage_from_dict
 from oobleck._version import __version__
 from oobleck.errors import ConfigError
 from oobleck.example import Example

@@ -15,7 +15,8 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from oobleck._budget import canonical_json, rows_sha256, tokens_per_run
+from oobleck._estimate import tokens_per_run
+from oobleck._hashing import canonical_json, rows_sha256
 from oobleck.errors import BudgetExceededError, ConfigError
 from oobleck.example import Example, to_data
 from oobleck.metrics import metric_name

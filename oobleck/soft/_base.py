@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from oobleck._budget import CostEstimate
+from oobleck._estimate import CostEstimate
 from oobleck.errors import ConfigError
 from oobleck.evaluate import evaluate
 from oobleck.example import Example

@@ -19,6 +19,7 @@ from typing import Any
 
 import pydantic
 import pytest
+from watchdog import within
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,9 +37,6 @@ from oobleck._types import type_from_schema
 from oobleck.artifact import ArtifactWarning, load, loads
 from oobleck.lm import _compat
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
-
-from watchdog import within  # noqa: E402
 
 FUZZ = settings(
     max_examples=150,
