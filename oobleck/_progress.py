@@ -1,6 +1,6 @@
-"""Progress bars for long work (``evaluate``, every optimizer's ``compile``).
+"""Progress bars for long work: ``evaluate``, every optimizer's ``compile``, index builds, training.
 
-A bar shows rows (program runs) done, the score so far, the LM calls and cache hits made, and
+The one home of oobleck's bars, and the only module that imports tqdm. A :class:`Bar` shows rows (program runs) done, the score so far, the LM calls and cache hits made, and
 tqdm's rate and ETA. It is drawn only where someone can watch it: on a terminal (stderr is a
 TTY) or in a notebook, and never when the caller passed ``progress=False``. tqdm is imported
 only when a bar is actually drawn, so ``import oobleck`` never pays for it.
@@ -8,6 +8,9 @@ only when a bar is actually drawn, so ``import oobleck`` never pays for it.
 Bars do not nest: while one is open (a compile's), the evaluations inside it draw none, and
 their runs advance the outer bar instead. The bar is also a trace recorder, so it counts
 every LM call made under it, in worker threads too.
+
+:func:`counter` is the plain kind, for work counted in its own units (documents embedded,
+training steps): a bar of its own, drawn under the same conditions, also beneath a compile's.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import contextvars
 import sys
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from oobleck.trace import recording
 
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from oobleck.lm.types import Usage
     from oobleck.trace import TraceEntry
 
-__all__ = ["Bar", "bar", "current", "on_terminal"]
+__all__ = ["Bar", "Counter", "bar", "counter", "current", "on_terminal"]
 
 #: Seconds between redraws (tqdm's default; tests set 0 to see every update).
 MININTERVAL = 0.1
@@ -44,6 +47,20 @@ def on_terminal() -> bool:
     return "ipykernel" in sys.modules
 
 
+def _tqdm(total: int | None, desc: str, *, unit: str, initial: int = 0) -> Any:
+    from tqdm.auto import tqdm  # the only place tqdm is imported
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=unit,
+        leave=False,
+        dynamic_ncols=True,
+        mininterval=MININTERVAL,
+    )
+
+
 def current() -> Bar | None:
     """The bar open here, if any (an evaluation inside a compile reports to it)."""
     return _CURRENT.get()
@@ -59,11 +76,7 @@ class Bar:
     """
 
     def __init__(self, total: int | None, desc: str, *, score_label: str = "score") -> None:
-        from tqdm.auto import tqdm  # the only place tqdm is imported
-
-        self._tqdm = tqdm(
-            total=total, desc=desc, unit="row", leave=False, dynamic_ncols=True, mininterval=MININTERVAL
-        )
+        self._tqdm = _tqdm(total, desc, unit="row")
         self._lock = threading.Lock()
         self.score_label = score_label
         self.score: float | None = None
@@ -128,3 +141,44 @@ def bar(total: int | None, desc: str, *, enabled: bool, score_label: str = "scor
         _CURRENT.reset(token)
         opened.close()
 
+
+
+class Counter(Protocol):
+    """What a :func:`counter` bar offers (a tqdm bar)."""
+
+    def update(self, n: int = 1) -> Any:
+        """Mark ``n`` more units done."""
+
+    def set_postfix(self, **values: Any) -> None:
+        """Show ``values`` after the bar (``loss=...``)."""
+
+
+@contextlib.contextmanager
+def counter(total: int, desc: str, *, enabled: bool, unit: str = "it", initial: int = 0) -> Iterator[Counter | None]:
+    """Open a plain bar for the block when ``enabled`` and on a terminal (or in a notebook).
+
+    Unlike :func:`bar` it counts its own ``unit`` (not rows or LM calls) and is drawn even
+    beneath an open compile bar: training steps or documents embedded inside a compile.
+
+    Args:
+        total: the planned number of units.
+        desc: the label on the left.
+        enabled: False draws nothing (the caller's ``progress=False``).
+        unit: what is counted (``"doc"``, ``"step"``).
+        initial: units already done (a resumed run).
+
+    Yields:
+        The bar, or None when none is drawn (callers then skip their updates).
+    """
+    if not enabled or not on_terminal():
+        yield None
+        return
+    try:
+        opened = _tqdm(total, desc, unit=unit, initial=initial)
+    except ImportError:  # tqdm is a core dependency, but a stripped install still works
+        yield None
+        return
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -35,7 +35,7 @@ from oobleck import (
 )
 from oobleck._types import type_from_schema
 from oobleck.artifact import ArtifactWarning, load, loads
-from oobleck.lm import _compat
+from oobleck.lm import _chat_wire
 
 
 FUZZ = settings(
@@ -139,7 +139,7 @@ _bodies = json_values | st.fixed_dictionaries(
 @given(_bodies)
 def test_response_bodies_become_responses_or_response_errors(body):
     try:
-        response = _compat.from_dict(body)
+        response = _chat_wire.from_dict(body)
     except LMResponseError as exc:
         assert "expected" in str(exc) or "error" in str(exc)
         return
