@@ -19,7 +19,6 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from oobleck.artifact._side_files import SideFiles
 from oobleck.artifact._schema import (
     DictNode,
     EmptyNode,
@@ -28,6 +27,7 @@ from oobleck.artifact._schema import (
     PredictorNode,
     jsonable,
 )
+from oobleck.artifact._side_files import SideFiles
 from oobleck.errors import ArtifactError
 from oobleck.module import Module
 from oobleck.predict import Predict

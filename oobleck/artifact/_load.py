@@ -9,13 +9,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from oobleck._files import ModelPolicy, read_regular
 from oobleck.adapters import adapter_from_name
 from oobleck.adapters.base import Adapter
 from oobleck.artifact import _schema as schema
-from oobleck.artifact._side_files import SideFiles
 from oobleck.artifact._graph import Builder, FrozenModule, apply_extras, call_load_extra, check_module_types
 from oobleck.artifact._save import save, to_dict
-from oobleck._files import ModelPolicy, read_regular
+from oobleck.artifact._side_files import SideFiles
 from oobleck.errors import ArtifactError, ConfigError, SignatureError
 from oobleck.example import Example, Prediction
 from oobleck.lm._policy import EXTRA_ALLOWED, refused_extra_keys

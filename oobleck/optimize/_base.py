@@ -18,10 +18,10 @@ from oobleck._budget import Budget
 from oobleck._checkpoint import Checkpoint
 from oobleck._estimate import CostEstimate
 from oobleck._hashing import canonical_json, rows_sha256
-from oobleck.lm.types import usage_dict, usage_from_dict
 from oobleck._version import __version__
 from oobleck.errors import ConfigError
 from oobleck.example import Example
+from oobleck.lm.types import usage_dict, usage_from_dict
 from oobleck.module import Module
 
 __all__ = ["CompileRun", "Optimizer", "program_fingerprint"]

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from oobleck.errors import ConfigError, RetrievalError
 from oobleck import _progress
+from oobleck.errors import ConfigError, RetrievalError
 from oobleck.retrieve.passage import Documents, Passage, check_k, check_queries
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pydantic
 import pytest
-from watchdog import within
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from watchdog import within
 
 from oobleck import (
     ArtifactError,
@@ -36,7 +36,6 @@ from oobleck import (
 from oobleck._types import type_from_schema
 from oobleck.artifact import ArtifactWarning, load, loads
 from oobleck.lm import _chat_wire
-
 
 FUZZ = settings(
     max_examples=150,
