@@ -1,9 +1,10 @@
-"""Progress bars for long work: ``evaluate``, every optimizer's ``compile``, index builds, training.
+"""Progress bars for long work: evaluate, compile, index builds, soft-prompt training.
 
-The one home of oobleck's bars, and the only module that imports tqdm. A :class:`Bar` shows rows (program runs) done, the score so far, the LM calls and cache hits made, and
-tqdm's rate and ETA. It is drawn only where someone can watch it: on a terminal (stderr is a
-TTY) or in a notebook, and never when the caller passed ``progress=False``. tqdm is imported
-only when a bar is actually drawn, so ``import oobleck`` never pays for it.
+The one home of oobleck's bars, and the only module that imports tqdm. A :class:`Bar` shows
+rows (program runs) done, the score so far, the LM calls and cache hits made, and tqdm's rate
+and ETA. It is drawn only where someone can watch it: on a terminal (stderr is a TTY) or in a
+notebook, and never when the caller passed ``progress=False``. tqdm is imported only when a bar
+is actually drawn, so ``import oobleck`` never pays for it.
 
 Bars do not nest: while one is open (a compile's), the evaluations inside it draw none, and
 their runs advance the outer bar instead. The bar is also a trace recorder, so it counts

@@ -109,7 +109,8 @@ class FrozenModule(Module):
         """Always raises: the original ``forward`` is Python code, which artifacts never store."""
         kind = self.__dict__["__type_name__"]
         why = (
-            f"module type {kind!r} is not registered in this process (import the module that defines it)"
+            f"its module type {kind!r} was not passed to load (load(path, module_types={{{kind!r}: YourClass}}) "
+            "rebuilds it from your class)"
             if kind
             else "its forward() is Python code, which artifacts never store"
         )

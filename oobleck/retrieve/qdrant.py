@@ -136,7 +136,8 @@ class QdrantRetriever:
         if given is not None and (given.ndim != 2 or given.shape[0] != len(docs)):
             raise ConfigError(f"vectors must have one row per document ({len(docs)}), got shape {given.shape}")
         batch_size = max(1, batch_size)
-        with _progress.counter(len(texts), f"uploading to qdrant:{self.collection}", enabled=show_progress, unit="doc") as progress:
+        desc = f"uploading to qdrant:{self.collection}"
+        with _progress.counter(len(texts), desc, enabled=show_progress, unit="doc") as progress:
             for start in range(0, len(texts), batch_size):
                 if given is not None:
                     vectors = given[start : start + batch_size]

@@ -2,8 +2,9 @@
 
 A built-in retriever's ``dump(files)`` writes its corpus (canonical JSON) and arrays (``.npy``,
 no pickles) as side files named by their content hash (with :mod:`oobleck.retrieve._state`), and
-returns JSON state that names them; :func:`restore_retriever` rebuilds it. An artifact records each side file's size and sha256 and checks them on load, so the artifact
-itself holds the configuration, never the corpus. :func:`save_index` / :func:`load_index` do the
+returns JSON state that names them; :func:`restore_retriever` rebuilds it. An artifact records
+each side file's size and sha256 and checks them on load, so the artifact itself holds the
+configuration, never the corpus. :func:`save_index` / :func:`load_index` do the
 same for an index on its own, in a folder (``index.json`` plus its side files).
 
 Restoring never lets a file choose what runs: only built-in retriever types are rebuilt; an

@@ -247,7 +247,9 @@ def train(
             while state.step < plan.steps:
                 if plan.max_time_s is not None and time.perf_counter() - started >= plan.max_time_s:
                     timed_out = True
-                    log.warning("%s: time budget of %.0f s reached after %d steps", plan.method, plan.max_time_s, state.step)
+                    log.warning(
+                        "%s: time budget of %.0f s reached after %d steps", plan.method, plan.max_time_s, state.step
+                    )
                     break
                 batch = []
                 for _ in range(min(plan.batch_size, len(rows))):
@@ -386,7 +388,8 @@ def _resume(
         best = SoftPrompt.from_description(state["best"], best_data)
         rng = state["rng"]
         generator = random.Random()
-        generator.setstate((int(rng[0]), tuple(int(x) for x in rng[1]), rng[2]))  # a damaged state fails here, not mid-run
+        # a damaged state fails here, not mid-run
+        generator.setstate((int(rng[0]), tuple(int(x) for x in rng[1]), rng[2]))
         resumed = TrainState(
             rng=generator,
             step=int(state["step"]),
