@@ -20,8 +20,8 @@ import contextlib
 import contextvars
 import sys
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from oobleck.trace import recording
 
@@ -126,23 +126,19 @@ def bar(total: int | None, desc: str, *, enabled: bool, score_label: str = "scor
 
     Yields the bar, or None when none is drawn (callers then skip their updates).
     """
-    if not enabled or _CURRENT.get() is not None or not on_terminal():
+    if _CURRENT.get() is not None:
         yield None
         return
-    try:
-        opened = Bar(total, desc, score_label=score_label)
-    except ImportError:  # tqdm is a core dependency, but a stripped install still works
-        yield None
-        return
-    token = _CURRENT.set(opened)
-    try:
-        with recording(opened):
-            yield opened
-    finally:
-        _CURRENT.reset(token)
-        opened.close()
-
-
+    with _drawn(enabled, lambda: Bar(total, desc, score_label=score_label)) as opened:
+        if opened is None:
+            yield None
+            return
+        token = _CURRENT.set(opened)
+        try:
+            with recording(opened):
+                yield opened
+        finally:
+            _CURRENT.reset(token)
 
 class Counter(Protocol):
     """What a :func:`counter` bar offers (a tqdm bar)."""
@@ -171,15 +167,26 @@ def counter(total: int, desc: str, *, enabled: bool, unit: str = "it", initial: 
     Yields:
         The bar, or None when none is drawn (callers then skip their updates).
     """
-    if not enabled or not on_terminal():
-        yield None
-        return
-    try:
-        opened = _tqdm(total, desc, unit=unit, initial=initial)
-    except ImportError:  # tqdm is a core dependency, but a stripped install still works
-        yield None
-        return
+    with _drawn(enabled, lambda: _tqdm(total, desc, unit=unit, initial=initial)) as opened:
+        yield opened
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_B = TypeVar("_B", bound=_Closable)
+
+
+@contextlib.contextmanager
+def _drawn(enabled: bool, make: Callable[[], _B]) -> Iterator[_B | None]:
+    # Every bar's rule: drawn only when enabled and watched; closed when the block ends.
+    opened: _B | None = None
+    if enabled and on_terminal():
+        with contextlib.suppress(ImportError):  # tqdm is a core dependency, but a stripped install still works
+            opened = make()
     try:
         yield opened
     finally:
-        opened.close()
+        if opened is not None:
+            opened.close()
