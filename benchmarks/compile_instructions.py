@@ -68,7 +68,7 @@ from _common import RESULTS, free_port, machine, require_dspy_venv, run_dspy_sid
 from compile_fewshot import load, usage_of
 
 import oobleck
-from oobleck._budget import tokens_per_run
+from oobleck._estimate import tokens_per_run
 from oobleck.adapters.template import format_adapter, format_name
 from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch

@@ -195,14 +195,14 @@ def straight_to_server(port: int, bodies: list[bytes], threads: int) -> float:
 def ceiling(port: int, rows: int, thread_counts: list[int]) -> list[dict[str, Any]]:
     from oobleck import Example
     from oobleck.evaluation import evaluate
-    from oobleck.lm import _compat
+    from oobleck.lm import _chat_wire
 
     prog = program(port, None)
     dev = [Example(text=TEXTS[i % len(TEXTS)] + f" ({i})", label="positive").with_inputs("text") for i in range(rows)]
     lm = prog.resolve_lm()
     bodies = []
     for ex in dev:
-        params = _compat.to_params(prog.request(**ex.inputs()), "smollm2", lm.defaults)
+        params = _chat_wire.to_params(prog.request(**ex.inputs()), "smollm2", lm.defaults)
         params.update(params.pop("extra_body", {}))  # what the SDK puts in the body
         bodies.append(json.dumps(params).encode())
     out = []

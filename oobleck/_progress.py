@@ -1,13 +1,17 @@
-"""Progress bars for long work (``evaluate``, every optimizer's ``compile``).
+"""Progress bars for long work: evaluate, compile, index builds, soft-prompt training.
 
-A bar shows rows (program runs) done, the score so far, the LM calls and cache hits made, and
-tqdm's rate and ETA. It is drawn only where someone can watch it: on a terminal (stderr is a
-TTY) or in a notebook, and never when the caller passed ``progress=False``. tqdm is imported
-only when a bar is actually drawn, so ``import oobleck`` never pays for it.
+The one home of oobleck's bars, and the only module that imports tqdm. A :class:`Bar` shows
+rows (program runs) done, the score so far, the LM calls and cache hits made, and tqdm's rate
+and ETA. It is drawn only where someone can watch it: on a terminal (stderr is a TTY) or in a
+notebook, and never when the caller passed ``progress=False``. tqdm is imported only when a bar
+is actually drawn, so ``import oobleck`` never pays for it.
 
 Bars do not nest: while one is open (a compile's), the evaluations inside it draw none, and
 their runs advance the outer bar instead. The bar is also a trace recorder, so it counts
 every LM call made under it, in worker threads too.
+
+:func:`counter` is the plain kind, for work counted in its own units (documents embedded,
+training steps): a bar of its own, drawn under the same conditions, also beneath a compile's.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import contextlib
 import contextvars
 import sys
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from oobleck.trace import recording
 
@@ -25,7 +29,7 @@ if TYPE_CHECKING:
     from oobleck.lm.types import Usage
     from oobleck.trace import TraceEntry
 
-__all__ = ["Bar", "bar", "current", "on_terminal"]
+__all__ = ["Bar", "Counter", "bar", "counter", "current", "on_terminal"]
 
 #: Seconds between redraws (tqdm's default; tests set 0 to see every update).
 MININTERVAL = 0.1
@@ -44,6 +48,20 @@ def on_terminal() -> bool:
     return "ipykernel" in sys.modules
 
 
+def _tqdm(total: int | None, desc: str, *, unit: str, initial: int = 0) -> Any:
+    from tqdm.auto import tqdm  # the only place tqdm is imported
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit=unit,
+        leave=False,
+        dynamic_ncols=True,
+        mininterval=MININTERVAL,
+    )
+
+
 def current() -> Bar | None:
     """The bar open here, if any (an evaluation inside a compile reports to it)."""
     return _CURRENT.get()
@@ -59,11 +77,7 @@ class Bar:
     """
 
     def __init__(self, total: int | None, desc: str, *, score_label: str = "score") -> None:
-        from tqdm.auto import tqdm  # the only place tqdm is imported
-
-        self._tqdm = tqdm(
-            total=total, desc=desc, unit="row", leave=False, dynamic_ncols=True, mininterval=MININTERVAL
-        )
+        self._tqdm = _tqdm(total, desc, unit="row")
         self._lock = threading.Lock()
         self.score_label = score_label
         self.score: float | None = None
@@ -112,19 +126,67 @@ def bar(total: int | None, desc: str, *, enabled: bool, score_label: str = "scor
 
     Yields the bar, or None when none is drawn (callers then skip their updates).
     """
-    if not enabled or _CURRENT.get() is not None or not on_terminal():
+    if _CURRENT.get() is not None:
         yield None
         return
-    try:
-        opened = Bar(total, desc, score_label=score_label)
-    except ImportError:  # tqdm is a core dependency, but a stripped install still works
-        yield None
-        return
-    token = _CURRENT.set(opened)
-    try:
-        with recording(opened):
-            yield opened
-    finally:
-        _CURRENT.reset(token)
-        opened.close()
+    with _drawn(enabled, lambda: Bar(total, desc, score_label=score_label)) as opened:
+        if opened is None:
+            yield None
+            return
+        token = _CURRENT.set(opened)
+        try:
+            with recording(opened):
+                yield opened
+        finally:
+            _CURRENT.reset(token)
 
+class Counter(Protocol):
+    """What a :func:`counter` bar offers (a tqdm bar)."""
+
+    def update(self, n: int = 1) -> Any:
+        """Mark ``n`` more units done."""
+
+    def set_postfix(self, **values: Any) -> None:
+        """Show ``values`` after the bar (``loss=...``)."""
+
+
+@contextlib.contextmanager
+def counter(total: int, desc: str, *, enabled: bool, unit: str = "it", initial: int = 0) -> Iterator[Counter | None]:
+    """Open a plain bar for the block when ``enabled`` and on a terminal (or in a notebook).
+
+    Unlike :func:`bar` it counts its own ``unit`` (not rows or LM calls) and is drawn even
+    beneath an open compile bar: training steps or documents embedded inside a compile.
+
+    Args:
+        total: the planned number of units.
+        desc: the label on the left.
+        enabled: False draws nothing (the caller's ``progress=False``).
+        unit: what is counted (``"doc"``, ``"step"``).
+        initial: units already done (a resumed run).
+
+    Yields:
+        The bar, or None when none is drawn (callers then skip their updates).
+    """
+    with _drawn(enabled, lambda: _tqdm(total, desc, unit=unit, initial=initial)) as opened:
+        yield opened
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_B = TypeVar("_B", bound=_Closable)
+
+
+@contextlib.contextmanager
+def _drawn(enabled: bool, make: Callable[[], _B]) -> Iterator[_B | None]:
+    # Every bar's rule: drawn only when enabled and watched; closed when the block ends.
+    opened: _B | None = None
+    if enabled and on_terminal():
+        with contextlib.suppress(ImportError):  # tqdm is a core dependency, but a stripped install still works
+            opened = make()
+    try:
+        yield opened
+    finally:
+        if opened is not None:
+            opened.close()

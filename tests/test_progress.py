@@ -54,6 +54,31 @@ def test_bars_do_not_nest(terminal):
     assert _progress.current() is None
 
 
+def test_index_builds_draw_a_counter_on_a_terminal_only(terminal, capsys):
+    from oobleck.retrieve import HashingEmbedder, VectorIndex
+
+    docs = ["the cat sat", "stock prices fell", "rain in spain"]
+    VectorIndex(docs, embedder=HashingEmbedder(dim=32), batch_size=2)
+    err = capsys.readouterr().err
+    assert "embedding corpus" in err and "/3 " in err and "doc/s" in err
+    VectorIndex(docs, embedder=HashingEmbedder(dim=32), show_progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_counter_is_drawn_beneath_an_open_bar_and_silent_off_a_terminal(terminal, capsys, monkeypatch):
+    with _progress.bar(5, "outer", enabled=True) as outer, _progress.counter(
+        4, "training", enabled=True, unit="step", initial=1
+    ) as steps:
+        assert outer is not None and steps is not None  # a counter counts its own units, even inside a compile
+        steps.update(3)
+    err = capsys.readouterr().err
+    assert "training" in err and "4/4" in err
+    monkeypatch.setattr(_progress, "on_terminal", lambda: False)
+    with _progress.counter(4, "training", enabled=True) as steps:
+        assert steps is None
+    assert capsys.readouterr().err == ""
+
+
 def test_piped_run_never_imports_tqdm():
     code = (
         "import json, sys, oobleck\n"

@@ -37,11 +37,11 @@ hostile structure) raises :class:`~oobleck.errors.ArtifactError` saying what is 
 """
 
 from oobleck.artifact._export import export_messages, export_request
-from oobleck.artifact._files import SideFiles
 from oobleck.artifact._graph import FrozenModule
 from oobleck.artifact._load import Artifact, ArtifactWarning, load, loads
 from oobleck.artifact._save import save, to_dict
 from oobleck.artifact._schema import SCHEMA_VERSION
+from oobleck.artifact._side_files import SideFiles
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -92,11 +92,11 @@ def export_request(
         >>> reply = client.chat.completions.create(**kwargs)                     # doctest: +SKIP
         >>> art.parse(reply.choices[0].message.content).answer                  # doctest: +SKIP
     """
-    from oobleck.lm import _compat
+    from oobleck.lm import _chat_wire
 
     _, predictors = _source(source)
     p = pick(predictors, predictor)
     values = {**(inputs or {}), **more_inputs}
     p.render(**values)  # checks the inputs
     request = p._request(p.resolve_adapter(), _ExportTarget(), values)  # type: ignore[arg-type]
-    return _compat.to_params(request, model, {})
+    return _chat_wire.to_params(request, model, {})

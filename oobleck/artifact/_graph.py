@@ -19,7 +19,6 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from oobleck.artifact._files import SideFiles
 from oobleck.artifact._schema import (
     DictNode,
     EmptyNode,
@@ -28,6 +27,7 @@ from oobleck.artifact._schema import (
     PredictorNode,
     jsonable,
 )
+from oobleck.artifact._side_files import SideFiles
 from oobleck.errors import ArtifactError
 from oobleck.module import Module
 from oobleck.predict import Predict
@@ -109,7 +109,8 @@ class FrozenModule(Module):
         """Always raises: the original ``forward`` is Python code, which artifacts never store."""
         kind = self.__dict__["__type_name__"]
         why = (
-            f"module type {kind!r} is not registered in this process (import the module that defines it)"
+            f"its module type {kind!r} was not passed to load (load(path, module_types={{{kind!r}: YourClass}}) "
+            "rebuilds it from your class)"
             if kind
             else "its forward() is Python code, which artifacts never store"
         )

@@ -9,17 +9,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from oobleck._files import ModelPolicy, read_regular
 from oobleck.adapters import adapter_from_name
 from oobleck.adapters.base import Adapter
 from oobleck.adapters.template import ADAPTERS
 from oobleck.artifact import _schema as schema
-from oobleck.artifact._files import SideFiles
 from oobleck.artifact._graph import Builder, FrozenModule, apply_extras, call_load_extra, check_module_types
 from oobleck.artifact._save import save, to_dict
-from oobleck.artifact._untrusted import ModelPolicy, read_regular
+from oobleck.artifact._side_files import SideFiles
 from oobleck.errors import ArtifactError, ConfigError, SignatureError
 from oobleck.example import Example, Prediction
-from oobleck.lm._compat import EXTRA_ALLOWED
+from oobleck.lm._policy import EXTRA_ALLOWED, refused_extra_keys
 from oobleck.lm.base import LM
 from oobleck.lm.types import LMRequest, Message
 from oobleck.module import Module, RenderedCall
@@ -87,7 +87,7 @@ def _check_config(config: Mapping[str, Any], where: str) -> None:
     if extra is not None:
         if not isinstance(extra, dict):
             raise ArtifactError(f"{where}: config.extra must be an object, got {type(extra).__name__}")
-        refused = sorted(k for k in extra if k not in EXTRA_ALLOWED)
+        refused = refused_extra_keys(extra)
         if refused:
             raise ArtifactError(
                 f"{where}: config.extra sets {refused}, which an artifact may not set; it may set only "

@@ -8,10 +8,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from oobleck._files import atomic_write
 from oobleck._version import __version__
 from oobleck.artifact import _schema as schema
-from oobleck.artifact._files import SideFiles, atomic_write
 from oobleck.artifact._graph import Dumper, dump_extra
+from oobleck.artifact._side_files import SideFiles
 from oobleck.errors import ArtifactError
 from oobleck.module import Module
 from oobleck.predict import Predict

@@ -93,7 +93,7 @@ class PredictorNode(_Record):
 
 
 class ModuleNode(_Record):
-    """A module: a built-in or registered ``type`` (rebuilt on load) or a user class (shown only)."""
+    """A module: a built-in ``type`` or one in ``load(..., module_types=...)`` (rebuilt on load), or a user class."""
 
     node: Literal["module"]
     type: Short | None

@@ -290,9 +290,9 @@ def _top_candidates(provenance: dict[str, Any], top: int) -> list[str]:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Show the instructions, demos and settings that differ between two artifacts."""
+    from oobleck._files import read_regular
     from oobleck.artifact import _schema as schema
     from oobleck.artifact._diff import diff_docs, format_changes
-    from oobleck.artifact._untrusted import read_regular
 
     docs = []
     for path in (args.before, args.after):

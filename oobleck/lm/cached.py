@@ -28,6 +28,7 @@ from typing import Any
 
 import pydantic
 
+from oobleck._files import cache_dir
 from oobleck.errors import ConfigError
 from oobleck.lm.base import LM, BaseLM, Capabilities
 from oobleck.lm.types import LMRequest, LMResponse, Usage
@@ -39,8 +40,7 @@ log = logging.getLogger(__name__)
 
 def default_cache_dir() -> Path:
     """``$OOBLECK_CACHE_DIR``, else ``~/.cache/oobleck``."""
-    env = os.environ.get("OOBLECK_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "oobleck"
+    return cache_dir("lm")
 
 
 def cache_key(identity: dict[str, str], request: LMRequest, settings: Mapping[str, Any] | None = None) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from oobleck._packaged import packaged_path
 from oobleck.errors import ConfigError, LMResponseError
-from oobleck.lm import _compat
+from oobleck.lm import _chat_wire as _compat
 from oobleck.lm.base import BaseLM, Capabilities
 from oobleck.lm.types import LMRequest, LMResponse
 

@@ -29,7 +29,7 @@ from oobleck.errors import (
     LMResponseError,
     LMTimeoutError,
 )
-from oobleck.lm import _compat
+from oobleck.lm import _chat_wire as _compat
 from oobleck.lm.base import BaseLM, Capabilities
 from oobleck.lm.types import LMRequest, LMResponse
 

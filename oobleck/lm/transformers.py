@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from oobleck._files import cache_dir as _cache_dir
 from oobleck.errors import ConfigError, LMResponseError
 from oobleck.lm.base import BaseLM, Capabilities
-from oobleck.lm.cached import default_cache_dir
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.types import Choice, LMRequest, LMResponse, Message, TokenLogprob, Usage
 
@@ -66,8 +66,7 @@ def default_model_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     from oobleck.lm.local import default_model_path
 
     gguf = default_model_path()
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = root / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
+    target = _cache_dir("models", root=cache_dir) / f"{gguf.stem}-{gguf.stat().st_size}"
     if (target / "config.json").is_file():
         return target
     _torch()

@@ -6,6 +6,7 @@ changed by the code that receives them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -165,6 +166,23 @@ def _usage(**values: Any) -> Usage:
 
 
 _USAGE_FIELDS = frozenset(Usage.model_fields)
+
+
+def usage_dict(usage: Usage) -> dict[str, int]:
+    """Usage as JSON data, without wall time (it would make provenance irreproducible)."""
+    return {
+        "calls": usage.calls,
+        "retries": usage.retries,
+        "cache_hits": usage.cache_hits,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
+    }
+
+
+def usage_from_dict(data: Mapping[str, Any] | None) -> Usage:
+    """Rebuild usage saved by :func:`usage_dict`."""
+    return Usage(**dict(data or {}))
 
 
 class LMResponse(BaseModel):

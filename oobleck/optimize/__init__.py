@@ -12,7 +12,7 @@ checkpoint, progress bar, provenance). See DEVELOPERS.md, "Adding an optimizer".
 
 from __future__ import annotations
 
-from oobleck._budget import CostEstimate
+from oobleck._estimate import CostEstimate
 from oobleck.optimize._base import CompileRun, Optimizer
 from oobleck.optimize.bootstrap import BootstrapFewShot
 from oobleck.optimize.ensemble import Ensemble, ensemble, majority

@@ -28,18 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, overload
 
 from oobleck import _progress
-from oobleck._budget import (
-    Budget,
-    Checkpoint,
-    CostEstimate,
-    canonical_json,
-    rows_sha256,
-    usage_dict,
-    usage_from_dict,
-)
+from oobleck._budget import Budget
+from oobleck._checkpoint import Checkpoint
+from oobleck._estimate import CostEstimate
+from oobleck._hashing import canonical_json, rows_sha256
 from oobleck._version import __version__
 from oobleck.errors import ConfigError
 from oobleck.example import Example
+from oobleck.lm.types import usage_dict, usage_from_dict
 from oobleck.module import Module
 from oobleck.optimize._identity import program_fingerprint
 

@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 from oobleck import _types
-from oobleck._budget import canonical_json
+from oobleck._hashing import canonical_json
 from oobleck.module import Module
 
 __all__ = ["candidate_key", "format_of", "program_fingerprint"]

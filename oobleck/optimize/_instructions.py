@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from oobleck._budget import rows_sha256
+from oobleck._hashing import rows_sha256
 from oobleck._run import run_example
 from oobleck.errors import FATAL, BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example

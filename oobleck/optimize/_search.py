@@ -18,7 +18,8 @@ from dataclasses import dataclass, fields
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from oobleck._budget import canonical_json, rows_sha256, tokens_per_run
+from oobleck._estimate import tokens_per_run
+from oobleck._hashing import canonical_json, rows_sha256
 from oobleck.errors import BudgetExceededError, ConfigError
 from oobleck.example import Example, to_data
 from oobleck.metrics import metric_name

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from oobleck._budget import CostEstimate, calls_per_run, tokens_per_run
+from oobleck._estimate import CostEstimate, calls_per_run, tokens_per_run
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.metrics import metric_name

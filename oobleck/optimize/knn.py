@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oobleck._budget import CostEstimate
+from oobleck._estimate import CostEstimate
 from oobleck.example import Example
 from oobleck.module import Module
 from oobleck.modules.knn import KNNFewShot

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from oobleck._budget import CostEstimate
+from oobleck._estimate import CostEstimate
 from oobleck.example import Example
 from oobleck.module import Module
 from oobleck.optimize._base import CompileRun, Optimizer

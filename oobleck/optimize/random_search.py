@@ -17,7 +17,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from oobleck._budget import CostEstimate, calls_per_run, rows_sha256, tokens_per_run
+from oobleck._estimate import CostEstimate, calls_per_run, tokens_per_run
+from oobleck._hashing import rows_sha256
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example
 from oobleck.module import Module

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from oobleck import _types
-from oobleck._budget import CostEstimate, calls_per_run, tokens_per_run
+from oobleck._estimate import CostEstimate, calls_per_run, tokens_per_run
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM

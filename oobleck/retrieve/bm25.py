@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from oobleck.errors import ConfigError
+from oobleck.retrieve import _state
 from oobleck.retrieve.passage import Documents, Passage, check_k, check_queries, top_k
 
 if TYPE_CHECKING:
@@ -113,20 +114,18 @@ class BM25Index:
 
     def dump(self, files: SideFiles) -> dict[str, Any]:
         """The config plus side files: corpus, bm25s's score matrix (CSC arrays) and vocabulary."""
-        from oobleck.retrieve import store
-
         scores = self._bm25.scores
         vocab = json.dumps(self._bm25.vocab_dict, ensure_ascii=False, sort_keys=True).encode("utf-8")
         state = {
             **self.config(),
-            "corpus": store.write_documents(files, self.documents),
-            "data": store.write_array(files, "bm25-data", scores["data"]),
-            "indices": store.write_array(files, "bm25-indices", scores["indices"]),
-            "indptr": store.write_array(files, "bm25-indptr", scores["indptr"]),
-            "vocab": store.write_bytes(files, "bm25-vocab", ".json", vocab),
+            "corpus": _state.write_documents(files, self.documents),
+            "data": _state.write_array(files, "bm25-data", scores["data"]),
+            "indices": _state.write_array(files, "bm25-indices", scores["indices"]),
+            "indptr": _state.write_array(files, "bm25-indptr", scores["indptr"]),
+            "vocab": _state.write_bytes(files, "bm25-vocab", ".json", vocab),
         }
         if getattr(self._bm25, "nonoccurrence_array", None) is not None:
-            state["nonoccurrence"] = store.write_array(files, "bm25-nonocc", self._bm25.nonoccurrence_array)
+            state["nonoccurrence"] = _state.write_array(files, "bm25-nonocc", self._bm25.nonoccurrence_array)
         return state
 
     @classmethod
@@ -138,14 +137,12 @@ class BM25Index:
         """
         import numpy as np
 
-        from oobleck.retrieve import store
-
         bm25s = _bm25s()
         method = state.get("method")
         if method not in _METHODS:
             raise ConfigError(f"unknown BM25 method {method!r} in the saved index")
         index = cls.__new__(cls)
-        index.documents = store.read_documents(files, state["corpus"])
+        index.documents = _state.read_documents(files, state["corpus"])
         index.params = {"k1": float(state["k1"]), "b": float(state["b"]), "delta": float(state["delta"]), "method": method}
         stopwords = state.get("stopwords")
         if stopwords is not None and not isinstance(stopwords, str):

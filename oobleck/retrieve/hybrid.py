@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from oobleck.errors import ConfigError
+from oobleck.retrieve._state import dump_retriever
 from oobleck.retrieve.passage import Passage, Retriever, check_k, check_queries
 
 if TYPE_CHECKING:
@@ -94,20 +95,16 @@ class HybridRetriever:
 
     def dump(self, files: SideFiles) -> dict[str, Any]:
         """The config with each part's saved state."""
-        from oobleck.retrieve import store
-
-        return {**self.config(), "retrievers": [store.dump_retriever(r, files) for r in self.retrievers]}
+        return {**self.config(), "retrievers": [dump_retriever(r, files) for r in self.retrievers]}
 
     @classmethod
-    def restore(cls, state: Mapping[str, Any], files: SideFiles, **options: Any) -> HybridRetriever:
-        """Rebuild from :meth:`dump` (each part restored by :func:`~oobleck.retrieve.store.restore_retriever`)."""
-        from oobleck.retrieve import store
+    def restore(cls, state: Mapping[str, Any], parts: Sequence[Retriever]) -> HybridRetriever:
+        """Rebuild from :meth:`dump`, given its parts already rebuilt.
 
-        parts = state.get("retrievers")
-        if not isinstance(parts, list):
-            raise ConfigError("a saved hybrid retriever needs a 'retrievers' list")
+        :func:`~oobleck.retrieve.store.restore_retriever` restores a hybrid's parts, then calls this.
+        """
         return cls(
-            [store.restore_retriever(p, files, **options) for p in parts],
+            list(parts),
             weights=state.get("weights"),
             rrf_k=float(state.get("rrf_k", 60.0)),
             depth=state.get("depth"),

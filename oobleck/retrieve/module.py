@@ -107,11 +107,11 @@ class Retrieve(Module):
 
     def dump_extra(self, files: SideFiles) -> dict[str, Any]:
         """``k`` and the retriever's saved state (its index goes to side files)."""
-        from oobleck.retrieve import store
+        from oobleck.retrieve._state import dump_retriever
 
         state: dict[str, Any] = {"k": self.k, "search_on_render": self.search_on_render}
         if self.retriever is not None:
-            state["retriever"] = store.dump_retriever(self.retriever, files)
+            state["retriever"] = dump_retriever(self.retriever, files)
         return state
 
     def load_extra(self, extra: Mapping[str, Any], files: SideFiles) -> None:

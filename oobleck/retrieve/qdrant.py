@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from oobleck import _progress
 from oobleck.errors import ConfigError, RetrievalError
-from oobleck.retrieve import _progress
 from oobleck.retrieve.passage import Documents, Passage, check_k, check_queries
 
 if TYPE_CHECKING:
@@ -136,8 +136,8 @@ class QdrantRetriever:
         if given is not None and (given.ndim != 2 or given.shape[0] != len(docs)):
             raise ConfigError(f"vectors must have one row per document ({len(docs)}), got shape {given.shape}")
         batch_size = max(1, batch_size)
-        progress = _progress.bar(len(texts), f"uploading to qdrant:{self.collection}", enabled=show_progress)
-        try:
+        desc = f"uploading to qdrant:{self.collection}"
+        with _progress.counter(len(texts), desc, enabled=show_progress, unit="doc") as progress:
             for start in range(0, len(texts), batch_size):
                 if given is not None:
                     vectors = given[start : start + batch_size]
@@ -154,9 +154,8 @@ class QdrantRetriever:
                     for j, vector in enumerate(vectors)
                 ]
                 self._call(self.client.upsert, collection_name=self.collection, points=points, wait=True)
-                progress.update(len(points))
-        finally:
-            progress.close()
+                if progress is not None:
+                    progress.update(len(points))
 
     def _ensure_collection(self, dim: int, *, recreate: bool) -> None:
         from qdrant_client import models

@@ -1,9 +1,10 @@
 """Saving retrievers: side files for the heavy parts, JSON for the configuration.
 
 A built-in retriever's ``dump(files)`` writes its corpus (canonical JSON) and arrays (``.npy``,
-no pickles) as side files named by their content hash, and returns JSON state that names them;
-an artifact records each side file's size and sha256 and checks them on load, so the artifact
-itself holds the configuration, never the corpus. :func:`save_index` / :func:`load_index` do the
+no pickles) as side files named by their content hash (with :mod:`oobleck.retrieve._state`), and
+returns JSON state that names them; :func:`restore_retriever` rebuilds it. An artifact records
+each side file's size and sha256 and checks them on load, so the artifact itself holds the
+configuration, never the corpus. :func:`save_index` / :func:`load_index` do the
 same for an index on its own, in a folder (``index.json`` plus its side files).
 
 Restoring never lets a file choose what runs: only built-in retriever types are rebuilt; an
@@ -15,69 +16,36 @@ may not choose a URL.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from oobleck._files import atomic_write, read_regular
 from oobleck.errors import ArtifactError, ConfigError
-from oobleck.retrieve.passage import Documents, Retriever
+from oobleck.retrieve._state import UnboundRetrieverError, dump_retriever
+from oobleck.retrieve.bm25 import BM25Index
+from oobleck.retrieve.embedders import embedder_from_config
+from oobleck.retrieve.hybrid import HybridRetriever
+from oobleck.retrieve.passage import Retriever
+from oobleck.retrieve.vector import VectorIndex
 
 if TYPE_CHECKING:
     from oobleck.artifact import SideFiles
     from oobleck.retrieve.embedders import Embedder
 
 __all__ = [
-    "dump_retriever",
+    "UnboundRetrieverError",
     "load_index",
-    "read_documents",
     "restore_retriever",
     "save_index",
     "saved_embedder",
-    "write_array",
-    "write_bytes",
-    "write_documents",
 ]
 
 INDEX_FORMAT = "oobleck.index"
 INDEX_SCHEMA_VERSION = 1
 MAX_HASHING_DIM = 1 << 20
-
-
-class UnboundRetrieverError(ConfigError):
-    """A saved retriever that a file alone may not rebuild (external, or a Qdrant server)."""
-
-
-def write_bytes(files: SideFiles, prefix: str, suffix: str, data: bytes) -> str:
-    """Store ``data`` as ``<prefix>-<sha256[:16]><suffix>`` once (equal content shares a file)."""
-    name = f"{prefix}-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
-    if name not in files.names():
-        files.write(name, data)
-    return name
-
-
-def write_array(files: SideFiles, prefix: str, array: Any) -> str:
-    """Store a numpy array as ``.npy`` (no pickles), named by its content."""
-    import numpy as np
-
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(np.asarray(array)), allow_pickle=False)
-    return write_bytes(files, prefix, ".npy", buf.getvalue())
-
-
-def write_documents(files: SideFiles, documents: Documents) -> str:
-    """Store a corpus as a JSON side file; returns its name."""
-    return write_bytes(files, "corpus", ".json", documents.to_bytes())
-
-
-def read_documents(files: SideFiles, name: Any) -> Documents:
-    """The corpus stored by :func:`write_documents`."""
-    if not isinstance(name, str):
-        raise ConfigError(f"a saved index names its corpus file by a string, got {name!r}")
-    return Documents.from_bytes(files.read(name))
 
 
 def saved_embedder(config: Any, given: Embedder | None = None, files: SideFiles | None = None) -> Embedder:
@@ -92,8 +60,6 @@ def saved_embedder(config: Any, given: Embedder | None = None, files: SideFiles 
     Raises:
         ConfigError: a config that is not a bundled or allowed embedder, and no ``given``.
     """
-    from oobleck.retrieve.embedders import embedder_from_config
-
     if given is not None:
         return given
     if not isinstance(config, Mapping):
@@ -122,14 +88,6 @@ def saved_embedder(config: Any, given: Embedder | None = None, files: SideFiles 
     return embedder_from_config(options)
 
 
-def dump_retriever(retriever: Retriever, files: SideFiles) -> dict[str, Any]:
-    """JSON state for ``retriever``: a built-in one saves its index; any other only its config."""
-    dump = getattr(retriever, "dump", None)
-    if callable(dump):
-        return dict(dump(files))
-    return {"type": "external", "config": retriever.config(), "class": f"{type(retriever).__module__}.{type(retriever).__qualname__}"}
-
-
 def restore_retriever(state: Any, files: SideFiles, *, embedder: Embedder | None = None) -> Retriever:
     """Rebuild a built-in retriever from :func:`dump_retriever`'s state.
 
@@ -138,10 +96,6 @@ def restore_retriever(state: Any, files: SideFiles, *, embedder: Embedder | None
             caller must provide it), or names an embedder that is not bundled.
         ConfigError: malformed state.
     """
-    from oobleck.retrieve.bm25 import BM25Index
-    from oobleck.retrieve.hybrid import HybridRetriever
-    from oobleck.retrieve.vector import VectorIndex
-
     if not isinstance(state, Mapping):
         raise ConfigError(f"saved retriever state must be a mapping, got {type(state).__name__}")
     kind = state.get("type")
@@ -151,7 +105,10 @@ def restore_retriever(state: Any, files: SideFiles, *, embedder: Embedder | None
         if kind == BM25Index.kind:
             return BM25Index.restore(state, files)
         if kind == HybridRetriever.kind:
-            return HybridRetriever.restore(state, files, embedder=embedder)
+            parts = state.get("retrievers")
+            if not isinstance(parts, list):
+                raise ConfigError("a saved hybrid retriever needs a 'retrievers' list")
+            return HybridRetriever.restore(state, [restore_retriever(p, files, embedder=embedder) for p in parts])
     except ConfigError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -198,8 +155,6 @@ def save_index(retriever: Retriever, directory: str | Path) -> Path:
         "retriever": state,
         "files": files.records("index"),
     }
-    from oobleck.artifact._files import atomic_write
-
     path = folder / "index.json"
     atomic_write(path, (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=1) + "\n").encode("utf-8"))
     return path
@@ -222,8 +177,6 @@ def load_index(directory: str | Path, *, embedder: Embedder | None = None) -> Re
     if path.is_dir():
         path = path / "index.json"
     source = str(path)
-    from oobleck.artifact._untrusted import read_regular
-
     raw = read_regular(path, what="index", max_bytes=64 * 1024 * 1024)  # no FIFO, device or oversized file
     try:
         manifest = json.loads(raw)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from oobleck import _progress
 from oobleck.errors import ConfigError
-from oobleck.retrieve import _progress
+from oobleck.retrieve import _state
 from oobleck.retrieve.passage import Documents, Passage, check_k, check_queries, top_k
 
 if TYPE_CHECKING:
@@ -60,15 +61,13 @@ class VectorIndex:
         self.documents = Documents.from_corpus(corpus)
         self.embedder: Embedder = embedder if embedder is not None else HashingEmbedder()
         texts = self.documents.indexed_texts()
-        progress = _progress.bar(len(texts), "embedding corpus", enabled=show_progress)
         parts = []
-        try:
+        with _progress.counter(len(texts), "embedding corpus", enabled=show_progress, unit="doc") as progress:
             for start in range(0, len(texts), max(1, batch_size)):
                 batch = texts[start : start + max(1, batch_size)]
                 parts.append(np.asarray(self.embedder.embed(batch), dtype=np.float32))
-                progress.update(len(batch))
-        finally:
-            progress.close()
+                if progress is not None:
+                    progress.update(len(batch))
         self.vectors = _checked(np.concatenate(parts, axis=0), len(self.documents))
 
     @classmethod
@@ -120,20 +119,16 @@ class VectorIndex:
 
     def dump(self, files: SideFiles) -> dict[str, Any]:
         """The config plus side-file names for the corpus and the vectors."""
-        from oobleck.retrieve import store
-
         return {
             **self.config(),
-            "corpus": store.write_documents(files, self.documents),
-            "vectors": store.write_array(files, "vectors", self.vectors),
+            "corpus": _state.write_documents(files, self.documents),
+            "vectors": _state.write_array(files, "vectors", self.vectors),
         }
 
     @classmethod
     def restore(cls, state: Mapping[str, Any], files: SideFiles, *, embedder: Embedder) -> VectorIndex:
         """Rebuild from :meth:`dump` (no embedding happens: the vectors are read back)."""
-        from oobleck.retrieve import store
-
-        return cls.from_vectors(store.read_documents(files, state["corpus"]), files.read_array(state["vectors"]), embedder=embedder)
+        return cls.from_vectors(_state.read_documents(files, state["corpus"]), files.read_array(state["vectors"]), embedder=embedder)
 
     def __repr__(self) -> str:
         return f"VectorIndex({len(self.documents)} documents, embedder={self.embedder!r})"

@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from oobleck._progress import on_terminal
+from oobleck import _progress
+from oobleck._files import atomic_write
 from oobleck.errors import ConfigError, OobleckError
 from oobleck.lm import _hf_runtime as rt
 from oobleck.lm.soft_prompt import SoftPrompt
@@ -67,6 +68,41 @@ class Outcome:
     initial_sha256: str = ""
     planned_steps: int = 0
     stopped_by_time: bool = False
+
+
+@dataclass(slots=True)
+class TrainState:
+    """Where a run is: what a checkpoint saves after every step and a resumed run starts from.
+
+    Attributes:
+        rng: draws the batch order (seeded from the plan; its state is saved).
+        step: optimizer steps taken.
+        seconds: training time so far, across resumed sessions.
+        losses: the loss of each step.
+        history: ``(step, score)`` of each evaluation, the start (step 0) first.
+        best: the best soft prompt so far (None only before the start is scored).
+        best_score: its score.
+        best_step: the step it was taken at.
+        initial: the score of the starting prompt.
+        order: the rest of the current pass over the rows (popped from the end).
+    """
+
+    rng: random.Random
+    step: int = 0
+    seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    history: list[tuple[int, float]] = field(default_factory=list)
+    best: SoftPrompt | None = None
+    best_score: float = float("-inf")
+    best_step: int = 0
+    initial: float = float("nan")
+    order: list[int] = field(default_factory=list)
+
+    def consider(self, candidate: SoftPrompt, value: float) -> None:
+        """Record an evaluation at the current step; keep ``candidate`` if it beats the best."""
+        self.history.append((self.step, value))
+        if value > self.best_score:
+            self.best, self.best_score, self.best_step = candidate, value, self.step
 
 
 def peft_config(method: str, settings: dict[str, Any], lm: TransformersLM) -> Any:
@@ -183,79 +219,64 @@ def train(
     params = [p for p in peft_model.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.0)
-    rng = random.Random(plan.seed)
-    order: list[int] = []
     initial_sha = ""
-    step = 0
-    seconds = 0.0
-    losses: list[float] = []
-    history: list[tuple[int, float]] = []
-    best: SoftPrompt | None = None
-    best_score = float("-inf")
-    best_step = 0
-    initial = float("nan")
-    resumed = _resume(checkpoint, fingerprint, peft_model, optimizer, restart_stale)
-    if resumed is not None:
-        step, seconds, losses, history, best, best_score, best_step, initial, rng_state, order = resumed
-        rng.setstate(rng_state)
-    else:
-        best = materialize(peft_model, plan, lm, cover, materialize_task)
-        initial = best_score = score(best)
-        history.append((0, best_score))
-        initial_sha = best.sha256
-    bar = _bar(plan.steps, step, progress, label or plan.method)
+    state = _resume(checkpoint, fingerprint, peft_model, optimizer, restart_stale)
+    if state is None:
+        state = TrainState(rng=random.Random(plan.seed))
+        state.best = materialize(peft_model, plan, lm, cover, materialize_task)
+        state.initial = state.best_score = score(state.best)
+        state.history.append((0, state.best_score))
+        initial_sha = state.best.sha256
     timed_out = False
-    started = time.perf_counter() - seconds
+    started = time.perf_counter() - state.seconds
 
     def save() -> None:
-        _save(checkpoint, fingerprint, peft_model, optimizer, step, time.perf_counter() - started, losses, history,
-              best, best_score, best_step, initial, rng.getstate(), order)
+        state.seconds = time.perf_counter() - started
+        _save(checkpoint, fingerprint, peft_model, optimizer, state)
+
+    def evaluate() -> None:
+        candidate = materialize(peft_model, plan, lm, cover, materialize_task)
+        state.consider(candidate, score(candidate))
+        save()
 
     pad = lm._pad_id()
     peft_model.train()
-    try:
-        while step < plan.steps:
-            if plan.max_time_s is not None and time.perf_counter() - started >= plan.max_time_s:
-                timed_out = True
-                log.warning("%s: time budget of %.0f s reached after %d steps", plan.method, plan.max_time_s, step)
-                break
-            batch = []
-            for _ in range(min(plan.batch_size, len(rows))):
-                if not order:
-                    order = list(range(len(rows)))
-                    rng.shuffle(order)
-                batch.append(rows[order.pop()])
-            loss = _loss(peft_model, batch, pad, plan.method)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step += 1
-            losses.append(round(loss.item(), 6))
-            save()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", best=f"{best_score:.3f}")
-            if step % plan.eval_every == 0 or step == plan.steps:
-                candidate = materialize(peft_model, plan, lm, cover, materialize_task)
-                value = score(candidate)
-                history.append((step, value))
-                if value > best_score:
-                    best, best_score, best_step = candidate, value, step
+    name = label or plan.method
+    with _progress.counter(plan.steps, name, enabled=progress, unit="step", initial=state.step) as bar:
+        try:
+            while state.step < plan.steps:
+                if plan.max_time_s is not None and time.perf_counter() - started >= plan.max_time_s:
+                    timed_out = True
+                    log.warning(
+                        "%s: time budget of %.0f s reached after %d steps", plan.method, plan.max_time_s, state.step
+                    )
+                    break
+                batch = []
+                for _ in range(min(plan.batch_size, len(rows))):
+                    if not state.order:
+                        state.order = list(range(len(rows)))
+                        state.rng.shuffle(state.order)
+                    batch.append(rows[state.order.pop()])
+                loss = _loss(peft_model, batch, pad, plan.method)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                state.step += 1
+                state.losses.append(round(loss.item(), 6))
                 save()
-    finally:
-        if bar is not None:
-            bar.close()
-        peft_model.eval()
-    if history[-1][0] != step:  # stopped by time between evaluations, or resumed from a step not yet scored
-        candidate = materialize(peft_model, plan, lm, cover, materialize_task)
-        value = score(candidate)
-        history.append((step, value))
-        if value > best_score:
-            best, best_score, best_step = candidate, value, step
-        save()
-    assert best is not None
-    return Outcome(best, best_score, best_step, initial, step, time.perf_counter() - started, losses, history, n_params,
-                   initial_sha, plan.steps, timed_out)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{state.losses[-1]:.3f}", best=f"{state.best_score:.3f}")
+                if state.step % plan.eval_every == 0 or state.step == plan.steps:
+                    evaluate()
+        finally:
+            peft_model.eval()
+    if state.history[-1][0] != state.step:  # stopped by time between evaluations, or resumed from a step not yet scored
+        evaluate()
+    assert state.best is not None
+    return Outcome(state.best, state.best_score, state.best_step, state.initial, state.step,
+                   time.perf_counter() - started, state.losses, state.history, n_params, initial_sha, plan.steps,
+                   timed_out)
 
 
 def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Tensor:
@@ -278,23 +299,10 @@ def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Ten
     return out.loss  # type: ignore[no-any-return]
 
 
-def _bar(total: int, done: int, progress: bool, name: str) -> Any:
-    # like oobleck's other bars: only where someone can watch it (a terminal or a notebook)
-    if not progress or not on_terminal():
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=done, desc=name, leave=False)
-
-
 # ---- checkpoints: JSON for the run state, safetensors for tensors (never pickles) ----
 
 
-def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, step: int, seconds: float,
-          losses: list[float], history: list[tuple[int, float]], best: SoftPrompt | None, best_score: float,
-          best_step: int, initial: float, rng_state: Any, order: list[int]) -> None:
+def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, run: TrainState) -> None:
     """Write the run state: tensors in files named by their content, then the JSON naming them.
 
     A crash at any point leaves the previous JSON and the files it names intact; files it no
@@ -302,8 +310,10 @@ def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, 
     """
     from peft import get_peft_model_state_dict
 
+    best = run.best
     if path is None or best is None:
         return
+    rng_state = run.rng.getstate()
     opt = optimizer.state_dict()
     tensors = {"model." + k: v for k, v in get_peft_model_state_dict(peft_model).items()}
     for index, values in opt["state"].items():
@@ -316,7 +326,7 @@ def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, 
     path.parent.mkdir(parents=True, exist_ok=True)
     for name, data in ((files["tensors_file"], blob), (files["best_file"], best.data)):
         if not (path.parent / name).exists():
-            _atomic(path.parent / name, data)
+            atomic_write(path.parent / name, data)
     try:
         previous = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -324,27 +334,30 @@ def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, 
     state = {
         **files,
         "fingerprint": fingerprint,
-        "step": step,
-        "seconds": seconds,
-        "losses": losses,
-        "history": history,
+        "step": run.step,
+        "seconds": run.seconds,
+        "losses": run.losses,
+        "history": run.history,
         "best": best.describe(),
-        "best_score": best_score,
-        "best_step": best_step,
-        "initial": initial,
+        "best_score": run.best_score,
+        "best_step": run.best_step,
+        "initial": run.initial,
         "rng": [rng_state[0], list(rng_state[1]), rng_state[2]],
-        "order": order,
+        "order": run.order,
         "param_groups": opt["param_groups"],
         "tensors_sha256": digest,
     }
-    _atomic(path, json.dumps(state, sort_keys=True).encode())
+    atomic_write(path, json.dumps(state, sort_keys=True).encode())
     for key, name in files.items():
         old = previous.get(key) if isinstance(previous, dict) else None
         if isinstance(old, str) and old != name and Path(old).name == old:
             (path.parent / old).unlink(missing_ok=True)
 
 
-def _resume(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, restart_stale: bool) -> Any:
+def _resume(
+    path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, restart_stale: bool
+) -> TrainState | None:
+    """The state saved by :func:`_save` (model and optimizer tensors loaded), or None to start afresh."""
     from peft import set_peft_model_state_dict
 
     if path is None or not path.exists():
@@ -374,18 +387,23 @@ def _resume(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any
         optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
         best = SoftPrompt.from_description(state["best"], best_data)
         rng = state["rng"]
-        rng_state = (int(rng[0]), tuple(int(x) for x in rng[1]), rng[2])
-        random.Random().setstate(rng_state)  # refuse a damaged state here, not mid-run
-        resumed = (int(state["step"]), float(state["seconds"]), [float(x) for x in state["losses"]],
-                   [(int(s), float(v)) for s, v in state["history"]], best, float(state["best_score"]),
-                   int(state["best_step"]), float(state["initial"]), rng_state, [int(i) for i in state["order"]])
+        generator = random.Random()
+        # a damaged state fails here, not mid-run
+        generator.setstate((int(rng[0]), tuple(int(x) for x in rng[1]), rng[2]))
+        resumed = TrainState(
+            rng=generator,
+            step=int(state["step"]),
+            seconds=float(state["seconds"]),
+            losses=[float(x) for x in state["losses"]],
+            history=[(int(s), float(v)) for s, v in state["history"]],
+            best=best,
+            best_score=float(state["best_score"]),
+            best_step=int(state["best_step"]),
+            initial=float(state["initial"]),
+            order=[int(i) for i in state["order"]],
+        )
     except (KeyError, TypeError, ValueError, RuntimeError, OobleckError) as exc:
         raise ConfigError(f"soft-prompt checkpoint {path} is damaged ({exc}); delete it to start over") from None
-    log.info("resuming soft-prompt training from %s at step %d", path, resumed[0])
+    log.info("resuming soft-prompt training from %s at step %d", path, resumed.step)
     return resumed
 
-
-def _atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

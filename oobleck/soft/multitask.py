@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oobleck._budget import Budget, Checkpoint, CostEstimate, canonical_json, rows_sha256
+from oobleck._budget import Budget
+from oobleck._checkpoint import Checkpoint
+from oobleck._estimate import CostEstimate
+from oobleck._hashing import canonical_json, rows_sha256
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm import _hf_runtime as rt

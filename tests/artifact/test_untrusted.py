@@ -5,20 +5,16 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
+from watchdog import within
 
 from oobleck import ArtifactError, Example, FakeLM, Predict
+from oobleck._files import ModelPolicy, read_inside, read_regular
 from oobleck.artifact import load, loads
-from oobleck.artifact._untrusted import ModelPolicy, read_inside, read_regular
 from oobleck.modules.knn import KNNFewShot
 from oobleck.retrieve.embedders import HashingEmbedder
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
-
-from watchdog import within  # noqa: E402
 
 ROWS = [Example(text=t, label=lab).with_inputs("text") for t, lab in [("great movie", "pos"), ("awful film", "neg"), ("fine fun", "pos")]]
 

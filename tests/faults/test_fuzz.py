@@ -21,6 +21,7 @@ import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from watchdog import within
 
 from oobleck import (
     ArtifactError,
@@ -34,11 +35,7 @@ from oobleck import (
 )
 from oobleck._types import type_from_schema
 from oobleck.artifact import ArtifactWarning, load, loads
-from oobleck.lm import _compat
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
-
-from watchdog import within  # noqa: E402
+from oobleck.lm import _chat_wire
 
 FUZZ = settings(
     max_examples=150,
@@ -141,7 +138,7 @@ _bodies = json_values | st.fixed_dictionaries(
 @given(_bodies)
 def test_response_bodies_become_responses_or_response_errors(body):
     try:
-        response = _compat.from_dict(body)
+        response = _chat_wire.from_dict(body)
     except LMResponseError as exc:
         assert "expected" in str(exc) or "error" in str(exc)
         return

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from oobleck import BudgetExceededError, ConfigError, Usage
-from oobleck._budget import Budget, Checkpoint, active
+from oobleck._budget import Budget, active
+from oobleck._checkpoint import Checkpoint
 
 
 def test_budget_stops_at_the_limit_and_before_a_run_that_would_cross_it() -> None:

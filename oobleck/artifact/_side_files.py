@@ -7,20 +7,17 @@ any module sees it. Arrays are stored as ``.npy`` without pickles.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from oobleck.artifact._untrusted import ModelPolicy, read_inside
+from oobleck._files import ModelPolicy, atomic_write, read_inside
 from oobleck.errors import ArtifactError
 
-__all__ = ["SideFiles", "atomic_write"]
+__all__ = ["SideFiles"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}$")
 MAX_SIDE_BYTES = 2 * 1024 * 1024 * 1024
@@ -134,7 +131,7 @@ class SideFiles:
     def read_from(
         cls, directory: Path | None, records: Iterable[Any], *, source: str, models: ModelPolicy | None = None
     ) -> SideFiles:
-        """Read and verify the side files an artifact lists (see ``oobleck.artifact._untrusted``).
+        """Read and verify the side files an artifact lists (see ``oobleck._files``).
 
         Raises:
             ArtifactError: a file is missing, outside the artifact's directory, a symlink or a
@@ -170,16 +167,3 @@ class SideFiles:
             contents[record.name] = data
         return cls(contents, models=models)
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -1,4 +1,7 @@
-"""The OpenAI chat-completions wire format, shared by every backend that speaks it."""
+"""The OpenAI chat-completions wire format, shared by every backend that speaks it.
+
+What a request may carry in ``extra`` is not decided here: see :mod:`oobleck.lm._policy`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import math
 from typing import Any
 
 from oobleck.errors import ConfigError, LMContextLengthError, LMResponseError
+from oobleck.lm._policy import EXTRA_ALLOWED, refused_extra_keys
 from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, Usage
 
 
@@ -43,7 +47,7 @@ def to_params(request: LMRequest, model: str, defaults: dict[str, Any]) -> dict[
             "type": "json_schema",
             "json_schema": {"name": _schema_name(fmt.get("name", "output")), "schema": fmt["schema"], "strict": True},
         }
-    unknown = sorted(k for k in request.extra if k not in EXTRA_ALLOWED)
+    unknown = refused_extra_keys(request.extra)
     if unknown:
         raise ConfigError(
             f"LMRequest.extra may set only the sampling knobs {sorted(EXTRA_ALLOWED)}; got {unknown}. "
@@ -52,30 +56,6 @@ def to_params(request: LMRequest, model: str, defaults: dict[str, Any]) -> dict[
         )
     params.update(request.extra)
     return params
-
-
-EXTRA_ALLOWED = frozenset(
-    {
-        "frequency_penalty",
-        "presence_penalty",
-        "logit_bias",
-        "top_k",
-        "min_p",
-        "typical_p",
-        "repeat_penalty",
-        "repetition_penalty",
-        "repeat_last_n",
-        "mirostat",
-        "mirostat_tau",
-        "mirostat_eta",
-        "reasoning_effort",
-    }
-)
-"""What ``LMRequest.extra`` (and so a program's or an artifact's ``config.extra``) may set.
-
-Only sampling knobs that shape the answer: never the model, messages, endpoint, headers,
-timeouts, keys or anything the SDK would treat as a transport option.
-"""
 
 
 def _schema_name(name: str) -> str:

@@ -1,7 +1,15 @@
-"""Reading what an untrusted file points at: files inside its folder only, models only where allowed.
+"""Files oobleck writes and reads: one writer, one set of reading rules, one cache root.
 
-The rules every loader of saved state follows (artifacts, their side files, retrieval indexes,
-soft-prompt tensors), so an artifact stays data and never becomes authority:
+**Writing.** Every file the library makes (artifacts and their side files, index folders,
+checkpoints, soft-prompt training state) goes through :func:`atomic_write`: the bytes go to a
+fresh temporary file in the target's folder (a unique ``mkstemp`` name, so two writers never
+share one), are flushed to disk, and the temporary file is renamed over the target. A reader
+sees the old file or the new one, never half of either; a failed write removes its temporary
+file and leaves the old file as it was; an existing file keeps its permission bits.
+
+**Reading what an untrusted file points at.** The rules every loader of saved state follows
+(artifacts, their side files, retrieval indexes, soft-prompt tensors), so an artifact stays data
+and never becomes authority:
 
 - A referenced file is a relative path inside the artifact's folder: no absolute path, no
   ``..``, no symlink at any step (``O_NOFOLLOW`` on every component, walked with ``dir_fd``),
@@ -14,20 +22,25 @@ soft-prompt tensors), so an artifact stays data and never becomes authority:
 
 Use :func:`read_inside` for any file an untrusted document references, :func:`read_regular`
 for a file the user named, and :meth:`ModelPolicy.check` for a model reference.
+
+**Caches.** :func:`cache_dir` says where cached LM responses and converted models live.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from oobleck.errors import ArtifactError
 
-__all__ = ["MAX_FILE_BYTES", "ModelPolicy", "read_inside", "read_regular"]
+__all__ = ["MAX_FILE_BYTES", "ModelPolicy", "atomic_write", "cache_dir", "read_inside", "read_regular"]
 
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 """The default cap on one file read for an artifact (2 GiB)."""
@@ -35,6 +48,63 @@ MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_NEW_FILE_MODE = 0o644
+
+
+# ---- writing ----
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that no reader ever sees half a file.
+
+    The bytes go to a temporary file with a unique name (``mkstemp``) in the same folder, are
+    flushed to disk (``fsync``), and the temporary file is renamed over ``path``. Two writers
+    to one path never share a temporary file; the last rename wins, whole. An existing file's
+    permission bits are kept; a new file gets ``0o644``.
+
+    Args:
+        path: the file to write; its folder must exist.
+        data: the complete new contents.
+
+    Raises:
+        OSError: the folder is missing or not writable, or the disk is full. The temporary
+            file is removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:  # no file there yet
+        mode = _NEW_FILE_MODE
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _sync_folder(target.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    # Make the rename itself durable; a platform that cannot open a folder (Windows) skips it.
+    try:
+        fd = os.open(folder, os.O_RDONLY | _DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---- reading ----
 
 
 def _parts(relative: str, *, what: str) -> list[str]:
@@ -147,6 +217,9 @@ def _read_fd(fd: int, *, what: str, max_bytes: int, expected_size: int | None) -
         os.close(fd)
 
 
+# ---- models and caches ----
+
+
 @dataclass(frozen=True, slots=True)
 class ModelPolicy:
     """Which model folders an artifact may name (the user's choice, given to ``load``).
@@ -180,3 +253,22 @@ class ModelPolicy:
             f"an artifact cannot choose which model runs on your machine. If you trust it, load with "
             f"allow_models=[{reference!r}] (a local folder; nothing is downloaded)"
         )
+
+
+def cache_dir(kind: Literal["lm", "models"] = "lm", *, root: str | os.PathLike[str] | None = None) -> Path:
+    """Where oobleck keeps cached files of one kind.
+
+    The root is ``root`` when given, else ``$OOBLECK_CACHE_DIR``, else ``~/.cache/oobleck``.
+    Cached LM responses (``"lm"``) live in the root itself; models converted for a backend
+    (``"models"``) in its ``models`` folder.
+
+    Example:
+        >>> cache_dir("models", root="/tmp/c").as_posix()
+        '/tmp/c/models'
+    """
+    if root is None:
+        env = os.environ.get("OOBLECK_CACHE_DIR")
+        base = Path(env) if env else Path.home() / ".cache" / "oobleck"
+    else:
+        base = Path(root)
+    return base / "models" if kind == "models" else base
