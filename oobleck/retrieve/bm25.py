@@ -79,8 +79,13 @@ class BM25Index:
             raise ConfigError(
                 f"BM25Index: no document has a word to index (every token is a stopword or too short; stopwords={stopwords!r})"
             )
+        # The vocabulary is numbered in sorted order: bm25s numbers it in set order, which
+        # follows Python's per-process string hashing, so the saved index would differ between
+        # two processes that built it from the same corpus.
+        vocab = {token: i for i, token in enumerate(sorted({t for doc in tokens for t in doc}))}
+        ids = [[vocab[t] for t in doc] for doc in tokens]
         self._bm25 = bm25s.BM25(**self.params)
-        self._bm25.index(tokens, show_progress=show_progress)
+        self._bm25.index(bm25s.tokenization.Tokenized(ids=ids, vocab=vocab), show_progress=show_progress)
 
     def __len__(self) -> int:
         return len(self.documents)
