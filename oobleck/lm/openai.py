@@ -311,16 +311,12 @@ class OpenAILM(BaseLM):
 
     def _post(self, url: str, body: dict[str, Any]) -> tuple[Any, int]:
         """POST ``body`` as JSON with this LM's retries; the decoded answer and the retries it took."""
-        import httpx
-
         end = self._end()
         for attempt in range(self.max_retries + 1):
             try:
                 with self._slots:
-                    response = self.client.post(url, body=body, cast_to=httpx.Response, options={"timeout": self.timeout})
-                    content = response.content
-                self._check_progress(len(content), math.inf)
-                return _decode(content), attempt
+                    # An absolute URL: the SDK sends it as is (llama.cpp's /tokenize is outside /v1).
+                    return self.client.post(url, body=body, cast_to=object, options={"timeout": self.timeout}), attempt
             except Exception as exc:
                 delay = self._after_failure(exc, attempt, end)
             time.sleep(delay)

@@ -96,7 +96,7 @@ def test_openai_on_llama_server_scores_like_local(local_lm, server_url):
 
 def test_openai_first_token_scoring_is_exact_for_one_token_labels_and_refuses_shared_first_tokens(local_lm, server_url):
     lm = OpenAILM("smollm2", base_url=server_url, scoring="first_token")
-    ask = LMRequest(messages=(Message(role="user", content="Is 'a wonderful film' positive or negative?"),), score=("positive", "negative"))
+    ask = LMRequest(messages=(Message(role="user", content="Is this review positive or negative? 'A wonderful film.' Answer with one word."),), score=("positive", "negative"))
     exact = local_lm.complete(ask)
     first = lm.complete(ask)
     assert [c.finish_reason for c in first.choices] == ["score", "score"]
