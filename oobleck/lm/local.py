@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from oobleck._packaged import packaged_path
-from oobleck.errors import ConfigError, LMResponseError
+from oobleck.errors import ConfigError, LMContextLengthError, LMResponseError
 from oobleck.lm import _compat, _llama_score
 from oobleck.lm.base import BaseLM, Capabilities
 from oobleck.lm.types import LMRequest, LMResponse, Usage
@@ -248,6 +248,11 @@ class LocalLM(BaseLM):
         except (ConfigError, LMResponseError):
             raise
         except Exception as exc:  # noqa: BLE001 - llama.cpp's own errors, translated at this edge
+            if _compat.is_context_length_message(str(exc)):
+                raise LMContextLengthError(
+                    f"the prompt and a completion to score do not fit the model's context ({exc}); "
+                    "shorten the inputs, or give LocalLM a larger n_ctx"
+                ) from exc
             raise LMResponseError(f"llama.cpp failed to score: {type(exc).__name__}: {exc}") from exc
         finally:
             del server  # see complete(): close() needs LocalLM to hold the only references
