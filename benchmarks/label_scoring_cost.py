@@ -18,6 +18,14 @@ one untimed warm-up row first, then the rows one after another. Reported per met
 per row (mean, median), tokens the server evaluated, accuracy (argmax label) and, per task,
 the goal of issue 17: score seconds / generate seconds <= 2.
 
+Why K=77 misses the goal: scoring is exact teacher forcing (see oobleck/lm/_llama_score.py),
+so every token of every label is evaluated once after the prompt, less the prefixes labels
+share. The 77 Banking77 names take about 370 such tokens per row; one constrained generation
+evaluates about 30 (the row's own text plus the ~10 answer tokens; the long shared system
+prompt is in the prefix cache for both). On a CPU a decoding step costs about the same for one
+token as for a few, so the ratio follows the token counts. K=2 and K=6 cost about what one
+generation does.
+
 Prints one JSON object and writes benchmarks/results/label_scoring_cost.json. Reads the data
 from ``$OOBLECK_DATA`` (default /work/shared/data).
 """
