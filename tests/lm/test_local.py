@@ -79,7 +79,7 @@ def test_bad_model_path():
 
 
 def test_scoring_is_declared_and_a_single_completion_scores(local_lm):
-    # Scoring itself is tested in test_scoring_real.py; here: the capability and the one-string form.
+    # Scoring itself is tested in test_label_scores_real.py; here: the capability and the one-string form.
     assert local_lm.capabilities.scoring
     response = local_lm.complete(LMRequest(messages=(Message(role="user", content="x"),), score="y"))
     (choice,) = response.choices
