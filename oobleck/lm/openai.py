@@ -18,7 +18,7 @@ import os
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 from oobleck.errors import (
     ConfigError,
@@ -29,11 +29,17 @@ from oobleck.errors import (
     LMResponseError,
     LMTimeoutError,
 )
-from oobleck.lm import _chat_wire as _compat
+from oobleck.lm import _chat_wire, _llama_score
 from oobleck.lm.base import BaseLM, Capabilities
-from oobleck.lm.types import LMRequest, LMResponse
+from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, Usage
 
-__all__ = ["OpenAILM"]
+__all__ = ["OpenAILM", "ScoringMode"]
+
+ScoringMode = Literal["llama.cpp", "first_token"]
+"""How :class:`OpenAILM` scores completions: ``"llama.cpp"`` (exact) or ``"first_token"``."""
+
+FIRST_TOKEN_ALTERNATIVES = 20
+"""``top_logprobs`` asked for in ``first_token`` scoring (OpenAI's maximum)."""
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,25 @@ class OpenAILM(BaseLM):
         deadline: the most seconds one call may take, every attempt and every wait between
             attempts included (None: ``max_retries + 1`` attempts of ``timeout`` each, plus
             backoff). A retry that could not finish in time is not started.
+        scoring: how to answer ``LMRequest.score`` (the log-probability of given completions),
+            which the OpenAI API does not define; declared in ``capabilities.scoring``.
+
+            - ``None`` (default): not offered; a scoring request is a ConfigError.
+            - ``"llama.cpp"``: exact, on a llama.cpp server (``llama-server``,
+              :meth:`LocalLM.serve`): the server applies its chat template
+              (``/apply-template``) and tokenizes (``/tokenize``), both at ``base_url``
+              without its ``/v1``, and each completion is generated forced token by token
+              through a grammar on ``/v1/completions``, reporting each token's raw
+              log-probability (see :mod:`oobleck.lm._llama_score`). One scoring request
+              counts as one call, whatever number of HTTP exchanges it takes.
+            - ``"first_token"``: any server that returns ``top_logprobs`` (OpenAI, vLLM, ...):
+              one chat completion of one token with the top 20 alternatives; a completion
+              scores the log-probability of its first token, taken to be the longest returned
+              token its text starts with. Exact only for completions of one token; longer ones
+              are ranked by their first token alone (their choice holds that one token and
+              ``finish_reason="score_first_token"``). A ConfigError when two completions share
+              their first token or one's first token is not among the 20, since then they
+              cannot be ranked.
         **defaults: decoding defaults sent with every call (temperature, max_tokens, ...).
 
     Example:
@@ -92,8 +117,11 @@ class OpenAILM(BaseLM):
         max_concurrency: int = 8,
         capabilities: Capabilities | None = None,
         deadline: float | None = None,
+        scoring: ScoringMode | None = None,
         **defaults: Any,
     ) -> None:
+        if scoring not in (None, "llama.cpp", "first_token"):
+            raise ConfigError(f"scoring must be None, 'llama.cpp' or 'first_token', got {scoring!r}")
         openai = _sdk()
         if client is None:
             key = api_key or os.environ.get("OPENAI_API_KEY") or ("unused" if base_url else None)
@@ -113,7 +141,8 @@ class OpenAILM(BaseLM):
         self.max_concurrency = max_concurrency
         self.deadline = deadline
         self.defaults = defaults
-        self.capabilities = capabilities or Capabilities(json_schema=True, logprobs=True, n=True)
+        self.scoring = scoring
+        self.capabilities = capabilities or Capabilities(json_schema=True, logprobs=True, n=True, scoring=scoring is not None)
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._async_slots: dict[int, asyncio.Semaphore] = {}
         self._jitter = random.Random(0)
@@ -136,6 +165,8 @@ class OpenAILM(BaseLM):
 
     def complete(self, request: LMRequest) -> LMResponse:
         """Send ``request``, retrying retryable failures; raises an LMError subclass."""
+        if request.score is not None:
+            return self._score(request)
         params = self._params(request)
         end = self._end()
         for attempt in range(self.max_retries + 1):
@@ -175,7 +206,9 @@ class OpenAILM(BaseLM):
     # ---- async ----
 
     async def acomplete(self, request: LMRequest) -> LMResponse:
-        """Async form of :meth:`complete` (uses ``AsyncOpenAI``)."""
+        """Async form of :meth:`complete` (uses ``AsyncOpenAI``; scoring runs in a worker thread)."""
+        if request.score is not None:
+            return await asyncio.to_thread(self._score, request)
         params = self._params(request)
         loop_id = id(asyncio.get_running_loop())
         slots = self._async_slots.setdefault(loop_id, asyncio.Semaphore(self.max_concurrency))
@@ -207,18 +240,100 @@ class OpenAILM(BaseLM):
                 self._check_progress(len(body), deadline)
         return _decode(bytes(body))
 
+    # ---- scoring ----
+
+    def _score(self, request: LMRequest) -> LMResponse:
+        if self.scoring is None:
+            raise ConfigError(
+                "this OpenAILM cannot score completions (LMRequest.score): the OpenAI API returns no "
+                "log-probabilities for given text. Pass OpenAILM(..., scoring='llama.cpp') for a llama.cpp "
+                "server (exact) or scoring='first_token' for a server that returns top_logprobs (first token only)"
+            )
+        texts = _llama_score.options(request)
+        if not texts:
+            raise ConfigError("LMRequest.score needs at least one completion to score")
+        if request.soft_prompt is not None:
+            raise ConfigError("OpenAILM cannot apply a soft prompt; score on a TransformersLM instead")
+        if self.scoring == "first_token":
+            return self._score_first_token(request, texts)
+        started = time.perf_counter()
+        server = _HttpLlama(self)
+        choices, sent = _llama_score.score(server, request.messages, texts)
+        usage = Usage(
+            calls=1 + server.retries, retries=server.retries, prompt_tokens=sent, latency_s=time.perf_counter() - started
+        )
+        return LMResponse(choices=choices, usage=usage, model=self.model)
+
+    def _score_first_token(self, request: LMRequest, texts: tuple[str, ...]) -> LMResponse:
+        ask = request.model_copy(
+            update={
+                "score": None, "logprobs": True, "top_logprobs": FIRST_TOKEN_ALTERNATIVES, "max_tokens": 1,
+                "temperature": 0.0, "n": 1, "stop": None, "response_format": None,
+            }
+        )
+        response = self.complete(ask)
+        first = response.choices[0].logprobs if response.choices else None
+        if not first:
+            raise LMResponseError(
+                f"scoring='first_token' needs token log-probabilities, but {self.client.base_url} returned none "
+                "for logprobs=True; this server cannot score"
+            )
+        top = dict(first[0].top) or {first[0].token: first[0].logprob}
+        top.setdefault(first[0].token, first[0].logprob)
+        picked: dict[str, str] = {}
+        for text in dict.fromkeys(texts):
+            candidates = [t for t in top if t and text.startswith(t)]
+            if not candidates:
+                raise ConfigError(
+                    f"scoring='first_token' cannot rank {text!r}: none of the server's top {len(top)} first tokens "
+                    f"begins it ({sorted(top)[:8]}...), so its log-probability is unknown. Use fewer or likelier "
+                    "labels, or a backend that scores exactly (LocalLM, TransformersLM, OpenAILM(scoring='llama.cpp'))"
+                )
+            picked[text] = max(candidates, key=len)
+        shared = {t: [x for x in picked if picked[x] == t] for t in picked.values()}
+        clash = next((group for group in shared.values() if len(group) > 1), None)
+        if clash is not None:
+            raise ConfigError(
+                f"scoring='first_token' cannot rank {clash}: they begin with the same token "
+                f"{picked[clash[0]]!r}, and only the first token's log-probability is known. Use labels that differ "
+                "in their first word, or a backend that scores exactly (LocalLM, TransformersLM, "
+                "OpenAILM(scoring='llama.cpp'))"
+            )
+        choices = tuple(
+            Choice(
+                text=text,
+                finish_reason="score" if picked[text] == text else "score_first_token",
+                logprobs=(TokenLogprob(token=picked[text], logprob=top[picked[text]]),),
+            )
+            for text in texts
+        )
+        return LMResponse(choices=choices, usage=response.usage.model_copy(update={"completion_tokens": 0}), model=response.model)
+
+    def _post(self, url: str, body: dict[str, Any]) -> tuple[Any, int]:
+        """POST ``body`` as JSON with this LM's retries; the decoded answer and the retries it took."""
+        end = self._end()
+        for attempt in range(self.max_retries + 1):
+            try:
+                with self._slots:
+                    # An absolute URL: the SDK sends it as is (llama.cpp's /tokenize is outside /v1).
+                    return self.client.post(url, body=body, cast_to=object, options={"timeout": self.timeout}), attempt
+            except Exception as exc:
+                delay = self._after_failure(exc, attempt, end)
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # ---- helpers ----
 
     def _params(self, request: LMRequest) -> dict[str, Any]:
         # Sampling knobs the SDK has no keyword for (top_k, min_p ...) travel in the body.
-        params = _compat.to_params(request, self.model, self.defaults)
+        params = _chat_wire.to_params(request, self.model, self.defaults)
         body_only = {k: params.pop(k) for k in request.extra if k not in _SDK_SAMPLING}
         if body_only:
             params["extra_body"] = {**(params.get("extra_body") or {}), **body_only}
         return params
 
     def _finish(self, raw: Any, attempt: int, started: float) -> LMResponse:
-        response = _compat.from_dict(raw)  # truncation (finish_reason "length") is judged by Predict
+        response = _chat_wire.from_dict(raw)  # truncation (finish_reason "length") is judged by Predict
         # Every attempt reached the backend, so each is a call; all but the first were retries.
         usage = response.usage.model_copy(
             update={"calls": attempt + 1, "retries": attempt, "latency_s": time.perf_counter() - started}
@@ -268,7 +383,7 @@ class OpenAILM(BaseLM):
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             retry_after = _retry_after(exc.response.headers) if exc.response is not None else None
-            if status in (400, 413, 422) and _compat.is_context_length_message(f"{message} {getattr(exc, 'code', '')}"):
+            if status in (400, 413, 422) and _chat_wire.is_context_length_message(f"{message} {getattr(exc, 'code', '')}"):
                 return LMContextLengthError(
                     f"the prompt does not fit the context of {self.model} at {where} ({message}); "
                     "shorten the inputs, use fewer demos, or choose a model with a larger context",
@@ -313,3 +428,42 @@ def _retry_after(headers: Any) -> float | None:
         if math.isfinite(seconds) and seconds >= 0:
             return seconds
     return None
+
+
+class _HttpLlama:
+    """A llama.cpp server's scoring routes over HTTP, through an OpenAILM's client and retries."""
+
+    def __init__(self, lm: OpenAILM) -> None:
+        self._lm = lm
+        base = str(lm.client.base_url).rstrip("/")
+        self._v1 = base
+        self._root = base[: -len("/v1")] if base.endswith("/v1") else base
+        self.retries = 0
+
+    def _post(self, url: str, body: dict[str, Any]) -> Any:
+        answer, retries = self._lm._post(url, body)
+        self.retries += retries
+        return answer
+
+    def apply_template(self, messages: list[dict[str, str]]) -> str:
+        answer = self._post(f"{self._root}/apply-template", {"messages": messages})
+        prompt = answer.get("prompt") if isinstance(answer, dict) else None
+        if not isinstance(prompt, str):
+            raise LMResponseError(
+                f"scoring='llama.cpp' needs llama.cpp's /apply-template at {self._root}, which returned no prompt; "
+                "is this a llama.cpp server?"
+            )
+        return prompt
+
+    def tokenize(self, text: str, *, add_special: bool) -> list[int]:
+        answer = self._post(f"{self._root}/tokenize", {"content": text, "add_special": add_special, "parse_special": True})
+        tokens = answer.get("tokens") if isinstance(answer, dict) else None
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+            raise LMResponseError(
+                f"scoring='llama.cpp' needs llama.cpp's /tokenize at {self._root}, which returned no token ids; "
+                "is this a llama.cpp server?"
+            )
+        return tokens
+
+    def completion(self, body: dict[str, Any]) -> Any:
+        return self._post(f"{self._v1}/completions", {"model": self._lm.model, **body})

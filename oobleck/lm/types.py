@@ -50,7 +50,10 @@ class LMRequest(BaseModel):
             only if the adapter allows (see ``LM.capabilities``).
         score: completions to score instead of generating (log-probability of these exact
             tokens after the messages): one string, or several scored together; the response
-            has one choice per completion, in order, whose ``logprobs`` are its tokens'. Only
+            has one choice per completion, in order, whose ``logprobs`` are its tokens' (so
+            ``choice.logprob`` is the total and ``len(choice.logprobs)`` the token count, for
+            length normalisation) and whose ``finish_reason`` is ``"score"``, or
+            ``"score_first_token"`` where a backend could score only the first token. Only
             backends with ``capabilities.scoring`` accept it.
         soft_prompt: trained vectors to apply with the messages; only backends with
             ``capabilities.soft_prompts`` accept it. Its sha256 (not its tensors) is in the key.

@@ -78,9 +78,14 @@ def test_bad_model_path():
         LocalLM("/nonexistent/model.gguf")
 
 
-def test_scoring_is_refused_clearly(local_lm):
-    with pytest.raises(ConfigError, match="cannot score"):
-        local_lm.complete(LMRequest(messages=(Message(role="user", content="x"),), score="y"))
+def test_scoring_is_declared_and_a_single_completion_scores(local_lm):
+    # Scoring itself is tested in test_label_scores_real.py; here: the capability and the one-string form.
+    assert local_lm.capabilities.scoring
+    response = local_lm.complete(LMRequest(messages=(Message(role="user", content="x"),), score="y"))
+    (choice,) = response.choices
+    assert choice.text == "y" and choice.finish_reason == "score" and choice.logprob < 0
+    with pytest.raises(ConfigError, match="at least one completion"):
+        local_lm.complete(LMRequest(messages=(Message(role="user", content="x"),), score=()))
 
 
 def test_serving_shares_the_in_process_model(server_url, local_lm):
