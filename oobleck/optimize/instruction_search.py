@@ -96,13 +96,14 @@ class InstructionSearch(InstructionSearchBase):
         proposals = self.depth * self.breadth * n_pred
         boot_runs = n_train if self.n_demos else 0
         val_runs = n_val * (1 + proposals + len(self.formats))
-        return CostEstimate(
+        estimate = CostEstimate(
             program_runs=boot_runs + val_runs,
             lm_calls=(boot_runs + val_runs) * per_run + proposals + 1,
             min_lm_calls=(min(self.n_demos, n_train) + n_val) * per_run + 1,
             prompt_tokens=(boot_runs + val_runs) * tokens_per_run(program, first),
             breakdown={"bootstrap": boot_runs, "validation": val_runs, "proposer_calls": proposals + 1},
         )
+        return self._plus_confirmation(estimate, program, trainset, valset)
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
         def steps(s: Session) -> None:

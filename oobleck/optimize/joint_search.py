@@ -156,13 +156,14 @@ class JointSearch(InstructionSearchBase):
         full = n_val * (1 + self.num_trials // self.full_eval_every + 1)
         minibatch_runs = mb * self.num_trials
         runs = boot + minibatch_runs + full
-        return CostEstimate(
+        estimate = CostEstimate(
             program_runs=runs,
             lm_calls=runs * per_run + proposals + 1,
             min_lm_calls=n_val * per_run,
             prompt_tokens=runs * tokens_per_run(program, first),
             breakdown={"bootstrap": boot, "minibatch": minibatch_runs, "validation": full, "proposer_calls": proposals + 1},
         )
+        return self._plus_confirmation(estimate, program, trainset, valset)
 
     # ---- the search ----
 
