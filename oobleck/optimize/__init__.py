@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from oobleck._budget import CostEstimate
 from oobleck.optimize._base import CompileRun, Optimizer
+from oobleck.optimize.auto import Auto
 from oobleck.optimize.bootstrap import BootstrapFewShot
 from oobleck.optimize.ensemble import Ensemble, ensemble, majority
 from oobleck.optimize.instruction_search import InstructionSearch
@@ -25,6 +26,7 @@ from oobleck.optimize.reflective import ReflectiveEvolution
 
 __all__ = [
     "KNN",
+    "Auto",
     "BootstrapFewShot",
     "CompileRun",
     "CostEstimate",
