@@ -18,7 +18,6 @@ from oobleck.cli._program import CLIError, load_artifact, program_from
 from oobleck.context import context, current
 from oobleck.errors import OobleckError
 from oobleck.lm.base import LM
-from oobleck.optimize._search import verdict_lines
 
 __all__ = ["METRICS", "OPTIMIZERS", "cmd_compile", "cmd_diff", "cmd_eval", "cmd_inspect", "cmd_run", "cmd_serve"]
 
@@ -395,7 +394,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         # Saved inside the context, so the artifact records the adapter and LM the compile used.
         compiled.save(args.output)
     provenance = getattr(compiled, "provenance", {}) or {}
-    for line in verdict_lines(provenance.get("scores") or {}):
+    for line in optimize.verdict_lines(provenance.get("scores") or {}):
         sys.stderr.write(line + "\n")
     sys.stderr.write(f"saved {args.output}\n")
     _emit({"output": args.output, "optimizer": cls.__name__, "scores": provenance.get("scores")}, out=sys.stdout)

@@ -8,12 +8,17 @@ The seam for a new optimizer is public: subclass :class:`Optimizer` and implemen
 hooks (``_settings``, ``_estimate`` returning a :class:`CostEstimate`, and ``_compile``, which
 receives the :class:`CompileRun` of the call); the frame does the rest (validation, budget,
 checkpoint, progress bar, provenance). See DEVELOPERS.md, "Adding an optimizer".
+
+The searching optimizers choose on selection rows and state their verdict on confirming rows
+the search never saw (``provenance["scores"]["verdict"]``; :func:`verdict_lines` words it).
+:class:`Auto` runs a portfolio of them under one call budget.
 """
 
 from __future__ import annotations
 
 from oobleck._budget import CostEstimate
 from oobleck.optimize._base import CompileRun, Optimizer
+from oobleck.optimize._search import verdict_lines
 from oobleck.optimize.auto import Auto
 from oobleck.optimize.bootstrap import BootstrapFewShot
 from oobleck.optimize.ensemble import Ensemble, ensemble, majority
@@ -39,4 +44,5 @@ __all__ = [
     "ReflectiveEvolution",
     "ensemble",
     "majority",
+    "verdict_lines",
 ]

@@ -272,8 +272,11 @@ class Auto(SearchOptimizer):
                 log.info("Auto: %s", skip)
                 continue
             left = len(runnable) - runnable.index(name)
-            calls = self._share(self.budget, run.budget.spent.calls, reserve_calls, left)
-            tokens = self._share(self.max_tokens, run.budget.spent.total_tokens, reserve_tokens, left)
+            if name in done:  # resumed: the share it had, whatever was spent since
+                calls, tokens = done[name]["budget"], done[name]["token_budget"]
+            else:
+                calls = self._share(self.budget, run.budget.spent.calls, reserve_calls, left)
+                tokens = self._share(self.max_tokens, run.budget.spent.total_tokens, reserve_tokens, left)
             record["budget"] = calls
             if calls == 0 or tokens == 0:
                 record["skipped"] = "no budget left"
@@ -283,7 +286,7 @@ class Auto(SearchOptimizer):
             if compiled is not None:
                 programs[name] = shared.unwrap(compiled)
             if name not in done:
-                done[name] = {"usage": record.pop("_usage", None)}
+                done[name] = {"usage": record.pop("_usage", None), "budget": calls, "token_budget": tokens}
                 run.save({"members": done})
             record.pop("_usage", None)
         return self._choose(run, program, split, records, programs, reserve_calls)

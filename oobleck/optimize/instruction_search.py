@@ -49,8 +49,10 @@ class InstructionSearch(InstructionSearchBase):
             None searches instructions only.
         n_demos: bootstrapped demos shown to the proposer per predictor.
         **options: the search options (``num_threads``, ``max_errors``, ``racing``,
-            ``require_significant``, ``prompt_tolerance``, ``val_fraction``, ``max_lm_calls``,
-            ``max_tokens``; see :class:`~oobleck.optimize._search.SearchOptions`).
+            ``require_significant``, ``prompt_tolerance``, ``val_fraction``, ``confirm_fraction``,
+            ``max_lm_calls``, ``max_tokens``; see :class:`~oobleck.optimize._search.SearchOptions`).
+            Candidates are scored on the selection rows; ``confirm_fraction`` of the scoring rows
+            (at least 10; none with fewer than 20) is held out to state the winner's gain on.
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict

@@ -75,6 +75,9 @@ class JointSearch(InstructionSearchBase):
             the signature instead (its answer choices, fields and their descriptions).
         formats: prompt format names the trials may choose (the default adapter included).
         **options: the search options (see :class:`~oobleck.optimize._search.SearchOptions`).
+            Candidates are scored on the selection rows; ``confirm_fraction`` of the scoring
+            rows (at least 10; none with fewer than 20) is held out to state the winner's gain
+            on (``provenance["scores"]["verdict"]``).
 
     Raises:
         ConfigError: optuna is not installed (at compile time), or a bad setting.

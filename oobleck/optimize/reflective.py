@@ -90,6 +90,9 @@ class ReflectiveEvolution(InstructionSearchBase):
         max_demos: the demos in that set per predictor.
         formats: prompt format names added to the starting pool.
         **options: the search options (see :class:`~oobleck.optimize._search.SearchOptions`).
+            Candidates are scored on the selection rows; ``confirm_fraction`` of the scoring
+            rows (at least 10; none with fewer than 20) is held out to state the winner's gain
+            on (``provenance["scores"]["verdict"]``).
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict
