@@ -4,8 +4,8 @@ InstructionSearch first tries each prompt format (markers, JSON with schema, the
 ``Text: ...`` form, ``Name:`` prefixes, ...), then asks the same small model to propose new
 instructions grounded in a summary of the data, a few bootstrapped demos and the scores of what
 was tried. Candidates are scored on held-out training rows with paired racing; the result
-states its gain over the starting program with a 95% interval, and dev accuracy is measured on
-rows the search never saw. Every LM call goes through a disk cache: a second run costs no model
+states its gain over the starting program with a 95% interval on confirming rows the search
+never saw, and dev accuracy is measured on yet other rows. Every LM call goes through a disk cache: a second run costs no model
 time and writes a byte-identical artifact.
 
     python examples/instruction_search.py [--quick]
@@ -24,7 +24,7 @@ import oobleck
 from oobleck import Cache, CachedLM, Example, JSONAdapter, LocalLM, Predict
 from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
-from oobleck.optimize import InstructionSearch
+from oobleck.optimize import InstructionSearch, verdict_lines
 
 HERE = Path(__file__).resolve().parent
 
@@ -80,14 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     compiled.save(out)
 
     scores = compiled.provenance["scores"]
-    verdict = scores["verdict"]
     chosen = next(c for c in scores["candidates"] if c["id"] == scores["best"]) if scores["best"] is not None else None
     print(f"SST-2 dev ({len(dev)} rows), SmolLM2-135M-Instruct in-process")
     print(f"  starting program : {before.score:5.1f}%  (JSON adapter, the signature's instruction)")
     print(f"  after the search : {after.score:5.1f}%  format {chosen['format'] if chosen else '-'}")
     print(f"  instruction      : {compiled.predictors()[0].instructions}")
-    if verdict:
-        print(f"  gain on the valset: {verdict['gain']:+.1f} points, 95% interval {verdict['low']:+.1f} to {verdict['high']:+.1f}")
+    for line in verdict_lines(scores):
+        print(f"  {line}")
     print(f"  candidates       : {len(scores['candidates'])}, racing saved {scores['racing']['calls_saved']} calls")
     print(f"  compile          : {compiled.compile_usage.calls} LM calls, {compiled.compile_usage.cache_hits} from the cache")
     print(f"  wall time        : {time.perf_counter() - started:.1f} s")

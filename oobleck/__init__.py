@@ -56,6 +56,7 @@ if typing.TYPE_CHECKING:
     from oobleck.modules.rag import RAG
     from oobleck.optimize import (
         KNN,
+        Auto,
         BootstrapFewShot,
         Ensemble,
         InstructionSearch,
@@ -70,6 +71,7 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "Artifact",
     "ArtifactError",
+    "Auto",
     "BaseLM",
     "BootstrapFewShot",
     "BudgetExceededError",
@@ -147,6 +149,7 @@ _LAZY_BY_MODULE: dict[str, tuple[str, ...]] = {
     "oobleck.modules.rag": ("RAG",),
     "oobleck.optimize": (
         "KNN",
+        "Auto",
         "BootstrapFewShot",
         "Ensemble",
         "InstructionSearch",

@@ -401,12 +401,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         # Saved inside the context, so the artifact records the adapter and LM the compile used.
         compiled.save(args.output)
     provenance = getattr(compiled, "provenance", {}) or {}
-    verdict = (provenance.get("scores") or {}).get("verdict")
-    if verdict:
-        sys.stderr.write(
-            f"gain over the starting program: {verdict['gain']:+.1f} points (95% interval {verdict['low']:+.1f} "
-            f"to {verdict['high']:+.1f} on {verdict['n']} rows; {'significant' if verdict['significant'] else 'not significant'})\n"
-        )
+    for line in optimize.verdict_lines(provenance.get("scores") or {}):
+        sys.stderr.write(line + "\n")
     sys.stderr.write(f"saved {args.output}\n")
     _emit({"output": args.output, "optimizer": cls.__name__, "scores": provenance.get("scores")}, out=sys.stdout)
     return 0

@@ -8,12 +8,18 @@ The seam for a new optimizer is public: subclass :class:`Optimizer` and implemen
 hooks (``_settings``, ``_estimate`` returning a :class:`CostEstimate`, and ``_compile``, which
 receives the :class:`CompileRun` of the call); the frame does the rest (validation, budget,
 checkpoint, progress bar, provenance). See DEVELOPERS.md, "Adding an optimizer".
+
+The searching optimizers choose on selection rows and state their verdict on confirming rows
+the search never saw (``provenance["scores"]["verdict"]``; :func:`verdict_lines` words it).
+:class:`Auto` runs a portfolio of them under one call budget.
 """
 
 from __future__ import annotations
 
 from oobleck._estimate import CostEstimate
 from oobleck.optimize._base import CompileRun, Optimizer
+from oobleck.optimize._search import verdict_lines
+from oobleck.optimize.auto import Auto
 from oobleck.optimize.bootstrap import BootstrapFewShot
 from oobleck.optimize.ensemble import Ensemble, ensemble, majority
 from oobleck.optimize.instruction_search import InstructionSearch
@@ -25,6 +31,7 @@ from oobleck.optimize.reflective import ReflectiveEvolution
 
 __all__ = [
     "KNN",
+    "Auto",
     "BootstrapFewShot",
     "CompileRun",
     "CostEstimate",
@@ -37,4 +44,5 @@ __all__ = [
     "ReflectiveEvolution",
     "ensemble",
     "majority",
+    "verdict_lines",
 ]

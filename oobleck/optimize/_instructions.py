@@ -25,7 +25,7 @@ from oobleck.optimize._bootstrap import Bootstrapper
 from oobleck.optimize._identity import candidate_key, format_of
 from oobleck.optimize._proposer import InstructionProposer, is_new
 from oobleck.optimize._scoring import Scorer
-from oobleck.optimize._search import SearchKwargs, SearchOptimizer
+from oobleck.optimize._search import SearchKwargs, SearchOptimizer, Split
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -92,7 +92,7 @@ class Session:
     Args:
         program: the starting program.
         train: the rows to bootstrap and reflect on.
-        val: the rows candidates are scored on.
+        val: the rows candidates are scored on (the selection rows; never the confirming ones).
         run: the CompileRun of the compile (seed, checkpoint state, scores and notes).
         name: the optimizer's name (recorded with each candidate).
         scorer: scores candidates on ``val``.
@@ -401,12 +401,13 @@ class InstructionSearchBase(SearchOptimizer):
         A candidate that fails too often stops the compile (after a checkpoint); the budget only
         ends the search. Returns the winner and the session.
         """
-        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
-        run.notes = {"split": split, "scored_valset_sha256": rows_sha256(val)}
-        s = self._start(program, train, val, run)
+        split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
+        run.notes = {"split": split.info, "scored_valset_sha256": rows_sha256(split.select)}
+        s = self._start(program, split, run)
         stopped = False
         try:
-            steps(s)
+            with self._reserve(run, program, split):
+                steps(s)
         except BudgetExceededError:
             stopped = True
         except TooManyErrorsError:
@@ -415,19 +416,19 @@ class InstructionSearchBase(SearchOptimizer):
         s.save()
         return s.finish(stopped=stopped), s
 
-    def _start(self, program: Module, train: list[Example], val: list[Example], run: CompileRun) -> Session:
+    def _start(self, program: Module, split: Split, run: CompileRun) -> Session:
         def finish(scorer: Scorer, start: Module, candidates: Mapping[str, Module], stopped: bool) -> Module:
-            return self._finish(run, scorer, start, candidates, stopped=stopped)
+            return self._finish(run, scorer, start, candidates, stopped=stopped, split=split)
 
         return Session(
             program,
-            train,
-            val,
+            split.train,
+            split.select,
             run,
             name=self.name,
-            scorer=self._scorer(val, run),
+            scorer=self._scorer(split.select, run),
             proposer=self.proposer,
-            boot=self._grounding_bootstrap.make_bootstrapper(program, run, train),
+            boot=self._grounding_bootstrap.make_bootstrapper(program, run, split.train),
             finish=finish,
             n_demos=self.n_demos,
             formats=self.formats,

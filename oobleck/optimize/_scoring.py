@@ -5,20 +5,30 @@ compared row by row (paired), which is far less noisy than comparing two means. 
 :class:`Scorer` remembers each candidate's per-row scores (and checkpoints them), so a candidate
 first scored on a minibatch pays only for the missing rows when it earns a full evaluation.
 
-Racing: while a candidate is being scored, after each chunk of rows its paired difference to
-the incumbent (the best fully scored candidate) is tested; once the upper end of its interval
-is below zero (it is confidently worse) the candidate stops costing calls. A tied candidate is
-never dropped. The rows skipped are reported as calls saved.
+Racing is a sequential test, valid however often it looks. While a candidate is scored, rows
+come in a seeded random order, and after each chunk its paired differences to the incumbent
+(the best fully scored candidate) are tested with a betting confidence sequence for the mean of
+bounded values sampled without replacement (Waudby-Smith and Ramdas, "Estimating means of
+bounded random variables by betting", JRSS B 2023): a nonnegative supermartingale, the wealth
+of a bettor against "the candidate is no worse than the incumbent on the whole valset", that
+the candidate is dropped at once its wealth reaches ``1 / alpha``. By Ville's inequality a
+candidate that is not worse on the valset is dropped with probability at most ``alpha``, at any
+number of looks (``tests/optimize/test_racing.py`` measures it on simulated null candidates).
+A candidate is scored on at least ``max(5, 10% of the valset)`` rows before it can be dropped.
+The calls saved are the rows skipped times the calls per row that reached a backend (cache
+hits are free, so they save nothing).
 
-The verdict: the paired gain of the chosen program over the starting program on the valset,
-with a t interval; with ``require_significant=True`` an optimizer returns the starting program
-when that interval includes zero.
+The verdict: the paired gain of one program over another on the same rows, with a t interval
+(:func:`paired_interval`). The searching optimizers state it twice: on the rows that chose the
+winner (optimistic: the best of many candidates is ahead there by selection) and on confirming
+rows the search never saw (see :mod:`oobleck.optimize._search`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 import statistics
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +44,7 @@ __all__ = [
     "CandidateScores",
     "PairedInterval",
     "Scorer",
+    "confidently_worse",
     "paired_interval",
     "select",
     "t_quantile",
@@ -134,6 +145,61 @@ def paired_interval(a: Sequence[float], b: Sequence[float], *, confidence: float
     return PairedInterval(mean, max(mean - half, -bound), min(mean + half, bound), n, confidence)
 
 
+def confidently_worse(diffs: Sequence[float], *, population: int, alpha: float = 0.05, cap: float = 0.5) -> bool:
+    """Whether paired differences show, at level ``alpha``, that a candidate is worse on the valset.
+
+    ``diffs`` are ``candidate_i - incumbent_i`` (each in [-1, 1]) on the first rows of a uniformly
+    random order of the ``population`` valset rows. The null hypothesis is "the mean difference
+    over all ``population`` rows is >= 0" (the candidate is not worse). A bettor starts with
+    wealth 1 and before each row stakes ``lam`` (chosen from the rows before it only) on the
+    difference falling below ``m``, the mean the unseen rows must have for the whole valset to
+    average exactly 0; the wealth ``prod(1 - lam * (d - m))`` is then a nonnegative
+    supermartingale under the null (sampling without replacement), and by Ville's inequality it
+    ever reaches ``1 / alpha`` with probability at most ``alpha``, however many rows are looked
+    at and however often. The stake follows the approximate Kelly bet ``(m - mean) / (var +
+    (m - mean)**2)`` from a running mean and variance, capped at ``cap / (1 - m)`` so no row can
+    take more than ``cap`` of the wealth.
+
+    Args:
+        diffs: the paired differences, in scoring order.
+        population: the valset size the rows are drawn from (>= ``len(diffs)``).
+        alpha: the error rate: a candidate that is not worse is dropped with at most this probability.
+        cap: the largest share of the wealth one row may stake (0 < cap < 1).
+
+    Returns:
+        True when the wealth reached ``1 / alpha`` at some row: drop the candidate.
+
+    Example:
+        >>> confidently_worse([-1.0] * 8, population=24)
+        True
+        >>> confidently_worse([-1.0, 0.0, 1.0, 0.0] * 4, population=24)
+        False
+    """
+    if not 0.0 < alpha < 1.0 or not 0.0 < cap < 1.0:
+        raise ConfigError(f"alpha and cap must be between 0 and 1, got {alpha} and {cap}")
+    if population < len(diffs):
+        raise ConfigError(f"{len(diffs)} differences cannot come from a population of {population} rows")
+    wealth, target = 1.0, 1.0 / alpha
+    total = 0.0  # sum of the differences seen
+    mean, var = 0.0, 0.25  # running estimates (one pseudo-row at 0 with variance 1/4)
+    for t, d in enumerate(diffs):
+        m = -total / (population - t)  # the null mean of the rows not yet seen
+        if m <= -1.0:
+            return False  # the rows seen already guarantee a mean >= 0 on the valset
+        if m >= 1.0:
+            return d < 1.0  # the null needs every unseen row at +1
+        edge = m - mean
+        lam = min(edge / (var + edge * edge), cap / (1.0 - m)) if edge > 0 else 0.0
+        wealth *= 1.0 - lam * (d - m)
+        if wealth >= target:
+            return True
+        total += d
+        mean_next = total / (t + 2)
+        var = (var * (t + 1) + (d - mean) * (d - mean_next)) / (t + 2)
+        mean = mean_next
+    return False
+
+
 @dataclass(slots=True)
 class CandidateScores:
     """What scoring one candidate found so far.
@@ -141,13 +207,15 @@ class CandidateScores:
     Attributes:
         scores: per valset row index, the row's score (0..1; a failed row scores 0).
         errors: how many of those rows failed.
-        calls: LM calls (reaching a backend or the cache) its rows took.
+        calls: LM calls its rows sent to a backend (every attempt).
+        cache_hits: LM calls its rows found in a cache.
         dropped: racing stopped it as confidently worse than the incumbent.
     """
 
     scores: dict[int, float] = field(default_factory=dict)
     errors: int = 0
     calls: int = 0
+    cache_hits: int = 0
     dropped: bool = False
 
     def mean(self, rows: Sequence[int] | None = None) -> float:
@@ -161,6 +229,7 @@ class CandidateScores:
             "scores": {str(k): self.scores[k] for k in sorted(self.scores)},
             "errors": self.errors,
             "calls": self.calls,
+            "cache_hits": self.cache_hits,
             "dropped": self.dropped,
         }
 
@@ -171,6 +240,7 @@ class CandidateScores:
             scores={int(k): float(v) for k, v in data.get("scores", {}).items()},
             errors=int(data.get("errors", 0)),
             calls=int(data.get("calls", 0)),
+            cache_hits=int(data.get("cache_hits", 0)),
             dropped=bool(data.get("dropped", False)),
         )
 
@@ -179,15 +249,20 @@ class Scorer:
     """Scores candidate programs on one valset, row by row, with paired racing.
 
     Args:
-        valset: the rows every candidate is scored on, in this order.
+        valset: the rows every candidate is scored on.
         metric: ``fn(example, prediction, trace=None)`` (a score with feedback is accepted; only
             the score counts here).
         num_threads: threads per chunk of rows.
         max_errors: failed rows tolerated per candidate (None: any number).
-        racing: drop a candidate once it is confidently worse than the incumbent.
-        race_confidence: the two-sided level of the interval racing tests.
-        min_race_rows: rows a candidate is always scored on before racing may drop it.
-        chunk: rows scored between two racing tests.
+        racing: drop a candidate once it is confidently worse than the incumbent (see the
+            module docstring); rows are then scored in a seeded random order.
+        race_confidence: ``1 - alpha`` of racing's test: a candidate that is not worse than the
+            incumbent on the valset is dropped with probability at most ``alpha``.
+        min_race_rows: rows a candidate is always scored on before racing may drop it
+            (default: ``max(5, 10%)`` of the valset).
+        chunk: rows scored between two looks of racing (default: ``max(num_threads,
+            valset / 12)``; the test is valid whatever the number of looks).
+        seed: the seed of racing's row order.
         state: per-candidate scores from a checkpoint (:meth:`to_data`).
     """
 
@@ -200,15 +275,19 @@ class Scorer:
         max_errors: int | None = 10,
         racing: bool = True,
         race_confidence: float = 0.95,
-        min_race_rows: int = 20,
-        chunk: int = 10,
+        min_race_rows: int | None = None,
+        chunk: int | None = None,
+        seed: int = 0,
         state: Mapping[str, Any] | None = None,
     ) -> None:
         if not 0.0 < race_confidence < 1.0:
             raise ConfigError(f"race_confidence must be between 0 and 1, got {race_confidence}")
-        if chunk < 1 or min_race_rows < 2:
-            raise ConfigError("chunk must be >= 1 and min_race_rows >= 2")
         self.valset = list(valset)
+        n = len(self.valset)
+        min_race_rows = max(5, math.ceil(0.1 * n)) if min_race_rows is None else min_race_rows
+        chunk = max(num_threads, math.ceil(n / 12), 1) if chunk is None else chunk
+        if chunk < 1 or min_race_rows < 2:
+            raise ConfigError(f"chunk must be >= 1 and min_race_rows >= 2, got {chunk} and {min_race_rows}")
         self.metric = metric
         self.num_threads = num_threads
         self.max_errors = max_errors
@@ -216,6 +295,12 @@ class Scorer:
         self.race_confidence = race_confidence
         self.min_race_rows = min_race_rows
         self.chunk = chunk
+        # Racing's test needs the rows in random order (a valset sorted by label would fool it);
+        # without racing the order changes nothing, and the valset's own is kept.
+        self.order = list(range(n))
+        if racing:
+            random.Random(f"oobleck-race-order:{seed}").shuffle(self.order)
+        self._rank = {row: r for r, row in enumerate(self.order)}
         self.candidates: dict[str, CandidateScores] = {
             k: CandidateScores.from_data(v) for k, v in (state or {}).items()
         }
@@ -248,16 +333,23 @@ class Scorer:
                     best = (m, key)
         return None if best is None else best[1]
 
-    def racing_report(self) -> dict[str, int]:
-        """How many candidates racing dropped, the rows it skipped and the calls that saved.
+    def racing_report(self) -> dict[str, Any]:
+        """What racing did: candidates dropped, rows skipped, the calls that saved, its alpha and minimum.
 
-        Calls saved are estimated from the dropped candidates' own calls per row.
+        Calls saved are the skipped rows times each dropped candidate's backend calls per
+        scored row; rows answered from a cache cost nothing, so they save nothing.
         """
         n = len(self.valset)
         dropped = [c for c in self.candidates.values() if c.dropped]
         skipped = sum(n - len(c.scores) for c in dropped)
         saved = sum(round((n - len(c.scores)) * c.calls / max(len(c.scores), 1)) for c in dropped)
-        return {"dropped": len(dropped), "rows_skipped": skipped, "calls_saved": saved}
+        return {
+            "dropped": len(dropped),
+            "rows_skipped": skipped,
+            "calls_saved": saved,
+            "alpha": round(1.0 - self.race_confidence, 6),
+            "min_rows": self.min_race_rows,
+        }
 
     # ---- scoring ----
 
@@ -281,7 +373,7 @@ class Scorer:
             TooManyErrorsError: more than ``max_errors`` of its rows failed.
         """
         c = self.candidates.setdefault(key, CandidateScores())
-        wanted = list(range(len(self.valset))) if rows is None else list(rows)
+        wanted = list(self.order) if rows is None else list(rows)
         todo = [i for i in wanted if i not in c.scores]
         race = self.racing if race is None else race
         incumbent = self.incumbent(among) if race and rows is None else None
@@ -303,7 +395,8 @@ class Scorer:
             )
             for i, row in zip(part, result.rows):
                 c.scores[i] = row.score
-                c.calls += row.usage.calls + row.usage.cache_hits
+                c.calls += row.usage.calls
+                c.cache_hits += row.usage.cache_hits
             c.errors += result.errors
             if incumbent is not None and incumbent != key and self._confidently_worse(key, incumbent):
                 c.dropped = True
@@ -316,11 +409,14 @@ class Scorer:
 
     def _confidently_worse(self, key: str, incumbent: str) -> bool:
         c, inc = self.candidates[key], self.candidates[incumbent]
-        common = sorted(c.scores)
-        if len(common) < self.min_race_rows:
+        if len(c.scores) < self.min_race_rows:
             return False
-        diff = paired_interval([c.scores[i] for i in common], [inc.scores[i] for i in common], confidence=self.race_confidence)
-        return diff.high < 0
+        rows = sorted(c.scores, key=self._rank.__getitem__)
+        pairs = [(c.scores[i], inc.scores[i]) for i in rows]
+        if not all(0.0 <= v <= 1.0 for pair in pairs for v in pair):
+            return False  # the test needs scores in 0..1; other scales are never raced
+        diffs = [a - b for a, b in pairs]
+        return confidently_worse(diffs, population=len(self.valset), alpha=1.0 - self.race_confidence)
 
 
 def select(

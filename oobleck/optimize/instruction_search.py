@@ -49,8 +49,10 @@ class InstructionSearch(InstructionSearchBase):
             None searches instructions only.
         n_demos: bootstrapped demos shown to the proposer per predictor.
         **options: the search options (``num_threads``, ``max_errors``, ``racing``,
-            ``require_significant``, ``prompt_tolerance``, ``val_fraction``, ``max_lm_calls``,
-            ``max_tokens``; see :class:`~oobleck.optimize._search.SearchOptions`).
+            ``require_significant``, ``prompt_tolerance``, ``val_fraction``, ``confirm_fraction``,
+            ``max_lm_calls``, ``max_tokens``; see :class:`~oobleck.optimize._search.SearchOptions`).
+            Candidates are scored on the selection rows; ``confirm_fraction`` of the scoring rows
+            (at least 10; none with fewer than 20) is held out to state the winner's gain on.
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict
@@ -96,13 +98,14 @@ class InstructionSearch(InstructionSearchBase):
         proposals = self.depth * self.breadth * n_pred
         boot_runs = n_train if self.n_demos else 0
         val_runs = n_val * (1 + proposals + len(self.formats))
-        return CostEstimate(
+        estimate = CostEstimate(
             program_runs=boot_runs + val_runs,
             lm_calls=(boot_runs + val_runs) * per_run + proposals + 1,
             min_lm_calls=(min(self.n_demos, n_train) + n_val) * per_run + 1,
             prompt_tokens=(boot_runs + val_runs) * tokens_per_run(program, first),
             breakdown={"bootstrap": boot_runs, "validation": val_runs, "proposer_calls": proposals + 1},
         )
+        return self._plus_confirmation(estimate, program, trainset, valset)
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
         def steps(s: Session) -> None:

@@ -75,6 +75,9 @@ class JointSearch(InstructionSearchBase):
             the signature instead (its answer choices, fields and their descriptions).
         formats: prompt format names the trials may choose (the default adapter included).
         **options: the search options (see :class:`~oobleck.optimize._search.SearchOptions`).
+            Candidates are scored on the selection rows; ``confirm_fraction`` of the scoring
+            rows (at least 10; none with fewer than 20) is held out to state the winner's gain
+            on (``provenance["scores"]["verdict"]``).
 
     Raises:
         ConfigError: optuna is not installed (at compile time), or a bad setting.
@@ -156,13 +159,14 @@ class JointSearch(InstructionSearchBase):
         full = n_val * (1 + self.num_trials // self.full_eval_every + 1)
         minibatch_runs = mb * self.num_trials
         runs = boot + minibatch_runs + full
-        return CostEstimate(
+        estimate = CostEstimate(
             program_runs=runs,
             lm_calls=runs * per_run + proposals + 1,
             min_lm_calls=n_val * per_run,
             prompt_tokens=runs * tokens_per_run(program, first),
             breakdown={"bootstrap": boot, "minibatch": minibatch_runs, "validation": full, "proposer_calls": proposals + 1},
         )
+        return self._plus_confirmation(estimate, program, trainset, valset)
 
     # ---- the search ----
 

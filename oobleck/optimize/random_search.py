@@ -7,7 +7,10 @@ is run once, however many candidates need it.
 
 Candidates are scored on the valset, never on the trainset unless you pass
 ``valset=trainset`` yourself. Without a valset, the trainset is split (seeded) into rows to
-bootstrap from and rows to score on, and a warning says so.
+bootstrap from and rows to score on, and a warning says so. Of the rows scored on,
+``confirm_fraction`` (30%, at least 10 rows; none with fewer than 20) is held out: the winner
+is chosen on the rest, and its gain over the starting program is stated on the held-out rows
+(``provenance["scores"]["verdict"]``; see :mod:`oobleck.optimize._search`).
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ class RandomSearch(SearchOptimizer):
         num_candidates: shuffled bootstrap candidates, besides the three fixed ones.
         stop_at_score: stop searching once a candidate scores at least this (percent).
         **options: the search options (``num_threads``, ``max_errors``, ``racing``,
-            ``require_significant``, ``prompt_tolerance``, ``val_fraction``, ``max_lm_calls``,
-            ``max_tokens``; see :class:`~oobleck.optimize._search.SearchOptions`), where
+            ``require_significant``, ``prompt_tolerance``, ``val_fraction``, ``confirm_fraction``,
+            ``max_lm_calls``, ``max_tokens``; see :class:`~oobleck.optimize._search.SearchOptions`), where
             ``racing`` defaults to False and ``max_errors`` also bounds the failed teacher
             runs; and how each candidate bootstraps, as for :class:`BootstrapFewShot`:
             ``max_bootstrapped_demos`` (the most per candidate; shuffled candidates draw a
@@ -117,13 +120,14 @@ class RandomSearch(SearchOptimizer):
         start_runs = n_val if any(p.demos for p in program.predictors()) else 0
         val_runs = (self.num_candidates + 3) * n_val + start_runs
         runs = boot_runs + val_runs
-        return CostEstimate(
+        estimate = CostEstimate(
             program_runs=runs,
             lm_calls=runs * per_run,
             min_lm_calls=(min(b.max_bootstrapped_demos, n_train) + n_val) * per_run,
             prompt_tokens=runs * tokens_per_run(program, first),
             breakdown={"bootstrap": boot_runs, "validation": val_runs},
         )
+        return self._plus_confirmation(estimate, program, trainset, valset)
 
     # ---- search ----
 
@@ -149,8 +153,9 @@ class RandomSearch(SearchOptimizer):
         return compiled, info, stopped
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
-        train, val, split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
-        run.notes = {"split": split, "bootstrap_trainset_sha256": rows_sha256(train), "scored_valset_sha256": rows_sha256(val)}
+        split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
+        train, val = split.train, split.select
+        run.notes = {"split": split.info, "bootstrap_trainset_sha256": rows_sha256(train), "scored_valset_sha256": rows_sha256(val)}
         boot = self._bootstrap.make_bootstrapper(program, run, train)
         scorer = self._scorer(val, run)
         done: dict[str, dict[str, Any]] = dict(run.state.get("candidates", {}))
@@ -165,39 +170,40 @@ class RandomSearch(SearchOptimizer):
         keys: dict[int, str] = {}
         stopped = False
         last_failure: Exception | None = None
-        for cid in range(-3, self.num_candidates):
-            candidate, fresh, stopped = self._candidate(cid, program, train, boot, run.seed)
-            if stopped:
-                break
-            key = keys[cid] = candidate_key(candidate)
-            info = done.get(str(cid))
-            if info is None:
-                try:
-                    scores = scorer.score(key, candidate, among=list(keys.values()))
-                except BudgetExceededError:
-                    stopped = True
+        with self._reserve(run, program, split):
+            for cid in range(-3, self.num_candidates):
+                candidate, fresh, stopped = self._candidate(cid, program, train, boot, run.seed)
+                if stopped:
                     break
-                except TooManyErrorsError as exc:
-                    log.warning("RandomSearch: candidate %d failed to evaluate: %s", cid, exc)
-                    last_failure = exc
-                    info = {**fresh, "score": None, "error": str(exc)}
-                else:
-                    info = {**fresh, "score": scores.mean(), "errors": scores.errors}
-                    if scores.dropped:
-                        info.update(dropped=True, rows_scored=len(scores.scores))
-                done[str(cid)] = info
-                save()
-                log.info("RandomSearch: candidate %d (%s) scored %s", cid, info["kind"], info["score"])
-            if info.get("score") is not None and not info.get("dropped"):
-                programs.setdefault(key, candidate)
-            score = info.get("score")
-            if self.stop_at_score is not None and score is not None and score >= self.stop_at_score:
-                break
-        start_key = candidate_key(program)
-        if not stopped and programs and start_key not in programs:
-            stopped = not self._score_start(scorer, program)
+                key = keys[cid] = candidate_key(candidate)
+                info = done.get(str(cid))
+                if info is None:
+                    try:
+                        scores = scorer.score(key, candidate, among=list(keys.values()))
+                    except BudgetExceededError:
+                        stopped = True
+                        break
+                    except TooManyErrorsError as exc:
+                        log.warning("RandomSearch: candidate %d failed to evaluate: %s", cid, exc)
+                        last_failure = exc
+                        info = {**fresh, "score": None, "error": str(exc)}
+                    else:
+                        info = {**fresh, "score": scores.mean(), "errors": scores.errors}
+                        if scores.dropped:
+                            info.update(dropped=True, rows_scored=len(scores.scores))
+                    done[str(cid)] = info
+                    save()
+                    log.info("RandomSearch: candidate %d (%s) scored %s", cid, info["kind"], info["score"])
+                if info.get("score") is not None and not info.get("dropped"):
+                    programs.setdefault(key, candidate)
+                score = info.get("score")
+                if self.stop_at_score is not None and score is not None and score >= self.stop_at_score:
+                    break
+            start_key = candidate_key(program)
+            if not stopped and programs and start_key not in programs:
+                stopped = not self._score_start(scorer, program)
         save()  # also records what a candidate interrupted mid-evaluation spent
-        best = self._finish(run, scorer, program, {**programs, start_key: program}, stopped=stopped)
+        best = self._finish(run, scorer, program, {**programs, start_key: program}, stopped=stopped, split=split)
         best_key = run.scores.pop("best", None)
         best_id: int | str | None = next((cid for cid, k in keys.items() if k == best_key), None)
         if best_id is None and best_key is not None:

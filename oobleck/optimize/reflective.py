@@ -90,6 +90,9 @@ class ReflectiveEvolution(InstructionSearchBase):
         max_demos: the demos in that set per predictor.
         formats: prompt format names added to the starting pool.
         **options: the search options (see :class:`~oobleck.optimize._search.SearchOptions`).
+            Candidates are scored on the selection rows; ``confirm_fraction`` of the scoring
+            rows (at least 10; none with fewer than 20) is held out to state the winner's gain
+            on (``provenance["scores"]["verdict"]``).
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict
@@ -150,13 +153,14 @@ class ReflectiveEvolution(InstructionSearchBase):
         minibatch_runs = 2 * mb * self.iterations
         val_runs = n_val * (pool + self.iterations)
         runs = boot + minibatch_runs + val_runs
-        return CostEstimate(
+        estimate = CostEstimate(
             program_runs=runs,
             lm_calls=runs * per_run + self.iterations,
             min_lm_calls=n_val * per_run,
             prompt_tokens=runs * tokens_per_run(program, first),
             breakdown={"bootstrap": boot, "minibatch": minibatch_runs, "validation": val_runs, "reflection_calls": self.iterations},
         )
+        return self._plus_confirmation(estimate, program, trainset, valset)
 
     def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
         pool: list[str] = []

@@ -43,7 +43,8 @@ def test_compile_inspect_and_diff_an_instruction_search(capsys, tmp_path):  # ty
         "--metric", "exact_match", "-O", "breadth=1", "-O", "depth=1", "-O", "n_demos=0", "-o", out_path,
     )
     assert code == 0, err
-    assert "gain over the starting program: +100.0 points" in err and "significant" in err
+    assert "gain on the selection rows (they chose the winner, so it is optimistic): +100.0 points" in err
+    assert "verdict on the confirming rows: not confirmed (too few rows to confirm: 6 scoring rows" in err
     art = load(out_path)
     assert art.predictors["self"].signature.instructions == "Repeat the question exactly."
     assert json.loads(out)["scores"]["best_score"] == 100.0

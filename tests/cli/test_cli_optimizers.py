@@ -20,6 +20,7 @@ def test_the_cli_offers_every_exported_optimizer_by_its_cli_name() -> None:
         "instructions": "InstructionSearch",
         "joint": "JointSearch",
         "reflective": "ReflectiveEvolution",
+        "auto": "Auto",
     }
     exported = {getattr(optimize, n) for n in optimize.__all__}
     assert set(OPTIMIZERS.values()) <= exported

@@ -140,3 +140,14 @@ def test_reflective_evolution_shows_the_feedback_to_the_reflection_lm() -> None:
     start = [c for c in plain.provenance["scores"]["candidates"] if c["kind"] in ("start", "demos")]
     assert start == [c for c in compiled.provenance["scores"]["candidates"] if c["kind"] in ("start", "demos")]
     assert "FEEDBACK" not in json.dumps([m.content for r in plain_lm.requests for m in r.messages])
+
+
+def test_auto_runs_its_members_on_a_feedback_metric() -> None:
+    from oobleck.optimize import Auto
+
+    rows = [Example(q=f"question {i}", a=str(i % 2)).with_inputs("q") for i in range(30)]
+    make = lambda m: Auto(m, budget=300)  # noqa: E731
+    compiled = same_behaviour(make, valset=rows[6:])
+    scores = compiled.provenance["scores"]
+    assert [m["name"] for m in scores["members"]][:2] == ["few_shot", "format"]
+    assert all(m.get("selection_score") == 50.0 for m in scores["members"] if "skipped" not in m)

@@ -49,7 +49,8 @@ def test_finds_the_instruction_that_scores_and_states_the_verdict() -> None:
     assert best.predictors()[0].instructions == GOOD
     scores = best.provenance["scores"]
     assert scores["best_score"] == 100.0 and scores["start_score"] < 100.0
-    assert scores["verdict"]["gain"] == pytest.approx(100.0 - scores["start_score"])
+    assert scores["selection_verdict"]["gain"] == pytest.approx(100.0 - scores["start_score"])
+    assert scores["verdict"]["confirmed"] is False and "too few rows to confirm" in scores["verdict"]["reason"]
     cands = scores["candidates"]
     assert cands[0]["kind"] == "start" and cands[0]["parent"] is None
     good = next(c for c in cands if c["instructions"]["self"] == GOOD)

@@ -159,21 +159,27 @@ def test_budget_before_any_candidate_returns_the_program_unchanged() -> None:
 
 
 def test_verdict_is_recorded_and_require_significant_keeps_the_start() -> None:
-    train, val = split_rows()
+    train = split_rows()[0]
+    val = tagged(sentiment_rows() * 3, "val")  # 36 rows: 11 held out to confirm, 25 select
     opt = RandomSearch(exact_match, num_candidates=1, max_bootstrapped_demos=2, max_labeled_demos=2)
     best = opt.compile(Predict("sentence -> label", lm=FakeLM(needs_demos)), trainset=train, valset=val)
-    v = best.provenance["scores"]["verdict"]
-    # zero-shot (the start) is wrong on every row, the winner right on every row
-    assert v["gain"] == 100.0 and v["low"] == 100.0 and v["significant"] and v["n"] == len(val)
-    assert best.provenance["scores"]["start_score"] == 0.0
+    scores = best.provenance["scores"]
+    # zero-shot (the start) is wrong on every row, the winner right on every row: on both sides
+    sel, v = scores["selection_verdict"], scores["verdict"]
+    assert sel["gain"] == 100.0 and sel["significant"] and sel["n"] == 25
+    assert v["confirmed"] and v["gain"] == 100.0 and v["low"] == 100.0 and v["significant"] and v["n"] == 11
+    assert scores["start_score"] == 0.0
+    assert best.provenance["notes"]["split"]["confirm_rows"] == 11
 
     always_right = FakeLM(lambda r: {"label": "positive" if "val: " in field_of(r, "sentence") and any(
         w in field_of(r, "sentence") for w in ("funny", "best", "delightful", "beautifully", "joy", "moving")) else "negative"})
     start = Predict("sentence -> label", lm=always_right)
     opt = RandomSearch(exact_match, num_candidates=1, max_labeled_demos=2, require_significant=True)
     kept = opt.compile(start, trainset=train, valset=val)
-    assert kept.provenance["scores"]["verdict"]["significant"] is False
-    assert kept.provenance["scores"]["returned"] == "start (gain not significant)"
+    assert kept.provenance["scores"]["verdict"] == {
+        "confirmed": False, "reason": "the starting program won the selection; there is no gain to confirm"
+    }
+    assert kept.provenance["scores"]["returned"].startswith("start (gain not confirmed: the starting program won")
     assert kept.predictors()[0].demos == []
 
 
@@ -187,7 +193,7 @@ def test_racing_reports_the_calls_it_saved() -> None:
     # incumbent, later bad candidates are dropped. Here every demo candidate is right, so none is.
     best = opt.compile(Predict("sentence -> label", lm=lm), trainset=train, valset=val)
     racing = best.provenance["scores"]["racing"]
-    assert racing == {"dropped": 0, "rows_skipped": 0, "calls_saved": 0}
+    assert racing == {"dropped": 0, "rows_skipped": 0, "calls_saved": 0, "alpha": 0.05, "min_rows": 5}
     assert best.provenance["scores"]["best_score"] == 100.0
 
 

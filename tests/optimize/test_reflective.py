@@ -72,7 +72,7 @@ def test_feedback_reaches_the_reflection_prompt_and_the_child_wins() -> None:
     scores = best.provenance["scores"]
     child = next(c for c in scores["candidates"] if c["kind"] == "reflection" and c.get("accepted"))
     assert child["minibatch"]["child"] > child["minibatch"]["parent"] and child["parent"] == 0
-    assert scores["best"] == child["id"] and scores["verdict"]["gain"] > 0
+    assert scores["best"] == child["id"] and scores["selection_verdict"]["gain"] > 0
     assert str(child["id"]) in scores["pareto_front"]
 
 

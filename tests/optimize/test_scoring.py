@@ -115,27 +115,42 @@ def _program(right_every: int) -> tuple[Predict, FakeLM]:
 
 def test_racing_drops_a_clearly_worse_candidate_and_keeps_a_tied_one() -> None:
     rows = _rows(60)
-    scorer = Scorer(rows, exact_match, racing=True, min_race_rows=20, chunk=10)
+    scorer = Scorer(rows, exact_match, racing=True, seed=3)
+    assert scorer.min_race_rows == 6 and scorer.chunk == 5  # 10% of 60 rows; 60 / 12 rows a look
+    assert sorted(scorer.order) == list(range(60)) and scorer.order != list(range(60))  # a seeded shuffle
     good, _ = _program(1)
     scorer.score("good", good)
     assert scorer.incumbent() == "good"
 
     bad, bad_lm = _program(10**9)  # right on row 0 only
     result = scorer.score("bad", bad)
-    assert result.dropped and len(result.scores) == 20 and len(bad_lm.requests) == 20
+    scored = len(result.scores)
+    assert result.dropped and 6 <= scored < 60 and len(bad_lm.requests) == scored
+    # the rows it was scored on are the first of the seeded order, not the first of the valset
+    assert sorted(result.scores) == sorted(scorer.order[:scored])
     report = scorer.racing_report()
-    assert report == {"dropped": 1, "rows_skipped": 40, "calls_saved": 40}
+    assert report == {"dropped": 1, "rows_skipped": 60 - scored, "calls_saved": 60 - scored, "alpha": 0.05, "min_rows": 6}
 
     tied, tied_lm = _program(1)
     result = scorer.score("tied", tied)
     assert not result.dropped and len(tied_lm.requests) == 60 and scorer.complete("tied")
 
-    # Slightly worse (wrong on every 7th row, i.e. on 8 rows in 60) is not "confidently" worse early on.
-    def mostly(request):  # type: ignore[no-untyped-def]
-        return {"a": "no" if int(field_of(request, "q")) % 7 == 3 else "yes"}
 
-    close = scorer.score("close", Predict("q -> a", lm=FakeLM(mostly)))
-    assert len(close.scores) >= 30
+def test_cache_hits_are_not_counted_as_calls_saved() -> None:
+    from oobleck.lm.cached import Cache, CachedLM
+
+    rows = _rows(40)
+    good, _ = _program(1)
+    bad, _ = _program(10**9)
+    cached = CachedLM(bad.lm, Cache(None))
+    warm = Predict("q -> a", lm=cached)
+    for ex in rows:  # every answer of the bad program is in the cache before the search
+        warm(**ex.inputs())
+    scorer = Scorer(rows, exact_match, racing=True, seed=1)
+    scorer.score("good", good)
+    result = scorer.score("bad", warm)
+    assert result.dropped and result.calls == 0 and result.cache_hits == len(result.scores)
+    assert scorer.racing_report()["calls_saved"] == 0 and scorer.racing_report()["rows_skipped"] > 0
 
 
 def test_minibatch_rows_are_reused_by_the_full_evaluation() -> None:

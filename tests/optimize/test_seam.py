@@ -75,7 +75,7 @@ def test_the_search_options_are_declared_once() -> None:
     assert set(SearchKwargs.__annotations__) == names
     assert names == {
         "num_threads", "max_errors", "racing", "require_significant", "prompt_tolerance", "val_fraction",
-        "max_lm_calls", "max_tokens",
+        "confirm_fraction", "max_lm_calls", "max_tokens",
     }
     for cls in (InstructionSearch, JointSearch, ReflectiveEvolution, RandomSearch):
         opt = cls(exact_match, num_threads=2, require_significant=True, max_lm_calls=7)
