@@ -297,9 +297,10 @@ class _SchemaReader:
                 items = schema["prefixItems"]
                 if not isinstance(items, list) or not items:
                     raise ArtifactError(f"prefixItems must be a non-empty list, got {_short(items)}")
+                # A type built at run time from the schema; mypy checks only static type arguments.
                 return tuple[tuple(self.read(s, name, depth + 1) for s in items)]  # type: ignore[misc]
             items = schema.get("items")
-            return list[self.read(items, name, depth + 1)] if items else list  # type: ignore[misc]
+            return list[self.read(items, name, depth + 1)] if items else list  # type: ignore[misc]  # as above
         if kind == "object":
             return self._object(schema, name, depth)
         if isinstance(kind, str) and kind in _SCALARS:
@@ -311,7 +312,7 @@ class _SchemaReader:
         if not props:
             extra = schema.get("additionalProperties")
             if isinstance(extra, dict):
-                return dict[str, self.read(extra, name, depth + 1)]  # type: ignore[misc]
+                return dict[str, self.read(extra, name, depth + 1)]  # type: ignore[misc]  # built at run time
             return dict
         if not isinstance(props, dict):
             raise ArtifactError(f"properties must be a JSON object, got {_short(props)}")

@@ -28,6 +28,8 @@ class Example(Mapping[str, Any]):
     """
 
     __slots__ = ("_data", "_input_keys")
+    _data: dict[str, Any]
+    _input_keys: tuple[str, ...] | None
 
     def __init__(self, data: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
         merged = dict(data or {})

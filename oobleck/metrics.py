@@ -227,7 +227,7 @@ class FieldMetric:
     def _field(self, example: Mapping[str, Any]) -> str:
         if self.field is not None:
             return self.field
-        labels = example.labels() if hasattr(example, "labels") else dict(example)
+        labels: Mapping[str, Any] = example.labels() if hasattr(example, "labels") else dict(example)
         if not labels:
             raise ConfigError(
                 f"{self.name}: the example {example!r} has no label field to compare; "

@@ -307,7 +307,7 @@ class Predict(Module):
             'generate: the backend cannot score completions (capabilities.scoring is False)'
         """
         if self.mode != "auto":
-            return self.mode, f"{self.mode}: named on the predictor"  # type: ignore[return-value]
+            return self.mode, f"{self.mode}: named on the predictor"
         settings = current()
         return label_scoring.choose_mode(
             self.signature,

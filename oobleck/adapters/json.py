@@ -27,11 +27,11 @@ __all__ = ["JSONAdapter", "output_schema"]
 
 @functools.lru_cache(maxsize=256)
 def _schema_for(fields: tuple[Field, ...], name: str) -> dict[str, Any]:
-    model = pydantic.create_model(  # type: ignore[call-overload]
+    model = pydantic.create_model(  # type: ignore[call-overload]  # fields as **kwargs built at run time
         name or "Output",
         **{f.name: (f.type, pydantic.Field(..., description=f.desc or None)) for f in fields},
     )
-    schema = model.model_json_schema()
+    schema: dict[str, Any] = model.model_json_schema()
     schema["additionalProperties"] = False
     return schema
 

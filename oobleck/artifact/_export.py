@@ -98,5 +98,6 @@ def export_request(
     p = pick(predictors, predictor)
     values = {**(inputs or {}), **more_inputs}
     p.render(**values)  # checks the inputs
+    # _ExportTarget has only what _request reads of an LM (identity, capabilities), not complete().
     request = p._request(p.resolve_adapter(), _ExportTarget(), values)  # type: ignore[arg-type]
     return _chat_wire.to_params(request, model, {})

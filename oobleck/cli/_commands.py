@@ -343,7 +343,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows = _read_jsonl(args.data, inputs=_inputs_of(args, program))
     with _using_lm(args):
         result = evaluate(
-            runner,  # type: ignore[arg-type]
+            runner,
             rows,
             _metric(args.metric),
             num_threads=args.threads,

@@ -83,6 +83,7 @@ def _cache_arg(cls: Any) -> str:
 
 def cache_arg(model: Any) -> str:
     """The forward() argument that takes the KV cache (transformers 5 renamed it ``cache``)."""
+    # typeshed's lru_cache wants Hashable, which mypy does not see in type[Any]; classes hash.
     return _cache_arg(type(model))  # type: ignore[arg-type]
 
 
@@ -220,7 +221,8 @@ def step(model: Any, state: State, tokens: torch.Tensor, mask: torch.Tensor | No
                 logits_to_keep=keep, **{cache_arg(model): state.cache})
     state.cache = returned_cache(out)
     state.next_pos = state.next_pos + mask.sum(-1)
-    return out.logits  # type: ignore[no-any-return]
+    logits: torch.Tensor = out.logits
+    return logits
 
 
 def expand(state: State, counts: list[int]) -> State:
@@ -333,8 +335,9 @@ def score(model: Any, prompts: list[list[int]], completions: list[list[list[int]
         rest = torch.log_softmax(step(model, state, tokens).float(), dim=-1)
     result: list[list[list[float]]] = [[] for _ in completions]
     for r, comp in enumerate(flat):
-        values = []
-        for j, token in enumerate(comp):
-            values.append(float(first[owner[r], token]) if j == 0 else float(rest[r, j - 1, token]))  # type: ignore[index]
+        values = [float(first[owner[r], comp[0]])] if comp else []
+        if len(comp) > 1:
+            assert rest is not None  # a completion of two or more tokens made width > 1 above
+            values.extend(float(rest[r, j, token]) for j, token in enumerate(comp[1:]))
         result[owner[r]].append(values)
     return result

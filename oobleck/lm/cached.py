@@ -68,7 +68,7 @@ def lm_settings(lm: LM) -> Mapping[str, Any]:
 def _json_disk() -> type:
     import diskcache
 
-    class JSONDisk(diskcache.Disk):  # type: ignore[misc]
+    class JSONDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no types: Disk is Any
         """A diskcache Disk that stores only text and never unpickles."""
 
         def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
@@ -227,7 +227,7 @@ class CachedLM(BaseLM):
         return self.lm.identity
 
     @property
-    def capabilities(self) -> Capabilities:  # type: ignore[override]
+    def capabilities(self) -> Capabilities:  # type: ignore[override]  # BaseLM's is a plain attribute; this one forwards
         """The wrapped backend's capabilities."""
         return self.lm.capabilities
 

@@ -354,7 +354,7 @@ class OpenAILM(BaseLM):
     def _delay(self, error: LMError, attempt: int) -> float:
         if error.retry_after is not None:
             return min(max(error.retry_after, 0.0), self.max_backoff)
-        base = min(self.max_backoff, self.backoff * (2**attempt))
+        base = min(self.max_backoff, self.backoff * (2.0**attempt))
         return base * (0.5 + 0.5 * self._jitter.random())
 
     def _final(self, error: LMError, attempt: int, why: str = "") -> LMError:

@@ -94,7 +94,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are dequantized to float32 now; what is saved is a plain model.
-    model.hf_quantizer = None  # type: ignore[assignment]
+    model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as never None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)
@@ -233,7 +233,7 @@ class TransformersLM(BaseLM):
             raise ConfigError(f"transformers could not load {folder}: {exc}") from exc
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError(f"the tokenizer in {folder} has no chat template; TransformersLM needs a chat model")
-        model.to(self.device).eval()  # type: ignore[arg-type]
+        model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' stub wants a torch.device; a str works
         from oobleck.lm import _hf_runtime as rt
 
         self._prefixes = rt.PrefixCache()

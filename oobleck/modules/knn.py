@@ -158,10 +158,10 @@ def _checked_embedder(config: Any, files: Any) -> dict[str, Any]:
     """
     if not isinstance(config, Mapping):
         raise ConfigError(f"the KNN embedder config must be an object, got {type(config).__name__}")
-    config = dict(config)
-    if config.get("type") == "transformers":
-        config["model_path"] = files.allowed_model(config.get("model_path"), what="the KNN embedder")
-    dim = config.get("dim")
+    checked: dict[str, Any] = dict(config)
+    if checked.get("type") == "transformers":
+        checked["model_path"] = files.allowed_model(checked.get("model_path"), what="the KNN embedder")
+    dim = checked.get("dim")
     if isinstance(dim, int) and not 1 <= dim <= _MAX_HASH_DIM:
         raise ConfigError(f"the KNN hashing embedder's dim must be within 1..{_MAX_HASH_DIM}, got {dim}")
-    return config
+    return checked

@@ -73,7 +73,7 @@ class Retrieve(Module):
             )
         return retriever
 
-    def forward(self, *, query: str, exclude: Collection[str] = ()) -> Prediction:  # type: ignore[override]
+    def forward(self, *, query: str, exclude: Collection[str] = ()) -> Prediction:  # type: ignore[override]  # Module.forward takes any **inputs
         """The ``k`` best passages for ``query`` as ``Prediction(passages=[...])``.
 
         ``exclude``: passage ids already found; the search skips them and still returns ``k``

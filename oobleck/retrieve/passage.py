@@ -104,8 +104,10 @@ class Documents:
             texts.append(row["text"])
         if len(set(ids)) != len(ids):
             seen: set[str] = set()
-            dup = next(x for x in ids if x in seen or seen.add(x))  # type: ignore[func-returns-value]
-            raise ConfigError(f"corpus ids must be unique; {dup!r} appears more than once")
+            for dup in ids:
+                if dup in seen:
+                    raise ConfigError(f"corpus ids must be unique; {dup!r} appears more than once")
+                seen.add(dup)
         return cls(ids, titles, texts)
 
     def __len__(self) -> int:

@@ -171,8 +171,8 @@ def materialize(peft_model: Any, plan: Plan, lm: TransformersLM, cover: Cover | 
     data = rt.tensors_bytes({**applied, **state})
     return SoftPrompt.from_bytes(
         data,
-        method=plan.method,  # type: ignore[arg-type]
-        kind=kind,  # type: ignore[arg-type]
+        method=plan.method,
+        kind=kind,
         num_virtual_tokens=int(plan.config["num_virtual_tokens"]),
         base_model=lm.identity,
         covers=cover.count if cover else 0,
@@ -259,7 +259,7 @@ def train(
                     batch.append(rows[state.order.pop()])
                 loss = _loss(peft_model, batch, pad, plan.method)
                 optimizer.zero_grad()
-                loss.backward()
+                torch.autograd.backward(loss)
                 optimizer.step()
                 state.step += 1
                 state.losses.append(round(loss.item(), 6))
@@ -296,7 +296,8 @@ def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Ten
         # PEFT's prefix tuning passes the cache under its pre-5.x name; nothing for a user to act on
         warnings.simplefilter("ignore", FutureWarning)
         out = peft_model(input_ids=ids, attention_mask=mask, labels=labels, **kwargs)
-    return out.loss  # type: ignore[no-any-return]
+    loss: torch.Tensor = out.loss
+    return loss
 
 
 # ---- checkpoints: JSON for the run state, safetensors for tensors (never pickles) ----
