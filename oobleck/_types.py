@@ -59,17 +59,10 @@ def annotation_from_ast(node: ast.expr, extra: typing.Mapping[str, Any], _depth:
 
 def _annotation(node: ast.expr, extra: typing.Mapping[str, Any], depth: int) -> Any:
     if isinstance(node, ast.Name):
-        if node.id in extra:
-            return extra[node.id]
-        if node.id in _SIMPLE:
-            return _SIMPLE[node.id]
-        raise SignatureError(
-            f"unknown type {node.id!r}; known: {', '.join(sorted(_SIMPLE))}. "
-            "Pass your own classes with types={'Name': Name}."
-        )
+        return _named(node.id, extra)
     if isinstance(node, ast.Attribute):
         # typing.Literal, typing.Optional ...
-        return _annotation(ast.Name(id=node.attr), extra, depth)
+        return _named(node.attr, extra)
     if isinstance(node, ast.Constant) and node.value is None:
         return type(None)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
@@ -81,33 +74,49 @@ def _annotation(node: ast.expr, extra: typing.Mapping[str, Any], depth: int) -> 
         members.append(annotation_from_ast(node, extra, depth + 1))
         return Union[tuple(reversed(members))]
     if isinstance(node, ast.Subscript):
-        head = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", None)
-        args = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
-        if head == "Literal":
-            values = []
-            for arg in args:
-                if not isinstance(arg, ast.Constant) or not isinstance(arg.value, (str, int, bool)):
-                    raise SignatureError(
-                        f"Literal[...] takes only string, int or bool constants, got {ast.unparse(arg)!r}"
-                    )
-                values.append(arg.value)
-            if not values:
-                raise SignatureError(f"{ast.unparse(node)!r} lists no allowed value; write Literal['a', 'b']")
-            return Literal[tuple(values)]
-        params = tuple(annotation_from_ast(a, extra, depth + 1) for a in args)
-        if not params or any(isinstance(a, ast.Tuple) and not a.elts for a in args):
-            raise SignatureError(f"{ast.unparse(node)!r} names no type inside its brackets")
-        if head == "Optional" and len(params) == 1:
-            return Optional[params[0]]
-        if head == "Union":
-            return Union[params]
-        if head in _GENERIC:
-            base = _SIMPLE[head]
-            return base[params] if len(params) > 1 else base[params[0]]
-        if isinstance(head, str) and head in extra and hasattr(extra[head], "__class_getitem__"):
-            return extra[head][params if len(params) > 1 else params[0]]
-        raise SignatureError(f"unsupported generic type {ast.unparse(node)!r}")
+        return _subscript(node, extra, depth)
     raise SignatureError(f"cannot read the type annotation {ast.unparse(node)!r}")
+
+
+def _named(name: str, extra: typing.Mapping[str, Any]) -> Any:
+    if name in extra:
+        return extra[name]
+    if name in _SIMPLE:
+        return _SIMPLE[name]
+    raise SignatureError(
+        f"unknown type {name!r}; known: {', '.join(sorted(_SIMPLE))}. Pass your own classes with types={{'Name': Name}}."
+    )
+
+
+def _literal(node: ast.Subscript, args: list[ast.expr]) -> Any:
+    values = []
+    for arg in args:
+        if not isinstance(arg, ast.Constant) or not isinstance(arg.value, (str, int, bool)):
+            raise SignatureError(f"Literal[...] takes only string, int or bool constants, got {ast.unparse(arg)!r}")
+        values.append(arg.value)
+    if not values:
+        raise SignatureError(f"{ast.unparse(node)!r} lists no allowed value; write Literal['a', 'b']")
+    return Literal[tuple(values)]
+
+
+def _subscript(node: ast.Subscript, extra: typing.Mapping[str, Any], depth: int) -> Any:
+    head = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", None)
+    args = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
+    if head == "Literal":
+        return _literal(node, args)
+    params = tuple(annotation_from_ast(a, extra, depth + 1) for a in args)
+    if not params or any(isinstance(a, ast.Tuple) and not a.elts for a in args):
+        raise SignatureError(f"{ast.unparse(node)!r} names no type inside its brackets")
+    if head == "Optional" and len(params) == 1:
+        return Optional[params[0]]
+    if head == "Union":
+        return Union[params]
+    if head in _GENERIC:
+        base = _SIMPLE[head]
+        return base[params] if len(params) > 1 else base[params[0]]
+    if isinstance(head, str) and head in extra and hasattr(extra[head], "__class_getitem__"):
+        return extra[head][params if len(params) > 1 else params[0]]
+    raise SignatureError(f"unsupported generic type {ast.unparse(node)!r}")
 
 
 def type_to_str(tp: Any) -> str:

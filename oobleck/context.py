@@ -67,7 +67,7 @@ def current() -> Settings:
 
 @contextlib.contextmanager
 def context(**overrides: Any) -> Iterator[Settings]:
-    """Override defaults for the code inside the ``with`` block.
+    r"""Override defaults for the code inside the ``with`` block.
 
     Args:
         **overrides: any of ``lm``, ``adapter``, ``cache``, ``max_retries``, ``sample_index``,
@@ -78,7 +78,7 @@ def context(**overrides: Any) -> Iterator[Settings]:
 
     Example:
         >>> from oobleck import FakeLM, Predict, context
-        >>> with context(lm=FakeLM(["[[ ## answer ## ]]\\n4"])):
+        >>> with context(lm=FakeLM(["[[ ## answer ## ]]\n4"])):
         ...     Predict("question -> answer")(question="2+2?").answer
         '4'
     """

@@ -251,6 +251,7 @@ class FieldMetric:
     def __call__(
         self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
     ) -> float | bool:
+        """The score of ``prediction`` against ``example``'s gold value(s)."""
         golds, pred = self._pair(example, prediction)
         return self.score(golds, pred)
 
@@ -276,6 +277,7 @@ class ExactMatch(FieldMetric):
     def __call__(
         self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
     ) -> bool:
+        """True when the prediction equals one of the gold values."""
         golds, pred = self._pair(example, prediction)
         return pred in golds
 
@@ -320,6 +322,7 @@ class PassageMatch(FieldMetric):
     def __call__(
         self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
     ) -> bool:
+        """True when one of the prediction's passages contains a gold answer."""
         name = self._field(example)
         if self.passages_field not in prediction:
             raise MetricError(
@@ -365,6 +368,7 @@ class TitleRecall:
     def __call__(
         self, example: Mapping[str, Any], prediction: Mapping[str, Any], trace: Sequence[TraceEntry] | None = None
     ) -> float:
+        """The share of gold titles found in the passages (with ``all_found``: 1.0 only if all were)."""
         if self.gold_field not in example:
             raise ConfigError(f"{self.name}: the example has no field {self.gold_field!r} (it has {sorted(example)})")
         golds = {normalize_text(g) for g in _golds(example[self.gold_field])}

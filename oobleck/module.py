@@ -79,6 +79,7 @@ class Module:
         return await asyncio.to_thread(self.forward, **inputs)
 
     def __call__(self, *args: Any, **inputs: Any) -> Any:
+        """Run ``forward`` on the inputs (by name), with the call's usage on a Prediction result."""
         if args:
             raise InputError(f"{type(self).__name__} takes inputs by name, e.g. program(question=...)")
         meter = UsageMeter()

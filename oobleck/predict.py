@@ -400,6 +400,7 @@ class Predict(Module):
     # ---- calling ----
 
     def __call__(self, *args: Any, **inputs: Any) -> Prediction:
+        """Run the predictor on the inputs (by name): see :meth:`forward`."""
         if args:
             raise InputError(f"Predict takes inputs by name, e.g. predict({next(iter(self.signature.input_fields), 'x')}=...)")
         return self.forward(**inputs)

@@ -37,8 +37,9 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from oobleck import _types
@@ -169,6 +170,174 @@ def _status_for(exc: Exception) -> tuple[int, str]:
     return 500, type(exc).__name__
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """What every request of one server reads: the program, its context and the limits."""
+
+    artifact: Artifact
+    snapshot: contextvars.Context
+    slots: threading.BoundedSemaphore
+    expected: bytes | None  # the whole Authorization header a request must send, if any
+    max_body: int
+    max_inflight: int
+    queue_timeout: float
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection's requests; :func:`make_server` subclasses it with the server's settings."""
+
+    server_version = f"oobleck/{__version__}"
+    protocol_version = "HTTP/1.1"
+    settings: ClassVar[_Settings]
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own errors (bad request line, header too long, unsupported
+        # method, 408) are HTML by default: answer them in JSON like every other error.
+        # A client's mistake is a 4xx: an unknown method is 405, an unknown HTTP version 400.
+        kinds = {400: "BadRequest", 408: "RequestTimeout", 414: "URITooLong", 431: "HeadersTooLarge", 501: "MethodNotAllowed", 505: "BadRequest"}
+        status = {501: 405, 505: 400}.get(code, code)
+        if not self.request_version.startswith("HTTP/1."):
+            self.request_version = "HTTP/1.1"  # answer with a status line even to a garbled request
+        try:
+            self._error(status, kinds.get(code, "HTTPError"), message or explain or f"HTTP {code}")
+        except OSError:
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s %s", self.address_string(), format % args)
+
+    def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, kind: str, message: str) -> None:
+        # Close after an error: an unread body must not be parsed as the next request.
+        self.close_connection = True
+        headers = {"Connection": "close"}
+        if status == 503:
+            headers["Retry-After"] = "1"
+        self._send(status, {"error": {"type": kind, "message": message}}, headers)
+
+    def _authorized(self) -> bool:
+        expected = self.settings.expected
+        if expected is None:
+            return True
+        given = (self.headers.get("Authorization") or "").encode("utf-8", "replace")
+        if hmac.compare_digest(given, expected):
+            return True
+        self.close_connection = True
+        self._send(
+            401,
+            {"error": {"type": "Unauthorized", "message": "send Authorization: Bearer <token> (the token the server was started with)"}},
+            {"WWW-Authenticate": 'Bearer realm="oobleck"', "Connection": "close"},
+        )
+        return False
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path != "/health" and not self._authorized():
+            return
+        if path == "/health":
+            self._send(200, {"status": "ok", "oobleck_version": __version__, "predictors": list(self.settings.artifact.predictors)})
+        elif path == "/":
+            self._send(200, _describe(self.settings.artifact))
+        else:
+            self._error(404, "NotFound", f"no such path {path!r}; try GET /health, GET / or POST /")
+
+    def do_POST(self) -> None:
+        if not self._authorized():
+            return
+        settings = self.settings
+        try:
+            target = self._target()
+            inputs = self._read_inputs()
+            if not settings.slots.acquire(timeout=settings.queue_timeout):
+                raise _Failure(
+                    503,
+                    "Busy",
+                    f"{settings.max_inflight} requests are running and none finished within "
+                    f"{settings.queue_timeout}s; retry later",
+                )
+            try:
+                result = settings.snapshot.copy().run(target, **inputs)
+            finally:
+                settings.slots.release()
+        except _Failure as failure:
+            self._error(failure.status, failure.kind, str(failure))
+            return
+        except Exception as exc:  # noqa: BLE001 - a server answers every request, in JSON
+            status, kind = _status_for(exc)
+            if status >= 500:
+                log.warning("request failed: %s: %s", kind, exc)
+            self._error(status, kind, str(exc))
+            return
+        headers = {}
+        if isinstance(result, Prediction):
+            headers["X-Oobleck-Usage"] = json.dumps(result.usage.model_dump(mode="json"), sort_keys=True)
+        self._send(200, _outputs(result), headers)
+
+    def _target(self) -> Any:
+        artifact = self.settings.artifact
+        path = self.path.split("?", 1)[0]
+        if path == "/":
+            if not artifact.runnable:
+                raise _Failure(
+                    404,
+                    "NotRunnable",
+                    f"this artifact was saved from {artifact.class_path}, whose forward() it does not hold; "
+                    f"POST to /predictors/<name> for name in {list(artifact.predictors)}",
+                )
+            return artifact.__call__
+        prefix = "/predictors/"
+        if path.startswith(prefix):
+            name = unquote(path[len(prefix) :])
+            if name not in artifact.predictors:
+                raise _Failure(404, "NotFound", f"no predictor {name!r}; the artifact has {list(artifact.predictors)}")
+            return artifact.predictors[name].__call__
+        raise _Failure(404, "NotFound", f"no such path {path!r}; POST to / or /predictors/<name>")
+
+    def _read_inputs(self) -> dict[str, Any]:
+        max_body = self.settings.max_body
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            raise _Failure(411, "LengthRequired", "send a Content-Length header with the JSON body")
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise _Failure(400, "BadRequest", f"Content-Length {length_text!r} is not a number") from None
+        if length < 0:
+            raise _Failure(400, "BadRequest", f"Content-Length {length_text!r} is negative")
+        if length > max_body:
+            raise _Failure(413, "PayloadTooLarge", f"the body is {length} bytes; the limit is {max_body}")
+        try:
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            raise _Failure(408, "RequestTimeout", f"the body did not arrive within {self.timeout}s") from None
+        if len(raw) < length:
+            raise _Failure(400, "BadRequest", f"the body ended after {len(raw)} of {length} bytes")
+        try:
+            data = json.loads(raw.decode("utf-8")) if raw.strip() else None
+        except (ValueError, RecursionError) as exc:
+            raise _Failure(400, "InvalidJSON", f"the body is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            got = "an empty body" if data is None else f"a JSON {type(data).__name__}"
+            names = self.settings.artifact.input_names or ["..."]
+            example = json.dumps({n: "..." for n in names})
+            raise _Failure(400, "BadRequest", f"expected a JSON object of inputs like {example}, got {got}")
+        return data
+
+    def do_PUT(self) -> None:
+        self._error(405, "MethodNotAllowed", "use GET /health, GET / or POST /")
+
+    do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_PUT
+
+
 def make_server(
     artifact: Artifact,
     *,
@@ -220,155 +389,18 @@ def make_server(
             raise ConfigError(message + " (or allow_no_token=True / --no-token to accept the risk)")
         warnings.warn(message, stacklevel=2)
         log.warning(message)
-    snapshot = contextvars.copy_context()
-    slots = threading.BoundedSemaphore(max_inflight)
-    expected = f"Bearer {token}".encode() if token is not None else None
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = f"oobleck/{__version__}"
-        protocol_version = "HTTP/1.1"
-        timeout = conn_timeout
-
-        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-            # http.server's own errors (bad request line, header too long, unsupported
-            # method, 408) are HTML by default: answer them in JSON like every other error.
-            # A client's mistake is a 4xx: an unknown method is 405, an unknown HTTP version 400.
-            kinds = {400: "BadRequest", 408: "RequestTimeout", 414: "URITooLong", 431: "HeadersTooLarge", 501: "MethodNotAllowed", 505: "BadRequest"}
-            status = {501: 405, 505: 400}.get(code, code)
-            if not self.request_version.startswith("HTTP/1."):
-                self.request_version = "HTTP/1.1"  # answer with a status line even to a garbled request
-            try:
-                self._error(status, kinds.get(code, "HTTPError"), message or explain or f"HTTP {code}")
-            except OSError:
-                self.close_connection = True
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.info("%s %s", self.address_string(), format % args)
-
-        def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
-            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, status: int, kind: str, message: str) -> None:
-            # Close after an error: an unread body must not be parsed as the next request.
-            self.close_connection = True
-            headers = {"Connection": "close"}
-            if status == 503:
-                headers["Retry-After"] = "1"
-            self._send(status, {"error": {"type": kind, "message": message}}, headers)
-
-        def _authorized(self) -> bool:
-            if expected is None:
-                return True
-            given = (self.headers.get("Authorization") or "").encode("utf-8", "replace")
-            if hmac.compare_digest(given, expected):
-                return True
-            self.close_connection = True
-            self._send(
-                401,
-                {"error": {"type": "Unauthorized", "message": "send Authorization: Bearer <token> (the token the server was started with)"}},
-                {"WWW-Authenticate": 'Bearer realm="oobleck"', "Connection": "close"},
-            )
-            return False
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path != "/health" and not self._authorized():
-                return
-            if path == "/health":
-                self._send(200, {"status": "ok", "oobleck_version": __version__, "predictors": list(artifact.predictors)})
-            elif path == "/":
-                self._send(200, _describe(artifact))
-            else:
-                self._error(404, "NotFound", f"no such path {path!r}; try GET /health, GET / or POST /")
-
-        def do_POST(self) -> None:
-            if not self._authorized():
-                return
-            try:
-                target = self._target()
-                inputs = self._read_inputs()
-                if not slots.acquire(timeout=queue_timeout):
-                    raise _Failure(503, "Busy", f"{max_inflight} requests are running and none finished within {queue_timeout}s; retry later")
-                try:
-                    result = snapshot.copy().run(target, **inputs)
-                finally:
-                    slots.release()
-            except _Failure as failure:
-                self._error(failure.status, failure.kind, str(failure))
-                return
-            except Exception as exc:  # noqa: BLE001 - a server answers every request, in JSON
-                status, kind = _status_for(exc)
-                if status >= 500:
-                    log.warning("request failed: %s: %s", kind, exc)
-                self._error(status, kind, str(exc))
-                return
-            headers = {}
-            if isinstance(result, Prediction):
-                headers["X-Oobleck-Usage"] = json.dumps(result.usage.model_dump(mode="json"), sort_keys=True)
-            self._send(200, _outputs(result), headers)
-
-        def _target(self) -> Any:
-            path = self.path.split("?", 1)[0]
-            if path == "/":
-                if not artifact.runnable:
-                    raise _Failure(
-                        404,
-                        "NotRunnable",
-                        f"this artifact was saved from {artifact.class_path}, whose forward() it does not hold; "
-                        f"POST to /predictors/<name> for name in {list(artifact.predictors)}",
-                    )
-                return artifact.__call__
-            prefix = "/predictors/"
-            if path.startswith(prefix):
-                name = unquote(path[len(prefix) :])
-                if name not in artifact.predictors:
-                    raise _Failure(404, "NotFound", f"no predictor {name!r}; the artifact has {list(artifact.predictors)}")
-                return artifact.predictors[name].__call__
-            raise _Failure(404, "NotFound", f"no such path {path!r}; POST to / or /predictors/<name>")
-
-        def _read_inputs(self) -> dict[str, Any]:
-            length_text = self.headers.get("Content-Length")
-            if length_text is None:
-                raise _Failure(411, "LengthRequired", "send a Content-Length header with the JSON body")
-            try:
-                length = int(length_text)
-            except ValueError:
-                raise _Failure(400, "BadRequest", f"Content-Length {length_text!r} is not a number") from None
-            if length < 0:
-                raise _Failure(400, "BadRequest", f"Content-Length {length_text!r} is negative")
-            if length > max_body:
-                raise _Failure(413, "PayloadTooLarge", f"the body is {length} bytes; the limit is {max_body}")
-            try:
-                raw = self.rfile.read(length)
-            except TimeoutError:
-                raise _Failure(408, "RequestTimeout", f"the body did not arrive within {conn_timeout}s") from None
-            if len(raw) < length:
-                raise _Failure(400, "BadRequest", f"the body ended after {len(raw)} of {length} bytes")
-            try:
-                data = json.loads(raw.decode("utf-8")) if raw.strip() else None
-            except (ValueError, RecursionError) as exc:
-                raise _Failure(400, "InvalidJSON", f"the body is not valid JSON: {exc}") from None
-            if not isinstance(data, dict):
-                got = "an empty body" if data is None else f"a JSON {type(data).__name__}"
-                names = artifact.input_names or ["..."]
-                example = json.dumps({n: "..." for n in names})
-                raise _Failure(400, "BadRequest", f"expected a JSON object of inputs like {example}, got {got}")
-            return data
-
-        def do_PUT(self) -> None:
-            self._error(405, "MethodNotAllowed", "use GET /health, GET / or POST /")
-
-        do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_PUT
-
+    settings = _Settings(
+        artifact=artifact,
+        snapshot=contextvars.copy_context(),
+        slots=threading.BoundedSemaphore(max_inflight),
+        expected=f"Bearer {token}".encode() if token is not None else None,
+        max_body=max_body,
+        max_inflight=max_inflight,
+        queue_timeout=queue_timeout,
+    )
+    handler = type("Handler", (_Handler,), {"timeout": conn_timeout, "settings": settings})
     try:
-        return _Server((host, port), Handler, backlog=backlog, max_connections=max_connections)
+        return _Server((host, port), handler, backlog=backlog, max_connections=max_connections)
     except (OSError, OverflowError, TypeError) as exc:
         raise ConfigError(f"cannot listen on {host}:{port} ({exc}); choose another --host/--port (0 picks a free port)") from None
 

@@ -132,11 +132,11 @@ def recording(recorder: Recorder) -> Iterator[None]:
 
 @contextlib.contextmanager
 def trace() -> Iterator[Trace]:
-    """Record every predictor call made inside the block.
+    r"""Record every predictor call made inside the block.
 
     Example:
         >>> from oobleck import FakeLM, Predict, context, trace
-        >>> with context(lm=FakeLM(["[[ ## answer ## ]]\\n4"])), trace() as t:
+        >>> with context(lm=FakeLM(["[[ ## answer ## ]]\n4"])), trace() as t:
         ...     _ = Predict("question -> answer")(question="2+2?")
         >>> len(t), t.entries[0].outputs
         (1, {'answer': '4'})

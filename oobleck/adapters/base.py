@@ -78,9 +78,12 @@ def demo_turns(
 
 
 class DemoTurns:
-    """The render shared by the built-in adapters: the system message, each demo as a user turn
-    (its inputs) and an assistant turn (its outputs, written by ``format_outputs``), then the
-    inputs. Subclasses say how each part is written."""
+    """The render shared by the built-in adapters.
+
+    The system message, each demo as a user turn (its inputs) and an assistant turn (its
+    outputs, written by ``format_outputs``), then the inputs. Subclasses say how each part is
+    written.
+    """
 
     def options(self) -> dict[str, Any]:
         """No settings: ``{}`` (a subclass with constructor options lists them)."""

@@ -56,8 +56,11 @@ class JSONAdapter(DemoTurns):
         self.strict = strict
 
     def options(self) -> dict[str, Any]:
-        """``{"strict": True}`` for a strict adapter (it sends ``response_format`` everywhere),
-        else ``{}``: the default is left out, as artifacts have always recorded it."""
+        """``{"strict": True}`` for a strict adapter, else ``{}``.
+
+        A strict adapter sends ``response_format`` everywhere. The default is left out, as
+        artifacts have always recorded it.
+        """
         return {"strict": True} if self.strict else {}
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - adapters are few and long-lived

@@ -61,6 +61,7 @@ def export_messages(
         source: a loaded Artifact, a Module, or an artifact path.
         inputs: the input values (or pass them as keywords).
         predictor: which predictor, for programs with several.
+        **more_inputs: more input values, by name.
 
     Returns:
         ``[{"role": "system", "content": ...}, ...]``, ready for ``client.chat.completions.create``.

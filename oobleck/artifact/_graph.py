@@ -64,8 +64,10 @@ def check_module_types(module_types: Mapping[str, Any] | None) -> dict[str, type
 
 
 def resolve_type(name: str, class_path: str, module_types: Mapping[str, type[Module]]) -> type[Module] | None:
-    """The class for a type name from a file: one passed in ``module_types``, or a built-in one
-    whose class path matches; else None (the module loads as a FrozenModule)."""
+    """The class for a type name from a file, or None (the module loads as a FrozenModule).
+
+    The class is one passed in ``module_types``, or a built-in one whose class path matches.
+    """
     if name in module_types:
         return module_types[name]
     if name in _BUILTIN_TYPES:

@@ -63,7 +63,7 @@ def applied(prompt: SoftPrompt, model: Any) -> Applied:
 
 
 def tensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
-    """safetensors bytes of ``tensors`` (contiguous CPU copies), the same bytes for the same tensors."""
+    """The safetensors bytes of ``tensors`` (contiguous CPU copies), the same bytes for the same tensors."""
     from safetensors.torch import save
 
     return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})

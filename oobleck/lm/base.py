@@ -86,6 +86,7 @@ class BaseLM:
         return dict(defaults) if isinstance(defaults, dict) else {}
 
     def complete(self, request: LMRequest) -> LMResponse:  # pragma: no cover - abstract
+        """Send ``request`` and return the response (a backend implements this)."""
         raise NotImplementedError
 
     async def acomplete(self, request: LMRequest) -> LMResponse:

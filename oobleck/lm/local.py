@@ -170,8 +170,10 @@ class LocalLM(BaseLM):
             raise ConfigError(f"llama.cpp could not load {self.model_path}: {exc}") from exc
 
     def server(self) -> Any:
-        """The in-process ``xllamacpp.Server`` (started on first use; keep no reference to it,
-        or :meth:`close` cannot stop it)."""
+        """The in-process ``xllamacpp.Server``, started on first use.
+
+        Keep no reference to it, or :meth:`close` cannot stop it.
+        """
         if self._server is None:
             with self._lock:
                 if self._server is None:
@@ -280,8 +282,11 @@ class LocalLM(BaseLM):
 
 
 class _InProcess:
-    """llama.cpp's routes for scoring: completions in-process, template and tokenizer over the
-    loopback HTTP listener every ``xllamacpp.Server`` runs (the binding exposes no others)."""
+    """llama.cpp's routes for scoring.
+
+    Completions run in-process; the template and tokenizer go over the loopback HTTP listener
+    every ``xllamacpp.Server`` runs (the binding exposes no others).
+    """
 
     def __init__(self, server: Any, http: Any) -> None:
         self._server = server

@@ -98,13 +98,13 @@ _QUOTES = "\"'`“”‘’«»"
 
 
 def clean_instruction(text: str, *, max_chars: int = 400) -> str:
-    """``text`` as a plain instruction: markers, labels, quotes and field lists removed.
+    r"""``text`` as a plain instruction: markers, labels, quotes and field lists removed.
 
     Cut at the last sentence end within ``max_chars`` (or hard at ``max_chars``). Returns
     ``""`` when nothing readable is left.
 
     Example:
-        >>> clean_instruction('[[ ## instruction ## ]]\\nInstruction: "Classify the review."\\n- text (str): the review')
+        >>> clean_instruction('[[ ## instruction ## ]]\nInstruction: "Classify the review."\n- text (str): the review')
         'Classify the review.'
     """
     text = _MARKERS.sub("\n", text)

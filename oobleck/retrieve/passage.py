@@ -45,8 +45,10 @@ class Passage(pydantic.BaseModel):
     score: float = 0.0
 
     def prompt_block(self) -> tuple[str, str]:
-        """``(title, text)``: how the passage reads in a prompt (a numbered block, see
-        :class:`oobleck.adapters.PromptBlock`)."""
+        """``(title, text)``: how the passage reads in a prompt.
+
+        A numbered block, see :class:`oobleck.adapters.PromptBlock`.
+        """
         return self.title, self.text
 
 

@@ -121,6 +121,10 @@ class QdrantRetriever:
         Point ids are the documents' positions; the corpus ids go in the ``id`` payload.
 
         Args:
+            corpus: the documents: strings, or mappings with ``text`` (and ``id``, ``title``).
+            batch_size: documents embedded and uploaded at a time.
+            show_progress: draw a progress bar.
+            recreate: drop the collection first, if it exists.
             vectors: the documents' vectors, already computed by this retriever's embedder
                 (e.g. ``VectorIndex.vectors``); default: embed them here.
 
