@@ -49,8 +49,11 @@ def pareto_front(scores: Mapping[str, Sequence[float]]) -> dict[str, int]:
     one), are left out. Keys keep their input order.
 
     Example:
+        Everyone ties on the last row, so each leads there; ``d`` leads only there and ``a``
+        dominates it.
+
         >>> pareto_front({"a": [1, 0, 0], "b": [0, 1, 0], "c": [0, 1, 0], "d": [0, 0, 0]})
-        {'a': 3, 'b': 2, 'c': 2}
+        {'a': 2, 'b': 2, 'c': 2}
     """
     keys = list(scores)
     if not keys:
