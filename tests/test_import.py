@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ["openai", "httpx", "httpx2", "transformers", "torch", "peft", "xllamacpp", "numpy", "diskcache", "tqdm", "bm25s", "qdrant_client"]
 
 
@@ -75,3 +77,26 @@ def test_evaluate_is_the_function_whatever_was_imported_first():
         out = subprocess.run([sys.executable, "-c", f"{first}\n{run}"], capture_output=True, text=True)
         assert out.returncode == 0 and out.stdout.strip() == "100.0", (first, out.stderr[-500:])
     assert oobleck.evaluate is evaluate and oobleck.EvaluationResult is EvaluationResult
+
+
+def test_lm_lazy_backends_are_one_table():
+    """oobleck.lm resolves each backend from its one table entry; TYPE_CHECKING mirrors it."""
+    import ast
+    from pathlib import Path
+
+    import oobleck.lm
+
+    tree = ast.parse(Path(oobleck.lm.__file__).read_text(encoding="utf-8"))
+    checked = {
+        alias.name: imp.module
+        for node in tree.body
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for imp in node.body
+        if isinstance(imp, ast.ImportFrom)
+        for alias in imp.names
+    }
+    assert checked == oobleck.lm._LAZY
+    assert set(oobleck.lm._LAZY) <= set(oobleck.lm.__all__) <= set(dir(oobleck.lm))
+    assert oobleck.lm.OpenAILM.__module__ == "oobleck.lm.openai"
+    with pytest.raises(AttributeError, match="NoSuchLM"):
+        oobleck.lm.NoSuchLM  # noqa: B018

@@ -34,18 +34,22 @@ __all__ = [
 ]
 
 
+# The backends import heavy SDKs: each is loaded from its module on first use. The
+# TYPE_CHECKING imports above mirror this table for type checkers.
+_LAZY: dict[str, str] = {
+    "LocalLM": "oobleck.lm.local",
+    "OpenAILM": "oobleck.lm.openai",
+    "TransformersLM": "oobleck.lm.transformers",
+}
+
+
 def __getattr__(name: str) -> Any:
-    # The backends import heavy SDKs; load them only when asked for.
-    if name == "OpenAILM":
-        from oobleck.lm.openai import OpenAILM
+    if name in _LAZY:
+        import importlib
 
-        return OpenAILM
-    if name == "LocalLM":
-        from oobleck.lm.local import LocalLM
-
-        return LocalLM
-    if name == "TransformersLM":
-        from oobleck.lm.transformers import TransformersLM
-
-        return TransformersLM
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'oobleck.lm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

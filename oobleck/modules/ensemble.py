@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from oobleck.errors import BudgetExceededError, ConfigError, OobleckError
+from oobleck.errors import FATAL, ConfigError, OobleckError
 from oobleck.example import Prediction
 from oobleck.metrics import normalize_text
 from oobleck.module import Module
@@ -115,8 +115,8 @@ class Ensemble(Module):
 
         A member whose LM fails or answers unreadably (an :class:`~oobleck.errors.OobleckError`)
         is outvoted: it is logged, and the reduced prediction's ``warnings`` say how many
-        members failed and why. Setup errors (``ConfigError``), a spent budget
-        (``BudgetExceededError``) and bugs (any other exception) stop the call.
+        members failed and why. The errors in :data:`oobleck.errors.FATAL` (setup errors, a
+        spent budget) and bugs (any other exception) stop the call.
         """
         outputs: list[Prediction] = []
         failures: list[str] = []
@@ -125,7 +125,7 @@ class Ensemble(Module):
         for i, member in enumerate(members):
             try:
                 outputs.append(member(**inputs))
-            except (ConfigError, BudgetExceededError):
+            except FATAL:
                 raise
             except OobleckError as exc:
                 first_error = first_error or exc
