@@ -47,6 +47,7 @@ __all__ = [
     "calibrated",
     "fit_calibration",
     "mean_distribution",
+    "with_calibration_rows",
 ]
 
 CalibrationMethod = Literal["contextual", "batch"]
@@ -108,6 +109,8 @@ class Calibration:
         content_free: the content-free strings used (contextual only).
         score_norm: how label scores were computed when it was fitted (a prior fitted on sums
             does not fit means).
+        prompt: sha256 of the prompt it was fitted under (instructions, demos, adapter): a
+            prior belongs to one prompt, and one fitted under other demos is stale.
     """
 
     method: CalibrationMethod
@@ -116,6 +119,7 @@ class Calibration:
     rows: int
     content_free: tuple[str, ...] = ()
     score_norm: ScoreNorm = "sum"
+    prompt: str = ""
 
     @classmethod
     def fit(
@@ -126,6 +130,7 @@ class Calibration:
         labels: Mapping[str, Sequence[Any]],
         content_free: Sequence[str] = (),
         score_norm: ScoreNorm = "sum",
+        prompt: str = "",
     ) -> Calibration:
         """The prior of each label output: the mean of the raw distributions given.
 
@@ -144,6 +149,7 @@ class Calibration:
             rows=len(distributions),
             content_free=tuple(content_free) if method == "contextual" else (),
             score_norm=score_norm,
+            prompt=prompt,
         )
 
     def apply(self, name: str, probabilities: Sequence[float]) -> list[float]:
@@ -160,6 +166,8 @@ class Calibration:
         }
         if self.method == "contextual":
             data["content_free"] = list(self.content_free)
+        if self.prompt:
+            data["prompt"] = self.prompt
         return data
 
     @classmethod
@@ -176,7 +184,7 @@ class Calibration:
         """
         if not isinstance(data, Mapping):
             raise ArtifactError(f"calibration must be an object, got {type(data).__name__}")
-        unknown = sorted(set(data) - {"method", "outputs", "rows", "score_norm", "content_free"})
+        unknown = sorted(set(data) - {"method", "outputs", "rows", "score_norm", "content_free", "prompt"})
         if unknown:
             raise ArtifactError(f"calibration has unknown keys {unknown}")
         method = data.get("method")
@@ -190,6 +198,9 @@ class Calibration:
                 f"the calibration was fitted with score_norm={data.get('score_norm')!r} but the predictor "
                 f"scores with {score_norm!r}; refit it"
             )
+        prompt = data.get("prompt", "")
+        if not isinstance(prompt, str) or (prompt and (len(prompt) != 64 or set(prompt) - set("0123456789abcdef"))):
+            raise ArtifactError(f"calibration prompt must be a sha256 hex digest, got {prompt!r}")
         content_free = data.get("content_free", [])
         if (
             not isinstance(content_free, list)
@@ -230,6 +241,7 @@ class Calibration:
             rows=rows,
             content_free=tuple(content_free),
             score_norm=score_norm,  # type: ignore[arg-type]
+            prompt=prompt,
         )
 
     def describe(self) -> str:
@@ -310,6 +322,7 @@ def fit_calibration(
         labels=json_labels(predictor.signature),
         content_free=content_free,
         score_norm=predictor.score_norm,
+        prompt=predictor.prompt_fingerprint(),
     )
 
 
@@ -384,7 +397,30 @@ def calibrate(
             p, inputs, method=method, content_free=content_free, num_threads=num_threads
         )
         p.calibration = method
+        if method == "batch":
+            # Kept (in memory, never saved) so that a copy under other demos or instructions,
+            # as an optimizer makes, refits its own prior on the same rows.
+            p.calibration_rows = _fitting_inputs(p, inputs, "batch", content_free)
     return new
+
+
+def with_calibration_rows(program: Module, rows: Sequence[Mapping[str, Any]], *, limit: int = 32) -> Module:
+    """Give batch-calibrated predictors that have no rows yet the inputs of ``rows`` (in place).
+
+    What an optimizer calls on its working copy before searching: every candidate it builds
+    (other demos, other instructions) then fits its own batch prior on these inputs the first
+    time it scores, instead of carrying a prior fitted under another prompt. Labels are not
+    read. Predictors whose inputs are not in the rows are left alone (they need
+    :func:`calibrate`, which runs the program to collect them).
+    """
+    for _, p in program.named_predictors():
+        if p.calibration != "batch" or p.calibration_rows:
+            continue
+        names = list(p.signature.input_fields)
+        usable = [r for r in rows if all(n in r for n in names)]
+        if usable:
+            p.calibration_rows = [{n: r[n] for n in names} for r in usable[:limit]]
+    return program
 
 
 def _traced_inputs(program: Module, targets: list[Predict], rows: list[Mapping[str, Any]]) -> dict[int, list[dict[str, Any]]]:

@@ -133,9 +133,14 @@ class Predict(Module):
         self.score_norm = score_norm
         #: The prior fitted by :func:`oobleck.calibrate` (saved in artifacts), or None.
         self.calibration_state: Calibration | None = None
+        #: Unlabelled inputs a batch prior is refitted on when the prompt changes (in memory).
+        self.calibration_rows: list[dict[str, Any]] = []
         self.soft_prompt = soft_prompt
-        # Contextual priors estimated on first use, by prompt and LM (never saved).
+        # Priors estimated on first use, by LM and prompt; shared by copies (a key names
+        # everything the prior depends on, so a copy under other demos finds none of its own).
         self._priors: dict[str, Calibration] = {}
+        # The last prior estimated for each prompt fingerprint and method: what is saved.
+        self._estimated: dict[str, Calibration] = {}
 
     # ---- parameters ----
 
@@ -153,8 +158,30 @@ class Predict(Module):
         new = _copy.copy(self)
         new.demos = list(self.demos)
         new.config = dict(self.config)
-        new._priors = {}
+        new.calibration_rows = list(self.calibration_rows)
         return new
+
+    def prompt_fingerprint(self, adapter: Adapter | None = None) -> str:
+        """sha256 of what a label prior depends on besides the LM: signature, instructions,
+        demos, the adapter in use (with its options) and the score normalisation.
+
+        Args:
+            adapter: the adapter in use, if the caller resolved it already.
+        """
+        if adapter is None:
+            try:
+                adapter = self.resolve_adapter()
+            except ConfigError:  # no LM here: the adapter named on the predictor, if any
+                adapter = self.adapter
+        blob = {
+            "signature": str(self.signature),
+            "instructions": self.signature.instructions,
+            "demos": [d.to_dict() if hasattr(d, "to_dict") else dict(d) for d in self.demos],
+            "adapter": None if adapter is None else [adapter.name, adapter.options()],
+            "score_norm": self.score_norm,
+        }
+        text = json.dumps(blob, sort_keys=True, default=str, ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def __repr__(self) -> str:
         extra = (f", mode={self.mode!r}" if self.mode != "auto" else "") + (
@@ -181,8 +208,9 @@ class Predict(Module):
                 extra["calibration"] = calibration
             if self.score_norm != "sum":
                 extra["score_norm"] = self.score_norm
-            if self.calibration_state is not None and calibration == self.calibration_state.method:
-                extra["calibration_state"] = self.calibration_state.to_data()
+            state = self._current_state(calibration)
+            if state is not None:
+                extra["calibration_state"] = state.to_data()
         prompt = self.soft_prompt
         if prompt is not None:
             name = f"soft-{prompt.sha256[:24]}.safetensors"
@@ -512,7 +540,9 @@ class Predict(Module):
         prior = self._fitted_prior()
         spent = Usage()
         if prior == "estimate":
-            prior, spent = yield from self._contextual_prior(scoring, adapter, lm)
+            prior, spent = yield from self._estimated_prior(scoring, adapter, lm, "contextual")
+        elif prior == "refit":
+            prior, spent = yield from self._estimated_prior(scoring, adapter, lm, "batch")
         pred = yield from self._scored(scoring, adapter, lm, inputs, prior, final=True)
         return pred.with_usage(spent + pred.usage) if spent.calls or spent.cache_hits else pred
 
@@ -524,12 +554,33 @@ class Predict(Module):
             return self.calibration_state.method
         return "contextual" if self.mode == "auto" else None
 
-    def _fitted_prior(self) -> Calibration | Literal["estimate"] | None:
-        """The prior to divide out: fitted, to estimate now (contextual), or none."""
+    def _current_state(self, method: str | None) -> Calibration | None:
+        """The prior fitted for this prompt by ``method``: the fitted state unless the prompt
+        changed since, else the one estimated on first use under this prompt."""
+        if method is None:
+            return None
+        state = self.calibration_state
+        fingerprint = self.prompt_fingerprint()
+        if state is not None and state.method == method and state.prompt in ("", fingerprint):
+            return state
+        return self._estimated.get(f"{method}:{fingerprint}")
+
+    def _fitted_prior(self) -> Calibration | Literal["estimate", "refit"] | None:
+        """The prior to divide out: fitted, to estimate now (contextual), to refit on the
+        calibration rows (batch, after the prompt changed), or none."""
         method = self._effective_calibration()
         if method is None:
             return None
         state = self.calibration_state
+        if state is not None and state.method == method and state.prompt not in ("", self.prompt_fingerprint()):
+            if method == "contextual":
+                return "estimate"
+            if self.calibration_rows:
+                return "refit"
+            raise ConfigError(
+                f"the batch calibration of {self!r} was fitted under another prompt (its demos or instructions "
+                "changed since): refit it with program = oobleck.calibrate(program, rows)"
+            )
         if state is not None and state.method == method:
             if state.score_norm != self.score_norm:
                 raise ConfigError(
@@ -538,41 +589,52 @@ class Predict(Module):
                 )
             return state
         if method == "batch":
+            if self.calibration_rows:
+                return "refit"
             raise ConfigError(
                 f"{self!r} has calibration='batch' but no fitted prior: fit it on unlabelled rows with "
                 "program = oobleck.calibrate(program, rows), or use calibration='contextual' (needs no data)"
             )
         return "estimate"
 
-    def _contextual_prior(
-        self, scoring: label_scoring.LabelScoring, adapter: Adapter, lm: LM
+    def _estimated_prior(
+        self, scoring: label_scoring.LabelScoring, adapter: Adapter, lm: LM, method: Literal["contextual", "batch"]
     ) -> Generator[LMRequest, LMResponse, tuple[Calibration, Usage]]:
-        """The contextual prior for this prompt on this LM, estimated once and remembered.
+        """The prior for this prompt on this LM, estimated once and remembered: contextual on
+        content-free inputs, batch on :attr:`calibration_rows`.
 
-        Each content-free input costs one scoring call (plus one generating call for free-text
-        outputs), traced without outputs (no demo is ever made of one) and counted in usage.
-        Concurrent first calls may each estimate it; they get the same values.
+        Each input costs one scoring call (plus one generating call for free-text outputs),
+        traced without outputs (no demo is ever made of one) and counted in usage. Concurrent
+        first calls may each estimate it; they get the same values.
         """
-        free = [dict.fromkeys(self.signature.input_fields, text) for text in CONTENT_FREE]
-        key = _prior_key(lm, [self._request(adapter, lm, values) for values in free], self.score_norm)
+        if method == "contextual":
+            inputs = [dict.fromkeys(self.signature.input_fields, text) for text in CONTENT_FREE]
+        else:
+            inputs = [dict(row) for row in self.calibration_rows]
+        key = _prior_key(lm, [self._request(adapter, lm, values) for values in inputs], self.score_norm)
+        fingerprint = f"{method}:{self.prompt_fingerprint(adapter)}"
         known = self._priors.get(key)
         if known is not None:
+            self._estimated.setdefault(fingerprint, known)
             return known, Usage()
         distributions = []
         spent = Usage()
-        for values in free:
+        for values in inputs:
             pred = yield from self._scored(scoring, adapter, lm, values, None, final=False)
             assert pred.raw_probabilities is not None
             distributions.append({n: list(d.values()) for n, d in pred.raw_probabilities.items()})
             spent = spent + pred.usage
         fitted = Calibration.fit(
-            "contextual",
+            method,
             distributions,
             labels=label_scoring.json_labels(self.signature),
             content_free=CONTENT_FREE,
             score_norm=self.score_norm,
+            prompt=self.prompt_fingerprint(adapter),
         )
-        return self._priors.setdefault(key, fitted), spent
+        fitted = self._priors.setdefault(key, fitted)
+        self._estimated[fingerprint] = fitted
+        return fitted, spent
 
     def _scored(
         self,

@@ -213,11 +213,20 @@ def test_the_default_contextual_choice_is_saved_as_resolved(tmp_path):
     p = Predict(Sentiment, lm=lm)
     before = p(text="ok")
     doc, path = _saved(tmp_path, p)
-    assert doc["predictors"][0]["extra"] == {"mode": "score", "calibration": "contextual"}
+    extra = doc["predictors"][0]["extra"]
+    assert {k: v for k, v in extra.items() if k != "calibration_state"} == {"mode": "score", "calibration": "contextual"}
+    # the prior estimated on the first call is saved with how it was fitted and for which prompt
+    state = extra["calibration_state"]
+    assert state["method"] == "contextual" and state["rows"] == 3 and state["prompt"] == p.prompt_fingerprint()
     loaded = load(path, lm=lm).predictors["self"]
     assert loaded.adapter is not None  # the artifact fixes the adapter; the mode is kept all the same
-    after = loaded(text="ok")
-    assert after.label == before.label == "negative" and after.probabilities == before.probabilities
+    assert loaded.prompt_fingerprint() == p.prompt_fingerprint()
+    fresh = ScoringLM(TABLE)
+    after = loaded.copy()
+    after.lm = fresh
+    answer = after(text="ok")
+    assert answer.label == before.label == "negative" and answer.probabilities == before.probabilities
+    assert answer.usage.calls == 1  # the saved prior is used: no content-free calls after loading
 
 
 def test_a_generating_predictor_saves_no_scoring_state(tmp_path):
@@ -278,8 +287,30 @@ def test_a_calibration_fitted_for_other_labels_does_not_load(tmp_path):
 def test_changing_score_norm_after_fitting_asks_for_a_refit():
     program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE)), [{"text": "ok"}])
     program.score_norm = "mean"
+    program.calibration_rows = []  # as after loading: no rows to refit on
     with pytest.raises(ConfigError, match="refit"):
         program(text="ok")
+
+
+def test_a_batch_prior_is_refitted_on_its_rows_when_the_prompt_changes():
+    rows = [{"text": t} for t in ("ok", "fine", "bad", "meh")]
+    lm = ScoringLM(TABLE)
+    program = calibrate(Predict(Sentiment, lm=lm), rows)
+    first = program.calibration_state
+    assert first is not None and first.prompt == program.prompt_fingerprint()
+    # what an optimizer does: a copy under other demos
+    candidate = program.copy()
+    candidate.demos = [oobleck.Example(text="great", label="positive")]
+    sent = len(lm.requests)
+    answer = candidate(text="ok")
+    assert answer.usage.calls == 1 + len(rows)  # the prior for the new prompt, fitted once on the same rows
+    assert len(lm.requests) == sent + 1 + len(rows)
+    assert candidate(text="bad").usage.calls == 1  # and remembered
+    refit = candidate._current_state("batch")
+    assert refit is not None and refit.method == "batch" and refit.rows == len(rows)
+    assert refit.prompt == candidate.prompt_fingerprint() != first.prompt
+    # the original keeps its own prior and makes no extra call
+    assert program(text="ok").usage.calls == 1 and program.calibration_state is first
 
 
 def test_inspect_shows_the_calibration(tmp_path, capsys):

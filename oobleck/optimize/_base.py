@@ -256,6 +256,7 @@ class Optimizer:
             "valset": rows_sha256(val),
             "program": canonical_json(program_fingerprint(program)),
         }
+        program = _with_batch_calibration_rows(program, train)
         ckpt = Checkpoint(checkpoint, fingerprint)
         state = ckpt.load() or {}
         budget = Budget(
@@ -296,3 +297,18 @@ class Optimizer:
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
         return f"{self.name}({inner})"
+
+
+def _with_batch_calibration_rows(program: Module, train: Sequence[Example]) -> Module:
+    """A copy whose batch-calibrated predictors refit their prior on training inputs.
+
+    Every candidate a search builds (other demos, other instructions) then fits its own prior
+    on the same unlabelled training inputs the first time it scores, so candidates are
+    compared calibrated as they will be used (issue 17); the program is returned as is when
+    no predictor asks for batch calibration without rows.
+    """
+    if not any(p.calibration == "batch" and not p.calibration_rows for _, p in program.named_predictors()):
+        return program
+    from oobleck.calibration import with_calibration_rows
+
+    return with_calibration_rows(program.copy(), [row.inputs() for row in train])
