@@ -140,6 +140,7 @@ class Calibration:
             labels: per label output, its labels (JSON values) in order.
             content_free: the content-free strings, for contextual calibration.
             score_norm: how the scores were computed.
+            prompt: the fingerprint of the prompt the distributions were scored under.
         """
         priors = {name: tuple(mean_distribution(d[name] for d in distributions)) for name in labels}
         return cls(

@@ -13,26 +13,40 @@ the labels are scored given them. With several label outputs, each is scored in 
 request given the ones chosen before it (greedy, like decoding, rather than scoring every
 combination).
 
-:class:`LabelScoring` is the strategy :class:`~oobleck.predict.Predict` uses in
-``mode="score"``: it builds requests from the predictor's ordinary request and turns responses
-into distributions. It holds no state and calls nothing back.
+:class:`LabelScoring` is what :class:`~oobleck.predict.Predict` uses in ``mode="score"``: it
+builds requests from the predictor's ordinary request, turns responses into distributions, and
+walks one scored answer (:meth:`LabelScoring.answer`) through the hooks the predictor hands it
+(:class:`ScoringHooks`). It holds no state and knows nothing of the predictor. Which prior is
+divided out of the distributions is :mod:`oobleck._score_mode`'s business.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from oobleck import _types
 from oobleck.adapters.base import Adapter
-from oobleck.errors import ConfigError, LMResponseError
-from oobleck.lm.base import Capabilities
-from oobleck.lm.types import Choice, LMRequest, LMResponse
+from oobleck.errors import ConfigError, LMError, LMResponseError
+from oobleck.example import Prediction
+from oobleck.lm.base import LM, Capabilities
+from oobleck.lm.types import Choice, LMRequest, LMResponse, Usage
 from oobleck.signature import Signature
 
-__all__ = ["LabelScoring", "ScoreNorm", "choose_mode", "json_labels", "label_values", "scoring_plan"]
+__all__ = [
+    "LabelScoring",
+    "Prior",
+    "ScoreNorm",
+    "ScoringHooks",
+    "check_scoring",
+    "choose_mode",
+    "json_labels",
+    "label_values",
+    "scoring_plan",
+]
 
 ScoreNorm = Literal["sum", "mean"]
 
@@ -142,6 +156,53 @@ def choose_mode(
     )
 
 
+def check_scoring(signature: Signature, lm: LM) -> None:
+    """Raise unless ``lm`` can score completions (``capabilities.scoring``).
+
+    Raises:
+        ConfigError: the backend only generates.
+    """
+    if not lm.capabilities.scoring:
+        name = type(lm).__name__
+        raise ConfigError(
+            f"Predict({str(signature)!r}) on {name}: mode='score' needs a backend that scores "
+            f"completions (capabilities.scoring: token log-probabilities of given text); {name} only "
+            "generates. Use a backend that declares it (TransformersLM, ...), or mode='generate'"
+        )
+
+
+class Prior(Protocol):
+    """A label prior to divide out of a label output's distribution (a fitted ``Calibration``)."""
+
+    def apply(self, name: str, probabilities: Sequence[float]) -> list[float]:
+        """``probabilities`` of the label output ``name``, calibrated."""
+        ...
+
+
+#: How a step is traced: inputs, outputs (None unless it is the call's answer), the request,
+#: the raw text, what the attempt cost, the error (None when it succeeded).
+Emit = Callable[[Mapping[str, Any], dict[str, Any] | None, LMRequest, str | None, Usage, BaseException | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringHooks:
+    """What a scored answer needs from the predictor that asks for it, handed in.
+
+    Attributes:
+        request: the predictor's generating request for some inputs (the scoring requests
+            are derived from it).
+        generate: generates and parses a signature's outputs from a request, repairing parse
+            failures, traced without outputs (for free-text outputs before the labels).
+        emit: traces one step (see :data:`Emit`).
+        emit_failure: traces a request that raised (it works out what the attempt cost).
+    """
+
+    request: Callable[[Mapping[str, Any]], LMRequest]
+    generate: Callable[[Mapping[str, Any], LMRequest, Signature], Generator[LMRequest, LMResponse, Prediction]]
+    emit: Emit
+    emit_failure: Callable[[Mapping[str, Any], LMRequest, BaseException], None]
+
+
 @dataclass(frozen=True, slots=True)
 class LabelScoring:
     """The requests and distributions of score mode for one signature and adapter.
@@ -182,6 +243,11 @@ class LabelScoring:
         completions = tuple(self.adapter.format_outputs(self.signature, {**known, field: v}) for v in values)
         return base.model_copy(update={**_GENERATION_ONLY, "score": completions})
 
+    def first_request(self, base: LMRequest) -> LMRequest:
+        """The first request of a scored answer: ``base`` itself when free text comes first."""
+        plan = self.plan
+        return base if plan.text_fields else self.score_request(base, {}, plan.labels[0][0])
+
     def scores(self, response: LMResponse, field: str) -> list[float]:
         """Each label's score (log-probability, summed or averaged over the label's own tokens).
 
@@ -202,6 +268,63 @@ class LabelScoring:
         """``field``'s labels as typed values (an Enum's members), in declared order."""
         tp = self.signature.output_fields[field].type
         return tuple(_types.validate(tp, v) for v in dict(self.plan.labels)[field])
+
+    def answer(
+        self, inputs: Mapping[str, Any], hooks: ScoringHooks, prior: Prior | None, *, final: bool
+    ) -> Generator[LMRequest, LMResponse, Prediction]:
+        """One scored answer: free text generated first, then each label output in turn.
+
+        Yields each request and receives its response, like ``Predict``'s own steps. The
+        prediction carries the label distributions: ``probabilities`` with ``prior`` divided
+        out, ``raw_probabilities`` as scored.
+
+        Args:
+            inputs: the predictor's inputs.
+            hooks: the predictor's request, generation and trace.
+            prior: the prior to divide out, or None for raw probabilities.
+            final: this is the call's answer (traced with its outputs); otherwise a step of
+                estimating a prior, traced without outputs so no demo is ever made of it.
+        """
+        plan = self.plan
+        base = hooks.request(inputs)
+        known: dict[str, Any] = {}
+        spent = Usage()
+        if plan.text_fields:
+            texts = yield from hooks.generate(inputs, base, self.text_signature())
+            known.update(texts.to_dict())
+            spent = texts.usage
+        raw: dict[str, dict[Any, float]] = {}
+        calibrated: dict[str, dict[Any, float]] = {}
+        for i, (name, _) in enumerate(plan.labels):
+            request = self.score_request(base, known, name)
+            started = time.perf_counter()
+            try:
+                response = yield request
+            except Exception as exc:
+                hooks.emit_failure(inputs, request, exc)
+                raise
+            usage = response.usage
+            if not usage.latency_s:
+                usage = usage.with_latency(time.perf_counter() - started)
+            try:
+                scores = self.scores(response, name)
+            except LMError as exc:
+                hooks.emit(inputs, None, request, response.text, usage, exc)
+                raise
+            labels = self.labels(name)
+            probabilities = softmax(scores)
+            adjusted = prior.apply(name, probabilities) if prior is not None else probabilities
+            best = max(range(len(labels)), key=lambda j: (adjusted[j], -j))  # ties: the first label
+            known[name] = labels[best]
+            raw[name] = dict(zip(labels, probabilities))
+            calibrated[name] = dict(zip(labels, adjusted))
+            done = final and i == len(plan.labels) - 1
+            hooks.emit(inputs, dict(known) if done else None, request, response.choices[best].text, usage, None)
+            spent = spent + usage
+        pred = Prediction({name: known[name] for name in self.signature.output_fields}, usage=spent)
+        object.__setattr__(pred, "probabilities", calibrated)
+        object.__setattr__(pred, "raw_probabilities", raw)
+        return pred
 
 
 def label_scores(choices: Sequence[Choice], score_norm: ScoreNorm) -> list[float]:

@@ -10,18 +10,16 @@ from __future__ import annotations
 import contextlib
 import copy as _copy
 import functools
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from oobleck import label_scoring
+from oobleck import _score_mode, label_scoring
 from oobleck.adapters import default_adapter
 from oobleck.adapters._values import Placeholder, placeholder
 from oobleck.adapters.base import Adapter
-from oobleck.calibration import CONTENT_FREE, Calibration
+from oobleck.calibration import Calibration
 from oobleck.context import current
 from oobleck.errors import ArtifactError, ConfigError, InputError, LMError, ParseError
 from oobleck.example import Example, Prediction
@@ -118,14 +116,7 @@ class Predict(Module):
         self.adapter = adapter
         self.max_retries = max_retries
         self.config: dict[str, Any] = dict(config)
-        if mode not in _MODES:
-            raise ConfigError(f"mode must be 'auto', 'generate' or 'score', got {mode!r}")
-        if mode == "score":
-            label_scoring.require_plan(self.signature)  # raises unless there are labels to score
-        if calibration not in _CALIBRATIONS:
-            raise ConfigError(f"calibration must be 'auto', 'contextual', 'batch' or None, got {calibration!r}")
-        if score_norm not in ("sum", "mean"):
-            raise ConfigError(f"score_norm must be 'sum' or 'mean', got {score_norm!r}")
+        _score_mode.check_settings(self.signature, mode, calibration, score_norm)
         if soft_prompt is not None and not isinstance(soft_prompt, SoftPrompt):
             raise ConfigError(f"soft_prompt must be a SoftPrompt, got {type(soft_prompt).__name__}")
         self.mode = mode
@@ -136,11 +127,9 @@ class Predict(Module):
         #: Unlabelled inputs a batch prior is refitted on when the prompt changes (in memory).
         self.calibration_rows: list[dict[str, Any]] = []
         self.soft_prompt = soft_prompt
-        # Priors estimated on first use, by LM and prompt; shared by copies (a key names
-        # everything the prior depends on, so a copy under other demos finds none of its own).
-        self._priors: dict[str, Calibration] = {}
-        # The last prior estimated for each prompt fingerprint and method: what is saved.
-        self._estimated: dict[str, Calibration] = {}
+        # Priors estimated on first use; shared by copies (each is keyed by everything it
+        # depends on, so a copy under other demos finds none of its own).
+        self._priors = _score_mode.PriorMemo()
 
     # ---- parameters ----
 
@@ -162,8 +151,10 @@ class Predict(Module):
         return new
 
     def prompt_fingerprint(self, adapter: Adapter | None = None) -> str:
-        """sha256 of what a label prior depends on besides the LM: signature, instructions,
-        demos, the adapter in use (with its options) and the score normalisation.
+        """sha256 of what a label prior depends on besides the LM.
+
+        That is the signature, instructions, demos, the adapter in use (with its options) and
+        the score normalisation.
 
         Args:
             adapter: the adapter in use, if the caller resolved it already.
@@ -173,15 +164,7 @@ class Predict(Module):
                 adapter = self.resolve_adapter()
             except ConfigError:  # no LM here: the adapter named on the predictor, if any
                 adapter = self.adapter
-        blob = {
-            "signature": str(self.signature),
-            "instructions": self.signature.instructions,
-            "demos": [d.to_dict() if hasattr(d, "to_dict") else dict(d) for d in self.demos],
-            "adapter": None if adapter is None else [adapter.name, adapter.options()],
-            "score_norm": self.score_norm,
-        }
-        text = json.dumps(blob, sort_keys=True, default=str, ensure_ascii=False)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return _score_mode.prompt_fingerprint(self.signature, self.demos, adapter, self.score_norm)
 
     def __repr__(self) -> str:
         extra = (f", mode={self.mode!r}" if self.mode != "auto" else "") + (
@@ -202,15 +185,7 @@ class Predict(Module):
         """
         extra: dict[str, Any] = {}
         if self.mode == "score" or (self.mode == "auto" and self.mode_choice()[0] == "score"):
-            extra["mode"] = "score"
-            calibration = self._effective_calibration()
-            if calibration is not None:
-                extra["calibration"] = calibration
-            if self.score_norm != "sum":
-                extra["score_norm"] = self.score_norm
-            state = self._current_state(calibration)
-            if state is not None:
-                extra["calibration_state"] = state.to_data()
+            extra.update(_score_mode.dump_state(self._score_settings(), self._priors, self.prompt_fingerprint()))
         prompt = self.soft_prompt
         if prompt is not None:
             name = f"soft-{prompt.sha256[:24]}.safetensors"
@@ -221,32 +196,10 @@ class Predict(Module):
 
     def load_extra(self, extra: Mapping[str, Any], files: Any) -> None:
         """Restore what :meth:`dump_extra` saved (untrusted: every value is checked first)."""
-        unknown = sorted(set(extra) - {"mode", "calibration", "score_norm", "calibration_state", "soft_prompt"})
+        unknown = sorted(set(extra) - _score_mode.STATE_KEYS - {"soft_prompt"})
         if unknown:
             raise ArtifactError(f"unknown predictor state {unknown}")
-        mode = extra.get("mode", "auto")
-        if mode not in ("auto", "generate", "score"):
-            raise ArtifactError(f"mode must be 'generate' or 'score', got {mode!r}")
-        calibration = extra.get("calibration", "auto")
-        if calibration not in ("auto", "contextual", "batch"):
-            raise ArtifactError(f"calibration must be 'contextual' or 'batch', got {calibration!r}")
-        score_norm = extra.get("score_norm", "sum")
-        if score_norm not in ("sum", "mean"):
-            raise ArtifactError(f"score_norm must be 'sum' or 'mean', got {score_norm!r}")
-        state = None
-        if mode == "score":
-            try:
-                labels = label_scoring.json_labels(self.signature)
-            except ConfigError as exc:
-                raise ArtifactError(str(exc)) from None
-            if "calibration_state" in extra:
-                state = Calibration.from_data(extra["calibration_state"], labels=labels, score_norm=score_norm)
-                if state.method != calibration:
-                    raise ArtifactError(f"the saved prior was fitted by {state.method!r} calibration but calibration is {calibration!r}")
-            elif calibration == "batch":
-                raise ArtifactError("calibration 'batch' was saved without its fitted prior (calibration_state)")
-        elif set(extra) & {"calibration", "score_norm", "calibration_state"}:
-            raise ArtifactError("calibration settings are saved only for a predictor in mode 'score'")
+        mode, calibration, score_norm, state = _score_mode.load_state(extra, self.signature)
         prompt = None
         described = extra.get("soft_prompt")
         if described is not None:
@@ -287,13 +240,7 @@ class Predict(Module):
 
     def resolve_adapter(self, lm: LM | None = None) -> Adapter:
         """The adapter this predictor uses here (see :meth:`adapter_choice`)."""
-        if self.adapter is not None:
-            return self.adapter
-        settings = current()
-        if settings.adapter is not None:
-            return settings.adapter
-        scored = self.mode == "auto" and self.mode_choice(lm)[0] == "score"  # a named mode keeps its format
-        return default_adapter(_capabilities(lm or self.lm or settings.lm), scored=scored)[0]
+        return self.adapter_choice(lm)[0]
 
     def adapter_choice(self, lm: LM | None = None) -> tuple[Adapter, str]:
         """The adapter this predictor uses here, and why.
@@ -388,11 +335,9 @@ class Predict(Module):
         adapter = self.resolve_adapter(lm)
         if self.mode_choice(lm)[0] != "score":
             return self._request(adapter, lm, inputs)
-        self._check_scoring(lm)
+        label_scoring.check_scoring(self.signature, lm)
         scoring = label_scoring.LabelScoring(self.signature, adapter, self.score_norm)
-        base = self._request(adapter, lm, inputs)
-        plan = scoring.plan
-        return base if plan.text_fields else scoring.score_request(base, {}, plan.labels[0][0])
+        return scoring.first_request(self._request(adapter, lm, inputs))
 
     def _request(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> LMRequest:
         """The generating request for ``inputs`` (score mode derives its requests from it)."""
@@ -493,8 +438,10 @@ class Predict(Module):
     def _attempts(
         self, adapter: Adapter, inputs: Mapping[str, Any], request: LMRequest, signature: Signature, *, final: bool
     ) -> Generator[LMRequest, LMResponse, Prediction]:
-        """Generate and parse ``signature``'s outputs, repairing parse failures (``final``: the
-        call's answer; otherwise a step before scoring, traced without outputs)."""
+        """Generate and parse ``signature``'s outputs, repairing parse failures.
+
+        ``final``: the call's answer; otherwise a step before scoring, traced without outputs.
+        """
         retries = self._max_retries()
         # Each attempt is traced with its own cost, so recorders that sum entries (a program's
         # usage meter, evaluate, a budget) count every call once; the prediction carries the
@@ -522,171 +469,34 @@ class Predict(Module):
             spent = spent + usage
             request = _repair(request, adapter.repair_messages(signature, response.text, outcome.reason))
 
-    # ---- score mode (oobleck.label_scoring, oobleck.calibration) ----
+    # ---- score mode (oobleck._score_mode: the strategy; oobleck.label_scoring, oobleck.calibration) ----
 
-    def _check_scoring(self, lm: LM) -> None:
-        if not lm.capabilities.scoring:
-            name = type(lm).__name__
-            raise ConfigError(
-                f"Predict({str(self.signature)!r}) on {name}: mode='score' needs a backend that scores "
-                f"completions (capabilities.scoring: token log-probabilities of given text); {name} only "
-                "generates. Use a backend that declares it (TransformersLM, ...), or mode='generate'"
-            )
+    def current_prior(self) -> Calibration | None:
+        """The label prior this predictor divides out under its current prompt, if it has one yet.
+
+        The prior :func:`oobleck.calibrate` fitted, unless the demos or instructions changed
+        since; else the one estimated on the first call under this prompt. None before that,
+        and when calibration is off.
+        """
+        return self._score_settings().current(self._priors, self.prompt_fingerprint())
+
+    def _score_settings(self) -> _score_mode.ScoreSettings:
+        return _score_mode.ScoreSettings(
+            self, self.mode, self.calibration, self.score_norm, self.calibration_state, self.calibration_rows
+        )
 
     def _score_steps(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> Generator[LMRequest, LMResponse, Prediction]:
         """Score the labels (after generating any free text first), calibrated as configured."""
-        self._check_scoring(lm)
-        scoring = label_scoring.LabelScoring(self.signature, adapter, self.score_norm)
-        prior = self._fitted_prior()
-        spent = Usage()
-        if prior == "estimate":
-            prior, spent = yield from self._estimated_prior(scoring, adapter, lm, "contextual")
-        elif prior == "refit":
-            prior, spent = yield from self._estimated_prior(scoring, adapter, lm, "batch")
-        pred = yield from self._scored(scoring, adapter, lm, inputs, prior, final=True)
-        return pred.with_usage(spent + pred.usage) if spent.calls or spent.cache_hits else pred
-
-    def _effective_calibration(self) -> str | None:
-        """The calibration in use when scoring: a method, or None."""
-        if self.calibration != "auto":
-            return self.calibration
-        if self.calibration_state is not None:
-            return self.calibration_state.method
-        return "contextual" if self.mode == "auto" else None
-
-    def _current_state(self, method: str | None) -> Calibration | None:
-        """The prior fitted for this prompt by ``method``: the fitted state unless the prompt
-        changed since, else the one estimated on first use under this prompt."""
-        if method is None:
-            return None
-        state = self.calibration_state
-        fingerprint = self.prompt_fingerprint()
-        if state is not None and state.method == method and state.prompt in ("", fingerprint):
-            return state
-        return self._estimated.get(f"{method}:{fingerprint}")
-
-    def _fitted_prior(self) -> Calibration | Literal["estimate", "refit"] | None:
-        """The prior to divide out: fitted, to estimate now (contextual), to refit on the
-        calibration rows (batch, after the prompt changed), or none."""
-        method = self._effective_calibration()
-        if method is None:
-            return None
-        state = self.calibration_state
-        if state is not None and state.method == method and state.prompt not in ("", self.prompt_fingerprint()):
-            if method == "contextual":
-                return "estimate"
-            if self.calibration_rows:
-                return "refit"
-            raise ConfigError(
-                f"the batch calibration of {self!r} was fitted under another prompt (its demos or instructions "
-                "changed since): refit it with program = oobleck.calibrate(program, rows)"
-            )
-        if state is not None and state.method == method:
-            if state.score_norm != self.score_norm:
-                raise ConfigError(
-                    f"the calibration of {self!r} was fitted with score_norm={state.score_norm!r}, the predictor "
-                    f"scores with {self.score_norm!r}: refit it with oobleck.calibrate(...)"
-                )
-            return state
-        if method == "batch":
-            if self.calibration_rows:
-                return "refit"
-            raise ConfigError(
-                f"{self!r} has calibration='batch' but no fitted prior: fit it on unlabelled rows with "
-                "program = oobleck.calibrate(program, rows), or use calibration='contextual' (needs no data)"
-            )
-        return "estimate"
-
-    def _estimated_prior(
-        self, scoring: label_scoring.LabelScoring, adapter: Adapter, lm: LM, method: Literal["contextual", "batch"]
-    ) -> Generator[LMRequest, LMResponse, tuple[Calibration, Usage]]:
-        """The prior for this prompt on this LM, estimated once and remembered: contextual on
-        content-free inputs, batch on :attr:`calibration_rows`.
-
-        Each input costs one scoring call (plus one generating call for free-text outputs),
-        traced without outputs (no demo is ever made of one) and counted in usage. Concurrent
-        first calls may each estimate it; they get the same values.
-        """
-        if method == "contextual":
-            inputs = [dict.fromkeys(self.signature.input_fields, text) for text in CONTENT_FREE]
-        else:
-            inputs = [dict(row) for row in self.calibration_rows]
-        key = _prior_key(lm, [self._request(adapter, lm, values) for values in inputs], self.score_norm)
-        fingerprint = f"{method}:{self.prompt_fingerprint(adapter)}"
-        known = self._priors.get(key)
-        if known is not None:
-            self._estimated.setdefault(fingerprint, known)
-            return known, Usage()
-        distributions = []
-        spent = Usage()
-        for values in inputs:
-            pred = yield from self._scored(scoring, adapter, lm, values, None, final=False)
-            assert pred.raw_probabilities is not None
-            distributions.append({n: list(d.values()) for n, d in pred.raw_probabilities.items()})
-            spent = spent + pred.usage
-        fitted = Calibration.fit(
-            method,
-            distributions,
-            labels=label_scoring.json_labels(self.signature),
-            content_free=CONTENT_FREE,
-            score_norm=self.score_norm,
-            prompt=self.prompt_fingerprint(adapter),
+        label_scoring.check_scoring(self.signature, lm)
+        hooks = label_scoring.ScoringHooks(
+            request=functools.partial(self._request, adapter, lm),
+            generate=lambda values, request, signature: self._attempts(adapter, values, request, signature, final=False),
+            emit=self._emit,
+            emit_failure=lambda values, request, exc: self._emit(values, None, request, None, _failed_usage(exc, 0), exc),
         )
-        fitted = self._priors.setdefault(key, fitted)
-        self._estimated[fingerprint] = fitted
-        return fitted, spent
-
-    def _scored(
-        self,
-        scoring: label_scoring.LabelScoring,
-        adapter: Adapter,
-        lm: LM,
-        inputs: Mapping[str, Any],
-        prior: Calibration | None,
-        *,
-        final: bool,
-    ) -> Generator[LMRequest, LMResponse, Prediction]:
-        """One scored answer: free text generated first, then each label output in turn."""
-        plan = scoring.plan
-        base = self._request(adapter, lm, inputs)
-        known: dict[str, Any] = {}
-        spent = Usage()
-        if plan.text_fields:
-            texts = yield from self._attempts(adapter, inputs, base, scoring.text_signature(), final=False)
-            known.update(texts.to_dict())
-            spent = texts.usage
-        raw: dict[str, dict[Any, float]] = {}
-        calibrated: dict[str, dict[Any, float]] = {}
-        for i, (name, _) in enumerate(plan.labels):
-            request = scoring.score_request(base, known, name)
-            started = time.perf_counter()
-            try:
-                response = yield request
-            except Exception as exc:
-                self._emit(inputs, None, request, None, _failed_usage(exc, 0), exc)
-                raise
-            usage = response.usage
-            if not usage.latency_s:
-                usage = usage.with_latency(time.perf_counter() - started)
-            try:
-                scores = scoring.scores(response, name)
-            except LMError as exc:
-                self._emit(inputs, None, request, response.text, usage, exc)
-                raise
-            labels = scoring.labels(name)
-            probabilities = label_scoring.softmax(scores)
-            adjusted = prior.apply(name, probabilities) if prior is not None else probabilities
-            best = max(range(len(labels)), key=lambda j: (adjusted[j], -j))  # ties: the first label
-            known[name] = labels[best]
-            raw[name] = dict(zip(labels, probabilities))
-            calibrated[name] = dict(zip(labels, adjusted))
-            done = final and i == len(plan.labels) - 1
-            self._emit(inputs, dict(known) if done else None, request, response.choices[best].text, usage, None)
-            spent = spent + usage
-        pred = Prediction({name: known[name] for name in self.signature.output_fields}, usage=spent)
-        object.__setattr__(pred, "probabilities", calibrated)
-        object.__setattr__(pred, "raw_probabilities", raw)
-        return pred
+        scoring = label_scoring.LabelScoring(self.signature, adapter, self.score_norm)
+        mode = _score_mode.ScoreMode(scoring, self._score_settings(), self._priors, hooks, lm, self.prompt_fingerprint(adapter))
+        return (yield from mode.steps(inputs))
 
     def _max_retries(self) -> int:
         if self.max_retries is not None:
@@ -780,22 +590,6 @@ def _failed_usage(exc: BaseException, attempt: int) -> Usage:
         return Usage()
     sent = max(exc.attempts, 1)
     return Usage(calls=sent, retries=sent - 1 + (1 if attempt else 0))
-
-
-_MODES = ("auto", "generate", "score")
-_CALIBRATIONS = ("auto", "contextual", "batch", None)
-
-
-def _prior_key(lm: LM, requests: Sequence[LMRequest], score_norm: str) -> str:
-    """What a contextual prior depends on: the LM and the content-free requests (prompt, demos,
-    adapter, decoding settings, soft prompt)."""
-    settings = getattr(lm, "settings", {})
-    blob = json.dumps(
-        {"lm": lm.identity, "settings": settings, "norm": score_norm, "requests": [r.key_data() for r in requests]},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def _capabilities(lm: LM | None) -> Capabilities | None:

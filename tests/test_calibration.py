@@ -306,7 +306,7 @@ def test_a_batch_prior_is_refitted_on_its_rows_when_the_prompt_changes():
     assert answer.usage.calls == 1 + len(rows)  # the prior for the new prompt, fitted once on the same rows
     assert len(lm.requests) == sent + 1 + len(rows)
     assert candidate(text="bad").usage.calls == 1  # and remembered
-    refit = candidate._current_state("batch")
+    refit = candidate.current_prior()
     assert refit is not None and refit.method == "batch" and refit.rows == len(rows)
     assert refit.prompt == candidate.prompt_fingerprint() != first.prompt
     # the original keeps its own prior and makes no extra call

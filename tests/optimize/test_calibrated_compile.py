@@ -56,9 +56,9 @@ def test_each_candidate_refits_its_batch_prior_and_the_winner_saves_its_own(tmp_
     assert program.calibration_state is None and program.calibration_rows == []  # never changed
     best = compiled.predictors()[0]
     # every candidate (zero-shot, labelled demos, bootstrapped demos) fitted a prior of its own
-    fitted = {key for key in best._estimated if key.startswith("batch:")}
+    fitted = {key for key in best._priors.by_prompt if key.startswith("batch:")}
     assert len(fitted) >= 3
-    state = best._current_state("batch")
+    state = best.current_prior()
     assert state is not None and state.prompt == best.prompt_fingerprint() and state.rows == len(data)
     scores = compiled.provenance["scores"]
     assert scores["best_score"] == 100.0
