@@ -13,6 +13,8 @@ import functools
 import hashlib
 import json
 import logging
+import sys
+import threading
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -141,6 +143,7 @@ class Predict(Module):
         self._priors: dict[str, Calibration] = {}
         # The last prior estimated for each prompt fingerprint and method: what is saved.
         self._estimated: dict[str, Calibration] = {}
+        self._prior_locks: dict[str, threading.Lock] = {}
 
     # ---- parameters ----
 
@@ -616,6 +619,32 @@ class Predict(Module):
         if known is not None:
             self._estimated.setdefault(fingerprint, known)
             return known, Usage()
+        # Threads that ask for the same prior at once wait for the first to estimate it
+        # instead of each paying for it. Under an event loop the coroutines share one thread,
+        # so there they never wait (and may each estimate it, with the same values).
+        lock = self._prior_locks.setdefault(key, threading.Lock())
+        held = lock.acquire(blocking=not _in_event_loop())
+        try:
+            known = self._priors.get(key)
+            if known is not None:
+                self._estimated.setdefault(fingerprint, known)
+                return known, Usage()
+            fitted, spent = yield from self._estimate_prior(scoring, adapter, lm, method, inputs)
+        finally:
+            if held:
+                lock.release()
+        fitted = self._priors.setdefault(key, fitted)
+        self._estimated[fingerprint] = fitted
+        return fitted, spent
+
+    def _estimate_prior(
+        self,
+        scoring: label_scoring.LabelScoring,
+        adapter: Adapter,
+        lm: LM,
+        method: Literal["contextual", "batch"],
+        inputs: Sequence[Mapping[str, Any]],
+    ) -> Generator[LMRequest, LMResponse, tuple[Calibration, Usage]]:
         distributions = []
         spent = Usage()
         for values in inputs:
@@ -631,8 +660,6 @@ class Predict(Module):
             score_norm=self.score_norm,
             prompt=self.prompt_fingerprint(adapter),
         )
-        fitted = self._priors.setdefault(key, fitted)
-        self._estimated[fingerprint] = fitted
         return fitted, spent
 
     def _scored(
@@ -795,6 +822,18 @@ def _prior_key(lm: LM, requests: Sequence[LMRequest], score_norm: str) -> str:
         default=str,
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _in_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop (never, if asyncio was not imported)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _capabilities(lm: LM | None) -> Capabilities | None:
