@@ -214,6 +214,34 @@ def overhead_headline(d: dict[str, Any]) -> str:
     )
 
 
+# ---------------------------------------------------------------------------- make demo
+
+
+@renderer("demo")
+def demo(d: dict[str, Any]) -> str:
+    """The README's account of `make demo`, from the JSON its --result flag writes."""
+    run = d["run"]
+    gain = d["gain"]
+    verdict = d.get("verdict") or {}
+    confirmed = (
+        f"the compile's own verdict on its confirming rows: {signed(verdict['gain'])} points"
+        if verdict.get("confirmed")
+        else f"the compile's own verdict: not confirmed ({verdict.get('reason', 'not recorded')})"
+    )
+    load = run.get("loadavg_at_end")
+    return (
+        f"On this {run.get('cpus', '?')}-core machine, from a cold cache ({run['date']}, commit "
+        f"`{(run['commit'] or '?')[:7]}`{', dirty tree' if run.get('dirty') else ''}; load "
+        f"{'not recorded' if not load else f'{load[0]:g} at the end'}), on the defaults (mode "
+        f"`{d['mode']}`, adapter `{d['adapter']}`: the labels ranked by likelihood and calibrated), it took "
+        f"{d['wall_s']:.0f} s and {d['compile_calls']} compile LM calls, and printed {d['zero_shot']:.1f}% "
+        f"zero-shot and {d['compiled']:.1f}% compiled accuracy ({d['demos']} demos) on the {d['dev_rows']} "
+        f"SST-2 dev rows; paired on those rows the compile changed accuracy by {signed(gain['points'])} points "
+        f"(95% interval {signed(gain['low'])} to {signed(gain['high'])}, "
+        f"{'significant' if gain['significant'] else 'not significant'}); {confirmed}"
+    )
+
+
 # ---------------------------------------------------------------------------- default_adapter
 
 TASK_NAMES = {"sst2": "SST-2", "trec": "TREC", "irony": "TweetEval irony", "tweet_sentiment": "TweetEval sentiment", "banking77": "Banking77"}

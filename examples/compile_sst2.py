@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     metric = ExactMatch(field="label")
 
     started = time.perf_counter()
+    started_load = list(os.getloadavg())
     before = evaluate(program, dev, metric, num_threads=4, progress=False)
     optimizer = RandomSearch(
         metric=metric,
@@ -115,10 +118,31 @@ def main(argv: list[str] | None = None) -> int:
             "compile_calls": spent.calls,
             "cache_hits": spent.cache_hits,
             "wall_s": round(wall, 1),
-            "command": "make demo",
+            "run": _run_record(started_load),
         }
         Path(args.result).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return 0
+
+
+def _run_record(load_at_start: list[float]) -> dict[str, object]:
+    """Which code made the figures, how it was run and how busy the machine was."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(HERE), *args], capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "command": " ".join(["python", *sys.argv]),
+        "date": time.strftime("%Y-%m-%d"),
+        "loadavg_at_start": load_at_start,
+        "loadavg_at_end": list(os.getloadavg()),
+        "cpus": os.cpu_count(),
+    }
 
 
 if __name__ == "__main__":
