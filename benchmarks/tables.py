@@ -214,6 +214,100 @@ def overhead_headline(d: dict[str, Any]) -> str:
     )
 
 
+# ---------------------------------------------------------------------------- make demo
+
+
+@renderer("demo")
+def demo(d: dict[str, Any]) -> str:
+    """The README's account of `make demo`, from the JSON its --result flag writes."""
+    run = d["run"]
+    gain = d["gain"]
+    verdict = d.get("verdict") or {}
+    confirmed = (
+        f"the compile's own verdict on its confirming rows: {signed(verdict['gain'])} points"
+        if verdict.get("confirmed")
+        else f"the compile's own verdict: not confirmed ({verdict.get('reason', 'not recorded')})"
+    )
+    load = run.get("loadavg_at_end")
+    return (
+        f"On this {run.get('cpus', '?')}-core machine, from a cold cache ({run['date']}, commit "
+        f"`{(run['commit'] or '?')[:7]}`{', dirty tree' if run.get('dirty') else ''}; load "
+        f"{'not recorded' if not load else f'{load[0]:g} at the end'}), on the defaults (mode "
+        f"`{d['mode']}`, adapter `{d['adapter']}`: the labels ranked by likelihood and calibrated), it took "
+        f"{d['wall_s']:.0f} s and {d['compile_calls']} compile LM calls, and printed {d['zero_shot']:.1f}% "
+        f"zero-shot and {d['compiled']:.1f}% compiled accuracy ({d['demos']} demos) on the {d['dev_rows']} "
+        f"SST-2 dev rows; paired on those rows the compile changed accuracy by {signed(gain['points'])} points "
+        f"(95% interval {signed(gain['low'])} to {signed(gain['high'])}, "
+        f"{'significant' if gain['significant'] else 'not significant'}); {confirmed}"
+    )
+
+
+# ---------------------------------------------------------------------------- label_scoring
+
+LS_MODES = {"generate": "generate (JSON)", "score": "score", "contextual": "score + contextual", "batch": "score + batch"}
+
+
+def _ls_table(d: dict[str, Any]) -> str:
+    rows = []
+    for task, t in d["tasks"].items():
+        for name, c in t["cells"].items():
+            mode, stage = name.split("/")
+            top = c["most_frequent"]
+            rows.append([
+                TASK_NAMES.get(task, task), str(t["dev_rows"]), LS_MODES.get(mode, mode), stage.replace("_", " "),
+                f"{num(c['accuracy'])} [{ci(*c['accuracy_ci'])}]", f"{num(c['macro_f1'])} [{ci(*c['macro_f1_ci'])}]",
+                f"{num(top['share'])} ({num(top['true_share'])})", num(c["seconds_per_row"], 2),
+                num(c["dev_calls"] / t["dev_rows"], 1), thousands(c.get("compile_calls")),
+            ])
+        dspy = t.get("dspy_mipro_json")
+        if dspy and "dev_score" in dspy:
+            rows.append([
+                TASK_NAMES.get(task, task), str(t["dev_rows"]), "DSPy MIPROv2 (JSON, constrained)", "compiled",
+                f"{num(dspy['dev_score'])}", "not recorded", "not recorded", "–", "–",
+                thousands(dspy.get("compile", {}).get("calls") if isinstance(dspy.get("compile"), dict) else None),
+            ])
+    header = ["task", "dev rows", "program", "stage", "accuracy [95%]", "macro-F1 [95%]", "top answer % (its true %)",
+              "s/row", "calls/row", "compile calls"]
+    comparisons = []
+    for task, t in d["tasks"].items():
+        for key, cmp in t.get("comparisons", {}).items():
+            comparisons.append([TASK_NAMES.get(task, task), key.replace("_", " "), signed(cmp["gain"]),
+                                f"{signed(cmp['low'])} to {signed(cmp['high'])}", "yes" if cmp["significant"] else "no"])
+    cmp_table = table(["task", "paired on the same dev rows", "points", "95% interval", "significant"],
+                      ["l", "l", "r", "r", "l"], comparisons) if comparisons else ""
+    return block(table(header, ["l", "r", "l", "l", "r", "r", "r", "r", "r", "r"], rows), cmp_table,
+                 provenance(d, dspy=bool(d["settings"].get("dspy"))))
+
+
+@renderer("label_scoring.sst2_trec", source="label_scoring_sst2_trec")
+def label_scoring_sst2_trec(d: dict[str, Any]) -> str:
+    return _ls_table(d)
+
+
+@renderer("label_scoring.tweet", source="label_scoring_tweet")
+def label_scoring_tweet(d: dict[str, Any]) -> str:
+    return _ls_table(d)
+
+
+@renderer("label_scoring.banking77", source="label_scoring_banking77")
+def label_scoring_banking77(d: dict[str, Any]) -> str:
+    return _ls_table(d)
+
+
+@renderer("label_scoring_cost")
+def label_scoring_cost(d: dict[str, Any]) -> str:
+    rows = []
+    for task, t in d["tasks"].items():
+        m = t["methods"]
+        rows.append([
+            TASK_NAMES.get(task, task), str(t["k"]), str(m["generate"]["rows"]),
+            num(m["generate"]["seconds_per_row"]["mean"], 2), num(m["score"]["seconds_per_row"]["mean"], 2),
+            f"{t['score_over_generate']:.2f}×", "yes" if t["goal_score_at_most_2x_generate"] else "**no**",
+        ])
+    header = ["task", "labels K", "rows", "constrained generation s/row", "scoring K labels s/row", "ratio", "≤ 2× (goal)"]
+    return block(table(header, ["l", "r", "r", "r", "r", "r", "l"], rows), provenance(d))
+
+
 # ---------------------------------------------------------------------------- default_adapter
 
 TASK_NAMES = {"sst2": "SST-2", "trec": "TREC", "irony": "TweetEval irony", "tweet_sentiment": "TweetEval sentiment", "banking77": "Banking77"}

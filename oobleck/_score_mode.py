@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import threading
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -78,6 +80,11 @@ class PriorMemo:
 
     by_requests: dict[str, Calibration] = field(default_factory=dict)
     by_prompt: dict[str, Calibration] = field(default_factory=dict)
+    locks: dict[str, threading.Lock] = field(default_factory=dict)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PriorMemo:
+        """Shared, not copied: every entry is keyed by all it depends on (and locks cannot copy)."""
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +203,10 @@ class ScoreMode:
 
         Contextual on the content-free inputs, batch on the settings' rows. Each input costs
         one scoring call (plus one generating call for free-text outputs), traced without
-        outputs (no demo is ever made of one) and counted in usage. Concurrent first calls may
-        each estimate it; they get the same values.
+        outputs (no demo is ever made of one) and counted in usage. Threads asking for the same
+        prior at once wait for the first to estimate it; coroutines on one event loop never wait
+        (they share its thread), so there concurrent first calls may each estimate it, with the
+        same values.
         """
         if method == "contextual":
             inputs = [dict.fromkeys(self.scoring.signature.input_fields, text) for text in CONTENT_FREE]
@@ -209,6 +218,24 @@ class ScoreMode:
         if known is not None:
             self.memo.by_prompt.setdefault(fingerprint, known)
             return known, Usage()
+        lock = self.memo.locks.setdefault(key, threading.Lock())
+        held = lock.acquire(blocking=not _in_event_loop())
+        try:
+            known = self.memo.by_requests.get(key)
+            if known is not None:
+                self.memo.by_prompt.setdefault(fingerprint, known)
+                return known, Usage()
+            fitted, spent = yield from self._fit(method, inputs)
+        finally:
+            if held:
+                lock.release()
+        fitted = self.memo.by_requests.setdefault(key, fitted)
+        self.memo.by_prompt[fingerprint] = fitted
+        return fitted, spent
+
+    def _fit(
+        self, method: CalibrationMethod, inputs: Sequence[Mapping[str, Any]]
+    ) -> Generator[LMRequest, LMResponse, tuple[Calibration, Usage]]:
         distributions = []
         spent = Usage()
         for values in inputs:
@@ -224,9 +251,19 @@ class ScoreMode:
             score_norm=self.settings.score_norm,
             prompt=self.prompt,
         )
-        fitted = self.memo.by_requests.setdefault(key, fitted)
-        self.memo.by_prompt[fingerprint] = fitted
         return fitted, spent
+
+
+def _in_event_loop() -> bool:
+    """Whether this thread runs an asyncio event loop (never, if asyncio was not imported)."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def prompt_fingerprint(signature: Signature, demos: Sequence[Mapping[str, Any]], adapter: Adapter | None, score_norm: str) -> str:

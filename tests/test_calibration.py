@@ -352,3 +352,41 @@ def test_metrics_read_what_a_scored_prediction_carries():
     preds = [p(text=t) for t in ("ok", "bad")]
     value = log_loss(["negative", "negative"], [pr.probabilities["label"] for pr in preds])
     assert value == pytest.approx(-sum(math.log(pr.probabilities["label"]["negative"]) for pr in preds) / 2)
+
+
+def test_threads_asking_for_the_same_prior_at_once_pay_for_it_once():
+    import threading as _threading
+
+    lm = ScoringLM(TABLE)
+    p = Predict(Sentiment, lm=lm)
+    barrier = _threading.Barrier(4)
+    answers = []
+
+    def call(text):
+        barrier.wait()
+        answers.append(p(text=text))
+
+    threads = [_threading.Thread(target=call, args=(t,)) for t in ("ok", "fine", "bad", "meh")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 4
+    assert len(lm.requests) == 4 + 3  # four answers, one contextual prior of three content-free calls
+    assert sum(a.usage.calls for a in answers) == 7
+
+
+async def _two_concurrent(p):
+    import asyncio
+
+    return await asyncio.gather(p.acall(text="ok"), p.acall(text="bad"))
+
+
+def test_coroutines_on_one_loop_never_wait_for_each_other():
+    import asyncio
+
+    lm = ScoringLM(TABLE)
+    p = Predict(Sentiment, lm=lm)
+    first, second = asyncio.run(_two_concurrent(p))
+    assert first.probabilities and second.probabilities
+    assert first.label == p(text="ok").label

@@ -14,6 +14,7 @@ import pytest
 
 import oobleck
 from oobleck import Example, InputField, LocalLM, OutputField, Predict, Signature, trace
+from oobleck.calibration import CONTENT_FREE
 from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
 from oobleck.optimize import BootstrapFewShot
@@ -50,9 +51,11 @@ def test_typed_signature_with_no_adapter_parses_every_answer(default_lm):
         result = evaluate(program, rows(), ExactMatch(field="label"), num_threads=4, progress=False, max_errors=None)
     assert [r.error for r in result.rows if r.error] == []  # zero parse failures
     assert all(r.prediction is not None and r.prediction.label in LABELS for r in result.rows)
-    # One call per prediction: no retries, no silent second call.
-    assert result.usage.calls == len(t.entries) == 20 and result.usage.retries == 0
+    # One scoring call per prediction, plus one per content-free input for the label prior,
+    # estimated once for all four threads; no retries, every call counted and traced.
+    assert result.usage.calls == len(t.entries) == 20 + len(CONTENT_FREE) and result.usage.retries == 0
     assert program.adapter_choice()[0].name == "template"
+    assert program.mode_choice()[0] == "score"
 
 
 # Loads the artifact in a fresh interpreter, without the program's code, and answers the rows.
@@ -76,17 +79,21 @@ def test_compiled_on_the_defaults_gives_the_same_answers_in_a_fresh_process(defa
         program, trainset=train
     )
     assert compiled.predictors()[0].demos  # the compile did something worth saving
+    texts = [ex.text for ex in dev]
+    here = [compiled(text=t).label for t in texts]  # the first call estimates the label prior
+    assert here == [compiled(text=t).label for t in texts]  # same process, asked again
     path = tmp_path / "topic.json"
     compiled.save(path)
-    saved = json.loads(path.read_text())["predictors"][0]["adapter"]
-    assert saved["name"] == "template" and "json_schema" in saved["reason"]
-    texts = [ex.text for ex in dev]
-    here = [compiled(text=t).label for t in texts]
-    assert here == [compiled(text=t).label for t in texts]  # same process, asked again
+    saved = json.loads(path.read_text())["predictors"][0]
+    assert saved["adapter"]["name"] == "template" and "mode='score'" in saved["adapter"]["reason"]
+    # The prior estimated under the compiled prompt travels with it: the fresh process
+    # divides out the same prior instead of estimating its own.
+    state = saved["extra"]["calibration_state"]
+    assert state["method"] == "contextual" and state["prompt"] == compiled.predictors()[0].prompt_fingerprint()
     child = subprocess.run(
         [sys.executable, "-c", _CHILD, str(path)],
         input=json.dumps(texts), capture_output=True, text=True, timeout=900, env=dict(os.environ),
     )
     assert child.returncode == 0, child.stderr[-2000:]
     assert json.loads(child.stdout.strip().splitlines()[-1]) == here
-    assert oobleck.load(path).predictors["self"].adapter_choice()[1] == saved["reason"]
+    assert oobleck.load(path).predictors["self"].adapter_choice()[1] == saved["adapter"]["reason"]

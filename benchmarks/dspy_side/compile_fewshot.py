@@ -57,7 +57,10 @@ class TweetSentiment(dspy.Signature):
 def _banking77():
     """Banking77's signature: its 77 intents as a Literal, read beside the data (--data)."""
     data = Path(sys.argv[sys.argv.index("--data") + 1]) if "--data" in sys.argv else None
-    labels = tuple(json.loads((data / "labels.json").read_text(encoding="utf-8"))) if data else ("unknown",)
+    path = data / "labels.json" if data else None
+    if path is None or not path.is_file():  # another task's folder: this signature is not used
+        return None
+    labels = tuple(json.loads(path.read_text(encoding="utf-8")))
 
     class Banking77(dspy.Signature):
         """Classify the banking customer's message by its intent."""

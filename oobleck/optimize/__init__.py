@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from oobleck._estimate import CostEstimate
 from oobleck.optimize._base import CompileRun, Optimizer
+from oobleck.optimize._scoring import PairedInterval, paired_interval
 from oobleck.optimize._search import verdict_lines
 from oobleck.optimize.auto import Auto
 from oobleck.optimize.bootstrap import BootstrapFewShot
@@ -40,9 +41,11 @@ __all__ = [
     "JointSearch",
     "LabeledFewShot",
     "Optimizer",
+    "PairedInterval",
     "RandomSearch",
     "ReflectiveEvolution",
     "ensemble",
     "majority",
+    "paired_interval",
     "verdict_lines",
 ]
