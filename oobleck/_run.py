@@ -3,8 +3,11 @@
 Evaluation, the bootstrapper's teacher runs, the reflective optimizer's feedback runs and the
 instruction proposer all run something the same way, here:
 
-- the active budget (:func:`oobleck._budget.active`) is checked before the run and charged
-  with what the run cost after it, whatever happened (:func:`metered`, :func:`charged`);
+- the active budget (:func:`oobleck._budget.active`) is checked before the run (a run starts
+  only if the largest run so far still fits); each LM call inside it is reserved in the budget
+  before it is sent and settled when it returns (``Predict`` does that through
+  :func:`oobleck._budget.sending`), so a run the budget cuts short stops before the call that
+  would cross it (:func:`metered`, :func:`charged`);
 - the run happens under ``oobleck.trace()``, so its calls are metered and its trace entries
   are kept;
 - the errors in :data:`~oobleck.errors.FATAL` propagate; any other error fails the row only
@@ -61,10 +64,14 @@ class RowOutcome:
 
 @contextlib.contextmanager
 def metered() -> Iterator[Trace]:
-    """Check the active budget, trace the block, then charge the budget with what it cost.
+    """Check the active budget, trace the block, then tell the budget what the run cost.
+
+    The calls inside were reserved and settled one by one as they were sent; the run's total
+    only sizes the next check (and advances a compile's progress bar).
 
     Raises:
-        BudgetExceededError: the budget does not allow another run (nothing is run).
+        BudgetExceededError: the budget does not allow another run (nothing is run), or a call
+            inside did not fit (what it had sent is counted).
     """
     budget = _budget.active()
     if budget is not None:
@@ -74,7 +81,7 @@ def metered() -> Iterator[Trace]:
             yield t
         finally:
             if budget is not None:
-                budget.charge(t.usage)
+                budget.finished_run(t.usage)
 
 
 def charged(fn: Callable[[], T]) -> T:

@@ -163,7 +163,16 @@ class MetricError(OobleckError, ValueError):
 
 
 class BudgetExceededError(OobleckError):
-    """A limit on LM calls or tokens was reached."""
+    """A limit on LM calls or tokens was reached.
+
+    Attributes:
+        attempts: attempts of the refused request already sent (a transport retry was refused
+            after them); 0 when nothing was sent.
+    """
+
+    def __init__(self, message: str, *, attempts: int = 0) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class RetrievalError(OobleckError):

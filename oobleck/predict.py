@@ -15,13 +15,13 @@ import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from oobleck import _score_mode, label_scoring
+from oobleck import _budget, _score_mode, label_scoring
 from oobleck.adapters import default_adapter
 from oobleck.adapters._values import Placeholder, placeholder
 from oobleck.adapters.base import Adapter
 from oobleck.calibration import Calibration
 from oobleck.context import current
-from oobleck.errors import ArtifactError, ConfigError, InputError, LMError, ParseError
+from oobleck.errors import ArtifactError, BudgetExceededError, ConfigError, InputError, LMError, ParseError
 from oobleck.example import Example, Prediction
 from oobleck.lm.base import ANSWER_WRITER, LM, Capabilities
 from oobleck.lm.soft_prompt import SoftPrompt
@@ -395,15 +395,19 @@ class Predict(Module):
         request = next(steps)
         with _answers_written_by(adapter, self.signature):
             while True:
-                try:
-                    response = lm.complete(request)
-                except Exception as exc:
-                    steps.throw(exc)  # records the failure, then re-raises it
-                    raise
-                try:
-                    request = steps.send(response)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
+                # Reserved in the active budget before it is sent (BudgetExceededError, nothing
+                # sent, when it does not fit); settled with what it cost as the steps read it.
+                with _budget.sending(request):
+                    try:
+                        response = lm.complete(request)
+                    except Exception as exc:
+                        steps.throw(exc)  # records the failure, then re-raises it
+                        raise
+                    _budget.received(response.usage)
+                    try:
+                        request = steps.send(response)
+                    except StopIteration as done:
+                        return done.value  # type: ignore[no-any-return]
 
     async def aforward(self, **inputs: Any) -> Prediction:
         """Async form of :meth:`forward` (uses the backend's async client)."""
@@ -414,15 +418,17 @@ class Predict(Module):
         request = next(steps)
         with _answers_written_by(adapter, self.signature):
             while True:
-                try:
-                    response = await lm.acomplete(request)
-                except Exception as exc:
-                    steps.throw(exc)
-                    raise
-                try:
-                    request = steps.send(response)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
+                with _budget.sending(request):  # as in forward
+                    try:
+                        response = await lm.acomplete(request)
+                    except Exception as exc:
+                        steps.throw(exc)
+                        raise
+                    _budget.received(response.usage)
+                    try:
+                        request = steps.send(response)
+                    except StopIteration as done:
+                        return done.value  # type: ignore[no-any-return]
 
     def _steps(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> Generator[LMRequest, LMResponse, Prediction]:
         """The call protocol without I/O: yields each request, receives its response.
@@ -453,13 +459,16 @@ class Predict(Module):
             try:
                 response = yield request
             except Exception as exc:
-                self._emit(inputs, None, request, None, _failed_usage(exc, attempt), exc)
+                failed = _failed_usage(exc, attempt)
+                _budget.settle(failed)
+                self._emit(inputs, None, request, None, failed, exc)
                 raise
             usage = response.usage
             if not usage.latency_s:
                 usage = usage.with_latency(time.perf_counter() - started)
             if attempt and usage.calls:
                 usage = usage + _ONE_RETRY  # a repair that reached a backend (not a cache hit)
+            _budget.settle(usage)  # the budget counts each attempt as the trace does
             outcome = self._parse(adapter, inputs, request, response, usage, spent, signature, final)
             if not isinstance(outcome, ParseError):
                 return outcome
@@ -585,10 +594,17 @@ _ONE_RETRY = Usage(retries=1)
 
 
 def _failed_usage(exc: BaseException, attempt: int) -> Usage:
-    """What a call that raised cost: an LMError was sent (``attempts`` times, if the backend retried)."""
-    if not isinstance(exc, LMError):
+    """What a call that raised cost, in calls sent.
+
+    An LMError was sent ``attempts`` times (if the backend retried); a BudgetExceededError from
+    a refused transport retry came after ``attempts`` were sent.
+    """
+    if isinstance(exc, LMError):
+        sent = max(exc.attempts, 1)
+    elif isinstance(exc, BudgetExceededError) and exc.attempts:
+        sent = exc.attempts
+    else:
         return Usage()
-    sent = max(exc.attempts, 1)
     return Usage(calls=sent, retries=sent - 1 + (1 if attempt else 0))
 
 

@@ -1,7 +1,9 @@
 """OpenAILM: any OpenAI-compatible chat server (OpenAI, vLLM, llama.cpp, Ollama) via ``openai``.
 
 Retries are oobleck's, not the SDK's, so each one is counted: exponential backoff with jitter
-on 429 (honouring a sane Retry-After), 5xx, timeouts and dropped connections. ``timeout`` is a
+on 429 (honouring a sane Retry-After), 5xx, timeouts and dropped connections. Each retry is
+reserved in the active budget before it is sent (:func:`oobleck._budget.extend`); a retry the
+budget refuses is not sent, and the call raises BudgetExceededError. ``timeout`` is a
 deadline for each whole attempt: the body is read in chunks against the clock, so a server
 that trickles bytes cannot stretch it (the SDK's own timeout applies per read). One semaphore
 per LM bounds the calls in flight across all threads that share it. SDK errors are translated
@@ -20,6 +22,7 @@ import threading
 import time
 from typing import Any, Literal
 
+from oobleck import _budget
 from oobleck.errors import (
     ConfigError,
     LMConnectionError,
@@ -170,6 +173,8 @@ class OpenAILM(BaseLM):
         params = self._params(request)
         end = self._end()
         for attempt in range(self.max_retries + 1):
+            if attempt:
+                _budget.extend()  # a retry is reserved before it is sent, like the first attempt
             started = time.perf_counter()
             try:
                 with self._slots:  # the timeout starts once a slot is ours, not while queueing
@@ -214,6 +219,8 @@ class OpenAILM(BaseLM):
         slots = self._async_slots.setdefault(loop_id, asyncio.Semaphore(self.max_concurrency))
         end = self._end()
         for attempt in range(self.max_retries + 1):
+            if attempt:
+                _budget.extend()
             started = time.perf_counter()
             try:
                 async with slots:
@@ -313,6 +320,8 @@ class OpenAILM(BaseLM):
         """POST ``body`` as JSON with this LM's retries; the decoded answer and the retries it took."""
         end = self._end()
         for attempt in range(self.max_retries + 1):
+            if attempt:
+                _budget.extend()
             try:
                 with self._slots:
                     # An absolute URL: the SDK sends it as is (llama.cpp's /tokenize is outside /v1).

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Literal, overload
 
 from oobleck import _progress
 from oobleck._budget import Budget
+from oobleck._budget import active as active_budget
 from oobleck._checkpoint import Checkpoint
 from oobleck._estimate import CostEstimate
 from oobleck._hashing import canonical_json, rows_sha256
@@ -72,7 +73,8 @@ def provenance(
         lm_calls: the LM calls compiling this program takes, cache hits included (so a rerun
             on the same cache records the same number); None when unknown.
         tokens: the tokens of those calls, cached ones included; None when unknown.
-        stopped_early: whether a budget stopped the compile.
+        stopped_early: whether a budget stopped the compile (with ``stop_reason``, the limit
+            that did, in ``extra``).
         **extra: what the optimizer records beyond that (data hashes, scores, members, ...).
     """
     return {
@@ -108,9 +110,17 @@ class CompileRun:
     notes: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
 
+    _saved: dict[str, Any] = field(default_factory=dict, repr=False)
+
     def save(self, state: Mapping[str, Any]) -> None:
         """Checkpoint ``state`` together with what was spent so far."""
-        self.checkpoint.save({**state, "spent": usage_dict(self.budget.spent)})
+        self._saved = {k: v for k, v in state.items() if k != "spent"}
+        self.checkpoint.save({**self._saved, "spent": usage_dict(self.budget.spent)})
+
+    def save_part(self, key: str, value: Any) -> None:
+        """Checkpoint ``value`` under ``key`` beside the state saved last (or loaded)."""
+        base = self._saved or {k: v for k, v in self.state.items() if k != "spent"}
+        self.save({**base, key: value})
 
 
 class Optimizer:
@@ -120,9 +130,15 @@ class Optimizer:
     docstring) and set the class attributes below.
 
     Args:
-        max_lm_calls: stop cleanly (returning the best program so far) once this many LM
-            calls reached a backend; cache hits are free. Counted across resumed sessions.
-        max_tokens: the same limit for prompt plus completion tokens.
+        max_lm_calls: a cap on the LM calls that reach a backend: every attempt (first tries,
+            parse repairs, transport retries, proposer, reflection and calibration calls) is
+            reserved before it is sent, across threads, so no more are ever sent; the compile
+            then stops cleanly with the best program so far (provenance ``stopped_early`` and
+            ``stop_reason``). Cache hits are free. Counted across resumed sessions, calls in
+            flight at a kill included (with a checkpoint).
+        max_tokens: the same cap for prompt plus completion tokens; each call reserves an upper
+            bound (its text's bytes plus ``max_tokens``, see :func:`oobleck._budget.token_bound`)
+            and settles to the tokens the backend reports.
 
     Attributes:
         cli_name: the name ``oobleck compile --optimizer`` knows it by (None: not offered).
@@ -258,20 +274,41 @@ class Optimizer:
         }
         program = _with_batch_calibration_rows(program, train)
         ckpt = Checkpoint(checkpoint, fingerprint)
+        resumed = ckpt.exists()
         state = ckpt.load() or {}
+        ledger = ckpt.ledger()
+        # Every call ever sent: the ledger records each one as it is reserved, so a compile
+        # killed after its last save still counts what it sent since (checkpoints before the
+        # ledger existed record only what was spent at their last save).
+        recorded = ledger.open(resume=resumed) if ledger is not None else None
         budget = Budget(
-            max_lm_calls=self.max_lm_calls, max_tokens=self.max_tokens, spent=usage_from_dict(state.get("spent"))
+            max_lm_calls=self.max_lm_calls,
+            max_tokens=self.max_tokens,
+            spent=recorded if recorded is not None else usage_from_dict(state.get("spent")),
+            parent=active_budget(),  # a compile inside a compile (Auto's members) spends from both
+            ledger=ledger,
         )
         run = CompileRun(seed=seed, budget=budget, checkpoint=ckpt, state=state, progress=progress)
+        if not resumed:
+            run.save({})  # the ledger now belongs to a started compile: a kill before the first save resumes
         total = estimate.program_runs or None
-        with _progress.bar(total, self.name, enabled=progress and total is not None, score_label="best") as shown:
-            if shown is not None:
-                budget.on_charge = shown.charge
-            with budget.activate():
-                compiled = self._compile(program, train, val, run)
-        budget.on_charge = None
+        try:
+            with _progress.bar(total, self.name, enabled=progress and total is not None, score_label="best") as shown:
+                if shown is not None:
+                    budget.on_charge = shown.charge
+                with budget.activate():
+                    compiled = self._compile(program, train, val, run)
+        finally:
+            budget.on_charge = None
+            if ledger is not None:
+                ledger.close()
         if budget.stopped:
-            log.warning("%s stopped early at its budget (%s); returning the best program so far", self.name, budget.spent)
+            log.warning(
+                "%s stopped early at its budget (%s; %s); returning the best program so far",
+                self.name,
+                budget.reason,
+                budget.spent,
+            )
         spent = budget.spent
         compiled.compile_usage = spent
         compiled.provenance = provenance(
@@ -283,6 +320,7 @@ class Optimizer:
             lm_calls=spent.calls + spent.cache_hits,
             tokens=spent.total_tokens + spent.cached_tokens,
             stopped_early=budget.stopped,
+            **({"stop_reason": budget.reason} if budget.stopped else {}),
             trainset_sha256=fingerprint["trainset"],
             trainset_size=len(train),
             valset_sha256=fingerprint["valset"],

@@ -138,6 +138,7 @@ class Session:
         self._demos: dict[str, list[Example]] | None = None
         self.boot = boot
         self.boot.on_run = self.save
+        self.scorer.on_chunk = self.save  # the finished rows of the candidate in progress
 
     # ---- state ----
 

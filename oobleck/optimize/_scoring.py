@@ -304,6 +304,9 @@ class Scorer:
         self.candidates: dict[str, CandidateScores] = {
             k: CandidateScores.from_data(v) for k, v in (state or {}).items()
         }
+        #: Called after each chunk of rows is recorded (the optimizer checkpoints there, so a
+        #: resumed compile never pays again for the finished rows of the candidate in progress).
+        self.on_chunk: Callable[[], None] | None = None
 
     # ---- bookkeeping ----
 
@@ -398,6 +401,8 @@ class Scorer:
                 c.calls += row.usage.calls
                 c.cache_hits += row.usage.cache_hits
             c.errors += result.errors
+            if self.on_chunk is not None:
+                self.on_chunk()
             if incumbent is not None and incumbent != key and self._confidently_worse(key, incumbent):
                 c.dropped = True
                 log.info("racing: candidate %s dropped after %d rows", key, len(c.scores))

@@ -451,7 +451,7 @@ class SearchOptimizer(Optimizer):
             run.scores["selection_verdict"] = sv.to_dict()
         else:
             run.scores["selection_verdict"] = None
-        run.scores["verdict"] = self._confirm(program, candidates[best_key], split, same=best_key == start_key)
+        run.scores["verdict"] = self._confirm(program, candidates[best_key], split, same=best_key == start_key, run=run)
         return self._decide(run, program, candidates[best_key])
 
     def _decide(self, run: CompileRun, program: Module, best: Module) -> Module:
@@ -466,20 +466,34 @@ class SearchOptimizer(Optimizer):
             return program.copy()
         return best.copy()
 
-    def _confirm(self, program: Module, best: Module, split: Split, *, same: bool) -> dict[str, Any]:
+    def _confirm(
+        self, program: Module, best: Module, split: Split, *, same: bool, run: CompileRun | None = None
+    ) -> dict[str, Any]:
         """The paired gain of ``best`` over ``program`` on the confirming rows (JSON data).
 
         ``{"confirmed": True, "gain", "low", "high", "n", "confidence", "significant",
         "start_score", "best_score"}``, or ``{"confirmed": False, "reason": ...}`` when there are
         no confirming rows, the start itself won, or the budget or errors stopped the scoring.
+        With ``run``, the confirming rows are checkpointed as they are scored (state key
+        ``"confirm"``), so a resumed compile does not pay for them again.
         """
         if split.no_confirm is not None or not split.confirm:
             return {"confirmed": False, "reason": split.no_confirm or "no confirming rows"}
         if same:
             return {"confirmed": False, "reason": "the starting program won the selection; there is no gain to confirm"}
+        best_key = candidate_key(best)
+        saved = run.state.get("confirm") if run is not None else None
+        restored = saved["scores"] if isinstance(saved, dict) and saved.get("best") == best_key else None
         scorer = Scorer(
-            split.confirm, self.metric, num_threads=self.options.num_threads, max_errors=self.options.max_errors, racing=False
+            split.confirm,
+            self.metric,
+            num_threads=self.options.num_threads,
+            max_errors=self.options.max_errors,
+            racing=False,
+            state=restored,
         )
+        if run is not None:
+            scorer.on_chunk = lambda: run.save_part("confirm", {"best": best_key, "scores": scorer.to_data()})
         try:
             scorer.score("start", program, race=False)
             scorer.score("best", best, race=False)

@@ -17,8 +17,10 @@ uses the LMs it was given.
 
 The budget: ``budget`` (or ``max_lm_calls``) is one cap on the LM calls of the whole compile.
 What confirmation will cost is kept back first; each member then gets an equal share of what
-is left, and what a member does not spend passes on to the next ones. A member stops cleanly
-at its share with the best program it has.
+is left, and what a member does not spend passes on to the next ones. A member's budget is
+made inside Auto's, so each of its calls is reserved in both before it is sent: a member
+stops cleanly at its share with the best program it has, whatever its threads and retries, and
+the compile never sends more than ``budget`` calls.
 """
 
 from __future__ import annotations
@@ -330,13 +332,10 @@ class Auto(SearchOptimizer):
             record["error"] = str(exc)
             return None
         usage = compiled.compile_usage or Usage()
-        if not resumed:  # a finished member's spending is already in Auto's checkpoint
-            # Added to what was spent, not charged as one run: a whole member is no run size
-            # for the budget's rule that the largest run seen must still fit.
-            budget = run.budget
-            budget.spent = budget.spent + usage
-            if budget.on_charge is not None:
-                budget.on_charge(usage)
+        # The member's budget was made inside Auto's (its parent): each of its calls was
+        # reserved in both and is already in Auto's spending; only the bar is told here.
+        if not resumed and run.budget.on_charge is not None:
+            run.budget.on_charge(usage)
         prov = compiled.provenance or {}
         scores = prov.get("scores") or {}
         record.update(
@@ -395,5 +394,5 @@ class Auto(SearchOptimizer):
         run.scores["selection_verdict"] = None if winner == "start" else by_name[winner].get("selection_verdict")
         log.info("Auto: %s", why)
         best = candidates[winner]
-        run.scores["verdict"] = self._confirm(program, best, split, same=winner == "start")
+        run.scores["verdict"] = self._confirm(program, best, split, same=winner == "start", run=run)
         return self._decide(run, program, best)

@@ -165,7 +165,7 @@ class RandomSearch(SearchOptimizer):
                 {"runs": {k: v.to_data() for k, v in boot.runs.items()}, "candidates": done, "scorer": scorer.to_data()}
             )
 
-        boot.on_run = save
+        boot.on_run = scorer.on_chunk = save
         programs: dict[str, Module] = {}
         keys: dict[int, str] = {}
         stopped = False

@@ -206,11 +206,19 @@ def test_budget_never_starts_a_run_that_would_cross_the_limit() -> None:
 
 
 def test_token_budget() -> None:
+    # A token limit is a cap: a call is sent only if its bound (prompt bytes + max_tokens) fits.
     lm = FakeLM(always("positive"))
     compiled = BootstrapFewShot(exact_match, max_bootstrapped_demos=8, max_tokens=1).compile(
         Predict("sentence -> label", lm=lm), trainset=sentiment_rows()
     )
-    assert len(lm.requests) == 1 and compiled.provenance["stopped_early"] is True
+    assert len(lm.requests) == 0 and compiled.provenance["stopped_early"] is True
+    assert compiled.provenance["stop_reason"].startswith("max_tokens=1")
+    roomy = FakeLM(always("positive"))
+    compiled = BootstrapFewShot(exact_match, max_bootstrapped_demos=8, max_tokens=2000).compile(
+        Predict("sentence -> label", lm=roomy, max_tokens=20), trainset=sentiment_rows()
+    )
+    assert 0 < len(roomy.requests) < len(sentiment_rows()) and compiled.provenance["stopped_early"] is True
+    assert compiled.provenance["tokens"] <= 2000
 
 
 @pytest.mark.parametrize("cached", [False, True])
