@@ -33,6 +33,7 @@ demo: setup
 typecheck: setup-dev
 	$(BIN)/mypy oobleck
 	$(BIN)/ruff check oobleck tests examples benchmarks
+	$(BIN)/ruff format --check oobleck tests examples benchmarks
 
 test: typecheck
 	$(BIN)/python -m pytest -q

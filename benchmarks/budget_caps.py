@@ -73,13 +73,18 @@ def transport_retries(limit: int, seed: int) -> dict[str, Any]:
         label = "positive" if any(w in text for w in ("funny", "best", "delightful", "joy", "warm")) else "negative"
         return httpx.Response(200, json=_completion(f"[[ ## label ## ]]\n{label}\n\n[[ ## completed ## ]]"))
 
-    client = openai.OpenAI(api_key="x", base_url="http://mock/v1", http_client=httpx.Client(transport=httpx.MockTransport(handler)), max_retries=0)
+    client = openai.OpenAI(
+        api_key="x",
+        base_url="http://mock/v1",
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+        max_retries=0,
+    )
     lm = OpenAILM("mock", client=client, max_retries=3, backoff=0.0, max_backoff=0.0)
     data = sentiment_rows()
     program = Predict("sentence -> label", lm=lm)
-    out = RandomSearch(exact_match, num_candidates=2, max_bootstrapped_demos=1, max_lm_calls=limit, max_errors=None).compile(
-        program, trainset=data[:6], valset=data[6:], seed=seed, progress=False
-    )
+    out = RandomSearch(
+        exact_match, num_candidates=2, max_bootstrapped_demos=1, max_lm_calls=limit, max_errors=None
+    ).compile(program, trainset=data[:6], valset=data[6:], seed=seed, progress=False)
     return {"limit": limit, "sent": len(seen), "provenance_calls": out.provenance["lm_calls"]}
 
 
@@ -131,9 +136,7 @@ def main() -> None:
         runs = [auto(budget, 4, s) for s in seeds]
         out[f"auto threads=4 budget={budget}"] = {
             "max_sent": max(r["sent"] for r in runs),
-            "worst_member_over_share": max(
-                (m["sent"] or 0) - (m["share"] or 0) for r in runs for m in r["members"]
-            ),
+            "worst_member_over_share": max((m["sent"] or 0) - (m["share"] or 0) for r in runs for m in r["members"]),
             "members_seed0": [f"{m['name']}: {m['sent']} of {m['share']}" for m in runs[0]["members"]],
         }
     for name, row in out.items():

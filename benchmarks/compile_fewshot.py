@@ -95,7 +95,11 @@ def load(task: str, n_train: int, n_val: int, n_dev: int) -> tuple[list[oobleck.
 
 def usage_of(u: Any, wall: float) -> dict[str, Any]:
     """A Usage (or provenance usage dict) as this benchmark's counts."""
-    d = u if isinstance(u, dict) else {k: getattr(u, k) for k in ("calls", "retries", "cache_hits", "prompt_tokens", "completion_tokens")}
+    d = (
+        u
+        if isinstance(u, dict)
+        else {k: getattr(u, k) for k in ("calls", "retries", "cache_hits", "prompt_tokens", "completion_tokens")}
+    )
     return {
         "calls": d["calls"],  # every attempt sent, retries included (DEVELOPERS.md)
         "retries": d.get("retries", 0),
@@ -112,21 +116,40 @@ def demos_of(program: oobleck.Module, train: list[oobleck.Example]) -> list[dict
     return [{"label": d.get("label"), "labeled_row": id(d) in keys} for p in program.predictors() for d in p.demos]
 
 
-def run_oobleck(lm: oobleck.LocalLM, task: str, train: list[oobleck.Example], val: list[oobleck.Example],
-                dev: list[oobleck.Example], a: argparse.Namespace) -> dict[str, Any]:
+def run_oobleck(
+    lm: oobleck.LocalLM,
+    task: str,
+    train: list[oobleck.Example],
+    val: list[oobleck.Example],
+    dev: list[oobleck.Example],
+    a: argparse.Namespace,
+) -> dict[str, Any]:
     metric = ExactMatch(field="label")
     program = oobleck.Predict(signature(task), lm=lm, adapter=oobleck.JSONAdapter())
     # --teacher labeled: bootstrap with a LabeledFewShot(k=4) teacher, as DSPy's BootstrapFewShot
     # does by default (oobleck's default teacher is the program itself, here zero-shot).
-    teacher = LabeledFewShot(k=MAX_LABELED).compile(program, trainset=train, seed=a.seed) if a.teacher == "labeled" else None
+    teacher = (
+        LabeledFewShot(k=MAX_LABELED).compile(program, trainset=train, seed=a.seed) if a.teacher == "labeled" else None
+    )
     optimizers: dict[str, Any] = {
         "zero_shot": None,
         "labeled": LabeledFewShot(k=MAX_LABELED),
-        "bootstrap": BootstrapFewShot(metric, max_bootstrapped_demos=MAX_BOOTSTRAPPED, max_labeled_demos=MAX_LABELED,
-                                      max_errors=MAX_ERRORS, teacher=teacher),
-        "random_search": RandomSearch(metric, num_candidates=a.candidates, max_bootstrapped_demos=MAX_BOOTSTRAPPED,
-                                      max_labeled_demos=MAX_LABELED, num_threads=a.threads, max_errors=MAX_ERRORS,
-                                      teacher=teacher),
+        "bootstrap": BootstrapFewShot(
+            metric,
+            max_bootstrapped_demos=MAX_BOOTSTRAPPED,
+            max_labeled_demos=MAX_LABELED,
+            max_errors=MAX_ERRORS,
+            teacher=teacher,
+        ),
+        "random_search": RandomSearch(
+            metric,
+            num_candidates=a.candidates,
+            max_bootstrapped_demos=MAX_BOOTSTRAPPED,
+            max_labeled_demos=MAX_LABELED,
+            num_threads=a.threads,
+            max_errors=MAX_ERRORS,
+            teacher=teacher,
+        ),
     }
     methods: dict[str, Any] = {}
     for name, opt in optimizers.items():
@@ -138,12 +161,16 @@ def run_oobleck(lm: oobleck.LocalLM, task: str, train: list[oobleck.Example], va
             compiled = program
             m["compile"] = usage_of({"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}, 0.0)
         else:
-            compiled = opt.compile(program, trainset=train, valset=val if name == "random_search" else None, seed=a.seed)
+            compiled = opt.compile(
+                program, trainset=train, valset=val if name == "random_search" else None, seed=a.seed
+            )
             spent = getattr(compiled, "compile_usage", None) or compiled.provenance["usage"]  # this session's cost
             m["compile"] = usage_of(spent, time.perf_counter() - t0)
             if name == "random_search":
                 sc = compiled.provenance["scores"]
-                m["candidates"] = [{"id": c["id"], "kind": c["kind"], "val_score": c["score"]} for c in sc["candidates"]]
+                m["candidates"] = [
+                    {"id": c["id"], "kind": c["kind"], "val_score": c["score"]} for c in sc["candidates"]
+                ]
                 m["best_id"] = sc["best"]
                 m["best_val_score"] = sc["best_score"]
                 # Every candidate costs one call per val row; the rest were teacher runs.
@@ -155,25 +182,61 @@ def run_oobleck(lm: oobleck.LocalLM, task: str, train: list[oobleck.Example], va
         m["dev_score"] = round(res.score, 2)
         m["dev_failed"] = res.errors
         methods[name] = m
-        print(f"  oobleck {task} {name:13s} dev {m['dev_score']:5.1f}  compile calls {m['compile']['calls']:4d} "
-              f"[{m['compile']['wall_s']}s]  eval [{m['eval']['wall_s']}s]", file=sys.stderr)
-    return {"framework": "oobleck", "version": oobleck.__version__, "task": task, "adapter": "json",
-            "teacher": a.teacher, "methods": methods}
+        print(
+            f"  oobleck {task} {name:13s} dev {m['dev_score']:5.1f}  compile calls {m['compile']['calls']:4d} "
+            f"[{m['compile']['wall_s']}s]  eval [{m['eval']['wall_s']}s]",
+            file=sys.stderr,
+        )
+    return {
+        "framework": "oobleck",
+        "version": oobleck.__version__,
+        "task": task,
+        "adapter": "json",
+        "teacher": a.teacher,
+        "methods": methods,
+    }
 
 
-def run_dspy(base_url: str, task: str, adapter: str, a: argparse.Namespace, sizes: tuple[int, int, int]) -> dict[str, Any]:
+def run_dspy(
+    base_url: str, task: str, adapter: str, a: argparse.Namespace, sizes: tuple[int, int, int]
+) -> dict[str, Any]:
     out = run_dspy_side(
         "compile_fewshot.py",
-        "--task", task, "--data", str(task_dir(task)), "--base-url", base_url, "--adapter", adapter,
-        "--train", str(sizes[0]), "--val", str(sizes[1]), "--dev", str(sizes[2]),
-        "--candidates", str(a.candidates), "--max-bootstrapped", str(MAX_BOOTSTRAPPED),
-        "--max-labeled", str(MAX_LABELED), "--max-tokens", str(a.max_tokens), "--threads", str(a.threads),
-        "--max-errors", str(MAX_ERRORS), *(() if a.dspy_zero_shot else ("--skip-zero-shot",)),
+        "--task",
+        task,
+        "--data",
+        str(task_dir(task)),
+        "--base-url",
+        base_url,
+        "--adapter",
+        adapter,
+        "--train",
+        str(sizes[0]),
+        "--val",
+        str(sizes[1]),
+        "--dev",
+        str(sizes[2]),
+        "--candidates",
+        str(a.candidates),
+        "--max-bootstrapped",
+        str(MAX_BOOTSTRAPPED),
+        "--max-labeled",
+        str(MAX_LABELED),
+        "--max-tokens",
+        str(a.max_tokens),
+        "--threads",
+        str(a.threads),
+        "--max-errors",
+        str(MAX_ERRORS),
+        *(() if a.dspy_zero_shot else ("--skip-zero-shot",)),
     )
     out.pop("_stderr", None)
     for name, m in out["methods"].items():
-        print(f"  dspy-{adapter} {task} {name:13s} dev {m['dev_score']:5.1f}  compile calls {m['compile']['calls']:4d} "
-              f"[{m['compile']['wall_s']}s]  eval [{m['eval']['wall_s']}s]", file=sys.stderr)
+        print(
+            f"  dspy-{adapter} {task} {name:13s} dev {m['dev_score']:5.1f}  compile calls {m['compile']['calls']:4d} "
+            f"[{m['compile']['wall_s']}s]  eval [{m['eval']['wall_s']}s]",
+            file=sys.stderr,
+        )
     return out
 
 
@@ -182,21 +245,23 @@ def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in runs:
         system = r["framework"] if r["framework"] == "oobleck" else f"dspy ({r['adapter']})"
         for name, m in r["methods"].items():
-            rows.append({
-                "task": r["task"],
-                "system": system,
-                "method": name,
-                "dev_score": m["dev_score"],
-                "dev_failed": m.get("dev_failed"),
-                "compile_calls": m["compile"]["calls"],
-                "compile_tokens": m["compile"]["tokens"],
-                "compile_wall_s": m["compile"]["wall_s"],
-                "eval_calls": m["eval"]["calls"],
-                "eval_tokens": m["eval"]["tokens"],
-                "eval_wall_s": m["eval"]["wall_s"],
-                "demos": len(m.get("demos", [])),
-                "best_val_score": m.get("best_val_score"),
-            })
+            rows.append(
+                {
+                    "task": r["task"],
+                    "system": system,
+                    "method": name,
+                    "dev_score": m["dev_score"],
+                    "dev_failed": m.get("dev_failed"),
+                    "compile_calls": m["compile"]["calls"],
+                    "compile_tokens": m["compile"]["tokens"],
+                    "compile_wall_s": m["compile"]["wall_s"],
+                    "eval_calls": m["eval"]["calls"],
+                    "eval_tokens": m["eval"]["tokens"],
+                    "eval_wall_s": m["eval"]["wall_s"],
+                    "demos": len(m.get("demos", [])),
+                    "best_val_score": m.get("best_val_score"),
+                }
+            )
     return rows
 
 
@@ -204,9 +269,19 @@ def goal(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per task: oobleck RandomSearch vs DSPy's best random search (by dev score)."""
     out: dict[str, Any] = {}
     for task in dict.fromkeys(r["task"] for r in runs):
-        ours = next((r["methods"]["random_search"] for r in runs
-                     if r["task"] == task and r["framework"] == "oobleck" and "random_search" in r["methods"]), None)
-        theirs = [(r["adapter"], r["methods"]["random_search"]) for r in runs if r["task"] == task and r["framework"] == "dspy"]
+        ours = next(
+            (
+                r["methods"]["random_search"]
+                for r in runs
+                if r["task"] == task and r["framework"] == "oobleck" and "random_search" in r["methods"]
+            ),
+            None,
+        )
+        theirs = [
+            (r["adapter"], r["methods"]["random_search"])
+            for r in runs
+            if r["task"] == task and r["framework"] == "dspy"
+        ]
         if ours is None or not theirs:
             continue
         adapter, best = max(theirs, key=lambda t: t[1]["dev_score"])
@@ -235,16 +310,26 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=4, help="shuffled bootstrap candidates besides the 3 fixed ones")
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--threads", type=int, default=4, help="concurrent calls (and llama.cpp slots)")
-    ap.add_argument("--n-threads", type=int, default=1,
-                    help="llama.cpp CPU threads (0: its default). 1 is ~8x faster than 2 on a busy 2-core box")
+    ap.add_argument(
+        "--n-threads",
+        type=int,
+        default=1,
+        help="llama.cpp CPU threads (0: its default). 1 is ~8x faster than 2 on a busy 2-core box",
+    )
     ap.add_argument("--dspy-zero-shot", action="store_true", help="also evaluate DSPy's uncompiled program on dev")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", default="zero_shot,labeled,bootstrap,random_search", help="oobleck methods to run")
-    ap.add_argument("--teacher", default="program", choices=("program", "labeled"),
-                    help="oobleck's bootstrap teacher: the program itself (default) or LabeledFewShot(k=4) like DSPy")
+    ap.add_argument(
+        "--teacher",
+        default="program",
+        choices=("program", "labeled"),
+        help="oobleck's bootstrap teacher: the program itself (default) or LabeledFewShot(k=4) like DSPy",
+    )
     ap.add_argument("--frameworks", default="oobleck,dspy")
     ap.add_argument("--dspy-adapters", default="chat,json")
-    ap.add_argument("--out", default=None, help="results/<out>.json (default compile_fewshot, --quick: compile_fewshot_quick)")
+    ap.add_argument(
+        "--out", default=None, help="results/<out>.json (default compile_fewshot, --quick: compile_fewshot_quick)"
+    )
     a = ap.parse_args()
     if a.quick:
         a.train, a.val, a.dev, a.candidates = 20, 6, 10, 1
@@ -256,8 +341,9 @@ def main() -> None:
         require_dspy_venv()
 
     port = free_port()
-    lm = oobleck.LocalLM(temperature=0, max_tokens=a.max_tokens, n_parallel=a.threads, port=port,
-                         n_threads=a.n_threads or None)
+    lm = oobleck.LocalLM(
+        temperature=0, max_tokens=a.max_tokens, n_parallel=a.threads, port=port, n_threads=a.n_threads or None
+    )
     lm.server()  # load the model once; the same instance also answers HTTP on `port`
     base_url = f"http://127.0.0.1:{port}/v1"
 
@@ -277,16 +363,31 @@ def main() -> None:
 
     result = {
         "benchmark": "compile_fewshot",
-        "model": {"file": lm.model_path.name, "size": lm.model_path.stat().st_size, "served_by": "oobleck.LocalLM",
-                  "temperature": 0, "max_tokens": a.max_tokens, "parallel_slots": a.threads,
-                  "cpu_threads": a.n_threads or "llama.cpp default"},
-        "data": {"train": f"train.jsonl[:{a.train}]", "val": f"train.jsonl[{a.train}:{a.train + a.val}]",
-                 "dev": f"dev.jsonl[:{a.dev}]"},
-        "demo_limits": {"max_bootstrapped_demos": MAX_BOOTSTRAPPED, "max_labeled_demos": MAX_LABELED,
-                        "candidates": a.candidates + 3},
+        "model": {
+            "file": lm.model_path.name,
+            "size": lm.model_path.stat().st_size,
+            "served_by": "oobleck.LocalLM",
+            "temperature": 0,
+            "max_tokens": a.max_tokens,
+            "parallel_slots": a.threads,
+            "cpu_threads": a.n_threads or "llama.cpp default",
+        },
+        "data": {
+            "train": f"train.jsonl[:{a.train}]",
+            "val": f"train.jsonl[{a.train}:{a.train + a.val}]",
+            "dev": f"dev.jsonl[:{a.dev}]",
+        },
+        "demo_limits": {
+            "max_bootstrapped_demos": MAX_BOOTSTRAPPED,
+            "max_labeled_demos": MAX_LABELED,
+            "candidates": a.candidates + 3,
+        },
         "table": table_rows(runs),
-        "goal": {"statement": "oobleck RandomSearch: higher dev score than DSPy's best random search, "
-                              "at no more compile LM calls", "per_task": goal(runs)},
+        "goal": {
+            "statement": "oobleck RandomSearch: higher dev score than DSPy's best random search, "
+            "at no more compile LM calls",
+            "per_task": goal(runs),
+        },
         "runs": runs,
         "args": vars(a),
         "loadavg_at_start": load_start,

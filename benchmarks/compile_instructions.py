@@ -91,18 +91,36 @@ def interval(scores: list[float]) -> dict[str, float]:
 def optimizers(a: argparse.Namespace, metric: Any) -> dict[str, Any]:
     common = {"num_threads": a.threads, "max_errors": MAX_ERRORS}
     return {
-        "random_search": RandomSearch(metric, num_candidates=1, max_bootstrapped_demos=4, max_labeled_demos=4, **common),
+        "random_search": RandomSearch(
+            metric, num_candidates=1, max_bootstrapped_demos=4, max_labeled_demos=4, **common
+        ),
         "instructions": InstructionSearch(metric, breadth=3, depth=1, n_demos=2, **common),
         "formats": InstructionSearch(metric, breadth=1, depth=1, n_demos=2, formats=FORMAT_CHOICES, **common),
-        "joint": JointSearch(metric, auto=None, num_trials=8, num_instructions=2, num_demo_sets=3, minibatch_size=8,
-                             full_eval_every=4, formats=["one_line", "keys_hint"], **common),
-        "reflective": ReflectiveEvolution(metric, iterations=3, minibatch_size=4, demos=True, max_demos=2,
-                                          formats=["one_line", "keys_hint"], **common),
+        "joint": JointSearch(
+            metric,
+            auto=None,
+            num_trials=8,
+            num_instructions=2,
+            num_demo_sets=3,
+            minibatch_size=8,
+            full_eval_every=4,
+            formats=["one_line", "keys_hint"],
+            **common,
+        ),
+        "reflective": ReflectiveEvolution(
+            metric, iterations=3, minibatch_size=4, demos=True, max_demos=2, formats=["one_line", "keys_hint"], **common
+        ),
     }
 
 
-def run_oobleck(lm: oobleck.LocalLM, task: str, train: list[oobleck.Example], val: list[oobleck.Example],
-                dev: list[oobleck.Example], a: argparse.Namespace) -> dict[str, Any]:
+def run_oobleck(
+    lm: oobleck.LocalLM,
+    task: str,
+    train: list[oobleck.Example],
+    val: list[oobleck.Example],
+    dev: list[oobleck.Example],
+    a: argparse.Namespace,
+) -> dict[str, Any]:
     metric = ExactMatch(field="label")
     start = oobleck.Predict(signature(task), lm=lm, adapter=oobleck.JSONAdapter())
     hand = oobleck.Predict(signature(task), lm=lm, adapter=format_adapter("one_line"))
@@ -124,10 +142,13 @@ def run_oobleck(lm: oobleck.LocalLM, task: str, train: list[oobleck.Example], va
             m["candidates"] = len(sc.get("candidates", []))
             m["stopped_early"] = compiled.provenance["stopped_early"]
             proposals = (compiled.provenance.get("notes") or {}).get("proposals") or {}
-            m["proposals"] = {src: sum(1 for p in proposals.values() if p.get("source") == src and p.get("text"))
-                              for src in ("lm", "template")}
-            m["proposals"]["rejected_lm"] = dict(collections.Counter(p["rejected"] for p in proposals.values()
-                                                                     if p.get("rejected")))
+            m["proposals"] = {
+                src: sum(1 for p in proposals.values() if p.get("source") == src and p.get("text"))
+                for src in ("lm", "template")
+            }
+            m["proposals"]["rejected_lm"] = dict(
+                collections.Counter(p["rejected"] for p in proposals.values() if p.get("rejected"))
+            )
         p = compiled.predictors()[0]
         m["instruction"] = p.instructions
         m["adapter"] = p.resolve_adapter().name
@@ -141,13 +162,17 @@ def run_oobleck(lm: oobleck.LocalLM, task: str, train: list[oobleck.Example], va
         m["dev"] = interval(res.scores)
         m["dev_failed"] = res.errors
         methods[name] = m
-        print(f"  oobleck {task} {name:13s} dev {m['dev']['score']:5.1f} [{m['dev']['low']}, {m['dev']['high']}]  "
-              f"compile calls {m['compile']['calls']:4d} [{m['compile']['wall_s']}s]", file=sys.stderr)
+        print(
+            f"  oobleck {task} {name:13s} dev {m['dev']['score']:5.1f} [{m['dev']['low']}, {m['dev']['high']}]  "
+            f"compile calls {m['compile']['calls']:4d} [{m['compile']['wall_s']}s]",
+            file=sys.stderr,
+        )
     return {"framework": "oobleck", "version": oobleck.__version__, "task": task, "methods": methods}
 
 
-def run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, int, int],
-             save: Any = None) -> dict[str, Any]:
+def run_dspy(
+    base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, int, int], save: Any = None
+) -> dict[str, Any]:
     """One DSPy subprocess per method, so a method that finished survives a run cut later."""
     run: dict[str, Any] = {"framework": "dspy", "task": task, "methods": {}}
     for spec in a.dspy_methods.split(","):
@@ -158,22 +183,46 @@ def run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, 
             print(f"  dspy {task} {method} failed: {exc}", file=sys.stderr)
             run["methods"][spec.replace(":", "_")] = {"error": str(exc)}
         else:
-            run["methods"].update({f"{name}_{adapter}" if adapter else name: m for name, m in out.pop("methods").items()})
+            run["methods"].update(
+                {f"{name}_{adapter}" if adapter else name: m for name, m in out.pop("methods").items()}
+            )
             run = {**out, **run}
         if save is not None:
             save(run)
     return run
 
 
-def _run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, int, int], method: str,
-              adapter: str) -> dict[str, Any]:
+def _run_dspy(
+    base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int, int, int], method: str, adapter: str
+) -> dict[str, Any]:
     out = run_dspy_side(
         "compile_instructions.py",
-        "--task", task, "--data", str(task_dir(task)), "--base-url", base_url,
-        "--train", str(sizes[0]), "--val", str(sizes[1]), "--dev", str(sizes[2]),
-        "--max-tokens", str(a.max_tokens), "--threads", str(a.threads), "--methods", method, "--adapter", adapter,
-        "--gepa-max-metric-calls", str(a.gepa_max_metric_calls), "--seed", str(a.seed),
-        "--prompt-max-tokens", "100",
+        "--task",
+        task,
+        "--data",
+        str(task_dir(task)),
+        "--base-url",
+        base_url,
+        "--train",
+        str(sizes[0]),
+        "--val",
+        str(sizes[1]),
+        "--dev",
+        str(sizes[2]),
+        "--max-tokens",
+        str(a.max_tokens),
+        "--threads",
+        str(a.threads),
+        "--methods",
+        method,
+        "--adapter",
+        adapter,
+        "--gepa-max-metric-calls",
+        str(a.gepa_max_metric_calls),
+        "--seed",
+        str(a.seed),
+        "--prompt-max-tokens",
+        "100",
     )
     out.pop("_stderr", None)
     for name, m in out["methods"].items():
@@ -181,39 +230,55 @@ def _run_dspy(base_url: str, task: str, a: argparse.Namespace, sizes: tuple[int,
             print(f"  dspy {task} {name:13s} failed: {m['error'][:200]}", file=sys.stderr)
             continue
         m["dev"] = interval(m["dev_scores"])
-        print(f"  dspy {task} {name:13s} dev {m['dev']['score']:5.1f}  compile calls {m['compile']['calls']:4d} "
-              f"[{m['compile']['wall_s']}s]", file=sys.stderr)
+        print(
+            f"  dspy {task} {name:13s} dev {m['dev']['score']:5.1f}  compile calls {m['compile']['calls']:4d} "
+            f"[{m['compile']['wall_s']}s]",
+            file=sys.stderr,
+        )
     return out
 
 
 def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    hands = {r["task"]: r["methods"]["hand_prompt"]["dev_scores"] for r in runs
-             if r["framework"] == "oobleck" and "hand_prompt" in r["methods"]}
+    hands = {
+        r["task"]: r["methods"]["hand_prompt"]["dev_scores"]
+        for r in runs
+        if r["framework"] == "oobleck" and "hand_prompt" in r["methods"]
+    }
     for r in runs:
         for name, m in r["methods"].items():
             if "error" in m:
-                rows.append({"task": r["task"], "system": r["framework"], "method": name, "dev_score": None,
-                             "error": m["error"], "compile_calls": None})
+                rows.append(
+                    {
+                        "task": r["task"],
+                        "system": r["framework"],
+                        "method": name,
+                        "dev_score": None,
+                        "error": m["error"],
+                        "compile_calls": None,
+                    }
+                )
                 continue
             hand = hands.get(r["task"])
             vs = paired_interval(m["dev_scores"], hand) if hand and len(hand) == len(m["dev_scores"]) else None
-            rows.append({
-                "task": r["task"],
-                "system": r["framework"],
-                "method": name,
-                "dev_score": m["dev"]["score"],
-                "dev_95": [m["dev"]["low"], m["dev"]["high"]],
-                "vs_hand_prompt": None if vs is None else [round(vs.gain, 1), round(vs.low, 1), round(vs.high, 1)],
-                "compile_calls": m["compile"]["calls"],
-                "compile_tokens": m["compile"]["tokens"],
-                "compile_wall_s": m["compile"]["wall_s"],
-                "prompt_tokens_final": m.get("prompt_tokens_final", m.get("prompt_tokens")),
-                "best_val_score": m.get("best_val_score"),
-                "instruction": m.get("instruction"),
-                "format": m.get("format") or m.get("adapter"),
-                "demos": m["demos"] if isinstance(m.get("demos"), int) else len(m.get("demos") or []),
-            })
+            rows.append(
+                {
+                    "task": r["task"],
+                    "system": r["framework"],
+                    "method": name,
+                    "dev_score": m["dev"]["score"],
+                    "dev_95": [m["dev"]["low"], m["dev"]["high"]],
+                    "vs_hand_prompt": None if vs is None else [round(vs.gain, 1), round(vs.low, 1), round(vs.high, 1)],
+                    "compile_calls": m["compile"]["calls"],
+                    "compile_tokens": m["compile"]["tokens"],
+                    "compile_wall_s": m["compile"]["wall_s"],
+                    "prompt_tokens_final": m.get("prompt_tokens_final", m.get("prompt_tokens")),
+                    "best_val_score": m.get("best_val_score"),
+                    "instruction": m.get("instruction"),
+                    "format": m.get("format") or m.get("adapter"),
+                    "demos": m["demos"] if isinstance(m.get("demos"), int) else len(m.get("demos") or []),
+                }
+            )
     return rows
 
 
@@ -228,9 +293,14 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
         o = max(ours, key=lambda r: r["dev_score"])
         d = max(theirs, key=lambda r: r["dev_score"])
         out[task] = {
-            "oobleck_best": o["method"], "oobleck_dev_score": o["dev_score"], "oobleck_compile_calls": o["compile_calls"],
-            "dspy_best": d["method"], "dspy_dev_score": d["dev_score"], "dspy_compile_calls": d["compile_calls"],
-            "higher_score": o["dev_score"] > d["dev_score"], "no_more_calls": o["compile_calls"] <= d["compile_calls"],
+            "oobleck_best": o["method"],
+            "oobleck_dev_score": o["dev_score"],
+            "oobleck_compile_calls": o["compile_calls"],
+            "dspy_best": d["method"],
+            "dspy_dev_score": d["dev_score"],
+            "dspy_compile_calls": d["compile_calls"],
+            "higher_score": o["dev_score"] > d["dev_score"],
+            "no_more_calls": o["compile_calls"] <= d["compile_calls"],
         }
     return out
 
@@ -245,8 +315,16 @@ def merge(paths: list[str], out: str) -> None:
         "table": rows,
         "goal": {"statement": parts[0]["goal"]["statement"], "per_task": goal(rows)},
         "runs": runs,
-        "parts": [{"file": f"{p}.json", "args": part["args"], "elapsed_s": part["elapsed_s"],
-                   "loadavg_at_start": part["loadavg_at_start"], "machine": part["machine"]} for p, part in zip(paths, parts)],
+        "parts": [
+            {
+                "file": f"{p}.json",
+                "args": part["args"],
+                "elapsed_s": part["elapsed_s"],
+                "loadavg_at_start": part["loadavg_at_start"],
+                "machine": part["machine"],
+            }
+            for p, part in zip(paths, parts)
+        ],
         "elapsed_s": max(part["elapsed_s"] for part in parts),
         "machine": machine(),
     }
@@ -266,12 +344,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", default=",".join(METHODS), help="oobleck methods to run")
     ap.add_argument("--frameworks", default="oobleck,dspy")
-    ap.add_argument("--dspy-methods", default="mipro,gepa",
-                    help="mipro, gepa; NAME:json runs it with DSPy's JSONAdapter (reported as NAME_json)")
+    ap.add_argument(
+        "--dspy-methods",
+        default="mipro,gepa",
+        help="mipro, gepa; NAME:json runs it with DSPy's JSONAdapter (reported as NAME_json)",
+    )
     ap.add_argument("--gepa-max-metric-calls", type=int, default=0, help="0: GEPA auto='light'")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--merge", nargs="+", metavar="RESULT",
-                    help="combine results files of runs with one task each (run side by side) into --out")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="RESULT",
+        help="combine results files of runs with one task each (run side by side) into --out",
+    )
     a = ap.parse_args()
     if a.merge:
         merge(a.merge, a.out or "compile_instructions")
@@ -286,8 +371,9 @@ def main() -> None:
         require_dspy_venv()
 
     port = free_port()
-    lm = oobleck.LocalLM(temperature=0, max_tokens=a.max_tokens, n_parallel=a.threads, port=port,
-                         n_threads=a.n_threads or None)
+    lm = oobleck.LocalLM(
+        temperature=0, max_tokens=a.max_tokens, n_parallel=a.threads, port=port, n_threads=a.n_threads or None
+    )
     lm.server()
     base_url = f"http://127.0.0.1:{port}/v1"
     load_start = [round(x, 2) for x in os.getloadavg()]
@@ -301,22 +387,40 @@ def main() -> None:
             if fw == "oobleck":
                 runs.append(run_oobleck(lm, task, train, val, dev, a))
             else:
-                runs.append(run_dspy(base_url, task, a, sizes, lambda run: partial.write_text(
-                    json.dumps([*runs, run], sort_keys=True), encoding="utf-8")))
+                runs.append(
+                    run_dspy(
+                        base_url,
+                        task,
+                        a,
+                        sizes,
+                        lambda run: partial.write_text(json.dumps([*runs, run], sort_keys=True), encoding="utf-8"),
+                    )
+                )
             partial.write_text(json.dumps(runs, sort_keys=True), encoding="utf-8")  # survives a killed run
     lm.close()
     partial.unlink(missing_ok=True)
     rows = table_rows(runs)
     result = {
         "benchmark": "compile_instructions",
-        "model": {"file": lm.model_path.name, "served_by": "oobleck.LocalLM", "temperature": 0,
-                  "max_tokens": a.max_tokens, "parallel_slots": a.threads, "cpu_threads": a.n_threads or "default",
-                  "prompt_lm": "the same model (instruction-writing calls: up to 100 tokens, temperature 1)"},
-        "data": {"train": f"train.jsonl[:{a.train}]", "val": f"train.jsonl[{a.train}:{a.train + a.val}]",
-                 "dev": f"dev.jsonl[:{a.dev}]"},
+        "model": {
+            "file": lm.model_path.name,
+            "served_by": "oobleck.LocalLM",
+            "temperature": 0,
+            "max_tokens": a.max_tokens,
+            "parallel_slots": a.threads,
+            "cpu_threads": a.n_threads or "default",
+            "prompt_lm": "the same model (instruction-writing calls: up to 100 tokens, temperature 1)",
+        },
+        "data": {
+            "train": f"train.jsonl[:{a.train}]",
+            "val": f"train.jsonl[{a.train}:{a.train + a.val}]",
+            "dev": f"dev.jsonl[:{a.dev}]",
+        },
         "table": rows,
-        "goal": {"statement": "oobleck's best compiled dev score above DSPy's best, at no more compile LM calls",
-                 "per_task": goal(rows)},
+        "goal": {
+            "statement": "oobleck's best compiled dev score above DSPy's best, at no more compile LM calls",
+            "per_task": goal(rows),
+        },
         "runs": runs,
         "args": vars(a),
         "loadavg_at_start": load_start,

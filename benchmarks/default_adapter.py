@@ -56,7 +56,6 @@ TASKS: dict[str, dict[str, Any]] = {
 }
 
 
-
 class KeysHint(TemplateAdapter):
     """one_line plus a line naming the answer's keys and allowed values (measured, not shipped)."""
 
@@ -98,7 +97,9 @@ def main() -> None:
     for task in args.tasks.split(","):
         spec = TASKS[task]
         rows = read_jsonl(DATA / task / "dev.jsonl")[: args.limit]
-        dev = [oobleck.Example({spec["input"]: r["text"], "label": r["label"]}).with_inputs(spec["input"]) for r in rows]
+        dev = [
+            oobleck.Example({spec["input"]: r["text"], "label": r["label"]}).with_inputs(spec["input"]) for r in rows
+        ]
         labels = ", ".join(repr(x) for x in spec["labels"])
         sig = oobleck.Signature(f"{spec['input']} -> label: Literal[{labels}]").with_instructions(spec["instructions"])
         per_row: dict[str, list[float]] = {}
@@ -106,9 +107,13 @@ def main() -> None:
         for name in args.adapters.split(","):
             program = oobleck.Predict(sig, lm=lm, adapter=ADAPTERS[name]())
             started = time.perf_counter()
-            res = evaluate(program, dev, ExactMatch(field="label"), num_threads=args.threads, progress=False, max_errors=None)
+            res = evaluate(
+                program, dev, ExactMatch(field="label"), num_threads=args.threads, progress=False, max_errors=None
+            )
             wall = time.perf_counter() - started
-            answers = collections.Counter(r.prediction.label if r.prediction is not None else "<parse failure>" for r in res.rows)
+            answers = collections.Counter(
+                r.prediction.label if r.prediction is not None else "<parse failure>" for r in res.rows
+            )
             correct = sum(1 for r in res.rows if r.score == 1.0)
             per_row[name] = res.scores
             results[task]["adapters"][name] = {

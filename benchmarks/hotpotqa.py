@@ -128,7 +128,11 @@ def minilm_index(docs: Documents) -> tuple[VectorIndex, float, bool]:
     path, meta = CACHE / f"minilm-{key}.npy", CACHE / f"minilm-{key}.json"
     if path.exists() and meta.exists():
         vectors = np.load(path, allow_pickle=False)
-        return VectorIndex.from_vectors(docs, vectors, embedder=embedder), json.loads(meta.read_text())["build_s"], False
+        return (
+            VectorIndex.from_vectors(docs, vectors, embedder=embedder),
+            json.loads(meta.read_text())["build_s"],
+            False,
+        )
     t0 = time.perf_counter()
     index = VectorIndex(docs, embedder=embedder, batch_size=1024, show_progress=True)
     build = time.perf_counter() - t0
@@ -138,7 +142,9 @@ def minilm_index(docs: Documents) -> tuple[VectorIndex, float, bool]:
     return index, build, True
 
 
-def measure_retriever(name: str, retriever: Any, build_s: float, questions: list[str], golds: list[list[str]], note: str = "") -> dict[str, Any]:
+def measure_retriever(
+    name: str, retriever: Any, build_s: float, questions: list[str], golds: list[list[str]], note: str = ""
+) -> dict[str, Any]:
     retriever.search(questions[:2], k=3)  # warm (imports, first embedding)
     t0 = time.perf_counter()
     results = retriever.search(questions, k=max(RECALL_KS))
@@ -148,7 +154,9 @@ def measure_retriever(name: str, retriever: Any, build_s: float, questions: list
         retriever.search([q], k=max(RECALL_KS))
     single = time.perf_counter() - t0
     recall = {
-        f"both@{k}": round(100 * sum(both_found(g, [p.title for p in r[:k]]) for g, r in zip(golds, results)) / len(golds), 1)
+        f"both@{k}": round(
+            100 * sum(both_found(g, [p.title for p in r[:k]]) for g, r in zip(golds, results)) / len(golds), 1
+        )
         for k in RECALL_KS
     }
     row = {
@@ -160,9 +168,12 @@ def measure_retriever(name: str, retriever: Any, build_s: float, questions: list
     }
     if note:
         row["note"] = note
-    print(f"  {name:18s} build {build_s:7.2f}s  {row['qps_batched']:8.1f} q/s batched  "
-          f"{row['qps_one_at_a_time']:7.1f} q/s single  both@2 {recall['both@2']:5.1f}  both@10 {recall['both@10']:5.1f}",
-          file=sys.stderr, flush=True)
+    print(
+        f"  {name:18s} build {build_s:7.2f}s  {row['qps_batched']:8.1f} q/s batched  "
+        f"{row['qps_one_at_a_time']:7.1f} q/s single  both@2 {recall['both@2']:5.1f}  both@10 {recall['both@10']:5.1f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -175,17 +186,39 @@ def part_retrievers(docs: Documents) -> tuple[list[dict[str, Any]], VectorIndex]
     bm25 = BM25Index(docs, show_progress=False)
     rows.append(measure_retriever("bm25 (bm25s)", bm25, time.perf_counter() - t0, questions, golds))
     minilm, build, fresh = minilm_index(docs)
-    rows.append(measure_retriever("vector MiniLM", minilm, build, questions, golds,
-                                  "" if fresh else "build time measured when the cached vectors were computed"))
+    rows.append(
+        measure_retriever(
+            "vector MiniLM",
+            minilm,
+            build,
+            questions,
+            golds,
+            "" if fresh else "build time measured when the cached vectors were computed",
+        )
+    )
     t0 = time.perf_counter()
     hashing = VectorIndex(docs, embedder=HashingEmbedder(), show_progress=False)
     rows.append(measure_retriever("vector hashing", hashing, time.perf_counter() - t0, questions, golds))
     hybrid = HybridRetriever([bm25, minilm])
-    rows.append(measure_retriever("hybrid RRF", hybrid, 0.0, questions, golds, "fuses the two indexes above: no build of its own"))
+    rows.append(
+        measure_retriever(
+            "hybrid RRF", hybrid, 0.0, questions, golds, "fuses the two indexes above: no build of its own"
+        )
+    )
     t0 = time.perf_counter()
-    qdrant = QdrantRetriever.from_corpus(docs, "hotpotqa", embedder=minilm.embedder, vectors=minilm.vectors, show_progress=False)
-    rows.append(measure_retriever("qdrant local MiniLM", qdrant, time.perf_counter() - t0, questions, golds,
-                                  "in-process local mode; build = uploading the MiniLM vectors"))
+    qdrant = QdrantRetriever.from_corpus(
+        docs, "hotpotqa", embedder=minilm.embedder, vectors=minilm.vectors, show_progress=False
+    )
+    rows.append(
+        measure_retriever(
+            "qdrant local MiniLM",
+            qdrant,
+            time.perf_counter() - t0,
+            questions,
+            golds,
+            "in-process local mode; build = uploading the MiniLM vectors",
+        )
+    )
     return rows, minilm
 
 
@@ -220,7 +253,9 @@ def start_embedding_server(embedder: Any) -> tuple[ThreadingHTTPServer, str]:
 
 def examples(rows: list[dict[str, Any]]) -> list[oobleck.Example]:
     return [
-        oobleck.Example(question=r["question"], answer=r["answer"], supporting_titles=r["supporting_titles"]).with_inputs("question")
+        oobleck.Example(
+            question=r["question"], answer=r["answer"], supporting_titles=r["supporting_titles"]
+        ).with_inputs("question")
         for r in rows
     ]
 
@@ -266,8 +301,14 @@ def score(program: Any, dev: list[oobleck.Example], threads: int) -> dict[str, A
     }
 
 
-def part_programs_oobleck(lm: Any, index: VectorIndex, train: list[oobleck.Example], dev: list[oobleck.Example], a: Any,
-                          val: list[oobleck.Example]) -> dict[str, Any]:
+def part_programs_oobleck(
+    lm: Any,
+    index: VectorIndex,
+    train: list[oobleck.Example],
+    dev: list[oobleck.Example],
+    a: Any,
+    val: list[oobleck.Example],
+) -> dict[str, Any]:
     """RAG and MultiHop as a user gets them (default adapters, one repair retry), zero-shot and compiled."""
     out: dict[str, Any] = {}
     builders = {
@@ -277,17 +318,27 @@ def part_programs_oobleck(lm: Any, index: VectorIndex, train: list[oobleck.Examp
     for name, build in builders.items():
         program = build()
         zero = score(program, dev, a.threads)
-        print(f"  oobleck {name:9s} zero-shot EM {zero['em']:5.1f} F1 {zero['f1']:5.1f} recall {zero['recall_both']:5.1f} "
-              f"calls {zero['usage']['calls']}", file=sys.stderr, flush=True)
+        print(
+            f"  oobleck {name:9s} zero-shot EM {zero['em']:5.1f} F1 {zero['f1']:5.1f} recall {zero['recall_both']:5.1f} "
+            f"calls {zero['usage']['calls']}",
+            file=sys.stderr,
+            flush=True,
+        )
         t0 = time.perf_counter()
-        opt = BootstrapFewShot(bootstrap_metric, max_bootstrapped_demos=a.demos, max_labeled_demos=a.demos, max_errors=None)
+        opt = BootstrapFewShot(
+            bootstrap_metric, max_bootstrapped_demos=a.demos, max_labeled_demos=a.demos, max_errors=None
+        )
         compiled = opt.compile(program, trainset=train)
         compile_usage = usage_dict(compiled.compile_usage, time.perf_counter() - t0)
         comp = score(compiled, dev, a.threads)
         comp["compile"] = compile_usage
         comp["demos"] = {n: len(p.demos) for n, p in compiled.named_predictors()}
-        print(f"  oobleck {name:9s} compiled  EM {comp['em']:5.1f} F1 {comp['f1']:5.1f} recall {comp['recall_both']:5.1f} "
-              f"calls {comp['usage']['calls']} (+{compile_usage['calls']} to compile) demos {comp['demos']}", file=sys.stderr, flush=True)
+        print(
+            f"  oobleck {name:9s} compiled  EM {comp['em']:5.1f} F1 {comp['f1']:5.1f} recall {comp['recall_both']:5.1f} "
+            f"calls {comp['usage']['calls']} (+{compile_usage['calls']} to compile) demos {comp['demos']}",
+            file=sys.stderr,
+            flush=True,
+        )
         out[name] = {"zero_shot": zero, "compiled": comp}
         if a.search_candidates:
             out[name]["compiled_search"] = search_row(name, build(), train, val, dev, a)
@@ -300,31 +351,59 @@ def answer_f1(example: Any, prediction: Any, trace: Any = None) -> float:
     return f1(example, prediction)
 
 
-def search_row(name: str, program: Any, train: list[oobleck.Example], val: list[oobleck.Example],
-               dev: list[oobleck.Example], a: Any) -> dict[str, Any]:
+def search_row(
+    name: str,
+    program: Any,
+    train: list[oobleck.Example],
+    val: list[oobleck.Example],
+    dev: list[oobleck.Example],
+    a: Any,
+) -> dict[str, Any]:
     """RandomSearch: several bootstrapped demo sets (and zero-shot) scored by answer F1 on ``val``,
     with paired racing; the winner is what a user gets from ``oobleck compile --optimizer random``."""
     t0 = time.perf_counter()
-    opt = RandomSearch(answer_f1, num_candidates=a.search_candidates, metric_threshold=0.5,
-                       max_bootstrapped_demos=a.demos, max_labeled_demos=a.demos, racing=True,
-                       max_errors=None, num_threads=a.threads)
+    opt = RandomSearch(
+        answer_f1,
+        num_candidates=a.search_candidates,
+        metric_threshold=0.5,
+        max_bootstrapped_demos=a.demos,
+        max_labeled_demos=a.demos,
+        racing=True,
+        max_errors=None,
+        num_threads=a.threads,
+    )
     tuned = opt.compile(program, trainset=train, valset=val, seed=0)
     usage = usage_dict(tuned.compile_usage, time.perf_counter() - t0)
     row = score(tuned, dev, a.threads)
     row["compile"] = usage
     row["demos"] = {n: len(p.demos) for n, p in tuned.named_predictors()}
-    row["search"] = {k: tuned.provenance["scores"].get(k) for k in ("best", "start_score", "best_score", "verdict", "racing")}
-    print(f"  oobleck {name:9s} +search  EM {row['em']:5.1f} F1 {row['f1']:5.1f} recall {row['recall_both']:5.1f} "
-          f"(+{usage['calls']} to compile) demos {row['demos']} search {row['search']}", file=sys.stderr, flush=True)
+    row["search"] = {
+        k: tuned.provenance["scores"].get(k) for k in ("best", "start_score", "best_score", "verdict", "racing")
+    }
+    print(
+        f"  oobleck {name:9s} +search  EM {row['em']:5.1f} F1 {row['f1']:5.1f} recall {row['recall_both']:5.1f} "
+        f"(+{usage['calls']} to compile) demos {row['demos']} search {row['search']}",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
-def instruction_row(bootstrapped: Any, boot_usage: dict[str, Any], val: list[oobleck.Example], dev: list[oobleck.Example], a: Any) -> dict[str, Any]:
+def instruction_row(
+    bootstrapped: Any, boot_usage: dict[str, Any], val: list[oobleck.Example], dev: list[oobleck.Example], a: Any
+) -> dict[str, Any]:
     """InstructionSearch on top of the bootstrapped MultiHop: one new instruction per step, scored on
     train rows the bootstrap did not use (``val``)."""
     t0 = time.perf_counter()
-    opt = InstructionSearch(answer_f1, breadth=1, depth=1, n_demos=0, max_errors=None, num_threads=a.threads,
-                            max_lm_calls=a.instruction_budget)
+    opt = InstructionSearch(
+        answer_f1,
+        breadth=1,
+        depth=1,
+        n_demos=0,
+        max_errors=None,
+        num_threads=a.threads,
+        max_lm_calls=a.instruction_budget,
+    )
     tuned = opt.compile(bootstrapped, trainset=val, valset=val, seed=0)
     usage = usage_dict(tuned.compile_usage, time.perf_counter() - t0)
     row = score(tuned, dev, a.threads)
@@ -333,8 +412,12 @@ def instruction_row(bootstrapped: Any, boot_usage: dict[str, Any], val: list[oob
     row["compile"] = usage
     row["instructions"] = {n: p.instructions for n, p in tuned.named_predictors()}
     row["search"] = {k: tuned.provenance["scores"].get(k) for k in ("start_score", "best_score")}
-    print(f"  oobleck multihop +instructions EM {row['em']:5.1f} F1 {row['f1']:5.1f} recall {row['recall_both']:5.1f} "
-          f"(+{usage['calls']} to compile, bootstrap included)", file=sys.stderr, flush=True)
+    print(
+        f"  oobleck multihop +instructions EM {row['em']:5.1f} F1 {row['f1']:5.1f} recall {row['recall_both']:5.1f} "
+        f"(+{usage['calls']} to compile, bootstrap included)",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -342,7 +425,12 @@ def one_hop_recall(index: Any, rows: list[dict[str, Any]], ks: tuple[int, ...]) 
     """Recall of both gold paragraphs for one search with the question, on the LM part's rows."""
     results = index.search([r["question"] for r in rows], k=max(ks))
     return {
-        f"both@{k}": round(100 * sum(both_found(r["supporting_titles"], [p.title for p in res[:k]]) for r, res in zip(rows, results)) / len(rows), 1)
+        f"both@{k}": round(
+            100
+            * sum(both_found(r["supporting_titles"], [p.title for p in res[:k]]) for r, res in zip(rows, results))
+            / len(rows),
+            1,
+        )
         for k in ks
     }
 
@@ -365,11 +453,19 @@ def main() -> None:
     ap.add_argument("--frameworks", default="oobleck,dspy")
     ap.add_argument("--retrieval-only", action="store_true")
     ap.add_argument("--skip-retrievers", action="store_true", help="no part 1 (the MiniLM vectors must be cached)")
-    ap.add_argument("--instruction-budget", type=int, default=150,
-                    help="LM calls for InstructionSearch on the compiled MultiHop (0: skip that row)")
+    ap.add_argument(
+        "--instruction-budget",
+        type=int,
+        default=150,
+        help="LM calls for InstructionSearch on the compiled MultiHop (0: skip that row)",
+    )
     ap.add_argument("--instruction-val", type=int, default=8, help="train rows after --train that score instructions")
-    ap.add_argument("--search-candidates", type=int, default=3,
-                    help="RandomSearch's shuffled demo sets besides its fixed three (0: skip that row)")
+    ap.add_argument(
+        "--search-candidates",
+        type=int,
+        default=3,
+        help="RandomSearch's shuffled demo sets besides its fixed three (0: skip that row)",
+    )
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     if a.quick:
@@ -403,8 +499,14 @@ def main() -> None:
         train = examples(read_jsonl(HOTPOT / "train.jsonl")[: a.train])
         dev = examples(read_jsonl(HOTPOT / "dev.jsonl")[: a.dev])
         port = free_port()
-        lm = oobleck.LocalLM(temperature=0, max_tokens=a.max_tokens, n_parallel=a.threads, port=port,
-                             n_threads=a.n_threads or None, n_ctx=4096 * a.threads)
+        lm = oobleck.LocalLM(
+            temperature=0,
+            max_tokens=a.max_tokens,
+            n_parallel=a.threads,
+            port=port,
+            n_threads=a.n_threads or None,
+            n_ctx=4096 * a.threads,
+        )
         lm.server()
         t0 = time.perf_counter()
         lm("Name the capital of France.")  # loads the model
@@ -426,23 +528,57 @@ def main() -> None:
             server, embed_url = start_embedding_server(minilm.embedder)
             try:
                 dspy_out = run_dspy_side(
-                    "hotpotqa.py", "--data", str(HOTPOT), "--base-url", f"http://127.0.0.1:{port}/v1",
-                    "--embed-url", embed_url, "--vectors", str(vectors_path), "--dev", str(a.dev),
-                    "--train", str(a.train), "--k", str(a.k), "--hops", str(a.hops), "--demos", str(a.demos),
-                    "--max-tokens", str(a.max_tokens), "--threads", str(a.threads),
+                    "hotpotqa.py",
+                    "--data",
+                    str(HOTPOT),
+                    "--base-url",
+                    f"http://127.0.0.1:{port}/v1",
+                    "--embed-url",
+                    embed_url,
+                    "--vectors",
+                    str(vectors_path),
+                    "--dev",
+                    str(a.dev),
+                    "--train",
+                    str(a.train),
+                    "--k",
+                    str(a.k),
+                    "--hops",
+                    str(a.hops),
+                    "--demos",
+                    str(a.demos),
+                    "--max-tokens",
+                    str(a.max_tokens),
+                    "--threads",
+                    str(a.threads),
                 )
             finally:
                 server.shutdown()
-            sys.stderr.write("".join(ln + "\n" for ln in dspy_out.pop("_stderr", "").splitlines() if ln.startswith("  dspy")))
+            sys.stderr.write(
+                "".join(ln + "\n" for ln in dspy_out.pop("_stderr", "").splitlines() if ln.startswith("  dspy"))
+            )
             programs["dspy"] = dspy_out
         lm.close()
         dev_rows = read_jsonl(HOTPOT / "dev.jsonl")[: a.dev]
-        programs["one_hop_recall_same_rows"] = {"k": a.k, "hops": a.hops, **one_hop_recall(minilm, dev_rows, (a.k, a.k * a.hops))}
+        programs["one_hop_recall_same_rows"] = {
+            "k": a.k,
+            "hops": a.hops,
+            **one_hop_recall(minilm, dev_rows, (a.k, a.k * a.hops)),
+        }
         result["programs"] = programs
-        result["lm"] = {"model": lm.model_path.name, "temperature": 0, "max_tokens": a.max_tokens,
-                        "parallel_slots": a.threads, "cpu_threads": a.n_threads, **one_call}
-        result["data"] = {"dev": f"dev.jsonl[:{a.dev}]", "train": f"train.jsonl[:{a.train}]",
-                          "instruction_val": f"train.jsonl[{a.train}:{a.train + a.instruction_val}]"}
+        result["lm"] = {
+            "model": lm.model_path.name,
+            "temperature": 0,
+            "max_tokens": a.max_tokens,
+            "parallel_slots": a.threads,
+            "cpu_threads": a.n_threads,
+            **one_call,
+        }
+        result["data"] = {
+            "dev": f"dev.jsonl[:{a.dev}]",
+            "train": f"train.jsonl[:{a.train}]",
+            "instruction_val": f"train.jsonl[{a.train}:{a.train + a.instruction_val}]",
+        }
         result["table"] = table(programs)
     stop_sampling.set()
     result["elapsed_s"] = round(time.perf_counter() - t_start, 1)
@@ -461,11 +597,20 @@ def table(programs: dict[str, Any]) -> list[dict[str, Any]]:
                 m = (progs.get(prog) or {}).get(stage)
                 if not m:
                     continue
-                rows.append({
-                    "framework": fw, "program": prog, "stage": stage, "em": m["em"], "em_95ci": m["em_95ci"],
-                    "f1": m["f1"], "recall_both": m["recall_both"], "eval_calls": m["usage"]["calls"],
-                    "compile_calls": (m.get("compile") or {}).get("calls", 0), "failed_rows": m.get("failed_rows", 0),
-                })
+                rows.append(
+                    {
+                        "framework": fw,
+                        "program": prog,
+                        "stage": stage,
+                        "em": m["em"],
+                        "em_95ci": m["em_95ci"],
+                        "f1": m["f1"],
+                        "recall_both": m["recall_both"],
+                        "eval_calls": m["usage"]["calls"],
+                        "compile_calls": (m.get("compile") or {}).get("calls", 0),
+                        "failed_rows": m.get("failed_rows", 0),
+                    }
+                )
     return rows
 
 

@@ -114,7 +114,11 @@ def cell(task: str, result: Any, dev: list[oobleck.Example], seconds: float, usa
         "accuracy_ci": wilson(right, len(dev)),
         "macro_f1": round(macro_f1(golds, preds, labels), 2),
         "macro_f1_ci": f1_interval(golds, preds, labels),
-        "most_frequent": {"label": top, "share": round(100.0 * top_n / len(dev), 1), "true_share": round(true_share, 1)},
+        "most_frequent": {
+            "label": top,
+            "share": round(100.0 * top_n / len(dev), 1),
+            "true_share": round(true_share, 1),
+        },
         "collapse_ratio": round((top_n / len(dev)) / (true_share / 100.0), 2) if true_share else None,
         "failed_rows": sum(1 for row in result.rows if row.error),
         "dev_calls": usage.calls,
@@ -139,12 +143,19 @@ def run_task(task: str, a: argparse.Namespace, lm: oobleck.LocalLM, base_url: st
             program = program_for(task, mode, lm, train[:32])
             compile_info: dict[str, Any] = {}
             if stage == "random_search":
-                opt = RandomSearch(metric, num_candidates=4, max_bootstrapped_demos=4, max_labeled_demos=4,
-                                   num_threads=a.threads, max_errors=MAX_ERRORS)
+                opt = RandomSearch(
+                    metric,
+                    num_candidates=4,
+                    max_bootstrapped_demos=4,
+                    max_labeled_demos=4,
+                    num_threads=a.threads,
+                    max_errors=MAX_ERRORS,
+                )
                 program = opt.compile(program, trainset=train, valset=val, seed=a.seed, progress=False)
                 spent = program.compile_usage
                 compile_info = {
-                    "compile_calls": spent.calls, "compile_tokens": spent.prompt_tokens + spent.completion_tokens,
+                    "compile_calls": spent.calls,
+                    "compile_tokens": spent.prompt_tokens + spent.completion_tokens,
                     "compile_s": round(time.perf_counter() - started, 1),
                     "demos": len(program.predictors()[0].demos),
                     "verdict": program.provenance["scores"].get("verdict"),
@@ -155,15 +166,40 @@ def run_task(task: str, a: argparse.Namespace, lm: oobleck.LocalLM, base_url: st
             seconds = time.perf_counter() - ev_started
             out["cells"][name] = {**cell(task, result, dev, seconds, t.usage), **compile_info}
             c = out["cells"][name]
-            print(f"  {task:16s} {name:26s} acc {c['accuracy']:5.1f} f1 {c['macro_f1']:5.1f} "
-                  f"top {c['most_frequent']['share']:5.1f}% (true {c['most_frequent']['true_share']:.1f}%) "
-                  f"{c['seconds_per_row']:.2f} s/row", file=sys.stderr, flush=True)
+            print(
+                f"  {task:16s} {name:26s} acc {c['accuracy']:5.1f} f1 {c['macro_f1']:5.1f} "
+                f"top {c['most_frequent']['share']:5.1f}% (true {c['most_frequent']['true_share']:.1f}%) "
+                f"{c['seconds_per_row']:.2f} s/row",
+                file=sys.stderr,
+                flush=True,
+            )
     if base_url is not None:
         dspy = run_dspy_side(
-            "compile_instructions.py", "--task", task, "--data", str(task_dir(task)), "--base-url", base_url,
-            "--train", str(a.train), "--val", str(a.val), "--dev", str(len(dev)), "--max-tokens", "32",
-            "--threads", str(a.threads), "--methods", "mipro", "--adapter", "json", "--seed", str(a.seed),
-            "--prompt-max-tokens", "100",
+            "compile_instructions.py",
+            "--task",
+            task,
+            "--data",
+            str(task_dir(task)),
+            "--base-url",
+            base_url,
+            "--train",
+            str(a.train),
+            "--val",
+            str(a.val),
+            "--dev",
+            str(len(dev)),
+            "--max-tokens",
+            "32",
+            "--threads",
+            str(a.threads),
+            "--methods",
+            "mipro",
+            "--adapter",
+            "json",
+            "--seed",
+            str(a.seed),
+            "--prompt-max-tokens",
+            "100",
         )
         mipro = dspy["methods"].get("mipro", {})
         out["dspy_mipro_json"] = {k: v for k, v in mipro.items() if k != "_stderr"}
@@ -182,7 +218,9 @@ def compare(out: dict[str, Any], a: argparse.Namespace) -> dict[str, Any]:
         for mode in ("score", "contextual", "batch"):
             mine = cells.get(f"{mode}/{stage}")
             if mine is not None:
-                found[f"{mode}/{stage} - generate/{stage}"] = paired_interval(mine["row_scores"], gen["row_scores"]).to_dict()
+                found[f"{mode}/{stage} - generate/{stage}"] = paired_interval(
+                    mine["row_scores"], gen["row_scores"]
+                ).to_dict()
     dspy = out.get("dspy_mipro_json", {})
     rows = dspy.get("dev_scores")
     if rows:
@@ -190,7 +228,9 @@ def compare(out: dict[str, Any], a: argparse.Namespace) -> dict[str, Any]:
             for stage in a.compile:
                 mine = cells.get(f"{mode}/{stage}")
                 if mine is not None and len(rows) == len(mine["row_scores"]):
-                    found[f"{mode}/{stage} - dspy_mipro_json"] = paired_interval(mine["row_scores"], [float(x) for x in rows]).to_dict()
+                    found[f"{mode}/{stage} - dspy_mipro_json"] = paired_interval(
+                        mine["row_scores"], [float(x) for x in rows]
+                    ).to_dict()
     return found
 
 
@@ -224,15 +264,26 @@ def main() -> int:
     tasks = {}
     for task in a.tasks.split(","):
         tasks[task] = run_task(task, a, lm, base_url)
-    write_result(a.out, {
-        "benchmark": "label_scoring",
-        "model": {"file": lm.model_path.name, "backend": "oobleck.LocalLM", "temperature": 0},
-        "settings": {"train": a.train, "val": a.val, "dev": a.dev or "all", "modes": a.modes, "compile": a.compile,
-                     "threads": a.threads, "seed": a.seed, "dspy": a.dspy},
-        "tasks": tasks,
-        "machine": machine(),
-        "elapsed_s": round(time.perf_counter() - started, 1),
-    })
+    write_result(
+        a.out,
+        {
+            "benchmark": "label_scoring",
+            "model": {"file": lm.model_path.name, "backend": "oobleck.LocalLM", "temperature": 0},
+            "settings": {
+                "train": a.train,
+                "val": a.val,
+                "dev": a.dev or "all",
+                "modes": a.modes,
+                "compile": a.compile,
+                "threads": a.threads,
+                "seed": a.seed,
+                "dspy": a.dspy,
+            },
+            "tasks": tasks,
+            "machine": machine(),
+            "elapsed_s": round(time.perf_counter() - started, 1),
+        },
+    )
     return 0
 
 

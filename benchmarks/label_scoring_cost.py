@@ -120,7 +120,10 @@ def run_method(method: str, task: str, rows: list[dict[str, Any]], labels: tuple
         lm.close()
     return {
         "rows": len(seconds),
-        "seconds_per_row": {"mean": round(statistics.fmean(seconds), 4), "median": round(statistics.median(seconds), 4)},
+        "seconds_per_row": {
+            "mean": round(statistics.fmean(seconds), 4),
+            "median": round(statistics.median(seconds), 4),
+        },
         "tokens_per_row": round(statistics.fmean(tokens), 1),
         "accuracy": round(correct / len(seconds), 4),
     }

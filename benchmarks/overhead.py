@@ -138,7 +138,9 @@ def per_call(rounds: int, calls: int, warmup: int) -> dict[str, Any]:
         }
     paired = [o["median"] / d["median"] for o, d in zip(per_round["oobleck"], per_round["dspy"])]
     out["ratio_oobleck_over_dspy"] = {
-        "of_median_of_round_medians": round(out["oobleck"]["median_us"]["median"] / out["dspy"]["median_us"]["median"], 4),
+        "of_median_of_round_medians": round(
+            out["oobleck"]["median_us"]["median"] / out["dspy"]["median_us"]["median"], 4
+        ),
         "of_median_of_round_means": round(out["oobleck"]["mean_us"]["median"] / out["dspy"]["mean_us"]["median"], 4),
         "paired_per_round": spread(paired, 4),
     }
@@ -161,7 +163,9 @@ def startup(repeats: int) -> dict[str, Any]:
                 samples[fw][kind].append(float(printed) if kind == "inproc" else wall)
         print(
             f"start-up round {r + 1}/{repeats}: "
-            + ", ".join(f"{fw} import {samples[fw]['import'][-1]:.3f}s cold {samples[fw]['cold'][-1]:.3f}s" for fw in PROGRAMS),
+            + ", ".join(
+                f"{fw} import {samples[fw]['import'][-1]:.3f}s cold {samples[fw]['cold'][-1]:.3f}s" for fw in PROGRAMS
+            ),
             file=sys.stderr,
         )
     out: dict[str, Any] = {"repeats": repeats}
@@ -210,13 +214,22 @@ def main() -> None:
         "per_call": calls,
         "startup": start,
         "goals": {
-            "per_call_ratio": {"goal": f"<= {GOALS['per_call_ratio_max']}", "value": ratio_call,
-                               "met": ratio_call <= GOALS["per_call_ratio_max"]},
-            "import_over_bare_s": {"goal": f"< {GOALS['import_over_bare_max_s']}", "value": imp,
-                                   "inprocess_value": imp_in,
-                                   "met": max(imp, imp_in) < GOALS["import_over_bare_max_s"]},
-            "cold_start_ratio": {"goal": f"<= {GOALS['cold_start_ratio_max']}", "value": ratio_cold,
-                                 "met": ratio_cold <= GOALS["cold_start_ratio_max"]},
+            "per_call_ratio": {
+                "goal": f"<= {GOALS['per_call_ratio_max']}",
+                "value": ratio_call,
+                "met": ratio_call <= GOALS["per_call_ratio_max"],
+            },
+            "import_over_bare_s": {
+                "goal": f"< {GOALS['import_over_bare_max_s']}",
+                "value": imp,
+                "inprocess_value": imp_in,
+                "met": max(imp, imp_in) < GOALS["import_over_bare_max_s"],
+            },
+            "cold_start_ratio": {
+                "goal": f"<= {GOALS['cold_start_ratio_max']}",
+                "value": ratio_cold,
+                "met": ratio_cold <= GOALS["cold_start_ratio_max"],
+            },
         },
         "args": vars(a),
         "elapsed_s": round(time.perf_counter() - t0, 1),

@@ -60,8 +60,15 @@ from oobleck import parallel
 GOAL_JSON_FAILURE_RATE = 0.01  # oobleck with constrained output: under 1% parse failures
 
 
-def run_oobleck(lm: Any, task: str, adapter: str, rows: list[dict[str, Any]], demos: list[dict[str, Any]],
-                threads: int, max_tokens: int) -> dict[str, Any]:
+def run_oobleck(
+    lm: Any,
+    task: str,
+    adapter: str,
+    rows: list[dict[str, Any]],
+    demos: list[dict[str, Any]],
+    threads: int,
+    max_tokens: int,
+) -> dict[str, Any]:
     spec = TASKS[task]
     field = spec["input"]
     predict = oobleck.Predict(
@@ -126,12 +133,34 @@ def run_oobleck(lm: Any, task: str, adapter: str, rows: list[dict[str, Any]], de
     }
 
 
-def run_dspy(base_url: str, task: str, adapter: str, demos: int, limit: int, threads: int,
-             max_tokens: int, expect_demo_labels: list[str]) -> dict[str, Any]:
+def run_dspy(
+    base_url: str,
+    task: str,
+    adapter: str,
+    demos: int,
+    limit: int,
+    threads: int,
+    max_tokens: int,
+    expect_demo_labels: list[str],
+) -> dict[str, Any]:
     out = run_dspy_side(
         "parse_robustness.py",
-        "--data", str(DATA / task), "--task", task, "--demos", str(demos), "--base-url", base_url,
-        "--limit", str(limit), "--adapter", adapter, "--max-tokens", str(max_tokens), "--threads", str(threads),
+        "--data",
+        str(DATA / task),
+        "--task",
+        task,
+        "--demos",
+        str(demos),
+        "--base-url",
+        base_url,
+        "--limit",
+        str(limit),
+        "--adapter",
+        adapter,
+        "--max-tokens",
+        str(max_tokens),
+        "--threads",
+        str(threads),
     )
     stderr = out.pop("_stderr")
     # dspy_side prints "eval=... n=... demos=[labels]": check both sides used the same demos.
@@ -150,8 +179,12 @@ def main() -> None:
     ap.add_argument("--demos", default="0,4", help="comma-separated demo counts (0 and/or 4)")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=4, help="concurrent calls (and llama.cpp slots)")
-    ap.add_argument("--llama-threads", type=int, default=1,
-                    help="llama.cpp CPU threads (1: spin-waiting threads collapse on a busy 2-core box)")
+    ap.add_argument(
+        "--llama-threads",
+        type=int,
+        default=1,
+        help="llama.cpp CPU threads (1: spin-waiting threads collapse on a busy 2-core box)",
+    )
     ap.add_argument("--frameworks", default="oobleck,dspy")
     ap.add_argument("--out", default="parse_robustness", help="results/<out>.json")
     a = ap.parse_args()
@@ -160,8 +193,9 @@ def main() -> None:
         require_dspy_venv()
 
     port = free_port()
-    lm = oobleck.LocalLM(temperature=0, max_tokens=a.max_tokens, n_parallel=a.threads, n_threads=a.llama_threads,
-                         port=port)
+    lm = oobleck.LocalLM(
+        temperature=0, max_tokens=a.max_tokens, n_parallel=a.threads, n_threads=a.llama_threads, port=port
+    )
     lm.server()  # load the model once; the same instance also answers HTTP on `port`
     base_url = f"http://127.0.0.1:{port}/v1"
 
@@ -180,14 +214,19 @@ def main() -> None:
                     if fw == "oobleck":
                         r = run_oobleck(lm, task, adapter, rows, demos, a.threads, a.max_tokens)
                     else:
-                        r = run_dspy(base_url, task, adapter, k, len(rows), a.threads, a.max_tokens,
-                                     [d["label"] for d in demos])
+                        r = run_dspy(
+                            base_url, task, adapter, k, len(rows), a.threads, a.max_tokens, [d["label"] for d in demos]
+                        )
                     r["demo_labels"] = [d["label"] for d in demos]
                     runs.append(r)
                     print(
                         f"{task} demos={k} {fw:7s} {adapter:4s}: failures {r['parse_failures']}/{r['n']}, "
                         f"accuracy {r['accuracy']}, lm_calls {r['lm_calls']}"
-                        + (f", fallbacks {r['fallbacks']} (rescued {r['fallback_rescued']})" if fw == "dspy" and adapter == "chat" else "")
+                        + (
+                            f", fallbacks {r['fallbacks']} (rescued {r['fallback_rescued']})"
+                            if fw == "dspy" and adapter == "chat"
+                            else ""
+                        )
                         + f" [{r['elapsed_s']}s]",
                         file=sys.stderr,
                     )
@@ -197,21 +236,44 @@ def main() -> None:
     worst = max((r["failure_rate"] for r in json_runs), default=None)
     pooled = sum(r["parse_failures"] for r in json_runs) / max(1, sum(r["n"] for r in json_runs))
     table = [
-        {k: r.get(k) for k in ("task", "demos", "framework", "adapter", "n", "parse_failures", "failure_rate",
-                               "accuracy", "lm_calls", "fallbacks", "fallback_rescued")}
+        {
+            k: r.get(k)
+            for k in (
+                "task",
+                "demos",
+                "framework",
+                "adapter",
+                "n",
+                "parse_failures",
+                "failure_rate",
+                "accuracy",
+                "lm_calls",
+                "fallbacks",
+                "fallback_rescued",
+            )
+        }
         for r in runs
     ]
     result = {
         "benchmark": "parse_robustness",
-        "model": {"file": lm.model_path.name, "size": lm.model_path.stat().st_size, "served_by": "oobleck.LocalLM",
-                  "temperature": 0, "max_tokens": a.max_tokens, "parallel_slots": a.threads,
-                  "llama_threads": a.llama_threads},
+        "model": {
+            "file": lm.model_path.name,
+            "size": lm.model_path.stat().st_size,
+            "served_by": "oobleck.LocalLM",
+            "temperature": 0,
+            "max_tokens": a.max_tokens,
+            "parallel_slots": a.threads,
+            "llama_threads": a.llama_threads,
+        },
         "table": table,
         "runs": runs,
         "goals": {
-            "oobleck_json_failure_rate": {"goal": f"< {GOAL_JSON_FAILURE_RATE}", "worst_config": worst,
-                                          "pooled": round(pooled, 4),
-                                          "met": worst is not None and worst < GOAL_JSON_FAILURE_RATE},
+            "oobleck_json_failure_rate": {
+                "goal": f"< {GOAL_JSON_FAILURE_RATE}",
+                "worst_config": worst,
+                "pooled": round(pooled, 4),
+                "met": worst is not None and worst < GOAL_JSON_FAILURE_RATE,
+            },
         },
         "args": vars(a),
         "elapsed_s": round(time.perf_counter() - t0, 1),

@@ -44,13 +44,30 @@ from _common import free_port, machine, spread, write_result  # noqa: E402
 
 SIGNATURE = "text -> label: Literal['positive', 'negative']"
 TEXTS = [
-    "a warm, funny and moving film", "dull, slow and far too long", "the best thing I saw this year",
-    "a complete waste of time", "charming performances all round", "I walked out after an hour",
-    "clever, tender, beautifully shot", "flat jokes and a muddled plot", "an instant classic",
-    "painfully boring", "delightful from start to finish", "the worst sequel yet",
-    "smart and surprising", "lifeless and predictable", "a joy to watch", "utterly forgettable",
-    "brilliant acting", "an embarrassing mess", "heartfelt and honest", "loud, empty spectacle",
-    "a small gem", "tedious beyond words", "wonderfully strange", "I want my money back",
+    "a warm, funny and moving film",
+    "dull, slow and far too long",
+    "the best thing I saw this year",
+    "a complete waste of time",
+    "charming performances all round",
+    "I walked out after an hour",
+    "clever, tender, beautifully shot",
+    "flat jokes and a muddled plot",
+    "an instant classic",
+    "painfully boring",
+    "delightful from start to finish",
+    "the worst sequel yet",
+    "smart and surprising",
+    "lifeless and predictable",
+    "a joy to watch",
+    "utterly forgettable",
+    "brilliant acting",
+    "an embarrassing mess",
+    "heartfelt and honest",
+    "loud, empty spectacle",
+    "a small gem",
+    "tedious beyond words",
+    "wonderfully strange",
+    "I want my money back",
 ]
 
 
@@ -130,9 +147,18 @@ def program(port: int, cache: Any, *, retries: int = 6) -> Any:
     # runs second is faster, and the ceiling comparison would measure the order.
     # max_concurrency matches the server's 4 decoding slots: more requests in flight would only
     # queue inside llama.cpp, where the per-attempt deadline would count the queueing.
-    lm: Any = OpenAILM("smollm2", base_url=f"http://127.0.0.1:{port}/v1", timeout=300, max_retries=retries,
-                       backoff=0.05, max_backoff=1.0, max_concurrency=4, temperature=0, max_tokens=16,
-                       extra_body={"cache_prompt": False})
+    lm: Any = OpenAILM(
+        "smollm2",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        timeout=300,
+        max_retries=retries,
+        backoff=0.05,
+        max_backoff=1.0,
+        max_concurrency=4,
+        temperature=0,
+        max_tokens=16,
+        extra_body={"cache_prompt": False},
+    )
     if cache is not None:
         lm = CachedLM(lm, cache=cache)
     return Predict(SIGNATURE, lm=lm, adapter=JSONAdapter())
@@ -179,7 +205,9 @@ def many_threads(port: int, threads: int, calls: int, distinct: int) -> dict[str
 def straight_to_server(port: int, bodies: list[bytes], threads: int) -> float:
     import httpx
 
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}/v1", timeout=300, limits=httpx.Limits(max_connections=threads))
+    client = httpx.Client(
+        base_url=f"http://127.0.0.1:{port}/v1", timeout=300, limits=httpx.Limits(max_connections=threads)
+    )
 
     def one(body: bytes) -> None:
         r = client.post("/chat/completions", content=body, headers={"Content-Type": "application/json"})
@@ -210,25 +238,33 @@ def ceiling(port: int, rows: int, thread_counts: list[int]) -> list[dict[str, An
         # Alternate which goes first, twice, and keep the faster of each (the machine is shared).
         raws, evs = [], []
         for order in (0, 1):
-            for which in ((0, 1) if order == 0 else (1, 0)):
+            for which in (0, 1) if order == 0 else (1, 0):
                 if which == 0:
                     raws.append(straight_to_server(port, bodies, n))
                 else:
                     started = time.perf_counter()
-                    result = evaluate(prog, dev, lambda e, p, t=None: p.label in ("positive", "negative"), num_threads=n, progress=False)
+                    result = evaluate(
+                        prog,
+                        dev,
+                        lambda e, p, t=None: p.label in ("positive", "negative"),
+                        num_threads=n,
+                        progress=False,
+                    )
                     evs.append(time.perf_counter() - started)
         raw, ev = min(raws), min(evs)
-        out.append({
-            "threads": n,
-            "rows": rows,
-            "server_ceiling_rows_per_s": round(rows / raw, 3),
-            "evaluate_rows_per_s": round(rows / ev, 3),
-            "evaluate_over_ceiling": round(raw / ev, 3),
-            "server_s_runs": [round(x, 2) for x in raws],
-            "evaluate_s_runs": [round(x, 2) for x in evs],
-            "evaluate_errors": sum(1 for r in result.rows if r.error),
-            "evaluate_lm_calls": result.usage.calls,
-        })
+        out.append(
+            {
+                "threads": n,
+                "rows": rows,
+                "server_ceiling_rows_per_s": round(rows / raw, 3),
+                "evaluate_rows_per_s": round(rows / ev, 3),
+                "evaluate_over_ceiling": round(raw / ev, 3),
+                "server_s_runs": [round(x, 2) for x in raws],
+                "evaluate_s_runs": [round(x, 2) for x in evs],
+                "evaluate_errors": sum(1 for r in result.rows if r.error),
+                "evaluate_lm_calls": result.usage.calls,
+            }
+        )
     return out
 
 
@@ -257,7 +293,9 @@ def serve_burst(port: int, clients: int) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             conn = http.client.HTTPConnection(*address, timeout=60)
-            conn.request("POST", "/", body=json.dumps({"text": TEXTS[i % 8]}), headers={"Content-Type": "application/json"})
+            conn.request(
+                "POST", "/", body=json.dumps({"text": TEXTS[i % 8]}), headers={"Content-Type": "application/json"}
+            )
             resp = conn.getresponse()
             json.loads(resp.read())
             status: int | str = resp.status

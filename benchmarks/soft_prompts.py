@@ -52,7 +52,12 @@ REFERENCE = {
 }
 
 EXTRA_TASKS = {
-    "irony": {"instructions": "Is this tweet ironic?", "input": "text", "labels": ("irony", "non_irony"), "folder": "tweeteval/irony"},
+    "irony": {
+        "instructions": "Is this tweet ironic?",
+        "input": "text",
+        "labels": ("irony", "non_irony"),
+        "folder": "tweeteval/irony",
+    },
 }
 
 log = logging.getLogger("soft_prompts")
@@ -70,8 +75,10 @@ def task_signature(task: str) -> oobleck.Signature:
 
 def rows(task: str, split: str) -> list[Example]:
     s = spec(task)
-    return [Example({s["input"]: r["text"], "label": r["label"]}).with_inputs(s["input"])
-            for r in read_jsonl(DATA / s["folder"] / f"{split}.jsonl")]
+    return [
+        Example({s["input"]: r["text"], "label": r["label"]}).with_inputs(s["input"])
+        for r in read_jsonl(DATA / s["folder"] / f"{split}.jsonl")
+    ]
 
 
 def metric(example: Example, prediction: Any, trace: Any = None) -> float:
@@ -82,16 +89,29 @@ def accuracy(program: Any, dev: list[Example]) -> dict[str, Any]:
     started = time.perf_counter()
     result = evaluate(program, dev, metric, num_threads=8, progress=False, max_errors=None)
     correct = int(round(sum(result.scores)))
-    return {"accuracy": round(100 * correct / len(dev), 1), "ci95": wilson(correct, len(dev)), "n": len(dev),
-            "errors": result.errors, "eval_seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "accuracy": round(100 * correct / len(dev), 1),
+        "ci95": wilson(correct, len(dev)),
+        "n": len(dev),
+        "errors": result.errors,
+        "eval_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def soft_entry(tuned: Any, dev: list[Example], seconds: float) -> dict[str, Any]:
     scores = tuned.provenance["scores"]["predictors"]["self"]
-    return {**accuracy(tuned, dev), "trainable_params": scores["trainable_params"], "train_seconds": round(seconds, 1),
-            "steps": scores["steps"], "best_step": scores["best_step"], "val_history": scores["history"],
-            "first_loss": scores["first_loss"], "last_loss": scores["last_loss"],
-            "virtual_tokens": tuned.soft_prompt.num_virtual_tokens, "covers_messages": tuned.soft_prompt.covers}
+    return {
+        **accuracy(tuned, dev),
+        "trainable_params": scores["trainable_params"],
+        "train_seconds": round(seconds, 1),
+        "steps": scores["steps"],
+        "best_step": scores["best_step"],
+        "val_history": scores["history"],
+        "first_loss": scores["first_loss"],
+        "last_loss": scores["last_loss"],
+        "virtual_tokens": tuned.soft_prompt.num_virtual_tokens,
+        "covers_messages": tuned.soft_prompt.covers,
+    }
 
 
 def run_task(task: str, lm: Any, adapter: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -116,13 +136,24 @@ def run_task(task: str, lm: Any, adapter: Any, args: argparse.Namespace) -> dict
         program = LabeledFewShot(k=4).compile(score, trainset=train, seed=seed)
         candidates.append((accuracy(program, val)["accuracy"], -seed, program))
     val_acc, neg_seed, hard = max(candidates, key=lambda c: (c[0], c[1]))
-    out["hard_compile_score"] = {**accuracy(hard, dev), "val_accuracy": val_acc, "seed": -neg_seed,
-                                 "compile_seconds": round(time.perf_counter() - started, 1),
-                                 "how": f"best of {args.candidates} LabeledFewShot(k=4) demo sets on val, mode='score'"}
+    out["hard_compile_score"] = {
+        **accuracy(hard, dev),
+        "val_accuracy": val_acc,
+        "seed": -neg_seed,
+        "compile_seconds": round(time.perf_counter() - started, 1),
+        "how": f"best of {args.candidates} LabeledFewShot(k=4) demo sets on val, mode='score'",
+    }
     log.info("%s hard compile %s", task, out["hard_compile_score"])
 
-    common = {"metric": metric, "steps": args.steps, "max_time_s": args.max_train_s, "batch_size": 4,
-              "eval_every": max(1, args.steps // 2), "progress": False, "num_threads": 8}
+    common = {
+        "metric": metric,
+        "steps": args.steps,
+        "max_time_s": args.max_train_s,
+        "batch_size": 4,
+        "eval_every": max(1, args.steps // 2),
+        "progress": False,
+        "num_threads": 8,
+    }
     methods = [
         ("prompt_tuning_from_hard_compile", hard, PromptTuning(init="hard_prompt", **common)),
         ("prefix_tuning", score, PrefixTuning(num_virtual_tokens=10, **common)),
@@ -146,18 +177,31 @@ def run_multitask(lm: Any, adapter: Any, args: argparse.Namespace) -> dict[str, 
         program = Predict(task_signature(name), lm=lm, adapter=adapter, mode="score")
         tasks[name] = Task(program, train_all[: args.train], train_all[args.train : args.train + args.val])
         devs[name] = rows(name, "dev")[: args.mt_dev]
-    optimizer = MultitaskPromptTuning(metric=metric, steps=args.steps, adapt_steps=max(1, args.steps // 2), max_time_s=args.max_train_s,
-                                      batch_size=4, num_virtual_tokens=10, eval_every=args.steps, progress=False, num_threads=8)
+    optimizer = MultitaskPromptTuning(
+        metric=metric,
+        steps=args.steps,
+        adapt_steps=max(1, args.steps // 2),
+        max_time_s=args.max_train_s,
+        batch_size=4,
+        num_virtual_tokens=10,
+        eval_every=args.steps,
+        progress=False,
+        num_threads=8,
+    )
     started = time.perf_counter()
     adapted = optimizer.compile_tasks(tasks, seed=0)
     seconds = time.perf_counter() - started
     out: dict[str, Any] = {"tasks": names, "train_seconds_total": round(seconds, 1), "dev_rows_per_task": args.mt_dev}
     for name in names:
         scores = adapted[name].provenance["scores"]
-        out[name] = {"zero_shot_score": accuracy(tasks[name].program, devs[name]),
-                     "mpt": {**accuracy(adapted[name], devs[name]),
-                             "trainable_params_adapt": scores.get("trainable_params"),
-                             "val_history": scores.get("history")}}
+        out[name] = {
+            "zero_shot_score": accuracy(tasks[name].program, devs[name]),
+            "mpt": {
+                **accuracy(adapted[name], devs[name]),
+                "trainable_params_adapt": scores.get("trainable_params"),
+                "val_history": scores.get("history"),
+            },
+        }
         log.info("multitask %s %s", name, out[name])
     source = adapted[names[0]].provenance["scores"]
     out["note"] = "shared source prompt trained on all three tasks, then adapted to each; same dev rows as zero-shot"
@@ -168,7 +212,9 @@ def run_multitask(lm: Any, adapter: Any, args: argparse.Namespace) -> dict[str, 
 def throughput(tlm: Any, n: int, max_tokens: int) -> dict[str, Any]:
     from oobleck import LocalLM
 
-    prompts = [f"Write one short sentence about this: {r['text'][:80]}" for r in read_jsonl(DATA / "sst2" / "dev.jsonl")[:n]]
+    prompts = [
+        f"Write one short sentence about this: {r['text'][:80]}" for r in read_jsonl(DATA / "sst2" / "dev.jsonl")[:n]
+    ]
     local = LocalLM(temperature=0.0, max_tokens=max_tokens, n_parallel=4)
     out: dict[str, Any] = {"prompts": n, "max_tokens": max_tokens}
 
@@ -176,7 +222,9 @@ def throughput(tlm: Any, n: int, max_tokens: int) -> dict[str, Any]:
         from oobleck.lm.types import LMRequest, Message
 
         def call(p: str) -> int:
-            request = LMRequest(messages=(Message(role="user", content=p),), temperature=0.0, max_tokens=max_tokens, cache="off")
+            request = LMRequest(
+                messages=(Message(role="user", content=p),), temperature=0.0, max_tokens=max_tokens, cache="off"
+            )
             return lm.complete(request).usage.completion_tokens
 
         lm.complete(LMRequest(messages=(Message(role="user", content="hi"),), max_tokens=2))  # load the model
@@ -187,7 +235,11 @@ def throughput(tlm: Any, n: int, max_tokens: int) -> dict[str, Any]:
             with ThreadPoolExecutor(threads) as pool:
                 tokens = sum(pool.map(call, prompts))
         seconds = time.perf_counter() - started
-        out[name] = {"seconds": round(seconds, 1), "completion_tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
+        out[name] = {
+            "seconds": round(seconds, 1),
+            "completion_tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 1),
+        }
         log.info("throughput %s %s", name, out[name])
 
     measure("transformers_batched_8_threads", tlm, 8)
@@ -212,7 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="comma list of parts to skip: tasks,multitask,throughput")
     args = parser.parse_args(argv)
     if args.quick:
-        args.dev, args.mt_dev, args.train, args.val, args.steps, args.candidates, args.throughput_prompts = 6, 4, 8, 4, 2, 1, 4
+        args.dev, args.mt_dev, args.train, args.val, args.steps, args.candidates, args.throughput_prompts = (
+            6,
+            4,
+            8,
+            4,
+            2,
+            1,
+            4,
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     from oobleck.lm.transformers import TransformersLM
 
@@ -224,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "soft_prompts",
         "model": "SmolLM2-135M-Instruct (GGUF Q4_1 dequantized to float32) via TransformersLM, 1 torch thread",
         "adapter": "TemplateAdapter(output='prefix') for every condition (short prompts keep CPU training affordable)",
-        "command": "nice -n 10 python benchmarks/soft_prompts.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "nice -n 10 python benchmarks/soft_prompts.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "settings": vars(args),
         "reference": REFERENCE,
     }

@@ -130,8 +130,12 @@ def provenance(d: dict[str, Any], *, dspy: bool = False, note: str = "") -> str:
             f"at end {load_text(machine.get('loadavg_at_end'))}"
         )
         same = "not recorded"
-    parts = [f"Source: `{d['_file']}`, {machine.get('date', 'date not recorded')}", f"commit {commit}",
-             f"command {command}", loads]
+    parts = [
+        f"Source: `{d['_file']}`, {machine.get('date', 'date not recorded')}",
+        f"commit {commit}",
+        f"command {command}",
+        loads,
+    ]
     if dspy:
         parts.append(f"DSPy in the same process run: {same}")
     line = "; ".join(parts) + "."
@@ -179,20 +183,54 @@ def overhead_table(d: dict[str, Any]) -> str:
     ratio = pc["ratio_oobleck_over_dspy"]
     pr = ratio["paired_per_round"]
     rows = [
-        ["per call, median µs (median of rounds; range)", rng(pc["oobleck"]["median_us"]), rng(pc["dspy"]["median_us"]),
-         f"{ratio['of_median_of_round_medians']:.3f} (paired per round {pr['min']:.3f}–{pr['max']:.3f})",
-         goals["per_call_ratio"]["goal"], met(goals["per_call_ratio"])],
-        ["per call, mean µs (median of rounds)", f"{pc['oobleck']['mean_us']['median']:.1f}",
-         f"{pc['dspy']['mean_us']['median']:.1f}", f"{ratio['of_median_of_round_means']:.3f}", "", ""],
-        ["`import` over bare interpreter, s (best)", best(o, "import_over_bare_s"), best(s, "import_over_bare_s"), f"{r['import_over_bare']:.2f}",
-         f"oobleck {goals['import_over_bare_s']['goal']} s", met(goals["import_over_bare_s"])],
-        ["`import` in-process, s (best; median)", best_med(o, "import_inprocess_best_s", "import_inprocess_s"),
-         best_med(s, "import_inprocess_best_s", "import_inprocess_s"), f"{r['import_inprocess']:.2f}", "", ""],
-        ["cold start over bare interpreter, s (best)", f"{o['cold_start_over_bare_s']:.3f}",
-         f"{s['cold_start_over_bare_s']:.3f}", f"{r['cold_start_over_bare']:.2f}", goals["cold_start_ratio"]["goal"],
-         met(goals["cold_start_ratio"])],
-        ["bare interpreter, s (best)", f"{o['bare_interpreter_s']['min']:.3f}", f"{s['bare_interpreter_s']['min']:.3f}",
-         "", "", ""],
+        [
+            "per call, median µs (median of rounds; range)",
+            rng(pc["oobleck"]["median_us"]),
+            rng(pc["dspy"]["median_us"]),
+            f"{ratio['of_median_of_round_medians']:.3f} (paired per round {pr['min']:.3f}–{pr['max']:.3f})",
+            goals["per_call_ratio"]["goal"],
+            met(goals["per_call_ratio"]),
+        ],
+        [
+            "per call, mean µs (median of rounds)",
+            f"{pc['oobleck']['mean_us']['median']:.1f}",
+            f"{pc['dspy']['mean_us']['median']:.1f}",
+            f"{ratio['of_median_of_round_means']:.3f}",
+            "",
+            "",
+        ],
+        [
+            "`import` over bare interpreter, s (best)",
+            best(o, "import_over_bare_s"),
+            best(s, "import_over_bare_s"),
+            f"{r['import_over_bare']:.2f}",
+            f"oobleck {goals['import_over_bare_s']['goal']} s",
+            met(goals["import_over_bare_s"]),
+        ],
+        [
+            "`import` in-process, s (best; median)",
+            best_med(o, "import_inprocess_best_s", "import_inprocess_s"),
+            best_med(s, "import_inprocess_best_s", "import_inprocess_s"),
+            f"{r['import_inprocess']:.2f}",
+            "",
+            "",
+        ],
+        [
+            "cold start over bare interpreter, s (best)",
+            f"{o['cold_start_over_bare_s']:.3f}",
+            f"{s['cold_start_over_bare_s']:.3f}",
+            f"{r['cold_start_over_bare']:.2f}",
+            goals["cold_start_ratio"]["goal"],
+            met(goals["cold_start_ratio"]),
+        ],
+        [
+            "bare interpreter, s (best)",
+            f"{o['bare_interpreter_s']['min']:.3f}",
+            f"{s['bare_interpreter_s']['min']:.3f}",
+            "",
+            "",
+            "",
+        ],
         ["modules loaded by the import", str(o["modules_imported"]), str(s["modules_imported"]), "", "", ""],
     ]
     head = ["measure", "oobleck", f"DSPy {pc['dspy']['version']}", "oobleck / DSPy", "goal", "met"]
@@ -244,7 +282,12 @@ def demo(d: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- label_scoring
 
-LS_MODES = {"generate": "generate (JSON)", "score": "score", "contextual": "score + contextual", "batch": "score + batch"}
+LS_MODES = {
+    "generate": "generate (JSON)",
+    "score": "score",
+    "contextual": "score + contextual",
+    "batch": "score + batch",
+}
 
 
 def _ls_table(d: dict[str, Any]) -> str:
@@ -253,30 +296,74 @@ def _ls_table(d: dict[str, Any]) -> str:
         for name, c in t["cells"].items():
             mode, stage = name.split("/")
             top = c["most_frequent"]
-            rows.append([
-                TASK_NAMES.get(task, task), str(t["dev_rows"]), LS_MODES.get(mode, mode), stage.replace("_", " "),
-                f"{num(c['accuracy'])} [{ci(*c['accuracy_ci'])}]", f"{num(c['macro_f1'])} [{ci(*c['macro_f1_ci'])}]",
-                f"{num(top['share'])} ({num(top['true_share'])})", num(c["seconds_per_row"], 2),
-                num(c["dev_calls"] / t["dev_rows"], 1), thousands(c.get("compile_calls")),
-            ])
+            rows.append(
+                [
+                    TASK_NAMES.get(task, task),
+                    str(t["dev_rows"]),
+                    LS_MODES.get(mode, mode),
+                    stage.replace("_", " "),
+                    f"{num(c['accuracy'])} [{ci(*c['accuracy_ci'])}]",
+                    f"{num(c['macro_f1'])} [{ci(*c['macro_f1_ci'])}]",
+                    f"{num(top['share'])} ({num(top['true_share'])})",
+                    num(c["seconds_per_row"], 2),
+                    num(c["dev_calls"] / t["dev_rows"], 1),
+                    thousands(c.get("compile_calls")),
+                ]
+            )
         dspy = t.get("dspy_mipro_json")
         if dspy and "dev_score" in dspy:
-            rows.append([
-                TASK_NAMES.get(task, task), str(t["dev_rows"]), "DSPy MIPROv2 (JSON, constrained)", "compiled",
-                f"{num(dspy['dev_score'])}", "not recorded", "not recorded", "–", "–",
-                thousands(dspy.get("compile", {}).get("calls") if isinstance(dspy.get("compile"), dict) else None),
-            ])
-    header = ["task", "dev rows", "program", "stage", "accuracy [95%]", "macro-F1 [95%]", "top answer % (its true %)",
-              "s/row", "calls/row", "compile calls"]
+            rows.append(
+                [
+                    TASK_NAMES.get(task, task),
+                    str(t["dev_rows"]),
+                    "DSPy MIPROv2 (JSON, constrained)",
+                    "compiled",
+                    f"{num(dspy['dev_score'])}",
+                    "not recorded",
+                    "not recorded",
+                    "–",
+                    "–",
+                    thousands(dspy.get("compile", {}).get("calls") if isinstance(dspy.get("compile"), dict) else None),
+                ]
+            )
+    header = [
+        "task",
+        "dev rows",
+        "program",
+        "stage",
+        "accuracy [95%]",
+        "macro-F1 [95%]",
+        "top answer % (its true %)",
+        "s/row",
+        "calls/row",
+        "compile calls",
+    ]
     comparisons = []
     for task, t in d["tasks"].items():
         for key, cmp in t.get("comparisons", {}).items():
-            comparisons.append([TASK_NAMES.get(task, task), key.replace("_", " "), signed(cmp["gain"]),
-                                f"{signed(cmp['low'])} to {signed(cmp['high'])}", "yes" if cmp["significant"] else "no"])
-    cmp_table = table(["task", "paired on the same dev rows", "points", "95% interval", "significant"],
-                      ["l", "l", "r", "r", "l"], comparisons) if comparisons else ""
-    return block(table(header, ["l", "r", "l", "l", "r", "r", "r", "r", "r", "r"], rows), cmp_table,
-                 provenance(d, dspy=bool(d["settings"].get("dspy"))))
+            comparisons.append(
+                [
+                    TASK_NAMES.get(task, task),
+                    key.replace("_", " "),
+                    signed(cmp["gain"]),
+                    f"{signed(cmp['low'])} to {signed(cmp['high'])}",
+                    "yes" if cmp["significant"] else "no",
+                ]
+            )
+    cmp_table = (
+        table(
+            ["task", "paired on the same dev rows", "points", "95% interval", "significant"],
+            ["l", "l", "r", "r", "l"],
+            comparisons,
+        )
+        if comparisons
+        else ""
+    )
+    return block(
+        table(header, ["l", "r", "l", "l", "r", "r", "r", "r", "r", "r"], rows),
+        cmp_table,
+        provenance(d, dspy=bool(d["settings"].get("dspy"))),
+    )
 
 
 @renderer("label_scoring.sst2_trec", source="label_scoring_sst2_trec")
@@ -299,38 +386,76 @@ def label_scoring_cost(d: dict[str, Any]) -> str:
     rows = []
     for task, t in d["tasks"].items():
         m = t["methods"]
-        rows.append([
-            TASK_NAMES.get(task, task), str(t["k"]), str(m["generate"]["rows"]),
-            num(m["generate"]["seconds_per_row"]["mean"], 2), num(m["score"]["seconds_per_row"]["mean"], 2),
-            f"{t['score_over_generate']:.2f}×", "yes" if t["goal_score_at_most_2x_generate"] else "**no**",
-        ])
-    header = ["task", "labels K", "rows", "constrained generation s/row", "scoring K labels s/row", "ratio", "≤ 2× (goal)"]
+        rows.append(
+            [
+                TASK_NAMES.get(task, task),
+                str(t["k"]),
+                str(m["generate"]["rows"]),
+                num(m["generate"]["seconds_per_row"]["mean"], 2),
+                num(m["score"]["seconds_per_row"]["mean"], 2),
+                f"{t['score_over_generate']:.2f}×",
+                "yes" if t["goal_score_at_most_2x_generate"] else "**no**",
+            ]
+        )
+    header = [
+        "task",
+        "labels K",
+        "rows",
+        "constrained generation s/row",
+        "scoring K labels s/row",
+        "ratio",
+        "≤ 2× (goal)",
+    ]
     return block(table(header, ["l", "r", "r", "r", "r", "r", "l"], rows), provenance(d))
 
 
 # ---------------------------------------------------------------------------- default_adapter
 
-TASK_NAMES = {"sst2": "SST-2", "trec": "TREC", "irony": "TweetEval irony", "tweet_sentiment": "TweetEval sentiment", "banking77": "Banking77"}
+TASK_NAMES = {
+    "sst2": "SST-2",
+    "trec": "TREC",
+    "irony": "TweetEval irony",
+    "tweet_sentiment": "TweetEval sentiment",
+    "banking77": "Banking77",
+}
 
 
 @renderer("default_adapter")
 def default_adapter_table(d: dict[str, Any]) -> str:
-    labels = {"chat": "`chat` (the old default)", "json": "`json` (`JSONAdapter`)",
-              "one_line": "**`one_line` (the default)**", "keys_hint": "`keys_hint` (one_line + an answer-keys line)"}
+    labels = {
+        "chat": "`chat` (the old default)",
+        "json": "`json` (`JSONAdapter`)",
+        "one_line": "**`one_line` (the default)**",
+        "keys_hint": "`keys_hint` (one_line + an answer-keys line)",
+    }
     rows = []
     for task, res in d["results"].items():
         for name, a in res["adapters"].items():
-            answers = ", ".join(f"{n} {k if k != '<parse failure>' else 'unreadable'}"
-                                for k, n in sorted(a["answers"].items(), key=lambda kv: -kv[1]))
+            answers = ", ".join(
+                f"{n} {k if k != '<parse failure>' else 'unreadable'}"
+                for k, n in sorted(a["answers"].items(), key=lambda kv: -kv[1])
+            )
             fails = f"{a['parse_failures']} / {res['rows']}" if a["parse_failures"] else "0"
-            rows.append([TASK_NAMES.get(task, task), labels.get(name, f"`{name}`"),
-                         f"{a['accuracy']:.1f} ({ci(*a['accuracy_95ci'])})", fails, answers, str(a["lm_calls"])])
-    t = table(["task", "adapter", "accuracy % (95% CI)", "parse failures", "answers", "LM calls"],
-              ["l", "l", "r", "r", "l", "r"], rows)
+            rows.append(
+                [
+                    TASK_NAMES.get(task, task),
+                    labels.get(name, f"`{name}`"),
+                    f"{a['accuracy']:.1f} ({ci(*a['accuracy_95ci'])})",
+                    fails,
+                    answers,
+                    str(a["lm_calls"]),
+                ]
+            )
+    t = table(
+        ["task", "adapter", "accuracy % (95% CI)", "parse failures", "answers", "LM calls"],
+        ["l", "l", "r", "r", "l", "r"],
+        rows,
+    )
     paired = []
     for task, res in d["results"].items():
-        diffs = "; ".join(f"`{k}` {signed(v['mean'])} ({num(v['low'])} to {num(v['high'])})"
-                          for k, v in res["one_line_minus"].items())
+        diffs = "; ".join(
+            f"`{k}` {signed(v['mean'])} ({num(v['low'])} to {num(v['high'])})" for k, v in res["one_line_minus"].items()
+        )
         paired.append(f"{TASK_NAMES.get(task, task)}: {diffs}")
     text = "Paired on the same rows, `one_line` minus each other adapter: " + ". ".join(paired) + "."
     return block(t, text, provenance(d))
@@ -357,11 +482,23 @@ def parse_robustness_table(d: dict[str, Any]) -> str:
         if r["framework"] == "oobleck" and adapter == "json":
             fails, adapter = f"**{fails}**", f"**{adapter}**"
         fb = "–" if r["fallbacks"] is None or r["adapter"] != "chat" else f"{r['fallbacks']} ({r['fallback_rescued']})"
-        rows.append([TASK_NAMES.get(r["task"], r["task"]), str(r["demos"]),
-                     "oobleck" if r["framework"] == "oobleck" else "DSPy", adapter, fails,
-                     f"{r['accuracy']:g}", str(r["lm_calls"]), fb])
-    t = table(["task", "demos", "framework", "adapter", "parse failures", "accuracy", "LM calls", "fallbacks (rescued)"],
-              ["l", "r", "l", "l", "r", "r", "r", "l"], rows)
+        rows.append(
+            [
+                TASK_NAMES.get(r["task"], r["task"]),
+                str(r["demos"]),
+                "oobleck" if r["framework"] == "oobleck" else "DSPy",
+                adapter,
+                fails,
+                f"{r['accuracy']:g}",
+                str(r["lm_calls"]),
+                fb,
+            ]
+        )
+    t = table(
+        ["task", "demos", "framework", "adapter", "parse failures", "accuracy", "LM calls", "fallbacks (rescued)"],
+        ["l", "r", "l", "l", "r", "r", "r", "l"],
+        rows,
+    )
     return block(t, provenance(d, dspy=True))
 
 
@@ -377,20 +514,36 @@ def parse_robustness_json_failures(d: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------- compile_fewshot
 
-FEWSHOT_METHODS = {"zero_shot": "zero-shot", "labeled": "LabeledFewShot", "bootstrap": "BootstrapFewShot",
-                   "random_search": "RandomSearch"}
+FEWSHOT_METHODS = {
+    "zero_shot": "zero-shot",
+    "labeled": "LabeledFewShot",
+    "bootstrap": "BootstrapFewShot",
+    "random_search": "RandomSearch",
+}
 
 
-def _fewshot_rows(d: dict[str, Any], *, systems: tuple[str, ...] | None = None,
-                  with_dev: bool = True) -> list[list[str]]:
+def _fewshot_rows(
+    d: dict[str, Any], *, systems: tuple[str, ...] | None = None, with_dev: bool = True
+) -> list[list[str]]:
     rows = []
     for r in d["table"]:
         if systems and r["system"] not in systems:
             continue
         system = "oobleck" if r["system"] == "oobleck" else r["system"].replace("dspy", "DSPy")
-        method = FEWSHOT_METHODS.get(r["method"], r["method"]) if r["system"] == "oobleck" else "BootstrapFewShotWithRandomSearch"
-        row = [TASK_NAMES.get(r["task"], r["task"]), system, method, f"{r['dev_score']:g}", thousands(r["compile_calls"]),
-               thousands(r["compile_tokens"]), f"{r['compile_wall_s']:.0f}"]
+        method = (
+            FEWSHOT_METHODS.get(r["method"], r["method"])
+            if r["system"] == "oobleck"
+            else "BootstrapFewShotWithRandomSearch"
+        )
+        row = [
+            TASK_NAMES.get(r["task"], r["task"]),
+            system,
+            method,
+            f"{r['dev_score']:g}",
+            thousands(r["compile_calls"]),
+            thousands(r["compile_tokens"]),
+            f"{r['compile_wall_s']:.0f}",
+        ]
         if with_dev:
             row += [thousands(r["eval_calls"]), thousands(r["eval_tokens"]), f"{r['eval_wall_s']:.0f}"]
         rows.append(row)
@@ -403,17 +556,31 @@ FEWSHOT_HEAD = ["task", "system", "method", "dev score %", "compile calls", "com
 @renderer("compile_fewshot")
 def compile_fewshot_table(d: dict[str, Any]) -> str:
     t = table(FEWSHOT_HEAD + ["dev calls", "dev tokens", "dev s"], ["l", "l", "l"] + ["r"] * 7, _fewshot_rows(d))
-    return block(t, provenance(d, dspy=True, note=OLD_CALLS + " Retries were 0 in this run, so the counts are unaffected."
-                 if d.get("run") is None else ""))
+    return block(
+        t,
+        provenance(
+            d,
+            dspy=True,
+            note=OLD_CALLS + " Retries were 0 in this run, so the counts are unaffected."
+            if d.get("run") is None
+            else "",
+        ),
+    )
 
 
 @renderer("compile_fewshot.after_fix", source="compile_fewshot_oobleck_after_fix")
 def compile_fewshot_after_fix(d: dict[str, Any]) -> str:
     dspy = load("history/compile_fewshot-8ee03c8")
-    rows = _fewshot_rows(d, with_dev=False) + _fewshot_rows(dspy, systems=("dspy (chat)", "dspy (json)"), with_dev=False)
+    rows = _fewshot_rows(d, with_dev=False) + _fewshot_rows(
+        dspy, systems=("dspy (chat)", "dspy (json)"), with_dev=False
+    )
     rows.sort(key=lambda r: (r[0] != "SST-2", r[1] != "oobleck"))
     t = table(FEWSHOT_HEAD, ["l", "l", "l"] + ["r"] * 4, rows)
-    return block(t, "oobleck rows: " + provenance(d), "DSPy rows, **from a separate, earlier run**: " + provenance(dspy, dspy=True))
+    return block(
+        t,
+        "oobleck rows: " + provenance(d),
+        "DSPy rows, **from a separate, earlier run**: " + provenance(dspy, dspy=True),
+    )
 
 
 @renderer("compile_fewshot.goal", source="compile_fewshot")
@@ -421,9 +588,11 @@ def compile_fewshot_goal(d: dict[str, Any]) -> str:
     out = []
     for task, g in d["goal"]["per_task"].items():
         verdict = "met" if g["met"] else "not met"
-        out.append(f"{TASK_NAMES.get(task, task)}: {verdict}, RandomSearch {g['oobleck_dev_score']:g} at "
-                   f"{g['oobleck_compile_calls']} compile calls against DSPy ({g['dspy_best_adapter']}) "
-                   f"{g['dspy_best_dev_score']:g} at {g['dspy_compile_calls']}")
+        out.append(
+            f"{TASK_NAMES.get(task, task)}: {verdict}, RandomSearch {g['oobleck_dev_score']:g} at "
+            f"{g['oobleck_compile_calls']} compile calls against DSPy ({g['dspy_best_adapter']}) "
+            f"{g['dspy_best_dev_score']:g} at {g['dspy_compile_calls']}"
+        )
     return "; ".join(out)
 
 
@@ -444,21 +613,31 @@ def reliability_table(d: dict[str, Any]) -> str:
     threads = " / ".join(str(p["threads"]) for p in d["evaluate_vs_server_ceiling"])
     c8 = load("reliability_ceiling")
     rows = [
-        [f"{a['threads']} threads x {a['calls_per_thread']} calls, cache on",
-         f"{a['answered']}/{a['requests']} answered, {a['errors']} errors; {a['lm_calls']} LM calls + "
-         f"{a['cache_hits']} cache hits = {a['lm_calls'] + a['cache_hits']}"],
-        ["same, with faults injected",
-         f"{f['answered']}/{f['requests']} answered, {f['errors']} errors; {sum(inj.values())} faults injected "
-         f"({inj.get('429', 0)} x 429, {inj.get('500', 0)} x 500, {inj.get('drop', 0)} drop), {f['retries']} retries "
-         f"counted (equal: {'yes' if f['retries_equal_injected'] else 'no'}); {f['lm_calls'] - f['retries']} first "
-         f"attempts + {f['cache_hits']} hits = {f['lm_calls'] - f['retries'] + f['cache_hits']}"],
-        [f"{s['clients']} concurrent clients vs `oobleck serve`",
-         f"{s['statuses'].get('200', 0)}/{s['clients']} HTTP 200; all answered in {s['wall_s']:.2f} s; latency p50 "
-         f"{s['latency_ms_p50']:.0f} ms, p99 {s['latency_ms_p99']:.0f} ms"],
-        [f"evaluate vs the server's own ceiling, {threads} threads, {d['evaluate_vs_server_ceiling'][0]['rows']} rows",
-         ceiling(d["evaluate_vs_server_ceiling"])],
-        [f"same, {c8['evaluate_vs_server_ceiling'][0]['rows']} rows (`results/reliability_ceiling.json`)",
-         ceiling(c8["evaluate_vs_server_ceiling"])],
+        [
+            f"{a['threads']} threads x {a['calls_per_thread']} calls, cache on",
+            f"{a['answered']}/{a['requests']} answered, {a['errors']} errors; {a['lm_calls']} LM calls + "
+            f"{a['cache_hits']} cache hits = {a['lm_calls'] + a['cache_hits']}",
+        ],
+        [
+            "same, with faults injected",
+            f"{f['answered']}/{f['requests']} answered, {f['errors']} errors; {sum(inj.values())} faults injected "
+            f"({inj.get('429', 0)} x 429, {inj.get('500', 0)} x 500, {inj.get('drop', 0)} drop), {f['retries']} retries "
+            f"counted (equal: {'yes' if f['retries_equal_injected'] else 'no'}); {f['lm_calls'] - f['retries']} first "
+            f"attempts + {f['cache_hits']} hits = {f['lm_calls'] - f['retries'] + f['cache_hits']}",
+        ],
+        [
+            f"{s['clients']} concurrent clients vs `oobleck serve`",
+            f"{s['statuses'].get('200', 0)}/{s['clients']} HTTP 200; all answered in {s['wall_s']:.2f} s; latency p50 "
+            f"{s['latency_ms_p50']:.0f} ms, p99 {s['latency_ms_p99']:.0f} ms",
+        ],
+        [
+            f"evaluate vs the server's own ceiling, {threads} threads, {d['evaluate_vs_server_ceiling'][0]['rows']} rows",
+            ceiling(d["evaluate_vs_server_ceiling"]),
+        ],
+        [
+            f"same, {c8['evaluate_vs_server_ceiling'][0]['rows']} rows (`results/reliability_ceiling.json`)",
+            ceiling(c8["evaluate_vs_server_ceiling"]),
+        ],
     ]
     t = table(["part", "result"], ["l", "l"], rows)
     return block(t, provenance(d), provenance(c8))
@@ -469,48 +648,105 @@ def reliability_table(d: dict[str, Any]) -> str:
 
 @renderer("hotpotqa.retrievers", source="hotpotqa_retrieval")
 def hotpotqa_retrievers(d: dict[str, Any]) -> str:
-    names = {"bm25 (bm25s)": "BM25 (`BM25Index`, bm25s)", "vector MiniLM": "exact vectors, MiniLM (`VectorIndex`)",
-             "vector hashing": "exact vectors, hashing", "hybrid RRF": "hybrid RRF (BM25 + MiniLM)",
-             "qdrant local MiniLM": "Qdrant local mode, MiniLM vectors (build = upload)"}
+    names = {
+        "bm25 (bm25s)": "BM25 (`BM25Index`, bm25s)",
+        "vector MiniLM": "exact vectors, MiniLM (`VectorIndex`)",
+        "vector hashing": "exact vectors, hashing",
+        "hybrid RRF": "hybrid RRF (BM25 + MiniLM)",
+        "qdrant local MiniLM": "Qdrant local mode, MiniLM vectors (build = upload)",
+    }
     rows = []
     for r in d["retrievers"]["rows"]:
         build = "(none)" if r.get("note", "").startswith("fuses") else f"{r['build_s']:.1f} s"
-        rows.append([names.get(r["retriever"], r["retriever"]), build, f"{r['qps_batched']:g}",
-                     f"{r['qps_one_at_a_time']:g}"] + [f"{r['recall'][k]:.1f}%" for k in ("both@2", "both@4", "both@10")])
-    t = table(["retriever", "build", "queries/s batched", "queries/s one at a time", "both@2", "both@4", "both@10"],
-              ["l"] + ["r"] * 6, rows)
+        rows.append(
+            [names.get(r["retriever"], r["retriever"]), build, f"{r['qps_batched']:g}", f"{r['qps_one_at_a_time']:g}"]
+            + [f"{r['recall'][k]:.1f}%" for k in ("both@2", "both@4", "both@10")]
+        )
+    t = table(
+        ["retriever", "build", "queries/s batched", "queries/s one at a time", "both@2", "both@4", "both@10"],
+        ["l"] + ["r"] * 6,
+        rows,
+    )
     return block(t, provenance(d) + f" {d['retrievers']['questions']} dev questions.")
 
 
 HOTPOT_PROGRAMS = {"rag": "RAG", "multihop": "MultiHop"}
-HOTPOT_STAGES = {"zero_shot": "zero-shot", "compiled": "compiled", "compiled_search": "compiled + RandomSearch",
-                 "compiled_instructions": "compiled + instructions"}
+HOTPOT_STAGES = {
+    "zero_shot": "zero-shot",
+    "compiled": "compiled",
+    "compiled_search": "compiled + RandomSearch",
+    "compiled_instructions": "compiled + instructions",
+}
 
 
 @renderer("hotpotqa")
 def hotpotqa_table(d: dict[str, Any]) -> str:
     rows = []
     for r in d["table"]:
-        prog = HOTPOT_PROGRAMS.get(r["program"], r["program"]) if r["framework"] == "oobleck" else r["program"].replace("multihop", "multi-hop").replace("rag", "RAG")
-        rows.append(["oobleck" if r["framework"] == "oobleck" else "DSPy", prog, HOTPOT_STAGES.get(r["stage"], r["stage"]),
-                     f"{r['em']:.1f} ({ci(*r['em_95ci'])})", f"{r['f1']:.1f}", f"{r['recall_both']:.1f}%",
-                     str(r["failed_rows"]), str(r["eval_calls"]), str(r["compile_calls"])])
-    t = table(["framework", "program", "stage", "EM (95% CI)", "F1", "both gold found", "failed rows", "eval calls",
-               "compile calls"], ["l", "l", "l"] + ["r"] * 6, rows)
+        prog = (
+            HOTPOT_PROGRAMS.get(r["program"], r["program"])
+            if r["framework"] == "oobleck"
+            else r["program"].replace("multihop", "multi-hop").replace("rag", "RAG")
+        )
+        rows.append(
+            [
+                "oobleck" if r["framework"] == "oobleck" else "DSPy",
+                prog,
+                HOTPOT_STAGES.get(r["stage"], r["stage"]),
+                f"{r['em']:.1f} ({ci(*r['em_95ci'])})",
+                f"{r['f1']:.1f}",
+                f"{r['recall_both']:.1f}%",
+                str(r["failed_rows"]),
+                str(r["eval_calls"]),
+                str(r["compile_calls"]),
+            ]
+        )
+    t = table(
+        [
+            "framework",
+            "program",
+            "stage",
+            "EM (95% CI)",
+            "F1",
+            "both gold found",
+            "failed rows",
+            "eval calls",
+            "compile calls",
+        ],
+        ["l", "l", "l"] + ["r"] * 6,
+        rows,
+    )
     one = d["programs"]["one_hop_recall_same_rows"]
-    text = (f"One search with the question on the same rows finds both gold paragraphs {one['both@2']:.1f}% of the time "
-            f"at k=2 and {one['both@4']:.1f}% at k=4.")
-    return block(t, text, provenance(d, dspy=True, note=OLD_CALLS + " This run used `max_retries=1` and did not save "
-                 "`retries`, so its compile-call counts cannot be corrected." if d.get("run") is None else ""))
+    text = (
+        f"One search with the question on the same rows finds both gold paragraphs {one['both@2']:.1f}% of the time "
+        f"at k=2 and {one['both@4']:.1f}% at k=4."
+    )
+    return block(
+        t,
+        text,
+        provenance(
+            d,
+            dspy=True,
+            note=OLD_CALLS + " This run used `max_retries=1` and did not save "
+            "`retries`, so its compile-call counts cannot be corrected."
+            if d.get("run") is None
+            else "",
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------- compile_instructions
 
 CI_METHODS = {
-    "hand_prompt": "one-line hand prompt, no compile", "zero_shot": "starting program (JSONAdapter), no compile",
-    "random_search": "RandomSearch (best few-shot)", "instructions": "InstructionSearch (instructions only)",
-    "formats": "InstructionSearch with formats", "joint": "JointSearch (optuna TPE)", "reflective": "ReflectiveEvolution",
-    "mipro": 'MIPROv2 auto="light", ChatAdapter', "gepa": 'GEPA auto="light", ChatAdapter',
+    "hand_prompt": "one-line hand prompt, no compile",
+    "zero_shot": "starting program (JSONAdapter), no compile",
+    "random_search": "RandomSearch (best few-shot)",
+    "instructions": "InstructionSearch (instructions only)",
+    "formats": "InstructionSearch with formats",
+    "joint": "JointSearch (optuna TPE)",
+    "reflective": "ReflectiveEvolution",
+    "mipro": 'MIPROv2 auto="light", ChatAdapter',
+    "gepa": 'GEPA auto="light", ChatAdapter',
     "mipro_json": 'MIPROv2 auto="light", JSONAdapter, schema declared',
     "gepa_json": 'GEPA auto="light", JSONAdapter, schema declared',
 }
@@ -534,33 +770,77 @@ def compile_instructions_table(d: dict[str, Any]) -> str:
         fmt = r.get("format") or ("json" if r["method"].endswith("_json") else "chat")
         part = _ci_part(d, r)
         if r.get("dev_score") is None:
-            rows.append([r["task"], system, CI_METHODS[r["method"]], f"**crashed**: {r['error'].split(':')[0]}", "", "", "",
-                         "", "", fmt, "", part])
+            rows.append(
+                [
+                    r["task"],
+                    system,
+                    CI_METHODS[r["method"]],
+                    f"**crashed**: {r['error'].split(':')[0]}",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    fmt,
+                    "",
+                    part,
+                ]
+            )
             continue
         vs = r["vs_hand_prompt"]
         vs_text = "+0.0" if r["method"] == "hand_prompt" else f"{signed(vs[0])} [{signed(vs[1])}, {signed(vs[2])}]"
-        rows.append([r["task"], system, CI_METHODS[r["method"]],
-                     f"{r['dev_score']:.1f} [{r['dev_95'][0]:.1f}, {r['dev_95'][1]:.1f}]", vs_text,
-                     str(r["compile_calls"]), str(r["compile_tokens"]), f"{r['compile_wall_s']:.0f}",
-                     str(r["prompt_tokens_final"]), fmt, str(r["demos"]), part])
-    t = table(["task", "system", "method", "dev acc % (95% CI)", "vs hand prompt, paired", "compile LM calls",
-               "compile tokens", "compile wall s", "final prompt tokens", "format", "demos", "run"],
-              ["l", "l", "l", "l", "l", "r", "r", "r", "r", "l", "r", "r"], rows)
+        rows.append(
+            [
+                r["task"],
+                system,
+                CI_METHODS[r["method"]],
+                f"{r['dev_score']:.1f} [{r['dev_95'][0]:.1f}, {r['dev_95'][1]:.1f}]",
+                vs_text,
+                str(r["compile_calls"]),
+                str(r["compile_tokens"]),
+                f"{r['compile_wall_s']:.0f}",
+                str(r["prompt_tokens_final"]),
+                fmt,
+                str(r["demos"]),
+                part,
+            ]
+        )
+    t = table(
+        [
+            "task",
+            "system",
+            "method",
+            "dev acc % (95% CI)",
+            "vs hand prompt, paired",
+            "compile LM calls",
+            "compile tokens",
+            "compile wall s",
+            "final prompt tokens",
+            "format",
+            "demos",
+            "run",
+        ],
+        ["l", "l", "l", "l", "l", "r", "r", "r", "r", "l", "r", "r"],
+        rows,
+    )
     runs = []
     for i, part in enumerate(d["parts"]):
         p = load(part["file"].removesuffix(".json"))
         runs.append(f"Run {i + 1} (frameworks `{part['args']['frameworks']}`): " + provenance(p, dspy=True))
-    return block(t, "\n\n".join(runs), OLD_CALLS + " Predict's default `max_retries` is 0 here, so the counts are "
-                 "unaffected.")
+    return block(
+        t, "\n\n".join(runs), OLD_CALLS + " Predict's default `max_retries` is 0 here, so the counts are unaffected."
+    )
 
 
 @renderer("compile_instructions.best", source="compile_instructions")
 def compile_instructions_best(d: dict[str, Any]) -> str:
     out = []
     for task, g in d["goal"]["per_task"].items():
-        out.append(f"  - {TASK_NAMES.get(task, task)}: our best of five on dev, {CI_METHODS[g['oobleck_best']]}, "
-                   f"{g['oobleck_dev_score']:.1f} at {g['oobleck_compile_calls']} calls; DSPy's best of two on dev, "
-                   f"{CI_METHODS[g['dspy_best']]}, {g['dspy_dev_score']:.1f} at {g['dspy_compile_calls']}.")
+        out.append(
+            f"  - {TASK_NAMES.get(task, task)}: our best of five on dev, {CI_METHODS[g['oobleck_best']]}, "
+            f"{g['oobleck_dev_score']:.1f} at {g['oobleck_compile_calls']} calls; DSPy's best of two on dev, "
+            f"{CI_METHODS[g['dspy_best']]}, {g['dspy_dev_score']:.1f} at {g['dspy_compile_calls']}."
+        )
     return "\n" + "\n".join(out) + "\n"
 
 
@@ -625,12 +905,17 @@ def compile_instructions_racing(d: dict[str, Any]) -> str:
                 continue
             searches += 1
             if racing.get("dropped") or racing.get("calls_saved"):
-                saved.append(f"{racing['calls_saved']} calls on {TASK_NAMES.get(run['task'], run['task'])}'s "
-                             f"{CI_METHODS.get(method, method)} ({racing['dropped']} dropped)")
+                saved.append(
+                    f"{racing['calls_saved']} calls on {TASK_NAMES.get(run['task'], run['task'])}'s "
+                    f"{CI_METHODS.get(method, method)} ({racing['dropped']} dropped)"
+                )
     rest = searches - len(saved)
-    return ("Racing saved " + ("; ".join(saved) if saved else "nothing") +
-            f". In the other {rest} searches it dropped no candidate (the 24-row valset leaves at most 4 rows "
-            "after racing's 20-row minimum).")
+    return (
+        "Racing saved "
+        + ("; ".join(saved) if saved else "nothing")
+        + f". In the other {rest} searches it dropped no candidate (the 24-row valset leaves at most 4 rows "
+        "after racing's 20-row minimum)."
+    )
 
 
 # ---------------------------------------------------------------------------- soft_prompts
@@ -644,30 +929,47 @@ def soft_prompts_table(d: dict[str, Any]) -> str:
         return f"{x['accuracy']:.1f} ({ci(*x['ci95'])})" + (f", {extra}" if extra else "")
 
     def soft(x: dict[str, Any]) -> str:
-        return cell(x, f"{x['steps']} steps, {x['train_seconds']:.0f} s, best step {x['best_step']}"
-                    + (" (the untrained start)" if x["best_step"] == 0 else ""))
+        return cell(
+            x,
+            f"{x['steps']} steps, {x['train_seconds']:.0f} s, best step {x['best_step']}"
+            + (" (the untrained start)" if x["best_step"] == 0 else ""),
+        )
 
     names = list(tasks)
     first = tasks[names[0]]
     rows = [
         ["zero-shot, generate and parse"] + [cell(tasks[t]["zero_shot_generate"]) for t in names],
         ["zero-shot, score labels"] + [cell(tasks[t]["zero_shot_score"]) for t in names],
-        [f"hard compile ({first['hard_compile_score']['how']})"] + [cell(tasks[t]["hard_compile_score"]) for t in names],
-        ["prompt tuning from that hard prompt (virtual tokens: "
-         + " / ".join(str(tasks[t]["prompt_tuning_from_hard_compile"]["virtual_tokens"]) for t in names) + ")"]
+        [f"hard compile ({first['hard_compile_score']['how']})"]
+        + [cell(tasks[t]["hard_compile_score"]) for t in names],
+        [
+            "prompt tuning from that hard prompt (virtual tokens: "
+            + " / ".join(str(tasks[t]["prompt_tuning_from_hard_compile"]["virtual_tokens"]) for t in names)
+            + ")"
+        ]
         + [soft(tasks[t]["prompt_tuning_from_hard_compile"]) for t in names],
-        [f"prefix tuning, {first['prefix_tuning']['virtual_tokens']} tokens "
-         f"({thousands(first['prefix_tuning']['trainable_params'])} params)"] + [soft(tasks[t]["prefix_tuning"]) for t in names],
-        [f"P-tuning MLP, {first['p_tuning_mlp']['virtual_tokens']} tokens "
-         f"({thousands(first['p_tuning_mlp']['trainable_params'])} params)"] + [soft(tasks[t]["p_tuning_mlp"]) for t in names],
+        [
+            f"prefix tuning, {first['prefix_tuning']['virtual_tokens']} tokens "
+            f"({thousands(first['prefix_tuning']['trainable_params'])} params)"
+        ]
+        + [soft(tasks[t]["prefix_tuning"]) for t in names],
+        [
+            f"P-tuning MLP, {first['p_tuning_mlp']['virtual_tokens']} tokens "
+            f"({thousands(first['p_tuning_mlp']['trainable_params'])} params)"
+        ]
+        + [soft(tasks[t]["p_tuning_mlp"]) for t in names],
     ]
     head = [f"accuracy % (95% Wilson), {first['dev_rows']} dev rows"] + [TASK_NAMES.get(t, t) for t in names]
     mt = d["multitask"]
-    changes = ", ".join(f"{TASK_NAMES.get(t, t)} {mt[t]['zero_shot_score']['accuracy']:.1f} → {mt[t]['mpt']['accuracy']:.1f}"
-                        for t in mt["tasks"])
-    mt_text = (f"Multi-task prompt tuning (one shared prompt over {', '.join(mt['tasks'])}, then adapted to each; "
-               f"{mt['train_seconds_total']:.0f} s of training in all; {thousands(mt[mt['tasks'][0]]['mpt']['trainable_params_adapt'])} "
-               f"task-specific parameters; {mt['dev_rows_per_task']} dev rows per task), zero-shot scoring → adapted: {changes}.")
+    changes = ", ".join(
+        f"{TASK_NAMES.get(t, t)} {mt[t]['zero_shot_score']['accuracy']:.1f} → {mt[t]['mpt']['accuracy']:.1f}"
+        for t in mt["tasks"]
+    )
+    mt_text = (
+        f"Multi-task prompt tuning (one shared prompt over {', '.join(mt['tasks'])}, then adapted to each; "
+        f"{mt['train_seconds_total']:.0f} s of training in all; {thousands(mt[mt['tasks'][0]]['mpt']['trainable_params_adapt'])} "
+        f"task-specific parameters; {mt['dev_rows_per_task']} dev rows per task), zero-shot scoring → adapted: {changes}."
+    )
     complete = "" if d.get("complete") else " The JSON says `complete: false` (the throughput part was cut)."
     return block(table(head, ["l"] * (1 + len(names)), rows), mt_text, provenance(d, note=complete.strip()))
 
@@ -675,10 +977,12 @@ def soft_prompts_table(d: dict[str, Any]) -> str:
 @renderer("soft_prompts.throughput")
 def soft_prompts_throughput(d: dict[str, Any]) -> str:
     tp = d["throughput"]
-    names = {"transformers_batched_8_threads": "TransformersLM, 8 threads calling at once",
-             "transformers_one_at_a_time": "TransformersLM, one call at a time",
-             "llamacpp_local_4_slots_8_threads": "LocalLM (llama.cpp, Q4_1), 4 slots, 8 threads calling",
-             "llamacpp_local_one_at_a_time": "LocalLM, one call at a time"}
+    names = {
+        "transformers_batched_8_threads": "TransformersLM, 8 threads calling at once",
+        "transformers_one_at_a_time": "TransformersLM, one call at a time",
+        "llamacpp_local_4_slots_8_threads": "LocalLM (llama.cpp, Q4_1), 4 slots, 8 threads calling",
+        "llamacpp_local_one_at_a_time": "LocalLM, one call at a time",
+    }
     rows = [[label, f"{tp[k]['tokens_per_s']:g}", f"{tp[k]['seconds']:.0f}"] for k, label in names.items()]
     text = f"{tp['prompts']} prompts, greedy, at most {tp['max_tokens']} tokens, no cache."
     return block(text, table(["backend", "completion tokens/s", "wall s"], ["l", "r", "r"], rows), provenance(d))
@@ -694,9 +998,9 @@ SCRIPTS = {
     "reliability": "PYTHONPATH=. python benchmarks/reliability.py --threads 16 --calls 4 --distinct 2 --rows 2 --clients 200",
     "compile_fewshot": "PYTHONPATH=. python benchmarks/compile_fewshot.py",
     "hotpotqa": "PYTHONPATH=. python benchmarks/hotpotqa.py --skip-retrievers --dev 50 --train 12 --instruction-budget 60 "
-                "--instruction-val 16 --search-candidates 3 --n-threads 1 --threads 2",
+    "--instruction-val 16 --search-candidates 3 --n-threads 1 --threads 2",
     "compile_instructions": "cd benchmarks && PYTHONPATH=.. python compile_instructions.py --tasks sst2 --train 100 "
-                            "--val 24 --dev 200",
+    "--val 24 --dev 200",
     "soft_prompts": "PYTHONPATH=. nice -n 10 python benchmarks/soft_prompts.py",
 }
 
@@ -714,10 +1018,20 @@ def scripts_table(_: dict[str, Any]) -> str:
             end = r["machine"].get("loadavg_at_end")
             ends.append(f"{end[0]:g}" if end else "not recorded")
         rows.append([f"`{name}.py`", f"`{command}`", " / ".join(walls), " / ".join(ends)])
-    return block(table(["script", "command (from the repo root)", "last run's wall time (its JSON)",
-                        "1-min load average at its end"], ["l", "l", "r", "r"], rows),
-                 "`compile_instructions.py` runs one task per process, then `--merge` (see its section); its "
-                 "cells list the merged runs in order.")
+    return block(
+        table(
+            [
+                "script",
+                "command (from the repo root)",
+                "last run's wall time (its JSON)",
+                "1-min load average at its end",
+            ],
+            ["l", "l", "r", "r"],
+            rows,
+        ),
+        "`compile_instructions.py` runs one task per process, then `--merge` (see its section); its "
+        "cells list the merged runs in order.",
+    )
 
 
 # ---------------------------------------------------------------------------- rewriting
@@ -757,7 +1071,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.check:
             stale += 1
             rel = str(path.relative_to(ROOT))
-            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), rel, rel + " (from JSON)"))
+            sys.stdout.writelines(
+                difflib.unified_diff(old.splitlines(True), new.splitlines(True), rel, rel + " (from JSON)")
+            )
         else:
             path.write_text(new, encoding="utf-8")
             print(f"rewrote {path.relative_to(ROOT)}", file=sys.stderr)

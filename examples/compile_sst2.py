@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     mode, _ = program.mode_choice()
     gain = paired_interval([r.score for r in after.rows], [r.score for r in before.rows])
     wall = time.perf_counter() - started
-    print(f"SST-2 dev ({len(dev)} rows), SmolLM2-135M-Instruct in-process, mode {mode!r}, adapter {adapter.name!r} ({why})")
+    print(
+        f"SST-2 dev ({len(dev)} rows), SmolLM2-135M-Instruct in-process, mode {mode!r}, adapter {adapter.name!r} ({why})"
+    )
     print(f"  zero-shot : {before.score:5.1f}% accuracy")
     print(f"  compiled  : {after.score:5.1f}% accuracy  ({len(compiled.predictors()[0].demos)} demos)")
     print(f"  on dev    : {gain}{'' if gain.significant else '; not significant'}")
@@ -112,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             "zero_shot": round(before.score, 2),
             "compiled": round(after.score, 2),
             "demos": len(compiled.predictors()[0].demos),
-            "gain": {"points": round(gain.gain, 2), "low": round(gain.low, 2), "high": round(gain.high, 2),
-                     "significant": gain.significant},
+            "gain": {
+                "points": round(gain.gain, 2),
+                "low": round(gain.low, 2),
+                "high": round(gain.high, 2),
+                "significant": gain.significant,
+            },
             "verdict": compiled.provenance["scores"].get("verdict"),
             "compile_calls": spent.calls,
             "cache_hits": spent.cache_hits,

@@ -43,7 +43,9 @@ def read_rows(path: Path) -> list[Example]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(HERE / "out" / "sst2_instructions.json"), help="where to write the artifact")
+    parser.add_argument(
+        "--out", default=str(HERE / "out" / "sst2_instructions.json"), help="where to write the artifact"
+    )
     parser.add_argument("--cache", default=str(HERE / "out" / "cache"), help="LM cache directory")
     parser.add_argument("--quick", action="store_true", help="a few rows only (used by the test suite)")
     parser.add_argument("--seed", type=int, default=0)
@@ -88,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in verdict_lines(scores):
         print(f"  {line}")
     print(f"  candidates       : {len(scores['candidates'])}, racing saved {scores['racing']['calls_saved']} calls")
-    print(f"  compile          : {compiled.compile_usage.calls} LM calls, {compiled.compile_usage.cache_hits} from the cache")
+    print(
+        f"  compile          : {compiled.compile_usage.calls} LM calls, {compiled.compile_usage.cache_hits} from the cache"
+    )
     print(f"  wall time        : {time.perf_counter() - started:.1f} s")
     print(f"  artifact         : {out}  (oobleck inspect {out} lists the top candidates)")
     return 0

@@ -77,14 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     # Compile under batch calibration: every candidate (other demos) refits its own prior on
     # the training inputs the first time it scores, so candidates are compared as they will run.
     start = Predict(Ticket, lm=lm, calibration="batch")
-    compiled = RandomSearch(metric, num_candidates=1 if args.quick else 3, max_bootstrapped_demos=2,
-                            max_labeled_demos=2).compile(start, trainset=train[: len(train) // 2],
-                                                         valset=train[len(train) // 2 :], seed=0, progress=False)
+    compiled = RandomSearch(
+        metric, num_candidates=1 if args.quick else 3, max_bootstrapped_demos=2, max_labeled_demos=2
+    ).compile(start, trainset=train[: len(train) // 2], valset=train[len(train) // 2 :], seed=0, progress=False)
     after = evaluate(compiled, dev, metric, progress=False)
     before = results["score + batch"]
     gain = paired_interval([r.score for r in after.rows], [r.score for r in before.rows])
-    print(f"  compiled (RandomSearch, batch-calibrated): {after.score:5.1f}% ({len(compiled.predictors()[0].demos)} demos); "
-          f"against zero-shot on these rows: {gain}")
+    print(
+        f"  compiled (RandomSearch, batch-calibrated): {after.score:5.1f}% ({len(compiled.predictors()[0].demos)} demos); "
+        f"against zero-shot on these rows: {gain}"
+    )
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     loaded = oobleck.load(out, lm=lm)
     again = loaded(text=dev[0].text)
     same = again.probabilities == compiled(text=dev[0].text).probabilities
-    print(f"  saved with its prior ({loaded.predictors['self'].calibration_state.describe()[:60]}...); "
-          f"loaded answers the same: {same}")
+    print(
+        f"  saved with its prior ({loaded.predictors['self'].calibration_state.describe()[:60]}...); "
+        f"loaded answers the same: {same}"
+    )
     return 0 if same else 1
 
 

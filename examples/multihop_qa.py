@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. An index: BM25 and hashed-word vectors fused by RRF; saved as side files, loaded back.
     docs = [{"id": r["title"], **r} for r in corpus]
-    index = HybridRetriever([BM25Index(docs, show_progress=False), VectorIndex(docs, embedder=HashingEmbedder(), show_progress=False)])
+    index = HybridRetriever(
+        [BM25Index(docs, show_progress=False), VectorIndex(docs, embedder=HashingEmbedder(), show_progress=False)]
+    )
     index_dir = out.parent / (out.stem + "_index")
     save_index(index, index_dir)
     index = load_index(index_dir)
@@ -65,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     recall = TitleRecall(gold_field="titles")
     zero = evaluate(program, dev, exact_match, progress=False, max_errors=None)
     zero_recall = evaluate(program, dev, recall, progress=False, max_errors=None)
-    print(f"zero-shot: exact match {zero.score:.1f}%, gold-title recall {zero_recall.score:.1f}% on {len(dev)} questions")
+    print(
+        f"zero-shot: exact match {zero.score:.1f}%, gold-title recall {zero_recall.score:.1f}% on {len(dev)} questions"
+    )
 
     # 3. Compile: demos for the query writers and the answerer, from runs that answered well.
     def good_answer(example: Example, prediction: oobleck.Prediction, trace: object = None) -> bool:

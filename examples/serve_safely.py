@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             no_token = post(address, {"text": "a gorgeous, heartfelt film"}, None)
             print(f"without the token: HTTP {no_token[0]} {no_token[1]['error']['type']}")
-            texts = ["a gorgeous, heartfelt film"] + ([] if args.quick else ["a dull and lifeless mess", "sharp, funny writing"])
+            texts = ["a gorgeous, heartfelt film"] + (
+                [] if args.quick else ["a dull and lifeless mess", "sharp, funny writing"]
+            )
             answers = [post(address, {"text": t}, token) for t in texts]
             for text, (status, body) in zip(texts, answers):
                 print(f"with the token: HTTP {status} {text!r} -> {body}")
@@ -115,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
-    ok = all(summary["refused"].values()) and no_token[0] == 401 and all(s == 200 for s in summary["with_token_statuses"])
+    ok = (
+        all(summary["refused"].values())
+        and no_token[0] == 401
+        and all(s == 200 for s in summary["with_token_statuses"])
+    )
     return 0 if ok else 1
 
 

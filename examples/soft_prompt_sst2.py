@@ -83,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"SST-2 dev ({len(dev)} rows), SmolLM2-135M-Instruct via transformers, labels scored")
     print(f"  zero-shot          : {zero.score:5.1f}%")
     print(f"  {k} labelled demos   : {hard_score.score:5.1f}%")
-    print(f"  + soft prompt      : {soft_score.score:5.1f}%  ({tuned.soft_prompt.num_virtual_tokens} virtual tokens "
-          f"from the hard prompt's text, {report['steps']} steps, loss {report['first_loss']} -> {report['last_loss']})")
+    print(
+        f"  + soft prompt      : {soft_score.score:5.1f}%  ({tuned.soft_prompt.num_virtual_tokens} virtual tokens "
+        f"from the hard prompt's text, {report['steps']} steps, loss {report['first_loss']} -> {report['last_loss']})"
+    )
     print(f"  reloaded artifact  : {reloaded(text='A gorgeous, funny and moving film.').label}")
     print(f"  wall time          : {time.perf_counter() - started:.1f} s; artifact {out}")
     return 0

@@ -111,8 +111,10 @@ class Budget:
     @property
     def limited(self) -> bool:
         """Whether any limit is set (here or in a parent)."""
-        return self.max_lm_calls is not None or self.max_tokens is not None or (
-            self.parent is not None and self.parent.limited
+        return (
+            self.max_lm_calls is not None
+            or self.max_tokens is not None
+            or (self.parent is not None and self.parent.limited)
         )
 
     @property

@@ -143,11 +143,15 @@ def read_inside(
     try:
         dir_fd = os.open(os.fspath(directory), os.O_RDONLY | _DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise ArtifactError(f"{what}: cannot open the artifact's folder {os.fspath(directory)!r} ({exc.strerror})") from None
+        raise ArtifactError(
+            f"{what}: cannot open the artifact's folder {os.fspath(directory)!r} ({exc.strerror})"
+        ) from None
     try:
         for i, part in enumerate(parts[:-1]):
             try:
-                next_fd = os.open(part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
+                next_fd = os.open(
+                    part, os.O_RDONLY | _DIRECTORY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd
+                )
             except OSError as exc:
                 raise _refusal(what, "/".join(parts[: i + 1]), exc) from None
             os.close(dir_fd)

@@ -140,6 +140,7 @@ def bar(total: int | None, desc: str, *, enabled: bool, score_label: str = "scor
         finally:
             _CURRENT.reset(token)
 
+
 class Counter(Protocol):
     """What a :func:`counter` bar offers (a tqdm bar)."""
 

@@ -40,7 +40,18 @@ from oobleck.lm.base import LM
 from oobleck.lm.types import LMRequest, LMResponse, Usage
 from oobleck.signature import Signature
 
-__all__ = ["CalibrationSetting", "Mode", "PriorMemo", "ScoreMode", "ScoreSettings", "check_settings", "dump_state", "load_state", "prior_key", "prompt_fingerprint"]
+__all__ = [
+    "CalibrationSetting",
+    "Mode",
+    "PriorMemo",
+    "ScoreMode",
+    "ScoreSettings",
+    "check_settings",
+    "dump_state",
+    "load_state",
+    "prior_key",
+    "prompt_fingerprint",
+]
 
 Mode = Literal["auto", "generate", "score"]
 CalibrationSetting = Literal["auto", "contextual", "batch"] | None
@@ -266,7 +277,9 @@ def _in_event_loop() -> bool:
     return True
 
 
-def prompt_fingerprint(signature: Signature, demos: Sequence[Mapping[str, Any]], adapter: Adapter | None, score_norm: str) -> str:
+def prompt_fingerprint(
+    signature: Signature, demos: Sequence[Mapping[str, Any]], adapter: Adapter | None, score_norm: str
+) -> str:
     """sha256 of what a label prior depends on besides the LM (see ``Predict.prompt_fingerprint``)."""
     blob = {
         "signature": str(signature),
@@ -349,7 +362,9 @@ def load_state(
         if "calibration_state" in extra:
             state = Calibration.from_data(extra["calibration_state"], labels=labels, score_norm=score_norm)
             if state.method != calibration:
-                raise ArtifactError(f"the saved prior was fitted by {state.method!r} calibration but calibration is {calibration!r}")
+                raise ArtifactError(
+                    f"the saved prior was fitted by {state.method!r} calibration but calibration is {calibration!r}"
+                )
         elif calibration == "batch":
             raise ArtifactError("calibration 'batch' was saved without its fitted prior (calibration_state)")
     elif set(extra) & {"calibration", "score_norm", "calibration_state"}:

@@ -212,7 +212,9 @@ class Calibration:
         outputs = data.get("outputs")
         if not isinstance(outputs, Mapping) or sorted(outputs) != sorted(labels):
             have = sorted(outputs) if isinstance(outputs, Mapping) else outputs
-            raise ArtifactError(f"calibration covers outputs {have}, the predictor's label outputs are {sorted(labels)}")
+            raise ArtifactError(
+                f"calibration covers outputs {have}, the predictor's label outputs are {sorted(labels)}"
+            )
         priors: dict[str, tuple[float, ...]] = {}
         for name, expected in labels.items():
             entry = outputs[name]
@@ -342,7 +344,9 @@ def _fitting_inputs(
     for i, row in enumerate(rows):
         missing = [n for n in names if n not in row]
         if missing:
-            raise ConfigError(f"row {i} has no input(s) {missing} for {predictor!r}; batch calibration reads its inputs")
+            raise ConfigError(
+                f"row {i} has no input(s) {missing} for {predictor!r}; batch calibration reads its inputs"
+            )
         out.append({n: row[n] for n in names})
     if not out:
         raise ConfigError("batch calibration needs rows (unlabelled inputs are enough); or use method='contextual'")
@@ -424,7 +428,9 @@ def with_calibration_rows(program: Module, rows: Sequence[Mapping[str, Any]], *,
     return program
 
 
-def _traced_inputs(program: Module, targets: list[Predict], rows: list[Mapping[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+def _traced_inputs(
+    program: Module, targets: list[Predict], rows: list[Mapping[str, Any]]
+) -> dict[int, list[dict[str, Any]]]:
     """For predictors whose inputs are not in the rows: what they received in one run of the program."""
     need = [p for p in targets if rows and not all(all(n in r for n in p.signature.input_fields) for r in rows)]
     if not need:

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
+
 @dataclass(frozen=True, slots=True)
 class EvalRow:
     """The outcome of one example.
@@ -157,7 +158,14 @@ class EvaluationResult:
         with open(path, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(
-                ["index", *ex_keys, *(f"pred.{k}" for k in pred_keys), "score", *(["feedback"] if feedback else []), "error"]
+                [
+                    "index",
+                    *ex_keys,
+                    *(f"pred.{k}" for k in pred_keys),
+                    "score",
+                    *(["feedback"] if feedback else []),
+                    "error",
+                ]
             )
             for r in self.rows:
                 pred = r.prediction.to_dict() if r.prediction is not None else {}
@@ -244,9 +252,7 @@ def evaluate(
     examples = list(devset)
     for i, ex in enumerate(examples):
         if not isinstance(ex, Example) or ex.input_keys is None:
-            raise ConfigError(
-                f"devset[{i}] has no inputs marked; build rows as Example(...).with_inputs('field', ...)"
-            )
+            raise ConfigError(f"devset[{i}] has no inputs marked; build rows as Example(...).with_inputs('field', ...)")
     name = metric_name(metric)
     failures: list[tuple[int, BaseException]] = []
     lock = threading.Lock()
@@ -279,9 +285,10 @@ def evaluate(
     rows: list[EvalRow | None] = [None] * len(examples)
     total = 0.0
     done = 0
-    with _progress.bar(len(examples), f"evaluate ({name})", enabled=progress) as shown, contextlib.closing(
-        run(one, list(enumerate(examples)), num_threads=num_threads)
-    ) as results:
+    with (
+        _progress.bar(len(examples), f"evaluate ({name})", enabled=progress) as shown,
+        contextlib.closing(run(one, list(enumerate(examples)), num_threads=num_threads)) as results,
+    ):
         for i, fut in results:
             row = fut.result()
             rows[i] = row

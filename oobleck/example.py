@@ -41,9 +41,7 @@ class Example(Mapping[str, Any]):
         try:
             return self._data[name]
         except KeyError:
-            raise AttributeError(
-                f"{type(self).__name__} has no field {name!r}; it has {sorted(self._data)}"
-            ) from None
+            raise AttributeError(f"{type(self).__name__} has no field {name!r}; it has {sorted(self._data)}") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable; use .copy({name}=...)")

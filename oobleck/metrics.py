@@ -359,7 +359,9 @@ class TitleRecall:
         0.5
     """
 
-    def __init__(self, *, gold_field: str = "supporting_titles", passages_field: str = "passages", all_found: bool = False) -> None:
+    def __init__(
+        self, *, gold_field: str = "supporting_titles", passages_field: str = "passages", all_found: bool = False
+    ) -> None:
         self.gold_field = gold_field
         self.passages_field = passages_field
         self.all_found = all_found
@@ -375,7 +377,12 @@ class TitleRecall:
         if self.passages_field in prediction:
             passages = list(prediction[self.passages_field] or [])
         elif trace is not None:
-            passages = [p for e in trace if e.outputs and type(e.predictor).__name__ == "Retrieve" for p in e.outputs["passages"]]
+            passages = [
+                p
+                for e in trace
+                if e.outputs and type(e.predictor).__name__ == "Retrieve"
+                for p in e.outputs["passages"]
+            ]
         else:
             raise ConfigError(
                 f"{self.name}: the prediction has no field {self.passages_field!r} (it has {sorted(prediction)}) "

@@ -208,4 +208,3 @@ def _copy_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _copy_value(v) for k, v in value.items()}
     return value
-

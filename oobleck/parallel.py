@@ -23,7 +23,9 @@ def submit(pool: ThreadPoolExecutor, fn: Callable[[T], R], item: T) -> Future[R]
     return pool.submit(ctx.run, fn, item)
 
 
-def run(fn: Callable[[T], R], items: Iterable[T], *, num_threads: int = 1) -> Generator[tuple[int, Future[R]], None, None]:
+def run(
+    fn: Callable[[T], R], items: Iterable[T], *, num_threads: int = 1
+) -> Generator[tuple[int, Future[R]], None, None]:
     """Run ``fn`` over ``items`` and yield ``(index, future)`` as each finishes.
 
     Args:

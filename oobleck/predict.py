@@ -303,9 +303,7 @@ class Predict(Module):
                 parts.append(f"missing input(s) {missing}")
             if unknown:
                 parts.append(f"unknown input(s) {unknown}")
-            raise InputError(
-                f"{'; '.join(parts)} for signature {self.signature}; expected exactly {list(expected)}"
-            )
+            raise InputError(f"{'; '.join(parts)} for signature {self.signature}; expected exactly {list(expected)}")
 
     # ---- rendering ----
 
@@ -375,7 +373,9 @@ class Predict(Module):
     def __call__(self, *args: Any, **inputs: Any) -> Prediction:
         """Run the predictor on the inputs (by name): see :meth:`forward`."""
         if args:
-            raise InputError(f"Predict takes inputs by name, e.g. predict({next(iter(self.signature.input_fields), 'x')}=...)")
+            raise InputError(
+                f"Predict takes inputs by name, e.g. predict({next(iter(self.signature.input_fields), 'x')}=...)"
+            )
         return self.forward(**inputs)
 
     async def acall(self, **inputs: Any) -> Prediction:
@@ -430,7 +430,9 @@ class Predict(Module):
                     except StopIteration as done:
                         return done.value  # type: ignore[no-any-return]
 
-    def _steps(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> Generator[LMRequest, LMResponse, Prediction]:
+    def _steps(
+        self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]
+    ) -> Generator[LMRequest, LMResponse, Prediction]:
         """The call protocol without I/O: yields each request, receives its response.
 
         Sync and async callers drive the same generator, so parsing, parse-repair retries,
@@ -494,17 +496,25 @@ class Predict(Module):
             self, self.mode, self.calibration, self.score_norm, self.calibration_state, self.calibration_rows
         )
 
-    def _score_steps(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> Generator[LMRequest, LMResponse, Prediction]:
+    def _score_steps(
+        self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]
+    ) -> Generator[LMRequest, LMResponse, Prediction]:
         """Score the labels (after generating any free text first), calibrated as configured."""
         label_scoring.check_scoring(self.signature, lm)
         hooks = label_scoring.ScoringHooks(
             request=functools.partial(self._request, adapter, lm),
-            generate=lambda values, request, signature: self._attempts(adapter, values, request, signature, final=False),
+            generate=lambda values, request, signature: self._attempts(
+                adapter, values, request, signature, final=False
+            ),
             emit=self._emit,
-            emit_failure=lambda values, request, exc: self._emit(values, None, request, None, _failed_usage(exc, 0), exc),
+            emit_failure=lambda values, request, exc: self._emit(
+                values, None, request, None, _failed_usage(exc, 0), exc
+            ),
         )
         scoring = label_scoring.LabelScoring(self.signature, adapter, self.score_norm)
-        mode = _score_mode.ScoreMode(scoring, self._score_settings(), self._priors, hooks, lm, self.prompt_fingerprint(adapter))
+        mode = _score_mode.ScoreMode(
+            scoring, self._score_settings(), self._priors, hooks, lm, self.prompt_fingerprint(adapter)
+        )
         return (yield from mode.steps(inputs))
 
     def _max_retries(self) -> int:
@@ -532,7 +542,9 @@ class Predict(Module):
                 if choice.finish_reason == "length":
                     note = _truncated(signature, request, i)
                     if strict:
-                        raise ParseError(note, raw=choice.text, field=None, signature=signature, reason="truncated at max_tokens")
+                        raise ParseError(
+                            note, raw=choice.text, field=None, signature=signature, reason="truncated at max_tokens"
+                        )
                     notes.append(note)
                 completions.append(adapter.parse(signature, choice.text))
             except ParseError as exc:
@@ -567,9 +579,7 @@ class Predict(Module):
             emit(TraceEntry(self, dict(inputs), outputs, list(request.messages), raw, usage, error))
 
     def _placeholder(self) -> Prediction:
-        return Prediction(
-            {name: placeholder(f.type, name) for name, f in self.signature.output_fields.items()}
-        )
+        return Prediction({name: placeholder(f.type, name) for name, f in self.signature.output_fields.items()})
 
 
 def _truncated(signature: Signature, request: LMRequest, index: int) -> str:

@@ -194,7 +194,14 @@ class _Handler(BaseHTTPRequestHandler):
         # http.server's own errors (bad request line, header too long, unsupported
         # method, 408) are HTML by default: answer them in JSON like every other error.
         # A client's mistake is a 4xx: an unknown method is 405, an unknown HTTP version 400.
-        kinds = {400: "BadRequest", 408: "RequestTimeout", 414: "URITooLong", 431: "HeadersTooLarge", 501: "MethodNotAllowed", 505: "BadRequest"}
+        kinds = {
+            400: "BadRequest",
+            408: "RequestTimeout",
+            414: "URITooLong",
+            431: "HeadersTooLarge",
+            501: "MethodNotAllowed",
+            505: "BadRequest",
+        }
         status = {501: 405, 505: 400}.get(code, code)
         if not self.request_version.startswith("HTTP/1."):
             self.request_version = "HTTP/1.1"  # answer with a status line even to a garbled request
@@ -234,7 +241,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._send(
             401,
-            {"error": {"type": "Unauthorized", "message": "send Authorization: Bearer <token> (the token the server was started with)"}},
+            {
+                "error": {
+                    "type": "Unauthorized",
+                    "message": "send Authorization: Bearer <token> (the token the server was started with)",
+                }
+            },
             {"WWW-Authenticate": 'Bearer realm="oobleck"', "Connection": "close"},
         )
         return False
@@ -244,7 +256,10 @@ class _Handler(BaseHTTPRequestHandler):
         if path != "/health" and not self._authorized():
             return
         if path == "/health":
-            self._send(200, {"status": "ok", "oobleck_version": __version__, "predictors": list(self.settings.artifact.predictors)})
+            self._send(
+                200,
+                {"status": "ok", "oobleck_version": __version__, "predictors": list(self.settings.artifact.predictors)},
+            )
         elif path == "/":
             self._send(200, _describe(self.settings.artifact))
         else:
@@ -379,7 +394,9 @@ def make_server(
     if min(backlog, max_inflight, max_connections) < 1 or min(conn_timeout, queue_timeout) <= 0:
         raise ConfigError("backlog, max_inflight, max_connections, conn_timeout and queue_timeout must be positive")
     if token is not None and not token.strip():
-        raise ConfigError("token= is empty; give a long random string (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
+        raise ConfigError(
+            "token= is empty; give a long random string (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+        )
     if token is None and not is_loopback(host):
         message = (
             f"serving on {host} without a token: anyone who can reach this port can run the program "
@@ -402,7 +419,9 @@ def make_server(
     try:
         return _Server((host, port), handler, backlog=backlog, max_connections=max_connections)
     except (OSError, OverflowError, TypeError) as exc:
-        raise ConfigError(f"cannot listen on {host}:{port} ({exc}); choose another --host/--port (0 picks a free port)") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc}); choose another --host/--port (0 picks a free port)"
+        ) from None
 
 
 def serve(

@@ -80,7 +80,9 @@ class Field:
                 raise SignatureError(f"a field type is written as a short string, got {type(spelled).__name__}")
             tp = _types.annotation_from_ast(ast.parse(spelled, mode="eval").body, types or {})
         except (SignatureError, SyntaxError, RecursionError, MemoryError):
-            tp = _types.type_from_schema(data.get("schema") or {}, name=spelled if isinstance(spelled, str) else "Model")
+            tp = _types.type_from_schema(
+                data.get("schema") or {}, name=spelled if isinstance(spelled, str) else "Model"
+            )
         return cls(name=data["name"], kind=data["kind"], type=tp, desc=data.get("desc", ""))
 
 
@@ -392,9 +394,7 @@ def _from_class(cls: type) -> Signature:
         if not isinstance(marker, _FieldMarker):
             if name.startswith("_"):
                 continue
-            raise SignatureError(
-                f"{cls.__name__}.{name} needs a value of InputField(...) or OutputField(...)"
-            )
+            raise SignatureError(f"{cls.__name__}.{name} needs a value of InputField(...) or OutputField(...)")
         fields.append(Field(name, marker.kind, hints.get(name, str), marker.desc))
     for name, value in cls.__dict__.items():
         if isinstance(value, _FieldMarker) and name not in cls.__dict__.get("__annotations__", {}):

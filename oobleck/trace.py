@@ -104,9 +104,7 @@ class UsageMeter:
             self.usage = self.usage + entry.usage
 
 
-_RECORDERS: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar(
-    "oobleck_recorders", default=()
-)
+_RECORDERS: contextvars.ContextVar[tuple[Recorder, ...]] = contextvars.ContextVar("oobleck_recorders", default=())
 
 
 def active() -> bool:

@@ -214,7 +214,10 @@ def test_the_default_contextual_choice_is_saved_as_resolved(tmp_path):
     before = p(text="ok")
     doc, path = _saved(tmp_path, p)
     extra = doc["predictors"][0]["extra"]
-    assert {k: v for k, v in extra.items() if k != "calibration_state"} == {"mode": "score", "calibration": "contextual"}
+    assert {k: v for k, v in extra.items() if k != "calibration_state"} == {
+        "mode": "score",
+        "calibration": "contextual",
+    }
     # the prior estimated on the first call is saved with how it was fitted and for which prompt
     state = extra["calibration_state"]
     assert state["method"] == "contextual" and state["rows"] == 3 and state["prompt"] == p.prompt_fingerprint()
@@ -319,7 +322,10 @@ def test_inspect_shows_the_calibration(tmp_path, capsys):
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     prior = program.calibration_state.priors["label"]
-    assert f"calibration batch, 4 rows, score_norm sum; prior label: positive {prior[0]:.3f}, negative {prior[1]:.3f}" in out
+    assert (
+        f"calibration batch, 4 rows, score_norm sum; prior label: positive {prior[0]:.3f}, negative {prior[1]:.3f}"
+        in out
+    )
     assert "scoring    labels ranked by likelihood" in out
 
 

@@ -43,7 +43,9 @@ def test_many_threads_each_see_their_own_context():
 def test_parallel_run_carries_the_context_and_trace_into_workers():
     program = Predict("q -> answer")
     with context(lm=echo_lm("outer")), trace() as t:
-        outputs = {i: f.result().answer for i, f in run(lambda q: program(q=q), [str(i) for i in range(12)], num_threads=4)}
+        outputs = {
+            i: f.result().answer for i, f in run(lambda q: program(q=q), [str(i) for i in range(12)], num_threads=4)
+        }
     assert set(outputs.values()) == {"outer"}
     assert len(t) == 12
 

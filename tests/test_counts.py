@@ -14,7 +14,10 @@ except ImportError:
     import httpx  # type: ignore[no-redef]
 
 OK = {
-    "id": "x", "object": "chat.completion", "created": 0, "model": "m",
+    "id": "x",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "m",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": '{"a": "4"}'}, "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
 }
@@ -32,7 +35,9 @@ def server(*steps: int) -> tuple[OpenAILM, list]:
         return httpx.Response(status, json=OK if status == 200 else DOWN)
 
     client = openai.OpenAI(
-        api_key="unused", base_url="http://fake.local/v1", max_retries=0,
+        api_key="unused",
+        base_url="http://fake.local/v1",
+        max_retries=0,
         http_client=httpx.Client(transport=httpx.MockTransport(handler)),
     )
     return OpenAILM("m", client=client, backoff=0.001, max_retries=3), sent

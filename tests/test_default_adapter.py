@@ -39,7 +39,12 @@ def test_structured_backend_gets_a_constrained_json_answer():
     assert program(text="The match ended 2-1.").label == "Sports"
     request = lm.requests[0]
     assert request.response_format is not None  # the backend constrains the answer
-    assert request.response_format["schema"]["properties"]["label"]["enum"] == ["World", "Sports", "Business", "Sci/Tech"]
+    assert request.response_format["schema"]["properties"]["label"]["enum"] == [
+        "World",
+        "Sports",
+        "Business",
+        "Sci/Tech",
+    ]
     assert request.messages[-1].content == "Text: The match ended 2-1."
     adapter, why = program.adapter_choice()
     assert isinstance(adapter, TemplateAdapter) and "json_schema" in why

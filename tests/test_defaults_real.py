@@ -92,7 +92,11 @@ def test_compiled_on_the_defaults_gives_the_same_answers_in_a_fresh_process(defa
     assert state["method"] == "contextual" and state["prompt"] == compiled.predictors()[0].prompt_fingerprint()
     child = subprocess.run(
         [sys.executable, "-c", _CHILD, str(path)],
-        input=json.dumps(texts), capture_output=True, text=True, timeout=900, env=dict(os.environ),
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ),
     )
     assert child.returncode == 0, child.stderr[-2000:]
     assert json.loads(child.stdout.strip().splitlines()[-1]) == here

@@ -33,7 +33,18 @@ def test_examples_run(monkeypatch, tmp_path):
     scripts = sorted((ROOT / "examples").glob("*.py"))
     assert scripts
     for script in scripts:
-        monkeypatch.setattr(sys, "argv", [str(script), "--quick", "--out", str(tmp_path / (script.stem + ".json")), "--cache", str(tmp_path / "cache")])
+        monkeypatch.setattr(
+            sys,
+            "argv",
+            [
+                str(script),
+                "--quick",
+                "--out",
+                str(tmp_path / (script.stem + ".json")),
+                "--cache",
+                str(tmp_path / "cache"),
+            ],
+        )
         with pytest.raises(SystemExit) as done:
             runpy.run_path(str(script), run_name="__main__")
         assert done.value.code == 0

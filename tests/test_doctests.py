@@ -18,8 +18,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # The SDKs the extras in pyproject.toml install; any other missing import is a failure.
-OPTIONAL = {"bm25s", "gguf", "httpx", "openai", "optuna", "peft", "qdrant_client", "safetensors", "torch", "transformers", "xllamacpp"}
-
+OPTIONAL = {
+    "bm25s",
+    "gguf",
+    "httpx",
+    "openai",
+    "optuna",
+    "peft",
+    "qdrant_client",
+    "safetensors",
+    "torch",
+    "transformers",
+    "xllamacpp",
+}
 
 
 def _runnable(source: str) -> bool:

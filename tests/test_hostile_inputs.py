@@ -63,7 +63,111 @@ def test_ref_fan_out_is_resolved_once_per_definition():
         {"type": "object", "properties": ["a"]},
         {"type": "array", "prefixItems": []},
         {"anyOf": [{"type": "integer"}] * (MAX_SCHEMA_NODES + 5)},
-        {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}}},
+        {
+            "type": "array",
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "array",
+                        "items": {
+                            "type": "array",
+                            "items": {
+                                "type": "array",
+                                "items": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "array",
+                                            "items": {
+                                                "type": "array",
+                                                "items": {
+                                                    "type": "array",
+                                                    "items": {
+                                                        "type": "array",
+                                                        "items": {
+                                                            "type": "array",
+                                                            "items": {
+                                                                "type": "array",
+                                                                "items": {
+                                                                    "type": "array",
+                                                                    "items": {
+                                                                        "type": "array",
+                                                                        "items": {
+                                                                            "type": "array",
+                                                                            "items": {
+                                                                                "type": "array",
+                                                                                "items": {
+                                                                                    "type": "array",
+                                                                                    "items": {
+                                                                                        "type": "array",
+                                                                                        "items": {
+                                                                                            "type": "array",
+                                                                                            "items": {
+                                                                                                "type": "array",
+                                                                                                "items": {
+                                                                                                    "type": "array",
+                                                                                                    "items": {
+                                                                                                        "type": "array",
+                                                                                                        "items": {
+                                                                                                            "type": "array",
+                                                                                                            "items": {
+                                                                                                                "type": "array",
+                                                                                                                "items": {
+                                                                                                                    "type": "array",
+                                                                                                                    "items": {
+                                                                                                                        "type": "array",
+                                                                                                                        "items": {
+                                                                                                                            "type": "array",
+                                                                                                                            "items": {
+                                                                                                                                "type": "array",
+                                                                                                                                "items": {
+                                                                                                                                    "type": "array",
+                                                                                                                                    "items": {
+                                                                                                                                        "type": "array",
+                                                                                                                                        "items": {
+                                                                                                                                            "type": "array",
+                                                                                                                                            "items": {
+                                                                                                                                                "type": "array",
+                                                                                                                                                "items": {
+                                                                                                                                                    "type": "integer"
+                                                                                                                                                },
+                                                                                                                                            },
+                                                                                                                                        },
+                                                                                                                                    },
+                                                                                                                                },
+                                                                                                                            },
+                                                                                                                        },
+                                                                                                                    },
+                                                                                                                },
+                                                                                                            },
+                                                                                                        },
+                                                                                                    },
+                                                                                                },
+                                                                                            },
+                                                                                        },
+                                                                                    },
+                                                                                },
+                                                                            },
+                                                                        },
+                                                                    },
+                                                                },
+                                                            },
+                                                        },
+                                                    },
+                                                },
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
         [1, 2],
     ],
 )
@@ -77,7 +181,14 @@ def test_field_from_dict_with_hostile_spelling_falls_back_to_a_checked_schema():
         Field.from_dict({"name": "a", "kind": "output", "type": "X" + "[" * 5000, "schema": {"anyOf": []}})
     with pytest.raises(ArtifactError):
         Field.from_dict({"name": "a", "kind": "output", "type": 12, "schema": {"$ref": "#/$defs/nope"}})
-    field = Field.from_dict({"name": "a", "kind": "output", "type": "Answer", "schema": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}})
+    field = Field.from_dict(
+        {
+            "name": "a",
+            "kind": "output",
+            "type": "Answer",
+            "schema": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]},
+        }
+    )
     assert field.type.model_validate({"x": 1}).x == 1
 
 

@@ -8,7 +8,20 @@ import sys
 
 import pytest
 
-HEAVY = ["openai", "httpx", "httpx2", "transformers", "torch", "peft", "xllamacpp", "numpy", "diskcache", "tqdm", "bm25s", "qdrant_client"]
+HEAVY = [
+    "openai",
+    "httpx",
+    "httpx2",
+    "transformers",
+    "torch",
+    "peft",
+    "xllamacpp",
+    "numpy",
+    "diskcache",
+    "tqdm",
+    "bm25s",
+    "qdrant_client",
+]
 
 
 def test_import_is_light():
@@ -22,7 +35,9 @@ def test_public_names_resolve():
 
     for name in oobleck.__all__:
         assert getattr(oobleck, name) is not None
-    assert oobleck.__all__ == sorted(oobleck.__all__, key=lambda s: (s.startswith("_"), s)) or oobleck.__all__ == sorted(oobleck.__all__)
+    assert oobleck.__all__ == sorted(
+        oobleck.__all__, key=lambda s: (s.startswith("_"), s)
+    ) or oobleck.__all__ == sorted(oobleck.__all__)
 
 
 def test_public_namespace_is_all_and_agrees_with_the_lazy_table():
@@ -72,8 +87,12 @@ def test_evaluate_is_the_function_whatever_was_imported_first():
         "prog = Predict('q -> a', lm=FakeLM([{'a': 'x'}], cycle=True))\n"
         "print(oobleck.evaluate(prog, rows, exact_match, progress=False).score)\n"
     )
-    for first in ("import oobleck", "import oobleck.optimize, oobleck", "import oobleck.evaluation, oobleck",
-                  "from oobleck.evaluation import EvaluationResult; import oobleck"):
+    for first in (
+        "import oobleck",
+        "import oobleck.optimize, oobleck",
+        "import oobleck.evaluation, oobleck",
+        "from oobleck.evaluation import EvaluationResult; import oobleck",
+    ):
         out = subprocess.run([sys.executable, "-c", f"{first}\n{run}"], capture_output=True, text=True)
         assert out.returncode == 0 and out.stdout.strip() == "100.0", (first, out.stderr[-500:])
     assert oobleck.evaluate is evaluate and oobleck.EvaluationResult is EvaluationResult

@@ -37,7 +37,9 @@ def test_the_most_likely_label_is_the_answer_and_its_distribution_comes_with_it(
     p = Predict(Sentiment, lm=lm, mode="score")
     pred = p(text="great")
     assert pred.label == "positive"
-    assert pred.probabilities["label"] == pytest.approx(dict(zip(["positive", "negative"], exp_softmax(-0.2, -1.9))), abs=1e-12)
+    assert pred.probabilities["label"] == pytest.approx(
+        dict(zip(["positive", "negative"], exp_softmax(-0.2, -1.9))), abs=1e-12
+    )
     # named score mode without a calibration: raw scores, so both views agree
     assert pred.raw_probabilities == pred.probabilities
     assert p(text="awful").label == "negative"
@@ -81,7 +83,9 @@ def test_labels_sharing_a_prefix_are_ranked_by_what_differs():
 def test_label_scores_drop_only_the_tokens_every_completion_shares():
     t = TokenLogprob
     a = Choice(text="x", logprobs=(t(token="A", logprob=-1.0), t(token="no", logprob=-0.5)))
-    b = Choice(text="y", logprobs=(t(token="A", logprob=-1.0), t(token="no", logprob=-0.5), t(token=" way", logprob=-1.0)))
+    b = Choice(
+        text="y", logprobs=(t(token="A", logprob=-1.0), t(token="no", logprob=-0.5), t(token=" way", logprob=-1.0))
+    )
     assert label_scores([a, b], "sum") == [-0.5, -1.5]  # "no" stays: it is all of a's label
     assert label_scores([a, b], "mean") == [-0.5, -0.75]
     with pytest.raises(LMResponseError, match="token log-probabilities"):

@@ -126,7 +126,13 @@ def test_json_adapter_uses_response_format_where_the_backend_declares_it():
 
 
 def test_async_end_to_end():
-    lm = FakeLM(lambda req: {"draft": "d"} if "produce the fields `draft`" in req.messages[0].content else {"reasoning": "r", "answer": 1})
+    lm = FakeLM(
+        lambda req: (
+            {"draft": "d"}
+            if "produce the fields `draft`" in req.messages[0].content
+            else {"reasoning": "r", "answer": 1}
+        )
+    )
 
     async def main():
         with context(lm=lm):

@@ -66,9 +66,10 @@ def test_index_builds_draw_a_counter_on_a_terminal_only(terminal, capsys):
 
 
 def test_counter_is_drawn_beneath_an_open_bar_and_silent_off_a_terminal(terminal, capsys, monkeypatch):
-    with _progress.bar(5, "outer", enabled=True) as outer, _progress.counter(
-        4, "training", enabled=True, unit="step", initial=1
-    ) as steps:
+    with (
+        _progress.bar(5, "outer", enabled=True) as outer,
+        _progress.counter(4, "training", enabled=True, unit="step", initial=1) as steps,
+    ):
         assert outer is not None and steps is not None  # a counter counts its own units, even inside a compile
         steps.update(3)
     err = capsys.readouterr().err
@@ -104,5 +105,7 @@ def test_a_compile_draws_one_bar_with_runs_best_score_and_calls(terminal, capsys
     )
     err = capsys.readouterr().err
     assert "RandomSearch" in err and "best=" in err and "evaluate (" not in err  # the inner evaluations draw none
-    RandomSearch(exact_match, num_candidates=2).compile(_program(), trainset=train, valset=_rows(4, "v"), progress=False)
+    RandomSearch(exact_match, num_candidates=2).compile(
+        _program(), trainset=train, valset=_rows(4, "v"), progress=False
+    )
     assert capsys.readouterr().err == ""

@@ -43,7 +43,9 @@ def start(art, lm=None, **options) -> Iterator[tuple[str, int]]:
 
 def post(address, body, headers=None, timeout=30):
     conn = http.client.HTTPConnection(*address, timeout=timeout)
-    conn.request("POST", "/", body=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})})
+    conn.request(
+        "POST", "/", body=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})}
+    )
     resp = conn.getresponse()
     payload = json.loads(resp.read())
     conn.close()
@@ -87,8 +89,14 @@ def test_bearer_token_guards_everything_but_health(artifact):
         assert post(address, {"question": "q"}, {"Authorization": "Bearer wrong"})[0] == 401
         status, body, _ = post(address, {"question": "q"}, {"Authorization": f"Bearer {TOKEN}"})
         assert status == 200 and body == {"answer": "answer to q"}
-        assert json_body(raw_exchange(address, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))["error"]["type"] == "Unauthorized"
-        assert json_body(raw_exchange(address, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))["status"] == "ok"
+        assert (
+            json_body(raw_exchange(address, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))["error"]["type"]
+            == "Unauthorized"
+        )
+        assert (
+            json_body(raw_exchange(address, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))["status"]
+            == "ok"
+        )
 
 
 @pytest.mark.parametrize(
@@ -103,13 +111,19 @@ def test_bearer_token_guards_everything_but_health(artifact):
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -4\r\n\r\n", 400, "BadRequest"),
         (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n", 400, "BadRequest"),
         (b"POST / HTTP/1.1\r\nHost: x\r\n\r\n", 411, "LengthRequired"),
-        (b'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5008\r\n\r\n{"question": ' + b"1" * 5000 + b"}", 400, "InvalidJSON"),
+        (
+            b'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5008\r\n\r\n{"question": ' + b"1" * 5000 + b"}",
+            400,
+            "InvalidJSON",
+        ),
     ],
 )
 def test_client_mistakes_get_4xx_json(artifact, raw, status, kind):
     with start(artifact) as address:
         answer_ = raw_exchange(address, raw)
-        assert answer_.startswith(f"HTTP/1.1 {status}".encode()) or answer_.startswith(f"HTTP/1.0 {status}".encode()), answer_[:80]
+        assert answer_.startswith(f"HTTP/1.1 {status}".encode()) or answer_.startswith(f"HTTP/1.0 {status}".encode()), (
+            answer_[:80]
+        )
         assert json_body(answer_)["error"]["type"] == kind
 
 
@@ -118,7 +132,7 @@ def test_stalled_clients_are_dropped_and_do_not_hold_the_server(artifact):
         silent = socket.create_connection(address, timeout=10)
         silent.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # headers never finished
         short = socket.create_connection(address, timeout=10)
-        short.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"que")  # body never finished
+        short.sendall(b'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"que')  # body never finished
         assert silent.recv(1000) == b""  # closed by the server
         got = b"".join(iter(lambda: short.recv(10000), b""))
         assert got.startswith(b"HTTP/1.1 408") and json_body(got)["error"]["type"] == "RequestTimeout"

@@ -127,8 +127,52 @@ def test_dict_round_trip_without_the_user_class():
 
 # ---- property: str(sig) parses back to an equal signature ----
 
-names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(lambda s: s not in {"None", "def", "if", "in", "is", "or", "and", "not", "for", "as", "del", "try", "from", "with", "pass", "else", "elif", "while", "class", "global", "lambda", "raise", "return", "yield", "import", "assert", "break", "except", "finally", "continue", "nonlocal", "async", "await"})
-labels = st.lists(st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=6), min_size=1, max_size=3, unique=True)
+names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
+    lambda s: (
+        s
+        not in {
+            "None",
+            "def",
+            "if",
+            "in",
+            "is",
+            "or",
+            "and",
+            "not",
+            "for",
+            "as",
+            "del",
+            "try",
+            "from",
+            "with",
+            "pass",
+            "else",
+            "elif",
+            "while",
+            "class",
+            "global",
+            "lambda",
+            "raise",
+            "return",
+            "yield",
+            "import",
+            "assert",
+            "break",
+            "except",
+            "finally",
+            "continue",
+            "nonlocal",
+            "async",
+            "await",
+        }
+    )
+)
+labels = st.lists(
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=6),
+    min_size=1,
+    max_size=3,
+    unique=True,
+)
 base_types = st.sampled_from([str, int, float, bool, list[str], dict[str, int], Optional[int], list[list[int]]])
 types = st.one_of(base_types, labels.map(lambda ls: Literal[tuple(ls)]))
 descs = st.text(max_size=20)

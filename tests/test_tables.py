@@ -40,18 +40,32 @@ def test_check_fails_on_a_drifted_figure(tables: ModuleType) -> None:
     """A hand-edited number inside a marked region is rewritten from the JSON (so --check fails)."""
     text = "x <!-- fig:v:overhead:per_call.oobleck.median_us.median -->28<!-- /fig --> y"
     value = json.loads((ROOT / "benchmarks/results/overhead.json").read_text())["per_call"]["oobleck"]["median_us"]
-    assert tables.rewrite(text) == f"x <!-- fig:v:overhead:per_call.oobleck.median_us.median -->{value['median']}<!-- /fig --> y"
+    assert (
+        tables.rewrite(text)
+        == f"x <!-- fig:v:overhead:per_call.oobleck.median_us.median -->{value['median']}<!-- /fig --> y"
+    )
 
 
 def test_provenance_says_not_recorded_for_old_results_and_reads_the_run_record(tables: ModuleType) -> None:
-    old = {"_file": "results/x.json", "machine": {"oobleck_commit": "abc1234", "date": "d", "loadavg_at_end": [1.0, 2.0, 3.0]}}
+    old = {
+        "_file": "results/x.json",
+        "machine": {"oobleck_commit": "abc1234", "date": "d", "loadavg_at_end": [1.0, 2.0, 3.0]},
+    }
     line = tables.provenance(old, dspy=True)
     assert "command not recorded" in line
     assert "load average at start not recorded" in line
     assert "DSPy in the same process run: not recorded" in line
-    new = {**old, "run": {"git_at_start": {"commit": "f" * 40, "dirty": True}, "git_at_write": {"commit": "f" * 40, "dirty": True},
-                          "command": "python benchmarks/x.py --n 3", "loadavg_at_start": [0.5, 0.4, 0.3],
-                          "loadavg_at_end": [1.5, 1.0, 0.5], "dspy_same_run": True}}
+    new = {
+        **old,
+        "run": {
+            "git_at_start": {"commit": "f" * 40, "dirty": True},
+            "git_at_write": {"commit": "f" * 40, "dirty": True},
+            "command": "python benchmarks/x.py --n 3",
+            "loadavg_at_start": [0.5, 0.4, 0.3],
+            "loadavg_at_end": [1.5, 1.0, 0.5],
+            "dspy_same_run": True,
+        },
+    }
     line = tables.provenance(new, dspy=True)
     assert "`fffffff` (dirty tree)" in line
     assert "`python benchmarks/x.py --n 3`" in line

@@ -1,4 +1,5 @@
 """Helpers shared by the dspy_side scripts (run with the DSPy venv's python; imports dspy)."""
+
 import contextlib
 import json
 import re
@@ -60,8 +61,11 @@ def local_lm(model, base_url, *, structured, **kwargs):
     from dspy.lm15 import ModelSupport, OpenAIChatCompat, ProviderDefinition, register_provider
 
     access = AccessPolicy(provider="localserver", env_keys=("LOCALSERVER_API_KEY",), base_url=base_url)
-    register_provider(ProviderDefinition.chat(access, compat=OpenAIChatCompat.preset("vllm")),
-                      supports=ModelSupport(response_schema=True), replace=True)
+    register_provider(
+        ProviderDefinition.chat(access, compat=OpenAIChatCompat.preset("vllm")),
+        supports=ModelSupport(response_schema=True),
+        replace=True,
+    )
     lm = dspy.LM(f"localserver/{model}", api_base=base_url, api_key="none", **kwargs)
     assert lm.supports_response_schema, "DSPy did not take the structured-output declaration"
     return lm

@@ -17,6 +17,7 @@ fallback is a second call and is counted.
 
 Prints one JSON object on stdout; DSPy's own chatter goes to stderr.
 """
+
 import argparse
 import contextlib
 import json
@@ -71,8 +72,13 @@ def _banking77():
     return Banking77
 
 
-TASKS = {"sst2": (SST2, "text"), "trec": (TREC, "question"), "tweet_sentiment": (TweetSentiment, "text"),
-         "banking77": (_banking77(), "text")}
+TASKS = {
+    "sst2": (SST2, "text"),
+    "trec": (TREC, "question"),
+    "tweet_sentiment": (TweetSentiment, "text"),
+    "banking77": (_banking77(), "text"),
+}
+
 
 def exact_match(example, pred, trace=None):
     """oobleck's ExactMatch(field="label"), as a DSPy metric."""
@@ -81,8 +87,15 @@ def exact_match(example, pred, trace=None):
 
 
 def evaluate(program, devset, threads, max_errors):
-    ev = dspy.Evaluate(devset=devset, metric=exact_match, num_threads=threads, max_errors=max_errors,
-                       display_progress=False, display_table=False, provide_traceback=False)
+    ev = dspy.Evaluate(
+        devset=devset,
+        metric=exact_match,
+        num_threads=threads,
+        max_errors=max_errors,
+        display_progress=False,
+        display_table=False,
+        provide_traceback=False,
+    )
     result = ev(program)
     failed = sum(1 for _, pred, _ in result.results if getattr(pred, "label", None) is None)
     return float(result.score), failed
@@ -128,8 +141,9 @@ def main():
     devset = [ex(r) for r in dev_rows]
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-    lm = dspy.LM(f"openai/{a.model}", api_base=a.base_url, api_key="none", temperature=0,
-                 max_tokens=a.max_tokens, cache=False)
+    lm = dspy.LM(
+        f"openai/{a.model}", api_base=a.base_url, api_key="none", temperature=0, max_tokens=a.max_tokens, cache=False
+    )
     adapter = dspy.JSONAdapter() if a.adapter == "json" else dspy.ChatAdapter()
     dspy.configure(lm=lm, adapter=adapter)
     program = dspy.Predict(sig)
@@ -147,8 +161,10 @@ def main():
 
     with contextlib.redirect_stdout(sys.stderr):  # DSPy prints its progress on stdout
         if not a.skip_zero_shot:
-            m = {"compile": {"calls": 0, "tokens": 0, "prompt_tokens": 0, "completion_tokens": 0, "wall_s": 0.0},
-                 "eval": {}}
+            m = {
+                "compile": {"calls": 0, "tokens": 0, "prompt_tokens": 0, "completion_tokens": 0, "wall_s": 0.0},
+                "eval": {},
+            }
             with phase(m["eval"]):
                 m["dev_score"], m["dev_failed"] = evaluate(program, devset, a.threads, a.max_errors)
             out["methods"]["zero_shot"] = m

@@ -17,6 +17,7 @@ ReflectiveEvolution gets from a plain metric).
 Prints one JSON object on stdout (per method: dev score and per-row scores, compile and eval
 calls/tokens/wall time, the final instruction and prompt length); DSPy's chatter goes to stderr.
 """
+
 import argparse
 import contextlib
 import json
@@ -41,8 +42,15 @@ def feedback_metric(gold, pred, trace=None, pred_name=None, pred_trace=None):
 
 
 def evaluate_rows(program, devset, threads):
-    ev = dspy.Evaluate(devset=devset, metric=exact_match, num_threads=threads, max_errors=10_000,
-                       display_progress=False, display_table=False, provide_traceback=False)
+    ev = dspy.Evaluate(
+        devset=devset,
+        metric=exact_match,
+        num_threads=threads,
+        max_errors=10_000,
+        display_progress=False,
+        display_table=False,
+        provide_traceback=False,
+    )
     result = ev(program)
     scores = [float(bool(s)) for _, _, s in result.results]
     failed = sum(1 for _, pred, _ in result.results if getattr(pred, "label", None) is None)
@@ -73,10 +81,14 @@ def main():
     ap.add_argument("--methods", default="mipro,gepa")
     ap.add_argument("--gepa-max-metric-calls", type=int, default=0, help="0: GEPA auto='light'")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--adapter", choices=("chat", "json"), default="chat",
-                    help="chat: DSPy's default ([[ ## field ## ]] markers, JSON fallback); json: JSONAdapter "
-                         "with the server declared as supporting response schemas (see _dspy_common.local_lm): "
-                         "the server turns the schema into a grammar")
+    ap.add_argument(
+        "--adapter",
+        choices=("chat", "json"),
+        default="chat",
+        help="chat: DSPy's default ([[ ## field ## ]] markers, JSON fallback); json: JSONAdapter "
+        "with the server declared as supporting response schemas (see _dspy_common.local_lm): "
+        "the server turns the schema into a grammar",
+    )
     a = ap.parse_args()
 
     sig, field = TASKS[a.task]
@@ -93,14 +105,21 @@ def main():
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     structured = a.adapter == "json"
     lm = local_lm(a.model, a.base_url, structured=structured, temperature=0, max_tokens=a.max_tokens, cache=False)
-    prompt_lm = local_lm(a.model, a.base_url, structured=structured, temperature=1.0,
-                         max_tokens=a.prompt_max_tokens, cache=False)
+    prompt_lm = local_lm(
+        a.model, a.base_url, structured=structured, temperature=1.0, max_tokens=a.prompt_max_tokens, cache=False
+    )
     adapter = dspy.JSONAdapter() if a.adapter == "json" else dspy.ChatAdapter()
     dspy.configure(lm=lm, adapter=adapter)
     program = dspy.Predict(sig)
 
-    out = {"framework": "dspy", "version": dspy.__version__, "task": a.task, "adapter": a.adapter,
-           "sizes": {"train": len(trainset), "val": len(valset), "dev": len(devset)}, "methods": {}}
+    out = {
+        "framework": "dspy",
+        "version": dspy.__version__,
+        "task": a.task,
+        "adapter": a.adapter,
+        "sizes": {"train": len(trainset), "val": len(valset), "dev": len(devset)},
+        "methods": {},
+    }
     with contextlib.redirect_stdout(sys.stderr):
         for method in a.methods.split(","):
             m = {"compile": {}, "eval": {}}
@@ -122,16 +141,30 @@ def main():
 def compile_one(method, m, a, program, trainset, valset, lm, prompt_lm):
     """Compile with one DSPy optimizer, counting its calls into m["compile"]."""
     if method == "mipro":
-        opt = MIPROv2(metric=exact_match, prompt_model=prompt_lm, task_model=lm, auto="light",
-                      num_threads=a.threads, max_errors=10_000, seed=a.seed, max_bootstrapped_demos=4,
-                      max_labeled_demos=4)
+        opt = MIPROv2(
+            metric=exact_match,
+            prompt_model=prompt_lm,
+            task_model=lm,
+            auto="light",
+            num_threads=a.threads,
+            max_errors=10_000,
+            seed=a.seed,
+            max_bootstrapped_demos=4,
+            max_labeled_demos=4,
+        )
         with phase(m["compile"]):
             compiled = opt.compile(program, trainset=trainset, valset=valset)
         m["settings"] = {"auto": "light", "max_bootstrapped_demos": 4, "max_labeled_demos": 4}
     elif method == "gepa":
         budget = {"max_metric_calls": a.gepa_max_metric_calls} if a.gepa_max_metric_calls else {"auto": "light"}
-        opt = GEPA(metric=feedback_metric, reflection_lm=prompt_lm, num_threads=a.threads, seed=a.seed,
-                   track_stats=False, **budget)
+        opt = GEPA(
+            metric=feedback_metric,
+            reflection_lm=prompt_lm,
+            num_threads=a.threads,
+            seed=a.seed,
+            track_stats=False,
+            **budget,
+        )
         with phase(m["compile"]):
             compiled = opt.compile(program, trainset=trainset, valset=valset)
         m["settings"] = budget

@@ -22,6 +22,7 @@ fallback is a second call and is counted).
 
 Prints one JSON object on stdout; DSPy's own chatter goes to stderr.
 """
+
 import argparse
 import collections
 import contextlib
@@ -148,9 +149,15 @@ def interval(p, n):
 def score(program, devset, threads):
     usage = {}
     with phase(usage):
-        ev = dspy.Evaluate(devset=devset, metric=lambda ex, pred, trace=None: em(ex.answer, getattr(pred, "answer", "") or ""),
-                           num_threads=threads, max_errors=10_000, display_progress=False, display_table=False,
-                           provide_traceback=False)
+        ev = dspy.Evaluate(
+            devset=devset,
+            metric=lambda ex, pred, trace=None: em(ex.answer, getattr(pred, "answer", "") or ""),
+            num_threads=threads,
+            max_errors=10_000,
+            display_progress=False,
+            display_table=False,
+            provide_traceback=False,
+        )
         result = ev(program)
     ems, f1s, found, failed = [], [], [], 0
     for ex, pred, _ in result.results:
@@ -201,7 +208,9 @@ def main():
     build_s = time.perf_counter() - t0
 
     def ex(r):
-        return dspy.Example(question=r["question"], answer=r["answer"], supporting_titles=r["supporting_titles"]).with_inputs("question")
+        return dspy.Example(
+            question=r["question"], answer=r["answer"], supporting_titles=r["supporting_titles"]
+        ).with_inputs("question")
 
     trainset = [ex(r) for r in read_jsonl(os.path.join(a.data, "train.jsonl"))[: a.train]]
     devset = [ex(r) for r in read_jsonl(os.path.join(a.data, "dev.jsonl"))[: a.dev]]
@@ -209,24 +218,37 @@ def main():
     lm = local_lm(a.model, a.base_url, structured=True, temperature=0, max_tokens=a.max_tokens, cache=False)
     dspy.configure(lm=lm, adapter=dspy.JSONAdapter())
 
-    out = {"framework": "dspy", "version": dspy.__version__, "retriever_build_s_with_precomputed_vectors": round(build_s, 2)}
+    out = {
+        "framework": "dspy",
+        "version": dspy.__version__,
+        "retriever_build_s_with_precomputed_vectors": round(build_s, 2),
+    }
     builders = {"rag": lambda: RAG(search), "multihop": lambda: SimplifiedBaleen(search, a.hops)}
     with contextlib.redirect_stdout(sys.stderr):
         for name, build in builders.items():
             program = build()
             zero = score(program, devset, a.threads)
-            print(f"  dspy    {name:9s} zero-shot EM {zero['em']:5.1f} F1 {zero['f1']:5.1f} recall {zero['recall_both']:5.1f} "
-                  f"calls {zero['usage']['calls']}", file=sys.stderr, flush=True)
+            print(
+                f"  dspy    {name:9s} zero-shot EM {zero['em']:5.1f} F1 {zero['f1']:5.1f} recall {zero['recall_both']:5.1f} "
+                f"calls {zero['usage']['calls']}",
+                file=sys.stderr,
+                flush=True,
+            )
             compile_usage = {}
-            opt = dspy.BootstrapFewShot(metric=bootstrap_metric, max_bootstrapped_demos=a.demos, max_labeled_demos=a.demos,
-                                        max_errors=10_000)
+            opt = dspy.BootstrapFewShot(
+                metric=bootstrap_metric, max_bootstrapped_demos=a.demos, max_labeled_demos=a.demos, max_errors=10_000
+            )
             with phase(compile_usage):
                 compiled = opt.compile(program, trainset=trainset)
             comp = score(compiled, devset, a.threads)
             comp["compile"] = compile_usage
             comp["demos"] = {n: len(p.demos) for n, p in compiled.named_predictors()}
-            print(f"  dspy    {name:9s} compiled  EM {comp['em']:5.1f} F1 {comp['f1']:5.1f} recall {comp['recall_both']:5.1f} "
-                  f"calls {comp['usage']['calls']} (+{compile_usage['calls']} to compile)", file=sys.stderr, flush=True)
+            print(
+                f"  dspy    {name:9s} compiled  EM {comp['em']:5.1f} F1 {comp['f1']:5.1f} recall {comp['recall_both']:5.1f} "
+                f"calls {comp['usage']['calls']} (+{compile_usage['calls']} to compile)",
+                file=sys.stderr,
+                flush=True,
+            )
             out[name] = {"zero_shot": zero, "compiled": comp}
     print(json.dumps(out))
 

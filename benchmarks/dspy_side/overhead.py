@@ -15,6 +15,7 @@ Prints one JSON object on stdout:
       its first DummyLM prediction; cold_start_minus_bare_s subtracts bare_interpreter_s,
       the best-of-N wall time of `python -c pass`.
 """
+
 import argparse
 import json
 import os
@@ -47,8 +48,10 @@ def best_wall(code, n):
 
 
 def best_import(n):
-    out = [float(subprocess.run([sys.executable, "-c", IMPORT], check=True, capture_output=True,
-                                text=True).stdout.strip()) for _ in range(n)]
+    out = [
+        float(subprocess.run([sys.executable, "-c", IMPORT], check=True, capture_output=True, text=True).stdout.strip())
+        for _ in range(n)
+    ]
     return min(out)
 
 

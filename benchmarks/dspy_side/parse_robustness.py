@@ -22,6 +22,7 @@ Counting, per example:
                 or a ValueError/pydantic error from parsing); other exceptions go to other_errors.
 accuracy counts failures and errors as wrong. Prints one JSON object on stdout.
 """
+
 import argparse
 import collections
 import json
@@ -110,15 +111,17 @@ def main():
         rows = rows[: a.limit]
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-    lm = dspy.LM(f"openai/{a.model}", api_base=a.base_url, api_key="none", temperature=0,
-                 max_tokens=a.max_tokens, cache=False)
+    lm = dspy.LM(
+        f"openai/{a.model}", api_base=a.base_url, api_key="none", temperature=0, max_tokens=a.max_tokens, cache=False
+    )
     adapter = dspy.JSONAdapter() if a.adapter == "json" else dspy.ChatAdapter()
     dspy.configure(lm=lm, adapter=adapter)
 
     predictor = dspy.Predict(sig)
     demo_rows = pick_demos(read_jsonl(train_path), a.demos, labels) if a.demos else []
-    predictor.demos = [dspy.Example(**{in_field: r["text"], "label": r["label"]}).with_inputs(in_field)
-                       for r in demo_rows]
+    predictor.demos = [
+        dspy.Example(**{in_field: r["text"], "label": r["label"]}).with_inputs(in_field) for r in demo_rows
+    ]
     print(f"eval={eval_path} n={len(rows)} demos={[r['label'] for r in demo_rows]}", file=sys.stderr)
 
     def run(row):
@@ -155,26 +158,30 @@ def main():
         correct += str(pred.label).strip().lower() == row["label"]
 
     n = len(rows)
-    print(json.dumps({
-        "framework": "dspy",
-        "version": dspy.__version__,
-        "task": a.task,
-        "adapter": a.adapter,
-        "demos": a.demos,
-        "n": n,
-        "parse_failures": parse_failures,
-        "failure_rate": round(parse_failures / n, 4) if n else None,
-        "accuracy": round(correct / n, 4) if n else None,
-        "lm_calls": lm_calls,
-        "fallbacks": fallbacks,
-        "fallback_rescued": fallback_rescued,
-        "other_errors": other_errors,
-        "error_types": dict(error_types),
-        "pred_label_counts": dict(pred_labels),
-        "model": a.model,
-        "max_tokens": a.max_tokens,
-        "elapsed_s": round(elapsed, 2),
-    }))
+    print(
+        json.dumps(
+            {
+                "framework": "dspy",
+                "version": dspy.__version__,
+                "task": a.task,
+                "adapter": a.adapter,
+                "demos": a.demos,
+                "n": n,
+                "parse_failures": parse_failures,
+                "failure_rate": round(parse_failures / n, 4) if n else None,
+                "accuracy": round(correct / n, 4) if n else None,
+                "lm_calls": lm_calls,
+                "fallbacks": fallbacks,
+                "fallback_rescued": fallback_rescued,
+                "other_errors": other_errors,
+                "error_types": dict(error_types),
+                "pred_label_counts": dict(pred_labels),
+                "model": a.model,
+                "max_tokens": a.max_tokens,
+                "elapsed_s": round(elapsed, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

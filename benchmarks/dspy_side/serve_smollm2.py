@@ -6,6 +6,7 @@ OpenAI-compatible HTTP API with xllamacpp, for the parse_robustness benchmarks.
 Prints one JSON line {"base_url": ...} on stdout once the server answers, then runs
 until killed (SIGTERM/SIGINT). Logs go to stderr.
 """
+
 import argparse
 import importlib.util
 import json

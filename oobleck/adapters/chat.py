@@ -92,9 +92,7 @@ class ChatAdapter(DemoTurns):
         return Message(role="system", content=self._system(signature))
 
     def _system(self, signature: Signature) -> str:
-        layout = "\n\n".join(
-            f"{marker(f.name)}\n<{f.name}: {type_hint(f)}>" for f in signature.output_fields.values()
-        )
+        layout = "\n\n".join(f"{marker(f.name)}\n<{f.name}: {type_hint(f)}>" for f in signature.output_fields.values())
         return (
             f"{signature.instructions}\n\n{describe_fields(signature)}\n\n"
             f"Answer with every output field after its marker, in this order:\n\n{layout}\n\n{COMPLETED}"

@@ -134,7 +134,10 @@ class JSONAdapter(DemoTurns):
         keys = ", ".join(f'"{k}"' for k in signature.output_fields)
         return [
             Message(role="assistant", content=raw),
-            Message(role="user", content=f"That answer could not be read ({reason}). Answer again with one JSON object with the keys {keys}."),
+            Message(
+                role="user",
+                content=f"That answer could not be read ({reason}). Answer again with one JSON object with the keys {keys}.",
+            ),
         ]
 
 

@@ -154,7 +154,10 @@ class TemplateAdapter:
                 keys = ", ".join(f'"{f.name}": <{type_hint(f)}>' for f in signature.output_fields.values())
                 parts.append(f"Answer with a JSON object: {{{keys}}}")
             else:
-                parts.append("Answer as: " + ", ".join(f"{label(f.name)}: <{type_hint(f)}>" for f in signature.output_fields.values()))
+                parts.append(
+                    "Answer as: "
+                    + ", ".join(f"{label(f.name)}: <{type_hint(f)}>" for f in signature.output_fields.values())
+                )
         elif self.schema:
             parts.append(describe_fields(signature))
             if self.output == "json":
@@ -164,7 +167,9 @@ class TemplateAdapter:
                 parts.append("Answer with " + ", ".join(f"{label(k)}: ..." for k in signature.output_fields) + ".")
         if demos:
             shown = [
-                self._inputs(signature, d) + "\n" + self.format_outputs(signature, {k: d[k] for k in signature.output_fields if k in d})
+                self._inputs(signature, d)
+                + "\n"
+                + self.format_outputs(signature, {k: d[k] for k in signature.output_fields if k in d})
                 for d in demos
             ]
             parts.append("Examples:\n\n" + "\n\n".join(shown))
@@ -249,7 +254,9 @@ def _lines(values: Mapping[str, Any], types: Mapping[str, Any]) -> str:
 def _read_lines(signature: Signature, text: str) -> dict[str, str]:
     """``Name: value`` sections of the answer, by output field (case-insensitive names)."""
     names = {label(n).lower(): n for n in signature.output_fields} | {n.lower(): n for n in signature.output_fields}
-    pattern = re.compile(r"^\s*(" + "|".join(re.escape(k) for k in sorted(names, key=len, reverse=True)) + r")\s*:", re.I | re.M)
+    pattern = re.compile(
+        r"^\s*(" + "|".join(re.escape(k) for k in sorted(names, key=len, reverse=True)) + r")\s*:", re.I | re.M
+    )
     found: dict[str, str] = {}
     matches = list(pattern.finditer(text))
     for i, m in enumerate(matches):

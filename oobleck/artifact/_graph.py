@@ -57,8 +57,14 @@ def check_module_types(module_types: Mapping[str, Any] | None) -> dict[str, type
     """Validate ``load(..., module_types=)``: type names to Module subclasses (not Predict)."""
     checked: dict[str, type[Module]] = {}
     for name, cls in (module_types or {}).items():
-        if not isinstance(name, str) or not (isinstance(cls, type) and issubclass(cls, Module)) or issubclass(cls, Predict):
-            raise ArtifactError(f"module_types maps type names to Module subclasses (not Predict); got {name!r}: {cls!r}")
+        if (
+            not isinstance(name, str)
+            or not (isinstance(cls, type) and issubclass(cls, Module))
+            or issubclass(cls, Predict)
+        ):
+            raise ArtifactError(
+                f"module_types maps type names to Module subclasses (not Predict); got {name!r}: {cls!r}"
+            )
         checked[name] = cls
     return checked
 
@@ -78,7 +84,9 @@ def resolve_type(name: str, class_path: str, module_types: Mapping[str, type[Mod
             found = getattr(importlib.import_module(mod), attr, None)
         except ImportError:
             return None
-        return found if isinstance(found, type) and issubclass(found, Module) and not issubclass(found, Predict) else None
+        return (
+            found if isinstance(found, type) and issubclass(found, Module) and not issubclass(found, Predict) else None
+        )
     return None
 
 
@@ -175,7 +183,9 @@ class Dumper:
         if isinstance(value, Module):
             return self._module(value, where)
         if isinstance(value, (list, tuple)):
-            items = [self.node(v, f"{where}[{i}]") if holds_predictors(v) else {"node": "empty"} for i, v in enumerate(value)]
+            items = [
+                self.node(v, f"{where}[{i}]") if holds_predictors(v) else {"node": "empty"} for i, v in enumerate(value)
+            ]
             return {"node": "tuple" if isinstance(value, tuple) else "list", "items": items}
         if isinstance(value, dict):
             entries = []
@@ -223,7 +233,9 @@ class Builder:
     def node(self, record: Any, where: str) -> Any:
         if isinstance(record, PredictorNode):
             if record.name not in self.predictors:
-                raise ArtifactError(f"{self.source}: the program graph uses predictor {record.name!r}, which is not saved")
+                raise ArtifactError(
+                    f"{self.source}: the program graph uses predictor {record.name!r}, which is not saved"
+                )
             return self.predictors[record.name]
         if isinstance(record, EmptyNode):
             return None
@@ -237,7 +249,9 @@ class Builder:
 
     def _module(self, record: ModuleNode, where: str) -> Module:
         if record.type == "Predict":
-            raise ArtifactError(f"{self.source}: {where} is a module of type 'Predict'; predictors are 'predictor' nodes")
+            raise ArtifactError(
+                f"{self.source}: {where} is a module of type 'Predict'; predictors are 'predictor' nodes"
+            )
         cls = resolve_type(record.type, record.class_, self.module_types) if record.type else None
         obj: Module
         if cls is None:

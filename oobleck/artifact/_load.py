@@ -52,7 +52,13 @@ def build_predictor(
     _check_config(record.config, where)
     try:
         LMRequest.model_validate({"messages": [], **record.config})
-        predictor = Predict(signature, demos=[Example(d) for d in record.demos], adapter=adapter, max_retries=record.max_retries, **record.config)
+        predictor = Predict(
+            signature,
+            demos=[Example(d) for d in record.demos],
+            adapter=adapter,
+            max_retries=record.max_retries,
+            **record.config,
+        )
     except (ConfigError, ValueError) as exc:
         raise ArtifactError(f"{where} has an invalid decoding config {record.config}: {exc}") from None
     predictor.adapter_reason = record.adapter.reason
@@ -130,7 +136,8 @@ def reattach(program: Module, doc: schema.ArtifactDoc, built: Mapping[str, Predi
     if missing or unexpected:
         raise ArtifactError(
             f"{source} does not fit {type(program).__name__}: the artifact has predictors {list(built)}, "
-            f"the program has {have}" + (f"; missing in the program: {missing}" if missing else "")
+            f"the program has {have}"
+            + (f"; missing in the program: {missing}" if missing else "")
             + (f"; not in the artifact: {unexpected}" if unexpected else "")
         )
     records = {r.name: r for r in doc.predictors}
@@ -393,7 +400,9 @@ class Artifact:
 
     def __repr__(self) -> str:
         names = ", ".join(self.predictors)
-        return f"Artifact({self.class_path or type(self.program).__name__}, predictors=[{names}], source={self.source!r})"
+        return (
+            f"Artifact({self.class_path or type(self.program).__name__}, predictors=[{names}], source={self.source!r})"
+        )
 
 
 def pick(predictors: Mapping[str, Predict], name: str | None) -> Predict:

@@ -139,4 +139,3 @@ def _refuse_secrets(text: str, program: Module) -> None:
                 f"refusing to save: the artifact text contains the value of {name if ' ' in name else '$' + name}. "
                 "Remove it from demos, instructions, provenance or metadata."
             )
-

@@ -265,7 +265,9 @@ def parse_text(text: str | bytes, *, source: str) -> dict[str, Any]:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ArtifactError(f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}); it is not an artifact") from None
+            raise ArtifactError(
+                f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}); it is not an artifact"
+            ) from None
     if not text.strip():
         raise ArtifactError(f"{source} is empty; expected an oobleck artifact (JSON)")
     check_text_depth(text, source=source)
@@ -273,7 +275,9 @@ def parse_text(text: str | bytes, *, source: str) -> dict[str, Any]:
         data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         hint = " (the file looks truncated)" if exc.pos >= len(text.rstrip()) - 1 else ""
-        raise ArtifactError(f"{source} is not valid JSON{hint}: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ArtifactError(
+            f"{source} is not valid JSON{hint}: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:
         raise ArtifactError(f"{source} nests JSON too deeply to be an artifact") from None
     except ValueError as exc:  # e.g. an integer of thousands of digits
@@ -324,7 +328,7 @@ def check_header(data: Mapping[str, Any], *, source: str) -> None:
     if fmt != FORMAT:
         keys = ", ".join(sorted(map(str, data))[:8])
         raise ArtifactError(
-            f"{source} is not an oobleck artifact: expected \"format\": {FORMAT!r}, got {fmt!r} "
+            f'{source} is not an oobleck artifact: expected "format": {FORMAT!r}, got {fmt!r} '
             f"(top-level keys: {keys or 'none'}). Write artifacts with program.save(path)."
         )
     version = data.get("schema_version")

@@ -166,4 +166,3 @@ class SideFiles:
                 )
             contents[record.name] = data
         return cls(contents, models=models)
-

@@ -24,7 +24,6 @@ __all__ = ["METRICS", "OPTIMIZERS", "cmd_compile", "cmd_diff", "cmd_eval", "cmd_
 log = logging.getLogger("oobleck.cli")
 
 
-
 def _offered() -> dict[str, type[optimize.Optimizer]]:
     """The optimizers ``--optimizer`` offers: those of ``oobleck.optimize`` with a ``cli_name``."""
     found: dict[str, type[optimize.Optimizer]] = {}
@@ -87,7 +86,6 @@ def _using_lm(args: argparse.Namespace) -> Iterator[None]:
             close()
 
 
-
 def _lines(stream: TextIO, path: str) -> Iterator[str]:
     try:
         yield from stream
@@ -113,7 +111,9 @@ def _read_jsonl(path: str, *, inputs: Sequence[str] | None = None) -> list[Any]:
             except json.JSONDecodeError as exc:
                 raise CLIError(f"{path}:{n}: not a JSON object ({exc.msg})") from None
             except (ValueError, RecursionError) as exc:  # e.g. an integer of thousands of digits
-                raise CLIError(f"{path}:{n}: not a usable JSON object ({type(exc).__name__}: {str(exc)[:100]})") from None
+                raise CLIError(
+                    f"{path}:{n}: not a usable JSON object ({type(exc).__name__}: {str(exc)[:100]})"
+                ) from None
             if not isinstance(row, dict):
                 raise CLIError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
             if inputs is not None:
@@ -176,7 +176,6 @@ def _emit(value: Any, *, out: TextIO) -> None:
 
 def _result_data(result: Any) -> Any:
     return dict(result) if hasattr(result, "keys") else result
-
 
 
 # ---------------------------------------------------------------- commands
@@ -254,8 +253,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if p.mode == "score":
             state = p.calibration_state
             how = (
-                state.describe() if state is not None
-                else "contextual, estimated on the first call" if p.calibration == "contextual" else "none"
+                state.describe()
+                if state is not None
+                else "contextual, estimated on the first call"
+                if p.calibration == "contextual"
+                else "none"
             )
             out.append(f"scoring    labels ranked by likelihood, score_norm {p.score_norm}; calibration {how}")
         messages = p.render(**inputs) if inputs else art.templates[name]
@@ -406,4 +408,3 @@ def cmd_compile(args: argparse.Namespace) -> int:
     sys.stderr.write(f"saved {args.output}\n")
     _emit({"output": args.output, "optimizer": cls.__name__, "scores": provenance.get("scores")}, out=sys.stdout)
     return 0
-

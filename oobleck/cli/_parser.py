@@ -82,15 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("compile", help="optimize a program on data and save the artifact", description=cmd_compile.__doc__)
+    p = sub.add_parser(
+        "compile", help="optimize a program on data and save the artifact", description=cmd_compile.__doc__
+    )
     p.add_argument("program", help='a signature ("question -> answer"), file.py[:attr] or module:attr')
     p.add_argument("--train", required=True, metavar="JSONL", help="training rows, one JSON object per line")
     p.add_argument("--val", metavar="JSONL", help="validation rows for optimizers that score candidates")
     p.add_argument("--inputs", action="append", metavar="F1,F2", help="input field names (default: the signature's)")
     p.add_argument("--metric", help=f"one of {', '.join(METRICS)}")
     p.add_argument("--optimizer", default="bootstrap", choices=sorted(OPTIMIZERS), help="default: bootstrap")
-    p.add_argument("--prompt-lm", metavar="SPEC", help="the LM that writes instructions (default: the task LM; same forms as --lm)")
-    p.add_argument("-O", "--option", action="append", default=[], metavar="NAME=VALUE", help="optimizer option (JSON value), repeatable")
+    p.add_argument(
+        "--prompt-lm", metavar="SPEC", help="the LM that writes instructions (default: the task LM; same forms as --lm)"
+    )
+    p.add_argument(
+        "-O",
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="optimizer option (JSON value), repeatable",
+    )
     p.add_argument("--max-lm-calls", type=int, metavar="N", help="stop cleanly after N LM calls (cache hits are free)")
     p.add_argument("--max-tokens", type=int, metavar="N", help="stop cleanly after N tokens")
     p.add_argument("--seed", type=int, default=0, help="the only source of randomness (default 0)")
@@ -104,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an artifact on JSON inputs", description=cmd_run.__doc__)
     p.add_argument("artifact", help="the artifact (.json)")
     p.add_argument("inputs_json", nargs="?", metavar="INPUTS", help='one JSON object, e.g. \'{"question": "..."}\'')
-    p.add_argument("--jsonl", metavar="FILE", help="one JSON object of inputs per line (- for stdin); one output line each")
+    p.add_argument(
+        "--jsonl", metavar="FILE", help="one JSON object of inputs per line (- for stdin); one output line each"
+    )
     p.add_argument("--predictor", metavar="NAME", help="run only this predictor")
     _add_program(p)
     _add_lm(p)
@@ -131,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictor", metavar="NAME", help="only this predictor")
     p.add_argument("--inputs", metavar="JSON", help="render for these inputs instead of {placeholders}")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--top", type=int, default=5, metavar="N", help="candidates of an instruction search shown (default 5)")
+    p.add_argument(
+        "--top", type=int, default=5, metavar="N", help="candidates of an instruction search shown (default 5)"
+    )
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("diff", help="what changed between two artifacts", description=cmd_diff.__doc__)
@@ -144,10 +159,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
-    p.add_argument("--token", metavar="TOKEN", help="require Authorization: Bearer TOKEN (default $OOBLECK_SERVE_TOKEN)")
-    p.add_argument("--no-token", action="store_true", help="allow serving beyond 127.0.0.1 without a token (warned about)")
+    p.add_argument(
+        "--token", metavar="TOKEN", help="require Authorization: Bearer TOKEN (default $OOBLECK_SERVE_TOKEN)"
+    )
+    p.add_argument(
+        "--no-token", action="store_true", help="allow serving beyond 127.0.0.1 without a token (warned about)"
+    )
     p.add_argument("--max-inflight", type=int, default=16, metavar="N", help="programs running at once (default 16)")
-    p.add_argument("--conn-timeout", type=float, default=30.0, metavar="S", help="drop a silent connection after S seconds (default 30)")
+    p.add_argument(
+        "--conn-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="drop a silent connection after S seconds (default 30)",
+    )
     _add_program(p)
     _add_lm(p)
     p.set_defaults(func=cmd_serve)

@@ -86,4 +86,3 @@ def load_artifact(path: str, program: str | None, allow_models: Sequence[str] = 
     from oobleck.artifact import load
 
     return load(path, program=program_from(program) if program else None, allow_models=allow_models)
-

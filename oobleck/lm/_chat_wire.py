@@ -90,12 +90,22 @@ def from_dict(data: Any) -> LMResponse:
     model = data.get("model")
     return LMResponse(
         choices=choices,
-        usage=Usage(calls=1, prompt_tokens=_count(usage, "prompt_tokens"), completion_tokens=_count(usage, "completion_tokens")),
+        usage=Usage(
+            calls=1, prompt_tokens=_count(usage, "prompt_tokens"), completion_tokens=_count(usage, "completion_tokens")
+        ),
         model=model if isinstance(model, str) else "",
     )
 
 
-_CONTEXT_HINTS = ("context length", "context_length", "context window", "maximum context", "too many tokens", "exceeds the available context", "exceed_context")
+_CONTEXT_HINTS = (
+    "context length",
+    "context_length",
+    "context window",
+    "maximum context",
+    "too many tokens",
+    "exceeds the available context",
+    "exceed_context",
+)
 
 
 def is_context_length_message(message: str) -> bool:
@@ -125,7 +135,9 @@ def _choice(index: int, raw: Any) -> Choice:
     if message is None:
         message = {}
     if not isinstance(message, dict):
-        raise LMResponseError(f"expected choice {index}'s message to be an object, got {_kind(message)}", retryable=True)
+        raise LMResponseError(
+            f"expected choice {index}'s message to be an object, got {_kind(message)}", retryable=True
+        )
     text = message.get("content")
     if text is None:
         text = ""

@@ -146,8 +146,16 @@ def _common_prefix(rows: list[list[int]]) -> int:
     return n
 
 
-def prefill(model: Any, rows: list[list[int]], soft: Applied | None, pad_id: int, *, keep: int = 1,
-            prefixes: PrefixCache | None = None, soft_key: str = "") -> tuple[torch.Tensor, State]:
+def prefill(
+    model: Any,
+    rows: list[list[int]],
+    soft: Applied | None,
+    pad_id: int,
+    *,
+    keep: int = 1,
+    prefixes: PrefixCache | None = None,
+    soft_key: str = "",
+) -> tuple[torch.Tensor, State]:
     """Run ``rows`` (with the soft prompt) and return the last ``keep`` logits per row.
 
     The tokens all rows share run once (or come from ``prefixes``); the rest run left-padded.
@@ -175,7 +183,9 @@ def prefill(model: Any, rows: list[list[int]], soft: Applied | None, pad_id: int
     return step(model, state, tokens, mask, keep=keep), state
 
 
-def _prefill(model: Any, rows: list[list[int]], soft: Applied | None, pad_id: int, keep: int) -> tuple[torch.Tensor, State]:
+def _prefill(
+    model: Any, rows: list[list[int]], soft: Applied | None, pad_id: int, keep: int
+) -> tuple[torch.Tensor, State]:
     from transformers import DynamicCache
 
     batch = len(rows)
@@ -195,19 +205,30 @@ def _prefill(model: Any, rows: list[list[int]], soft: Applied | None, pad_id: in
             mask = torch.cat([ones, mask], dim=1)
         else:
             for layer, kv in enumerate(soft.tensor):
-                cache.update(kv[0].unsqueeze(0).expand(batch, -1, -1, -1).contiguous(),
-                             kv[1].unsqueeze(0).expand(batch, -1, -1, -1).contiguous(), layer)
+                cache.update(
+                    kv[0].unsqueeze(0).expand(batch, -1, -1, -1).contiguous(),
+                    kv[1].unsqueeze(0).expand(batch, -1, -1, -1).contiguous(),
+                    layer,
+                )
             mask = torch.cat([ones, mask], dim=1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     if soft is not None and soft.kind == "kv":
         positions = positions[:, soft.tokens :]
-    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=keep,
-                **{cache_arg(model): cache})
+    out = model(
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=keep,
+        **{cache_arg(model): cache},
+    )
     next_pos = mask.sum(-1)
     return out.logits, State(returned_cache(out), mask, next_pos)
 
 
-def step(model: Any, state: State, tokens: torch.Tensor, mask: torch.Tensor | None = None, *, keep: int = 0) -> torch.Tensor:
+def step(
+    model: Any, state: State, tokens: torch.Tensor, mask: torch.Tensor | None = None, *, keep: int = 0
+) -> torch.Tensor:
     """Feed ``tokens`` (rows x n) after each row's last position and return their logits.
 
     ``mask`` marks real tokens (zeros for left padding); default all real. ``keep``: only the
@@ -217,8 +238,14 @@ def step(model: Any, state: State, tokens: torch.Tensor, mask: torch.Tensor | No
         mask = torch.ones(tokens.shape, dtype=torch.long)
     state.mask = torch.cat([state.mask, mask], dim=1)
     positions = state.next_pos.unsqueeze(1) + (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=tokens, attention_mask=state.mask, position_ids=positions, use_cache=True,
-                logits_to_keep=keep, **{cache_arg(model): state.cache})
+    out = model(
+        input_ids=tokens,
+        attention_mask=state.mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=keep,
+        **{cache_arg(model): state.cache},
+    )
     state.cache = returned_cache(out)
     state.next_pos = state.next_pos + mask.sum(-1)
     logits: torch.Tensor = out.logits
@@ -253,8 +280,16 @@ class GenRow:
     finish: str | None = None
 
 
-def generate(model: Any, tokenizer: Any, rows: list[GenRow], soft: Applied | None, pad_id: int, eos: set[int],
-             prefixes: PrefixCache | None = None, soft_key: str = "") -> None:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    rows: list[GenRow],
+    soft: Applied | None,
+    pad_id: int,
+    eos: set[int],
+    prefixes: PrefixCache | None = None,
+    soft_key: str = "",
+) -> None:
     """Decode every row in place until each stops, hits ``max_new`` or a stop string."""
     logits, state = prefill(model, [r.ids for r in rows], soft, pad_id, prefixes=prefixes, soft_key=soft_key)
     last = logits[:, -1, :]
@@ -311,8 +346,15 @@ def _check_stop(tokenizer: Any, row: GenRow) -> None:
         row.finish = "stop"
 
 
-def score(model: Any, prompts: list[list[int]], completions: list[list[list[int]]], soft: Applied | None, pad_id: int,
-          prefixes: PrefixCache | None = None, soft_key: str = "") -> list[list[list[float]]]:
+def score(
+    model: Any,
+    prompts: list[list[int]],
+    completions: list[list[list[int]]],
+    soft: Applied | None,
+    pad_id: int,
+    prefixes: PrefixCache | None = None,
+    soft_key: str = "",
+) -> list[list[list[float]]]:
     """Token log-probabilities of each completion after its prompt.
 
     The prompts run once (one batched forward pass); their caches are then shared by all of

@@ -144,11 +144,20 @@ def _forced(raw: Any, expected: Sequence[int]) -> list[TokenLogprob]:
             retryable=True,
         ) from None
     if not isinstance(content, list):
-        raise LMResponseError(f"expected a list of token log-probabilities, got {type(content).__name__}", retryable=True)
+        raise LMResponseError(
+            f"expected a list of token log-probabilities, got {type(content).__name__}", retryable=True
+        )
     out = []
     for item in content:
-        token, logprob, tid = (item.get("token"), item.get("logprob"), item.get("id")) if isinstance(item, dict) else (None,) * 3
-        if not isinstance(token, str) or isinstance(logprob, bool) or not isinstance(logprob, int | float) or math.isnan(logprob):
+        token, logprob, tid = (
+            (item.get("token"), item.get("logprob"), item.get("id")) if isinstance(item, dict) else (None,) * 3
+        )
+        if (
+            not isinstance(token, str)
+            or isinstance(logprob, bool)
+            or not isinstance(logprob, int | float)
+            or math.isnan(logprob)
+        ):
             raise LMResponseError(f"expected a token and a numeric logprob, got {item!r:.200}", retryable=True)
         out.append((tid, TokenLogprob(token=token, logprob=float(logprob))))
     if [tid for tid, _ in out] != list(expected):

@@ -146,7 +146,9 @@ class Cache:
         try:
             text = self._disk.get(key)
         except (OSError, sqlite3.Error, ValueError, TypeError) as exc:
-            warnings.warn(f"oobleck cache: could not read entry {key[:12]} ({exc}); treating it as a miss", stacklevel=3)
+            warnings.warn(
+                f"oobleck cache: could not read entry {key[:12]} ({exc}); treating it as a miss", stacklevel=3
+            )
             return None
         if text is None:
             return None

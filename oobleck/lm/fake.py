@@ -100,8 +100,7 @@ class FakeLM(BaseLM):
             return next(self._iter)
         except StopIteration:
             raise LMResponseError(
-                f"FakeLM ran out of scripted responses after {len(self._script)}; "
-                "give it more, or pass cycle=True"
+                f"FakeLM ran out of scripted responses after {len(self._script)}; give it more, or pass cycle=True"
             ) from None
 
     def complete(self, request: LMRequest) -> LMResponse:

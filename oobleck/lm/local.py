@@ -313,7 +313,9 @@ class _InProcess:
         return prompt
 
     def tokenize(self, text: str, *, add_special: bool) -> list[int]:
-        tokens = self._post("/tokenize", {"content": text, "add_special": add_special, "parse_special": True}).get("tokens")
+        tokens = self._post("/tokenize", {"content": text, "add_special": add_special, "parse_special": True}).get(
+            "tokens"
+        )
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
             raise LMResponseError("llama.cpp's /tokenize returned no token ids")
         return tokens

@@ -145,7 +145,9 @@ class OpenAILM(BaseLM):
         self.deadline = deadline
         self.defaults = defaults
         self.scoring = scoring
-        self.capabilities = capabilities or Capabilities(json_schema=True, logprobs=True, n=True, scoring=scoring is not None)
+        self.capabilities = capabilities or Capabilities(
+            json_schema=True, logprobs=True, n=True, scoring=scoring is not None
+        )
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._async_slots: dict[int, asyncio.Semaphore] = {}
         self._jitter = random.Random(0)
@@ -267,15 +269,24 @@ class OpenAILM(BaseLM):
         server = _HttpLlama(self)
         choices, sent = _llama_score.score(server, request.messages, texts)
         usage = Usage(
-            calls=1 + server.retries, retries=server.retries, prompt_tokens=sent, latency_s=time.perf_counter() - started
+            calls=1 + server.retries,
+            retries=server.retries,
+            prompt_tokens=sent,
+            latency_s=time.perf_counter() - started,
         )
         return LMResponse(choices=choices, usage=usage, model=self.model)
 
     def _score_first_token(self, request: LMRequest, texts: tuple[str, ...]) -> LMResponse:
         ask = request.model_copy(
             update={
-                "score": None, "logprobs": True, "top_logprobs": FIRST_TOKEN_ALTERNATIVES, "max_tokens": 1,
-                "temperature": 0.0, "n": 1, "stop": None, "response_format": None,
+                "score": None,
+                "logprobs": True,
+                "top_logprobs": FIRST_TOKEN_ALTERNATIVES,
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "n": 1,
+                "stop": None,
+                "response_format": None,
             }
         )
         response = self.complete(ask)
@@ -314,7 +325,9 @@ class OpenAILM(BaseLM):
             )
             for text in texts
         )
-        return LMResponse(choices=choices, usage=response.usage.model_copy(update={"completion_tokens": 0}), model=response.model)
+        return LMResponse(
+            choices=choices, usage=response.usage.model_copy(update={"completion_tokens": 0}), model=response.model
+        )
 
     def _post(self, url: str, body: dict[str, Any]) -> tuple[Any, int]:
         """POST ``body`` as JSON with this LM's retries; the decoded answer and the retries it took."""
@@ -392,7 +405,9 @@ class OpenAILM(BaseLM):
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             retry_after = _retry_after(exc.response.headers) if exc.response is not None else None
-            if status in (400, 413, 422) and _chat_wire.is_context_length_message(f"{message} {getattr(exc, 'code', '')}"):
+            if status in (400, 413, 422) and _chat_wire.is_context_length_message(
+                f"{message} {getattr(exc, 'code', '')}"
+            ):
                 return LMContextLengthError(
                     f"the prompt does not fit the context of {self.model} at {where} ({message}); "
                     "shorten the inputs, use fewer demos, or choose a model with a larger context",
@@ -403,7 +418,12 @@ class OpenAILM(BaseLM):
             if status in (401, 403):
                 return LMResponseError(f"{where} refused the credentials (HTTP {status}); check api_key", status=status)
             retryable = status >= 500 or status in (408, 409)
-            return LMResponseError(f"{where} answered HTTP {status}: {message}", status=status, retryable=retryable, retry_after=retry_after)
+            return LMResponseError(
+                f"{where} answered HTTP {status}: {message}",
+                status=status,
+                retryable=retryable,
+                retry_after=retry_after,
+            )
         if isinstance(exc, (openai.APIResponseValidationError, ValueError)):
             return LMResponseError(f"unusable answer from {where}: {message}", retryable=True)
         if isinstance(exc, openai.APIError):
@@ -465,7 +485,9 @@ class _HttpLlama:
         return prompt
 
     def tokenize(self, text: str, *, add_special: bool) -> list[int]:
-        answer = self._post(f"{self._root}/tokenize", {"content": text, "add_special": add_special, "parse_special": True})
+        answer = self._post(
+            f"{self._root}/tokenize", {"content": text, "add_special": add_special, "parse_special": True}
+        )
         tokens = answer.get("tokens") if isinstance(answer, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
             raise LMResponseError(

@@ -172,7 +172,9 @@ class TransformersLM(BaseLM):
             raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
         unknown = set(defaults) - {"temperature", "max_tokens", "top_p", "seed", "stop"}
         if unknown:
-            raise ConfigError(f"unknown decoding default(s) {sorted(unknown)}; known: temperature, max_tokens, top_p, seed, stop")
+            raise ConfigError(
+                f"unknown decoding default(s) {sorted(unknown)}; known: temperature, max_tokens, top_p, seed, stop"
+            )
         self._model_arg = Path(model) if model is not None else None
         self.device = device
         self.dtype = dtype
@@ -259,15 +261,19 @@ class TransformersLM(BaseLM):
         """Token ids of ``text`` (special-token markup in it is read as special tokens)."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def prompt_ids(self, messages: tuple[Message, ...] | list[Message], soft_prompt: SoftPrompt | None = None) -> list[int]:
+    def prompt_ids(
+        self, messages: tuple[Message, ...] | list[Message], soft_prompt: SoftPrompt | None = None
+    ) -> list[int]:
         """The input token ids for ``messages``, without the part a covering soft prompt replaces."""
         text = self.chat_text(messages)
         if soft_prompt is not None and soft_prompt.covers:
             soft_prompt.split(messages)  # checks the covered messages are the trained ones
             head = self.chat_text(messages[: soft_prompt.covers], generation_prompt=False)
             if not text.startswith(head):
-                raise ConfigError("this model's chat template does not render the covered messages as a prefix; "
-                                  "soft prompts that replace messages need a template that renders them in order")
+                raise ConfigError(
+                    "this model's chat template does not render the covered messages as a prefix; "
+                    "soft prompts that replace messages need a template that renders them in order"
+                )
             text = text[len(head) :]
         return self.encode(text)
 
@@ -349,8 +355,10 @@ class TransformersLM(BaseLM):
                 for job in jobs:
                     self._run(kind, [job])
                 return
-            error = exc if isinstance(exc, (ConfigError, LMResponseError)) else LMResponseError(
-                f"transformers failed on this request: {type(exc).__name__}: {exc}"
+            error = (
+                exc
+                if isinstance(exc, (ConfigError, LMResponseError))
+                else LMResponseError(f"transformers failed on this request: {type(exc).__name__}: {exc}")
             )
             jobs[0].future.set_exception(error)
             return
@@ -381,9 +389,13 @@ class TransformersLM(BaseLM):
         out = []
         for prompt, comps, opts, logps in zip(prompts, completions, texts, values):
             choices = tuple(
-                Choice(text=text, finish_reason="score", logprobs=tuple(
-                    TokenLogprob(token=self.tokenizer.decode([t]), logprob=lp) for t, lp in zip(ids, lps)
-                ))
+                Choice(
+                    text=text,
+                    finish_reason="score",
+                    logprobs=tuple(
+                        TokenLogprob(token=self.tokenizer.decode([t]), logprob=lp) for t, lp in zip(ids, lps)
+                    ),
+                )
                 for text, ids, lps in zip(opts, comps, logps)
             )
             usage = Usage(calls=1, prompt_tokens=len(prompt) + sum(len(c) for c in comps))
@@ -406,23 +418,31 @@ class TransformersLM(BaseLM):
                 generator = None
                 if temperature > 0:
                     generator = torch.Generator().manual_seed(hash((seed, req.sample_index, k)) & 0x7FFFFFFF)
-                rows.append(rt.GenRow(
-                    ids=ids,
-                    max_new=int(self._param(req, "max_tokens", 256)),
-                    temperature=float(temperature),
-                    top_p=float(self._param(req, "top_p", 1.0)),
-                    generator=generator,
-                    stop=stop,
-                    top_logprobs=int(req.top_logprobs or 0),
-                ))
+                rows.append(
+                    rt.GenRow(
+                        ids=ids,
+                        max_new=int(self._param(req, "max_tokens", 256)),
+                        temperature=float(temperature),
+                        top_p=float(self._param(req, "top_p", 1.0)),
+                        generator=generator,
+                        stop=stop,
+                        top_logprobs=int(req.top_logprobs or 0),
+                    )
+                )
                 owners.append(j)
         tokenizer = self.tokenizer
-        rt.generate(self.model, tokenizer, rows, soft, self._pad_id(), self._eos_ids(), self._prefixes, self._soft_key(jobs))
+        rt.generate(
+            self.model, tokenizer, rows, soft, self._pad_id(), self._eos_ids(), self._prefixes, self._soft_key(jobs)
+        )
         out = []
         for j, job in enumerate(jobs):
             mine = [r for r, o in zip(rows, owners) if o == j]
-            choices = tuple(Choice(text=r.text, finish_reason=r.finish, logprobs=self._logprobs(r) if job.request.logprobs else None)
-                            for r in mine)
+            choices = tuple(
+                Choice(
+                    text=r.text, finish_reason=r.finish, logprobs=self._logprobs(r) if job.request.logprobs else None
+                )
+                for r in mine
+            )
             usage = Usage(calls=1, prompt_tokens=len(mine[0].ids), completion_tokens=sum(len(r.logprobs) for r in mine))
             out.append(LMResponse(choices=choices, usage=usage, model=self.model_dir.name))
         return out

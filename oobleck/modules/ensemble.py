@@ -22,7 +22,9 @@ log = logging.getLogger("oobleck.modules")
 Reducer = Callable[[Sequence[Prediction]], Prediction]
 
 
-def majority(predictions: Sequence[Prediction | None], *, field: str | None = None, normalize: bool = True) -> Prediction:
+def majority(
+    predictions: Sequence[Prediction | None], *, field: str | None = None, normalize: bool = True
+) -> Prediction:
     """The prediction whose ``field`` value is the most common among ``predictions``.
 
     Ties go to the value seen first; missing predictions (None) are skipped.

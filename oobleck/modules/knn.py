@@ -146,7 +146,6 @@ class KNNFewShot(Module):
         return f"KNNFewShot(k={self.k}, pool={len(self.pool)}, embedder={self.embedder!r}, program={self.program!r})"
 
 
-
 _MAX_HASH_DIM = 1 << 20
 
 

@@ -165,8 +165,12 @@ class MultiHop(Module):
 
     def dump_extra(self, files: Any) -> dict[str, Any]:
         """The search settings (the query writers and the answer step are children)."""
-        return {"max_passages": self.max_passages, "search_question": self.search_question,
-                "query_field": self.query_field, "query_with_question": self.query_with_question}
+        return {
+            "max_passages": self.max_passages,
+            "search_question": self.search_question,
+            "query_field": self.query_field,
+            "query_with_question": self.query_with_question,
+        }
 
     def load_extra(self, extra: dict[str, Any], files: Any) -> None:
         """Restore the search settings, checking them against the saved steps."""
@@ -181,7 +185,9 @@ class MultiHop(Module):
             raise ConfigError(f"MultiHop query_field {field!r} is not an input of the saved answer step")
         writers = self.__dict__.get("generate_query")
         if not isinstance(writers, list) or not (writers or first):
-            raise ConfigError("a saved MultiHop needs a list of query writers (non-empty unless it searches the question)")
+            raise ConfigError(
+                "a saved MultiHop needs a list of query writers (non-empty unless it searches the question)"
+            )
         for writer in writers:
             for name in answer_inputs:
                 if name not in writer.predictors()[0].signature.input_fields:

@@ -46,18 +46,13 @@ class TeacherRun:
             "passed": self.passed,
             "error": self.error,
             "score": self.score,
-            "demos": {
-                name: [to_data(d) for d in ds]
-                for name, ds in self.demos.items()
-            },
+            "demos": {name: [to_data(d) for d in ds] for name, ds in self.demos.items()},
         }
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> TeacherRun:
         """Rebuild from :meth:`to_data`."""
-        demos = {
-            name: [from_data(d) for d in ds] for name, ds in data["demos"].items()
-        }
+        demos = {name: [from_data(d) for d in ds] for name, ds in data["demos"].items()}
         return cls(passed=bool(data["passed"]), demos=demos, error=data.get("error"), score=data.get("score"))
 
 
@@ -188,7 +183,7 @@ class Bootstrapper:
         balanced = bool(groups) and share < max_demos
         taken: dict[Any, int] = {}
         tried: dict[Any, int] = {}
-        for cap in ([share, max_demos] if balanced else [max_demos]):
+        for cap in [share, max_demos] if balanced else [max_demos]:
             for rnd in range(max_rounds):
                 for i in order:
                     if len(chosen) >= max_demos:

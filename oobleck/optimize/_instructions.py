@@ -54,9 +54,7 @@ def with_format(program: Module, fmt: str) -> Module:
     return new
 
 
-def run_with_feedback(
-    program: Module, name: str, ex: Example, metric: Callable[..., Any]
-) -> dict[str, Any]:
+def run_with_feedback(program: Module, name: str, ex: Example, metric: Callable[..., Any]) -> dict[str, Any]:
     """Run ``program`` on ``ex`` (:func:`oobleck._run.run_example`); one feedback record.
 
     The record holds predictor ``name``'s inputs and outputs in that run, the expected labels,
@@ -280,7 +278,17 @@ class Session:
         )
         return key, True
 
-    def add(self, program: Module, *, parent: str | None, step: int, kind: str, race: bool | None = None, rows: Sequence[int] | None = None, **extra: Any) -> str:
+    def add(
+        self,
+        program: Module,
+        *,
+        parent: str | None,
+        step: int,
+        kind: str,
+        race: bool | None = None,
+        rows: Sequence[int] | None = None,
+        **extra: Any,
+    ) -> str:
         """Register and score ``program`` (on ``rows``, default the whole valset, with racing)."""
         key, _ = self.record(program, parent=parent, step=step, kind=kind, **extra)
         self.score(key, rows=rows, race=race)

@@ -128,10 +128,29 @@ def clean_instruction(text: str, *, max_chars: int = 400) -> str:
 #: Words about writing instructions rather than doing the task: in a candidate, two distinct ones
 #: (not in the predictor's own instruction or fields) mean the proposer's prompt was echoed.
 _META_WORDS = frozenset(
-    {"instruction", "instructions", "tip", "tips", "step", "steps", "previous", "improve", "improved", "improves",
-     "rewrite", "rewritten", "rewrote", "proposer", "prompt", "prompts", "tried"}
+    {
+        "instruction",
+        "instructions",
+        "tip",
+        "tips",
+        "step",
+        "steps",
+        "previous",
+        "improve",
+        "improved",
+        "improves",
+        "rewrite",
+        "rewritten",
+        "rewrote",
+        "proposer",
+        "prompt",
+        "prompts",
+        "tried",
+    }
 )
-_META_OPENING = re.compile(r"^(?:the|your|my|this|a)\s+(?:first|new|current|improved|previous|better)?\s*instructions?\b", re.I)
+_META_OPENING = re.compile(
+    r"^(?:the|your|my|this|a)\s+(?:first|new|current|improved|previous|better)?\s*instructions?\b", re.I
+)
 
 
 def echoes_proposer(text: str, own_words: str = "") -> bool:
@@ -155,7 +174,9 @@ def echoes_proposer(text: str, own_words: str = "") -> bool:
 
 def _own_words(signature: Signature) -> str:
     fields = [*signature.input_fields.values(), *signature.output_fields.values()]
-    return " ".join([signature.instructions, *(f.name.replace("_", " ") for f in fields), *(f.desc or "" for f in fields)])
+    return " ".join(
+        [signature.instructions, *(f.name.replace("_", " ") for f in fields), *(f.desc or "" for f in fields)]
+    )
 
 
 def grounded_variants(signature: Signature) -> list[str]:
@@ -330,7 +351,9 @@ class InstructionProposer:
         scored = [(i, s) for i, s in history if s is not None]
         best = sorted(scored, key=lambda x: x[1])[-self.history_size :]
         tried = "\n".join(f"{s:.1f}: {i}" for i, s in best) or "(none yet)"
-        step = Predict(ProposeInstruction, lm=self._lm(program), temperature=self.temperature, max_tokens=self.max_tokens)
+        step = Predict(
+            ProposeInstruction, lm=self._lm(program), temperature=self.temperature, max_tokens=self.max_tokens
+        )
         kwargs = {
             "dataset": summary or "(no summary)",
             "program": describe_program(program, name),
@@ -356,7 +379,9 @@ class InstructionProposer:
         """
         predictor = dict(program.named_predictors())[name]
         examples = "\n\n".join(format_row(r) for r in records) or "(none)"
-        step = Predict(ReflectInstruction, lm=self._lm(program), temperature=self.temperature, max_tokens=self.max_tokens)
+        step = Predict(
+            ReflectInstruction, lm=self._lm(program), temperature=self.temperature, max_tokens=self.max_tokens
+        )
         kwargs = {
             "program": describe_program(program, name),
             "current_instruction": predictor.instructions,

@@ -424,9 +424,7 @@ class Scorer:
         return confidently_worse(diffs, population=len(self.valset), alpha=1.0 - self.race_confidence)
 
 
-def select(
-    means: Mapping[str, float], prompt_tokens: Mapping[str, int], *, tolerance: float | None = None
-) -> str:
+def select(means: Mapping[str, float], prompt_tokens: Mapping[str, int], *, tolerance: float | None = None) -> str:
     """The key with the best mean; with ``tolerance`` (points), the shortest prompt within it.
 
     Ties (same mean, or the same prompt length within the tolerance) go to the earliest key.

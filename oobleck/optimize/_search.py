@@ -345,7 +345,12 @@ class SearchOptimizer(Optimizer):
             info = {**info, "confirm_rows": 0, "no_confirm": reason}
             return Split(train, val, [], info, reason)
         select_idx, confirm_idx = holdout(val, n_confirm, seed)
-        info = {**info, "selection_rows": len(select_idx), "confirm_rows": len(confirm_idx), "confirm_row_indices": confirm_idx}
+        info = {
+            **info,
+            "selection_rows": len(select_idx),
+            "confirm_rows": len(confirm_idx),
+            "confirm_row_indices": confirm_idx,
+        }
         return Split(train, [val[i] for i in select_idx], [val[i] for i in confirm_idx], info, None)
 
     def _split_scoring(
@@ -430,12 +435,19 @@ class SearchOptimizer(Optimizer):
         ``require_significant`` and the confirmed gain is not significant.
         """
         start_key = candidate_key(program)
-        full = {k: scorer.candidates[k].mean() for k in candidates if scorer.complete(k) and not scorer.candidates[k].dropped}
+        full = {
+            k: scorer.candidates[k].mean()
+            for k in candidates
+            if scorer.complete(k) and not scorer.candidates[k].dropped
+        }
         run.scores["racing"] = scorer.racing_report()
         if stopped:
             run.budget.stopped = True
         if not full:
-            log.warning("%s: no candidate was fully scored before the budget ran out; returning the program unchanged", self.name)
+            log.warning(
+                "%s: no candidate was fully scored before the budget ran out; returning the program unchanged",
+                self.name,
+            )
             run.scores["best"] = None
             run.scores["verdict"] = {"confirmed": False, "reason": "no candidate was fully scored"}
             return program.copy()
@@ -460,7 +472,9 @@ class SearchOptimizer(Optimizer):
             log.info("%s: %s", self.name, line)
         v = run.scores.get("verdict") or {}
         if self.options.require_significant and not (v.get("confirmed") and v.get("significant")):
-            why = "not significant on the confirming rows" if v.get("confirmed") else f"not confirmed: {v.get('reason')}"
+            why = (
+                "not significant on the confirming rows" if v.get("confirmed") else f"not confirmed: {v.get('reason')}"
+            )
             log.warning("%s: require_significant: the gain is %s; returning the starting program", self.name, why)
             run.scores["returned"] = f"start (gain {why})"
             return program.copy()
@@ -498,7 +512,10 @@ class SearchOptimizer(Optimizer):
             scorer.score("start", program, race=False)
             scorer.score("best", best, race=False)
         except BudgetExceededError:
-            return {"confirmed": False, "reason": f"the budget ran out while scoring the {len(split.confirm)} confirming rows"}
+            return {
+                "confirmed": False,
+                "reason": f"the budget ran out while scoring the {len(split.confirm)} confirming rows",
+            }
         except TooManyErrorsError as exc:
             return {"confirmed": False, "reason": f"scoring the confirming rows failed: {exc}"}
         v = verdict(scorer.row_scores("start"), scorer.row_scores("best"))

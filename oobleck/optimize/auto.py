@@ -155,7 +155,9 @@ class Auto(SearchOptimizer):
     ) -> None:
         given = options.get("max_lm_calls")
         if budget is not None and given is not None and given != budget:
-            raise ConfigError(f"Auto: budget={budget} and max_lm_calls={given} disagree; they are one setting, pass one")
+            raise ConfigError(
+                f"Auto: budget={budget} and max_lm_calls={given} disagree; they are one setting, pass one"
+            )
         options["max_lm_calls"] = budget if budget is not None else given
         super().__init__(metric, **options)
         self.budget = self.options.max_lm_calls
@@ -181,8 +183,15 @@ class Auto(SearchOptimizer):
             "few_shot": RandomSearch(m, num_candidates=4, max_bootstrapped_demos=4, max_labeled_demos=4),
             "format": InstructionSearch(m, breadth=1, depth=1, n_demos=2, formats=FORMAT_CHOICES, prompt_lm=lm),
             "joint": JointSearch(
-                m, auto=None, num_trials=8, num_instructions=2, num_demo_sets=3, minibatch_size=8,
-                full_eval_every=4, formats=two, prompt_lm=lm,
+                m,
+                auto=None,
+                num_trials=8,
+                num_instructions=2,
+                num_demo_sets=3,
+                minibatch_size=8,
+                full_eval_every=4,
+                formats=two,
+                prompt_lm=lm,
             ),  # fmt: skip
             "reflective": ReflectiveEvolution(
                 m, iterations=3, minibatch_size=4, demos=True, max_demos=2, formats=two, reflection_lm=lm
@@ -221,11 +230,15 @@ class Auto(SearchOptimizer):
                 continue
             e = self._member(m, calls=None, tokens=None)._estimate(program, train, sel)
             breakdown[name] = e.program_runs
-            total = e if total is None else CostEstimate(
-                program_runs=total.program_runs + e.program_runs,
-                lm_calls=total.lm_calls + e.lm_calls,
-                min_lm_calls=min(total.min_lm_calls, e.min_lm_calls),
-                prompt_tokens=total.prompt_tokens + e.prompt_tokens,
+            total = (
+                e
+                if total is None
+                else CostEstimate(
+                    program_runs=total.program_runs + e.program_runs,
+                    lm_calls=total.lm_calls + e.lm_calls,
+                    min_lm_calls=min(total.min_lm_calls, e.min_lm_calls),
+                    prompt_tokens=total.prompt_tokens + e.prompt_tokens,
+                )
             )
         total = total or CostEstimate(program_runs=0, lm_calls=0, min_lm_calls=0, prompt_tokens=0)
         estimate = self._plus_confirmation(
@@ -254,7 +267,9 @@ class Auto(SearchOptimizer):
         runs = 2 * len(split.confirm)
         return runs * calls_per_run(program, first), runs * tokens_per_run(program, first)
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
         run.notes = {"split": split.info}
         members = self.portfolio()
@@ -387,7 +402,9 @@ class Auto(SearchOptimizer):
         others = ", ".join(f"{k} {v:.1f}" for k, v in means.items() if k != winner)
         n = len(split.select)
         if winner == "start":
-            why = f"no member beat the starting program on the {n} selection rows ({others}; start {means['start']:.1f})"
+            why = (
+                f"no member beat the starting program on the {n} selection rows ({others}; start {means['start']:.1f})"
+            )
         else:
             why = f"{winner} scored best on the {n} selection rows: {means[winner]:.1f} (others: {others})"
         run.scores.update(winner=winner, why=why, best_score=means[winner])

@@ -164,7 +164,9 @@ class BootstrapFewShot(Optimizer):
         )
         return boot
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         boot = self.make_bootstrapper(program, run, trainset)
         boot.on_run = lambda: run.save({"runs": {k: v.to_data() for k, v in boot.runs.items()}})
         compiled, chosen, stopped = demo_set(

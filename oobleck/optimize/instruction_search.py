@@ -80,7 +80,12 @@ class InstructionSearch(InstructionSearchBase):
         **options: Unpack[SearchKwargs],
     ) -> None:
         super().__init__(
-            metric, prompt_lm=prompt_lm, grounded_fallback=grounded_fallback, formats=formats, n_demos=n_demos, **options
+            metric,
+            prompt_lm=prompt_lm,
+            grounded_fallback=grounded_fallback,
+            formats=formats,
+            n_demos=n_demos,
+            **options,
         )
         if breadth < 1 or depth < 1:
             raise ConfigError(f"breadth and depth must be >= 1, got breadth={breadth}, depth={depth}")
@@ -107,7 +112,9 @@ class InstructionSearch(InstructionSearchBase):
         )
         return self._plus_confirmation(estimate, program, trainset, valset)
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         def steps(s: Session) -> None:
             s.score_start()
             best = s.try_formats()

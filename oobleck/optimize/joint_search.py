@@ -164,7 +164,12 @@ class JointSearch(InstructionSearchBase):
             lm_calls=runs * per_run + proposals + 1,
             min_lm_calls=n_val * per_run,
             prompt_tokens=runs * tokens_per_run(program, first),
-            breakdown={"bootstrap": boot, "minibatch": minibatch_runs, "validation": full, "proposer_calls": proposals + 1},
+            breakdown={
+                "bootstrap": boot,
+                "minibatch": minibatch_runs,
+                "validation": full,
+                "proposer_calls": proposals + 1,
+            },
         )
         return self._plus_confirmation(estimate, program, trainset, valset)
 
@@ -175,7 +180,11 @@ class JointSearch(InstructionSearchBase):
         out: list[Module] = []
         for i in range(self.num_demo_sets):
             kind: DemoSetKind = (
-                "zero_shot" if i == 0 else "labeled" if i == 1 or not self.max_bootstrapped_demos else "bootstrap_shuffled"
+                "zero_shot"
+                if i == 0
+                else "labeled"
+                if i == 1 or not self.max_bootstrapped_demos
+                else "bootstrap_shuffled"
             )
             candidate, _, stopped = demo_set(
                 kind,
@@ -206,7 +215,9 @@ class JointSearch(InstructionSearchBase):
             out[name] = texts
         return out
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         optuna = _import_optuna()
         trials: list[dict[str, Any]] = []
 
@@ -222,7 +233,10 @@ class JointSearch(InstructionSearchBase):
             for t in range(self.num_trials):
                 trial = study.ask()
                 choice = {
-                    "instructions": {n: trial.suggest_categorical(f"{n}.instruction", list(range(len(instructions[n])))) for n in names},
+                    "instructions": {
+                        n: trial.suggest_categorical(f"{n}.instruction", list(range(len(instructions[n]))))
+                        for n in names
+                    },
                     "demos": {n: trial.suggest_categorical(f"{n}.demos", list(range(len(demo_sets)))) for n in names},
                     "format": trial.suggest_categorical("format", list(range(len(formats)))) if len(formats) > 1 else 0,
                 }
@@ -233,7 +247,9 @@ class JointSearch(InstructionSearchBase):
                 c = s.scorer.candidates.get(key)
                 value = c.mean(rows) if c is not None and all(i in c.scores for i in rows) else 0.0
                 study.tell(trial, value)
-                trials.append({"trial": t, "choice": choice, "candidate": s.ids[key], "minibatch_score": round(value, 4)})
+                trials.append(
+                    {"trial": t, "choice": choice, "candidate": s.ids[key], "minibatch_score": round(value, 4)}
+                )
                 if (t + 1) % self.full_eval_every == 0 or t + 1 == self.num_trials:
                     self._full_eval(s)
 
@@ -264,7 +280,10 @@ class JointSearch(InstructionSearchBase):
         waiting = [
             k
             for k in s.programs
-            if k in s.scorer.candidates and s.scorer.candidates[k].scores and not s.scorer.complete(k) and not s.scorer.candidates[k].dropped
+            if k in s.scorer.candidates
+            and s.scorer.candidates[k].scores
+            and not s.scorer.complete(k)
+            and not s.scorer.candidates[k].dropped
         ]
         if not waiting:
             return

@@ -52,6 +52,8 @@ class KNN(Optimizer):
     def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
         return CostEstimate(program_runs=0, lm_calls=0, min_lm_calls=0, prompt_tokens=0, breakdown={})
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         run.scores = {"pool_size": len(trainset)}
         return KNNFewShot(program, trainset=trainset, k=self.k, embedder=self.embedder, input_fields=self.input_fields)

@@ -48,7 +48,9 @@ class LabeledFewShot(Optimizer):
     def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
         return CostEstimate(program_runs=0, lm_calls=0, min_lm_calls=0, prompt_tokens=0, breakdown={})
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         compiled = program.copy()
         rng = random.Random(run.seed)
         for _, predictor in compiled.named_predictors():

@@ -38,7 +38,6 @@ log = logging.getLogger("oobleck.optimize")
 _KINDS: dict[int, DemoSetKind] = {-3: "zero_shot", -2: "labeled", -1: "bootstrap"}
 
 
-
 class RandomSearch(SearchOptimizer):
     """Bootstrap several demo sets and keep the one that scores best on the valset.
 
@@ -152,10 +151,16 @@ class RandomSearch(SearchOptimizer):
             info["bootstrapped_rows"] = chosen
         return compiled, info, stopped
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         split = self._split(trainset, valset, run.seed, quiet=bool(run.state))
         train, val = split.train, split.select
-        run.notes = {"split": split.info, "bootstrap_trainset_sha256": rows_sha256(train), "scored_valset_sha256": rows_sha256(val)}
+        run.notes = {
+            "split": split.info,
+            "bootstrap_trainset_sha256": rows_sha256(train),
+            "scored_valset_sha256": rows_sha256(val),
+        }
         boot = self._bootstrap.make_bootstrapper(program, run, train)
         scorer = self._scorer(val, run)
         done: dict[str, dict[str, Any]] = dict(run.state.get("candidates", {}))

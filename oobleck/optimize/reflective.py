@@ -161,11 +161,18 @@ class ReflectiveEvolution(InstructionSearchBase):
             lm_calls=runs * per_run + self.iterations,
             min_lm_calls=n_val * per_run,
             prompt_tokens=runs * tokens_per_run(program, first),
-            breakdown={"bootstrap": boot, "minibatch": minibatch_runs, "validation": val_runs, "reflection_calls": self.iterations},
+            breakdown={
+                "bootstrap": boot,
+                "minibatch": minibatch_runs,
+                "validation": val_runs,
+                "reflection_calls": self.iterations,
+            },
         )
         return self._plus_confirmation(estimate, program, trainset, valset)
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         pool: list[str] = []
 
         def steps(s: Session) -> None:

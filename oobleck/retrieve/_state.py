@@ -66,4 +66,8 @@ def dump_retriever(retriever: Retriever, files: SideFiles) -> dict[str, Any]:
     dump = getattr(retriever, "dump", None)
     if callable(dump):
         return dict(dump(files))
-    return {"type": "external", "config": retriever.config(), "class": f"{type(retriever).__module__}.{type(retriever).__qualname__}"}
+    return {
+        "type": "external",
+        "config": retriever.config(),
+        "class": f"{type(retriever).__module__}.{type(retriever).__qualname__}",
+    }

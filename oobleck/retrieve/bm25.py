@@ -148,7 +148,12 @@ class BM25Index:
             raise ConfigError(f"unknown BM25 method {method!r} in the saved index")
         index = cls.__new__(cls)
         index.documents = _state.read_documents(files, state["corpus"])
-        index.params = {"k1": float(state["k1"]), "b": float(state["b"]), "delta": float(state["delta"]), "method": method}
+        index.params = {
+            "k1": float(state["k1"]),
+            "b": float(state["b"]),
+            "delta": float(state["delta"]),
+            "method": method,
+        }
         stopwords = state.get("stopwords")
         if stopwords is not None and not isinstance(stopwords, str):
             raise ConfigError(f"stopwords must be a language code or null, got {stopwords!r}")
@@ -160,7 +165,12 @@ class BM25Index:
         n = len(index.documents)
         # bm25s adds the empty token to the vocabulary after building the matrix, so the
         # matrix may have one column fewer than the vocabulary has entries.
-        if indptr.ndim != 1 or not (len(vocab) <= len(indptr) <= len(vocab) + 1) or len(data) != len(indices) or int(indptr[-1]) != len(data):
+        if (
+            indptr.ndim != 1
+            or not (len(vocab) <= len(indptr) <= len(vocab) + 1)
+            or len(data) != len(indices)
+            or int(indptr[-1]) != len(data)
+        ):
             raise ConfigError("the saved BM25 arrays do not fit the vocabulary")
         if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= n):
             raise ConfigError("the saved BM25 arrays point outside the corpus")

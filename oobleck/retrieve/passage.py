@@ -89,7 +89,9 @@ class Documents:
         if isinstance(corpus, Documents):
             return corpus
         if isinstance(corpus, (str, bytes)) or not isinstance(corpus, Sequence):
-            raise ConfigError(f"a corpus is a list of strings or of {{'title', 'text'}} mappings, got {type(corpus).__name__}")
+            raise ConfigError(
+                f"a corpus is a list of strings or of {{'title', 'text'}} mappings, got {type(corpus).__name__}"
+            )
         if not corpus:
             raise ConfigError("the corpus is empty; an index needs at least one document")
         ids, titles, texts = [], [], []
@@ -191,11 +193,7 @@ def as_passages(value: Any) -> list[Passage] | None:
     for item in value:
         if isinstance(item, Passage):
             out.append(item)
-        elif (
-            isinstance(item, Mapping)
-            and isinstance(item.get("text"), str)
-            and set(item) <= _PASSAGE_KEYS
-        ):
+        elif isinstance(item, Mapping) and isinstance(item.get("text"), str) and set(item) <= _PASSAGE_KEYS:
             try:
                 out.append(Passage(**{"id": "", **item}))
             except pydantic.ValidationError:

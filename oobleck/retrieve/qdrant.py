@@ -153,7 +153,11 @@ class QdrantRetriever:
                     models.PointStruct(
                         id=start + j,
                         vector=vector.tolist(),
-                        payload={"id": docs.ids[start + j], "title": docs.titles[start + j], "text": docs.texts[start + j]},
+                        payload={
+                            "id": docs.ids[start + j],
+                            "title": docs.titles[start + j],
+                            "text": docs.texts[start + j],
+                        },
                     )
                     for j, vector in enumerate(vectors)
                 ]
@@ -181,7 +185,9 @@ class QdrantRetriever:
             raise RetrievalError(f"Qdrant ({self.collection!r}) is unreachable: {exc}") from exc
         except Exception as exc:  # qdrant-client raises its own types (UnexpectedResponse, RpcError...)
             if type(exc).__module__.startswith(("qdrant_client", "httpx", "grpc")):
-                raise RetrievalError(f"Qdrant ({self.collection!r}) refused the request: {type(exc).__name__}: {exc}") from exc
+                raise RetrievalError(
+                    f"Qdrant ({self.collection!r}) refused the request: {type(exc).__name__}: {exc}"
+                ) from exc
             raise
 
     def search(self, queries: Sequence[str], *, k: int) -> list[list[Passage]]:

@@ -74,7 +74,9 @@ def saved_embedder(config: Any, given: Embedder | None = None, files: SideFiles 
                 f"{exc}; or pass the embedder yourself (load_index(path, embedder=...)) or set the Retrieve "
                 "module's retriever after loading"
             ) from None
-        return embedder_from_config({k: v for k, v in config.items() if k in ("type", "batch_size", "max_length", "model_path")})
+        return embedder_from_config(
+            {k: v for k, v in config.items() if k in ("type", "batch_size", "max_length", "model_path")}
+        )
     bundled = (kind == "hashing" and isinstance(config.get("dim"), int) and 0 < config["dim"] <= MAX_HASHING_DIM) or (
         kind == "transformers" and config.get("model_path") is None
     )
@@ -84,7 +86,9 @@ def saved_embedder(config: Any, given: Embedder | None = None, files: SideFiles 
             "choose a model to load. Pass the embedder yourself (load_index(path, embedder=...)) or set the "
             "Retrieve module's retriever after loading"
         )
-    options = {k: v for k, v in config.items() if k in ("type", "dim", "ngrams", "batch_size", "max_length", "model_path")}
+    options = {
+        k: v for k, v in config.items() if k in ("type", "dim", "ngrams", "batch_size", "max_length", "model_path")
+    }
     return embedder_from_config(options)
 
 
@@ -187,10 +191,16 @@ def load_index(directory: str | Path, *, embedder: Embedder | None = None) -> Re
     if not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT:
         raise ArtifactError(f"{source} is not an oobleck index (format {INDEX_FORMAT!r})")
     if manifest.get("schema_version") != INDEX_SCHEMA_VERSION:
-        raise ArtifactError(f"{source} has schema_version {manifest.get('schema_version')!r}; this oobleck reads {INDEX_SCHEMA_VERSION}")
+        raise ArtifactError(
+            f"{source} has schema_version {manifest.get('schema_version')!r}; this oobleck reads {INDEX_SCHEMA_VERSION}"
+        )
     records = []
     for rec in manifest.get("files") or []:
-        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), str) for k in ("name", "path", "sha256")) and isinstance(rec.get("size"), int)):
+        if not (
+            isinstance(rec, dict)
+            and all(isinstance(rec.get(k), str) for k in ("name", "path", "sha256"))
+            and isinstance(rec.get("size"), int)
+        ):
             raise ArtifactError(f"{source}: a malformed side-file record {rec!r:.120}")
         records.append(SimpleNamespace(**{k: rec[k] for k in ("name", "path", "sha256", "size")}))
     files = SideFiles.read_from(path.parent, records, source=source)

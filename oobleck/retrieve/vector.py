@@ -103,7 +103,9 @@ class VectorIndex:
         out: list[list[Passage]] = []
         for start in range(0, len(qs), 256):  # bounded memory: 256 x corpus scores at a time
             idx, scores = top_k(q[start : start + 256] @ self.vectors.T, k)
-            out.extend([self.documents.passage(int(i), float(s)) for i, s in zip(ri, rs)] for ri, rs in zip(idx, scores))
+            out.extend(
+                [self.documents.passage(int(i), float(s)) for i, s in zip(ri, rs)] for ri, rs in zip(idx, scores)
+            )
         return out
 
     def config(self) -> dict[str, Any]:
@@ -128,7 +130,9 @@ class VectorIndex:
     @classmethod
     def restore(cls, state: Mapping[str, Any], files: SideFiles, *, embedder: Embedder) -> VectorIndex:
         """Rebuild from :meth:`dump` (no embedding happens: the vectors are read back)."""
-        return cls.from_vectors(_state.read_documents(files, state["corpus"]), files.read_array(state["vectors"]), embedder=embedder)
+        return cls.from_vectors(
+            _state.read_documents(files, state["corpus"]), files.read_array(state["vectors"]), embedder=embedder
+        )
 
     def __repr__(self) -> str:
         return f"VectorIndex({len(self.documents)} documents, embedder={self.embedder!r})"

@@ -69,8 +69,10 @@ class SoftPromptOptimizer(Optimizer):
     ) -> None:
         super().__init__()
         if steps < 0 or batch_size < 1 or num_virtual_tokens < 1:
-            raise ConfigError(f"steps must be >= 0, batch_size and num_virtual_tokens >= 1; got steps={steps}, "
-                              f"batch_size={batch_size}, num_virtual_tokens={num_virtual_tokens}")
+            raise ConfigError(
+                f"steps must be >= 0, batch_size and num_virtual_tokens >= 1; got steps={steps}, "
+                f"batch_size={batch_size}, num_virtual_tokens={num_virtual_tokens}"
+            )
         if (lr is not None and not lr > 0) or (eval_every is not None and eval_every < 1):
             raise ConfigError(f"lr must be > 0 and eval_every >= 1 (or None); got lr={lr}, eval_every={eval_every}")
         if max_time_s is not None and not max_time_s >= 0:
@@ -115,8 +117,9 @@ class SoftPromptOptimizer(Optimizer):
 
     def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
         evals = self._evaluations(self.steps) * len(valset or trainset)
-        return CostEstimate(program_runs=evals, lm_calls=evals, min_lm_calls=0, prompt_tokens=0,
-                            breakdown={"valset scoring": evals})
+        return CostEstimate(
+            program_runs=evals, lm_calls=evals, min_lm_calls=0, prompt_tokens=0, breakdown={"valset scoring": evals}
+        )
 
     def _evaluations(self, steps: int) -> int:
         """How many valset evaluations a run of ``steps`` makes at most (the first, the last, every eval_every)."""
@@ -140,12 +143,16 @@ class SoftPromptOptimizer(Optimizer):
         if self.predictor_names is not None:
             missing = sorted(set(self.predictor_names) - {n for n, _ in chosen})
             if missing:
-                raise ConfigError(f"no predictor(s) named {missing}; the program has {[n for n, _ in program.named_predictors()]}")
+                raise ConfigError(
+                    f"no predictor(s) named {missing}; the program has {[n for n, _ in program.named_predictors()]}"
+                )
         if not chosen:
             raise ConfigError("no predictor's fields are all present in the trainset rows; nothing to train")
         return chosen
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         compiled = program.copy()
         selection = valset or trainset
         scores: dict[str, Any] = {}
@@ -160,10 +167,23 @@ class SoftPromptOptimizer(Optimizer):
         run.scores = {"valset": max((s["best_score"] for s in scores.values()), default=None), "predictors": scores}
         return compiled
 
-    def _train_one(self, program: Module, name: str, predictor: Predict, lm: Any, trainset: list[Example],
-                   selection: list[Example], run: CompileRun, *, config: dict[str, Any] | None = None,
-                   rows: list[_data.Row] | None = None, start: SoftPrompt | None = None, task: int = 0,
-                   tag: str = "", restart_stale: bool = False) -> _trainer.Outcome:
+    def _train_one(
+        self,
+        program: Module,
+        name: str,
+        predictor: Predict,
+        lm: Any,
+        trainset: list[Example],
+        selection: list[Example],
+        run: CompileRun,
+        *,
+        config: dict[str, Any] | None = None,
+        rows: list[_data.Row] | None = None,
+        start: SoftPrompt | None = None,
+        task: int = 0,
+        tag: str = "",
+        restart_stale: bool = False,
+    ) -> _trainer.Outcome:
         previous = predictor.soft_prompt if getattr(predictor, "soft_prompt", None) is not None else None
         if start is None and previous is not None and previous.method == self.method:
             start = previous
@@ -180,8 +200,9 @@ class SoftPromptOptimizer(Optimizer):
             settings = dict(start.config)
         else:
             settings = self._plan_config(cover, lm)
-        plan = _trainer.Plan(self.method, self.steps, self.max_time_s, self.batch_size, self.lr, self._eval_every(),
-                             run.seed, settings)
+        plan = _trainer.Plan(
+            self.method, self.steps, self.max_time_s, self.batch_size, self.lr, self._eval_every(), run.seed, settings
+        )
         if rows is None:
             rows = _data.rows(predictor, lm, trainset, cover=cover)
 
@@ -197,12 +218,27 @@ class SoftPromptOptimizer(Optimizer):
             checkpoint = Path(f"{run.checkpoint.path}.{_safe(name)}{tag}.soft.json")
         # "source" is a file path that changes between sessions; its content is named by "source_sha256"
         identity = {k: v for k, v in settings.items() if k != "source"}
-        fingerprint = hashlib.sha256(json.dumps(
-            [run.checkpoint.fingerprint, name, tag, identity, start.sha256 if start else None], sort_keys=True, default=str
-        ).encode()).hexdigest()
-        return _trainer.train(lm, plan, rows, score=score, cover=cover, start=start, checkpoint=checkpoint,
-                              fingerprint=fingerprint, progress=self.progress and run.progress, materialize_task=task,
-                              restart_stale=restart_stale, label=f"{self.method} {name}{tag}")
+        fingerprint = hashlib.sha256(
+            json.dumps(
+                [run.checkpoint.fingerprint, name, tag, identity, start.sha256 if start else None],
+                sort_keys=True,
+                default=str,
+            ).encode()
+        ).hexdigest()
+        return _trainer.train(
+            lm,
+            plan,
+            rows,
+            score=score,
+            cover=cover,
+            start=start,
+            checkpoint=checkpoint,
+            fingerprint=fingerprint,
+            progress=self.progress and run.progress,
+            materialize_task=task,
+            restart_stale=restart_stale,
+            label=f"{self.method} {name}{tag}",
+        )
 
     def _plan_config(self, cover: Cover | None, lm: Any) -> dict[str, Any]:
         config = {"num_virtual_tokens": self.num_virtual_tokens, **self._method_settings()}

@@ -93,7 +93,9 @@ def hard_prompt_cover(predictor: Predict, lm: TransformersLM, example: Example) 
     return Cover(len(head), messages_digest(head), lm.chat_text(head, generation_prompt=False))
 
 
-def rows(predictor: Predict, lm: TransformersLM, examples: Sequence[Example], *, cover: Cover | None, task: int = 0) -> list[Row]:
+def rows(
+    predictor: Predict, lm: TransformersLM, examples: Sequence[Example], *, cover: Cover | None, task: int = 0
+) -> list[Row]:
     """Training rows for every example that has the predictor's fields."""
     adapter = predictor.resolve_adapter()
     eos = lm.tokenizer.eos_token_id
@@ -108,11 +110,15 @@ def rows(predictor: Predict, lm: TransformersLM, examples: Sequence[Example], *,
                 raise ConfigError("the predictor's instructions or demos change between examples; cannot cover them")
             text = text[len(cover.text) :]
         outputs = {name: example[name] for name in predictor.signature.output_fields}
-        target = lm.encode(adapter.format_outputs(predictor.signature, outputs)) + ([int(eos)] if eos is not None else [])
+        target = lm.encode(adapter.format_outputs(predictor.signature, outputs)) + (
+            [int(eos)] if eos is not None else []
+        )
         out.append(Row(lm.encode(text), target, task))
     if not out:
         fields = [f.name for f in predictor.signature.fields]
-        raise ConfigError(f"no training example has all of the fields {fields}; soft-prompt training needs labelled rows")
+        raise ConfigError(
+            f"no training example has all of the fields {fields}; soft-prompt training needs labelled rows"
+        )
     return out
 
 

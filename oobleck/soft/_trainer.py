@@ -109,24 +109,38 @@ def peft_config(method: str, settings: dict[str, Any], lm: TransformersLM) -> An
     """The PEFT config object of ``method`` built from JSON ``settings``."""
     import peft
 
-    common: dict[str, Any] = {"task_type": peft.TaskType.CAUSAL_LM, "num_virtual_tokens": int(settings["num_virtual_tokens"])}
+    common: dict[str, Any] = {
+        "task_type": peft.TaskType.CAUSAL_LM,
+        "num_virtual_tokens": int(settings["num_virtual_tokens"]),
+    }
     if method == "prompt_tuning":
         init = settings.get("init", "random")
-        kwargs: dict[str, Any] = {"prompt_tuning_init": {"random": "RANDOM", "vocab": "SAMPLE_VOCAB", "text": "TEXT"}[init]}
+        kwargs: dict[str, Any] = {
+            "prompt_tuning_init": {"random": "RANDOM", "vocab": "SAMPLE_VOCAB", "text": "TEXT"}[init]
+        }
         if init == "text":
             kwargs.update(prompt_tuning_init_text=settings["init_text"], tokenizer_name_or_path=str(lm.model_dir))
         return peft.PromptTuningConfig(**common, **kwargs)
     if method == "prefix_tuning":
-        return peft.PrefixTuningConfig(**common, prefix_projection=bool(settings.get("projection", False)),
-                                       encoder_hidden_size=int(settings.get("encoder_hidden_size", 128)))
+        return peft.PrefixTuningConfig(
+            **common,
+            prefix_projection=bool(settings.get("projection", False)),
+            encoder_hidden_size=int(settings.get("encoder_hidden_size", 128)),
+        )
     if method == "p_tuning":
-        return peft.PromptEncoderConfig(**common, encoder_reparameterization_type=settings.get("encoder", "MLP"),
-                                        encoder_hidden_size=int(settings.get("encoder_hidden_size", 128)))
+        return peft.PromptEncoderConfig(
+            **common,
+            encoder_reparameterization_type=settings.get("encoder", "MLP"),
+            encoder_hidden_size=int(settings.get("encoder_hidden_size", 128)),
+        )
     if method == "multitask_prompt_tuning":
         kwargs = {"num_tasks": int(settings.get("num_tasks", 1)), "num_ranks": int(settings.get("num_ranks", 1))}
         if settings.get("source"):
-            kwargs.update(prompt_tuning_init="EXACT_SOURCE_TASK", prompt_tuning_init_state_dict_path=settings["source"],
-                          prompt_tuning_init_task=int(settings.get("source_task", 0)))
+            kwargs.update(
+                prompt_tuning_init="EXACT_SOURCE_TASK",
+                prompt_tuning_init_state_dict_path=settings["source"],
+                prompt_tuning_init_task=int(settings.get("source_task", 0)),
+            )
         else:
             kwargs["prompt_tuning_init"] = "RANDOM"
         return peft.MultitaskPromptTuningConfig(**common, **kwargs)
@@ -274,9 +288,20 @@ def train(
     if state.history[-1][0] != state.step:  # stopped by time between evaluations, or resumed from a step not yet scored
         evaluate()
     assert state.best is not None
-    return Outcome(state.best, state.best_score, state.best_step, state.initial, state.step,
-                   time.perf_counter() - started, state.losses, state.history, n_params, initial_sha, plan.steps,
-                   timed_out)
+    return Outcome(
+        state.best,
+        state.best_score,
+        state.best_step,
+        state.initial,
+        state.step,
+        time.perf_counter() - started,
+        state.losses,
+        state.history,
+        n_params,
+        initial_sha,
+        plan.steps,
+        timed_out,
+    )
 
 
 def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Tensor:
@@ -322,8 +347,10 @@ def _save(path: Path | None, fingerprint: str, peft_model: Any, optimizer: Any, 
             tensors[f"opt.{index}.{key}"] = value if isinstance(value, torch.Tensor) else torch.tensor(value)
     blob = rt.tensors_bytes(tensors)
     digest = hashlib.sha256(blob).hexdigest()
-    files = {"tensors_file": f"{path.stem}.{digest[:16]}.tensors.safetensors",
-             "best_file": f"{path.stem}.{best.sha256[:16]}.best.safetensors"}
+    files = {
+        "tensors_file": f"{path.stem}.{digest[:16]}.tensors.safetensors",
+        "best_file": f"{path.stem}.{best.sha256[:16]}.best.safetensors",
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     for name, data in ((files["tensors_file"], blob), (files["best_file"], best.data)):
         if not (path.parent / name).exists():
@@ -373,8 +400,10 @@ def _resume(
         if restart_stale:
             log.info("checkpoint %s is from an earlier input to this stage; starting the stage over", path)
             return None
-        raise ConfigError(f"checkpoint {path} belongs to another training run (other settings, seed or data); "
-                          "delete it or choose another path")
+        raise ConfigError(
+            f"checkpoint {path} belongs to another training run (other settings, seed or data); "
+            "delete it or choose another path"
+        )
     if hashlib.sha256(blob).hexdigest() != state.get("tensors_sha256"):
         raise ConfigError(f"checkpoint {path}: its tensor file was changed; delete the checkpoint to start over")
     try:
@@ -407,4 +436,3 @@ def _resume(
         raise ConfigError(f"soft-prompt checkpoint {path} is damaged ({exc}); delete it to start over") from None
     log.info("resuming soft-prompt training from %s at step %d", path, resumed.step)
     return resumed
-

@@ -85,14 +85,22 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
     def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
         rows = len(valset or trainset)
         shared, adapt = self._evaluations(self.steps) * rows, self._evaluations(self.adapt_steps) * rows
-        return CostEstimate(program_runs=shared + adapt, lm_calls=shared + adapt, min_lm_calls=0, prompt_tokens=0,
-                            breakdown={"valset scoring (shared prompt)": shared, "valset scoring (adaptation)": adapt})
+        return CostEstimate(
+            program_runs=shared + adapt,
+            lm_calls=shared + adapt,
+            min_lm_calls=0,
+            prompt_tokens=0,
+            breakdown={"valset scoring (shared prompt)": shared, "valset scoring (adaptation)": adapt},
+        )
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         return self._compile_tasks({"task": Task(program, trainset, valset)}, run)["task"]
 
-    def compile_tasks(self, tasks: Mapping[str, Task], *, seed: int = 0,
-                      checkpoint: str | os.PathLike[str] | None = None) -> dict[str, Module]:
+    def compile_tasks(
+        self, tasks: Mapping[str, Task], *, seed: int = 0, checkpoint: str | os.PathLike[str] | None = None
+    ) -> dict[str, Module]:
         """Train one shared prompt on every task, adapt it to each; return the adapted programs.
 
         Args:
@@ -107,24 +115,38 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
         """
         if not tasks:
             raise ConfigError("compile_tasks needs at least one Task")
-        checked = {name: Task(t.program, check_rows(t.trainset, f"{name}.trainset"),
-                              None if t.valset is None else check_rows(t.valset, f"{name}.valset"), t.metric)
-                   for name, t in tasks.items()}
+        checked = {
+            name: Task(
+                t.program,
+                check_rows(t.trainset, f"{name}.trainset"),
+                None if t.valset is None else check_rows(t.valset, f"{name}.valset"),
+                t.metric,
+            )
+            for name, t in tasks.items()
+        }
         fingerprint = {
             "optimizer": self.name,
             "settings": {k: v for k, v in self.settings().items() if k not in self._budget_settings},
             "seed": seed,
             # a list, not a mapping: the order of the tasks is their task ids
-            "tasks": [[name, rows_sha256(t.trainset), rows_sha256(t.valset),
-                       canonical_json(program_fingerprint(t.program))] for name, t in checked.items()],
+            "tasks": [
+                [name, rows_sha256(t.trainset), rows_sha256(t.valset), canonical_json(program_fingerprint(t.program))]
+                for name, t in checked.items()
+            ],
         }
         run = CompileRun(seed=seed, budget=Budget(), checkpoint=Checkpoint(checkpoint, fingerprint), state={})
         compiled = self._compile_tasks(checked, run)
         for name, program in compiled.items():
-            program.provenance = {"optimizer": self.name, "settings": self.settings(), "seed": seed, "task": name,
-                                  "tasks": sorted(tasks), "scores": run.scores.get(name, {}),
-                                  # the shared stage's report (the same for every task)
-                                  "source_scores": run.scores.get("source", {})}
+            program.provenance = {
+                "optimizer": self.name,
+                "settings": self.settings(),
+                "seed": seed,
+                "task": name,
+                "tasks": sorted(tasks),
+                "scores": run.scores.get(name, {}),
+                # the shared stage's report (the same for every task)
+                "source_scores": run.scores.get("source", {}),
+            }
         return compiled
 
     def _compile_tasks(self, tasks: Mapping[str, Task], run: CompileRun) -> dict[str, Module]:
@@ -136,8 +158,10 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
                 raise ConfigError(f"task {name!r}: its trainset is empty; multi-task prompt tuning needs labelled rows")
             chosen = self.targets(programs[name], tasks[name].trainset)
             if len(chosen) != 1:
-                raise ConfigError(f"task {name!r}: multi-task prompt tuning trains one predictor per task; "
-                                  f"its program has {len(chosen)} trainable ones (pass predictors=[...])")
+                raise ConfigError(
+                    f"task {name!r}: multi-task prompt tuning trains one predictor per task; "
+                    f"its program has {len(chosen)} trainable ones (pass predictors=[...])"
+                )
             targets[name] = chosen[0]
             _data.check_labels(chosen[0][1], tasks[name].trainset, f"{name}.trainset")
             _data.check_labels(chosen[0][1], tasks[name].valset or [], f"{name}.valset")
@@ -145,12 +169,29 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
         lm = next(iter(lms.values()))
         if any(other.identity != lm.identity for other in lms.values()):
             raise ConfigError("every task of a multi-task run must use the same TransformersLM model")
-        rows = [row for i, name in enumerate(names)
-                for row in _data.rows(targets[name][1], lm, list(tasks[name].trainset), cover=None, task=i)]
-        source_config = {"num_virtual_tokens": self.num_virtual_tokens, "num_tasks": len(names), "num_ranks": self.num_ranks}
+        rows = [
+            row
+            for i, name in enumerate(names)
+            for row in _data.rows(targets[name][1], lm, list(tasks[name].trainset), cover=None, task=i)
+        ]
+        source_config = {
+            "num_virtual_tokens": self.num_virtual_tokens,
+            "num_tasks": len(names),
+            "num_ranks": self.num_ranks,
+        }
         first = names[0]
-        shared = self._train_one(programs[first], targets[first][0], targets[first][1], lm, list(tasks[first].trainset),
-                                 self._selection(tasks[first]), run, config=source_config, rows=rows, tag=".source")
+        shared = self._train_one(
+            programs[first],
+            targets[first][0],
+            targets[first][1],
+            lm,
+            list(tasks[first].trainset),
+            self._selection(tasks[first]),
+            run,
+            config=source_config,
+            rows=rows,
+            tag=".source",
+        )
         scores: dict[str, Any] = {"source": _report(shared)}
         blob = rt.tensors_bytes(_trainer.trainable_state(shared.best))
         with tempfile.TemporaryDirectory(prefix="oobleck-mpt-") as tmp:
@@ -158,13 +199,28 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
             source.write_bytes(blob)
             for i, name in enumerate(names):
                 pname, predictor = targets[name]
-                config = {"num_virtual_tokens": self.num_virtual_tokens, "num_tasks": 1, "num_ranks": self.num_ranks,
-                          "source": str(source), "source_sha256": hashlib.sha256(blob).hexdigest(), "source_task": i}
+                config = {
+                    "num_virtual_tokens": self.num_virtual_tokens,
+                    "num_tasks": 1,
+                    "num_ranks": self.num_ranks,
+                    "source": str(source),
+                    "source_sha256": hashlib.sha256(blob).hexdigest(),
+                    "source_task": i,
+                }
                 adapter = _Adapt(self, self.adapt_steps, tasks[name].metric or self.metric)
-                outcome = adapter._train_one(programs[name], pname, predictor, lm, list(tasks[name].trainset),
-                                             self._selection(tasks[name]), run, config=config,
-                                             rows=_data.rows(predictor, lm, list(tasks[name].trainset), cover=None),
-                                             tag=f".adapt{i}", restart_stale=True)
+                outcome = adapter._train_one(
+                    programs[name],
+                    pname,
+                    predictor,
+                    lm,
+                    list(tasks[name].trainset),
+                    self._selection(tasks[name]),
+                    run,
+                    config=config,
+                    rows=_data.rows(predictor, lm, list(tasks[name].trainset), cover=None),
+                    tag=f".adapt{i}",
+                    restart_stale=True,
+                )
                 predictor.soft_prompt = outcome.best.model_copy(update={"config": _portable(outcome.best.config)})
                 scores[name] = _report(outcome)
         run.scores = {**scores, "valset": None}

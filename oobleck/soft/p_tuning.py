@@ -26,8 +26,9 @@ class PTuning(SoftPromptOptimizer):
     method = "p_tuning"
     default_lr = 1e-3
 
-    def __init__(self, *, metric: Metric, encoder: Literal["MLP", "LSTM"] = "MLP", encoder_hidden_size: int = 128,
-                 **options: Any) -> None:
+    def __init__(
+        self, *, metric: Metric, encoder: Literal["MLP", "LSTM"] = "MLP", encoder_hidden_size: int = 128, **options: Any
+    ) -> None:
         super().__init__(metric=metric, **options)
         if encoder not in ("MLP", "LSTM"):
             raise ConfigError(f"encoder must be 'MLP' or 'LSTM', got {encoder!r}")

@@ -25,7 +25,9 @@ class PrefixTuning(SoftPromptOptimizer):
     method = "prefix_tuning"
     default_lr = 1e-2
 
-    def __init__(self, *, metric: Metric, projection: bool = False, encoder_hidden_size: int = 128, **options: Any) -> None:
+    def __init__(
+        self, *, metric: Metric, projection: bool = False, encoder_hidden_size: int = 128, **options: Any
+    ) -> None:
         super().__init__(metric=metric, **options)
         self.projection = projection
         self.encoder_hidden_size = encoder_hidden_size

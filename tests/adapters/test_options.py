@@ -23,7 +23,9 @@ DEMO = {"text": "Great fun.", "label": "positive"}
 
 def _every_template() -> list[TemplateAdapter]:
     out = []
-    for output, schema, instructions, demos in itertools.product(("json", "prefix"), (False, True, "keys"), ("system", "user"), ("turns", "inline")):
+    for output, schema, instructions, demos in itertools.product(
+        ("json", "prefix"), (False, True, "keys"), ("system", "user"), ("turns", "inline")
+    ):
         if demos == "inline" and instructions == "user":
             continue  # refused by the constructor
         out.append(TemplateAdapter(output=output, schema=schema, instructions=instructions, demos=demos))  # type: ignore[arg-type]

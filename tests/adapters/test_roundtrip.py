@@ -17,8 +17,20 @@ ADAPTERS = [ChatAdapter(), JSONAdapter()]
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
 tricky = st.one_of(
     text,
-    st.sampled_from(["[[ ## answer ## ]]", "x\n[[ ## answer ## ]]\ny", "\\[[ ## a ## ]]", "{\"a\": 1}", "[[ ## completed ## ]]", "```json\n{}\n```", "émoji 🎉 \n\n line"]),
-    st.lists(st.sampled_from(["[[ ## answer ## ]]", "\\", "\n", "text", "]]", "[[", "##", "{", "}"]), max_size=8).map("".join),
+    st.sampled_from(
+        [
+            "[[ ## answer ## ]]",
+            "x\n[[ ## answer ## ]]\ny",
+            "\\[[ ## a ## ]]",
+            '{"a": 1}',
+            "[[ ## completed ## ]]",
+            "```json\n{}\n```",
+            "émoji 🎉 \n\n line",
+        ]
+    ),
+    st.lists(st.sampled_from(["[[ ## answer ## ]]", "\\", "\n", "text", "]]", "[[", "##", "{", "}"]), max_size=8).map(
+        "".join
+    ),
 )
 
 
@@ -67,7 +79,15 @@ TYPED = [
     (list[str], st.lists(tricky, max_size=4)),
     (dict[str, int], st.dictionaries(text, st.integers(), max_size=4)),
     (Optional[int], st.one_of(st.none(), st.integers())),
-    (Outer, st.builds(Outer, inner=st.builds(Inner, name=tricky, tags=st.lists(text, max_size=3)), score=finite, maybe=st.one_of(st.none(), st.integers()))),
+    (
+        Outer,
+        st.builds(
+            Outer,
+            inner=st.builds(Inner, name=tricky, tags=st.lists(text, max_size=3)),
+            score=finite,
+            maybe=st.one_of(st.none(), st.integers()),
+        ),
+    ),
 ]
 
 
@@ -77,7 +97,11 @@ TYPED = [
 @settings(max_examples=40)
 def test_typed_fields_round_trip(adapter, tp, values, data):
     value = data.draw(values)
-    sig = Signature("q -> out: T", types={"T": tp}) if not isinstance(tp, type) or tp.__module__ != "builtins" else Signature(f"q -> out: {tp.__name__}")
+    sig = (
+        Signature("q -> out: T", types={"T": tp})
+        if not isinstance(tp, type) or tp.__module__ != "builtins"
+        else Signature(f"q -> out: {tp.__name__}")
+    )
     parsed = adapter.parse(sig, adapter.format_outputs(sig, {"out": value}))
     assert parsed["out"] == value
 

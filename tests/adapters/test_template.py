@@ -31,8 +31,12 @@ def test_placements_of_instruction_schema_and_demos() -> None:
     assert [m.role for m in user_turn] == ["user"] and user_turn[0].content == "Classify the review.\n\nText: Dull."
 
     keys = format_adapter("keys_hint").render(SIG, demos=[], inputs={"text": "Dull."})
-    assert keys[0].content == 'Classify the review.\n\nAnswer with a JSON object: {"label": <one of: positive, negative>}'
-    brief = TemplateAdapter(output="prefix", schema="keys").render(Signature("q -> answer, n: int"), demos=[], inputs={"q": "?"})
+    assert (
+        keys[0].content == 'Classify the review.\n\nAnswer with a JSON object: {"label": <one of: positive, negative>}'
+    )
+    brief = TemplateAdapter(output="prefix", schema="keys").render(
+        Signature("q -> answer, n: int"), demos=[], inputs={"q": "?"}
+    )
     assert brief[0].content.endswith("Answer as: Answer: <text>, N: <an integer>")
 
     inline = format_adapter("inline_demos").render(SIG, demos=[DEMO], inputs={"text": "Dull."})

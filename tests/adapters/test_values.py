@@ -38,7 +38,9 @@ def test_passages_read_as_numbered_blocks() -> None:
 
 def test_passages_read_back_from_json_read_the_same() -> None:
     # a mapping reads as a block exactly when it would rebuild a Passage: the same fields
-    assert {n: f.annotation for n, f in _SavedBlock.model_fields.items()} == {n: f.annotation for n, f in Passage.model_fields.items()}
+    assert {n: f.annotation for n, f in _SavedBlock.model_fields.items()} == {
+        n: f.annotation for n, f in Passage.model_fields.items()
+    }
     saved = [p.model_dump() for p in PASSAGES]
     assert format_value(str, saved) == NUMBERED
     assert format_value(str, [{"text": "bare"}]) == "[1]\nbare"

@@ -86,7 +86,9 @@ def test_loaded_artifact_uses_the_lm_given_to_load(tmp_path):
 
 
 def test_chain_of_thought_is_rebuilt_without_any_class(tmp_path):
-    cot = ChainOfThought("question -> answer: int", demos=[{"question": "1+1", "reasoning": "one and one", "answer": 2}])
+    cot = ChainOfThought(
+        "question -> answer: int", demos=[{"question": "1+1", "reasoning": "one and one", "answer": 2}]
+    )
     cot.save(tmp_path / "cot.json")
     art = load(tmp_path / "cot.json", lm=FakeLM([{"reasoning": "two twos", "answer": 4}]))
     assert type(art.program) is ChainOfThought
@@ -97,7 +99,9 @@ def test_chain_of_thought_is_rebuilt_without_any_class(tmp_path):
 
 def test_typed_outputs_rebuilt_from_json_schema(tmp_path):
     sig = oobleck.Signature("text -> answer: Answer, label: Literal['pos', 'neg']", types={"Answer": Answer})
-    p = Predict(sig, adapter=JSONAdapter(strict=True), demos=[{"text": "hi", "answer": Answer(value=1), "label": "pos"}])
+    p = Predict(
+        sig, adapter=JSONAdapter(strict=True), demos=[{"text": "hi", "answer": Answer(value=1), "label": "pos"}]
+    )
     p.save(tmp_path / "typed.json")
     art = load(tmp_path / "typed.json")
     assert art.predictors["self"].adapter.strict is True
@@ -202,17 +206,29 @@ def test_export_messages_and_a_plain_openai_call(tmp_path):
     def handler(request):
         seen.append(json.loads(request.content))
         body = {
-            "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "[[ ## answer ## ]]\n4"}}],
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "[[ ## answer ## ]]\n4"},
+                }
+            ],
         }
         return httpx.Response(200, json=body)
 
-    client = openai.OpenAI(api_key="unused", base_url="http://test/v1", http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    client = openai.OpenAI(
+        api_key="unused", base_url="http://test/v1", http_client=httpx.Client(transport=httpx.MockTransport(handler))
+    )
     reply = client.chat.completions.create(**export_request(art, question="2+2?", model="m"))
     assert art.parse(reply.choices[0].message.content).answer == "4"
     assert seen[0]["messages"] == msgs
-    assert seen[0]["temperature"] == 0.0 and seen[0]["max_tokens"] == 64 and seen[0]["stop"] == ["[[ ## completed ## ]]"]
+    assert (
+        seen[0]["temperature"] == 0.0 and seen[0]["max_tokens"] == 64 and seen[0]["stop"] == ["[[ ## completed ## ]]"]
+    )
 
 
 def test_export_needs_a_predictor_name_for_frozen_multi_step_programs(tmp_path):
@@ -279,7 +295,9 @@ def test_user_module_passed_to_load_round_trips_with_side_files(tmp_path):
     with context(lm=echo_lm()):
         assert art(question="hello").answer == "hello"
     save(art.program, tmp_path / "again.json")
-    assert (tmp_path / "again.json").read_text() == (tmp_path / "vote.json").read_text().replace("vote.weights", "again.weights")
+    assert (tmp_path / "again.json").read_text() == (tmp_path / "vote.json").read_text().replace(
+        "vote.weights", "again.weights"
+    )
 
     with pytest.raises(ArtifactError, match="side file"):
         loads((tmp_path / "vote.json").read_text())  # side files need a directory
@@ -353,7 +371,12 @@ def test_future_schema_version_says_upgrade(tmp_path):
         (lambda d: d["program"]["children"][0].update(attr="__class__"), "__class__"),
         (lambda d: d["program"].update(type="Predict"), "predictor"),
         (lambda d: d["predictors"][0]["adapter"].update(name="xml"), "adapters="),
-        (lambda d: d["predictors"][0]["signature"]["fields"][0].update(type="os.system('x')", schema={"$ref": "#/x"}), "signature"),
+        (
+            lambda d: d["predictors"][0]["signature"]["fields"][0].update(
+                type="os.system('x')", schema={"$ref": "#/x"}
+            ),
+            "signature",
+        ),
         (lambda d: d["files"].append({"name": "x", "path": "../etc/passwd", "sha256": "0" * 64, "size": 1}), "path"),
     ],
 )
@@ -396,7 +419,9 @@ def test_never_saves_secrets(tmp_path, monkeypatch):
         p.save(tmp_path / "leak.json")
     assert not (tmp_path / "leak.json").exists()
     openai_lm = pytest.importorskip("oobleck.lm.openai").OpenAILM
-    q = Predict("question -> answer", lm=openai_lm("m", api_key="sk-other-secret-456", base_url="http://127.0.0.1:9/v1"))
+    q = Predict(
+        "question -> answer", lm=openai_lm("m", api_key="sk-other-secret-456", base_url="http://127.0.0.1:9/v1")
+    )
     q.save(tmp_path / "ok.json")
     text = (tmp_path / "ok.json").read_text()
     assert "sk-other-secret-456" not in text and '"endpoint": "http://127.0.0.1:9/v1/"' in text
@@ -540,7 +565,9 @@ def test_loads_gives_the_same_program_as_load(tmp_path):
     text = (tmp_path / "p.json").read_text()
     from_text, from_file = loads(text), load(tmp_path / "p.json")
     assert from_text.render(question="q") == from_file.render(question="q") == p.render(question="q")
-    assert from_text.predictors["self"].config == {"temperature": 0.2} and from_text.provenance == {"optimizer": "Manual"}
+    assert from_text.predictors["self"].config == {"temperature": 0.2} and from_text.provenance == {
+        "optimizer": "Manual"
+    }
     assert loads(text.encode()).to_dict() == from_file.to_dict()
     assert from_text.source == "artifact text"
 

@@ -16,12 +16,17 @@ from oobleck.artifact import load, loads
 from oobleck.modules.knn import KNNFewShot
 from oobleck.retrieve.embedders import HashingEmbedder
 
-ROWS = [Example(text=t, label=lab).with_inputs("text") for t, lab in [("great movie", "pos"), ("awful film", "neg"), ("fine fun", "pos")]]
+ROWS = [
+    Example(text=t, label=lab).with_inputs("text")
+    for t, lab in [("great movie", "pos"), ("awful film", "neg"), ("fine fun", "pos")]
+]
 
 
 @pytest.fixture
 def knn_artifact(tmp_path) -> Path:
-    KNNFewShot(Predict("text -> label"), trainset=ROWS, k=2, embedder=HashingEmbedder(dim=64)).save(tmp_path / "knn.json")
+    KNNFewShot(Predict("text -> label"), trainset=ROWS, k=2, embedder=HashingEmbedder(dim=64)).save(
+        tmp_path / "knn.json"
+    )
     return tmp_path / "knn.json"
 
 
@@ -44,6 +49,7 @@ def find(node, key):
 
 
 # ---- files ----
+
 
 def test_side_file_that_is_a_symlink_is_refused_even_with_matching_content(knn_artifact, tmp_path):
     side = next(tmp_path.glob("knn.*.npy"))
@@ -110,6 +116,7 @@ def test_side_file_larger_than_declared_is_refused_unread(knn_artifact, tmp_path
 
 # ---- models and the network ----
 
+
 def test_knn_embedder_naming_a_model_needs_the_users_allowance(knn_artifact, tmp_path):
     model_dir = tmp_path / "my-model"
     model_dir.mkdir()
@@ -118,6 +125,7 @@ def test_knn_embedder_naming_a_model_needs_the_users_allowance(knn_artifact, tmp
         def change(doc):
             for node in find(doc, "embedder"):
                 node["embedder"] = {"type": "transformers", "model_path": path, "batch_size": 8, "max_length": 64}
+
         return change
 
     for reference in ["sentence-transformers/all-MiniLM-L6-v2", "/etc", str(model_dir)]:
@@ -134,6 +142,7 @@ def test_knn_embedder_sizes_are_bounded(knn_artifact):
     def huge(doc):
         for node in find(doc, "embedder"):
             node["embedder"]["dim"] = 10**12
+
     with pytest.raises(ArtifactError, match="dim"):
         load(edit(knn_artifact, huge))
 
@@ -153,6 +162,7 @@ def test_loading_never_opens_a_connection(knn_artifact, tmp_path, monkeypatch):
     def change(doc):
         for node in find(doc, "embedder"):
             node["embedder"] = {"type": "transformers", "model_path": "org/some-hub-model"}
+
     with pytest.raises(ArtifactError):
         load(edit(knn_artifact, change))
     assert attempts == []
@@ -167,12 +177,16 @@ def test_model_policy_resolves_spellings(tmp_path):
 
 # ---- the LM's settings are the user's ----
 
-@pytest.mark.parametrize("key", ["model", "extra_headers", "timeout", "base_url", "api_key", "extra_body", "extra_query", "stream"])
+
+@pytest.mark.parametrize(
+    "key", ["model", "extra_headers", "timeout", "base_url", "api_key", "extra_body", "extra_query", "stream"]
+)
 def test_config_extra_cannot_steer_the_lm(tmp_path, key):
     Predict("q -> a", extra={"top_k": 4}).save(tmp_path / "p.json")
 
     def change(doc):
         doc["predictors"][0]["config"]["extra"] = {key: "x"}
+
     with pytest.raises(ArtifactError, match="may not set"):
         load(edit(tmp_path / "p.json", change))
 
@@ -194,6 +208,7 @@ def test_hostile_decoding_configs_are_artifact_errors(tmp_path, config):
 
     def change(doc):
         doc["predictors"][0]["config"] = config
+
     with pytest.raises(ArtifactError):
         load(edit(tmp_path / "p.json", change))
 

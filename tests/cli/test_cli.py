@@ -36,7 +36,9 @@ def run_cli(capsys, *argv, lm=None):
 
 
 def test_help_in_a_subprocess():
-    out = subprocess.run([sys.executable, "-m", "oobleck.cli", "--help"], capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "oobleck.cli", "--help"], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     for command in ("compile", "run", "eval", "inspect", "diff", "serve"):
         assert command in out.stdout
     assert "--lm openai:MODEL" in out.stdout
@@ -72,7 +74,9 @@ def test_run_user_program_needs_its_class(capsys, tmp_path):
     assert code == 1 and "program=TwoStep()" in err
     code, out, _ = run_cli(capsys, "run", tmp_path / "two.json", '{"question": "q"}', "--program", TWO_STEP)
     assert code == 0 and json.loads(out)["answer"] == "q"
-    code, out, _ = run_cli(capsys, "run", tmp_path / "two.json", '{"question": "q", "answer": "a"}', "--predictor", "check")
+    code, out, _ = run_cli(
+        capsys, "run", tmp_path / "two.json", '{"question": "q", "answer": "a"}', "--predictor", "check"
+    )
     assert code == 0 and json.loads(out) == {"ok": True}
 
 
@@ -125,29 +129,79 @@ def _data(tmp_path, n=6) -> Path:
 
 def test_compile_dry_run_labeled_and_bootstrap(capsys, tmp_path):
     train = _data(tmp_path)
-    code, out, err = run_cli(capsys, "compile", "question -> answer", "--train", train, "--optimizer", "bootstrap", "--metric", "exact_match", "--dry-run")
+    code, out, err = run_cli(
+        capsys,
+        "compile",
+        "question -> answer",
+        "--train",
+        train,
+        "--optimizer",
+        "bootstrap",
+        "--metric",
+        "exact_match",
+        "--dry-run",
+    )
     assert code == 0 and json.loads(out)["lm_calls"] >= 1 and "BootstrapFewShot" in err
 
-    code, out, _ = run_cli(capsys, "compile", "question -> answer", "--train", train, "--optimizer", "labeled", "-O", "k=2", "-o", tmp_path / "lab.json")
+    code, out, _ = run_cli(
+        capsys,
+        "compile",
+        "question -> answer",
+        "--train",
+        train,
+        "--optimizer",
+        "labeled",
+        "-O",
+        "k=2",
+        "-o",
+        tmp_path / "lab.json",
+    )
     assert code == 0 and json.loads(out)["output"].endswith("lab.json")
     assert len(load(tmp_path / "lab.json").predictors["self"].demos) == 2
 
     code, out, _ = run_cli(
-        capsys, "compile", TWO_STEP, "--train", train, "--inputs", "question", "--metric", "exact_match",
-        "-O", "max_bootstrapped_demos=2", "-O", "max_labeled_demos=2", "--max-lm-calls", "50", "-o", tmp_path / "boot.json",
+        capsys,
+        "compile",
+        TWO_STEP,
+        "--train",
+        train,
+        "--inputs",
+        "question",
+        "--metric",
+        "exact_match",
+        "-O",
+        "max_bootstrapped_demos=2",
+        "-O",
+        "max_labeled_demos=2",
+        "--max-lm-calls",
+        "50",
+        "-o",
+        tmp_path / "boot.json",
     )
     assert code == 0
     art = load(tmp_path / "boot.json")
     assert art.class_path == "_oobleck_user.qa_program.TwoStep" and art.provenance["optimizer"] == "BootstrapFewShot"
     assert len(art.predictors["check"].demos) == 2
 
-    code, _, err = run_cli(capsys, "compile", "question -> answer", "--train", train, "--optimizer", "random_search", "-o", tmp_path / "x.json")
+    code, _, err = run_cli(
+        capsys,
+        "compile",
+        "question -> answer",
+        "--train",
+        train,
+        "--optimizer",
+        "random_search",
+        "-o",
+        tmp_path / "x.json",
+    )
     assert code == 1 and "--metric" in err
 
 
 def test_eval_an_artifact(capsys, qa, tmp_path):
     dev = _data(tmp_path, 4)
-    code, out, _ = run_cli(capsys, "eval", qa, dev, "--metric", "exact_match", "-q", "--json", "--output", tmp_path / "res.json")
+    code, out, _ = run_cli(
+        capsys, "eval", qa, dev, "--metric", "exact_match", "-q", "--json", "--output", tmp_path / "res.json"
+    )
     assert code == 0 and json.loads(out)["score"] == 100.0
     assert len(json.loads((tmp_path / "res.json").read_text())["rows"]) == 4
     code, out, _ = run_cli(capsys, "eval", "question -> answer", dev, "-q")
@@ -160,9 +214,26 @@ def test_compile_and_run_on_the_embedded_model_in_a_subprocess(tmp_path):
     data = FIXTURES / "sentiment_tiny.jsonl"
     out = tmp_path / "s.json"
     common = ["--lm", "local", "--adapter", "json", "--cache", str(tmp_path / "cache")]
-    compile_cmd = [sys.executable, "-m", "oobleck.cli", "compile", "sentence -> label: Literal['positive', 'negative']",
-                   "--train", str(data), "--optimizer", "bootstrap", "-O", "max_bootstrapped_demos=2",
-                   "--metric", "exact_match", "--max-lm-calls", "12", "-o", str(out), *common]
+    compile_cmd = [
+        sys.executable,
+        "-m",
+        "oobleck.cli",
+        "compile",
+        "sentence -> label: Literal['positive', 'negative']",
+        "--train",
+        str(data),
+        "--optimizer",
+        "bootstrap",
+        "-O",
+        "max_bootstrapped_demos=2",
+        "--metric",
+        "exact_match",
+        "--max-lm-calls",
+        "12",
+        "-o",
+        str(out),
+        *common,
+    ]
     done = subprocess.run(compile_cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     saved = json.loads(out.read_text())
@@ -261,7 +332,9 @@ def test_programs_named_as_module_attr(capsys, tmp_path):
     assert code == 0 and json.loads(out)["answer"] == "q"
     rows = tmp_path / "train.jsonl"
     rows.write_text('{"question": "a", "answer": "a"}\n{"question": "b", "answer": "b"}\n')
-    code, out, err = run_cli(capsys, "compile", "qa_program:program", "--train", rows, "--optimizer", "labeled", "-o", tmp_path / "p.json")
+    code, out, err = run_cli(
+        capsys, "compile", "qa_program:program", "--train", rows, "--optimizer", "labeled", "-o", tmp_path / "p.json"
+    )
     assert code == 0, err
     assert len(load(tmp_path / "p.json").predictors["self"].demos) == 2
     code, _, err = run_cli(capsys, "run", tmp_path / "two.json", '{"question": "q"}', "--program", "qa_program:Nope")

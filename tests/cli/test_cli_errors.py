@@ -34,14 +34,43 @@ BAD = {
     "jsonl is a folder": ["eval", "{d}/qa.json", "{d}"],
     "jsonl not UTF-8": ["eval", "{d}/qa.json", "{d}/binary.jsonl"],
     "missing train file": ["compile", "question -> answer", "--train", "{d}/missing.jsonl", "-o", "{d}/o.json"],
-    "unknown metric": ["compile", "question -> answer", "--train", "{d}/train.jsonl", "--metric", "nope", "-o", "{d}/o.json"],
-    "unknown optimizer option": ["compile", "question -> answer", "--train", "{d}/train.jsonl", "--optimizer", "labeled", "-O", "bogus=1", "-o", "{d}/o.json"],
+    "unknown metric": [
+        "compile",
+        "question -> answer",
+        "--train",
+        "{d}/train.jsonl",
+        "--metric",
+        "nope",
+        "-o",
+        "{d}/o.json",
+    ],
+    "unknown optimizer option": [
+        "compile",
+        "question -> answer",
+        "--train",
+        "{d}/train.jsonl",
+        "--optimizer",
+        "labeled",
+        "-O",
+        "bogus=1",
+        "-o",
+        "{d}/o.json",
+    ],
     "program file raises": ["compile", "{d}/broken.py", "--train", "{d}/train.jsonl", "-o", "{d}/o.json"],
     "program file missing": ["compile", "{d}/nothere.py:Prog", "--train", "{d}/train.jsonl", "-o", "{d}/o.json"],
     "program attribute missing": ["compile", "{d}/notmodule.py:nope", "--train", "{d}/train.jsonl", "-o", "{d}/o.json"],
     "program not a module": ["compile", "{d}/notmodule.py", "--train", "{d}/train.jsonl", "-o", "{d}/o.json"],
     "module not importable": ["compile", "no_such_pkg_xyz:prog", "--train", "{d}/train.jsonl", "-o", "{d}/o.json"],
-    "output folder missing": ["compile", "question -> answer", "--train", "{d}/train.jsonl", "--optimizer", "labeled", "-o", "{d}/no/o.json"],
+    "output folder missing": [
+        "compile",
+        "question -> answer",
+        "--train",
+        "{d}/train.jsonl",
+        "--optimizer",
+        "labeled",
+        "-o",
+        "{d}/no/o.json",
+    ],
     "diff with a missing file": ["diff", "{d}/qa.json", "{d}/missing.json"],
     "missing required argument": ["compile", "question -> answer"],
     "unknown command": ["frobnicate"],
@@ -67,7 +96,9 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(files, capsys, argv):
 
 
 def test_verbose_shows_the_traceback_of_an_unexpected_error(files, capsys):
-    code = main(["-v", "compile", str(files / "broken.py"), "--train", str(files / "train.jsonl"), "-o", str(files / "o.json")])
+    code = main(
+        ["-v", "compile", str(files / "broken.py"), "--train", str(files / "train.jsonl"), "-o", str(files / "o.json")]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "this program is broken" in err
 
@@ -78,7 +109,18 @@ def test_a_user_file_named_like_a_stdlib_module_shadows_nothing(tmp_path, capsys
     (tmp_path / "train.jsonl").write_text('{"question": "a", "answer": "b"}\n')
     path_before, json_module = list(sys.path), sys.modules["json"]
     with context(lm=FakeLM([{"answer": "b"}], cycle=True)):
-        code = main(["compile", str(user), "--train", str(tmp_path / "train.jsonl"), "--optimizer", "labeled", "-o", str(tmp_path / "o.json")])
+        code = main(
+            [
+                "compile",
+                str(user),
+                "--train",
+                str(tmp_path / "train.jsonl"),
+                "--optimizer",
+                "labeled",
+                "-o",
+                str(tmp_path / "o.json"),
+            ]
+        )
     assert code == 0, capsys.readouterr().err
     assert sys.path == path_before
     assert sys.modules["json"] is json_module and json.dumps({"a": 1}) == '{"a": 1}'
@@ -92,6 +134,17 @@ def test_a_user_file_still_imports_its_neighbours(tmp_path, capsys):
     )
     (tmp_path / "train.jsonl").write_text('{"question": "a", "answer": "b"}\n')
     with context(lm=FakeLM([{"answer": "b"}], cycle=True)):
-        code = main(["compile", str(tmp_path / "prog.py"), "--train", str(tmp_path / "train.jsonl"), "--optimizer", "labeled", "-o", str(tmp_path / "o.json")])
+        code = main(
+            [
+                "compile",
+                str(tmp_path / "prog.py"),
+                "--train",
+                str(tmp_path / "train.jsonl"),
+                "--optimizer",
+                "labeled",
+                "-o",
+                str(tmp_path / "o.json"),
+            ]
+        )
     assert code == 0, capsys.readouterr().err
     sys.modules.pop("helpers_for_prog", None)

@@ -39,8 +39,25 @@ def test_compile_inspect_and_diff_an_instruction_search(capsys, tmp_path):  # ty
     train, val = _data(tmp_path, 4, "train.jsonl"), _data(tmp_path, 6, "val.jsonl")
     out_path = tmp_path / "qa.json"
     code, out, err = run_cli(
-        capsys, "compile", "question -> answer", "--train", train, "--val", val, "--optimizer", "instructions",
-        "--metric", "exact_match", "-O", "breadth=1", "-O", "depth=1", "-O", "n_demos=0", "-o", out_path,
+        capsys,
+        "compile",
+        "question -> answer",
+        "--train",
+        train,
+        "--val",
+        val,
+        "--optimizer",
+        "instructions",
+        "--metric",
+        "exact_match",
+        "-O",
+        "breadth=1",
+        "-O",
+        "depth=1",
+        "-O",
+        "n_demos=0",
+        "-o",
+        out_path,
     )
     assert code == 0, err
     assert "gain on the selection rows (they chose the winner, so it is optimistic): +100.0 points" in err
@@ -56,7 +73,9 @@ def test_compile_inspect_and_diff_an_instruction_search(capsys, tmp_path):  # ty
     assert "self: Repeat the question exactly." in top
 
     start = tmp_path / "start.json"
-    code, _, _ = run_cli(capsys, "compile", "question -> answer", "--train", train, "--optimizer", "labeled", "-O", "k=0", "-o", start)
+    code, _, _ = run_cli(
+        capsys, "compile", "question -> answer", "--train", train, "--optimizer", "labeled", "-O", "k=0", "-o", start
+    )
     code, out, _ = run_cli(capsys, "diff", start, out_path)
     words = out.split("word by word: ")[1].splitlines()[0]
     assert words == "[-Given-] {+Repeat+} the [-fields `question`, produce the fields `answer`.-] {+question exactly.+}"
@@ -65,12 +84,34 @@ def test_compile_inspect_and_diff_an_instruction_search(capsys, tmp_path):  # ty
 def test_prompt_lm_is_used_and_checked(capsys, tmp_path):  # type: ignore[no-untyped-def]
     train, val = _data(tmp_path, 4, "train.jsonl"), _data(tmp_path, 6, "val.jsonl")
     code, _, err = run_cli(
-        capsys, "compile", "question -> answer", "--train", train, "--optimizer", "labeled", "--prompt-lm", "local",
-        "-o", tmp_path / "x.json",
+        capsys,
+        "compile",
+        "question -> answer",
+        "--train",
+        train,
+        "--optimizer",
+        "labeled",
+        "--prompt-lm",
+        "local",
+        "-o",
+        tmp_path / "x.json",
     )
     assert code == 1 and "--prompt-lm is for the instruction optimizers" in err
     code, _, err = run_cli(
-        capsys, "compile", "question -> answer", "--train", train, "--val", val, "--optimizer", "instructions",
-        "--metric", "exact_match", "--prompt-lm", "nonsense", "-o", tmp_path / "x.json",
+        capsys,
+        "compile",
+        "question -> answer",
+        "--train",
+        train,
+        "--val",
+        val,
+        "--optimizer",
+        "instructions",
+        "--metric",
+        "exact_match",
+        "--prompt-lm",
+        "nonsense",
+        "-o",
+        tmp_path / "x.json",
     )
     assert code == 1 and "nonsense" in err

@@ -24,8 +24,11 @@ def test_the_cli_offers_every_exported_optimizer_by_its_cli_name() -> None:
     }
     exported = {getattr(optimize, n) for n in optimize.__all__}
     assert set(OPTIMIZERS.values()) <= exported
-    choices = next(a.choices for a in build_parser()._subparsers._group_actions[0].choices["compile"]._actions
-                   if "--optimizer" in a.option_strings)
+    choices = next(
+        a.choices
+        for a in build_parser()._subparsers._group_actions[0].choices["compile"]._actions
+        if "--optimizer" in a.option_strings
+    )
     assert sorted(choices) == sorted(OPTIMIZERS)
 
 

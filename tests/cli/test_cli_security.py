@@ -23,7 +23,20 @@ def test_cli_temperature_is_part_of_the_cache_key():
 def test_serve_beyond_loopback_without_a_token_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("OOBLECK_SERVE_TOKEN", raising=False)
     Predict("q -> a").save(tmp_path / "p.json")
-    status = main(["serve", str(tmp_path / "p.json"), "--host", "0.0.0.0", "--port", "0", "--lm", "openai:m", "--base-url", "http://127.0.0.1:9/v1"])
+    status = main(
+        [
+            "serve",
+            str(tmp_path / "p.json"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--lm",
+            "openai:m",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 1 and "token" in err and "--no-token" in err
 
@@ -37,10 +50,14 @@ def test_cli_refuses_a_model_the_artifact_names_unless_allowed(tmp_path, capsys)
     rows = [Example(text="a", label="x").with_inputs("text"), Example(text="b", label="y").with_inputs("text")]
     KNNFewShot(Predict("text -> label"), trainset=rows, k=1).save(tmp_path / "knn.json")
     doc = json.loads((tmp_path / "knn.json").read_text())
-    text = json.dumps(doc).replace('"type": "hashing"', '"type": "transformers", "model_path": "/opt/someone-elses-model"')
+    text = json.dumps(doc).replace(
+        '"type": "hashing"', '"type": "transformers", "model_path": "/opt/someone-elses-model"'
+    )
     text = text.replace('"dim": 512, ', "").replace(', "ngrams": [1, 2]', "")
     (tmp_path / "knn.json").write_text(text)
-    status = main(["run", str(tmp_path / "knn.json"), '{"text": "a"}', "--lm", "openai:m", "--base-url", "http://127.0.0.1:9/v1"])
+    status = main(
+        ["run", str(tmp_path / "knn.json"), '{"text": "a"}', "--lm", "openai:m", "--base-url", "http://127.0.0.1:9/v1"]
+    )
     assert status == 1 and "allow_models" in capsys.readouterr().err
 
 
@@ -63,6 +80,8 @@ def test_cli_mistakes_are_one_line_errors(tmp_path, capsys, argv):
     Predict("q -> a").save(tmp_path / "p.json")
     (tmp_path / "bad.jsonl").write_bytes(b'{"q": 1}\n\xff\xfe not utf-8\n')
     args = [a.format(art=tmp_path / "p.json", dir=tmp_path) for a in argv]
-    status = main([*args, "--lm", "openai:m", "--base-url", "http://127.0.0.1:9/v1"] if args[0] in ("run", "serve") else args)
+    status = main(
+        [*args, "--lm", "openai:m", "--base-url", "http://127.0.0.1:9/v1"] if args[0] in ("run", "serve") else args
+    )
     err = capsys.readouterr().err
     assert status == 1 and err.startswith(f"oobleck {args[0]}: error: ") and "Traceback" not in err

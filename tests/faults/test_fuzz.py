@@ -52,9 +52,47 @@ json_values = st.recursive(
 # ---- signature strings ----
 
 _TOKENS = [
-    "a", "b", "question", "answer", "->", ",", ":", "=", "'desc'", "[", "]", "(", ")", "|", ".", "...",
-    "int", "str", "float", "bool", "list", "dict", "tuple", "Any", "None", "Optional", "Union",
-    "Literal", "typing", "'x'", "1", "True", "lambda", "*", "**", "#", "\n", " ", "\\", '"', "->->",
+    "a",
+    "b",
+    "question",
+    "answer",
+    "->",
+    ",",
+    ":",
+    "=",
+    "'desc'",
+    "[",
+    "]",
+    "(",
+    ")",
+    "|",
+    ".",
+    "...",
+    "int",
+    "str",
+    "float",
+    "bool",
+    "list",
+    "dict",
+    "tuple",
+    "Any",
+    "None",
+    "Optional",
+    "Union",
+    "Literal",
+    "typing",
+    "'x'",
+    "1",
+    "True",
+    "lambda",
+    "*",
+    "**",
+    "#",
+    "\n",
+    " ",
+    "\\",
+    '"',
+    "->->",
 ]
 
 
@@ -118,16 +156,37 @@ def test_adapter_parsers_only_raise_parse_errors(data):
 _choice = st.fixed_dictionaries(
     {},
     optional={
-        "message": st.none() | st.text(max_size=5) | st.fixed_dictionaries({}, optional={"content": st.none() | st.text(max_size=20) | st.integers() | json_values}),
+        "message": st.none()
+        | st.text(max_size=5)
+        | st.fixed_dictionaries(
+            {}, optional={"content": st.none() | st.text(max_size=20) | st.integers() | json_values}
+        ),
         "finish_reason": st.none() | st.sampled_from(["stop", "length"]) | st.integers(),
-        "logprobs": st.none() | json_values | st.fixed_dictionaries({"content": st.lists(json_values | st.fixed_dictionaries({"token": st.text(max_size=3) | st.integers(), "logprob": st.floats() | st.text(max_size=3), "top_logprobs": json_values}), max_size=3)}),
+        "logprobs": st.none()
+        | json_values
+        | st.fixed_dictionaries(
+            {
+                "content": st.lists(
+                    json_values
+                    | st.fixed_dictionaries(
+                        {
+                            "token": st.text(max_size=3) | st.integers(),
+                            "logprob": st.floats() | st.text(max_size=3),
+                            "top_logprobs": json_values,
+                        }
+                    ),
+                    max_size=3,
+                )
+            }
+        ),
     },
 )
 _bodies = json_values | st.fixed_dictionaries(
     {},
     optional={
         "choices": st.lists(_choice | json_values, max_size=3) | json_values,
-        "usage": json_values | st.fixed_dictionaries({}, optional={"prompt_tokens": json_values, "completion_tokens": json_values}),
+        "usage": json_values
+        | st.fixed_dictionaries({}, optional={"prompt_tokens": json_values, "completion_tokens": json_values}),
         "model": json_values,
         "error": json_values,
     },
@@ -148,7 +207,13 @@ def test_response_bodies_become_responses_or_response_errors(body):
 
 # ---- field schemas ----
 
-_schema_leaf = st.fixed_dictionaries({"type": st.sampled_from(["string", "integer", "number", "boolean", "null", "object", "array", "weird"])}) | st.fixed_dictionaries({"$ref": st.sampled_from(["#/$defs/A", "#/$defs/B", "#/$defs/none", "x"])}) | st.fixed_dictionaries({"enum": st.lists(json_values, max_size=3)})
+_schema_leaf = (
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["string", "integer", "number", "boolean", "null", "object", "array", "weird"])}
+    )
+    | st.fixed_dictionaries({"$ref": st.sampled_from(["#/$defs/A", "#/$defs/B", "#/$defs/none", "x"])})
+    | st.fixed_dictionaries({"enum": st.lists(json_values, max_size=3)})
+)
 
 
 def _schema_node(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -156,7 +221,13 @@ def _schema_node(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         st.fixed_dictionaries({"anyOf": st.lists(inner, max_size=4)})
         | st.fixed_dictionaries({"type": st.just("array"), "items": inner})
         | st.fixed_dictionaries({"type": st.just("array"), "prefixItems": st.lists(inner, max_size=3)})
-        | st.fixed_dictionaries({"type": st.just("object"), "properties": st.dictionaries(st.text(max_size=6), inner, max_size=3), "required": st.lists(st.text(max_size=6), max_size=2)})
+        | st.fixed_dictionaries(
+            {
+                "type": st.just("object"),
+                "properties": st.dictionaries(st.text(max_size=6), inner, max_size=3),
+                "required": st.lists(st.text(max_size=6), max_size=2),
+            }
+        )
         | st.fixed_dictionaries({"type": st.just("object"), "additionalProperties": inner})
         | json_values
     )
@@ -177,6 +248,7 @@ def test_field_schemas_rebuild_or_raise_artifact_errors(schema, defs):
 
 
 # ---- the artifact loader: mutated documents ----
+
 
 def _base_doc(tmp: Path) -> dict[str, Any]:
     Predict(
@@ -252,7 +324,13 @@ _KINDS = st.sampled_from(["regular", "symlink-out", "symlink-in", "fifo", "dir",
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.sampled_from(["s1.npy", "sub", "s2.bin", "../up", "/etc/passwd", "a/b"]), _KINDS), min_size=1, max_size=3))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["s1.npy", "sub", "s2.bin", "../up", "/etc/passwd", "a/b"]), _KINDS),
+        min_size=1,
+        max_size=3,
+    )
+)
 def test_generated_file_trees_never_read_outside_the_folder(tree):
     root = Path(tempfile.mkdtemp())
     try:
@@ -285,7 +363,9 @@ def test_generated_file_trees_never_read_outside_the_folder(tree):
                         fh.truncate(3 * 1024 * 1024 * 1024)
             import hashlib
 
-            doc["files"].append({"name": f"f{i}", "path": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+            doc["files"].append(
+                {"name": f"f{i}", "path": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            )
         (art_dir / "p.json").write_text(json.dumps(doc))
         _opened.clear()
         _auditing.append(True)
@@ -302,7 +382,9 @@ def test_generated_file_trees_never_read_outside_the_folder(tree):
             if root.resolve() not in named.parent.resolve().parents and named.parent.resolve() != root.resolve():
                 continue  # python's own files (imports), not the artifact's
             place = named.parent.resolve() / named.name
-            assert place == art_dir.resolve() or art_dir.resolve() in place.parents, f"opened {opened} outside the folder"
+            assert place == art_dir.resolve() or art_dir.resolve() in place.parents, (
+                f"opened {opened} outside the folder"
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

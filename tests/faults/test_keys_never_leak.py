@@ -30,7 +30,9 @@ def test_keys_stay_out_of_artifacts_caches_traces_and_logs(tmp_path, caplog):
         repeat_last=True,
     )
     try:
-        lm = OpenAILM("m", base_url=server.url, api_key=KEY, max_retries=1, backoff=0.001, extra_headers={"X-Org": HEADER_SECRET})
+        lm = OpenAILM(
+            "m", base_url=server.url, api_key=KEY, max_retries=1, backoff=0.001, extra_headers={"X-Org": HEADER_SECRET}
+        )
         cached = CachedLM(lm, cache=Cache(tmp_path / "cache"))
         program = Predict("question -> answer", lm=cached)
         with caplog.at_level(logging.DEBUG), trace() as t:

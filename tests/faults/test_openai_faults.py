@@ -60,7 +60,9 @@ def test_happy_path_counts_one_call(scripted):
     response = lm_for(server).complete(REQ)
     assert response.text == "hello" and response.usage.calls == 1 and response.usage.retries == 0
     assert len(server.seen) == 1
-    assert json.loads(server.seen[0].request.split(b"\r\n\r\n", 1)[1])["messages"] == [{"role": "user", "content": "hi"}]
+    assert json.loads(server.seen[0].request.split(b"\r\n\r\n", 1)[1])["messages"] == [
+        {"role": "user", "content": "hi"}
+    ]
 
 
 def test_trickling_body_hits_the_per_attempt_deadline(scripted):
@@ -96,9 +98,13 @@ def test_silent_server_times_out_once_per_attempt(scripted):
 @pytest.mark.parametrize("retry_after", ["nan", "inf", "-5", "Wed, 21 Oct 2015 07:28:00 GMT", "1e400", None])
 def test_429_with_odd_or_missing_retry_after_backs_off_and_recovers(scripted, retry_after):
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
-    server = scripted(reply(429, {"error": {"message": "slow down"}}, headers), reply(200, completion()), repeat_last=True)
+    server = scripted(
+        reply(429, {"error": {"message": "slow down"}}, headers), reply(200, completion()), repeat_last=True
+    )
     response = lm_for(server).complete(REQ)
-    assert response.text == "hello" and response.usage.retries == 1 and response.usage.calls == 2  # both attempts were sent
+    assert (
+        response.text == "hello" and response.usage.retries == 1 and response.usage.calls == 2
+    )  # both attempts were sent
     assert len(server.seen) == 2
 
 
@@ -116,7 +122,9 @@ def test_429_exhausted_is_a_rate_limit_error(scripted):
 
 
 def test_5xx_retried_then_final_status_kept(scripted):
-    server = scripted(reply(500, {"error": {"message": "boom"}}), reply(502, b"<html>bad gateway</html>"), reply(200, completion()))
+    server = scripted(
+        reply(500, {"error": {"message": "boom"}}), reply(502, b"<html>bad gateway</html>"), reply(200, completion())
+    )
     assert lm_for(server).complete(REQ).usage.retries == 2
     assert len(server.seen) == 3
     server = scripted(reply(503, {"error": {"message": "down"}}))
@@ -161,8 +169,15 @@ def test_odd_usage_counts_never_fail_a_call(scripted):
 @pytest.mark.parametrize(
     "error",
     [
-        {"message": "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens.", "code": "context_length_exceeded"},
-        {"code": 400, "message": "the request exceeds the available context size, try increasing it", "type": "exceed_context_size_error"},
+        {
+            "message": "This model's maximum context length is 8192 tokens. However, you requested 9000 tokens.",
+            "code": "context_length_exceeded",
+        },
+        {
+            "code": 400,
+            "message": "the request exceeds the available context size, try increasing it",
+            "type": "exceed_context_size_error",
+        },
     ],
 )
 def test_context_length_errors_are_named_and_not_retried(scripted, error):
@@ -189,7 +204,9 @@ def test_connection_refused_counts_every_attempt(caplog):
     assert SECRET not in str(info.value) and SECRET not in caplog.text
 
 
-@pytest.mark.parametrize("key", ["model", "messages", "extra_headers", "timeout", "base_url", "api_key", "extra_body", "stream"])
+@pytest.mark.parametrize(
+    "key", ["model", "messages", "extra_headers", "timeout", "base_url", "api_key", "extra_body", "stream"]
+)
 def test_request_extra_cannot_take_the_lms_settings(scripted, key):
     server = scripted(reply(200, completion()))
     with pytest.raises(ConfigError, match="constructor"):
@@ -201,7 +218,9 @@ def test_request_extra_sampling_knobs_pass(scripted):
     server = scripted(reply(200, completion()))
     lm_for(server, temperature=0.2).complete(REQ.model_copy(update={"extra": {"top_k": 5, "presence_penalty": 0.1}}))
     sent = json.loads(server.seen[0].request.split(b"\r\n\r\n", 1)[1])
-    assert sent["top_k"] == 5 and sent["presence_penalty"] == 0.1 and sent["model"] == "m" and sent["temperature"] == 0.2
+    assert (
+        sent["top_k"] == 5 and sent["presence_penalty"] == 0.1 and sent["model"] == "m" and sent["temperature"] == 0.2
+    )
 
 
 def test_keys_never_reach_logs_errors_or_identity(scripted, caplog):

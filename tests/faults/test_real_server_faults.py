@@ -30,10 +30,18 @@ except ImportError:  # older SDKs use httpx itself
 SERVE = Path(__file__).parents[1] / "fixtures" / "serve_local.py"
 SENTIMENT = "text -> label: Literal['positive', 'negative']"
 TEXTS = [
-    "a warm, funny and moving film", "dull, slow and far too long", "the best thing I saw this year",
-    "a complete waste of time", "charming performances all round", "I walked out after an hour",
-    "clever, tender, beautifully shot", "flat jokes and a muddled plot", "an instant classic",
-    "painfully boring", "delightful from start to finish", "the worst sequel yet",
+    "a warm, funny and moving film",
+    "dull, slow and far too long",
+    "the best thing I saw this year",
+    "a complete waste of time",
+    "charming performances all round",
+    "I walked out after an hour",
+    "clever, tender, beautifully shot",
+    "flat jokes and a muddled plot",
+    "an instant classic",
+    "painfully boring",
+    "delightful from start to finish",
+    "the worst sequel yet",
 ]
 
 
@@ -49,8 +57,13 @@ class Server:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH")])))
-        self.proc = subprocess.Popen([sys.executable, str(SERVE), str(self.port)], stdout=subprocess.PIPE, text=True, env=env)
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH")])),
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVE), str(self.port)], stdout=subprocess.PIPE, text=True, env=env
+        )
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready"
 
@@ -92,7 +105,16 @@ def program(port: int, counter: Counter, cache_dir: Path) -> Predict:
         max_retries=0,
         http_client=httpx.Client(event_hooks={"request": [counter.on_request], "response": [counter.on_response]}),
     )
-    lm = OpenAILM("smollm2", client=client, timeout=60, max_retries=12, backoff=0.25, max_backoff=2.0, temperature=0, max_tokens=24)
+    lm = OpenAILM(
+        "smollm2",
+        client=client,
+        timeout=60,
+        max_retries=12,
+        backoff=0.25,
+        max_backoff=2.0,
+        temperature=0,
+        max_tokens=24,
+    )
     return Predict(SENTIMENT, lm=CachedLM(lm, cache=Cache(cache_dir)), adapter=JSONAdapter())
 
 
@@ -110,7 +132,9 @@ def test_real_server_happy_path_counts(tmp_path):
     server.start()
     try:
         counter = Counter()
-        result = evaluate(program(server.port, counter, tmp_path), dev()[:4], label_metric, num_threads=2, progress=False)
+        result = evaluate(
+            program(server.port, counter, tmp_path), dev()[:4], label_metric, num_threads=2, progress=False
+        )
         assert result.score == 100.0 and [r.error for r in result.rows] == [None] * 4
         assert counter.sent == counter.answered == 4 and result.usage.calls == 4 and result.usage.retries == 0
     finally:
@@ -132,7 +156,9 @@ def test_server_killed_mid_evaluation_and_restarted_loses_and_repeats_nothing(tm
     killer = threading.Thread(target=chaos)
     try:
         killer.start()
-        result = evaluate(program(server.port, counter, tmp_path), dev(), label_metric, num_threads=2, progress=False, max_errors=0)
+        result = evaluate(
+            program(server.port, counter, tmp_path), dev(), label_metric, num_threads=2, progress=False, max_errors=0
+        )
         killer.join(180)
         assert not killer.is_alive()
         rows = sorted(r.index for r in result.rows)

@@ -88,7 +88,14 @@ def test_error_cap_stops_a_threaded_evaluate_promptly(threads):
 
     dev = [Example(question=f"q{i}", answer="a").with_inputs("question") for i in range(200)]
     with pytest.raises(TooManyErrorsError) as info:
-        evaluate(Predict("question -> answer", lm=FakeLM(failing)), dev, exact_match, num_threads=threads, max_errors=3, progress=False)
+        evaluate(
+            Predict("question -> answer", lm=FakeLM(failing)),
+            dev,
+            exact_match,
+            num_threads=threads,
+            max_errors=3,
+            progress=False,
+        )
     assert len(info.value.errors) >= 4
     # The cap is reached at the 4th failure; at most the rows already running finish after it.
     assert calls <= 4 + threads, calls

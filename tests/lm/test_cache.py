@@ -35,7 +35,9 @@ def test_key_is_stable_under_dict_ordering(extra):
 @given(st.integers(0, 50), st.integers(0, 50))
 def test_key_distinct_across_sample_indices(i, j):
     ident = {"backend": "fake", "model": "m"}
-    same = cache_key(ident, LMRequest(messages=MSG, sample_index=i)) == cache_key(ident, LMRequest(messages=MSG, sample_index=j))
+    same = cache_key(ident, LMRequest(messages=MSG, sample_index=i)) == cache_key(
+        ident, LMRequest(messages=MSG, sample_index=j)
+    )
     assert same == (i == j)
 
 

@@ -37,7 +37,9 @@ CHANGED = {
     "sample_index": 1,
     "adapter": "json/1",
     "extra": {"top_k": 3},
-    "soft_prompt": SoftPrompt.from_bytes(b"tensors", method="prompt_tuning", kind="embeddings", num_virtual_tokens=1, base_model={}),
+    "soft_prompt": SoftPrompt.from_bytes(
+        b"tensors", method="prompt_tuning", kind="embeddings", num_virtual_tokens=1, base_model={}
+    ),
 }
 
 

@@ -106,7 +106,9 @@ class ScriptedLlama:
         content = []
         for token in forced:
             token = token + 1 if self.ignore_grammar else token
-            content.append({"id": token, "token": chr(token) if token < 1000 else "ab", "logprob": self.logprob(context, token)})
+            content.append(
+                {"id": token, "token": chr(token) if token < 1000 else "ab", "logprob": self.logprob(context, token)}
+            )
             context.append(token)
         return {"choices": [{"logprobs": {"content": content}}]}
 
@@ -150,7 +152,9 @@ def test_a_server_that_ignores_the_grammar_or_fails_is_an_error_not_a_score():
     with pytest.raises(LMResponseError, match="ignored the grammar"):
         _llama_score.score(ScriptedLlama(ignore_grammar=True), MESSAGES, ("pos",))
     with pytest.raises(LMContextLengthError, match="do not fit"):
-        _llama_score.score(ScriptedLlama(error={"message": "the request exceeds the available context size"}), MESSAGES, ("a",))
+        _llama_score.score(
+            ScriptedLlama(error={"message": "the request exceeds the available context size"}), MESSAGES, ("a",)
+        )
     with pytest.raises(LMResponseError, match="could not score"):
         _llama_score.score(ScriptedLlama(error={"message": "boom"}), MESSAGES, ("a",))
 
@@ -186,16 +190,33 @@ def first_token_lm(top: dict[str, float]):
     def handler(request):
         seen.append(json.loads(request.content))
         best = max(top, key=top.get)
-        entry = {"token": best, "logprob": top[best], "top_logprobs": [{"token": t, "logprob": v} for t, v in top.items()]}
+        entry = {
+            "token": best,
+            "logprob": top[best],
+            "top_logprobs": [{"token": t, "logprob": v} for t, v in top.items()],
+        }
         body = {
-            "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": best}, "finish_reason": "length",
-                         "logprobs": {"content": [entry]}}],
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": best},
+                    "finish_reason": "length",
+                    "logprobs": {"content": [entry]},
+                }
+            ],
         }
         return httpx.Response(200, json=body)
 
-    client = openai.OpenAI(api_key="k", base_url="http://fake.local/v1", max_retries=0,
-                           http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    client = openai.OpenAI(
+        api_key="k",
+        base_url="http://fake.local/v1",
+        max_retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
     return OpenAILM("m", client=client, scoring="first_token"), seen
 
 

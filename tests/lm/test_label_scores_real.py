@@ -34,7 +34,9 @@ def sst2_rows(n: int) -> list[str]:
 
 
 def request(text: str, labels: tuple[str, ...], system: str = SYSTEM) -> LMRequest:
-    return LMRequest(messages=(Message(role="system", content=system), Message(role="user", content=text)), score=labels)
+    return LMRequest(
+        messages=(Message(role="system", content=system), Message(role="user", content=text)), score=labels
+    )
 
 
 def best(response) -> str:
@@ -42,11 +44,15 @@ def best(response) -> str:
 
 
 def test_local_scores_match_its_own_generation(local_lm):
-    ask = LMRequest(messages=(Message(role="user", content="What is the capital of France?"),), max_tokens=8, logprobs=True)
+    ask = LMRequest(
+        messages=(Message(role="user", content="What is the capital of France?"),), max_tokens=8, logprobs=True
+    )
     generated = local_lm.complete(ask)
     scored = local_lm.complete(ask.model_copy(update={"score": (generated.text, "Rome is the capital.")}))
     mine = scored.choices[0]
-    assert mine.finish_reason == "score" and [t.token for t in mine.logprobs] == [t.token for t in generated.choices[0].logprobs]
+    assert mine.finish_reason == "score" and [t.token for t in mine.logprobs] == [
+        t.token for t in generated.choices[0].logprobs
+    ]
     assert math.isclose(mine.logprob, generated.choices[0].logprob, abs_tol=1e-3)
     assert mine.logprob > scored.choices[1].logprob
     assert scored.usage.calls == 1 and scored.usage.completion_tokens == 0
@@ -58,7 +64,9 @@ def test_local_scores_shared_prefixes_special_tokens_and_empty_completions(local
     # "10" is "1" then "0": its first token's log-probability is the one "1" got, plus one more token.
     assert [t.token for t in got["10"].logprobs] == ["1", "0"]
     assert got["10"].logprobs[0].logprob == got["1"].logprob and got["10"].logprob < got["1"].logprob
-    assert len(got["pos"].logprobs) == len(got["positive"].logprobs) == 1 and got["pos"].logprob != got["positive"].logprob
+    assert (
+        len(got["pos"].logprobs) == len(got["positive"].logprobs) == 1 and got["pos"].logprob != got["positive"].logprob
+    )
     # The end-of-turn token is a token like any other: scoring it tells "pos" from "positive" when one is a prefix.
     assert len(got["positive<|im_end|>"].logprobs) == 2 and got["positive<|im_end|>"].logprob < got["positive"].logprob
     assert got[""].logprobs == () and got[""].logprob == 0.0
@@ -96,7 +104,14 @@ def test_openai_on_llama_server_scores_like_local(local_lm, server_url):
 
 def test_openai_first_token_scoring_is_exact_for_one_token_labels_and_refuses_shared_first_tokens(local_lm, server_url):
     lm = OpenAILM("smollm2", base_url=server_url, scoring="first_token")
-    ask = LMRequest(messages=(Message(role="user", content="Is this review positive or negative? 'A wonderful film.' Answer with one word."),), score=("positive", "negative"))
+    ask = LMRequest(
+        messages=(
+            Message(
+                role="user", content="Is this review positive or negative? 'A wonderful film.' Answer with one word."
+            ),
+        ),
+        score=("positive", "negative"),
+    )
     exact = local_lm.complete(ask)
     first = lm.complete(ask)
     assert [c.finish_reason for c in first.choices] == ["score", "score"]

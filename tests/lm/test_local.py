@@ -40,8 +40,11 @@ def test_constrained_json_is_written_on_one_line(local_lm):
         "required": ["reasoning", "label"],
         "additionalProperties": False,
     }
-    request = LMRequest(messages=(Message(role="user", content="Is 'a wonderful film' positive?"),), max_tokens=60,
-                        response_format={"name": "answer", "schema": schema})
+    request = LMRequest(
+        messages=(Message(role="user", content="Is 'a wonderful film' positive?"),),
+        max_tokens=60,
+        response_format={"name": "answer", "schema": schema},
+    )
     text = local_lm.complete(request).choices[0].text
     assert text.startswith('{"reasoning": "') and "\n" not in text
     if text.endswith("}"):  # not cut at max_tokens
@@ -54,8 +57,15 @@ def test_chain_of_thought_typed_output(local_lm):
 
 
 def test_samples_and_logprobs(local_lm):
-    req = LMRequest(messages=(Message(role="user", content="Name a color."),), n=2, temperature=1.0, max_tokens=8,
-                    logprobs=True, top_logprobs=1, seed=1)
+    req = LMRequest(
+        messages=(Message(role="user", content="Name a color."),),
+        n=2,
+        temperature=1.0,
+        max_tokens=8,
+        logprobs=True,
+        top_logprobs=1,
+        seed=1,
+    )
     response = local_lm.complete(req)
     assert len(response.choices) == 2
     assert response.choices[0].logprobs and response.usage.completion_tokens > 0

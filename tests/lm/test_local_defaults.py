@@ -61,6 +61,10 @@ def test_same_answers_in_a_fresh_process_greedy_and_sampled():
     child = subprocess.run(
         [sys.executable, "-c", _CHILD],
         input="\n".join(r.model_dump_json() for r in requests),
-        capture_output=True, text=True, check=True, env=dict(os.environ), timeout=600,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ),
+        timeout=600,
     )
     assert json.loads(child.stdout.strip().splitlines()[-1]) == here

@@ -55,14 +55,18 @@ def scripted_lm(*steps, **kwargs) -> tuple[OpenAILM, list]:
         return step
 
     client = openai.OpenAI(
-        api_key="sk-secret-123456", base_url="http://fake.local/v1", max_retries=0,
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)), timeout=2,
+        api_key="sk-secret-123456",
+        base_url="http://fake.local/v1",
+        max_retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+        timeout=2,
     )
     kwargs.setdefault("backoff", 0.001)
     return OpenAILM("m", client=client, **kwargs), seen
 
 
 # ---- the real server ----
+
 
 @pytest.mark.slow
 def test_predict_and_cot_against_real_server(server_url):
@@ -96,6 +100,7 @@ def test_async_against_real_server(server_url):
 
 # ---- faults the real server will not produce on demand ----
 
+
 def test_429_honours_retry_after_and_counts_the_retry():
     lm, seen = scripted_lm(
         httpx.Response(429, headers={"retry-after": "0.01"}, json={"error": {"message": "slow down"}}),
@@ -121,7 +126,9 @@ def test_rate_limit_exhausted():
 
 
 def test_timeouts_and_dropped_connections_are_retried():
-    lm, seen = scripted_lm(httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("dropped"), httpx.Response(200, json=OK_BODY))
+    lm, seen = scripted_lm(
+        httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("dropped"), httpx.Response(200, json=OK_BODY)
+    )
     assert lm.complete(REQ).usage.retries == 2
     lm, _ = scripted_lm(httpx.ReadTimeout("slow"), max_retries=0)
     with pytest.raises(LMTimeoutError):
@@ -135,13 +142,17 @@ def test_garbage_and_truncated_bodies():
     lm, _ = scripted_lm(httpx.Response(200, json={"hello": "world"}), max_retries=0)
     with pytest.raises(LMResponseError, match="choices"):
         lm.complete(REQ)
-    lm, _ = scripted_lm(httpx.Response(200, content=b"<html>proxy error</html>", headers={"content-type": "text/html"}), max_retries=0)
+    lm, _ = scripted_lm(
+        httpx.Response(200, content=b"<html>proxy error</html>", headers={"content-type": "text/html"}), max_retries=0
+    )
     with pytest.raises(LMResponseError):
         lm.complete(REQ)
 
 
 def test_empty_answer_is_a_parse_error_not_a_crash():
-    body = dict(OK_BODY, choices=[{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}])
+    body = dict(
+        OK_BODY, choices=[{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}]
+    )
     lm, _ = scripted_lm(httpx.Response(200, json=body))
     from oobleck import ParseError
 
@@ -174,8 +185,19 @@ def test_server_down_is_a_connection_error():
 
 def test_request_parameters_reach_the_wire():
     lm, seen = scripted_lm(httpx.Response(200, json=OK_BODY), temperature=0.3)
-    lm.complete(LMRequest(messages=REQ.messages, max_tokens=7, stop=("END",), seed=5, n=1, logprobs=True, top_logprobs=2,
-                          response_format={"name": "out put", "schema": {"type": "object"}}, sample_index=3))
+    lm.complete(
+        LMRequest(
+            messages=REQ.messages,
+            max_tokens=7,
+            stop=("END",),
+            seed=5,
+            n=1,
+            logprobs=True,
+            top_logprobs=2,
+            response_format={"name": "out put", "schema": {"type": "object"}},
+            sample_index=3,
+        )
+    )
     body = json.loads(seen[0].content)
     assert body["temperature"] == 0.3 and body["max_tokens"] == 7 and body["stop"] == ["END"] and body["seed"] == 5
     assert body["logprobs"] is True and body["top_logprobs"] == 2
@@ -204,8 +226,12 @@ def test_concurrency_limit_is_shared_by_threads():
             active -= 1
         return httpx.Response(200, json=OK_BODY)
 
-    client = openai.OpenAI(api_key="k", base_url="http://fake.local/v1", max_retries=0,
-                           http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    client = openai.OpenAI(
+        api_key="k",
+        base_url="http://fake.local/v1",
+        max_retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
     lm = OpenAILM("m", client=client, max_concurrency=2)
 
     def call() -> None:

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 
 
 def ask(text: str, **params) -> LMRequest:
-    return LMRequest(messages=(Message(role="system", content="You are terse."), Message(role="user", content=text)), **params)
+    return LMRequest(
+        messages=(Message(role="system", content="You are terse."), Message(role="user", content=text)), **params
+    )
 
 
 class Sentiment(oobleck.Signature):
@@ -68,7 +70,9 @@ def test_seeded_sampling_is_reproducible_whatever_shares_the_batch(transformers_
 
 def test_scoring_agrees_with_generation(transformers_lm):
     generated = transformers_lm.complete(ask("What is the capital of France?", max_tokens=8, logprobs=True)).choices[0]
-    scored = transformers_lm.complete(ask("What is the capital of France?", score=(generated.text, "The capital of France is Rome.")))
+    scored = transformers_lm.complete(
+        ask("What is the capital of France?", score=(generated.text, "The capital of France is Rome."))
+    )
     assert [c.text for c in scored.choices] == [generated.text, "The capital of France is Rome."]
     # The same tokens get the same log-probability whether generated or scored (tolerance: float noise).
     if generated.finish_reason == "length":
@@ -99,8 +103,11 @@ def test_without_a_json_grammar_no_adapter_asks_for_constrained_output(transform
 
     plain = Predict(Sentiment, lm=transformers_lm, mode="generate")  # the default would score its labels
     assert isinstance(plain.resolve_adapter(), ChatAdapter)
-    for predictor in (plain, Predict(Sentiment, lm=transformers_lm, adapter=JSONAdapter()),
-                      Predict(Sentiment, lm=transformers_lm, adapter=TemplateAdapter(output="json"))):
+    for predictor in (
+        plain,
+        Predict(Sentiment, lm=transformers_lm, adapter=JSONAdapter()),
+        Predict(Sentiment, lm=transformers_lm, adapter=TemplateAdapter(output="json")),
+    ):
         request = predictor.request(text="A wonderful film.")
         assert request.response_format is None
     assert transformers_lm.complete(request).choices[0].text  # accepted and answered

@@ -151,7 +151,9 @@ def test_teacher_errors_are_counted_then_fatal() -> None:
 
 def test_dry_run_returns_an_estimate_and_calls_nothing() -> None:
     lm = FakeLM(two_step_lm)
-    est = BootstrapFewShot(exact_match, max_rounds=2).compile(TwoStep().set_lm(lm), trainset=sentiment_rows(), dry_run=True)
+    est = BootstrapFewShot(exact_match, max_rounds=2).compile(
+        TwoStep().set_lm(lm), trainset=sentiment_rows(), dry_run=True
+    )
     assert isinstance(est, CostEstimate)
     assert est.program_runs == 24 and est.lm_calls == 48 and est.min_lm_calls == 8
     assert est.prompt_tokens > 0
@@ -250,7 +252,9 @@ def test_checkpoint_from_another_compile_is_refused(tmp_path: Path) -> None:
     program = Predict("sentence -> label", lm=FakeLM(always("positive")))
     BootstrapFewShot(exact_match).compile(program, trainset=sentiment_rows(), checkpoint=ckpt)
     with pytest.raises(ConfigError, match="different compile"):
-        BootstrapFewShot(exact_match, max_bootstrapped_demos=1).compile(program, trainset=sentiment_rows(), checkpoint=ckpt)
+        BootstrapFewShot(exact_match, max_bootstrapped_demos=1).compile(
+            program, trainset=sentiment_rows(), checkpoint=ckpt
+        )
 
 
 def test_demos_are_balanced_across_labels() -> None:

@@ -17,7 +17,9 @@ def test_budget_stops_at_the_limit_and_before_a_run_that_would_cross_it() -> Non
     b.charge(Usage(calls=2, prompt_tokens=10))
     b.check()
     b.charge(Usage(calls=2))
-    with pytest.raises(BudgetExceededError, match=r"max_lm_calls=5 reached \(4 LM calls sent or in flight; a run may take 2 more\)"):
+    with pytest.raises(
+        BudgetExceededError, match=r"max_lm_calls=5 reached \(4 LM calls sent or in flight; a run may take 2 more\)"
+    ):
         b.check()  # the largest run so far (2 calls) would make 6
     assert b.stopped
 

@@ -108,7 +108,12 @@ def test_transport_retries_are_reserved_before_they_are_sent(seed: int, threads:
     data = sentiment_rows()
     limit = 6 + seed
     out = RandomSearch(
-        exact_match, num_candidates=2, max_bootstrapped_demos=1, max_lm_calls=limit, max_errors=None, num_threads=threads
+        exact_match,
+        num_candidates=2,
+        max_bootstrapped_demos=1,
+        max_lm_calls=limit,
+        max_errors=None,
+        num_threads=threads,
     ).compile(Predict("sentence -> label", lm=lm), trainset=data[:6], valset=data[6:], seed=seed, progress=False)
     assert len(seen) <= limit
     assert out.provenance["lm_calls"] == len(seen)
@@ -270,7 +275,11 @@ def test_kill_and_resume_counts_every_call_the_server_saw(tmp_path: Path, thread
         assert counted == len(server.seen) > killed_at
         # the rows finished before the kill were checkpointed: resuming paid for few of them again
         fresh = subprocess.run(
-            [*args[:3], str(tmp_path / "fresh.json"), str(threads)], env=env, capture_output=True, timeout=300, check=False
+            [*args[:3], str(tmp_path / "fresh.json"), str(threads)],
+            env=env,
+            capture_output=True,
+            timeout=300,
+            check=False,
         )
         uninterrupted = int(fresh.stdout.decode().split()[-1])
         assert counted <= uninterrupted + 3 * 4  # at most one chunk of rows (and its calls in flight) paid twice

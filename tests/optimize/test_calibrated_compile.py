@@ -34,8 +34,20 @@ def biased_scores(request: LMRequest) -> dict[str, float]:
 
 
 def rows() -> list[Example]:
-    texts = ["good film", "bad film", "great plot", "dull plot", "fine acting", "awful acting", "fun story", "weak story"]
-    return [Example(text=t, label="positive" if any(w in t for w in POSITIVE) else "negative").with_inputs("text") for t in texts]
+    texts = [
+        "good film",
+        "bad film",
+        "great plot",
+        "dull plot",
+        "fine acting",
+        "awful acting",
+        "fun story",
+        "weak story",
+    ]
+    return [
+        Example(text=t, label="positive" if any(w in t for w in POSITIVE) else "negative").with_inputs("text")
+        for t in texts
+    ]
 
 
 def test_uncalibrated_scores_collapse_and_calibration_recovers_them() -> None:

@@ -53,7 +53,11 @@ def test_failures_are_reported_in_the_result_and_setup_errors_propagate() -> Non
 
     result = Ensemble([Predict("q -> a", lm=FakeLM(broken)), member("ok"), member("ok")])(q="?")
     assert result.a == "ok"
-    assert len(result.warnings) == 1 and "1 of 3 members failed" in result.warnings[0] and "server down" in result.warnings[0]
+    assert (
+        len(result.warnings) == 1
+        and "1 of 3 members failed" in result.warnings[0]
+        and "server down" in result.warnings[0]
+    )
 
     no_lm = Ensemble([Predict("q -> a"), member("ok")])
     with pytest.raises(ConfigError):

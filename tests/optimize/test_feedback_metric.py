@@ -29,7 +29,10 @@ TRAIN, VAL = ROWS[:6], ROWS[6:]
 def feedback_metric(example: Any, prediction: Any, trace: Any = None) -> dict[str, Any]:
     """The metric under test: a score with feedback."""
     right = prediction.a == example.a
-    return {"score": float(right), "feedback": "right" if right else f"FEEDBACK: expected {example.a}, got {prediction.a}"}
+    return {
+        "score": float(right),
+        "feedback": "right" if right else f"FEEDBACK: expected {example.a}, got {prediction.a}",
+    }
 
 
 def plain_metric(example: Any, prediction: Any, trace: Any = None) -> bool:
@@ -42,7 +45,9 @@ def answer(request: LMRequest) -> dict[str, str]:
     return {"a": "0", "instruction": "Answer 0 or 1.", "summary": "numbered questions with 0/1 answers"}
 
 
-def compile_with(make: Callable[[Callable[..., Any]], Any], metric: Callable[..., Any], **kw: Any) -> tuple[Module, FakeLM]:
+def compile_with(
+    make: Callable[[Callable[..., Any]], Any], metric: Callable[..., Any], **kw: Any
+) -> tuple[Module, FakeLM]:
     lm = FakeLM(answer)
     compiled = make(metric).compile(Predict("q -> a", lm=lm), trainset=TRAIN, progress=False, seed=1, **kw)
     return compiled, lm

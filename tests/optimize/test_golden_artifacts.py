@@ -77,7 +77,15 @@ GOLDEN: dict[str, str] = {
     "knn": "0ea3ed98be9d1bd0580561f9fa74aa7055c9824c3b9bc26c8b4947fe2c77aa1f",
 }
 
-COMPILES: list[str] = ["labeled", "bootstrap", "random_search", "instruction_search", "joint_search", "reflective", "knn"]
+COMPILES: list[str] = [
+    "labeled",
+    "bootstrap",
+    "random_search",
+    "instruction_search",
+    "joint_search",
+    "reflective",
+    "knn",
+]
 
 
 def digest(name: str, folder: Path) -> str:
@@ -89,5 +97,3 @@ def digest(name: str, folder: Path) -> str:
 @pytest.mark.parametrize("name", COMPILES)
 def test_seeded_compile_saves_the_recorded_bytes(name: str, tmp_path: Path) -> None:
     assert digest(name, tmp_path) == GOLDEN[name]
-
-

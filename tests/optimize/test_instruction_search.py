@@ -31,7 +31,11 @@ def instruction_sensitive(request: LMRequest) -> dict[str, str]:
         return {"instruction": fresh[0] if fresh else "Nothing new."}
     system = request.messages[0].content
     s = field_of(request, "sentence")
-    right = "positive" if any(w in s for w in ("funny", "best", "delightful", "beautifully", "joy", "moving", "warm")) else "negative"
+    right = (
+        "positive"
+        if any(w in s for w in ("funny", "best", "delightful", "beautifully", "joy", "moving", "warm"))
+        else "negative"
+    )
     return {"label": right if system.startswith(GOOD) else "positive"}
 
 

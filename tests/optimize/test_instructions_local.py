@@ -59,7 +59,11 @@ def test_short_instruction_search_saved_and_rerun_in_a_fresh_process(local_lm: o
     here = [compiled(sentence=s).label for s in sentences]
     done = subprocess.run(
         [sys.executable, "-c", RUN_IN_FRESH_PROCESS, str(tmp_path / "a.json"), json.dumps(sentences)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == here

@@ -44,7 +44,16 @@ def rows() -> tuple[list, list]:
 
 
 def opt(**kw) -> JointSearch:  # type: ignore[no-untyped-def]
-    base = dict(auto=None, num_trials=12, num_instructions=2, num_demo_sets=3, minibatch_size=8, full_eval_every=3, max_bootstrapped_demos=1, max_labeled_demos=1)
+    base = dict(
+        auto=None,
+        num_trials=12,
+        num_instructions=2,
+        num_demo_sets=3,
+        minibatch_size=8,
+        full_eval_every=3,
+        max_bootstrapped_demos=1,
+        max_labeled_demos=1,
+    )
     return JointSearch(exact_match, **{**base, **kw})
 
 

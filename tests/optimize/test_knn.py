@@ -112,7 +112,10 @@ def test_hashing_embedder_rows_are_unit_or_zero(texts: list[str]) -> None:
 
 def test_hashing_embedder_is_the_same_in_another_process() -> None:
     code = "from oobleck.retrieve.embedders import HashingEmbedder; print(HashingEmbedder(dim=32).embed(['hello world'])[0].tolist())"
-    out = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout for _ in range(2)]
+    out = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
     assert out[0] == out[1]
     assert out[0].strip() == str(HashingEmbedder(dim=32).embed(["hello world"])[0].tolist())
 

@@ -106,7 +106,11 @@ def test_the_history_reaches_the_next_proposal() -> None:
     best = opt.compile(Predict(Review, lm=lm), trainset=rows[:6], valset=rows[6:])
     proposals = [r for r in lm.requests if kind(r) == "propose"]
     assert len(proposals) == 2
-    first_score = next(c["score"] for c in best.provenance["scores"]["candidates"] if c["instructions"]["self"] == "First idea about reviews.")
+    first_score = next(
+        c["score"]
+        for c in best.provenance["scores"]["candidates"]
+        if c["instructions"]["self"] == "First idea about reviews."
+    )
     assert "First idea about reviews." not in proposals[0].messages[-1].content
     assert f"{first_score:.1f}: First idea about reviews." in field_of(proposals[1], "tried")
     # the starting instruction is in the history from the start
@@ -144,12 +148,16 @@ def test_an_unusable_proposal_is_replaced_by_a_variant_grounded_in_the_signature
 
 def test_echoes_of_the_proposer_prompt_are_recognised() -> None:
     assert echoes_proposer("The new instruction requires you to evaluate the output of the step.")
-    assert echoes_proposer("Your instructions are just too long. A shorter version of your instructions can be provided.")
+    assert echoes_proposer(
+        "Your instructions are just too long. A shorter version of your instructions can be provided."
+    )
     assert not echoes_proposer("Decide whether the sentence praises or criticises the film.")
     # words the task itself uses are not held against it
     assert not echoes_proposer("Solve the problem step by step, then give the final number.")
     assert echoes_proposer("Improve each step of the previous answer.")
-    assert not echoes_proposer("Improve each step of the previous answer.", "Improve the previous answer, step by step.")
+    assert not echoes_proposer(
+        "Improve each step of the previous answer.", "Improve the previous answer, step by step."
+    )
 
 
 def test_grounded_variants_name_the_choices_and_the_fields() -> None:

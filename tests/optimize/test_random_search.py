@@ -18,7 +18,11 @@ from oobleck.optimize._identity import program_fingerprint
 def needs_demos(request: LMRequest) -> dict[str, str]:
     """Answers right only when shown at least one demo (so zero-shot scores 0)."""
     s = field_of(request, "sentence")
-    right = "positive" if any(w in s for w in ("funny", "best", "delightful", "beautifully", "joy", "moving")) else "negative"
+    right = (
+        "positive"
+        if any(w in s for w in ("funny", "best", "delightful", "beautifully", "joy", "moving"))
+        else "negative"
+    )
     if n_demos(request) == 0:
         return {"label": "positive" if right == "negative" else "negative"}
     return {"label": right}
@@ -126,7 +130,9 @@ def test_budget_stop_then_resume_makes_no_repeated_call(tmp_path: Path, limit: i
     ckpt = tmp_path / "rs.json"
 
     def opt(limit: int | None) -> RandomSearch:
-        return RandomSearch(exact_match, num_candidates=3, max_bootstrapped_demos=2, max_labeled_demos=2, max_lm_calls=limit)
+        return RandomSearch(
+            exact_match, num_candidates=3, max_bootstrapped_demos=2, max_labeled_demos=2, max_lm_calls=limit
+        )
 
     stopped = opt(limit).compile(Predict("sentence -> label", lm=lm), trainset=train, valset=val, checkpoint=ckpt)
     assert stopped.provenance["stopped_early"] is True
@@ -171,13 +177,22 @@ def test_verdict_is_recorded_and_require_significant_keeps_the_start() -> None:
     assert scores["start_score"] == 0.0
     assert best.provenance["notes"]["split"]["confirm_rows"] == 11
 
-    always_right = FakeLM(lambda r: {"label": "positive" if "val: " in field_of(r, "sentence") and any(
-        w in field_of(r, "sentence") for w in ("funny", "best", "delightful", "beautifully", "joy", "moving")) else "negative"})
+    always_right = FakeLM(
+        lambda r: {
+            "label": "positive"
+            if "val: " in field_of(r, "sentence")
+            and any(
+                w in field_of(r, "sentence") for w in ("funny", "best", "delightful", "beautifully", "joy", "moving")
+            )
+            else "negative"
+        }
+    )
     start = Predict("sentence -> label", lm=always_right)
     opt = RandomSearch(exact_match, num_candidates=1, max_labeled_demos=2, require_significant=True)
     kept = opt.compile(start, trainset=train, valset=val)
     assert kept.provenance["scores"]["verdict"] == {
-        "confirmed": False, "reason": "the starting program won the selection; there is no gain to confirm"
+        "confirmed": False,
+        "reason": "the starting program won the selection; there is no gain to confirm",
     }
     assert kept.provenance["scores"]["returned"].startswith("start (gain not confirmed: the starting program won")
     assert kept.predictors()[0].demos == []

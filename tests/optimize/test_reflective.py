@@ -25,7 +25,10 @@ def truth(sentence: str) -> str:
 
 def with_feedback(example: Example, pred, trace=None):  # type: ignore[no-untyped-def]
     right = pred.label == example.label
-    return {"score": float(right), "feedback": "right" if right else f"FEEDBACK: said {pred.label}, the review is {example.label}"}
+    return {
+        "score": float(right),
+        "feedback": "right" if right else f"FEEDBACK: said {pred.label}, the review is {example.label}",
+    }
 
 
 def reflective_lm(request: LMRequest) -> dict[str, str]:
@@ -112,7 +115,9 @@ def test_budget_is_never_exceeded_and_resume_pays_nothing_twice(tmp_path: Path, 
     ckpt = tmp_path / "ck.json"
 
     def opt(max_calls: int | None) -> ReflectiveEvolution:
-        return ReflectiveEvolution(with_feedback, iterations=3, minibatch_size=3, demos=True, max_demos=1, max_lm_calls=max_calls)
+        return ReflectiveEvolution(
+            with_feedback, iterations=3, minibatch_size=3, demos=True, max_demos=1, max_lm_calls=max_calls
+        )
 
     stopped = opt(limit).compile(Predict(Review, lm=lm), trainset=data[:6], valset=data[6:], checkpoint=ckpt)
     assert len(backend.requests) <= limit and stopped.provenance["stopped_early"]
@@ -121,7 +126,9 @@ def test_budget_is_never_exceeded_and_resume_pays_nothing_twice(tmp_path: Path, 
     assert len(keys) == len(set(keys))
     fresh = opt(None).compile(Predict(Review, lm=FakeLM(reflective_lm)), trainset=data[:6], valset=data[6:])
     assert program_fingerprint(fresh) == program_fingerprint(resumed)
-    assert json.dumps(fresh.provenance["scores"], sort_keys=True) == json.dumps(resumed.provenance["scores"], sort_keys=True)
+    assert json.dumps(fresh.provenance["scores"], sort_keys=True) == json.dumps(
+        resumed.provenance["scores"], sort_keys=True
+    )
 
 
 def test_dry_run_bounds_the_real_cost() -> None:

@@ -129,7 +129,13 @@ def test_racing_drops_a_clearly_worse_candidate_and_keeps_a_tied_one() -> None:
     # the rows it was scored on are the first of the seeded order, not the first of the valset
     assert sorted(result.scores) == sorted(scorer.order[:scored])
     report = scorer.racing_report()
-    assert report == {"dropped": 1, "rows_skipped": 60 - scored, "calls_saved": 60 - scored, "alpha": 0.05, "min_rows": 6}
+    assert report == {
+        "dropped": 1,
+        "rows_skipped": 60 - scored,
+        "calls_saved": 60 - scored,
+        "alpha": 0.05,
+        "min_rows": 6,
+    }
 
     tied, tied_lm = _program(1)
     result = scorer.score("tied", tied)

@@ -42,7 +42,9 @@ class FirstRows(Optimizer):
     def _estimate(self, program: Module, trainset: list[Example], valset: list[Example] | None) -> CostEstimate:
         return CostEstimate(program_runs=0, lm_calls=0, min_lm_calls=0, prompt_tokens=0)
 
-    def _compile(self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun) -> Module:
+    def _compile(
+        self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun
+    ) -> Module:
         compiled = program.copy()
         for p in compiled.predictors():
             p.demos = list(trainset[: self.k])
@@ -74,8 +76,15 @@ def test_the_search_options_are_declared_once() -> None:
     names = SearchOptions.names()
     assert set(SearchKwargs.__annotations__) == names
     assert names == {
-        "num_threads", "max_errors", "racing", "require_significant", "prompt_tolerance", "val_fraction",
-        "confirm_fraction", "max_lm_calls", "max_tokens",
+        "num_threads",
+        "max_errors",
+        "racing",
+        "require_significant",
+        "prompt_tolerance",
+        "val_fraction",
+        "confirm_fraction",
+        "max_lm_calls",
+        "max_tokens",
     }
     for cls in (InstructionSearch, JointSearch, ReflectiveEvolution, RandomSearch):
         opt = cls(exact_match, num_threads=2, require_significant=True, max_lm_calls=7)
@@ -90,9 +99,14 @@ def test_the_search_options_are_declared_once() -> None:
         RandomSearch(exact_match, num_thread=2)
 
 
-@pytest.mark.parametrize("make", [lambda: RandomSearch(exact_match, num_candidates=1),
-                                  lambda: InstructionSearch(exact_match, breadth=1, depth=1),
-                                  lambda: ReflectiveEvolution(exact_match, iterations=1)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RandomSearch(exact_match, num_candidates=1),
+        lambda: InstructionSearch(exact_match, breadth=1, depth=1),
+        lambda: ReflectiveEvolution(exact_match, iterations=1),
+    ],
+)
 def test_the_split_warning_points_at_the_caller(make: Any) -> None:
     lm = FakeLM(lambda r: {"a": "0", "instruction": "Say 0.", "summary": "digits"})
     with warnings.catch_warnings(record=True) as caught:

@@ -31,7 +31,11 @@ print(h.hexdigest())
 def _saved_digest(tmp_path: Path, hash_seed: str) -> str:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path / f"idx-{hash_seed}")], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", SCRIPT, str(tmp_path / f"idx-{hash_seed}")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return out.stdout.strip()
 

@@ -172,7 +172,9 @@ def test_qdrant_local_mode_matches_the_numpy_index(vectors):
         assert [p.score for p in g] == pytest.approx([p.score for p in e], abs=1e-5)
         assert [(p.title, p.text) for p in g] == [(p.title, p.text) for p in e]
     assert "url" not in json.dumps(qdrant.config())
-    again = QdrantRetriever.from_corpus(corpus(), "tiny2", embedder=vectors.embedder, vectors=vectors.vectors, show_progress=False)
+    again = QdrantRetriever.from_corpus(
+        corpus(), "tiny2", embedder=vectors.embedder, vectors=vectors.vectors, show_progress=False
+    )
     assert [[p for p in r if p.score > 1e-6] for r in again.search(queries, k=4)] == got
     with pytest.raises(ConfigError, match="one row per document"):
         QdrantRetriever.from_corpus(corpus(), "bad", vectors=vectors.vectors[:3], show_progress=False)
@@ -181,7 +183,9 @@ def test_qdrant_local_mode_matches_the_numpy_index(vectors):
 def test_qdrant_on_disk_and_by_client(tmp_path, vectors):
     from qdrant_client import QdrantClient
 
-    QdrantRetriever.from_corpus(corpus(), "disk", embedder=vectors.embedder, path=str(tmp_path / "q"), show_progress=False).client.close()
+    QdrantRetriever.from_corpus(
+        corpus(), "disk", embedder=vectors.embedder, path=str(tmp_path / "q"), show_progress=False
+    ).client.close()
     again = QdrantRetriever("disk", embedder=vectors.embedder, client=QdrantClient(path=str(tmp_path / "q")))
     assert ids(again.search(["Kathmandu"], k=1)[0]) == ["nepal"]
     with pytest.raises(ConfigError, match="at most one"):

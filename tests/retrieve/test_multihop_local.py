@@ -36,12 +36,16 @@ def test_compiled_multihop_on_smollm2_gives_the_same_outputs_in_a_fresh_process(
     program = MultiHop(BM25Index(corpus(), show_progress=False), hops=2, k=1, lm=local_lm, max_retries=1)
     train = [
         Example(question=q, answer=a).with_inputs("question")
-        for q, a in [("Where did Marie Curie do her research?", "Paris"), ("Who designed the Analytical Engine?", "Charles Babbage"),
-                     ("What is the capital of Nepal?", "Kathmandu")]
+        for q, a in [
+            ("Where did Marie Curie do her research?", "Paris"),
+            ("Who designed the Analytical Engine?", "Charles Babbage"),
+            ("What is the capital of Nepal?", "Kathmandu"),
+        ]
     ]
     # Demos only from runs whose answer was right: every step gets the demo its own call produced.
-    compiled = BootstrapFewShot(lambda ex, pred, trace: f1(ex, pred) >= 0.5, max_bootstrapped_demos=1,
-                                max_labeled_demos=1, max_errors=None).compile(program, trainset=train)
+    compiled = BootstrapFewShot(
+        lambda ex, pred, trace: f1(ex, pred) >= 0.5, max_bootstrapped_demos=1, max_labeled_demos=1, max_errors=None
+    ).compile(program, trainset=train)
     demos = {n: len(p.demos) for n, p in compiled.named_predictors()}
     assert demos == {"generate_query[0]": 1, "generate_answer": 1}
     (query_demo,) = compiled.generate_query[0].demos

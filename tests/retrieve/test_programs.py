@@ -199,9 +199,11 @@ def test_a_later_hop_never_spends_its_k_on_passages_found_before(index):
 
 @pytest.mark.parametrize(
     ("reply", "query"),
-    [("Query: Kathmandu is the capital of", "Kathmandu is the capital of"),  # cut at max_tokens
-     ("Kathmandu capital", "Kathmandu capital"),  # no field name
-     ("Kathmandu\nNepal is a country in Asia", "Kathmandu")],  # one line is one query
+    [
+        ("Query: Kathmandu is the capital of", "Kathmandu is the capital of"),  # cut at max_tokens
+        ("Kathmandu capital", "Kathmandu capital"),  # no field name
+        ("Kathmandu\nNepal is a country in Asia", "Kathmandu"),
+    ],  # one line is one query
 )
 def test_a_query_writers_reply_is_read_even_when_cut_or_bare(index, reply, query):
     program = MultiHop(index, hops=2, k=1, lm=FakeLM([reply, {"answer": "Kathmandu"}]), query_with_question=False)
@@ -309,7 +311,11 @@ def test_bootstrap_tunes_every_step_from_whole_traces_that_passed(index):
     assert compiled.retrieve.retriever is index
 
 
-QUESTIONS = ["Which city is home of Ada Lovelace?", "Which city is home of Marie Curie?", "Which city is home of Nepal?"]
+QUESTIONS = [
+    "Which city is home of Ada Lovelace?",
+    "Which city is home of Marie Curie?",
+    "Which city is home of Nepal?",
+]
 
 FRESH = """
 import json, sys
@@ -464,10 +470,14 @@ def test_instruction_optimizers_tune_every_step_of_a_multihop(index, optimizer):
     assert set(start) == {"generate_query[0]", "generate_answer"}
     changed = [
         [n for n, text in c["instructions"].items() if text != cands[c["parent"]]["instructions"][n]]
-        for c in scores["candidates"] if c["parent"] is not None
+        for c in scores["candidates"]
+        if c["parent"] is not None
     ]
     assert ["generate_query[0]"] in changed and ["generate_answer"] in changed
     assert all(len(c) == 1 for c in changed)
     proposals = [r for r in lm.requests if r.messages[0].content.startswith("You improve the instruction")]
-    assert {field(r, "current_instruction") for r in proposals} >= {start["generate_query[0]"], start["generate_answer"]}
+    assert {field(r, "current_instruction") for r in proposals} >= {
+        start["generate_query[0]"],
+        start["generate_answer"],
+    }
     assert program.generate_query[0].predictors()[0].instructions != GOOD_QUERY  # the input program is untouched

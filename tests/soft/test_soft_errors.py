@@ -32,7 +32,10 @@ GOOD = [row("a delight", "positive"), row("a bore", "negative")]
 def optimizers():
     from oobleck.soft import MultitaskPromptTuning, PrefixTuning, PromptTuning, PTuning
 
-    return [cls(metric=metric, steps=2, progress=False) for cls in (PromptTuning, PrefixTuning, PTuning, MultitaskPromptTuning)]
+    return [
+        cls(metric=metric, steps=2, progress=False)
+        for cls in (PromptTuning, PrefixTuning, PTuning, MultitaskPromptTuning)
+    ]
 
 
 @pytest.mark.parametrize("index", range(4))
@@ -46,7 +49,9 @@ def test_an_empty_trainset_is_refused(index):
 def test_a_label_outside_the_literal_is_refused_before_training(index):
     optimizer = optimizers()[index]
     rows = [*GOOD, row("it was fine", "neutral")]
-    with pytest.raises(ConfigError, match=r"trainset\[2\]: label='neutral' is not one of the labels \['positive', 'negative'\]"):
+    with pytest.raises(
+        ConfigError, match=r"trainset\[2\]: label='neutral' is not one of the labels \['positive', 'negative'\]"
+    ):
         optimizer.compile(Predict(Sentiment, lm=FakeLM()), trainset=rows)
 
 
@@ -55,7 +60,8 @@ def test_a_valset_label_outside_the_literal_is_refused_too():
 
     with pytest.raises(ConfigError, match=r"valset\[1\]: label='Positive'"):
         PromptTuning(metric=metric, progress=False).compile(
-            Predict(Sentiment, lm=FakeLM()), trainset=GOOD, valset=[GOOD[0], row("great", "Positive")])
+            Predict(Sentiment, lm=FakeLM()), trainset=GOOD, valset=[GOOD[0], row("great", "Positive")]
+        )
 
 
 def test_multitask_dry_run_counts_both_stages():
@@ -85,8 +91,18 @@ def test_multitask_names_the_task_at_fault():
         mpt.compile_tasks({})
 
 
-@pytest.mark.parametrize("bad", [{"lr": 0.0}, {"lr": -1e-3}, {"eval_every": 0}, {"max_time_s": -1.0},
-                                 {"steps": -1}, {"batch_size": 0}, {"num_virtual_tokens": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"lr": 0.0},
+        {"lr": -1e-3},
+        {"eval_every": 0},
+        {"max_time_s": -1.0},
+        {"steps": -1},
+        {"batch_size": 0},
+        {"num_virtual_tokens": 0},
+    ],
+)
 def test_settings_out_of_range_are_refused_when_built(bad):
     from oobleck.soft import PromptTuning
 

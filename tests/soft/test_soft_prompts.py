@@ -44,7 +44,14 @@ def program(transformers_lm):
 
 
 def short(cls, **kw):
-    options = {"metric": metric, "steps": 4, "batch_size": 4, "eval_every": 4, "progress": False, "num_virtual_tokens": 6}
+    options = {
+        "metric": metric,
+        "steps": 4,
+        "batch_size": 4,
+        "eval_every": 4,
+        "progress": False,
+        "num_virtual_tokens": 6,
+    }
     return cls(**{**options, **kw})
 
 
@@ -83,7 +90,9 @@ def test_save_then_load_gives_identical_logits(method, program, rows, tmp_path, 
         assert [c.logprob for c in before.choices] == [c.logprob for c in after.choices]
     # ... and differs from the program without the soft prompt
     plain = transformers_lm.complete(program.request(text=rows[6].text))
-    assert [c.logprob for c in plain.choices] != [c.logprob for c in transformers_lm.complete(loaded.request(text=rows[6].text)).choices]
+    assert [c.logprob for c in plain.choices] != [
+        c.logprob for c in transformers_lm.complete(loaded.request(text=rows[6].text)).choices
+    ]
 
 
 def test_prompt_from_the_hard_prompt_text_starts_at_its_score(program, rows, transformers_lm):
@@ -115,8 +124,12 @@ def test_checkpoint_resume_continues_the_same_run(program, rows, tmp_path):
     from oobleck.soft import PrefixTuning
 
     ckpt = tmp_path / "run.json"
-    short(PrefixTuning, steps=2, eval_every=2).compile(program, trainset=rows[:6], valset=rows[6:8], seed=3, checkpoint=ckpt)
-    resumed = short(PrefixTuning, steps=4, eval_every=2).compile(program, trainset=rows[:6], valset=rows[6:8], seed=3, checkpoint=ckpt)
+    short(PrefixTuning, steps=2, eval_every=2).compile(
+        program, trainset=rows[:6], valset=rows[6:8], seed=3, checkpoint=ckpt
+    )
+    resumed = short(PrefixTuning, steps=4, eval_every=2).compile(
+        program, trainset=rows[:6], valset=rows[6:8], seed=3, checkpoint=ckpt
+    )
     straight = short(PrefixTuning, steps=4, eval_every=2).compile(program, trainset=rows[:6], valset=rows[6:8], seed=3)
     a = resumed.provenance["scores"]["predictors"]["self"]
     b = straight.provenance["scores"]["predictors"]["self"]
@@ -131,7 +144,9 @@ def test_a_saved_soft_prompt_trains_further(program, rows, tmp_path, transformer
     first = short(PromptTuning, init="vocab", lr=3e-2).compile(program, trainset=rows[:4], valset=rows[4:6], seed=0)
     first.save(tmp_path / "first.json")
     again = load(tmp_path / "first.json", lm=transformers_lm).program
-    second = short(PromptTuning, init="vocab", lr=3e-2, steps=2).compile(again, trainset=rows[:4], valset=rows[4:6], seed=0)
+    second = short(PromptTuning, init="vocab", lr=3e-2, steps=2).compile(
+        again, trainset=rows[:4], valset=rows[4:6], seed=0
+    )
     r1 = first.provenance["scores"]["predictors"]["self"]
     r2 = second.provenance["scores"]["predictors"]["self"]
     # it starts exactly from the saved vectors (and their PEFT state), not from a new init
@@ -175,8 +190,9 @@ def test_multitask_checkpoint_resumes_both_stages(program, rows, tmp_path, monke
 
     def run(checkpoint=None, seed=5):
         calls["n"] = calls["steps"] = 0
-        mpt = short(MultitaskPromptTuning, metric=counting, steps=2, adapt_steps=2, eval_every=2, batch_size=2,
-                    num_threads=1)
+        mpt = short(
+            MultitaskPromptTuning, metric=counting, steps=2, adapt_steps=2, eval_every=2, batch_size=2, num_threads=1
+        )
         return mpt.compile_tasks(tasks(), seed=seed, checkpoint=checkpoint)
 
     # Two rows per evaluation, evaluations at steps 0 and 2 of each stage: the shared stage makes
@@ -215,7 +231,8 @@ def test_time_budget_is_reported_and_progress_bars_obey_compile(program, rows, m
     def run(shown: bool, compile_progress: bool) -> tuple[dict, str]:
         # a time budget of 0 s stops before the first step: only the start is scored
         tuned = short(PromptTuning, init="vocab", max_time_s=0.0, progress=shown).compile(
-            program, trainset=rows[:4], valset=rows[4:6], seed=0, progress=compile_progress)
+            program, trainset=rows[:4], valset=rows[4:6], seed=0, progress=compile_progress
+        )
         return tuned.provenance["scores"]["predictors"]["self"], capsys.readouterr().err
 
     report, err = run(True, True)
@@ -231,7 +248,8 @@ def test_a_damaged_checkpoint_is_refused_clearly(program, rows, tmp_path):
 
     def run():
         return short(PromptTuning, init="vocab", steps=1, eval_every=1).compile(
-            program, trainset=rows[:2], valset=rows[2:3], seed=0, checkpoint=tmp_path / "run.json")
+            program, trainset=rows[:2], valset=rows[2:3], seed=0, checkpoint=tmp_path / "run.json"
+        )
 
     run()
     state_file = next(tmp_path.glob("*.soft.json"))
