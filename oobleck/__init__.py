@@ -54,6 +54,7 @@ if typing.TYPE_CHECKING:
     from oobleck.modules.knn import KNNFewShot
     from oobleck.modules.multihop import MultiHop
     from oobleck.modules.rag import RAG
+    from oobleck.modules.react import ReAct
     from oobleck.optimize import (
         KNN,
         Auto,
@@ -67,6 +68,7 @@ if typing.TYPE_CHECKING:
         majority,
     )
     from oobleck.retrieve import Embedder, HashingEmbedder, Passage, Retrieve, TransformersEmbedder
+    from oobleck.tool import Tool
 
 __all__ = [
     "Artifact",
@@ -117,6 +119,7 @@ __all__ = [
     "Prediction",
     "RAG",
     "RandomSearch",
+    "ReAct",
     "ReflectiveEvolution",
     "RetrievalError",
     "Retrieve",
@@ -124,6 +127,7 @@ __all__ = [
     "SignatureError",
     "TemplateAdapter",
     "TooManyErrorsError",
+    "Tool",
     "TransformersEmbedder",
     "TransformersLM",
     "Usage",
@@ -147,6 +151,7 @@ _LAZY_BY_MODULE: dict[str, tuple[str, ...]] = {
     "oobleck.modules.knn": ("KNNFewShot",),
     "oobleck.modules.multihop": ("MultiHop",),
     "oobleck.modules.rag": ("RAG",),
+    "oobleck.modules.react": ("ReAct",),
     "oobleck.optimize": (
         "KNN",
         "Auto",
@@ -160,6 +165,7 @@ _LAZY_BY_MODULE: dict[str, tuple[str, ...]] = {
         "majority",
     ),
     "oobleck.retrieve": ("Embedder", "HashingEmbedder", "Passage", "Retrieve", "TransformersEmbedder"),
+    "oobleck.tool": ("Tool",),
 }
 _LAZY: dict[str, str] = {name: module for module, names in _LAZY_BY_MODULE.items() for name in names}
 

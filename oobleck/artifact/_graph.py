@@ -41,6 +41,7 @@ _BUILTIN_TYPES: dict[str, tuple[str, str]] = {
     "KNNFewShot": ("oobleck.modules.knn", "KNNFewShot"),
     "MultiHop": ("oobleck.modules.multihop", "MultiHop"),
     "RAG": ("oobleck.modules.rag", "RAG"),
+    "ReAct": ("oobleck.modules.react", "ReAct"),
     "Retrieve": ("oobleck.retrieve.module", "Retrieve"),
 }
 

@@ -1,0 +1,320 @@
+"""ReAct: an agent loop of thought, tool call and observation, then an answer from the trajectory.
+
+Each step, the ``react`` predictor reads the program's inputs and the trajectory so far and
+writes ``next_thought`` and ``next_action``: one JSON object ``{"tool": <name>, "args": {...}}``
+whose type is a union with one member per tool (the tool's name as a constant, its argument
+schema) plus ``{"tool": "finish"}``. On a backend with structured output
+(``capabilities.json_schema``: LocalLM's grammar, a server taking a JSON schema) the default
+JSON adapter sends that union as ``response_format``, so the model can only write a known tool
+with arguments valid for it: an unparseable tool call cannot happen. Elsewhere the action is
+written as JSON inside the chat format and read with the usual parse repair
+(``max_retries``). The tool runs (:meth:`oobleck.Tool.run`: invalid arguments, exceptions,
+timeouts and huge results become observations) and the loop goes on until ``finish`` or
+``max_iters`` steps; then the ``extract`` predictor writes the signature's outputs from the
+inputs and the trajectory.
+
+Both steps are ordinary predictors (``named_predictors()`` gives ``react`` and ``extract``), so
+every optimizer tunes an agent as it tunes any program: a bootstrapped demo of ``react`` is a
+step of a successful run with the trajectory that led to it (the finishing step carries the
+whole trajectory). The prediction carries the outputs and ``trajectory``: one dict per step
+with ``thought``, ``tool``, ``args``, ``observation``, ``error`` and ``seconds`` (the tool's
+running time). An action that cannot be read even after repair ends the loop with a step whose
+``tool`` is None and whose ``error`` says why; the answer is then extracted from what was found.
+A :class:`~oobleck.errors.BudgetExceededError` or an LM error propagates.
+
+Saving stores each tool by name and argument schema, never its code; load the artifact with
+``oobleck.load(path, tools=[...])`` to bind the functions again.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Union
+
+import pydantic
+
+from oobleck.adapters.base import Adapter
+from oobleck.errors import ArtifactError, ConfigError, InputError, ParseError
+from oobleck.example import Prediction
+from oobleck.lm.base import LM
+from oobleck.module import Module
+from oobleck.predict import Predict
+from oobleck.signature import Field, Signature, ensure_signature
+from oobleck.tool import Tool, ToolResult, bound_tools, ensure_tools
+
+__all__ = ["FINISH", "ReAct", "action_type", "format_trajectory"]
+
+#: The action that ends the loop.
+FINISH = "finish"
+NO_STEPS = "(no steps yet)"
+THOUGHT_DESC = "what you know so far and what to do next, in one or two sentences"
+ACTION_DESC = 'the next tool call as {"tool": <tool name>, "args": {<its arguments>}}, or {"tool": "finish"}'
+TRAJECTORY_DESC = "the thoughts, tool calls and observations so far"
+
+
+class _NoArgs(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+def action_type(tools: Mapping[str, Tool]) -> Any:
+    """The type of ``next_action``: one member per tool plus ``finish``.
+
+    Each member is an object ``{"tool": <constant name>, "args": <the tool's argument model>}``;
+    its JSON schema is an ``anyOf`` of them, which a grammar-constrained backend follows.
+    """
+    members: list[Any] = []
+    for name, tool in tools.items():
+        model_name = "Call_" + re.sub(r"\W", "_", name)
+        members.append(
+            pydantic.create_model(
+                model_name,
+                __config__=pydantic.ConfigDict(extra="forbid"),
+                tool=(Literal[name], ...),  # type: ignore[arg-type]  # a Literal built at run time
+                args=(tool.args_model, ...),
+            )
+        )
+    members.append(
+        pydantic.create_model(
+            "Finish",
+            __config__=pydantic.ConfigDict(extra="forbid"),
+            tool=(Literal[FINISH], ...),  # type: ignore[arg-type]  # as above
+            args=(_NoArgs, pydantic.Field(default_factory=_NoArgs)),
+        )
+    )
+    return Union[tuple(members)]
+
+
+def format_trajectory(steps: Sequence[Mapping[str, Any]]) -> str:
+    """The trajectory as the model reads it: thought, action and observation per step.
+
+    Example:
+        >>> print(format_trajectory([{"thought": "look it up", "tool": "search", "args": {"q": "x"}, "observation": "x is 1"}]))
+        Step 1
+        Thought: look it up
+        Action: search {"q": "x"}
+        Observation: x is 1
+    """
+    if not steps:
+        return NO_STEPS
+    parts = []
+    for i, step in enumerate(steps, start=1):
+        lines = [f"Step {i}", f"Thought: {step.get('thought') or ''}"]
+        tool = step.get("tool")
+        if tool is None:
+            lines.append(f"Error: {step.get('error')}")
+        elif tool == FINISH:
+            lines.append("Action: finish")
+        else:
+            args = json.dumps(step.get("args") or {}, ensure_ascii=False, sort_keys=True)
+            lines.append(f"Action: {tool} {args}")
+            lines.append(f"Observation: {step.get('observation')}")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def _instructions(base: Signature, tools: Mapping[str, Tool]) -> str:
+    inputs = ", ".join(f"`{n}`" for n in base.input_fields)
+    outputs = ", ".join(f"`{n}`" for n in base.output_fields)
+    listed = "\n".join(f"({i}) {t.describe()}" for i, t in enumerate(tools.values(), start=1))
+    task = base.instructions.strip()
+    return (
+        (f"{task}\n\n" if task else "")
+        + f"You are an agent. Given {inputs} and the trajectory so far, call tools to find what you need to "
+        f"produce {outputs}. Each step, write next_thought, then next_action: one tool call with its "
+        'arguments. When you know enough, choose {"tool": "finish"}.\n\nTools:\n'
+        + listed
+        + f"\n({len(tools) + 1}) finish: marks the task as complete; the answer is written from the trajectory."
+    )
+
+
+def step_signature(base: Signature, tools: Mapping[str, Tool]) -> Signature:
+    """``<inputs>, trajectory -> next_thought, next_action`` with the tools in the instructions."""
+    fields = (
+        *base.input_fields.values(),
+        Field("trajectory", "input", str, TRAJECTORY_DESC),
+        Field("next_thought", "output", str, THOUGHT_DESC),
+        Field("next_action", "output", action_type(tools), ACTION_DESC),
+    )
+    return Signature(fields=fields, instructions=_instructions(base, tools), name="ReActStep")
+
+
+def extract_signature(base: Signature) -> Signature:
+    """``<inputs>, trajectory -> <outputs>`` with the task's own instructions."""
+    return base.append("trajectory", "input", desc=TRAJECTORY_DESC)
+
+
+class ReAct(Module):
+    """An agent: think, call a tool, observe, repeat; then answer from the trajectory.
+
+    Args:
+        signature: the task (e.g. ``"question -> answer"``); its inputs may not include
+            ``trajectory``.
+        tools: functions or :class:`~oobleck.Tool` objects (at least one).
+        max_iters: the most steps (tool calls, or ``finish``) before the answer is extracted.
+        lm: the LM of both steps (falls back to ``oobleck.context(lm=...)``).
+        adapter: the steps' adapter (default: by the LM's capabilities; constrained JSON where
+            the backend takes a JSON schema).
+        **kwargs: passed to both predictors (max_retries, decoding parameters).
+
+    Raises:
+        ConfigError: no tools, two tools with one name, a bad ``max_iters``, or a signature
+            with a ``trajectory`` input or without outputs.
+
+    Example:
+        >>> from oobleck import FakeLM
+        >>> def add(a: int, b: int) -> int:
+        ...     '''Add two integers.'''
+        ...     return a + b
+        >>> lm = FakeLM([
+        ...     {"next_thought": "add them", "next_action": {"tool": "add", "args": {"a": 2, "b": 3}}},
+        ...     {"next_thought": "done", "next_action": {"tool": "finish"}},
+        ...     {"answer": "5"},
+        ... ])
+        >>> out = ReAct("question -> answer", tools=[add], lm=lm)(question="2+3?")
+        >>> out.answer, [(s["tool"], s["observation"]) for s in out.trajectory]
+        ('5', [('add', '5'), ('finish', None)])
+    """
+
+    def __init__(
+        self,
+        signature: str | Signature | type[Signature],
+        tools: Sequence[Tool | Callable[..., Any]],
+        *,
+        max_iters: int = 5,
+        lm: LM | None = None,
+        adapter: Adapter | None = None,
+        **kwargs: Any,
+    ) -> None:
+        base = ensure_signature(signature)
+        if "trajectory" in base.input_fields or not base.output_fields:
+            raise ConfigError(f"ReAct needs a signature with outputs and no 'trajectory' input, got {base}")
+        for name in ("next_thought", "next_action"):
+            if name in base.input_fields:
+                raise ConfigError(f"ReAct's signature may not have an input named {name!r} (the step writes it)")
+        self.tools = ensure_tools(tools)
+        if not self.tools:
+            raise ConfigError("ReAct needs at least one tool")
+        self.max_iters = _check_iters(max_iters)
+        self.react = Predict(step_signature(base, self.tools), lm=lm, adapter=adapter, **kwargs)
+        self.extract = Predict(extract_signature(base), lm=lm, adapter=adapter, **kwargs)
+
+    def _inputs(self, inputs: Mapping[str, Any]) -> None:
+        expected = [n for n in self.react.signature.input_fields if n != "trajectory"]
+        if sorted(inputs) != sorted(expected):
+            raise InputError(f"ReAct expected inputs {expected}, got {sorted(inputs)}")
+
+    def forward(self, **inputs: Any) -> Prediction:
+        """Run the loop, then extract the outputs; the prediction carries ``trajectory``."""
+        self._inputs(inputs)
+        steps: list[dict[str, Any]] = []
+        for _ in range(self.max_iters):
+            try:
+                pred = self.react(**inputs, trajectory=format_trajectory(steps))
+            except ParseError as exc:
+                steps.append(_unreadable(exc))
+                break
+            step, args = self._decide(pred)
+            if step["tool"] == FINISH:
+                steps.append(step)
+                break
+            steps.append(_observed(step, self.tools[step["tool"]].run(args)))
+        answer = self.extract(**inputs, trajectory=format_trajectory(steps))
+        return Prediction({**answer, "trajectory": steps})
+
+    async def aforward(self, **inputs: Any) -> Prediction:
+        """Async form of :meth:`forward` (async tools run on the caller's loop)."""
+        self._inputs(inputs)
+        steps: list[dict[str, Any]] = []
+        for _ in range(self.max_iters):
+            try:
+                pred = await self.react.aforward(**inputs, trajectory=format_trajectory(steps))
+            except ParseError as exc:
+                steps.append(_unreadable(exc))
+                break
+            step, args = self._decide(pred)
+            if step["tool"] == FINISH:
+                steps.append(step)
+                break
+            steps.append(_observed(step, await self.tools[step["tool"]].arun(args)))
+        answer = await self.extract.aforward(**inputs, trajectory=format_trajectory(steps))
+        return Prediction({**answer, "trajectory": steps})
+
+    def _decide(self, pred: Prediction) -> tuple[dict[str, Any], Any]:
+        action = pred.next_action
+        data = action.model_dump(exclude_unset=True) if isinstance(action, pydantic.BaseModel) else dict(action)
+        name, args = data.get("tool"), data.get("args") or {}
+        if name != FINISH and name not in self.tools:  # a placeholder in a dry run, or a rebuilt type
+            name = FINISH
+        step = {"thought": str(pred.next_thought), "tool": name, "args": args if name != FINISH else {}}
+        return {**step, "observation": None, "error": None, "seconds": 0.0}, args
+
+    # ---- saving: tools by name and schema, never code ----
+
+    def dump_extra(self, files: Any) -> dict[str, Any]:
+        """``max_iters`` and each tool's spec (name, description, argument schema)."""
+        return {"max_iters": self.max_iters, "tools": [t.spec() for t in self.tools.values()]}
+
+    def load_extra(self, extra: dict[str, Any], files: Any) -> None:
+        """Bind the saved tool specs to the functions given to load (or held by this program).
+
+        Raises:
+            ArtifactError: a saved tool is not given, or its argument schema differs.
+        """
+        specs = extra.get("tools")
+        if not isinstance(specs, list) or not specs or not all(isinstance(s, dict) for s in specs):
+            raise ArtifactError("a saved ReAct needs a non-empty list of tool specs")
+        saved = {str(s.get("name")): s for s in specs}
+        names = list(saved)
+        given = self.__dict__.get("tools")
+        if not isinstance(given, dict):
+            given = bound_tools()
+        if given is None:
+            raise ArtifactError(
+                f"this artifact holds a ReAct agent that calls the tools {names}; artifacts never store code, "
+                f"so pass the functions: oobleck.load(path, tools=[{', '.join(names)}])"
+            )
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise ArtifactError(
+                f"the saved ReAct agent calls the tool(s) {missing}, which were not given to load "
+                f"(given: {sorted(given)}); pass them in oobleck.load(path, tools=[...])"
+            )
+        for name, spec in saved.items():
+            if spec.get("args") != given[name].args_schema:
+                raise ArtifactError(
+                    f"tool {name!r} does not have the arguments it was saved with: saved "
+                    f"{json.dumps(spec.get('args'), sort_keys=True)[:300]}, given "
+                    f"{json.dumps(given[name].args_schema, sort_keys=True)[:300]}; pass the function the agent "
+                    "was compiled with, or compile again"
+                )
+        tools = {n: given[n] for n in names}
+        react = self.__dict__.get("react")
+        if not isinstance(react, Predict) or "next_action" not in react.signature.output_fields:
+            raise ArtifactError("a saved ReAct needs its step predictor 'react' with a next_action output")
+        self.max_iters = _check_iters(extra.get("max_iters", 5))
+        self.tools = tools
+        react.signature = react.signature.with_updated_field("next_action", type=action_type(tools))
+
+
+def _check_iters(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"max_iters must be an int >= 1, got {value!r}")
+    return value
+
+
+def _observed(step: dict[str, Any], result: ToolResult) -> dict[str, Any]:
+    return {**step, "observation": result.observation, "error": result.error, "seconds": result.seconds}
+
+
+def _unreadable(exc: ParseError) -> dict[str, Any]:
+    reason = exc.reason or str(exc)
+    return {
+        "thought": None,
+        "tool": None,
+        "args": None,
+        "observation": None,
+        "error": f"the next action could not be read: {reason}",
+        "seconds": 0.0,
+    }

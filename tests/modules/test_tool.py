@@ -1,0 +1,166 @@
+"""Tool: schema from annotations, validation, timeouts, huge and failing results."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Literal, Optional
+
+import pydantic
+import pytest
+
+from oobleck import Tool
+from oobleck.errors import BudgetExceededError, ConfigError
+
+
+class Point(pydantic.BaseModel):
+    x: int
+    y: int = 0
+
+
+def lookup(
+    query: str,
+    k: int = 3,
+    mode: Literal["exact", "fuzzy"] = "exact",
+    near: Optional[Point] = None,
+    tags: list[str] | None = None,
+    weights: dict[str, float] | None = None,
+) -> dict[str, object]:
+    """Look things up in the catalogue.
+
+    Longer notes that are not part of the description.
+
+    Args:
+        query: the words to find,
+            possibly several.
+        k (int): how many results.
+        mode: how to match.
+
+    Returns:
+        The matches.
+    """
+    return {"query": query, "k": k, "mode": mode, "near": near.x if near else None}
+
+
+def test_schema_from_annotations_and_docstring() -> None:
+    tool = Tool(lookup)
+    schema = tool.args_schema
+    props = schema["properties"]
+    assert tool.name == "lookup" and tool.description == "Look things up in the catalogue."
+    assert schema["required"] == ["query"] and schema["additionalProperties"] is False
+    assert props["query"]["description"] == "the words to find, possibly several."
+    assert props["k"] == {"default": 3, "description": "how many results.", "title": "K", "type": "integer"}
+    assert props["mode"]["enum"] == ["exact", "fuzzy"] and props["mode"]["default"] == "exact"
+    assert {"$ref": "#/$defs/Point"} in props["near"]["anyOf"] and {"type": "null"} in props["near"]["anyOf"]
+    assert schema["$defs"]["Point"]["required"] == ["x"]
+    assert props["tags"]["anyOf"][0] == {"items": {"type": "string"}, "type": "array"}
+    assert props["weights"]["anyOf"][0]["additionalProperties"] == {"type": "number"}
+    assert tool.spec() == {"name": "lookup", "description": tool.description, "args": schema}
+
+
+def test_arguments_are_validated_and_converted() -> None:
+    tool = Tool(lookup)
+    out = tool.run({"query": "cats", "k": "2", "near": {"x": 5}})
+    assert out.error is None and out.observation == '{"query": "cats", "k": 2, "mode": "exact", "near": 5}'
+    bad = tool.run({"query": "cats", "mode": "loose", "extra": 1})
+    assert bad.observation.startswith("Error: invalid arguments for tool 'lookup': mode: ")
+    assert "extra: Extra inputs are not permitted" in bad.error
+    assert "expected arguments:" in bad.observation
+    assert Tool(lookup).run(None).error.startswith("invalid arguments for tool 'lookup': query: Field required")
+
+
+def test_results_become_text() -> None:
+    def model() -> Point:
+        """A point."""
+        return Point(x=1)
+
+    def obj() -> object:
+        """An object."""
+        return {1, 2}
+
+    def nothing() -> None:
+        """Nothing."""
+
+    assert Tool(model).run({}).observation == '{"x":1,"y":0}'
+    assert Tool(obj).run({}).observation == "{1, 2}"
+    assert Tool(nothing).run({}).observation == "null"
+
+
+def test_async_tools() -> None:
+    async def fetch(url: str, retries: int = 1) -> str:
+        """Fetch a page."""
+        await asyncio.sleep(0)
+        return f"{url} x{retries}"
+
+    tool = Tool(fetch)
+    assert tool.is_async and tool.args_schema["required"] == ["url"]
+    assert tool.run({"url": "a"}).observation == "a x1"  # from sync code: its own loop
+    assert asyncio.run(tool.arun({"url": "b", "retries": 2})).observation == "b x2"
+
+
+def test_a_tool_that_raises_is_an_observation() -> None:
+    def broken(x: int) -> int:
+        """Always fails."""
+        raise ValueError(f"bad {x}")
+
+    out = Tool(broken).run({"x": 1})
+    assert out.observation == "Error: tool 'broken' raised ValueError: bad 1" and out.error
+    assert asyncio.run(Tool(broken).arun({"x": 2})).error == "tool 'broken' raised ValueError: bad 2"
+
+
+def test_a_hanging_tool_times_out() -> None:
+    def hang(seconds: float) -> str:
+        """Sleeps."""
+        time.sleep(seconds)
+        return "woke"
+
+    async def ahang(seconds: float) -> str:
+        """Sleeps asynchronously."""
+        await asyncio.sleep(seconds)
+        return "woke"
+
+    for fn in (hang, ahang):
+        tool = Tool(fn, timeout=0.2)
+        started = time.perf_counter()
+        out = tool.run({"seconds": 5})
+        assert out.error == f"tool {fn.__name__!r} timed out after 0.2 s" and time.perf_counter() - started < 2
+        out = asyncio.run(tool.arun({"seconds": 5}))
+        assert out.error == f"tool {fn.__name__!r} timed out after 0.2 s" and out.seconds < 2
+        assert tool.run({"seconds": 0}).observation == "woke"
+
+
+def test_a_huge_result_is_cut_with_a_note() -> None:
+    def dump() -> str:
+        """One megabyte."""
+        return "x" * 1_000_000
+
+    out = Tool(dump, max_chars=100).run({})
+    assert out.truncated == 999_900 and out.observation.startswith("x" * 100)
+    assert out.observation.endswith("[... truncated: 999900 of 1000000 characters cut]")
+    assert len(out.observation) < 200
+
+
+def test_budget_errors_propagate() -> None:
+    def spends() -> str:
+        """Calls an LM past the budget."""
+        raise BudgetExceededError("no more calls")
+
+    with pytest.raises(BudgetExceededError):
+        Tool(spends).run({})
+    with pytest.raises(BudgetExceededError):
+        asyncio.run(Tool(spends).arun({}))
+
+
+def test_bad_tools_are_refused() -> None:
+    def star(*args: int) -> int:
+        """Varargs."""
+        return 0
+
+    with pytest.raises(ConfigError, match="named parameters"):
+        Tool(star)
+    with pytest.raises(ConfigError, match="tool name"):
+        Tool(lambda: 1)
+    with pytest.raises(ConfigError, match="'finish'"):
+        Tool(lookup, name="finish")
+    with pytest.raises(ConfigError, match="timeout"):
+        Tool(lookup, timeout=0)
