@@ -51,10 +51,12 @@ if typing.TYPE_CHECKING:
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
     from oobleck.lm.transformers import TransformersLM
+    from oobleck.modules.best_of_n import BestOfN
     from oobleck.modules.knn import KNNFewShot
     from oobleck.modules.multihop import MultiHop
     from oobleck.modules.rag import RAG
     from oobleck.modules.react import ReAct
+    from oobleck.modules.refine import Refine
     from oobleck.optimize import (
         KNN,
         Auto,
@@ -75,6 +77,7 @@ __all__ = [
     "ArtifactError",
     "Auto",
     "BaseLM",
+    "BestOfN",
     "BootstrapFewShot",
     "BudgetExceededError",
     "Cache",
@@ -120,6 +123,7 @@ __all__ = [
     "RAG",
     "RandomSearch",
     "ReAct",
+    "Refine",
     "ReflectiveEvolution",
     "RetrievalError",
     "Retrieve",
@@ -148,10 +152,12 @@ _LAZY_BY_MODULE: dict[str, tuple[str, ...]] = {
     "oobleck.artifact": ("Artifact", "export_messages", "export_request", "load"),
     "oobleck.evaluation": ("EvaluationResult", "evaluate"),
     "oobleck.lm": ("LocalLM", "OpenAILM", "TransformersLM"),
+    "oobleck.modules.best_of_n": ("BestOfN",),
     "oobleck.modules.knn": ("KNNFewShot",),
     "oobleck.modules.multihop": ("MultiHop",),
     "oobleck.modules.rag": ("RAG",),
     "oobleck.modules.react": ("ReAct",),
+    "oobleck.modules.refine": ("Refine",),
     "oobleck.optimize": (
         "KNN",
         "Auto",

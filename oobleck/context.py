@@ -45,6 +45,10 @@ class Settings:
             "length"``) does: ``"warn"`` (default) keeps a parsed answer and records a warning
             in ``Prediction.warnings`` and the log; ``"error"`` makes it a ParseError (retried
             like any parse failure when ``max_retries`` allows).
+        temperature: the sampling temperature of predictors whose config names none (BestOfN
+            and Refine raise it for attempts after the first).
+        hint: text added to every predictor's system message (Refine's feedback on the
+            previous attempt); never part of demos.
     """
 
     lm: LM | None = None
@@ -54,6 +58,8 @@ class Settings:
     sample_index: int = 0
     retriever: Retriever | None = None
     on_truncation: Literal["warn", "error"] = "warn"
+    temperature: float | None = None
+    hint: str | None = None
 
 
 _SETTINGS: contextvars.ContextVar[Settings] = contextvars.ContextVar("oobleck_settings", default=Settings())
@@ -71,7 +77,7 @@ def context(**overrides: Any) -> Iterator[Settings]:
 
     Args:
         **overrides: any of ``lm``, ``adapter``, ``cache``, ``max_retries``, ``sample_index``,
-            ``retriever``, ``on_truncation``.
+            ``retriever``, ``on_truncation``, ``temperature``, ``hint``.
 
     Raises:
         ConfigError: an unknown setting name.

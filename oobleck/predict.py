@@ -352,6 +352,10 @@ class Predict(Module):
             params["soft_prompt"] = self.soft_prompt
         params["adapter"] = f"{adapter.name}/{adapter.version}"
         settings = current()
+        if settings.temperature is not None:
+            params.setdefault("temperature", settings.temperature)
+        if settings.hint:
+            messages = _with_hint(messages, settings.hint)
         if settings.cache != "on":
             params["cache"] = settings.cache
         if settings.sample_index:
@@ -620,6 +624,13 @@ def _failed_usage(exc: BaseException, attempt: int) -> Usage:
 
 def _capabilities(lm: LM | None) -> Capabilities | None:
     return lm.capabilities if lm is not None else None
+
+
+def _with_hint(messages: list[Message], hint: str) -> list[Message]:
+    """The messages with ``hint`` after the system message's text (oobleck.context(hint=...))."""
+    if messages and messages[0].role == "system":
+        return [messages[0].model_copy(update={"content": f"{messages[0].content}\n\n{hint}"}), *messages[1:]]
+    return [Message(role="system", content=hint), *messages]
 
 
 def _repair(request: LMRequest, extra: list[Message]) -> LMRequest:

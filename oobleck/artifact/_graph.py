@@ -36,11 +36,13 @@ __all__ = ["FrozenModule"]
 
 # Module types oobleck itself ships; the import paths are code, never read from a file.
 _BUILTIN_TYPES: dict[str, tuple[str, str]] = {
+    "BestOfN": ("oobleck.modules.best_of_n", "BestOfN"),
     "ChainOfThought": ("oobleck.modules.chain_of_thought", "ChainOfThought"),
     "Ensemble": ("oobleck.modules.ensemble", "Ensemble"),
     "KNNFewShot": ("oobleck.modules.knn", "KNNFewShot"),
     "MultiHop": ("oobleck.modules.multihop", "MultiHop"),
     "RAG": ("oobleck.modules.rag", "RAG"),
+    "Refine": ("oobleck.modules.refine", "Refine"),
     "ReAct": ("oobleck.modules.react", "ReAct"),
     "Retrieve": ("oobleck.retrieve.module", "Retrieve"),
 }
