@@ -25,6 +25,7 @@ from oobleck.lm.types import LMRequest, Message
 from oobleck.module import Module, RenderedCall
 from oobleck.predict import Predict
 from oobleck.signature import Signature
+from oobleck.tool import binding
 
 __all__ = ["Artifact", "ArtifactWarning", "load", "loads"]
 
@@ -195,6 +196,7 @@ def load(
     adapters: Mapping[str, Adapter] | None = None,
     module_types: Mapping[str, type[Module]] | None = None,
     allow_models: Sequence[str | os.PathLike[str]] = (),
+    tools: Sequence[Any] | None = None,
 ) -> Artifact:
     """Load an artifact saved by :func:`save`.
 
@@ -217,6 +219,9 @@ def load(
             rebuilt and run their ``forward``; any other module loads as a FrozenModule.
         allow_models: local model folders the artifact may name (e.g. a KNN embedder's
             ``model_path``); any other it names is an ArtifactError.
+        tools: the functions (or :class:`~oobleck.Tool` objects) a saved agent calls; the
+            artifact stores each by name and argument schema, never code, and a missing tool
+            or one whose schema differs is an ArtifactError naming it.
 
     Returns:
         A callable :class:`Artifact`.
@@ -238,6 +243,7 @@ def load(
         adapters=adapters,
         module_types=module_types,
         models=ModelPolicy.from_paths(allow_models),
+        tools=tools,
     )
 
 
@@ -250,6 +256,7 @@ def loads(
     adapters: Mapping[str, Adapter] | None = None,
     module_types: Mapping[str, type[Module]] | None = None,
     allow_models: Sequence[str | os.PathLike[str]] = (),
+    tools: Sequence[Any] | None = None,
 ) -> Artifact:
     """Load an artifact from its JSON text (artifacts with side files need :func:`load`).
 
@@ -266,6 +273,7 @@ def loads(
         adapters=adapters,
         module_types=module_types,
         models=ModelPolicy.from_paths(allow_models),
+        tools=tools,
     )
 
 
@@ -280,6 +288,7 @@ def _from_data(
     adapters: Mapping[str, Adapter] | None,
     module_types: Mapping[str, type[Module]] | None,
     models: ModelPolicy,
+    tools: Sequence[Any] | None = None,
 ) -> Artifact:
     if program is not None and not isinstance(program, Module):
         hint = f"; pass an instance: program={program.__name__}()" if isinstance(program, type) else ""
@@ -292,7 +301,8 @@ def _from_data(
     files = SideFiles.read_from(base_dir, doc.files, source=source, models=models)
     built = {r.name: build_predictor(r, files, source=source, strict=strict, adapters=adapters) for r in doc.predictors}
     if program is None:
-        program = Builder(built, files, source, types_).node(doc.program, "program")
+        with binding(tools):
+            program = Builder(built, files, source, types_).node(doc.program, "program")
         if not isinstance(program, Module):
             raise ArtifactError(f"{source}: the program graph's root must be a module or predictor")
         found = [n for n, _ in program.named_predictors()]
@@ -300,7 +310,8 @@ def _from_data(
             raise ArtifactError(f"{source}: the program graph holds predictors {found} but the file lists {names}")
     else:
         reattach(program, doc, built, source)
-        apply_extras(doc.program, program, files, source)
+        with binding(tools):
+            apply_extras(doc.program, program, files, source)
     if lm is not None:
         program.set_lm(lm)
     if doc.provenance:

@@ -162,7 +162,7 @@ class BestOfN(Module):
         assert isinstance(n, int) and isinstance(max_errors, int)
         self.n, self.max_errors = n, max_errors
         self.threshold, self.temperature = float(threshold), float(temperature)  # type: ignore[arg-type]
-        self.reward_fn = None
+        self.reward_fn = self.__dict__.get("reward_fn")  # a program's own, when loaded into one
 
 
 def _attempt(

@@ -267,9 +267,9 @@ class ReAct(Module):
             raise ArtifactError("a saved ReAct needs a non-empty list of tool specs")
         saved = {str(s.get("name")): s for s in specs}
         names = list(saved)
-        given = self.__dict__.get("tools")
-        if not isinstance(given, dict):
-            given = bound_tools()
+        given = bound_tools()  # given to load(..., tools=), else this program's own
+        if given is None and isinstance(self.__dict__.get("tools"), dict):
+            given = self.__dict__["tools"]
         if given is None:
             raise ArtifactError(
                 f"this artifact holds a ReAct agent that calls the tools {names}; artifacts never store code, "

@@ -4,40 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
+from react_helpers import FACTS, act, calculate, finish, search
+from react_helpers import scripted as _scripted
 
 from oobleck import BootstrapFewShot, Capabilities, Example, FakeLM, ReAct, Tool, context, trace
 from oobleck._budget import Budget
 from oobleck.errors import BudgetExceededError, ConfigError, InputError
-from oobleck.lm.types import LMRequest
-
-FACTS = {"paris": "Paris is the capital of France.", "tower": "The Eiffel Tower is 330 metres tall."}
-
-
-def search(query: str, k: int = 1) -> list[str]:
-    """Search the encyclopedia.
-
-    Args:
-        query: words to look for.
-        k: how many passages.
-    """
-    words = set(query.lower().split())
-    return [t for key, t in FACTS.items() if key in words][:k]
-
-
-def calculate(expression: str) -> float:
-    """Evaluate arithmetic."""
-    return float(eval(expression, {"__builtins__": {}}))  # noqa: S307 - test fixture
-
-
-def act(tool: str, thought: str = "t", **args: Any) -> dict[str, Any]:
-    return {"next_thought": thought, "next_action": {"tool": tool, "args": args}}
-
-
-def finish(thought: str = "done") -> dict[str, Any]:
-    return {"next_thought": thought, "next_action": {"tool": "finish"}}
 
 
 def test_the_loop_calls_tools_and_extracts_the_answer() -> None:
@@ -173,17 +147,6 @@ def test_render_calls_dry_run() -> None:
     calls = ReAct("question -> answer", tools=[search], lm=FakeLM()).render_calls(question="q")
     assert [c.predictor for c in calls] == ["react", "extract"]
     assert "search: Search the encyclopedia." in calls[0].messages[0].content
-
-
-def _scripted(request: LMRequest) -> Any:
-    """An agent's LM: searches the question's key word, then finishes, then answers."""
-    text = request.messages[-1].content
-    if "next_thought" in request.messages[0].content:
-        if "Observation:" in text:
-            return finish()
-        key = "tower" if "tower" in text else "paris"
-        return act("search", query=key)
-    return {"answer": "330" if "330 metres" in text else "France"}
 
 
 def test_bootstrap_compiles_an_agent_with_trajectory_demos() -> None:

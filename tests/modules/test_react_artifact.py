@@ -1,0 +1,104 @@
+"""A compiled agent saved and loaded: tools by name and schema, trajectory demos kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from react_helpers import scripted as _scripted
+from react_helpers import search
+
+import oobleck
+from oobleck import BestOfN, BootstrapFewShot, Example, FakeLM, ReAct, Refine, Tool, trace
+from oobleck.errors import ArtifactError, ConfigError
+
+
+def _compiled() -> ReAct:
+    rows = [
+        Example(question="How tall is the tower?", answer="330").with_inputs("question"),
+        Example(question="Where is paris?", answer="France").with_inputs("question"),
+    ]
+    agent = ReAct("question -> answer", tools=[search], lm=FakeLM(_scripted), max_iters=4)
+    compiled = BootstrapFewShot(
+        lambda ex, pred, trace=None: ex.answer == pred.answer, max_bootstrapped_demos=4, max_labeled_demos=0
+    ).compile(agent, trainset=rows, seed=0, progress=False)
+    assert isinstance(compiled, ReAct)
+    return compiled
+
+
+def test_trajectory_demos_survive_save_and_load(tmp_path: Path) -> None:
+    compiled = _compiled()
+    path = tmp_path / "agent.json"
+    compiled.save(path)
+    data = json.loads(path.read_text())
+    module = data["program"]
+    assert module["type"] == "ReAct" and module["extra"]["max_iters"] == 4
+    assert module["extra"]["tools"] == [Tool(search).spec()]
+    assert "def search" not in path.read_text()  # never code
+    loaded = oobleck.load(path, tools=[search], lm=FakeLM(_scripted))
+    program = loaded.program
+    assert isinstance(program, ReAct) and program.max_iters == 4 and program.tools["search"].func is search
+    before = dict(compiled.named_predictors())["react"]
+    after = loaded.predictors["react"]
+    assert len(after.demos) == len(before.demos) == 4
+    for old, new in zip(before.demos, after.demos, strict=True):
+        assert new["trajectory"] == old["trajectory"] and new["next_thought"] == old["next_thought"]
+        assert new["next_action"] == old["next_action"].model_dump()
+    # the loaded agent renders the same step prompt and runs
+    question = {"question": "Where is paris?", "trajectory": "(no steps yet)"}
+    assert after.render(**question) == before.render(**question)
+    with trace() as t:
+        out = loaded(question="How tall is the tower?")
+    assert out.answer == "330" and [s["tool"] for s in out.trajectory] == ["search", "finish"]
+    assert len(t.entries) == 3
+
+
+def test_load_refuses_missing_or_different_tools(tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    _compiled().save(path)
+    with pytest.raises(ArtifactError, match=r"calls the tools \['search'\].*tools=\[search\]"):
+        oobleck.load(path)
+    with pytest.raises(ArtifactError, match=r"tool\(s\) \['search'\], which were not given"):
+        oobleck.load(path, tools=[Tool(search, name="find")])
+
+    def search_v2(query: str, k: int = 1, lang: str = "en") -> list[str]:
+        """Search, in a language."""
+        return []
+
+    with pytest.raises(ArtifactError, match="tool 'search' does not have the arguments it was saved with"):
+        oobleck.load(path, tools=[Tool(search_v2, name="search")])
+
+    def search_typed(query: int, k: int = 1) -> list[str]:
+        """Search by number."""
+        return []
+
+    with pytest.raises(ArtifactError, match="tool 'search'"):
+        oobleck.load(path, tools=[Tool(search_typed, name="search")])
+
+
+def test_load_into_a_program_binds_its_own_tools(tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    _compiled().save(path)
+    fresh = ReAct("question -> answer", tools=[search], lm=FakeLM(_scripted))
+    fresh.load(path)
+    assert len(dict(fresh.named_predictors())["react"].demos) == 4 and fresh.max_iters == 4
+    assert fresh(question="Where is paris?").answer == "France"
+
+
+def test_best_of_n_saves_settings_but_not_the_reward(tmp_path: Path) -> None:
+    path = tmp_path / "best.json"
+    agent = ReAct("question -> answer", tools=[search], lm=FakeLM(_scripted))
+
+    def reward(inputs: dict[str, Any], pred: Any) -> float:
+        return 1.0
+
+    Refine(agent, 3, reward, threshold=0.5).save(path)
+    loaded = oobleck.load(path, tools=[search], lm=FakeLM(_scripted)).program
+    assert isinstance(loaded, Refine) and (loaded.n, loaded.threshold, loaded.reward_fn) == (3, 0.5, None)
+    with pytest.raises(ConfigError, match="reward_fn"):
+        loaded(question="Where is paris?")
+    loaded.reward_fn = reward
+    assert loaded(question="Where is paris?").answer == "France"
+    assert isinstance(BestOfN(agent, 2, reward, threshold=1), BestOfN)
