@@ -28,6 +28,7 @@ Saving stores each tool by name and argument schema, never its code; load the ar
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -44,11 +45,14 @@ from oobleck.predict import Predict
 from oobleck.signature import Field, Signature, ensure_signature
 from oobleck.tool import Tool, ToolResult, bound_tools, ensure_tools
 
-__all__ = ["FINISH", "ReAct", "action_type", "format_trajectory"]
+__all__ = ["FINISH", "ReAct", "StepPredict", "action_type", "format_trajectory"]
 
 #: The action that ends the loop.
 FINISH = "finish"
 NO_STEPS = "(no steps yet)"
+#: The step predictor's ``max_tokens`` unless one is given: room for the longest thought
+#: (:attr:`StepPredict.max_thought_chars`, a token per character at worst) and an action.
+STEP_MAX_TOKENS = 384
 THOUGHT_DESC = "what you know so far and what to do next, in one or two sentences"
 ACTION_DESC = 'the next tool call as {"tool": <tool name>, "args": {<its arguments>}}, or {"tool": "finish"}'
 TRAJECTORY_DESC = "the thoughts, tool calls and observations so far"
@@ -145,6 +149,32 @@ def extract_signature(base: Signature) -> Signature:
     return base.append("trajectory", "input", desc=TRAJECTORY_DESC)
 
 
+class StepPredict(Predict):
+    """The step predictor: a Predict whose constrained answer also bounds the thought's length.
+
+    Where the adapter sends a JSON schema (``response_format``), ``next_thought`` gets a
+    ``maxLength`` of :attr:`max_thought_chars`, so a small model cannot spend the completion's
+    ``max_tokens`` on the thought and leave the action cut off (a grammar makes the JSON valid
+    only if it is finished). The signature itself is unchanged, so prompts and artifacts are
+    those of a plain Predict.
+    """
+
+    #: The longest thought a constrained backend lets the model write (in characters: at worst
+    #: one token each, within the step's default ``max_tokens`` of :data:`STEP_MAX_TOKENS`).
+    max_thought_chars = 200
+
+    def _settings_params(self, adapter: Adapter, lm: LM) -> dict[str, Any]:
+        params = super()._settings_params(adapter, lm)
+        fmt = params.get("response_format")
+        if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
+            schema = copy.deepcopy(fmt["schema"])
+            thought = schema.get("properties", {}).get("next_thought")
+            if isinstance(thought, dict):
+                thought["maxLength"] = self.max_thought_chars
+                params["response_format"] = {**fmt, "schema": schema}
+        return params
+
+
 class ReAct(Module):
     """An agent: think, call a tool, observe, repeat; then answer from the trajectory.
 
@@ -156,7 +186,9 @@ class ReAct(Module):
         lm: the LM of both steps (falls back to ``oobleck.context(lm=...)``).
         adapter: the steps' adapter (default: by the LM's capabilities; constrained JSON where
             the backend takes a JSON schema).
-        **kwargs: passed to both predictors (max_retries, decoding parameters).
+        **kwargs: passed to both predictors (max_retries, decoding parameters). The step
+            predictor's ``max_tokens`` defaults to :data:`STEP_MAX_TOKENS`, enough for the
+            longest thought a constrained backend allows and the action after it.
 
     Raises:
         ConfigError: no tools, two tools with one name, a bad ``max_iters``, or a signature
@@ -197,7 +229,8 @@ class ReAct(Module):
         if not self.tools:
             raise ConfigError("ReAct needs at least one tool")
         self.max_iters = _check_iters(max_iters)
-        self.react = Predict(step_signature(base, self.tools), lm=lm, adapter=adapter, **kwargs)
+        step_config = {"max_tokens": STEP_MAX_TOKENS, **kwargs}
+        self.react = StepPredict(step_signature(base, self.tools), lm=lm, adapter=adapter, **step_config)
         self.extract = Predict(extract_signature(base), lm=lm, adapter=adapter, **kwargs)
 
     def _inputs(self, inputs: Mapping[str, Any]) -> None:
@@ -295,6 +328,8 @@ class ReAct(Module):
             raise ArtifactError("a saved ReAct needs its step predictor 'react' with a next_action output")
         self.max_iters = _check_iters(extra.get("max_iters", 5))
         self.tools = tools
+        if type(react) is Predict:  # rebuilt from the file as a plain Predict: same state, bounded thought
+            react.__class__ = StepPredict
         react.signature = react.signature.with_updated_field("next_action", type=action_type(tools))
 
 

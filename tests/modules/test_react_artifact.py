@@ -39,7 +39,12 @@ def test_trajectory_demos_survive_save_and_load(tmp_path: Path) -> None:
     assert "def search" not in path.read_text()  # never code
     loaded = oobleck.load(path, tools=[search], lm=FakeLM(_scripted))
     program = loaded.program
-    assert isinstance(program, ReAct) and program.max_iters == 4 and program.tools["search"].func is search
+    assert (
+        isinstance(program, ReAct)
+        and program.max_iters == 4
+        and type(program.react).__name__ == "StepPredict"
+        and program.tools["search"].func is search
+    )
     before = dict(compiled.named_predictors())["react"]
     after = loaded.predictors["react"]
     assert len(after.demos) == len(before.demos) == 4
