@@ -20,6 +20,9 @@ import ast
 import operator
 import sys
 from pathlib import Path
+from typing import Annotated
+
+import pydantic
 
 import oobleck
 from oobleck import Cache, CachedLM, Example, LocalLM, ReAct, Tool
@@ -48,7 +51,7 @@ QUESTIONS = [
 ]
 
 
-def search(query: str) -> str:
+def search(query: Annotated[str, pydantic.Field(max_length=60)]) -> str:
     """Search the encyclopedia and return the two best matching sentences.
 
     Args:
@@ -120,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     task = oobleck.Signature(
         "question -> answer", "Answer the question with a few words. Search first: never answer from memory."
     )
-    agent = ReAct(task, tools=tools, max_iters=3, lm=lm)
+    agent = ReAct(task, tools=tools, max_iters=3, tool_first=True, lm=lm)
     agent.react.demos = demos()
-    agent.extract.config["max_tokens"] = 24  # the answer: a few words
+    agent.extract.config["max_tokens"] = 40  # the answer: a few words
 
     steps = unreadable = correct = 0
     last = None

@@ -137,9 +137,28 @@ class Tool:
         return {"name": self.name, "description": self.description, "args": self.args_schema}
 
     def describe(self) -> str:
-        """One line for a prompt: the name, the description and the argument schema."""
-        schema = {k: v for k, v in self.args_schema.items() if k in ("properties", "required", "$defs")}
-        return f"{self.name}: {self.description} Arguments: {json.dumps(schema, ensure_ascii=False, sort_keys=True)}"
+        """One line for a prompt: the name, the description and each argument's type and use.
+
+        Example:
+            >>> def search(query: str, k: int = 3) -> str:
+            ...     '''Search the web.
+            ...
+            ...     Args:
+            ...         query: what to look for.
+            ...     '''
+            >>> Tool(search).describe()
+            'search: Search the web. Arguments: query (string): what to look for; k (integer, default 3).'
+        """
+        schema = self.args_schema
+        parts = []
+        for name, prop in schema.get("properties", {}).items():
+            kind = _kind(prop, schema.get("$defs", {}))
+            if "default" in prop:
+                kind += f", default {json.dumps(prop['default'], ensure_ascii=False)}"
+            desc = prop.get("description")
+            parts.append(f"{name} ({kind})" + (f": {desc.rstrip('.')}" if desc else ""))
+        args = "; ".join(parts) if parts else "none"
+        return f"{self.name}: {self.description} Arguments: {args}."
 
     def __repr__(self) -> str:
         return f"Tool({self.name!r})"
@@ -226,6 +245,25 @@ class Tool:
     def _done(self, result: Any, started: float) -> ToolResult:
         observation, cut = _truncate(to_text(result), self.max_chars)
         return ToolResult(observation, seconds=time.perf_counter() - started, truncated=cut)
+
+
+def _kind(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
+    """A short type name for an argument's schema (``string``, ``one of "a", "b"``, ``object``)."""
+    if "enum" in prop:
+        return "one of " + ", ".join(json.dumps(v, ensure_ascii=False) for v in prop["enum"])
+    if "const" in prop:
+        return json.dumps(prop["const"], ensure_ascii=False)
+    if "$ref" in prop:
+        target = defs.get(str(prop["$ref"]).rsplit("/", 1)[-1], {})
+        keys = list(target.get("properties", {})) if isinstance(target, Mapping) else []
+        return "object with " + ", ".join(keys) if keys else "object"
+    for key in ("anyOf", "oneOf"):
+        if key in prop and isinstance(prop[key], list):
+            return " or ".join(_kind(p, defs) for p in prop[key] if isinstance(p, Mapping))
+    kind = prop.get("type", "any")
+    if kind == "array" and isinstance(prop.get("items"), Mapping):
+        return f"list of {_kind(prop['items'], defs)}"
+    return str(kind)
 
 
 def to_text(value: Any) -> str:

@@ -28,10 +28,12 @@ Saving stores each tool by name and argument schema, never its code; load the ar
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Union
 
 import pydantic
@@ -168,11 +170,28 @@ class StepPredict(Predict):
         fmt = params.get("response_format")
         if isinstance(fmt, dict) and isinstance(fmt.get("schema"), dict):
             schema = copy.deepcopy(fmt["schema"])
-            thought = schema.get("properties", {}).get("next_thought")
-            if isinstance(thought, dict):
-                thought["maxLength"] = self.max_thought_chars
-                params["response_format"] = {**fmt, "schema": schema}
+            props = schema.get("properties", {})
+            if isinstance(props.get("next_thought"), dict):
+                props["next_thought"]["maxLength"] = self.max_thought_chars
+            action = props.get("next_action")
+            if _NO_FINISH.get() and isinstance(action, dict) and isinstance(action.get("anyOf"), list):
+                kept = [m for m in action["anyOf"] if _member_tool(m, schema.get("$defs", {})) != FINISH]
+                if kept:
+                    action["anyOf"] = kept
+            params["response_format"] = {**fmt, "schema": schema}
         return params
+
+
+#: Set by ReAct(tool_first=True) around its first step: the constrained action offers no finish.
+_NO_FINISH: contextvars.ContextVar[bool] = contextvars.ContextVar("oobleck_react_no_finish", default=False)
+
+
+def _member_tool(member: Any, defs: Mapping[str, Any]) -> Any:
+    """The constant tool name of one member of the action's ``anyOf``."""
+    if isinstance(member, dict) and "$ref" in member:
+        member = defs.get(str(member["$ref"]).rsplit("/", 1)[-1])
+    tool = member.get("properties", {}).get("tool", {}) if isinstance(member, dict) else {}
+    return tool.get("const", (tool.get("enum") or [None])[0]) if isinstance(tool, dict) else None
 
 
 class ReAct(Module):
@@ -183,6 +202,8 @@ class ReAct(Module):
             ``trajectory``.
         tools: functions or :class:`~oobleck.Tool` objects (at least one).
         max_iters: the most steps (tool calls, or ``finish``) before the answer is extracted.
+        tool_first: the first step must call a tool: on a constrained backend its action is
+            not offered ``finish`` (a small model otherwise often answers from memory at once).
         lm: the LM of both steps (falls back to ``oobleck.context(lm=...)``).
         adapter: the steps' adapter (default: by the LM's capabilities; constrained JSON where
             the backend takes a JSON schema).
@@ -215,11 +236,13 @@ class ReAct(Module):
         tools: Sequence[Tool | Callable[..., Any]],
         *,
         max_iters: int = 5,
+        tool_first: bool = False,
         lm: LM | None = None,
         adapter: Adapter | None = None,
         **kwargs: Any,
     ) -> None:
         base = ensure_signature(signature)
+        self.tool_first = bool(tool_first)
         if "trajectory" in base.input_fields or not base.output_fields:
             raise ConfigError(f"ReAct needs a signature with outputs and no 'trajectory' input, got {base}")
         for name in ("next_thought", "next_action"):
@@ -244,7 +267,8 @@ class ReAct(Module):
         steps: list[dict[str, Any]] = []
         for _ in range(self.max_iters):
             try:
-                pred = self.react(**inputs, trajectory=format_trajectory(steps))
+                with self._first_step(steps):
+                    pred = self.react(**inputs, trajectory=format_trajectory(steps))
             except ParseError as exc:
                 steps.append(_unreadable(exc))
                 break
@@ -262,7 +286,8 @@ class ReAct(Module):
         steps: list[dict[str, Any]] = []
         for _ in range(self.max_iters):
             try:
-                pred = await self.react.aforward(**inputs, trajectory=format_trajectory(steps))
+                with self._first_step(steps):
+                    pred = await self.react.aforward(**inputs, trajectory=format_trajectory(steps))
             except ParseError as exc:
                 steps.append(_unreadable(exc))
                 break
@@ -273,6 +298,14 @@ class ReAct(Module):
             steps.append(_observed(step, await self.tools[step["tool"]].arun(args)))
         answer = await self.extract.aforward(**inputs, trajectory=format_trajectory(steps))
         return Prediction({**answer, "trajectory": steps})
+
+    @contextlib.contextmanager
+    def _first_step(self, steps: list[dict[str, Any]]) -> Iterator[None]:
+        token = _NO_FINISH.set(self.tool_first and not steps)
+        try:
+            yield
+        finally:
+            _NO_FINISH.reset(token)
 
     def _decide(self, pred: Prediction) -> tuple[dict[str, Any], Any]:
         action = pred.next_action
@@ -287,7 +320,11 @@ class ReAct(Module):
 
     def dump_extra(self, files: Any) -> dict[str, Any]:
         """``max_iters`` and each tool's spec (name, description, argument schema)."""
-        return {"max_iters": self.max_iters, "tools": [t.spec() for t in self.tools.values()]}
+        return {
+            "max_iters": self.max_iters,
+            "tool_first": self.tool_first,
+            "tools": [t.spec() for t in self.tools.values()],
+        }
 
     def load_extra(self, extra: dict[str, Any], files: Any) -> None:
         """Bind the saved tool specs to the functions given to load (or held by this program).
@@ -327,6 +364,10 @@ class ReAct(Module):
         if not isinstance(react, Predict) or "next_action" not in react.signature.output_fields:
             raise ArtifactError("a saved ReAct needs its step predictor 'react' with a next_action output")
         self.max_iters = _check_iters(extra.get("max_iters", 5))
+        tool_first = extra.get("tool_first", False)
+        if not isinstance(tool_first, bool):
+            raise ArtifactError(f"ReAct tool_first must be true or false, got {tool_first!r}")
+        self.tool_first = tool_first
         self.tools = tools
         if type(react) is Predict:  # rebuilt from the file as a plain Predict: same state, bounded thought
             react.__class__ = StepPredict

@@ -12,6 +12,7 @@ from react_helpers import scripted as _scripted
 from oobleck import BootstrapFewShot, Capabilities, Example, FakeLM, ReAct, Tool, context, trace
 from oobleck._budget import Budget
 from oobleck.errors import BudgetExceededError, ConfigError, InputError
+from oobleck.lm.types import LMRequest
 
 
 def test_the_loop_calls_tools_and_extracts_the_answer() -> None:
@@ -66,6 +67,21 @@ def test_a_structured_backend_gets_the_action_union_as_response_format() -> None
     assert lm.requests[0].max_tokens == 384 and lm.requests[1].max_tokens is None
     # the answer step is constrained to the task's outputs
     assert list(lm.requests[1].response_format["schema"]["properties"]) == ["answer"]
+
+
+def test_tool_first_offers_no_finish_on_the_first_constrained_step() -> None:
+    lm = FakeLM(
+        [act("search", query="paris"), finish(), {"answer": "France"}], capabilities=Capabilities(json_schema=True)
+    )
+    out = ReAct("question -> answer", tools=[search], tool_first=True, lm=lm)(question="Where is paris?")
+    assert out.answer == "France"
+
+    def offered(request: LMRequest) -> list[str]:
+        schema = request.response_format["schema"]
+        refs = [m["$ref"].rsplit("/", 1)[-1] for m in schema["properties"]["next_action"]["anyOf"]]
+        return [schema["$defs"][r]["properties"]["tool"]["const"] for r in refs]
+
+    assert offered(lm.requests[0]) == ["search"] and offered(lm.requests[1]) == ["search", "finish"]
 
 
 def test_a_plain_chat_backend_gets_no_schema_and_repairs_a_bad_action() -> None:

@@ -20,7 +20,7 @@ def _compiled() -> ReAct:
         Example(question="How tall is the tower?", answer="330").with_inputs("question"),
         Example(question="Where is paris?", answer="France").with_inputs("question"),
     ]
-    agent = ReAct("question -> answer", tools=[search], lm=FakeLM(_scripted), max_iters=4)
+    agent = ReAct("question -> answer", tools=[search], lm=FakeLM(_scripted), max_iters=4, tool_first=True)
     compiled = BootstrapFewShot(
         lambda ex, pred, trace=None: ex.answer == pred.answer, max_bootstrapped_demos=4, max_labeled_demos=0
     ).compile(agent, trainset=rows, seed=0, progress=False)
@@ -34,7 +34,7 @@ def test_trajectory_demos_survive_save_and_load(tmp_path: Path) -> None:
     compiled.save(path)
     data = json.loads(path.read_text())
     module = data["program"]
-    assert module["type"] == "ReAct" and module["extra"]["max_iters"] == 4
+    assert module["type"] == "ReAct" and module["extra"]["max_iters"] == 4 and module["extra"]["tool_first"]
     assert module["extra"]["tools"] == [Tool(search).spec()]
     assert "def search" not in path.read_text()  # never code
     loaded = oobleck.load(path, tools=[search], lm=FakeLM(_scripted))
@@ -44,6 +44,7 @@ def test_trajectory_demos_survive_save_and_load(tmp_path: Path) -> None:
         and program.max_iters == 4
         and type(program.react).__name__ == "StepPredict"
         and program.tools["search"].func is search
+        and program.tool_first
     )
     before = dict(compiled.named_predictors())["react"]
     after = loaded.predictors["react"]
