@@ -53,8 +53,9 @@ __all__ = ["FINISH", "ReAct", "StepPredict", "action_type", "format_trajectory"]
 FINISH = "finish"
 NO_STEPS = "(no steps yet)"
 #: The step predictor's ``max_tokens`` unless one is given: room for the longest thought
-#: (:attr:`StepPredict.max_thought_chars`, a token per character at worst) and an action.
-STEP_MAX_TOKENS = 384
+#: (:attr:`StepPredict.max_thought_chars`, a token per character at worst) and an action with
+#: a string argument (:attr:`StepPredict.max_arg_chars`).
+STEP_MAX_TOKENS = 512
 THOUGHT_DESC = "what you know so far and what to do next, in one or two sentences"
 ACTION_DESC = 'the next tool call as {"tool": <tool name>, "args": {<its arguments>}}, or {"tool": "finish"}'
 TRAJECTORY_DESC = "the thoughts, tool calls and observations so far"
@@ -155,8 +156,9 @@ class StepPredict(Predict):
     """The step predictor: a Predict whose constrained answer also bounds the thought's length.
 
     Where the adapter sends a JSON schema (``response_format``), ``next_thought`` gets a
-    ``maxLength`` of :attr:`max_thought_chars`, so a small model cannot spend the completion's
-    ``max_tokens`` on the thought and leave the action cut off (a grammar makes the JSON valid
+    ``maxLength`` of :attr:`max_thought_chars` and each string argument without a limit of its
+    own one of :attr:`max_arg_chars`, so a small model cannot spend the completion's
+    ``max_tokens`` on one string and leave the action cut off (a grammar makes the JSON valid
     only if it is finished). The signature itself is unchanged, so prompts and artifacts are
     those of a plain Predict.
     """
@@ -164,6 +166,9 @@ class StepPredict(Predict):
     #: The longest thought a constrained backend lets the model write (in characters: at worst
     #: one token each, within the step's default ``max_tokens`` of :data:`STEP_MAX_TOKENS`).
     max_thought_chars = 200
+    #: The longest string argument the constrained action allows where the tool's schema sets
+    #: no ``maxLength`` of its own (a small model otherwise may repeat a digit until cut off).
+    max_arg_chars = 200
 
     def _settings_params(self, adapter: Adapter, lm: LM) -> dict[str, Any]:
         params = super()._settings_params(adapter, lm)
@@ -173,6 +178,7 @@ class StepPredict(Predict):
             props = schema.get("properties", {})
             if isinstance(props.get("next_thought"), dict):
                 props["next_thought"]["maxLength"] = self.max_thought_chars
+            _bound_strings(schema.get("$defs", {}), self.max_arg_chars)
             action = props.get("next_action")
             if _NO_FINISH.get() and isinstance(action, dict) and isinstance(action.get("anyOf"), list):
                 kept = [m for m in action["anyOf"] if _member_tool(m, schema.get("$defs", {})) != FINISH]
@@ -184,6 +190,18 @@ class StepPredict(Predict):
 
 #: Set by ReAct(tool_first=True) around its first step: the constrained action offers no finish.
 _NO_FINISH: contextvars.ContextVar[bool] = contextvars.ContextVar("oobleck_react_no_finish", default=False)
+
+
+def _bound_strings(node: Any, limit: int) -> None:
+    """Give every free string in ``node`` (a schema part) a ``maxLength`` of ``limit``, in place."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"maxLength", "enum", "const", "pattern", "format"} & set(node):
+            node["maxLength"] = limit
+        for value in node.values():
+            _bound_strings(value, limit)
+    elif isinstance(node, list):
+        for value in node:
+            _bound_strings(value, limit)
 
 
 def _member_tool(member: Any, defs: Mapping[str, Any]) -> Any:

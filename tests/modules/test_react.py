@@ -63,8 +63,9 @@ def test_a_structured_backend_gets_the_action_union_as_response_format() -> None
     assert schema["properties"]["next_thought"]["maxLength"] == 200  # the action is never cut off
     search_args = defs[resolved[0]["properties"]["args"]["$ref"].rsplit("/", 1)[-1]]
     assert search_args["properties"]["query"]["type"] == "string" and search_args["required"] == ["query"]
+    assert search_args["properties"]["query"]["maxLength"] == 200  # bounded in the grammar only
     assert all(m["additionalProperties"] is False for m in resolved)
-    assert lm.requests[0].max_tokens == 384 and lm.requests[1].max_tokens is None
+    assert lm.requests[0].max_tokens == 512 and lm.requests[1].max_tokens is None
     # the answer step is constrained to the task's outputs
     assert list(lm.requests[1].response_format["schema"]["properties"]) == ["answer"]
 
