@@ -34,6 +34,7 @@ _SIMPLE: dict[str, Any] = {
     "Tuple": tuple,
 }
 _GENERIC = {"list", "dict", "tuple", "List", "Dict", "Tuple"}
+_ARITY: dict[Any, int] = {list: 1, dict: 2}
 
 
 MAX_TYPE_DEPTH = 32
@@ -113,6 +114,12 @@ def _subscript(node: ast.Subscript, extra: typing.Mapping[str, Any], depth: int)
         return Union[params]
     if head in _GENERIC:
         base = _SIMPLE[head]
+        wanted = _ARITY.get(base)
+        if wanted is not None and len(params) != wanted:
+            example = "dict[str, int]" if base is dict else "list[int]"
+            raise SignatureError(
+                f"{ast.unparse(node)!r} gives {head} {len(params)} type argument(s); it takes {wanted}, e.g. {example}"
+            )
         return base[params] if len(params) > 1 else base[params[0]]
     if isinstance(head, str) and head in extra and hasattr(extra[head], "__class_getitem__"):
         return extra[head][params if len(params) > 1 else params[0]]
@@ -137,6 +144,36 @@ def type_to_str(tp: Any) -> str:
             return name
         return f"{name}[{', '.join(type_to_str(a) for a in args)}]"
     return getattr(tp, "__name__", str(tp))
+
+
+def check_usable(tp: Any) -> None:
+    """Check that pydantic can validate values of ``tp`` and describe it as JSON schema.
+
+    Raises:
+        SignatureError: it cannot (``dict[str]``, an arbitrary class, a malformed generic),
+            saying why.
+    """
+    key = _hashable(tp)
+    if key is None:
+        _check_usable(tp)
+    else:
+        _check_usable_cached(key)
+
+
+@functools.lru_cache(maxsize=512)
+def _check_usable_cached(tp: Any) -> None:
+    _check_usable(tp)
+
+
+def _check_usable(tp: Any) -> None:
+    try:
+        pydantic.TypeAdapter(tp).json_schema()
+    except Exception as exc:  # pydantic raises many kinds for unusable types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SignatureError(
+            f"the type {type_to_str(tp)!r} is not usable as a field type: pydantic cannot validate it or "
+            f"write its JSON schema ({first}); use built-in types, Literal[...], or a pydantic model"
+        ) from None
 
 
 def is_str(tp: Any) -> bool:

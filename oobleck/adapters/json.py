@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
+from typing_extensions import TypedDict
 
 from oobleck import _types
 from oobleck.adapters.base import DemoTurns, describe_fields
@@ -27,11 +28,13 @@ __all__ = ["JSONAdapter", "output_schema"]
 
 @functools.lru_cache(maxsize=256)
 def _schema_for(fields: tuple[Field, ...], name: str) -> dict[str, Any]:
-    model = pydantic.create_model(  # type: ignore[call-overload]  # fields as **kwargs built at run time
+    # A TypedDict, not a BaseModel: its keys may be any field name (``model_config``, ``copy``,
+    # ``json``...) without clashing with BaseModel's attributes; the schema is the same.
+    answer = TypedDict(  # type: ignore[misc]  # fields built at run time
         name or "Output",
-        **{f.name: (f.type, pydantic.Field(..., description=f.desc or None)) for f in fields},
+        {f.name: Annotated[f.type, pydantic.Field(description=f.desc or None)] for f in fields},
     )
-    schema: dict[str, Any] = model.model_json_schema()
+    schema: dict[str, Any] = pydantic.TypeAdapter(answer).json_schema()
     schema["additionalProperties"] = False
     return schema
 
