@@ -11,6 +11,7 @@ import ast
 import enum
 import functools
 import json
+import re
 import types
 import typing
 from typing import Any, Literal, Optional, Union
@@ -100,6 +101,18 @@ def _literal(node: ast.Subscript, args: list[ast.expr]) -> Any:
     return Literal[tuple(values)]
 
 
+def _json_key(tp: Any) -> bool:
+    """Whether a JSON object key (always a string) can validate into ``tp``."""
+    if tp in (str, int, float, bool, Any):
+        return True
+    if typing.get_origin(tp) is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        return bool(members) and all(_json_key(a) for a in members)
+    return isinstance(tp, type) and issubclass(tp, enum.Enum) and all(isinstance(m.value, str) for m in tp)
+
+
 def _subscript(node: ast.Subscript, extra: typing.Mapping[str, Any], depth: int) -> Any:
     head = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", None)
     args = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
@@ -119,6 +132,11 @@ def _subscript(node: ast.Subscript, extra: typing.Mapping[str, Any], depth: int)
             example = "dict[str, int]" if base is dict else "list[int]"
             raise SignatureError(
                 f"{ast.unparse(node)!r} gives {head} {len(params)} type argument(s); it takes {wanted}, e.g. {example}"
+            )
+        if base is dict and not _json_key(params[0]):
+            raise SignatureError(
+                f"{ast.unparse(node)!r}: keys of a JSON object are strings, so a dict key type must be "
+                f"str, int, float, bool, Any or a Literal of strings (or a union of them); got {type_to_str(params[0])}"
             )
         return base[params] if len(params) > 1 else base[params[0]]
     if isinstance(head, str) and head in extra and hasattr(extra[head], "__class_getitem__"):
@@ -250,7 +268,7 @@ def parse_text(tp: Any, text: str) -> Any:
             if isinstance(choice, str) and cleaned.lower() == choice.lower():
                 return validate(tp, choice)
     try:
-        data = json.loads(text)
+        data = loads_answer(text)
     except ValueError:
         return validate(tp, text.strip())
     try:
@@ -258,6 +276,85 @@ def parse_text(tp: Any, text: str) -> Any:
     except pydantic.ValidationError:
         # "123" read as the int 123 for a str-like type, etc.: fall back to the raw text.
         return validate(tp, text.strip())
+
+
+# --- reading JSON written by an LM ---
+
+MAX_VALUE_DEPTH = 100
+"""How deeply JSON in an LM answer may nest; deeper answers are unreadable (ParseError)."""
+
+# A JSON string (escapes included) or one bracket: what the nesting pre-check looks at.
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+class UnreadableJSON(ValueError):
+    """JSON in an answer that must not be read: too deeply nested, or not valid Unicode.
+
+    Attributes:
+        reason: what is wrong, for the ParseError the adapter raises.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_nesting(text: str, limit: int = MAX_VALUE_DEPTH) -> None:
+    """Refuse text whose brackets (outside JSON strings) nest deeper than ``limit``.
+
+    Runs before any JSON decoding, so an answer nested a thousand deep never reaches the
+    recursive decoder. Linear in the text.
+
+    Raises:
+        UnreadableJSON: the nesting is deeper than ``limit``.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return
+    depth = 0
+    for m in _JSON_TOKENS.finditer(text):
+        token = m.group()
+        if token in "[{":
+            depth += 1
+            if depth > limit:
+                raise UnreadableJSON(f"the answer's JSON nests deeper than {limit} levels")
+        elif token in "]}":
+            depth = max(depth - 1, 0)
+
+
+def check_value(value: Any) -> None:
+    r"""Refuse decoded JSON holding strings that are not valid Unicode (lone surrogates).
+
+    ``"\ud800"`` decodes to a string no file, terminal or HTTP body can encode. Walks the
+    value without recursion.
+
+    Raises:
+        UnreadableJSON: a string (or key) with a lone surrogate.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UnreadableJSON(f"the answer's JSON holds an invalid Unicode escape in {item[:40]!r}") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def loads_answer(text: str) -> Any:
+    """``json.loads`` for text an LM wrote: bounded nesting, valid Unicode only.
+
+    Raises:
+        ValueError: not JSON (``json.JSONDecodeError``), or :class:`UnreadableJSON`.
+    """
+    check_nesting(text)
+    data = json.loads(text)
+    check_value(data)
+    return data
 
 
 # --- rebuilding types from JSON schema (for artifacts loaded without the user's classes) ---

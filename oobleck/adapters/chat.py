@@ -19,7 +19,7 @@ import pydantic
 
 from oobleck import _types
 from oobleck.adapters._values import format_value
-from oobleck.adapters.base import DemoTurns, describe_fields, type_hint
+from oobleck.adapters.base import DemoTurns, bounded_parse, describe_fields, type_hint
 from oobleck.errors import ParseError
 from oobleck.lm.base import Capabilities
 from oobleck.lm.types import Message
@@ -115,6 +115,7 @@ class ChatAdapter(DemoTurns):
         types = {f.name: f.type for f in signature.output_fields.values()}
         return format_fields(values, types)
 
+    @bounded_parse
     def parse(self, signature: Signature, text: str) -> dict[str, Any]:
         """Read each output field's section and validate it against the field's type.
 

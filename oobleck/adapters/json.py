@@ -16,7 +16,7 @@ import pydantic
 from typing_extensions import TypedDict
 
 from oobleck import _types
-from oobleck.adapters.base import DemoTurns, describe_fields
+from oobleck.adapters.base import DemoTurns, bounded_parse, describe_fields
 from oobleck.adapters.chat import format_fields, input_types
 from oobleck.errors import ParseError
 from oobleck.lm.base import Capabilities
@@ -94,6 +94,7 @@ class JSONAdapter(DemoTurns):
         """The output values as a JSON object."""
         return json.dumps({k: _types.to_jsonable(v) for k, v in values.items()}, ensure_ascii=False)
 
+    @bounded_parse
     def parse(self, signature: Signature, text: str) -> dict[str, Any]:
         """Read the first JSON object in the text and validate each output field.
 
@@ -145,6 +146,13 @@ class JSONAdapter(DemoTurns):
 
 
 def _first_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in the text, or None.
+
+    Raises:
+        UnreadableJSON: the text nests deeper than the answer limit, or the object holds an
+            invalid Unicode escape.
+    """
+    _types.check_nesting(text)
     decoder = json.JSONDecoder()
     start = text.find("{")
     while start != -1:
@@ -154,6 +162,7 @@ def _first_object(text: str) -> dict[str, Any] | None:
             start = text.find("{", start + 1)
             continue
         if isinstance(obj, dict):
+            _types.check_value(obj)
             return obj
         start = text.find("{", start + 1)
     return None
