@@ -12,14 +12,13 @@ from __future__ import annotations
 import builtins
 import json
 import keyword
-import types
-import typing
 import warnings
-from typing import Any, Literal, Union
+from typing import Any
 
 import pydantic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typed_values import outputs_for, value_for
 
 from oobleck import ChatAdapter, FakeLM, JSONAdapter, OobleckError, Predict, Prediction, Signature, SignatureError
 from oobleck.artifact import loads, to_dict
@@ -177,41 +176,6 @@ specs = st.one_of(
 )
 
 
-def _key(tp: Any) -> Any:
-    """A dict key of type ``tp`` as it reads back from JSON (where keys are strings)."""
-    return str(_value(tp)) if tp is not str else "key"
-
-
-def _value(tp: Any) -> Any:
-    """A valid JSON value of type ``tp`` (what an LM answering correctly would write)."""
-    if tp is str or tp is Any:
-        return "some text"
-    if tp is type(None):
-        return None
-    if tp is bool:
-        return True
-    if tp is int:
-        return 3
-    if tp is float:
-        return 1.5
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        return args[0]
-    if origin in (Union, types.UnionType):
-        return _value(args[0])
-    if origin is list or tp is list:
-        return [_value(args[0])] if args else ["x", 1]
-    if origin is dict or tp is dict:
-        return {_key(args[0]): _value(args[1])} if args else {"k": 1}
-    if origin is tuple or tp is tuple:
-        return [_value(a) for a in args]
-    raise AssertionError(f"the test has no value for type {tp!r}")
-
-
-def _answer(signature: Signature) -> dict[str, Any]:
-    return {name: _value(f.type) for name, f in signature.output_fields.items()}
-
-
 def _jsonable(pred: Prediction) -> str:
     return json.dumps({k: pydantic.TypeAdapter(Any).dump_python(v, mode="json") for k, v in pred.items()})
 
@@ -234,9 +198,9 @@ def test_every_accepted_signature_calls_saves_loads_and_calls_again(spec: str) -
         sig = Signature(spec)
     except SignatureError:
         return
-    inputs = {name: _value(f.type) for name, f in sig.input_fields.items()}
+    inputs = {name: value_for(f.type) for name, f in sig.input_fields.items()}
     for adapter in (ChatAdapter(), JSONAdapter()):
-        lm = FakeLM(lambda request, sig=sig: _answer(sig))
+        lm = FakeLM(lambda request, sig=sig: outputs_for([sig]))
         program = Predict(sig, lm=lm, adapter=adapter)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a pydantic "shadows an attribute" warning is a finding
@@ -256,7 +220,7 @@ def test_signature_strings_raise_only_oobleck_errors_when_called_with_wrong_answ
         sig = Signature(spec)
     except SignatureError:
         return
-    inputs = {name: _value(f.type) for name, f in sig.input_fields.items()}
+    inputs = {name: value_for(f.type) for name, f in sig.input_fields.items()}
     for adapter in (ChatAdapter(), JSONAdapter()):
         program = Predict(sig, lm=FakeLM(["{[not an answer"], cycle=True), adapter=adapter)
         try:

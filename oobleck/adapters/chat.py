@@ -27,7 +27,8 @@ from oobleck.signature import Signature
 
 __all__ = ["ChatAdapter"]
 
-_MARKER = re.compile(r"(?<!\\)\[\[ ## (\w+) ## \]\]")
+# A field name is any Python identifier, combining marks included (which ``\w`` misses).
+_MARKER = re.compile(r"(?<!\\)\[\[ ## ([^\s\[\]#]+) ## \]\]")
 _ESCAPABLE = re.compile(r"(\\*)(\[\[ ## )")
 _ESCAPED = re.compile(r"\\(\\*)(\[\[ ## )")
 COMPLETED = "[[ ## completed ## ]]"
@@ -124,7 +125,7 @@ class ChatAdapter(DemoTurns):
         """
         outputs = signature.output_fields
         sections: dict[str, str] = {}
-        matches = list(_MARKER.finditer(text))
+        matches = [m for m in _MARKER.finditer(text) if m.group(1).isidentifier()]
         for i, m in enumerate(matches):
             name = m.group(1)
             end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
