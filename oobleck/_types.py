@@ -93,8 +93,18 @@ def _named(name: str, extra: typing.Mapping[str, Any]) -> Any:
 def _literal(node: ast.Subscript, args: list[ast.expr]) -> Any:
     values = []
     for arg in args:
-        if not isinstance(arg, ast.Constant) or not isinstance(arg.value, (str, int, bool)):
-            raise SignatureError(f"Literal[...] takes only string, int or bool constants, got {ast.unparse(arg)!r}")
+        if (
+            isinstance(arg, ast.UnaryOp)
+            and isinstance(arg.op, ast.USub)
+            and isinstance(arg.operand, ast.Constant)
+            and type(arg.operand.value) is int
+        ):
+            values.append(-arg.operand.value)  # Literal[-1]: how type_to_str writes a negative label
+            continue
+        if not isinstance(arg, ast.Constant) or not (arg.value is None or isinstance(arg.value, (str, int, bool))):
+            raise SignatureError(
+                f"Literal[...] takes only string, int, bool or None constants, got {ast.unparse(arg)!r}"
+            )
         values.append(arg.value)
     if not values:
         raise SignatureError(f"{ast.unparse(node)!r} lists no allowed value; write Literal['a', 'b']")

@@ -96,14 +96,16 @@ _GOOD_LEAVES = [
     "Literal['a', 'a']",
     "Literal[1, True, 'x']",
     "Literal['']",
+    "Literal[-1, 'a']",
+    "Literal[None, 'a']",
 ]
 _BAD_LEAVES = [
     "foo",
     "os.path",
     "Literal[()]",
     "Literal[[1]]",
-    "Literal[-1]",
-    "Literal[None]",
+    "Literal[1.5]",
+    "Literal[-'a']",
     "Literal",
     "Optional",
     "...",
