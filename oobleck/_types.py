@@ -91,7 +91,7 @@ def _named(name: str, extra: typing.Mapping[str, Any]) -> Any:
 
 
 def _literal(node: ast.Subscript, args: list[ast.expr]) -> Any:
-    values = []
+    values: list[Any] = []
     for arg in args:
         if (
             isinstance(arg, ast.UnaryOp)
