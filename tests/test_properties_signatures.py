@@ -273,3 +273,24 @@ def test_field_names_given_as_fields_are_checked_like_strings() -> None:
             assert repr(name) in str(exc)
         else:
             raise AssertionError(f"{name!r} was accepted")
+
+
+def test_an_input_named_self_is_an_unknown_input_not_a_type_error() -> None:
+    """A row with a ``self`` key (e.g. a JSONL line) fails its own call with InputError."""
+    from oobleck import InputError, Module
+
+    class Wrap(Module):
+        def __init__(self) -> None:
+            self.step = Predict("question -> answer", lm=FakeLM([{"answer": "a"}], cycle=True))
+
+        def forward(self, **inputs: Any) -> Any:
+            return self.step(**inputs)
+
+    for program in (Predict("question -> answer", lm=FakeLM([{"answer": "a"}], cycle=True)), Wrap()):
+        for call in (program, program.render_calls):
+            try:
+                call(question="q", self="x")
+            except InputError as exc:
+                assert "'self'" in str(exc)
+            else:
+                raise AssertionError(f"{program!r} took an input named self")
