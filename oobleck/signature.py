@@ -18,6 +18,13 @@ Signatures are immutable; ``with_instructions()`` and friends return copies, and
 ``Signature(str(sig)) == sig`` for every signature written with the built-in types.
 The string form is parsed with :mod:`ast` as a keyword-only parameter list: nothing is
 evaluated.
+
+Whatever builds a signature (string, class or fields), what it accepts calls, saves, loads and
+calls again; anything else is a SignatureError at once. A field name is a Python identifier in
+NFKC form that is not a keyword, not ``self`` (every call method's own parameter) and does not
+start with ``_``; names such as ``model_config``, ``copy`` or ``json`` are fine. A field type is
+one pydantic validates and describes as JSON schema, with the arity its generic takes
+(``dict[str, int]``, not ``dict[str]``) and dict keys a JSON key can fill.
 """
 
 from __future__ import annotations
