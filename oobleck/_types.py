@@ -11,6 +11,7 @@ import ast
 import enum
 import functools
 import json
+import re
 import types
 import typing
 from typing import Any, Literal, Optional, Union
@@ -34,6 +35,7 @@ _SIMPLE: dict[str, Any] = {
     "Tuple": tuple,
 }
 _GENERIC = {"list", "dict", "tuple", "List", "Dict", "Tuple"}
+_ARITY: dict[Any, int] = {list: 1, dict: 2}
 
 
 MAX_TYPE_DEPTH = 32
@@ -89,14 +91,36 @@ def _named(name: str, extra: typing.Mapping[str, Any]) -> Any:
 
 
 def _literal(node: ast.Subscript, args: list[ast.expr]) -> Any:
-    values = []
+    values: list[Any] = []
     for arg in args:
-        if not isinstance(arg, ast.Constant) or not isinstance(arg.value, (str, int, bool)):
-            raise SignatureError(f"Literal[...] takes only string, int or bool constants, got {ast.unparse(arg)!r}")
+        if (
+            isinstance(arg, ast.UnaryOp)
+            and isinstance(arg.op, ast.USub)
+            and isinstance(arg.operand, ast.Constant)
+            and type(arg.operand.value) is int
+        ):
+            values.append(-arg.operand.value)  # Literal[-1]: how type_to_str writes a negative label
+            continue
+        if not isinstance(arg, ast.Constant) or not (arg.value is None or isinstance(arg.value, (str, int, bool))):
+            raise SignatureError(
+                f"Literal[...] takes only string, int, bool or None constants, got {ast.unparse(arg)!r}"
+            )
         values.append(arg.value)
     if not values:
         raise SignatureError(f"{ast.unparse(node)!r} lists no allowed value; write Literal['a', 'b']")
     return Literal[tuple(values)]
+
+
+def _json_key(tp: Any) -> bool:
+    """Whether a JSON object key (always a string) can validate into ``tp``."""
+    if tp in (str, int, float, bool, Any):
+        return True
+    if typing.get_origin(tp) is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(tp))
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        return bool(members) and all(_json_key(a) for a in members)
+    return isinstance(tp, type) and issubclass(tp, enum.Enum) and all(isinstance(m.value, str) for m in tp)
 
 
 def _subscript(node: ast.Subscript, extra: typing.Mapping[str, Any], depth: int) -> Any:
@@ -113,6 +137,17 @@ def _subscript(node: ast.Subscript, extra: typing.Mapping[str, Any], depth: int)
         return Union[params]
     if head in _GENERIC:
         base = _SIMPLE[head]
+        wanted = _ARITY.get(base)
+        if wanted is not None and len(params) != wanted:
+            example = "dict[str, int]" if base is dict else "list[int]"
+            raise SignatureError(
+                f"{ast.unparse(node)!r} gives {head} {len(params)} type argument(s); it takes {wanted}, e.g. {example}"
+            )
+        if base is dict and not _json_key(params[0]):
+            raise SignatureError(
+                f"{ast.unparse(node)!r}: keys of a JSON object are strings, so a dict key type must be "
+                f"str, int, float, bool, Any or a Literal of strings (or a union of them); got {type_to_str(params[0])}"
+            )
         return base[params] if len(params) > 1 else base[params[0]]
     if isinstance(head, str) and head in extra and hasattr(extra[head], "__class_getitem__"):
         return extra[head][params if len(params) > 1 else params[0]]
@@ -137,6 +172,36 @@ def type_to_str(tp: Any) -> str:
             return name
         return f"{name}[{', '.join(type_to_str(a) for a in args)}]"
     return getattr(tp, "__name__", str(tp))
+
+
+def check_usable(tp: Any) -> None:
+    """Check that pydantic can validate values of ``tp`` and describe it as JSON schema.
+
+    Raises:
+        SignatureError: it cannot (``dict[str]``, an arbitrary class, a malformed generic),
+            saying why.
+    """
+    key = _hashable(tp)
+    if key is None:
+        _check_usable(tp)
+    else:
+        _check_usable_cached(key)
+
+
+@functools.lru_cache(maxsize=512)
+def _check_usable_cached(tp: Any) -> None:
+    _check_usable(tp)
+
+
+def _check_usable(tp: Any) -> None:
+    try:
+        pydantic.TypeAdapter(tp).json_schema()
+    except Exception as exc:  # pydantic raises many kinds for unusable types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SignatureError(
+            f"the type {type_to_str(tp)!r} is not usable as a field type: pydantic cannot validate it or "
+            f"write its JSON schema ({first}); use built-in types, Literal[...], or a pydantic model"
+        ) from None
 
 
 def is_str(tp: Any) -> bool:
@@ -213,7 +278,7 @@ def parse_text(tp: Any, text: str) -> Any:
             if isinstance(choice, str) and cleaned.lower() == choice.lower():
                 return validate(tp, choice)
     try:
-        data = json.loads(text)
+        data = loads_answer(text)
     except ValueError:
         return validate(tp, text.strip())
     try:
@@ -221,6 +286,85 @@ def parse_text(tp: Any, text: str) -> Any:
     except pydantic.ValidationError:
         # "123" read as the int 123 for a str-like type, etc.: fall back to the raw text.
         return validate(tp, text.strip())
+
+
+# --- reading JSON written by an LM ---
+
+MAX_VALUE_DEPTH = 100
+"""How deeply JSON in an LM answer may nest; deeper answers are unreadable (ParseError)."""
+
+# A JSON string (escapes included) or one bracket: what the nesting pre-check looks at.
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+class UnreadableJSON(ValueError):
+    """JSON in an answer that must not be read: too deeply nested, or not valid Unicode.
+
+    Attributes:
+        reason: what is wrong, for the ParseError the adapter raises.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_nesting(text: str, limit: int = MAX_VALUE_DEPTH) -> None:
+    """Refuse text whose brackets (outside JSON strings) nest deeper than ``limit``.
+
+    Runs before any JSON decoding, so an answer nested a thousand deep never reaches the
+    recursive decoder. Linear in the text.
+
+    Raises:
+        UnreadableJSON: the nesting is deeper than ``limit``.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return
+    depth = 0
+    for m in _JSON_TOKENS.finditer(text):
+        token = m.group()
+        if token in "[{":
+            depth += 1
+            if depth > limit:
+                raise UnreadableJSON(f"the answer's JSON nests deeper than {limit} levels")
+        elif token in "]}":
+            depth = max(depth - 1, 0)
+
+
+def check_value(value: Any) -> None:
+    r"""Refuse decoded JSON holding strings that are not valid Unicode (lone surrogates).
+
+    ``"\ud800"`` decodes to a string no file, terminal or HTTP body can encode. Walks the
+    value without recursion.
+
+    Raises:
+        UnreadableJSON: a string (or key) with a lone surrogate.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UnreadableJSON(f"the answer's JSON holds an invalid Unicode escape in {item[:40]!r}") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def loads_answer(text: str) -> Any:
+    """``json.loads`` for text an LM wrote: bounded nesting, valid Unicode only.
+
+    Raises:
+        ValueError: not JSON (``json.JSONDecodeError``), or :class:`UnreadableJSON`.
+    """
+    check_nesting(text)
+    data = json.loads(text)
+    check_value(data)
+    return data
 
 
 # --- rebuilding types from JSON schema (for artifacts loaded without the user's classes) ---

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 import copy as _copy
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -68,27 +68,29 @@ class Module:
     #: reached a backend vs cache hits). Not saved: it depends on the cache's state.
     compile_usage: Usage | None = None
 
-    def forward(self, **inputs: Any) -> Any:
+    def forward(self, /, **inputs: Any) -> Any:
         """The program's logic; override it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward(self, ...)")
 
-    async def aforward(self, **inputs: Any) -> Any:
+    async def aforward(self, /, **inputs: Any) -> Any:
         """The async form of forward; by default runs ``forward`` in a worker thread."""
         import asyncio
 
         return await asyncio.to_thread(self.forward, **inputs)
 
-    def __call__(self, *args: Any, **inputs: Any) -> Any:
+    def __call__(self, /, *args: Any, **inputs: Any) -> Any:
         """Run ``forward`` on the inputs (by name), with the call's usage on a Prediction result."""
         if args:
             raise InputError(f"{type(self).__name__} takes inputs by name, e.g. program(question=...)")
+        _check_not_self(self, inputs)
         meter = UsageMeter()
         with recording(meter):
             result = self.forward(**inputs)
         return result.with_usage(meter.usage) if isinstance(result, Prediction) else result
 
-    async def acall(self, **inputs: Any) -> Any:
+    async def acall(self, /, **inputs: Any) -> Any:
         """Call the program from async code (``await program.acall(question=...)``)."""
+        _check_not_self(self, inputs)
         meter = UsageMeter()
         with recording(meter):
             result = await self.aforward(**inputs)
@@ -146,12 +148,13 @@ class Module:
 
     # ---- rendering ----
 
-    def render_calls(self, **inputs: Any) -> list[RenderedCall]:
+    def render_calls(self, /, **inputs: Any) -> list[RenderedCall]:
         """Dry-run the program and return the messages each predictor would send.
 
         No LM is called: each predictor answers with placeholder values of the right types,
         so steps after the first show where earlier outputs would go.
         """
+        _check_not_self(self, inputs)
         names = {id(p): n for n, p in self.named_predictors()}
         record: list[tuple[Predict, list[Message]]] = []
         token = RENDERING.set(record)
@@ -165,7 +168,7 @@ class Module:
             calls.append(RenderedCall(names.get(id(p), "?"), msgs, adapter.name, reason))
         return calls
 
-    def render(self, **inputs: Any) -> list[Message]:
+    def render(self, /, **inputs: Any) -> list[Message]:
         """The exact messages a single-step program sends for ``inputs``, without calling an LM.
 
         Raises:
@@ -181,6 +184,15 @@ class Module:
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={p!r}" for n, p in self.named_predictors())
         return f"{type(self).__name__}({inner})"
+
+
+def _check_not_self(program: Module, inputs: Mapping[str, Any]) -> None:
+    """Refuse an input named ``self``: no signature has one, and ``forward(self, ...)`` cannot take it."""
+    if "self" in inputs:
+        raise InputError(
+            f"{type(program).__name__} got an input named 'self', which no field can have; "
+            f"its inputs are passed by their field names, e.g. program(question=...)"
+        )
 
 
 def _collect(name: str, value: Any, found: list[tuple[str, Predict]], seen: set[int]) -> None:

@@ -307,12 +307,12 @@ class Predict(Module):
 
     # ---- rendering ----
 
-    def render(self, **inputs: Any) -> list[Message]:
+    def render(self, /, **inputs: Any) -> list[Message]:
         """The exact messages this predictor sends for ``inputs`` (no LM call)."""
         self._check_inputs(inputs)
         return self.resolve_adapter().render(self.signature, demos=self.demos, inputs=inputs)
 
-    def render_calls(self, **inputs: Any) -> list[RenderedCall]:
+    def render_calls(self, /, **inputs: Any) -> list[RenderedCall]:
         """One RenderedCall named ``"self"`` (see Module.render_calls)."""
         adapter, reason = self.adapter_choice()
         return [RenderedCall("self", self.render(**inputs), adapter.name, reason)]
@@ -322,7 +322,7 @@ class Predict(Module):
         inputs = {name: Placeholder("{" + name + "}") for name in self.signature.input_fields}
         return self.resolve_adapter().render(self.signature, demos=self.demos, inputs=inputs)
 
-    def request(self, **inputs: Any) -> LMRequest:
+    def request(self, /, **inputs: Any) -> LMRequest:
         """The exact LMRequest this predictor sends first for ``inputs`` (no LM call).
 
         In score mode: the request scoring the first label output, or, with free-text outputs
@@ -374,7 +374,7 @@ class Predict(Module):
 
     # ---- calling ----
 
-    def __call__(self, *args: Any, **inputs: Any) -> Prediction:
+    def __call__(self, /, *args: Any, **inputs: Any) -> Prediction:
         """Run the predictor on the inputs (by name): see :meth:`forward`."""
         if args:
             raise InputError(
@@ -382,11 +382,11 @@ class Predict(Module):
             )
         return self.forward(**inputs)
 
-    async def acall(self, **inputs: Any) -> Prediction:
+    async def acall(self, /, **inputs: Any) -> Prediction:
         """Call from async code."""
         return await self.aforward(**inputs)
 
-    def forward(self, **inputs: Any) -> Prediction:
+    def forward(self, /, **inputs: Any) -> Prediction:
         """Call the LM and return the parsed prediction."""
         self._check_inputs(inputs)
         rendering = RENDERING.get()
@@ -413,7 +413,7 @@ class Predict(Module):
                     except StopIteration as done:
                         return done.value  # type: ignore[no-any-return]
 
-    async def aforward(self, **inputs: Any) -> Prediction:
+    async def aforward(self, /, **inputs: Any) -> Prediction:
         """Async form of :meth:`forward` (uses the backend's async client)."""
         self._check_inputs(inputs)
         lm = self.resolve_lm()

@@ -18,14 +18,23 @@ Signatures are immutable; ``with_instructions()`` and friends return copies, and
 ``Signature(str(sig)) == sig`` for every signature written with the built-in types.
 The string form is parsed with :mod:`ast` as a keyword-only parameter list: nothing is
 evaluated.
+
+Whatever builds a signature (string, class or fields), what it accepts calls, saves, loads and
+calls again; anything else is a SignatureError at once. A field name is a Python identifier in
+NFKC form that is not a keyword, not ``self`` (every call method's own parameter) and does not
+start with ``_``; names such as ``model_config``, ``copy`` or ``json`` are fine. A field type is
+one pydantic validates and describes as JSON schema, with the arity its generic takes
+(``dict[str, int]``, not ``dict[str]``) and dict keys a JSON key can fill.
 """
 
 from __future__ import annotations
 
 import ast
 import io
+import keyword
 import tokenize
 import typing
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -369,11 +378,48 @@ def _parse_spec(spec: str, extra: Mapping[str, Any]) -> tuple[Field, ...]:
     return tuple(_parse_side(left, "input", extra, spec) + _parse_side(right, "output", extra, spec))
 
 
+_RESERVED = {
+    "self": "every program and predictor method takes `self` as its own first parameter, so "
+    "`predict(self=...)` cannot pass it",
+}
+
+
+def _check_name(name: Any) -> None:
+    """Refuse a field name that could not be passed by keyword or written back as a string."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SignatureError(f"field name {name!r} is not a valid Python identifier; use letters, digits and '_'")
+    if keyword.iskeyword(name):
+        raise SignatureError(
+            f"field name {name!r} is a Python keyword, so it cannot be passed as predict({name}=...); "
+            f"rename it, e.g. {name + '_'!r}"
+        )
+    if name in _RESERVED:
+        raise SignatureError(f"field name {name!r} is reserved: {_RESERVED[name]}; rename it, e.g. {name + '_'!r}")
+    if name.startswith("_"):
+        raise SignatureError(
+            f"field name {name!r} starts with '_', which oobleck keeps for its own attributes; "
+            f"rename it, e.g. {name.lstrip('_') or 'field'!r}"
+        )
+    if unicodedata.normalize("NFKC", name) != name:
+        raise SignatureError(
+            f"field name {name!r} is not in Unicode NFKC form (Python reads it as "
+            f"{unicodedata.normalize('NFKC', name)!r}); write it that way"
+        )
+
+
+def _check_type(f: Field) -> None:
+    """Refuse a type pydantic cannot validate or describe as JSON schema (``dict[str]``...)."""
+    try:
+        _types.check_usable(f.type)
+    except SignatureError as exc:
+        raise SignatureError(f"field {f.name!r}: {exc}") from None
+
+
 def _check_fields(fields: tuple[Field, ...]) -> None:
     seen: set[str] = set()
     for f in fields:
-        if not f.name.isidentifier():
-            raise SignatureError(f"field name {f.name!r} is not a valid identifier")
+        _check_name(f.name)
+        _check_type(f)
         if f.name in seen:
             raise SignatureError(f"field {f.name!r} appears twice; every field needs its own name")
         if f.kind not in ("input", "output"):

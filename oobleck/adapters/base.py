@@ -7,15 +7,17 @@ records: its ``name``, ``version`` and ``options()`` go into artifacts and candi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from oobleck import _types
+from oobleck.errors import ParseError
 from oobleck.lm.base import Capabilities
 from oobleck.lm.types import Message
 from oobleck.signature import Field, Signature
 
-__all__ = ["Adapter", "DemoTurns", "demo_turns", "describe_fields"]
+__all__ = ["Adapter", "DemoTurns", "bounded_parse", "demo_turns", "describe_fields"]
 
 
 @runtime_checkable
@@ -59,6 +61,36 @@ class Adapter(Protocol):
     def repair_messages(self, signature: Signature, raw: str, reason: str) -> list[Message]:
         """Messages that show the LM its unreadable answer and ask for a corrected one."""
         ...
+
+
+_Parse = TypeVar("_Parse", bound=Callable[..., dict[str, Any]])
+
+
+def bounded_parse(parse: _Parse) -> _Parse:
+    """Make an adapter's ``parse(signature, text)`` raise only ParseError for unreadable text.
+
+    JSON nested deeper than :data:`oobleck._types.MAX_VALUE_DEPTH`, invalid Unicode escapes,
+    and any RecursionError while reading become a ParseError that keeps the raw text, so no
+    answer, however hostile, escapes as one of Python's own exceptions.
+    """
+
+    @functools.wraps(parse)
+    def wrapper(self: Any, signature: Signature, text: str) -> dict[str, Any]:
+        try:
+            return parse(self, signature, text)
+        except _types.UnreadableJSON as exc:
+            reason = exc.reason
+        except RecursionError:
+            reason = "the answer nests too deeply to read"
+        raise ParseError(
+            f"cannot read the answer for signature {signature}: {reason}; answer was: {text[:200]!r}",
+            raw=text,
+            field=None,
+            signature=signature,
+            reason=reason,
+        )
+
+    return wrapper  # type: ignore[return-value]  # same signature as the wrapped method
 
 
 def demo_turns(

@@ -19,7 +19,7 @@ import pydantic
 
 from oobleck import _types
 from oobleck.adapters._values import format_value
-from oobleck.adapters.base import DemoTurns, describe_fields, type_hint
+from oobleck.adapters.base import DemoTurns, bounded_parse, describe_fields, type_hint
 from oobleck.errors import ParseError
 from oobleck.lm.base import Capabilities
 from oobleck.lm.types import Message
@@ -27,7 +27,8 @@ from oobleck.signature import Signature
 
 __all__ = ["ChatAdapter"]
 
-_MARKER = re.compile(r"(?<!\\)\[\[ ## (\w+) ## \]\]")
+# A field name is any Python identifier, combining marks included (which ``\w`` misses).
+_MARKER = re.compile(r"(?<!\\)\[\[ ## ([^\s\[\]#]+) ## \]\]")
 _ESCAPABLE = re.compile(r"(\\*)(\[\[ ## )")
 _ESCAPED = re.compile(r"\\(\\*)(\[\[ ## )")
 COMPLETED = "[[ ## completed ## ]]"
@@ -115,6 +116,7 @@ class ChatAdapter(DemoTurns):
         types = {f.name: f.type for f in signature.output_fields.values()}
         return format_fields(values, types)
 
+    @bounded_parse
     def parse(self, signature: Signature, text: str) -> dict[str, Any]:
         """Read each output field's section and validate it against the field's type.
 
@@ -123,7 +125,7 @@ class ChatAdapter(DemoTurns):
         """
         outputs = signature.output_fields
         sections: dict[str, str] = {}
-        matches = list(_MARKER.finditer(text))
+        matches = [m for m in _MARKER.finditer(text) if m.group(1).isidentifier()]
         for i, m in enumerate(matches):
             name = m.group(1)
             end = matches[i + 1].start() if i + 1 < len(matches) else len(text)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
+from typing_extensions import TypedDict
 
 from oobleck import _types
-from oobleck.adapters.base import DemoTurns, describe_fields
+from oobleck.adapters.base import DemoTurns, bounded_parse, describe_fields
 from oobleck.adapters.chat import format_fields, input_types
 from oobleck.errors import ParseError
 from oobleck.lm.base import Capabilities
@@ -27,11 +28,13 @@ __all__ = ["JSONAdapter", "output_schema"]
 
 @functools.lru_cache(maxsize=256)
 def _schema_for(fields: tuple[Field, ...], name: str) -> dict[str, Any]:
-    model = pydantic.create_model(  # type: ignore[call-overload]  # fields as **kwargs built at run time
+    # A TypedDict, not a BaseModel: its keys may be any field name (``model_config``, ``copy``,
+    # ``json``...) without clashing with BaseModel's attributes; the schema is the same.
+    answer = TypedDict(  # type: ignore[misc]  # fields built at run time
         name or "Output",
-        **{f.name: (f.type, pydantic.Field(..., description=f.desc or None)) for f in fields},
+        {f.name: Annotated[f.type, pydantic.Field(description=f.desc or None)] for f in fields},
     )
-    schema: dict[str, Any] = model.model_json_schema()
+    schema: dict[str, Any] = pydantic.TypeAdapter(answer).json_schema()
     schema["additionalProperties"] = False
     return schema
 
@@ -91,6 +94,7 @@ class JSONAdapter(DemoTurns):
         """The output values as a JSON object."""
         return json.dumps({k: _types.to_jsonable(v) for k, v in values.items()}, ensure_ascii=False)
 
+    @bounded_parse
     def parse(self, signature: Signature, text: str) -> dict[str, Any]:
         """Read the first JSON object in the text and validate each output field.
 
@@ -142,6 +146,13 @@ class JSONAdapter(DemoTurns):
 
 
 def _first_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in the text, or None.
+
+    Raises:
+        UnreadableJSON: the text nests deeper than the answer limit, or the object holds an
+            invalid Unicode escape.
+    """
+    _types.check_nesting(text)
     decoder = json.JSONDecoder()
     start = text.find("{")
     while start != -1:
@@ -151,6 +162,7 @@ def _first_object(text: str) -> dict[str, Any] | None:
             start = text.find("{", start + 1)
             continue
         if isinstance(obj, dict):
+            _types.check_value(obj)
             return obj
         start = text.find("{", start + 1)
     return None

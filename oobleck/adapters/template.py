@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 from oobleck import _types
 from oobleck.adapters._values import format_value
-from oobleck.adapters.base import Adapter, demo_turns, describe_fields, type_hint
+from oobleck.adapters.base import Adapter, bounded_parse, demo_turns, describe_fields, type_hint
 from oobleck.adapters.chat import ChatAdapter, _parse_field
 from oobleck.adapters.json import JSONAdapter, _first_object, output_schema
 from oobleck.errors import ConfigError, ParseError
@@ -193,6 +193,7 @@ class TemplateAdapter:
 
     # ---- parsing ----
 
+    @bounded_parse
     def parse(self, signature: Signature, text: str) -> dict[str, Any]:
         """Read a JSON object, else ``Name: value`` lines, else (one output field) the whole text.
 
