@@ -226,8 +226,11 @@ def load(
             or does not fit ``program``.
     """
     source = str(path)
-    raw = read_regular(path, what="artifact", max_bytes=schema.MAX_BYTES)
-    data = schema.parse_text(raw, source=source)
+    # The bytes are dropped once decoded and the text once parsed: a large artifact is never
+    # held three times over.
+    text = schema.decode_text(read_regular(path, what="artifact", max_bytes=schema.MAX_BYTES), source=source)
+    data = schema.parse_text(text, source=source)
+    del text
     return _from_data(
         data,
         base_dir=Path(path).parent,
