@@ -68,6 +68,10 @@ class AdapterRecord(_Record):
     #: Why this adapter: named on the predictor, in the context, or the default for the
     #: backend's capabilities (absent in artifacts written before oobleck recorded it).
     reason: Annotated[str, Field(max_length=1000)] | None = None
+    #: True: no adapter was named, so the loaded predictor chooses it (and, in mode "auto",
+    #: whether to score) for the LM in use at each call; ``name`` is then the adapter the
+    #: stored template was rendered with. Written only when true.
+    auto: bool = False
 
 
 class PredictorRecord(_Record):
