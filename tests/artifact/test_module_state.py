@@ -155,3 +155,44 @@ def test_a_knn_saved_without_its_state_or_program_fails_at_load(tmp_path):
     path, doc = _knn(tmp_path)
     doc["program"]["children"] = []
     assert "the program it wraps ('program')" in _load_broken(path, doc)
+
+
+# ---------------------------------------------------------------- retrieval programs
+
+
+def _rag_and_multihop(tmp_path: Path) -> list[tuple[Path, dict]]:
+    from oobleck.modules.multihop import MultiHop
+    from oobleck.modules.rag import RAG
+    from oobleck.retrieve import BM25Index
+
+    corpus = [{"id": "1", "title": "Nepal", "text": "Kathmandu is the capital of Nepal."}]
+    index = BM25Index(corpus, show_progress=False)
+    (tmp_path / "rag").mkdir()
+    (tmp_path / "hop").mkdir()
+    return [_saved(tmp_path / "rag", RAG(index, k=1)), _saved(tmp_path / "hop", MultiHop(index, hops=2, k=1))]
+
+
+@pytest.mark.parametrize("step", ["retrieve", "answer", "generate_answer"])
+def test_a_retrieval_program_without_a_step_fails_at_load(tmp_path, step):
+    checked = 0
+    for path, doc in _rag_and_multihop(tmp_path):
+        children = doc["program"]["children"]
+        if not any(c["attr"] == step for c in children):
+            continue
+        doc["program"]["children"] = [c for c in children if c["attr"] != step]
+        assert f"('{step}')" in _load_broken(path, doc)
+        checked += 1
+    assert checked
+
+
+def test_a_retrieve_step_with_a_malformed_flag_fails_at_load(tmp_path):
+    path, doc = _rag_and_multihop(tmp_path)[0]
+    retrieve = next(c for c in doc["program"]["children"] if c["attr"] == "retrieve")["value"]
+    retrieve["extra"]["search_on_render"] = "no"
+    assert "search_on_render must be true or false" in _load_broken(path, doc)
+
+
+def test_a_rag_saved_without_its_state_fails_at_load(tmp_path):
+    path, doc = _rag_and_multihop(tmp_path)[0]
+    del doc["program"]["extra"]
+    assert "RAG query_field None" in _load_broken(path, doc)
