@@ -204,3 +204,14 @@ def test_an_old_scored_artifact_keeps_loading_as_scored(tmp_path):
     assert old.mode == "score" and isinstance(old.adapter, TemplateAdapter)
     after = [old(text=t) for t in TEXTS]
     assert [(a.label, a.probabilities) for a in after] == [(b.label, b.probabilities) for b in before]
+
+
+def test_export_renders_an_auto_adapter_for_the_lm_in_use(tmp_path):
+    from oobleck.artifact import export_messages
+
+    save(_program(), tmp_path / "p.json")
+    structured = KINDS["json schema"]()
+    with_lm = export_messages(load(tmp_path / "p.json", lm=structured), text="ok")
+    assert with_lm == [m.model_dump() for m in _program(lm=structured).render(text="ok")]
+    without_lm = export_messages(load(tmp_path / "p.json"), text="ok")
+    assert without_lm == [m.model_dump() for m in _program().render(text="ok")] != with_lm
