@@ -1034,6 +1034,48 @@ def scripts_table(_: dict[str, Any]) -> str:
     )
 
 
+# ---------------------------------------------------------------------------- artifact loading
+
+
+@renderer("artifact_load")
+def artifact_load_table(d: dict[str, Any]) -> str:
+    mib = 1024 * 1024
+
+    def side(m: dict[str, Any] | None, size: int) -> list[str]:
+        if not m:
+            return ["not measured", ""]
+        if m.get("error"):
+            return [f"{m['seconds']:.1f}" if "seconds" in m else "–", f"**{m['error']}** under the cap"]
+        return [f"{m['seconds']:.1f}", f"{m['load_bytes'] / mib:,.0f} MiB ({m['load_bytes'] / size:.1f}×)"]
+
+    rows = []
+    for r in d["rows"]:
+        size = r["file_bytes"]
+        shape = "one long demo" if r["shape"] == "long" else f"{r['demos']:,} demos of 1.2 KB"
+        rows.append([shape, f"{size / mib:.0f}", *side(r.get("before"), size), *side(r.get("after"), size)])
+    before = d.get("before_commit") or "not measured"
+    cap = f"{d['cap_bytes'] / 1024**3:g} GiB" if d.get("cap_bytes") else "none"
+    t = table(
+        [
+            "artifact",
+            "file MiB",
+            f"before (`{before}`) s",
+            "before: load's peak memory (× file)",
+            "after s",
+            "after: load's peak memory (× file)",
+        ],
+        ["l", "r", "r", "r", "r", "r"],
+        rows,
+    )
+    met = "**met**" if d["goal_met"] else "**not met**"
+    goal = (
+        f"Goal: the load's own peak memory under 4× the file size, for every size: {met}. Each load ran in a "
+        f"fresh process under an address-space cap of {cap}; the peak is the process's VmHWM, reset once "
+        "oobleck was imported, minus its RSS then."
+    )
+    return block(t, goal, provenance(d))
+
+
 # ---------------------------------------------------------------------------- rewriting
 
 

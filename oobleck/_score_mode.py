@@ -47,6 +47,7 @@ __all__ = [
     "ScoreMode",
     "ScoreSettings",
     "check_settings",
+    "dump_auto_state",
     "dump_state",
     "load_state",
     "prior_key",
@@ -314,11 +315,10 @@ STATE_KEYS = frozenset({"mode", "calibration", "score_norm", "calibration_state"
 
 
 def dump_state(settings: ScoreSettings, memo: PriorMemo, prompt: str) -> dict[str, Any]:
-    """What an artifact keeps of a predictor that scores here.
+    """What an artifact keeps of a predictor named ``mode="score"``.
 
-    The mode is saved as resolved (``"score"``) with the calibration in use, so the loaded
-    program, whose adapter the artifact fixes, answers the same way; and the prior for
-    ``prompt``, fitted or estimated (:meth:`ScoreSettings.current`), when there is one.
+    The mode, the calibration in use, and the prior for ``prompt``, fitted or estimated
+    (:meth:`ScoreSettings.current`), when there is one.
     """
     extra: dict[str, Any] = {"mode": "score"}
     method = settings.method
@@ -332,10 +332,32 @@ def dump_state(settings: ScoreSettings, memo: PriorMemo, prompt: str) -> dict[st
     return extra
 
 
+def dump_auto_state(settings: ScoreSettings, memo: PriorMemo, prompt: str) -> dict[str, Any]:
+    """What an artifact keeps of a ``mode="auto"`` predictor with the default adapter.
+
+    The mode stays ``"auto"`` (not written): the loaded program scores or generates as the LM
+    it is called with allows, exactly as the program did before it was saved. Written only
+    when they are not the defaults: the calibration setting, the score normalisation, and the
+    prior in use under ``prompt`` (fitted by :func:`oobleck.calibrate`, or estimated on a first
+    scored call), which the loaded program uses when it scores under the same prompt.
+    """
+    extra: dict[str, Any] = {}
+    if settings.calibration != "auto":
+        extra["calibration"] = settings.calibration
+    if settings.score_norm != "sum":
+        extra["score_norm"] = settings.score_norm
+    # the prior under this prompt, else the fitted one (saved without its LM, the prompt here
+    # is the one for no LM: the fitted prior keeps the prompt it was fitted under)
+    state = (settings.current(memo, prompt) or settings.fitted) if settings.method is not None else None
+    if state is not None:
+        extra["calibration_state"] = state.to_data()
+    return extra
+
+
 def load_state(
     extra: Mapping[str, Any], signature: Signature
-) -> tuple[Mode, Literal["auto", "contextual", "batch"], ScoreNorm, Calibration | None]:
-    """Read what :func:`dump_state` wrote (untrusted: every value is checked first).
+) -> tuple[Mode, CalibrationSetting, ScoreNorm, Calibration | None]:
+    """Read what :func:`dump_state` or :func:`dump_auto_state` wrote (untrusted: every value is checked first).
 
     Returns:
         The mode, the calibration, the score normalisation and the saved prior (or None).
@@ -346,27 +368,33 @@ def load_state(
     """
     mode = extra.get("mode", "auto")
     if mode not in _MODES:
-        raise ArtifactError(f"mode must be 'generate' or 'score', got {mode!r}")
+        raise ArtifactError(f"mode must be 'auto', 'generate' or 'score', got {mode!r}")
     calibration = extra.get("calibration", "auto")
-    if calibration not in ("auto", "contextual", "batch"):
-        raise ArtifactError(f"calibration must be 'contextual' or 'batch', got {calibration!r}")
+    if calibration not in _CALIBRATIONS:
+        raise ArtifactError(f"calibration must be 'contextual', 'batch' or null, got {calibration!r}")
     score_norm = extra.get("score_norm", "sum")
     if score_norm not in ("sum", "mean"):
         raise ArtifactError(f"score_norm must be 'sum' or 'mean', got {score_norm!r}")
+    if mode == "generate":
+        if set(extra) & {"calibration", "score_norm", "calibration_state"}:
+            raise ArtifactError("calibration settings are saved only for a predictor in mode 'score' or 'auto'")
+        return mode, calibration, score_norm, None
     state = None
-    if mode == "score":
+    if "calibration_state" in extra:
         try:
             labels = json_labels(signature)
         except ConfigError as exc:
             raise ArtifactError(str(exc)) from None
-        if "calibration_state" in extra:
-            state = Calibration.from_data(extra["calibration_state"], labels=labels, score_norm=score_norm)
-            if state.method != calibration:
-                raise ArtifactError(
-                    f"the saved prior was fitted by {state.method!r} calibration but calibration is {calibration!r}"
-                )
-        elif calibration == "batch":
+        state = Calibration.from_data(extra["calibration_state"], labels=labels, score_norm=score_norm)
+        if calibration != "auto" and state.method != calibration:
+            raise ArtifactError(
+                f"the saved prior was fitted by {state.method!r} calibration but calibration is {calibration!r}"
+            )
+    elif mode == "score":
+        try:
+            json_labels(signature)
+        except ConfigError as exc:
+            raise ArtifactError(str(exc)) from None
+        if calibration == "batch":
             raise ArtifactError("calibration 'batch' was saved without its fitted prior (calibration_state)")
-    elif set(extra) & {"calibration", "score_norm", "calibration_state"}:
-        raise ArtifactError("calibration settings are saved only for a predictor in mode 'score'")
     return mode, calibration, score_norm, state

@@ -179,13 +179,18 @@ class Predict(Module):
     def dump_extra(self, files: Any) -> dict[str, Any] | None:
         """Score mode, calibration and soft prompt for an artifact (tensors go to a side file).
 
-        The mode is saved as resolved here: an ``"auto"`` predictor that scores on its LM is
-        saved as ``mode="score"`` with the calibration it uses, so the loaded program (whose
-        adapter is fixed by the artifact) answers the same way.
+        A named mode is saved as named. The default ``"auto"`` stays ``"auto"`` while the
+        adapter is the default too (both are resolved against the LM in use when the loaded
+        program is called), with the calibration setting and the prior in use here, if any.
         """
         extra: dict[str, Any] = {}
-        if self.mode == "score" or (self.mode == "auto" and self.mode_choice()[0] == "score"):
-            extra.update(_score_mode.dump_state(self._score_settings(), self._priors, self.prompt_fingerprint()))
+        settings = self._score_settings()
+        if self.mode == "score":
+            extra.update(_score_mode.dump_state(settings, self._priors, self.prompt_fingerprint()))
+        elif self.mode == "generate":
+            extra["mode"] = "generate"
+        elif self.adapter_is_default():
+            extra.update(_score_mode.dump_auto_state(settings, self._priors, self.prompt_fingerprint()))
         prompt = self.soft_prompt
         if prompt is not None:
             name = f"soft-{prompt.sha256[:24]}.safetensors"
@@ -227,6 +232,14 @@ class Predict(Module):
         self.adapter_reason = None
 
     # ---- resolution ----
+
+    def adapter_is_default(self) -> bool:
+        """Whether no adapter is named here (on the predictor or in the context).
+
+        Then the adapter, and with ``mode="auto"`` the mode, follow the LM's capabilities at
+        each call; an artifact saves them as ``auto``.
+        """
+        return self.adapter is None and current().adapter is None
 
     def resolve_lm(self) -> LM:
         """The LM this predictor uses here: its own, else the context's."""
@@ -317,10 +330,14 @@ class Predict(Module):
         adapter, reason = self.adapter_choice()
         return [RenderedCall("self", self.render(**inputs), adapter.name, reason)]
 
-    def template(self) -> list[Message]:
-        """The messages with ``{field}`` placeholders where the inputs go."""
+    def template(self, *, adapter: Adapter | None = None) -> list[Message]:
+        """The messages with ``{field}`` placeholders where the inputs go.
+
+        Args:
+            adapter: render with this adapter (default: the one this predictor uses here).
+        """
         inputs = {name: Placeholder("{" + name + "}") for name in self.signature.input_fields}
-        return self.resolve_adapter().render(self.signature, demos=self.demos, inputs=inputs)
+        return (adapter or self.resolve_adapter()).render(self.signature, demos=self.demos, inputs=inputs)
 
     def request(self, /, **inputs: Any) -> LMRequest:
         """The exact LMRequest this predictor sends first for ``inputs`` (no LM call).

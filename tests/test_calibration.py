@@ -198,7 +198,8 @@ def test_a_loaded_calibrated_program_predicts_exactly_as_before(tmp_path):
     before = [program(text=t) for t in ("ok", "bad", "fine")]
     doc, path = _saved(tmp_path, program)
     extra = doc["predictors"][0]["extra"]
-    assert extra["mode"] == "score" and extra["calibration"] == "batch"
+    # the mode stays "auto" (scores on a backend that scores), the calibration as named by calibrate()
+    assert "mode" not in extra and extra["calibration"] == "batch"
     assert extra["calibration_state"]["outputs"]["label"]["labels"] == ["positive", "negative"]
     for loaded in (load(path, lm=lm).predictors["self"], Predict(Sentiment, lm=lm).load(path)):
         assert loaded.calibration_state == program.calibration_state
@@ -208,21 +209,18 @@ def test_a_loaded_calibrated_program_predicts_exactly_as_before(tmp_path):
         ]
 
 
-def test_the_default_contextual_choice_is_saved_as_resolved(tmp_path):
+def test_the_default_mode_and_calibration_are_saved_as_auto_with_the_prior(tmp_path):
     lm = ScoringLM(TABLE)
     p = Predict(Sentiment, lm=lm)
     before = p(text="ok")
     doc, path = _saved(tmp_path, p)
     extra = doc["predictors"][0]["extra"]
-    assert {k: v for k, v in extra.items() if k != "calibration_state"} == {
-        "mode": "score",
-        "calibration": "contextual",
-    }
+    assert set(extra) == {"calibration_state"}  # mode and calibration: "auto", resolved when called
     # the prior estimated on the first call is saved with how it was fitted and for which prompt
     state = extra["calibration_state"]
     assert state["method"] == "contextual" and state["rows"] == 3 and state["prompt"] == p.prompt_fingerprint()
     loaded = load(path, lm=lm).predictors["self"]
-    assert loaded.adapter is not None  # the artifact fixes the adapter; the mode is kept all the same
+    assert loaded.adapter is None and loaded.mode == "auto" and loaded.calibration == "auto"
     assert loaded.prompt_fingerprint() == p.prompt_fingerprint()
     fresh = ScoringLM(TABLE)
     after = loaded.copy()
@@ -261,7 +259,7 @@ def _broken(tmp_path, change) -> str:
         (lambda e: e["calibration_state"].update(score_norm="mean"), "score_norm"),
         (lambda e: e["calibration_state"].update(code="__import__('os')"), "unknown keys"),
         (lambda e: e.update(calibration="contextual"), "fitted by 'batch'"),
-        (lambda e: e.pop("calibration_state"), "without its fitted prior"),
+        (lambda e: e.update(mode="score") or e.pop("calibration_state"), "without its fitted prior"),
         (lambda e: e.update(mode="generate"), "only for a predictor in mode 'score'"),
         (lambda e: e.update(calibration="platt"), "calibration must be"),
         (lambda e: e.update(score_norm="max"), "score_norm must be"),

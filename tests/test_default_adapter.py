@@ -88,16 +88,29 @@ def test_default_adapter_function():
     assert isinstance(default_adapter(None)[0], ChatAdapter)
 
 
-def test_artifact_records_the_choice_and_keeps_it(tmp_path):
+def test_artifact_records_the_default_as_auto_and_resolves_it_per_lm(tmp_path):
     program = Predict(Topic, lm=FakeLM(capabilities=STRUCTURED))
     save(program, tmp_path / "topic.json")
     record = json.loads((tmp_path / "topic.json").read_text())["predictors"][0]["adapter"]
-    assert record["name"] == "template" and "json_schema" in record["reason"]
+    # the template was rendered with the default for the LM it was saved with; the choice is "auto"
+    assert record["name"] == "template" and "json_schema" in record["reason"] and record["auto"] is True
     art = load(tmp_path / "topic.json")
-    assert art.adapter_reasons["self"] == record["reason"]
-    # The loaded program keeps the format it was compiled with, on any backend.
+    assert art.adapter_reasons["self"].startswith("auto: ") and "'template'" in art.adapter_reasons["self"]
+    # The loaded program chooses as the program did: for the LM it is called with.
     loaded = art.predictors["self"]
-    assert isinstance(loaded.resolve_adapter(FakeLM()), TemplateAdapter)
-    assert loaded.adapter_choice()[1] == record["reason"]
+    assert loaded.adapter is None
+    assert isinstance(loaded.resolve_adapter(FakeLM()), ChatAdapter)
+    assert isinstance(loaded.resolve_adapter(FakeLM(capabilities=STRUCTURED)), TemplateAdapter)
+    assert loaded.adapter_choice(FakeLM(capabilities=STRUCTURED))[1] == program.adapter_choice()[1]
     loaded.adapter = ChatAdapter()
+    assert loaded.adapter_choice()[1] == "named on the predictor"
+
+
+def test_a_named_adapter_is_saved_and_loaded_as_named(tmp_path):
+    save(Predict(Topic, adapter=JSONAdapter()), tmp_path / "named.json")
+    record = json.loads((tmp_path / "named.json").read_text())["predictors"][0]["adapter"]
+    assert record["name"] == "json" and "auto" not in record
+    loaded = load(tmp_path / "named.json").predictors["self"]
+    assert isinstance(loaded.resolve_adapter(FakeLM()), JSONAdapter)
+    assert isinstance(loaded.resolve_adapter(FakeLM(capabilities=STRUCTURED)), JSONAdapter)
     assert loaded.adapter_choice()[1] == "named on the predictor"

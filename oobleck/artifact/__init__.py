@@ -31,6 +31,11 @@ A shortened example::
       "schema_version": 1
     }
 
+An adapter no one named is saved with ``"auto": true`` (its ``name`` is the adapter the template
+was rendered with): the loaded predictor chooses its adapter, and with ``mode="auto"`` whether
+to score its labels, for the LM it is called with, as the program did before it was saved. A
+named adapter, mode or calibration loads as named.
+
 Loading reads JSON only: no pickle, no import of any class path named in the file, no code
 from the file. Anything unexpected (corrupt, truncated, newer ``schema_version``, wrong types,
 hostile structure) raises :class:`~oobleck.errors.ArtifactError` saying what is wrong.

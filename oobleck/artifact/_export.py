@@ -66,6 +66,10 @@ def export_messages(
     Returns:
         ``[{"role": "system", "content": ...}, ...]``, ready for ``client.chat.completions.create``.
 
+    A predictor saved with its adapter ``auto`` (none named) renders for the LM set on it
+    (``load(..., lm=...)``) or in ``oobleck.context``, as it would when called; with no LM,
+    in the default for no LM (chat field markers).
+
     Example:
         >>> msgs = export_messages("qa.json", question="2+2?")                          # doctest: +SKIP
         >>> openai.OpenAI().chat.completions.create(model="gpt-4o-mini", messages=msgs)  # doctest: +SKIP

@@ -93,6 +93,11 @@ def resolve_type(name: str, class_path: str, module_types: Mapping[str, type[Mod
     return None
 
 
+def _is_builtin(cls: type, type_name: str | None) -> bool:
+    """Whether ``cls`` is the module class oobleck ships under ``type_name``."""
+    return type_name in _BUILTIN_TYPES and _class_path(cls) == ".".join(_BUILTIN_TYPES[type_name])
+
+
 def _class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -268,6 +273,10 @@ class Builder:
             obj.__dict__[attr] = self.node(child.value, f"{where}.{attr}")
         if cls is not None and record.extra is not None:
             call_load_extra(obj, record.extra, self.files, f"{self.source}: {where} ({record.type})")
+        elif cls is not None and hasattr(cls, "load_extra") and _is_builtin(cls, record.type):
+            # A built-in module always saves its state: without it, its load_extra says what
+            # is missing now rather than an AttributeError at the first call.
+            call_load_extra(obj, {}, self.files, f"{self.source}: {where} ({record.type}, saved without its state)")
         return obj
 
 

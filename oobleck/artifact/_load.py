@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from oobleck._files import ModelPolicy, read_regular
-from oobleck.adapters import adapter_from_name
+from oobleck.adapters import NO_LM_REASON, adapter_from_name
 from oobleck.adapters.base import Adapter
 from oobleck.adapters.template import ADAPTERS
 from oobleck.artifact import _schema as schema
@@ -49,20 +49,24 @@ def build_predictor(
         raise ArtifactError(f"{where} has an unusable signature: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - pydantic building a type from an untrusted schema
         raise ArtifactError(f"{where} has a signature whose types cannot be rebuilt: {exc}") from None
+    # The adapter the stored template was rendered with; the predictor keeps it only if it was
+    # named (an "auto" adapter is chosen for the LM in use at each call).
     adapter = _adapter(record.adapter, adapters, where)
+    auto = is_auto(record.adapter)
     _check_config(record.config, where)
     try:
         LMRequest.model_validate({"messages": [], **record.config})
         predictor = Predict(
             signature,
             demos=[Example(d) for d in record.demos],
-            adapter=adapter,
+            adapter=None if auto else adapter,
             max_retries=record.max_retries,
             **record.config,
         )
     except (ConfigError, ValueError) as exc:
         raise ArtifactError(f"{where} has an invalid decoding config {record.config}: {exc}") from None
-    predictor.adapter_reason = record.adapter.reason
+    if not auto:
+        predictor.adapter_reason = record.adapter.reason
     if record.extra is not None:
         call_load_extra(predictor, record.extra, files, where)
     problem = None
@@ -70,7 +74,7 @@ def build_predictor(
         problem = f"it was saved with adapter {adapter.name!r} version {record.adapter.version}, this one is {adapter.version}"
     else:
         try:
-            rendered = predictor.template()
+            rendered = predictor.template(adapter=adapter)
         except Exception as exc:  # noqa: BLE001 - a demo the adapter cannot render
             raise ArtifactError(f"{where} cannot render its prompt: {type(exc).__name__}: {exc}") from None
         stored = [Message(role=m.role, content=m.content) for m in record.template]
@@ -82,6 +86,25 @@ def build_predictor(
             raise ArtifactError(message)
         warnings.warn(message + "; using the prompt rendered now", ArtifactWarning, stacklevel=4)
     return predictor
+
+
+def is_auto(record: schema.AdapterRecord) -> bool:
+    """Whether a predictor's adapter was left to the LM's capabilities when it was saved.
+
+    Artifacts from before ``auto`` was recorded saved the default without an LM as the chat
+    adapter with the reason :data:`~oobleck.adapters.NO_LM_REASON` ("follows the LM's
+    capabilities once one is"): they load as ``auto``, as that reason promised. An adapter
+    saved as the default for a known LM keeps loading as saved (its mode was saved resolved).
+    """
+    return record.auto or record.reason == NO_LM_REASON
+
+
+def auto_reason(record: schema.AdapterRecord) -> str:
+    """What an Artifact says of an ``auto`` adapter (what ``oobleck inspect`` shows)."""
+    return (
+        "auto: no adapter was named, so it is chosen for the LM in use at each call "
+        f"(the stored template was rendered with {record.name!r}: {record.reason or 'the default'})"
+    )
 
 
 MAX_SAMPLES = 100
@@ -231,8 +254,11 @@ def load(
             or does not fit ``program``.
     """
     source = str(path)
-    raw = read_regular(path, what="artifact", max_bytes=schema.MAX_BYTES)
-    data = schema.parse_text(raw, source=source)
+    # The bytes are dropped once decoded and the text once parsed: a large artifact is never
+    # held three times over.
+    text = schema.decode_text(read_regular(path, what="artifact", max_bytes=schema.MAX_BYTES), source=source)
+    data = schema.parse_text(text, source=source)
+    del text
     return _from_data(
         data,
         base_dir=Path(path).parent,
@@ -333,7 +359,8 @@ class Artifact:
         templates: the prompt templates stored in the file, by predictor.
         lm_identities: the LM identity each predictor was saved with (None when it had none).
         adapter_reasons: why each predictor got its adapter when it was saved (named, or the
-            default for its backend's capabilities; None in artifacts that predate it).
+            default for its backend's capabilities; None in artifacts that predate it), or,
+            starting ``"auto:"``, that none was named so the LM in use at each call decides.
         class_path: the import path of the program's class (information only, never imported).
         oobleck_version: the version that wrote the file.
         schema_version: the artifact format version.
@@ -357,7 +384,7 @@ class Artifact:
             {r.name: r.lm for r in doc.predictors}
         )
         self.adapter_reasons: Mapping[str, str | None] = types.MappingProxyType(
-            {r.name: r.adapter.reason for r in doc.predictors}
+            {r.name: auto_reason(r.adapter) if is_auto(r.adapter) else r.adapter.reason for r in doc.predictors}
         )
         root = doc.program
         self.class_path: str | None = getattr(root, "class_", None)

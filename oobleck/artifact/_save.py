@@ -115,6 +115,8 @@ def _predictor_record(name: str, p: Predict, files: SideFiles) -> dict[str, Any]
             "version": adapter.version,
             "options": adapter.options(),
             "reason": reason,
+            # not named: the loaded predictor chooses its adapter for the LM it is called with
+            **({"auto": True} if p.adapter_is_default() else {}),
         },
         "config": schema.jsonable(dict(p.config), where=f"{where} config"),
         "max_retries": p.max_retries,

@@ -7,7 +7,6 @@ unknown keys). Class paths in a file are strings to show, never something to imp
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -69,6 +68,10 @@ class AdapterRecord(_Record):
     #: Why this adapter: named on the predictor, in the context, or the default for the
     #: backend's capabilities (absent in artifacts written before oobleck recorded it).
     reason: Annotated[str, Field(max_length=1000)] | None = None
+    #: True: no adapter was named, so the loaded predictor chooses it (and, in mode "auto",
+    #: whether to score) for the LM in use at each call; ``name`` is then the adapter the
+    #: stored template was rendered with. Written only when true.
+    auto: bool = False
 
 
 class PredictorRecord(_Record):
@@ -251,24 +254,34 @@ def _no_constant(name: str) -> Any:
     raise ArtifactError(f"the artifact contains {name}, which is not JSON; replace it with null or a string")
 
 
+def decode_text(raw: bytes, *, source: str) -> str:
+    """The text of an artifact file: UTF-8 (a leading byte-order mark is dropped), size checked.
+
+    Raises:
+        ArtifactError: over :data:`MAX_BYTES`, or not UTF-8.
+    """
+    if len(raw) > MAX_BYTES:
+        raise ArtifactError(f"{source} is {len(raw)} bytes; artifacts are limited to {MAX_BYTES} bytes")
+    try:
+        # utf-8-sig drops a byte-order mark without copying the bytes first
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(
+            f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}); it is not an artifact"
+        ) from None
+
+
 def parse_text(text: str | bytes, *, source: str) -> dict[str, Any]:
     """Parse artifact text into JSON data, checking size, encoding, nesting and format marker.
 
     Raises:
         ArtifactError: anything that is not an oobleck artifact this version can read.
     """
-    if isinstance(text, bytes) and text.startswith(b"\xef\xbb\xbf"):
-        text = text[3:]
-    if len(text) > MAX_BYTES:
-        raise ArtifactError(f"{source} is {len(text)} bytes; artifacts are limited to {MAX_BYTES} bytes")
     if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ArtifactError(
-                f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start}); it is not an artifact"
-            ) from None
-    if not text.strip():
+        text = decode_text(text, source=source)
+    elif len(text) > MAX_BYTES:
+        raise ArtifactError(f"{source} is {len(text)} characters; artifacts are limited to {MAX_BYTES} bytes")
+    if not text or text.isspace():  # (not text.strip(): that copies the whole text)
         raise ArtifactError(f"{source} is empty; expected an oobleck artifact (JSON)")
     check_text_depth(text, source=source)
     try:
@@ -289,22 +302,31 @@ def parse_text(text: str | bytes, *, source: str) -> dict[str, Any]:
     return data
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# A whole string (possessive, so the regex engine keeps no backtracking state per character;
+# an unterminated one runs to the end of the text, so no quote is scanned twice) or a bracket.
+# Matching strings with a plain ``(?:[^"\\]|\\.)*`` kept a frame per character: gigabytes
+# of memory for a long string, the whole cost of loading a large artifact.
+_TOKEN = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\Z)|[\[\]{}]', re.S)
 
 
 def check_text_depth(text: str, *, source: str, limit: int = MAX_DEPTH) -> None:
     """Refuse JSON text nested deeper than ``limit`` before parsing it.
 
     The parser recurses once per level, so deep text (``"[" * 100_000``) must be refused
-    without parsing: strings are blanked out, then the brackets left are counted.
+    without parsing. One pass counts the brackets outside strings, in constant memory and
+    time linear in the text.
     """
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    if len(brackets) <= 2 * limit:
-        return
-    if max(itertools.accumulate(_STEP[c] for c in brackets)) > limit + 1:
-        raise ArtifactError(f"{source} nests JSON deeper than {limit} levels; artifacts never do")
+    depth = 0
+    for match in _TOKEN.finditer(text):
+        char = text[match.start()]
+        if char == '"':
+            continue
+        if char in "[{":
+            depth += 1
+            if depth > limit + 1:
+                raise ArtifactError(f"{source} nests JSON deeper than {limit} levels; artifacts never do")
+        else:
+            depth -= 1
 
 
 def check_depth(data: Any, *, source: str, limit: int = MAX_DEPTH) -> None:

@@ -245,12 +245,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             "",
             f"== predictor {name} ==",
             f"signature  {p.signature}",
-            f"adapter    {p.resolve_adapter().name} v{p.resolve_adapter().version}    demos {len(p.demos)}    "
+            f"adapter    {_adapter_shown(p)}    demos {len(p.demos)}    "
             + f"max_retries {p.max_retries if p.max_retries is not None else '-'}",
             f"           ({art.adapter_reasons[name] or 'why: not recorded'})",
             f"config     {json.dumps(p.config, sort_keys=True)}    lm {json.dumps(lm, sort_keys=True) if lm else '-'}",
         ]
-        if p.mode == "score":
+        if p.mode == "score" or (p.mode == "auto" and p.calibration_state is not None):
             state = p.calibration_state
             how = (
                 state.describe()
@@ -259,12 +259,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 if p.calibration == "contextual"
                 else "none"
             )
-            out.append(f"scoring    labels ranked by likelihood, score_norm {p.score_norm}; calibration {how}")
+            out.append(
+                f"scoring    labels ranked by likelihood, score_norm {p.score_norm}; calibration {how}"
+                + ("" if p.mode == "score" else " (mode auto: on a backend that scores; generated elsewhere)")
+            )
         messages = p.render(**inputs) if inputs else art.templates[name]
         for m in messages:
             out += [f"--- {m.role} ---", m.content]
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def _adapter_shown(p: Any) -> str:
+    """The adapter line of ``inspect``: the named one, or "auto" (chosen for the LM at each call)."""
+    adapter = p.resolve_adapter()
+    if p.adapter_is_default():
+        return f"auto (for the LM in use; {adapter.name} v{adapter.version} without one)"
+    return f"{adapter.name} v{adapter.version}"
 
 
 def _top_candidates(provenance: dict[str, Any], top: int) -> list[str]:

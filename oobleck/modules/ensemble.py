@@ -150,10 +150,24 @@ class Ensemble(Module):
         return {"size": self.size, "seed": self.seed, "reduce": getattr(self.reduce, "__name__", None)}
 
     def load_extra(self, extra: Mapping[str, Any], files: Any) -> None:
-        """Restore what :meth:`dump_extra` saved."""
-        self.size = extra.get("size")
-        self.seed = int(extra.get("seed", 0))
-        name = extra.get("reduce")
+        """Restore what :meth:`dump_extra` saved (untrusted: every value is checked here).
+
+        Raises:
+            ConfigError: the members are missing or not modules, or ``size``, ``seed`` or
+                ``reduce`` is missing or out of range (the loader reports it as an ArtifactError).
+        """
+        programs = self.__dict__.get("programs")
+        if not isinstance(programs, list) or not programs or not all(isinstance(p, Module) for p in programs):
+            raise ConfigError("a saved Ensemble needs a non-empty list of member programs ('programs')")
+        missing = [key for key in ("size", "seed", "reduce") if key not in extra]
+        if missing:
+            raise ConfigError(f"the saved Ensemble state lacks {missing}; it was written by Ensemble.dump_extra")
+        size, seed, name = extra["size"], extra["seed"], extra["reduce"]
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= len(programs)):
+            raise ConfigError(f"Ensemble size must be null or an int within 1..{len(programs)}, got {size!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ConfigError(f"Ensemble seed must be an int, got {seed!r}")
         if name not in ("majority", None):
             raise ConfigError(f"the saved ensemble used the reducer {name!r}; set ensemble.reduce after loading")
+        self.size, self.seed = size, seed
         self.reduce = majority if name == "majority" else None

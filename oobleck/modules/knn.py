@@ -131,16 +131,55 @@ class KNNFewShot(Module):
         }
 
     def load_extra(self, extra: Mapping[str, Any], files: Any) -> None:
-        """Restore what :meth:`dump_extra` saved (the embedder is rebuilt from its config)."""
+        """Restore what :meth:`dump_extra` saved (the embedder is rebuilt from its config).
+
+        Untrusted: everything a call uses is checked here, so a malformed artifact fails at
+        load, not at its first call.
+
+        Raises:
+            ConfigError: the wrapped program, ``k``, ``input_fields``, ``pool``, ``embedder``
+                or ``embeddings`` is missing or malformed (the loader reports it as an
+                ArtifactError).
+        """
+        import numpy as np
+
         from oobleck.retrieve.embedders import embedder_from_config
 
-        self.k = int(extra["k"])
-        self.input_fields = extra.get("input_fields")
-        self.pool = [from_data(row) for row in extra["pool"]]
-        self.embedder = embedder_from_config(_checked_embedder(extra["embedder"], files))
-        self.embeddings = files.read_array(extra["embeddings"])
-        if len(self.embeddings) != len(self.pool):
-            raise ConfigError(f"KNNFewShot state has {len(self.pool)} rows but {len(self.embeddings)} embeddings")
+        if not isinstance(self.__dict__.get("program"), Module):
+            raise ConfigError("a saved KNNFewShot needs the program it wraps ('program')")
+        missing = [key for key in ("k", "pool", "embedder", "embeddings") if key not in extra]
+        if missing:
+            raise ConfigError(f"the saved KNNFewShot state lacks {missing}; it was written by KNNFewShot.dump_extra")
+        k, fields, rows = extra["k"], extra.get("input_fields"), extra["pool"]
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ConfigError(f"KNNFewShot k must be an int >= 1, got {k!r}")
+        if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
+            raise ConfigError(f"KNNFewShot input_fields must be null or a list of names, got {fields!r}")
+        if not isinstance(rows, list) or not rows:
+            raise ConfigError("KNNFewShot pool must be a non-empty list of rows")
+        pool = []
+        for i, row in enumerate(rows):
+            if not (isinstance(row, Mapping) and isinstance(row.get("fields"), Mapping) and row.get("inputs")):
+                raise ConfigError(f"KNNFewShot pool[{i}] must be a row with its fields and its input names")
+            inputs = row["inputs"]
+            if not isinstance(inputs, list) or not all(isinstance(n, str) and n in row["fields"] for n in inputs):
+                raise ConfigError(f"KNNFewShot pool[{i}] names inputs {inputs!r} that are not among its fields")
+            pool.append(from_data(row))
+        embedder = embedder_from_config(_checked_embedder(extra["embedder"], files))
+        if not isinstance(extra["embeddings"], str):
+            raise ConfigError(f"KNNFewShot embeddings must name a side file, got {extra['embeddings']!r}")
+        matrix = files.read_array(extra["embeddings"])
+        if matrix.ndim != 2 or matrix.dtype.kind != "f" or matrix.shape[0] != len(pool):
+            raise ConfigError(
+                f"KNNFewShot embeddings must be a float matrix with one row per pool row ({len(pool)}), "
+                f"got a {matrix.dtype} array of shape {matrix.shape}"
+            )
+        dim = getattr(embedder, "dim", None)
+        if isinstance(dim, int) and matrix.shape[1] != dim:
+            raise ConfigError(f"KNNFewShot embeddings have {matrix.shape[1]} columns; the embedder makes {dim}")
+        if not np.isfinite(matrix).all():
+            raise ConfigError("KNNFewShot embeddings hold NaN or infinite values")
+        self.k, self.input_fields, self.pool, self.embedder, self.embeddings = k, fields, pool, embedder, matrix
 
     def __repr__(self) -> str:
         return f"KNNFewShot(k={self.k}, pool={len(self.pool)}, embedder={self.embedder!r}, program={self.program!r})"

@@ -174,6 +174,11 @@ class MultiHop(Module):
 
     def load_extra(self, extra: dict[str, Any], files: Any) -> None:
         """Restore the search settings, checking them against the saved steps."""
+        if not isinstance(self.__dict__.get("retrieve"), Retrieve):
+            raise ConfigError("a saved MultiHop needs its retrieval step ('retrieve')")
+        answer = self.__dict__.get("generate_answer")
+        if not isinstance(answer, Module) or not answer.predictors():
+            raise ConfigError("a saved MultiHop needs its answer step ('generate_answer')")
         cap = extra.get("max_passages")
         if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
             raise ConfigError(f"MultiHop max_passages must be a positive int or null, got {cap!r}")

@@ -121,7 +121,11 @@ class RAG(Module):
         return {"query_field": self.query_field}
 
     def load_extra(self, extra: dict[str, Any], files: Any) -> None:
-        """Restore the query field."""
+        """Restore the query field (checking the saved steps are there: a call needs both)."""
+        if not isinstance(self.__dict__.get("retrieve"), Retrieve):
+            raise ConfigError("a saved RAG needs its retrieval step ('retrieve')")
+        if not isinstance(self.__dict__.get("answer"), Module) or not self.answer.predictors():
+            raise ConfigError("a saved RAG needs its answer step ('answer')")
         field = extra.get("query_field")
         if not isinstance(field, str) or field not in program_inputs(self._answer_signature()):
             raise ConfigError(f"RAG query_field {field!r} is not an input of the saved answer step")

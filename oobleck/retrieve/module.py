@@ -124,7 +124,10 @@ class Retrieve(Module):
         from oobleck.retrieve import store
 
         self.k = check_k(extra.get("k", 3))
-        self.search_on_render = bool(extra.get("search_on_render", False))
+        flag = extra.get("search_on_render", False)
+        if not isinstance(flag, bool):
+            raise ConfigError(f"Retrieve search_on_render must be true or false, got {flag!r}")
+        self.search_on_render = flag
         self.retriever = None
         self.unbound_reason = None
         if extra.get("retriever") is None:
