@@ -169,33 +169,21 @@ def _extra(**values: Any) -> Any:
     return lambda doc: doc["program"]["extra"].update(values)
 
 
-# Found by the property above (with more examples than the suite runs); the fixes belong to
-# the module classes' load_extra and the graph loader. Strict: a fix turns these into failures
-# that say to drop the mark.
-_OPEN = pytest.mark.xfail(
-    strict=True,
-    raises=(AttributeError, TypeError, ValueError, AssertionError),
-    reason="a malformed module extra loads, then fails with a Python exception (issue 20)",
-)
-
-
+# Found by the property above (with more examples than the suite runs).
 @pytest.mark.parametrize(
     ("name", "change"),
     [
-        pytest.param("ensemble", _drop("extra"), marks=_OPEN, id="ensemble-without-extra"),
-        pytest.param("ensemble", _extra(size="2"), marks=_OPEN, id="ensemble-size-a-string"),
-        pytest.param("ensemble", _extra(size=0), marks=_OPEN, id="ensemble-size-zero"),
-        pytest.param("ensemble", _extra(size=2.0), marks=_OPEN, id="ensemble-size-a-float"),
+        pytest.param("ensemble", _drop("extra"), id="ensemble-without-extra"),
+        pytest.param("ensemble", _extra(size="2"), id="ensemble-size-a-string"),
+        pytest.param("ensemble", _extra(size=0), id="ensemble-size-zero"),
+        pytest.param("ensemble", _extra(size=2.0), id="ensemble-size-a-float"),
         pytest.param("ensemble", _extra(seed=[1]), id="ensemble-seed-a-list"),
-        pytest.param(
-            "knn", lambda doc: doc["program"].update(children=[]), marks=_OPEN, id="knn-without-its-predictor"
-        ),
-        pytest.param("knn", _drop("extra"), marks=_OPEN, id="knn-without-extra"),
+        pytest.param("knn", lambda doc: doc["program"].update(children=[]), id="knn-without-its-predictor"),
+        pytest.param("knn", _drop("extra"), id="knn-without-extra"),
         pytest.param("knn", _extra(pool=[]), id="knn-empty-pool"),
         pytest.param(
             "knn",
             lambda doc: doc["program"]["extra"]["embedder"].update(dim=1024),
-            marks=_OPEN,
             id="knn-embedder-dim-not-the-embeddings",
         ),
     ],

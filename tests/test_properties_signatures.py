@@ -13,6 +13,7 @@ import builtins
 import json
 import keyword
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -294,3 +295,19 @@ def test_an_input_named_self_is_an_unknown_input_not_a_type_error() -> None:
                 assert "'self'" in str(exc)
             else:
                 raise AssertionError(f"{program!r} took an input named self")
+
+
+def test_a_loaded_artifact_refuses_an_input_named_self_with_input_error(tmp_path: Path) -> None:
+    """The artifact's own call, render and render_calls take ``self`` as an input, not a binding."""
+    from oobleck import InputError, load
+
+    Predict("question -> answer").save(tmp_path / "p.json")
+    artifact = load(tmp_path / "p.json", lm=FakeLM([{"answer": "a"}], cycle=True))
+    assert artifact(question="q").answer == "a"
+    for call in (artifact, artifact.render, artifact.render_calls):
+        try:
+            call(question="q", self="x")
+        except InputError as exc:
+            assert "'self'" in str(exc)
+        else:
+            raise AssertionError(f"{call!r} took an input named self")

@@ -405,21 +405,21 @@ class Artifact:
             return list(next(iter(self.predictors.values())).signature.input_fields)
         return None
 
-    def __call__(self, **inputs: Any) -> Any:
+    def __call__(self, /, **inputs: Any) -> Any:
         """Run the program on ``inputs`` (the LM comes from ``load(lm=)`` or ``oobleck.context``)."""
         return self.program(**inputs)
 
-    async def acall(self, **inputs: Any) -> Any:
+    async def acall(self, /, **inputs: Any) -> Any:
         """Run the program from async code."""
         return await self.program.acall(**inputs)
 
-    def render(self, **inputs: Any) -> list[Message]:
+    def render(self, /, **inputs: Any) -> list[Message]:
         """The exact messages a single-call program sends for ``inputs`` (no LM call)."""
         from oobleck.artifact._export import messages_for
 
         return messages_for(self, None, inputs)
 
-    def render_calls(self, **inputs: Any) -> list[RenderedCall]:
+    def render_calls(self, /, **inputs: Any) -> list[RenderedCall]:
         """The messages of every predictor call the program makes (dry run, no LM call)."""
         return self.program.render_calls(**inputs)
 
