@@ -93,7 +93,7 @@ def check_target(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
         The permission bits the written file gets: the existing file's, or the umask default.
 
     Raises:
-        WriteError: the folder is missing or not a folder; the target is a symlink, not a
+        WriteError: the folder is missing, not a folder or read-only; the target is a symlink, not a
             regular file (a device, FIFO, socket or folder), read-only, or the same file as
             one of ``inputs`` or of the inputs named by :func:`protecting`.
     """
@@ -102,6 +102,11 @@ def check_target(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
     if not folder.is_dir():
         why = "is not a folder" if folder.exists() else "does not exist"
         raise WriteError(f"cannot write {target}: the folder {folder} {why}; create it first or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WriteError(
+            f"cannot write {target}: the folder {folder} is read-only (no permission to create files there); "
+            "choose another folder"
+        )
     try:
         info = os.lstat(target)
     except FileNotFoundError:
