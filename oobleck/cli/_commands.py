@@ -471,8 +471,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     # and neither the artifact nor the checkpoint may be one of the inputs (or each other).
     if args.output:
         check_target(args.output, inputs=[args.checkpoint])
-    if args.checkpoint:
-        check_target(args.checkpoint, inputs=[args.output])
+    if args.checkpoint and os.path.isdir(os.path.dirname(os.path.abspath(args.checkpoint))):
+        check_target(args.checkpoint, inputs=[args.output])  # (a missing folder is made when saving)
     program = program_from(args.program, cot=args.cot)
     inputs = _inputs_of(args, program)
     train = _read_jsonl(args.train, inputs=inputs)
