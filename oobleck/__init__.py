@@ -20,6 +20,7 @@ from oobleck.context import context
 from oobleck.errors import (
     ArtifactError,
     BudgetExceededError,
+    CompileError,
     ConfigError,
     InputError,
     LMConnectionError,
@@ -34,6 +35,7 @@ from oobleck.errors import (
     RetrievalError,
     SignatureError,
     TooManyErrorsError,
+    WriteError,
 )
 from oobleck.example import Example, Prediction
 from oobleck.lm import BaseLM, CachedLM, FakeLM, LMRequest, LMResponse, Message, Usage
@@ -85,6 +87,7 @@ __all__ = [
     "Capabilities",
     "ChainOfThought",
     "ChatAdapter",
+    "CompileError",
     "ConfigError",
     "Embedder",
     "Ensemble",
@@ -135,6 +138,7 @@ __all__ = [
     "TransformersEmbedder",
     "TransformersLM",
     "Usage",
+    "WriteError",
     "calibrate",
     "context",
     "evaluate",

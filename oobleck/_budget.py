@@ -107,6 +107,12 @@ class Budget:
         self._largest_tokens = 0
         #: Called with each run's usage after it finished (a compile's progress bar).
         self.on_charge: Callable[[Usage], None] | None = None
+        #: Requests that got an answer from the LM (a cache hit included), and requests that
+        #: failed before any answer came (the first such error kept): a compile in which every
+        #: request failed has nothing to show (see ``Optimizer.compile``).
+        self.answered = 0
+        self.failed = 0
+        self.first_failure: BaseException | None = None
 
     @property
     def limited(self) -> bool:
@@ -177,6 +183,19 @@ class Budget:
                     b.ledger.record(0, 0, usage)
         if self.on_charge is not None:
             self.on_charge(usage)
+
+    def note_outcome(self, answered: bool, error: BaseException | None) -> None:
+        """Count one request as answered, or as failed with ``error`` (here and in parents)."""
+        if not answered and not isinstance(error, Exception):
+            return  # an interruption is not the LM's failure
+        with _LOCK:
+            for b in self._chain():
+                if answered:
+                    b.answered += 1
+                else:
+                    b.failed += 1
+                    if b.first_failure is None:
+                        b.first_failure = error
 
     # ---- reservations ----
 
@@ -256,6 +275,8 @@ class Ticket:
         self.settled = False
         #: The backend's usage, settled on exit unless something more exact settles first.
         self.fallback: Usage | None = None
+        #: Whether the LM answered (:func:`received`), even if the answer did not parse.
+        self.answered = False
         self._waiting = False
 
     def take(self, calls: int, tokens: int) -> None:
@@ -370,14 +391,17 @@ def sending(request: LMRequest) -> Iterator[Ticket | None]:
         return
     ticket = budget.reserve(request)
     token = _TICKET.set((ticket, request))
+    error: BaseException | None = None
     try:
         yield ticket
     except BaseException as exc:
+        error = exc
         ticket.settle(failed_usage(exc, ticket))
         raise
     finally:
         _TICKET.reset(token)
         ticket.settle(ticket.fallback if ticket.fallback is not None else Usage(calls=ticket.calls))
+        budget.note_outcome(ticket.answered, error)
 
 
 def received(usage: Usage) -> None:
@@ -385,6 +409,7 @@ def received(usage: Usage) -> None:
     current = _TICKET.get()
     if current is not None:
         current[0].fallback = usage
+        current[0].answered = True
 
 
 def settle(usage: Usage) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from oobleck._files import atomic_write, read_regular
 from oobleck._hashing import canonical_json
 from oobleck._version import __version__
-from oobleck.errors import ArtifactError, ConfigError
+from oobleck.errors import ArtifactError, ConfigError, WriteError
 from oobleck.lm.types import Usage, usage_dict
 
 __all__ = ["CHECKPOINT_SCHEMA", "Checkpoint", "Ledger"]
@@ -126,7 +126,10 @@ class Ledger:
             header = json.dumps({"fingerprint": self.fingerprint, "schema_version": CHECKPOINT_SCHEMA}) + "\n"
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, header.encode("utf-8"))
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:  # appended to in place: never through a link put there since it was written
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            raise WriteError(f"cannot append to the budget ledger {self.path}: {exc.strerror or exc}") from None
         return spent
 
     def record(self, calls: int, tokens: int, usage: Usage | None) -> None:

@@ -1,11 +1,15 @@
 """Files oobleck writes and reads: one writer, one set of reading rules, one cache root.
 
-**Writing.** Every file the library makes (artifacts and their side files, index folders,
-checkpoints, soft-prompt training state) goes through :func:`atomic_write`: the bytes go to a
-fresh temporary file in the target's folder (a unique ``mkstemp`` name, so two writers never
-share one), are flushed to disk, and the temporary file is renamed over the target. A reader
-sees the old file or the new one, never half of either; a failed write removes its temporary
-file and leaves the old file as it was; an existing file keeps its permission bits.
+**Writing.** Every file the library or the CLI makes (artifacts and their side files, index
+folders, checkpoints, soft-prompt training state, evaluation results) goes through
+:func:`atomic_write`: the target is refused when it is a symlink, not a regular file (a device,
+FIFO or folder), read-only, or one of the command's inputs (same device and inode, so a symlink
+or hard link to an input is caught; see :func:`protecting`); the bytes go to a fresh temporary
+file in the target's folder (a unique ``mkstemp`` name, so two writers never share one), are
+flushed to disk, and the temporary file is renamed over the target. A reader sees the old file
+or the new one, never half of either; a failed write (a full disk included) removes its
+temporary file and leaves the old file byte for byte as it was; an existing file keeps its
+permission bits. Every refusal or failure is a :class:`~oobleck.errors.WriteError`.
 
 **Reading what an untrusted file points at.** The rules every loader of saved state follows
 (artifacts, their side files, retrieval indexes, soft-prompt tensors), so an artifact stays data
@@ -29,18 +33,28 @@ for a file the user named, and :meth:`ModelPolicy.check` for a model reference.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from oobleck.errors import ArtifactError
+from oobleck.errors import ArtifactError, WriteError
 
-__all__ = ["MAX_FILE_BYTES", "ModelPolicy", "atomic_write", "cache_dir", "read_inside", "read_regular"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "ModelPolicy",
+    "atomic_write",
+    "cache_dir",
+    "check_target",
+    "protecting",
+    "read_inside",
+    "read_regular",
+]
 
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 """The default cap on one file read for an artifact (2 GiB)."""
@@ -48,46 +62,174 @@ MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-_NEW_FILE_MODE = 0o644
 
 
 # ---- writing ----
 
+_INPUTS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("oobleck_write_inputs", default=())
 
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+
+@contextlib.contextmanager
+def protecting(paths: Iterable[str | os.PathLike[str] | None]) -> Iterator[None]:
+    """Within the block, :func:`atomic_write` refuses to replace any of ``paths``.
+
+    A command names its inputs here (training data, the artifact it reads, ...), so no output
+    it writes, side files included, can be one of them under any spelling: the same path, a
+    symlink or a hard link (files are compared by device and inode). ``None`` and ``"-"``
+    (stdin) are skipped.
+    """
+    kept = tuple(os.fspath(p) for p in paths if p is not None and os.fspath(p) != "-")
+    token = _INPUTS.set(_INPUTS.get() + kept)
+    try:
+        yield
+    finally:
+        _INPUTS.reset(token)
+
+
+def check_target(path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str] | None] = ()) -> int:
+    """Check that ``path`` may be written by :func:`atomic_write`, before any work is spent on it.
+
+    Returns:
+        The permission bits the written file gets: the existing file's, or the umask default.
+
+    Raises:
+        WriteError: the folder is missing, not a folder or read-only; the target is a symlink, not a
+            regular file (a device, FIFO, socket or folder), read-only, or the same file as
+            one of ``inputs`` or of the inputs named by :func:`protecting`.
+    """
+    target = Path(path)
+    folder = target.parent
+    if not folder.is_dir():
+        why = "is not a folder" if folder.exists() else "does not exist"
+        raise WriteError(f"cannot write {target}: the folder {folder} {why}; create it first or choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WriteError(
+            f"cannot write {target}: the folder {folder} is read-only (no permission to create files there); "
+            "choose another folder"
+        )
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        return _new_file_mode()
+    except OSError as exc:
+        raise WriteError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise WriteError(
+            f"refusing to write {target}: it is a symlink (to {os.readlink(target)!r}); oobleck never writes "
+            "through a link. Name the real file, or remove the link first"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise WriteError(
+            f"refusing to write {target}: it is {_kind(info.st_mode)}, not a regular file; choose a file path"
+        )
+    for other in (*(os.fspath(p) for p in inputs if p is not None and os.fspath(p) != "-"), *_INPUTS.get()):
+        try:
+            seen = os.stat(other)
+        except OSError:
+            continue  # an input that is gone cannot be destroyed
+        if (seen.st_dev, seen.st_ino) == (info.st_dev, info.st_ino):
+            same = "" if os.path.abspath(other) == os.path.abspath(target) else f" ({target} and {other} are one file)"
+            raise WriteError(
+                f"refusing to write {target}: it is an input of this command ({other}){same}; "
+                "writing it would destroy what was read. Choose another output path"
+            )
+    mode = stat.S_IMODE(info.st_mode)
+    if not mode & 0o222 or not os.access(target, os.W_OK):
+        raise WriteError(
+            f"refusing to write {target}: the file is read-only (mode {mode:o}); make it writable "
+            "(chmod u+w) or choose another path"
+        )
+    return mode
+
+
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes, *, inputs: Iterable[str | os.PathLike[str] | None] = ()
+) -> None:
     """Replace ``path`` with ``data`` so that no reader ever sees half a file.
 
-    The bytes go to a temporary file with a unique name (``mkstemp``) in the same folder, are
-    flushed to disk (``fsync``), and the temporary file is renamed over ``path``. Two writers
-    to one path never share a temporary file; the last rename wins, whole. An existing file's
-    permission bits are kept; a new file gets ``0o644``.
+    The one writer of every file the library and the CLI write. The target is checked first
+    (:func:`check_target`): a symlink, a device, FIFO or folder, a read-only file or one of the
+    command's inputs is refused. The bytes then go to a temporary file with a unique name
+    (``mkstemp``) in the same folder, are flushed to disk (``fsync``), and the temporary file is
+    renamed over ``path``. Two writers to one path never share a temporary file; the last rename
+    wins, whole. An existing file's permission bits are kept; a new file gets the umask default
+    (``0o666`` less the umask). On any error (a full disk included) the temporary file is removed
+    and ``path`` is left byte for byte as it was.
 
     Args:
         path: the file to write; its folder must exist.
         data: the complete new contents.
+        inputs: files the caller read that must not be replaced (beside those of :func:`protecting`).
 
     Raises:
-        OSError: the folder is missing or not writable, or the disk is full. The temporary
-            file is removed and ``path`` is left as it was.
+        WriteError: the target was refused, or writing failed (folder missing or not writable,
+            disk full); nothing was changed.
     """
     target = Path(path)
+    inputs = tuple(inputs)
+    mode = check_target(target, inputs=inputs)
     try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except OSError:  # no file there yet
-        mode = _NEW_FILE_MODE
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(target, exc) from None
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        check_target(target, inputs=inputs)  # again, just before the rename: nothing changed meanwhile
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise _write_error(target, exc) from None
         raise
     _sync_folder(target.parent)
+
+
+def _write_error(target: Path, exc: OSError) -> WriteError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "the disk is full"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = f"no permission to write in {target.parent}"
+    elif exc.errno == errno.ENOENT:
+        why = f"the folder {target.parent} does not exist"
+    else:
+        why = exc.strerror or str(exc)
+    error = WriteError(f"cannot write {target}: {why} ({exc.strerror or exc}); nothing was changed")
+    error.errno = exc.errno
+    return error
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
+def _new_file_mode() -> int:
+    """``0o666`` less the process's umask (read without changing it where the OS allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting it, and put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _sync_folder(folder: Path) -> None:

@@ -17,6 +17,8 @@
     ├── BudgetExceededError                       an optimizer or run hit its call/token limit
     ├── TooManyErrorsError     (also RuntimeError) an evaluation or bootstrap failed too often
     ├── RetrievalError                            a retriever's backend failed (e.g. Qdrant unreachable)
+    ├── WriteError             (also OSError)     a file oobleck was asked to write was refused or failed
+    ├── CompileError           (also RuntimeError) a compile that could not produce a program (every LM call failed)
     └── ArtifactError          (also ValueError)  a saved program that cannot be loaded
 
 Every message says what was expected, what arrived, and how to fix it.
@@ -36,6 +38,7 @@ __all__ = [
     "FATAL",
     "ArtifactError",
     "BudgetExceededError",
+    "CompileError",
     "ConfigError",
     "InputError",
     "LMConnectionError",
@@ -50,6 +53,7 @@ __all__ = [
     "RetrievalError",
     "SignatureError",
     "TooManyErrorsError",
+    "WriteError",
 ]
 
 
@@ -193,6 +197,28 @@ class TooManyErrorsError(OobleckError, RuntimeError):
 
 class ArtifactError(OobleckError, ValueError):
     """A saved program is corrupt, truncated, from a future version, or not an oobleck artifact."""
+
+
+class WriteError(OobleckError, OSError):
+    """A file was not written, and whatever was at its path is unchanged.
+
+    The target is not a regular file (a device, FIFO or folder), is a symlink, is one of the
+    command's own inputs, is read-only, its folder is missing, or the disk is full.
+    """
+
+
+class CompileError(OobleckError, RuntimeError):
+    """A compile produced nothing worth saving: every LM call it made failed.
+
+    Attributes:
+        failed: how many LM calls failed.
+        first: the first of those errors.
+    """
+
+    def __init__(self, message: str, *, failed: int = 0, first: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.failed = failed
+        self.first = first
 
 
 #: The errors that stop an evaluation, a bootstrap or a search at once instead of failing one

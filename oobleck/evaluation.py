@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oobleck import _progress, _types
+from oobleck._files import atomic_write
 from oobleck._run import run_example
 from oobleck._version import __version__
 from oobleck.errors import ConfigError, TooManyErrorsError
@@ -141,10 +143,14 @@ class EvaluationResult:
         }
 
     def to_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as JSON (sorted keys, UTF-8)."""
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump(self.to_dict(), fh, sort_keys=True, indent=1, ensure_ascii=False)
-            fh.write("\n")
+        """Write :meth:`to_dict` as JSON (sorted keys, UTF-8), through the one atomic writer.
+
+        Raises:
+            WriteError: the path was refused (a symlink, device, folder, read-only file or an
+                input of the running command) or the write failed; nothing was changed.
+        """
+        text = json.dumps(self.to_dict(), sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+        atomic_write(path, text.encode("utf-8"))
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         """Write one CSV line per row: index, example fields, ``pred.<field>`` columns, score, error.
@@ -155,30 +161,31 @@ class EvaluationResult:
         ex_keys = _union_keys(r.example.to_dict() for r in self.rows)
         pred_keys = _union_keys(r.prediction.to_dict() for r in self.rows if r.prediction is not None)
         feedback = any(r.feedback is not None for r in self.rows)
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
+        fh = io.StringIO(newline="")  # rendered whole in memory, then written atomically
+        writer = csv.writer(fh)
+        writer.writerow(
+            [
+                "index",
+                *ex_keys,
+                *(f"pred.{k}" for k in pred_keys),
+                "score",
+                *(["feedback"] if feedback else []),
+                "error",
+            ]
+        )
+        for r in self.rows:
+            pred = r.prediction.to_dict() if r.prediction is not None else {}
             writer.writerow(
                 [
-                    "index",
-                    *ex_keys,
-                    *(f"pred.{k}" for k in pred_keys),
-                    "score",
-                    *(["feedback"] if feedback else []),
-                    "error",
+                    r.index,
+                    *(_cell(r.example.get(k)) for k in ex_keys),
+                    *(_cell(pred.get(k)) for k in pred_keys),
+                    r.score,
+                    *([r.feedback or ""] if feedback else []),
+                    r.error or "",
                 ]
             )
-            for r in self.rows:
-                pred = r.prediction.to_dict() if r.prediction is not None else {}
-                writer.writerow(
-                    [
-                        r.index,
-                        *(_cell(r.example.get(k)) for k in ex_keys),
-                        *(_cell(pred.get(k)) for k in pred_keys),
-                        r.score,
-                        *([r.feedback or ""] if feedback else []),
-                        r.error or "",
-                    ]
-                )
+        atomic_write(path, fh.getvalue().encode("utf-8"))
 
     def __repr__(self) -> str:
         return f"EvaluationResult(score={self.score:.2f}, n={len(self.rows)}, errors={self.errors}, metric={self.metric!r})"

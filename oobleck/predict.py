@@ -569,6 +569,8 @@ class Predict(Module):
                     notes.append(note)
                 completions.append(adapter.parse(signature, choice.text))
             except ParseError as exc:
+                if choice.finish_reason == "length" and exc.reason != "truncated at max_tokens":
+                    exc = _cut_short(exc, request)  # say why it did not parse: the answer was cut
                 first_error = first_error or exc
         if not response.choices:
             first_error = ParseError(
@@ -609,6 +611,19 @@ def _truncated(signature: Signature, request: LMRequest, index: int) -> str:
         f"completion {index} for {signature} stopped at {limit} (finish_reason 'length'): the answer may be cut "
         "short; raise max_tokens, or use oobleck.context(on_truncation='error') to treat it as a ParseError"
     )
+
+
+def _cut_short(exc: ParseError, request: LMRequest) -> ParseError:
+    limit = f"max_tokens={request.max_tokens}" if request.max_tokens is not None else "the backend's max_tokens"
+    error = ParseError(
+        f"{exc} (the answer was cut at {limit}, finish_reason 'length': raise max_tokens so it can finish)",
+        raw=exc.raw,
+        field=exc.field,
+        signature=exc.signature,
+        reason=exc.reason,
+    )
+    error.__cause__ = exc
+    return error
 
 
 @contextlib.contextmanager

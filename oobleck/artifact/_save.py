@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from oobleck._files import atomic_write
+from oobleck._files import atomic_write, check_target
 from oobleck._version import __version__
 from oobleck.artifact import _schema as schema
 from oobleck.artifact._graph import Dumper, dump_extra
@@ -85,6 +85,8 @@ def save(
     Raises:
         ArtifactError: the program cannot be saved, or the text would contain a secret
             (the value of an ``*_API_KEY``/``*TOKEN``/``*SECRET`` environment variable).
+        WriteError: the path was refused (a symlink, device, folder, read-only file or an input
+            of the running command) or the write failed; any old file is unchanged.
 
     Example:
         >>> program.save("qa.json")                         # doctest: +SKIP
@@ -98,6 +100,7 @@ def save(
     _refuse_secrets(text, program)
     if not target.parent.exists():
         raise ArtifactError(f"cannot save to {target}: the directory {target.parent} does not exist")
+    check_target(target)  # refused before any side file is written next to it
     files.write_to(target.parent, target.stem)
     atomic_write(target, text.encode("utf-8"))
     return target

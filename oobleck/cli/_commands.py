@@ -5,21 +5,34 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import json
 import logging
+import math
 import os
 import sys
+import typing
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from oobleck import _types, optimize
-from oobleck.cli._program import CLIError, load_artifact, program_from
+from oobleck._files import check_target, protecting
+from oobleck.cli._program import CLIError, UsageError, load_artifact, program_from
 from oobleck.context import context, current
 from oobleck.errors import OobleckError
 from oobleck.lm.base import LM
 
-__all__ = ["METRICS", "OPTIMIZERS", "cmd_compile", "cmd_diff", "cmd_eval", "cmd_inspect", "cmd_run", "cmd_serve"]
+__all__ = [
+    "METRICS",
+    "OPTIMIZERS",
+    "cmd_compile",
+    "cmd_diff",
+    "cmd_eval",
+    "cmd_inspect",
+    "cmd_run",
+    "cmd_serve",
+    "inputs_of",
+]
 
 log = logging.getLogger("oobleck.cli")
 
@@ -93,7 +106,12 @@ def _lines(stream: TextIO, path: str) -> Iterator[str]:
         raise CLIError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
-def _read_jsonl(path: str, *, inputs: Sequence[str] | None = None) -> list[Any]:
+def _jsonl_rows(path: str, *, inputs: Sequence[str] | None = None) -> Iterator[tuple[int, Any]]:
+    """``(line number, row)`` for each JSON object of ``path`` (``-``: stdin), read as it comes.
+
+    A line that is not a usable row yields a CLIError in place of the row, so a reader of
+    stdin can answer it and go on; an unreadable file raises at once.
+    """
     from oobleck.example import Example
 
     stream: TextIO
@@ -102,27 +120,36 @@ def _read_jsonl(path: str, *, inputs: Sequence[str] | None = None) -> list[Any]:
             stream = sys.stdin if path == "-" else stack.enter_context(open(path, encoding="utf-8"))
         except OSError as exc:
             raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
-        rows: list[Any] = []
         for n, line in enumerate(_lines(stream, path), 1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise CLIError(f"{path}:{n}: not a JSON object ({exc.msg})") from None
+                yield n, CLIError(f"{path}:{n}: not a JSON object ({exc.msg})")
+                continue
             except (ValueError, RecursionError) as exc:  # e.g. an integer of thousands of digits
-                raise CLIError(
-                    f"{path}:{n}: not a usable JSON object ({type(exc).__name__}: {str(exc)[:100]})"
-                ) from None
+                yield n, CLIError(f"{path}:{n}: not a usable JSON object ({type(exc).__name__}: {str(exc)[:100]})")
+                continue
             if not isinstance(row, dict):
-                raise CLIError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+                yield n, CLIError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+                continue
             if inputs is not None:
                 missing = [k for k in inputs if k not in row]
                 if missing:
-                    raise CLIError(f"{path}:{n}: missing input field(s) {missing}")
-                rows.append(Example(row).with_inputs(*inputs))
-            else:
-                rows.append(row)
+                    yield n, CLIError(f"{path}:{n}: missing input field(s) {missing}")
+                    continue
+                row = Example(row).with_inputs(*inputs)
+            yield n, row
+
+
+def _read_jsonl(path: str, *, inputs: Sequence[str] | None = None) -> list[Any]:
+    """Every row of ``path``, read before any work: the first bad line is a CLIError."""
+    rows: list[Any] = []
+    for _, row in _jsonl_rows(path, inputs=inputs):
+        if isinstance(row, CLIError):
+            raise row
+        rows.append(row)
     if not rows:
         raise CLIError(f"{path} has no rows")
     return rows
@@ -169,6 +196,56 @@ def _option(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+class _Unpacked:
+    """Stands for ``Unpack[...]`` when reading annotations (the search options are added apart)."""
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        return Any
+
+
+def _option_types(cls: type[optimize.Optimizer]) -> dict[str, Any]:
+    """The annotated type of each keyword option of ``cls`` (search options included)."""
+    from oobleck.optimize._search import SearchKwargs, SearchOptimizer
+
+    init: Any = cls.__init__
+    try:
+        hints = typing.get_type_hints(init, localns={"Unpack": _Unpacked})
+    except Exception:  # noqa: BLE001 - an annotation that cannot be resolved is not checked here
+        hints = {}
+    params = inspect.signature(init).parameters
+    types = {n: hints[n] for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n in hints}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()) and issubclass(cls, SearchOptimizer):
+        types.update(typing.get_type_hints(SearchKwargs))
+    return types
+
+
+def _check_options(cls: type[optimize.Optimizer], options: dict[str, Any]) -> None:
+    """Refuse an ``-O`` value of the wrong type, not finite, or a negative count (a UsageError)."""
+    import pydantic
+
+    types = _option_types(cls)
+    for name, value in options.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"-O {name}={value}: expected a finite number")
+        if name not in types:
+            continue  # the constructor names the options it does not know
+        try:
+            adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(types[name])
+        except Exception:  # noqa: BLE001 - a Python object (an LM, a module): not settable as JSON
+            raise UsageError(f"-O {name}: {cls.__name__}'s {name} takes a Python object; set it from Python") from None
+        try:
+            adapter.validate_python(value, strict=True)
+        except pydantic.ValidationError as exc:
+            expected = getattr(types[name], "__name__", None) or str(types[name]).replace("typing.", "").replace(
+                "collections.abc.", ""
+            )
+            raise UsageError(
+                f"-O {name}={json.dumps(value)}: expected {expected} ({exc.errors()[0]['msg'].lower()})"
+            ) from None
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise UsageError(f"-O {name}={value}: expected a count >= 0")
+
+
 def _emit(value: Any, *, out: TextIO) -> None:
     out.write(json.dumps(_types.to_jsonable(value), ensure_ascii=False, sort_keys=True) + "\n")
     out.flush()
@@ -176,6 +253,20 @@ def _emit(value: Any, *, out: TextIO) -> None:
 
 def _result_data(result: Any) -> Any:
     return dict(result) if hasattr(result, "keys") else result
+
+
+def inputs_of(args: argparse.Namespace) -> list[str]:
+    """The files a command reads (data, artifacts, program files): none may be written over.
+
+    A program spec ``file.py:Class`` names the file; names that are not files are skipped
+    when compared.
+    """
+    found: list[str] = []
+    for key in ("train", "val", "data", "jsonl", "artifact", "target", "before", "after", "program"):
+        value = getattr(args, key, None)
+        if isinstance(value, str) and value != "-":
+            found += [value, value.partition(":")[0]] if key in ("program", "target") else [value]
+    return found
 
 
 # ---------------------------------------------------------------- commands
@@ -189,21 +280,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     call = art.predictors[args.predictor].__call__ if args.predictor else art.__call__
     if (args.inputs_json is None) == (args.jsonl is None):
         raise CLIError("give the inputs as one JSON object argument, or --jsonl FILE (- for stdin)")
+    rows: Iterator[tuple[int, Any]]
     if args.inputs_json is not None:
-        rows = [json_object(args.inputs_json, "the inputs")]
+        rows = iter([(1, json_object(args.inputs_json, "the inputs"))])
+    elif args.jsonl == "-":
+        rows = _jsonl_rows("-")  # answered line by line, as stdin brings them
     else:
-        rows = _read_jsonl(args.jsonl)
-    failures = 0
+        rows = enumerate(_read_jsonl(args.jsonl), 1)  # a bad line is refused before any call
+    failures = answered = 0
     with _using_lm(args):
-        for i, row in enumerate(rows):
+        for n, row in rows:
+            answered += 1
             try:
+                if isinstance(row, CLIError):
+                    raise row
                 _emit(_result_data(call(**row)), out=sys.stdout)
-            except OobleckError as exc:
+            except (OobleckError, CLIError) as exc:
                 if args.jsonl is None:
                     raise
                 failures += 1
-                log.warning("row %d failed: %s", i + 1, exc)
+                log.warning("row %d failed: %s", n, exc)
                 _emit({"error": {"type": type(exc).__name__, "message": str(exc)}}, out=sys.stdout)
+    if not answered:
+        raise CLIError(f"{args.jsonl} has no rows")
     return 1 if failures else 0
 
 
@@ -348,6 +447,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Score an artifact (or a program) on a JSONL dataset with a metric."""
     from oobleck.evaluation import evaluate
 
+    if args.output:
+        check_target(args.output)  # before any work: refused now, not after the evaluation ran
     if args.target.endswith(".json"):
         art = load_artifact(args.target, args.program, args.allow_model)
         program, runner = art.program, art
@@ -377,20 +478,24 @@ def cmd_compile(args: argparse.Namespace) -> int:
     """Optimize a program on training data and save the frozen artifact."""
     if not args.dry_run and not args.output:
         raise CLIError("name the artifact to write with --output FILE.json (or use --dry-run)")
-    if args.output and not Path(args.output).resolve().parent.is_dir():
-        # Checked before compiling: a compile is never spent on an artifact that cannot be written.
-        raise CLIError(f"cannot write {args.output}: the folder {Path(args.output).parent} does not exist")
+    # Checked before compiling: a compile is never spent on an artifact that cannot be written,
+    # and neither the artifact nor the checkpoint may be one of the inputs (or each other).
+    if args.output:
+        check_target(args.output, inputs=[args.checkpoint])
+    if args.checkpoint and os.path.isdir(os.path.dirname(os.path.abspath(args.checkpoint))):
+        check_target(args.checkpoint, inputs=[args.output])  # (a missing folder is made when saving)
     program = program_from(args.program, cot=args.cot)
     inputs = _inputs_of(args, program)
     train = _read_jsonl(args.train, inputs=inputs)
     val = _read_jsonl(args.val, inputs=inputs) if args.val else None
     options = dict(_option(o) for o in args.option)
+    cls = OPTIMIZERS[args.optimizer]
+    _check_options(cls, options)
     if args.max_lm_calls is not None:
         options["max_lm_calls"] = args.max_lm_calls
     if args.max_tokens is not None:
         options["max_tokens"] = args.max_tokens
     metric = _metric(args.metric)
-    cls = OPTIMIZERS[args.optimizer]
     if cls.needs_metric and metric is None:
         raise CLIError(f"--optimizer {args.optimizer} scores candidates: pass --metric ({', '.join(METRICS)})")
     if args.prompt_lm is not None:
@@ -401,8 +506,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     make: Callable[..., optimize.Optimizer] = cls  # the constructors differ; --option names are checked there
     try:
         optimizer = make(metric, **options) if cls.needs_metric else make(**options)
-    except TypeError as exc:
-        raise CLIError(f"bad option for {cls.__name__}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # ConfigError included: an option out of range
+        raise UsageError(f"bad option for {cls.__name__}: {exc}") from None
     if args.dry_run:
         estimate = optimizer.compile(program, trainset=train, valset=val, seed=args.seed, dry_run=True)
         sys.stderr.write(f"{cls.__name__}: {estimate}\n")
@@ -412,7 +517,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         sys.stderr.write(f"compiling with {cls.__name__} on {len(train)} rows...\n")
         compiled = optimizer.compile(program, trainset=train, valset=val, seed=args.seed, checkpoint=args.checkpoint)
         # Saved inside the context, so the artifact records the adapter and LM the compile used.
-        compiled.save(args.output)
+        with protecting([args.checkpoint]):
+            compiled.save(args.output)
     provenance = getattr(compiled, "provenance", {}) or {}
     for line in optimize.verdict_lines(provenance.get("scores") or {}):
         sys.stderr.write(line + "\n")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from oobleck._files import protecting
 from oobleck.adapters.template import ADAPTERS
 from oobleck.cli._commands import (
     METRICS,
@@ -18,8 +20,9 @@ from oobleck.cli._commands import (
     cmd_inspect,
     cmd_run,
     cmd_serve,
+    inputs_of,
 )
-from oobleck.cli._program import CLIError
+from oobleck.cli._program import CLIError, UsageError
 from oobleck.errors import ConfigError, OobleckError
 
 __all__ = ["build_parser", "main"]
@@ -41,11 +44,39 @@ LMs: --lm local (default; the embedded SmolLM2 model), --lm local:/path/model.gg
      --lm openai:MODEL [--base-url URL] (key from $OPENAI_API_KEY; never saved)."""
 
 
+def _number(kind: type[int] | type[float], low: float, high: float = math.inf) -> Callable[[str], float]:
+    """An argparse ``type``: a finite ``kind`` in ``[low, high]``; anything else is a usage error."""
+    what = "an integer" if kind is int else "a number"
+    bounds = f">= {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+_COUNT = _number(int, 0)
+_POSITIVE = _number(int, 1)
+
+
 def _add_lm(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LM")
     g.add_argument("--lm", metavar="SPEC", help="local (default), local:PATH.gguf or openai:MODEL")
     g.add_argument("--base-url", metavar="URL", help="server URL for --lm openai:MODEL (e.g. http://127.0.0.1:8080/v1)")
-    g.add_argument("--temperature", type=float, default=0.0, metavar="T", help="decoding temperature (default 0)")
+    g.add_argument(
+        "--temperature",
+        type=_number(float, 0, 2),
+        default=0.0,
+        metavar="T",
+        help="decoding temperature, 0 to 2 (default 0)",
+    )
     g.add_argument(
         "--adapter",
         choices=list(ADAPTERS),
@@ -102,8 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="optimizer option (JSON value), repeatable",
     )
-    p.add_argument("--max-lm-calls", type=int, metavar="N", help="stop cleanly after N LM calls (cache hits are free)")
-    p.add_argument("--max-tokens", type=int, metavar="N", help="stop cleanly after N tokens")
+    p.add_argument(
+        "--max-lm-calls", type=_COUNT, metavar="N", help="stop cleanly after N LM calls (cache hits are free)"
+    )
+    p.add_argument("--max-tokens", type=_COUNT, metavar="N", help="stop cleanly after N tokens")
     p.add_argument("--seed", type=int, default=0, help="the only source of randomness (default 0)")
     p.add_argument("--checkpoint", metavar="FILE", help="save progress here and resume from it")
     p.add_argument("--cot", action="store_true", help="for a signature: use ChainOfThought instead of Predict")
@@ -128,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="JSONL", help="rows with inputs and labels")
     p.add_argument("--inputs", action="append", metavar="F1,F2", help="input field names (default: the signature's)")
     p.add_argument("--metric", default="exact_match", help=f"one of {', '.join(METRICS)} (default exact_match)")
-    p.add_argument("--threads", type=int, default=1, metavar="N", help="rows run in parallel")
-    p.add_argument("--max-errors", type=int, default=10, metavar="N", help="failed rows tolerated (default 10)")
-    p.add_argument("--show", type=int, default=10, metavar="N", help="rows shown in the table (default 10)")
+    p.add_argument("--threads", type=_POSITIVE, default=1, metavar="N", help="rows run in parallel")
+    p.add_argument("--max-errors", type=_COUNT, default=10, metavar="N", help="failed rows tolerated (default 10)")
+    p.add_argument("--show", type=_COUNT, default=10, metavar="N", help="rows shown in the table (default 10)")
     p.add_argument("--output", metavar="FILE.json", help="write every row's result as JSON")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--cot", action="store_true", help="for a signature: use ChainOfThought")
@@ -145,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", metavar="JSON", help="render for these inputs instead of {placeholders}")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
-        "--top", type=int, default=5, metavar="N", help="candidates of an instruction search shown (default 5)"
+        "--top", type=_COUNT, default=5, metavar="N", help="candidates of an instruction search shown (default 5)"
     )
     p.set_defaults(func=cmd_inspect)
 
@@ -158,17 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve an artifact over HTTP", description=cmd_serve.__doc__)
     p.add_argument("artifact")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    p.add_argument(
+        "--port", type=_number(int, 0, 65535), default=8000, help="TCP port (default 8000; 0 picks a free one)"
+    )
     p.add_argument(
         "--token", metavar="TOKEN", help="require Authorization: Bearer TOKEN (default $OOBLECK_SERVE_TOKEN)"
     )
     p.add_argument(
         "--no-token", action="store_true", help="allow serving beyond 127.0.0.1 without a token (warned about)"
     )
-    p.add_argument("--max-inflight", type=int, default=16, metavar="N", help="programs running at once (default 16)")
+    p.add_argument(
+        "--max-inflight", type=_POSITIVE, default=16, metavar="N", help="programs running at once (default 16)"
+    )
     p.add_argument(
         "--conn-timeout",
-        type=float,
+        type=_number(float, 0.001, 86400),
         default=30.0,
         metavar="S",
         help="drop a silent connection after S seconds (default 30)",
@@ -190,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``oobleck`` command; returns the exit status.
 
     Every error is one line on stderr (``oobleck COMMAND: error: ...``) and a non-zero status:
-    1 for a failure, 2 for a usage error, 130 when interrupted. ``-v`` adds the traceback of
+    1 for a failure, 2 for a usage error (a setting refused before any work), 130 when
+    interrupted. ``-v`` adds the traceback of
     an unexpected error.
 
     Args:
@@ -201,7 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     try:
-        return int(args.func(args))
+        with protecting(inputs_of(args)):  # no file the command writes may be one it reads
+            return int(args.func(args))
+    except UsageError as exc:
+        _fail(args, str(exc))
+        return 2
     except (CLIError, OobleckError, ConfigError) as exc:
         _fail(args, str(exc))
     except BrokenPipeError:  # `oobleck run ... | head`

@@ -9,11 +9,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLIError", "load_artifact", "program_from"]
+__all__ = ["CLIError", "UsageError", "load_artifact", "program_from"]
 
 
 class CLIError(Exception):
     """A CLI-level error: its message is printed and the command exits with status 1."""
+
+
+class UsageError(CLIError):
+    """A setting that cannot work, refused before any work (exit status 2, like argparse's).
+
+    For instance an optimizer option of the wrong type or out of range.
+    """
 
 
 def _import_attr(spec: str) -> Any:

@@ -34,7 +34,7 @@ from oobleck._checkpoint import Checkpoint
 from oobleck._estimate import CostEstimate
 from oobleck._hashing import canonical_json, rows_sha256
 from oobleck._version import __version__
-from oobleck.errors import ConfigError
+from oobleck.errors import CompileError, ConfigError
 from oobleck.example import Example
 from oobleck.lm.types import usage_dict, usage_from_dict
 from oobleck.module import Module
@@ -255,6 +255,8 @@ class Optimizer:
 
         Raises:
             ConfigError: bad data or settings, or a checkpoint from another compile.
+            CompileError: every LM call the compile made failed (none answered); it says how
+                many and the first error.
         """
         train = check_rows(trainset, "trainset")
         val = None if valset is None else check_rows(valset, "valset")
@@ -302,6 +304,15 @@ class Optimizer:
             budget.on_charge = None
             if ledger is not None:
                 ledger.close()
+        if budget.failed and not budget.answered:
+            first = budget.first_failure
+            raise CompileError(
+                f"{self.name}: every LM call of this compile failed ({budget.failed} of {budget.failed}), so "
+                f"there is no program to return; the first error: {type(first).__name__}: {first}. "
+                "Check the LM (its URL, model name, key or server) and compile again",
+                failed=budget.failed,
+                first=first,
+            )
         if budget.stopped:
             log.warning(
                 "%s stopped early at its budget (%s; %s); returning the best program so far",

@@ -27,6 +27,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import os
 import random
 import sys
@@ -228,8 +229,9 @@ class SearchOptions:
         max_tokens: stop cleanly at this many tokens.
 
     Raises:
-        ConfigError: ``val_fraction`` outside (0, 1), ``confirm_fraction`` outside [0, 1), or a
-            negative ``prompt_tolerance``.
+        ConfigError: ``num_threads`` below 1, a negative ``max_errors``, ``val_fraction``
+            outside (0, 1), ``confirm_fraction`` outside [0, 1), or a negative or non-finite
+            ``prompt_tolerance``.
     """
 
     num_threads: int = 1
@@ -243,11 +245,17 @@ class SearchOptions:
     max_tokens: int | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) or self.num_threads < 1:
+            raise ConfigError(f"num_threads must be an integer >= 1, got {self.num_threads!r}")
+        if self.max_errors is not None and (
+            isinstance(self.max_errors, bool) or not isinstance(self.max_errors, int) or self.max_errors < 0
+        ):
+            raise ConfigError(f"max_errors must be an integer >= 0 or None, got {self.max_errors!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
         if not 0.0 <= self.confirm_fraction < 1.0:
             raise ConfigError(f"confirm_fraction must be >= 0 and < 1, got {self.confirm_fraction}")
-        if self.prompt_tolerance is not None and self.prompt_tolerance < 0:
+        if self.prompt_tolerance is not None and not 0 <= self.prompt_tolerance < math.inf:
             raise ConfigError(f"prompt_tolerance must be >= 0 points, got {self.prompt_tolerance}")
 
     @classmethod

@@ -19,6 +19,7 @@ from typing import Any
 from oobleck._budget import Budget
 from oobleck._checkpoint import Checkpoint
 from oobleck._estimate import CostEstimate
+from oobleck._files import atomic_write
 from oobleck._hashing import canonical_json, rows_sha256
 from oobleck.errors import ConfigError
 from oobleck.example import Example
@@ -196,7 +197,7 @@ class MultitaskPromptTuning(SoftPromptOptimizer):
         blob = rt.tensors_bytes(_trainer.trainable_state(shared.best))
         with tempfile.TemporaryDirectory(prefix="oobleck-mpt-") as tmp:
             source = Path(tmp) / "source.safetensors"
-            source.write_bytes(blob)
+            atomic_write(source, blob)
             for i, name in enumerate(names):
                 pname, predictor = targets[name]
                 config = {

@@ -73,7 +73,6 @@ def test_cli_refuses_a_model_the_artifact_names_unless_allowed(tmp_path, capsys)
         ["inspect", "/dev/zero"],
         ["diff", "/dev/zero", "{art}"],
         ["inspect", "{art}", "--inputs", "notjson"],
-        ["serve", "{art}", "--port", "99999"],
     ],
 )
 def test_cli_mistakes_are_one_line_errors(tmp_path, capsys, argv):

@@ -111,3 +111,14 @@ def test_one_failing_row_is_one_failed_row():
     result = evaluate(Predict("question -> answer", lm=FakeLM(answer)), dev, exact_match, num_threads=4, progress=False)
     assert result.score == 90.0 and [r.index for r in result.rows if r.error] == [3]
     assert len(result.rows) == 10
+
+
+def test_a_cut_answer_that_does_not_parse_says_it_was_cut():
+    lm = Scripted("[[ ## reasoning ## ]]\nLet me think about this carefully, step by", finish_reason="length")
+    with pytest.raises(ParseError, match=r"cut at max_tokens=16.*raise max_tokens") as info:
+        Predict("question -> reasoning, answer", lm=lm, max_tokens=16)(question="Capital of France?")
+    assert info.value.raw == lm.text and info.value.field is not None
+    complete = Scripted("[[ ## reasoning ## ]]\nno answer field", finish_reason="stop")
+    with pytest.raises(ParseError) as plain:
+        Predict("question -> reasoning, answer", lm=complete)(question="q")
+    assert "cut" not in str(plain.value)
