@@ -33,6 +33,7 @@ from oobleck.errors import (
     ParseError,
     RetrievalError,
     SignatureError,
+    ToolError,
     TooManyErrorsError,
 )
 from oobleck.example import Example, Prediction
@@ -71,6 +72,7 @@ if typing.TYPE_CHECKING:
     )
     from oobleck.retrieve import Embedder, HashingEmbedder, Passage, Retrieve, TransformersEmbedder
     from oobleck.tool import Tool
+    from oobleck.tool_mcp import MCPServer, mcp_tools
 
 __all__ = [
     "Artifact",
@@ -109,6 +111,7 @@ __all__ = [
     "LMTimeoutError",
     "LabeledFewShot",
     "LocalLM",
+    "MCPServer",
     "Message",
     "MetricError",
     "Module",
@@ -132,6 +135,7 @@ __all__ = [
     "TemplateAdapter",
     "TooManyErrorsError",
     "Tool",
+    "ToolError",
     "TransformersEmbedder",
     "TransformersLM",
     "Usage",
@@ -142,6 +146,7 @@ __all__ = [
     "export_request",
     "load",
     "majority",
+    "mcp_tools",
     "trace",
     "__version__",
 ]
@@ -172,6 +177,7 @@ _LAZY_BY_MODULE: dict[str, tuple[str, ...]] = {
     ),
     "oobleck.retrieve": ("Embedder", "HashingEmbedder", "Passage", "Retrieve", "TransformersEmbedder"),
     "oobleck.tool": ("Tool",),
+    "oobleck.tool_mcp": ("MCPServer", "mcp_tools"),
 }
 _LAZY: dict[str, str] = {name: module for module, names in _LAZY_BY_MODULE.items() for name in names}
 
