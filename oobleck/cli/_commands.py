@@ -183,7 +183,7 @@ def _result_data(result: Any) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run an artifact on one JSON object of inputs, or on every line of a JSONL file."""
-    art = load_artifact(args.artifact, args.program, args.allow_model)
+    art = load_artifact(args.artifact, args.program, args.allow_model, args.tools)
     if args.predictor and args.predictor not in art.predictors:
         raise CLIError(f"no predictor {args.predictor!r}; the artifact has {list(art.predictors)}")
     call = art.predictors[args.predictor].__call__ if args.predictor else art.__call__
@@ -312,7 +312,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve an artifact over HTTP until interrupted."""
     from oobleck.serve import serve
 
-    art = load_artifact(args.artifact, args.program, args.allow_model)
+    art = load_artifact(args.artifact, args.program, args.allow_model, args.tools)
     token = args.token or os.environ.get("OOBLECK_SERVE_TOKEN") or None
 
     def announce(url: str) -> None:
@@ -338,7 +338,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from oobleck.evaluation import evaluate
 
     if args.target.endswith(".json"):
-        art = load_artifact(args.target, args.program, args.allow_model)
+        art = load_artifact(args.target, args.program, args.allow_model, args.tools)
         program, runner = art.program, art
     else:
         program = runner = program_from(args.target, cot=args.cot)
