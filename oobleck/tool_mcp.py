@@ -27,16 +27,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
-import keyword
 import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pydantic
-
-from oobleck import _types
-from oobleck.errors import ArtifactError, ConfigError, ToolError
+from oobleck._tool_schema import SchemaTool
+from oobleck.errors import ConfigError, ToolError
 from oobleck.tool import DEFAULT_MAX_CHARS, DEFAULT_TIMEOUT, Tool
 
 __all__ = ["MCPServer", "MCPTool", "mcp_tools"]
@@ -45,7 +42,6 @@ __all__ = ["MCPServer", "MCPTool", "mcp_tools"]
 CONNECT_TIMEOUT = 60.0
 #: The most pages of ``tools/list`` read from one server.
 MAX_PAGES = 100
-_LONGEST_DESCRIPTION = 1000
 
 
 def _require_mcp() -> Any:
@@ -308,7 +304,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-class MCPTool(Tool):
+class MCPTool(SchemaTool):
     """One tool of an MCP server, called through its :class:`MCPServer`.
 
     Built by :meth:`MCPServer.tools`; its argument model is the server's ``inputSchema``.
@@ -329,106 +325,22 @@ class MCPTool(Tool):
         max_chars: int = DEFAULT_MAX_CHARS,
     ) -> None:
         remote = str(spec.get("name") or "")
-        name = re.sub(r"[^A-Za-z0-9_\-]", "_", remote)[:64]
-        if name and name[0].isdigit():
-            name = "_" + name[:63]
-        if name == "finish":
-            name = "finish_"
         schema = spec.get("inputSchema")
         if not isinstance(schema, dict):
             raise ConfigError(f"MCP tool {remote!r} has no inputSchema object: {str(schema)[:100]}")
         self.server = server
         self.remote_name = remote
         self.input_schema = schema
-        if timeout is not None and timeout <= 0:
-            raise ConfigError(f"timeout must be > 0 seconds or None, got {timeout!r}")
-        if max_chars < 1:
-            raise ConfigError(f"max_chars must be >= 1, got {max_chars!r}")
         description = spec.get("description") or spec.get("title") or remote
-        # Not Tool.__init__: the arguments come from the server's schema, not from annotations.
-        self.func = self._call
-        self.name = name or "tool"
-        self.description = " ".join(str(description).split())[:_LONGEST_DESCRIPTION]
-        self.timeout = timeout
-        self.max_chars = max_chars
-        self.is_async = False
-        self.args_model = schema_model(self.name, schema)
+        super().__init__(
+            self._call, name=remote, description=str(description), schema=schema, timeout=timeout, max_chars=max_chars
+        )
 
     def __repr__(self) -> str:
         return f"MCPTool({self.name!r}, server={self.server!r})"
 
     def _call(self, **arguments: Any) -> str:
         return self.server.call(self.remote_name, arguments, timeout=self.timeout)
-
-    def validate(self, args: Mapping[str, Any] | pydantic.BaseModel | None) -> dict[str, Any]:
-        """The arguments checked against the schema, as JSON by the server's names.
-
-        Only the arguments given are kept (the server applies its own defaults).
-
-        Raises:
-            pydantic.ValidationError: the arguments do not fit the schema.
-        """
-        if isinstance(args, pydantic.BaseModel):
-            args = args.model_dump(exclude_unset=True, by_alias=True)
-        model = self.args_model.model_validate(dict(args or {}))
-        dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        return dumped
-
-
-def _omit_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
-def schema_model(name: str, schema: Mapping[str, Any]) -> type[pydantic.BaseModel]:
-    """A pydantic model for a tool's JSON ``inputSchema`` (an object of named arguments).
-
-    Each property's type is rebuilt from its schema (nested objects, enums, lists; a part that
-    cannot be rebuilt accepts any JSON value); required properties stay required, the others
-    get the schema's default or may be left out. A property whose name is not a Python
-    identifier keeps it as its alias. Unknown arguments are refused.
-
-    Raises:
-        ConfigError: the schema is not an object schema.
-
-    Example:
-        >>> model = schema_model("f", {"type": "object", "properties": {"q": {"type": "string"},
-        ...     "max-hits": {"type": "integer", "default": 3}}, "required": ["q"]})
-        >>> model.model_validate({"q": "x"}).model_dump(by_alias=True)
-        {'q': 'x', 'max-hits': 3}
-    """
-    props = schema.get("properties") or {}
-    if schema.get("type", "object") != "object" or not isinstance(props, dict):
-        raise ConfigError(f"tool {name!r}: its inputSchema must be an object schema, got {str(dict(schema))[:200]}")
-    listed = schema.get("required")
-    required: list[Any] = listed if isinstance(listed, list) else []
-    defs = schema.get("$defs") or schema.get("definitions") or {}
-    fields: dict[str, Any] = {}
-    for i, (key, sub) in enumerate(props.items()):
-        sub = sub if isinstance(sub, dict) else {}
-        try:
-            tp = _types.type_from_schema(sub, defs if isinstance(defs, dict) else {}, name=f"{name}_{i}")
-        except ArtifactError:
-            tp = Any
-        safe = key.isidentifier() and not keyword.iskeyword(key) and not key.startswith(("_", "model_"))
-        field_name = key if safe else f"arg_{i}"
-        options: dict[str, Any] = {"description": sub.get("description") or None}
-        if not safe:
-            options["alias"] = key
-        if key in required:
-            default: Any = ...
-        elif "default" in sub:
-            default = sub["default"]
-        else:
-            default, options["json_schema_extra"] = None, _omit_default
-        fields[field_name] = (tp, pydantic.Field(default, **options))
-    model_name = "".join(part.title() for part in re.split(r"[_\-]+", name) if part) + "Args"
-    config = pydantic.ConfigDict(extra="forbid", populate_by_name=True)
-    try:
-        model: type[pydantic.BaseModel] = pydantic.create_model(model_name or "Args", __config__=config, **fields)
-        model.model_json_schema()
-    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError, TypeError, ValueError) as exc:
-        raise ConfigError(f"tool {name!r}: its inputSchema cannot be rebuilt as an argument model ({exc})") from None
-    return model
 
 
 def mcp_tools(server: MCPServer, names: Sequence[str] | None = None) -> list[Tool]:

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from oobleck import _types, optimize
 from oobleck.cli._program import CLIError, load_artifact, program_from
+from oobleck.cli._trajectory import trajectory_lines
 from oobleck.context import context, current
 from oobleck.errors import OobleckError
 from oobleck.lm.base import LM
@@ -209,9 +210,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Show the prompts, parameters and provenance stored in an artifact."""
+    from oobleck._tool_schema import placeholders
     from oobleck.artifact import load
 
-    art = load(args.artifact)
+    with placeholders():  # an agent's tools are described, not needed
+        art = load(args.artifact)
     names = [args.predictor] if args.predictor else list(art.predictors)
     for name in names:
         if name not in art.predictors:
@@ -250,6 +253,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"           ({art.adapter_reasons[name] or 'why: not recorded'})",
             f"config     {json.dumps(p.config, sort_keys=True)}    lm {json.dumps(lm, sort_keys=True) if lm else '-'}",
         ]
+        out += trajectory_lines(name, list(p.signature.input_fields), list(p.signature.output_fields), p.demos)
         if p.mode == "score":
             state = p.calibration_state
             how = (

@@ -78,3 +78,52 @@ def test_run_takes_tools_too_and_refuses_an_agent_without_them(agent, capsys) ->
         code = main(["run", str(art_path), '{"question": "q"}', "--tools", f"{tools_path}:not_a_tool"])
     _, err = capsys.readouterr()
     assert code == 1 and "expected functions" in err and "int" in err
+
+
+def _compiled_agent(tmp_path: Path, adapter=None) -> Path:
+    from react_helpers import scripted
+
+    from oobleck import BootstrapFewShot, Example
+
+    rows = [
+        Example(question="How tall is the tower?", answer="330").with_inputs("question"),
+        Example(question="Where is paris?", answer="France").with_inputs("question"),
+    ]
+    agent = ReAct("question -> answer", tools=[search], lm=FakeLM(scripted), max_iters=4, adapter=adapter)
+    compiled = BootstrapFewShot(
+        lambda ex, pred, trace=None: ex.answer == pred.answer, max_bootstrapped_demos=4, max_labeled_demos=0
+    ).compile(agent, trainset=rows, seed=0, progress=False)
+    compiled.save(tmp_path / "compiled.json")
+    return tmp_path / "compiled.json"
+
+
+@pytest.mark.parametrize("adapter", ["chat", "json"])
+def test_inspect_shows_trajectory_demos_step_by_step_without_the_tools(tmp_path: Path, capsys, adapter) -> None:
+    from oobleck import JSONAdapter
+
+    path = _compiled_agent(tmp_path, adapter=JSONAdapter() if adapter == "json" else None)
+    code = main(["inspect", str(path)])  # no --tools: the agent is read, not run
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    react_block = out.split("== agent demos of react: ")[1].split("--- system ---")[0]
+    # four step demos are two runs; each step shows its thought and call -> observation
+    assert react_block.startswith("4 demos; 2 runs, step by step ==")
+    assert "run 1  question: How tall is the tower?" in react_block
+    assert '     search(query="tower") -> ["The Eiffel Tower is 330 metres tall."]' in react_block
+    assert react_block.count("     finish") == 2
+    extract_block = out.split("== agent demos of extract: ")[1]
+    assert '     search(query="paris") -> ["Paris is the capital of France."]\n' in extract_block
+    assert "  => answer: France" in extract_block
+
+
+def test_an_agent_read_without_tools_cannot_run_them(tmp_path: Path) -> None:
+    from oobleck._tool_schema import placeholders
+    from oobleck.artifact import load
+
+    path = _compiled_agent(tmp_path)
+    with placeholders():
+        art = load(path)
+    tool = art.program.tools["search"]
+    assert tool.args_schema == ReAct("q -> a", tools=[search]).tools["search"].args_schema
+    result = tool.run({"query": "paris"})
+    assert result.error is not None and "not bound" in result.error

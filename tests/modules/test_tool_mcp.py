@@ -14,8 +14,8 @@ from react_helpers import act, finish
 
 import oobleck
 from oobleck import Capabilities, FakeLM, MCPServer, ReAct, Tool, mcp_tools
+from oobleck._tool_schema import schema_model
 from oobleck.errors import ConfigError, ToolError
-from oobleck.tool_mcp import schema_model
 
 pytest.importorskip("mcp")
 
