@@ -30,7 +30,7 @@ def server() -> Iterator[MCPServer]:
 
 def test_the_listed_tools_keep_the_server_schema(server: MCPServer) -> None:
     listed = {t.name: t for t in server.tools()}
-    assert sorted(listed) == ["add", "capital"]
+    assert sorted(listed) == ["add", "capital", "wait"]
     add, capital = listed["add"], listed["capital"]
     assert add.description == "Add two integers."
     raw = capital.input_schema  # type: ignore[attr-defined]
@@ -76,6 +76,15 @@ def test_react_calls_the_server_tools_and_a_server_error_is_an_observation(serve
     # the constrained action follows the server's schemas
     defs = lm.requests[0].response_format["schema"]["$defs"]  # type: ignore[index]
     assert defs["CapitalArgs"]["properties"]["style"]["enum"] == ["plain", "upper"]
+
+
+def test_a_hanging_call_times_out_and_the_session_goes_on(server: MCPServer) -> None:
+    wait = server.tool("wait")
+    wait.timeout = 1.0
+    started = time.monotonic()
+    result = wait.run({"seconds": 30})
+    assert result.error is not None and "timed out" in result.error and time.monotonic() - started < 10
+    assert wait.run({"seconds": 0}).observation == "waited 0 s"
 
 
 def test_an_agent_with_mcp_tools_saves_and_loads(server: MCPServer, tmp_path: Path) -> None:
