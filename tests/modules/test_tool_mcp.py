@@ -152,3 +152,25 @@ def test_streamable_http_transport() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.slow
+def test_react_on_the_embedded_model_calls_the_mcp_server(server: MCPServer, local_lm: object) -> None:
+    import json
+
+    from oobleck import trace
+    from oobleck.modules.react import StepPredict
+
+    tools = server.tools(["add", "capital"])
+    agent = ReAct("question -> answer", tools=tools, max_iters=2, tool_first=True, lm=local_lm)
+    agent.extract.config["max_tokens"] = 24
+    observations = []
+    with trace() as t:
+        for question in ("What is the capital of Peru?", "What is 2 plus 3?"):
+            out = agent(question=question)
+            assert out.trajectory and all(s["tool"] is not None for s in out.trajectory), out.trajectory
+            observations += [s["observation"] for s in out.trajectory if s["tool"] in ("add", "capital")]
+    assert observations  # tool_first: the first step of each question called the server
+    for entry in (e for e in t.entries if isinstance(e.predictor, StepPredict)):
+        assert entry.error is None and entry.usage.retries == 0
+        assert json.loads(entry.raw)["next_action"]["tool"] in ("add", "capital", "finish")
