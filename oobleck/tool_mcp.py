@@ -27,7 +27,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import os
 import re
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -196,7 +198,7 @@ class MCPServer:
             from mcp.client.stdio import stdio_client
 
             params = StdioServerParameters(command=self.command[0], args=self.command[1:], env=self.env, cwd=self.cwd)
-            return stdio_client(params)
+            return stdio_client(params, errlog=_errlog(stack))
         from mcp.client import streamable_http
 
         assert self.url is not None
@@ -253,6 +255,21 @@ class MCPServer:
         except Exception as exc:
             raise ToolError(f"{type(exc).__name__}: {exc}") from None
         return _result_text(name, result)
+
+
+def _errlog(stack: contextlib.AsyncExitStack) -> Any:
+    """Where a stdio server's stderr goes: ours, else the process's own, else nowhere.
+
+    ``sys.stderr`` has no file descriptor in a notebook or under captured output.
+    """
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.fileno()
+                return stream
+        except (AttributeError, OSError, ValueError):
+            continue
+    return stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115 - closed with the session
 
 
 async def _list_tools(session: Any) -> list[dict[str, Any]]:

@@ -127,3 +127,25 @@ def test_an_agent_read_without_tools_cannot_run_them(tmp_path: Path) -> None:
     assert tool.args_schema == ReAct("q -> a", tools=[search]).tools["search"].args_schema
     result = tool.run({"query": "paris"})
     assert result.error is not None and "not bound" in result.error
+
+
+def test_tools_from_an_mcp_server_named_in_a_file(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("mcp")
+    import sys
+
+    server_script = Path(__file__).parents[1] / "fixtures" / "mcp_server.py"
+    (tmp_path / "mcp_tools.py").write_text(
+        f"import oobleck\nserver = oobleck.MCPServer(command=[{sys.executable!r}, {str(server_script)!r}])\n"
+    )
+    from oobleck import MCPServer
+
+    with MCPServer(command=[sys.executable, str(server_script)]) as server:
+        ReAct("question -> answer", tools=server.tools(["add"])).save(tmp_path / "adder.json")
+    lm = FakeLM([act("add", a=2, b=3), finish(), {"answer": "5"}])
+    with context(lm=lm):
+        code = main(
+            ["run", str(tmp_path / "adder.json"), '{"question": "2+3?"}', "--tools", f"{tmp_path}/mcp_tools.py:server"]
+        )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["trajectory"][0]["observation"] == "5"
