@@ -186,7 +186,8 @@ class MCPServer:
                 self._specs = await _list_tools(session)
                 self._session = session
                 self._ready.set()
-                await self._stop.wait()
+                if not self._closed:  # close() may have come while connecting, before _stop existed
+                    await self._stop.wait()
         except BaseException as exc:
             self._failure = _describe(exc)
         finally:
