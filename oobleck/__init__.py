@@ -34,6 +34,7 @@ from oobleck.errors import (
     ParseError,
     RetrievalError,
     SignatureError,
+    ToolError,
     TooManyErrorsError,
     WriteError,
 )
@@ -73,6 +74,7 @@ if typing.TYPE_CHECKING:
     )
     from oobleck.retrieve import Embedder, HashingEmbedder, Passage, Retrieve, TransformersEmbedder
     from oobleck.tool import Tool
+    from oobleck.tool_mcp import MCPServer, mcp_tools
 
 __all__ = [
     "Artifact",
@@ -112,6 +114,7 @@ __all__ = [
     "LMTimeoutError",
     "LabeledFewShot",
     "LocalLM",
+    "MCPServer",
     "Message",
     "MetricError",
     "Module",
@@ -135,6 +138,7 @@ __all__ = [
     "TemplateAdapter",
     "TooManyErrorsError",
     "Tool",
+    "ToolError",
     "TransformersEmbedder",
     "TransformersLM",
     "Usage",
@@ -146,6 +150,7 @@ __all__ = [
     "export_request",
     "load",
     "majority",
+    "mcp_tools",
     "trace",
     "__version__",
 ]
@@ -176,6 +181,7 @@ _LAZY_BY_MODULE: dict[str, tuple[str, ...]] = {
     ),
     "oobleck.retrieve": ("Embedder", "HashingEmbedder", "Passage", "Retrieve", "TransformersEmbedder"),
     "oobleck.tool": ("Tool",),
+    "oobleck.tool_mcp": ("MCPServer", "mcp_tools"),
 }
 _LAZY: dict[str, str] = {name: module for module, names in _LAZY_BY_MODULE.items() for name in names}
 

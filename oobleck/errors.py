@@ -195,6 +195,13 @@ class TooManyErrorsError(OobleckError, RuntimeError):
         self.errors = errors
 
 
+class ToolError(OobleckError, RuntimeError):
+    """A tool's server failed: an MCP server could not be reached, or reported an error for a call.
+
+    A failing call inside an agent becomes an observation the model reads, not a crash.
+    """
+
+
 class ArtifactError(OobleckError, ValueError):
     """A saved program is corrupt, truncated, from a future version, or not an oobleck artifact."""
 

@@ -127,6 +127,15 @@ class Tool:
         self.is_async = inspect.iscoroutinefunction(target)
         self.args_model = _args_model(func, self.name, arg_docs)
 
+    @classmethod
+    def from_mcp(cls, server: Any, name: str) -> Tool:
+        """The tool ``name`` of an MCP server (an :class:`oobleck.MCPServer`; see :mod:`oobleck.tool_mcp`)."""
+        from oobleck.tool_mcp import MCPServer
+
+        if not isinstance(server, MCPServer):
+            raise ConfigError(f"Tool.from_mcp takes an oobleck.MCPServer, got {type(server).__name__}")
+        return server.tool(name)
+
     @property
     def args_schema(self) -> dict[str, Any]:
         """The JSON schema of the arguments (an object; unknown keys are refused)."""

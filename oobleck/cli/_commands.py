@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from oobleck import _types, optimize
 from oobleck._files import check_target, protecting
 from oobleck.cli._program import CLIError, UsageError, load_artifact, program_from
+from oobleck.cli._trajectory import trajectory_lines
 from oobleck.context import context, current
 from oobleck.errors import OobleckError
 from oobleck.lm.base import LM
@@ -274,7 +275,7 @@ def inputs_of(args: argparse.Namespace) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run an artifact on one JSON object of inputs, or on every line of a JSONL file."""
-    art = load_artifact(args.artifact, args.program, args.allow_model)
+    art = load_artifact(args.artifact, args.program, args.allow_model, args.tools)
     if args.predictor and args.predictor not in art.predictors:
         raise CLIError(f"no predictor {args.predictor!r}; the artifact has {list(art.predictors)}")
     call = art.predictors[args.predictor].__call__ if args.predictor else art.__call__
@@ -308,9 +309,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Show the prompts, parameters and provenance stored in an artifact."""
+    from oobleck._tool_schema import placeholders
     from oobleck.artifact import load
 
-    art = load(args.artifact)
+    with placeholders():  # an agent's tools are described, not needed
+        art = load(args.artifact)
     names = [args.predictor] if args.predictor else list(art.predictors)
     for name in names:
         if name not in art.predictors:
@@ -349,6 +352,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             f"           ({art.adapter_reasons[name] or 'why: not recorded'})",
             f"config     {json.dumps(p.config, sort_keys=True)}    lm {json.dumps(lm, sort_keys=True) if lm else '-'}",
         ]
+        out += trajectory_lines(name, list(p.signature.input_fields), list(p.signature.output_fields), p.demos)
         if p.mode == "score" or (p.mode == "auto" and p.calibration_state is not None):
             state = p.calibration_state
             how = (
@@ -422,7 +426,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve an artifact over HTTP until interrupted."""
     from oobleck.serve import serve
 
-    art = load_artifact(args.artifact, args.program, args.allow_model)
+    art = load_artifact(args.artifact, args.program, args.allow_model, args.tools)
     token = args.token or os.environ.get("OOBLECK_SERVE_TOKEN") or None
 
     def announce(url: str) -> None:
@@ -450,7 +454,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.output:
         check_target(args.output)  # before any work: refused now, not after the evaluation ran
     if args.target.endswith(".json"):
-        art = load_artifact(args.target, args.program, args.allow_model)
+        art = load_artifact(args.target, args.program, args.allow_model, args.tools)
         program, runner = art.program, art
     else:
         program = runner = program_from(args.target, cot=args.cot)

@@ -100,6 +100,13 @@ def _add_program(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="a local model folder the artifact may name (e.g. a KNN embedder); repeatable. Others are refused",
     )
+    p.add_argument(
+        "--tools",
+        action="append",
+        metavar="SPEC",
+        help="the tools an agent calls (file.py:attr or module:attr, attr default 'tools'): a function, "
+        "a Tool, an MCPServer or a list of them; repeatable. Artifacts store no code",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

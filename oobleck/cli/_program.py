@@ -1,7 +1,8 @@
-"""Importing the user's program: a signature string, ``file.py[:attr]`` or ``module:attr``."""
+"""Importing the user's program (a signature string, ``file.py[:attr]`` or ``module:attr``) and tools."""
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import importlib.util
 import sys
@@ -9,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLIError", "UsageError", "load_artifact", "program_from"]
+__all__ = ["CLIError", "UsageError", "load_artifact", "program_from", "tools_from"]
 
 
 class CLIError(Exception):
@@ -23,10 +24,10 @@ class UsageError(CLIError):
     """
 
 
-def _import_attr(spec: str) -> Any:
-    """``path/to/file.py[:attr]`` or ``package.module:attr`` (default attr: ``program``)."""
+def _import_attr(spec: str, default: str = "program") -> Any:
+    """``path/to/file.py[:attr]`` or ``package.module:attr`` (default attr: ``default``)."""
     target, _, attr = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
-    attr = attr or "program"
+    attr = attr or default
     if target.endswith(".py"):
         module = _import_file(Path(target))
     else:
@@ -89,7 +90,44 @@ def program_from(spec: str, *, cot: bool = False) -> Any:
     return value
 
 
-def load_artifact(path: str, program: str | None, allow_models: Sequence[str] = ()) -> Any:
+def tools_from(specs: Sequence[str] | None) -> list[Any] | None:
+    """The tools named by ``--tools`` specs (``file.py[:attr]`` or ``module:attr``, attr default ``tools``).
+
+    Each attribute may be a function, an :class:`oobleck.Tool`, an :class:`oobleck.MCPServer`
+    (all its tools; it is closed when the process exits) or a list or tuple of those.
+    None when no spec is given (the artifact then needs no tools).
+
+    Raises:
+        CLIError: a spec cannot be imported or names something that is not a tool.
+    """
+    if not specs:
+        return None
+    from oobleck.tool import Tool
+    from oobleck.tool_mcp import MCPServer
+
+    tools: list[Any] = []
+    for spec in specs:
+        value = _import_attr(spec, default="tools")
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, MCPServer):
+                atexit.register(item.close)
+                tools.extend(item.tools())
+            elif isinstance(item, Tool) or callable(item) and not isinstance(item, type):
+                tools.append(item)
+            else:
+                raise CLIError(
+                    f"--tools {spec}: expected functions, oobleck.Tool objects or an oobleck.MCPServer "
+                    f"(or a list of them), got a {type(item).__name__}"
+                )
+    return tools
+
+
+def load_artifact(
+    path: str, program: str | None, allow_models: Sequence[str] = (), tools: Sequence[str] | None = None
+) -> Any:
+    """Load an artifact for the CLI: with the user's program class and tools when given."""
     from oobleck.artifact import load
 
-    return load(path, program=program_from(program) if program else None, allow_models=allow_models)
+    return load(
+        path, program=program_from(program) if program else None, allow_models=allow_models, tools=tools_from(tools)
+    )

@@ -38,6 +38,7 @@ from typing import Any, Literal, Union
 
 import pydantic
 
+from oobleck._tool_schema import placeholder_tool, placeholders_allowed
 from oobleck.adapters.base import Adapter
 from oobleck.errors import ArtifactError, ConfigError, InputError, ParseError
 from oobleck.example import Prediction
@@ -358,6 +359,8 @@ class ReAct(Module):
         given = bound_tools()  # given to load(..., tools=), else this program's own
         if given is None and isinstance(self.__dict__.get("tools"), dict):
             given = self.__dict__["tools"]
+        if given is None and placeholders_allowed():  # read, not run (oobleck inspect)
+            given = {name: placeholder_tool(spec) for name, spec in saved.items()}
         if given is None:
             raise ArtifactError(
                 f"this artifact holds a ReAct agent that calls the tools {names}; artifacts never store code, "
