@@ -69,6 +69,24 @@ def build_predictor(
         predictor.adapter_reason = record.adapter.reason
     if record.extra is not None:
         call_load_extra(predictor, record.extra, files, where)
+    return predictor
+
+
+def check_rendering(
+    record: schema.PredictorRecord,
+    predictor: Predict,
+    *,
+    source: str,
+    strict: bool,
+    adapters: Mapping[str, Adapter] | None,
+) -> None:
+    """Compare the stored template with the one the rebuilt predictor renders now.
+
+    Run once the whole program is rebuilt: a module's ``load_extra`` may still shape its
+    predictors (ReAct binds its tools into the action's type).
+    """
+    where = f"{source}: predictor {record.name!r}"
+    adapter = _adapter(record.adapter, adapters, where)
     problem = None
     if record.adapter.version != adapter.version:
         problem = f"it was saved with adapter {adapter.name!r} version {record.adapter.version}, this one is {adapter.version}"
@@ -85,7 +103,6 @@ def build_predictor(
         if strict:
             raise ArtifactError(message)
         warnings.warn(message + "; using the prompt rendered now", ArtifactWarning, stacklevel=4)
-    return predictor
 
 
 def is_auto(record: schema.AdapterRecord) -> bool:
@@ -338,6 +355,8 @@ def _from_data(
         reattach(program, doc, built, source)
         with binding(tools):
             apply_extras(doc.program, program, files, source)
+    for record in doc.predictors:
+        check_rendering(record, built[record.name], source=source, strict=strict, adapters=adapters)
     if lm is not None:
         program.set_lm(lm)
     if doc.provenance:

@@ -12,6 +12,7 @@ from react_helpers import search
 
 import oobleck
 from oobleck import BestOfN, BootstrapFewShot, Example, FakeLM, ReAct, Refine, Tool, trace
+from oobleck.artifact import ArtifactWarning
 from oobleck.errors import ArtifactError, ConfigError
 
 
@@ -108,3 +109,18 @@ def test_best_of_n_saves_settings_but_not_the_reward(tmp_path: Path) -> None:
     loaded.reward_fn = reward
     assert loaded(question="Where is paris?").answer == "France"
     assert isinstance(BestOfN(agent, 2, reward, threshold=1), BestOfN)
+
+
+@pytest.mark.parametrize("adapter", [oobleck.ChatAdapter(), oobleck.JSONAdapter()])
+def test_a_saved_agent_loads_without_a_rendering_warning(tmp_path: Path, adapter: Any) -> None:
+    """The render check runs after ReAct bound its tools: the action type is the saved one."""
+    import warnings
+
+    agent = ReAct("question -> answer", tools=[Tool(search)])
+    for _, p in agent.named_predictors():
+        p.adapter = adapter
+    agent.save(tmp_path / "agent.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ArtifactWarning)
+        loaded = oobleck.load(tmp_path / "agent.json", tools=[Tool(search)], strict=True)
+    assert [n for n, _ in loaded.program.named_predictors()] == ["react", "extract"]
