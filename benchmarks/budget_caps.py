@@ -26,6 +26,8 @@ from _opt_helpers import sentiment_rows  # noqa: E402
 from test_instruction_search import instruction_sensitive  # noqa: E402
 from test_proposer import Review  # noqa: E402
 
+from _common import machine, write_result  # noqa: E402
+
 from oobleck import Example, FakeLM, LMRequest, Predict, context  # noqa: E402
 from oobleck.metrics import exact_match  # noqa: E402
 from oobleck.optimize import Auto, InstructionSearch, RandomSearch  # noqa: E402
@@ -115,6 +117,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
+    started = time.perf_counter()
     seeds = range(args.seeds)
     out: dict[str, Any] = {}
     for threads, garbage in ((4, 0.0), (8, 0.2), (1, 0.3)):
@@ -140,7 +143,20 @@ def main() -> None:
             "members_seed0": [f"{m['name']}: {m['sent']} of {m['share']}" for m in runs[0]["members"]],
         }
     for name, row in out.items():
-        print(json.dumps({"case": name, **row}, sort_keys=True))
+        print(json.dumps({"case": name, **row}, sort_keys=True), file=sys.stderr)
+    limits = {name: int(name.rsplit("=", 1)[1]) for name in out}
+    write_result(
+        "budget_caps",
+        {
+            "benchmark": "budget_caps",
+            "seeds": args.seeds,
+            "cases": out,
+            "limits": limits,
+            "cap_held": all(row["max_sent"] <= limits[name] for name, row in out.items()),
+            "elapsed_s": round(time.perf_counter() - started, 1),
+            "machine": machine(),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -280,6 +280,29 @@ def demo(d: dict[str, Any]) -> str:
     )
 
 
+# ---------------------------------------------------------------------------- budget_caps
+
+
+@renderer("budget_caps")
+def budget_caps(d: dict[str, Any]) -> str:
+    rows = []
+    for name, c in d["cases"].items():
+        limit = d["limits"][name]
+        sent = c.get("sent")
+        rows.append(
+            [
+                name,
+                str(limit),
+                str(c["max_sent"]),
+                ", ".join(str(x) for x in sent) if sent else "–",
+                "yes" if c["max_sent"] <= limit else "**no**",
+            ]
+        )
+    header = ["case", "limit (calls)", "most calls a backend saw", f"calls per seed ({d['seeds']} seeds)", "cap held"]
+    verdict = f"Every case held its cap: **{'yes' if d['cap_held'] else 'no'}**."
+    return block(table(header, ["l", "r", "r", "l", "l"], rows), verdict, provenance(d))
+
+
 # ---------------------------------------------------------------------------- label_scoring
 
 LS_MODES = {
