@@ -22,11 +22,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "optimize"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fixtures"))
 
+from _common import machine, write_result  # noqa: E402
 from _opt_helpers import sentiment_rows  # noqa: E402
 from test_instruction_search import instruction_sensitive  # noqa: E402
 from test_proposer import Review  # noqa: E402
-
-from _common import machine, write_result  # noqa: E402
 
 from oobleck import Example, FakeLM, LMRequest, Predict, context  # noqa: E402
 from oobleck.metrics import exact_match  # noqa: E402
