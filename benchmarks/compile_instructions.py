@@ -72,12 +72,16 @@ from oobleck._estimate import tokens_per_run
 from oobleck.adapters.template import format_adapter, format_name
 from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
-from oobleck.optimize import InstructionSearch, JointSearch, RandomSearch, ReflectiveEvolution
+from oobleck.optimize import Auto, InstructionSearch, JointSearch, RandomSearch, ReflectiveEvolution
 from oobleck.optimize._scoring import paired_interval, t_quantile
 
 MAX_ERRORS = 10_000
+AUTO_GOAL = (
+    "Auto's confirmed verdict agrees in sign with its dev gain over the starting program on every task; "
+    "Auto's dev score at or above DSPy's best at fewer compile calls on both tasks, paired on the same dev rows"
+)
 FORMAT_CHOICES = ["chat", "json", "one_line", "keys_hint", "prefix"]
-METHODS = ("zero_shot", "hand_prompt", "random_search", "instructions", "formats", "joint", "reflective")
+METHODS = ("zero_shot", "hand_prompt", "random_search", "instructions", "formats", "joint", "reflective", "auto")
 
 
 def interval(scores: list[float]) -> dict[str, float]:
@@ -110,6 +114,7 @@ def optimizers(a: argparse.Namespace, metric: Any) -> dict[str, Any]:
         "reflective": ReflectiveEvolution(
             metric, iterations=3, minibatch_size=4, demos=True, max_demos=2, formats=["one_line", "keys_hint"], **common
         ),
+        "auto": Auto(metric, budget=a.auto_budget, **common),
     }
 
 
@@ -141,6 +146,8 @@ def run_oobleck(
             m["racing"] = sc.get("racing")
             m["candidates"] = len(sc.get("candidates", []))
             m["stopped_early"] = compiled.provenance["stopped_early"]
+            if name == "auto":
+                m["auto"] = auto_record(compiled.provenance)
             proposals = (compiled.provenance.get("notes") or {}).get("proposals") or {}
             m["proposals"] = {
                 src: sum(1 for p in proposals.values() if p.get("source") == src and p.get("text"))
@@ -168,6 +175,24 @@ def run_oobleck(
             file=sys.stderr,
         )
     return {"framework": "oobleck", "version": oobleck.__version__, "task": task, "methods": methods}
+
+
+def auto_record(provenance: dict[str, Any]) -> dict[str, Any]:
+    """What Auto chose and why: its budget, members, winner and both verdicts (from provenance)."""
+    sc = provenance["scores"]
+    keep = ("name", "optimizer", "budget", "calls", "cache_hits", "selection_score", "skipped", "error")
+    return {
+        "budget": sc.get("budget"),
+        "winner": sc.get("winner"),
+        "why": sc.get("why"),
+        "start_selection_score": sc.get("start_score"),
+        "selection_verdict": sc.get("selection_verdict"),
+        "verdict": sc.get("verdict"),
+        "members": [{k: r[k] for k in keep if k in r} for r in sc.get("members", [])],
+        "split": {
+            k: v for k, v in (provenance.get("notes") or {}).get("split", {}).items() if k != "confirm_row_indices"
+        },
+    }
 
 
 def run_dspy(
@@ -305,6 +330,57 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def auto_goal(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task: Auto's confirmed verdict vs its dev gain, and Auto vs DSPy's best, paired on the dev rows.
+
+    The dev gain is Auto's program minus the starting program (``zero_shot``) on the same dev
+    rows, the comparison the verdict estimates. Sign agreement: the confirmed verdict's gain and
+    the dev gain have the same sign (0 when the starting program won and is returned: no gain on
+    either). DSPy's best is the DSPy method with the highest dev score (picked on dev, which
+    favours DSPy).
+    """
+    out: dict[str, Any] = {}
+    tasks = dict.fromkeys(r["task"] for r in runs)
+    for task in tasks:
+        ours = next((r["methods"] for r in runs if r["task"] == task and r["framework"] == "oobleck"), {})
+        theirs = next((r["methods"] for r in runs if r["task"] == task and r["framework"] == "dspy"), {})
+        auto, start = ours.get("auto"), ours.get("zero_shot")
+        if auto is None or start is None:
+            continue
+        v = auto["auto"]["verdict"]
+        dev_gain = paired_interval(auto["dev_scores"], start["dev_scores"])
+        verdict_gain = v.get("gain", 0.0) if v.get("confirmed") else 0.0
+        g: dict[str, Any] = {
+            "auto_dev": auto["dev"],
+            "auto_compile_calls": auto["compile"]["calls"],
+            "auto_budget": auto["auto"]["budget"],
+            "auto_winner": auto["auto"]["winner"],
+            "selection_verdict": auto["auto"]["selection_verdict"],
+            "confirmed_verdict": v,
+            "dev_gain_vs_start": [round(dev_gain.gain, 1), round(dev_gain.low, 1), round(dev_gain.high, 1)],
+            "sign_agrees": _sign(verdict_gain) == _sign(round(dev_gain.gain, 6)),
+        }
+        done = {k: m for k, m in theirs.items() if "error" not in m}
+        if done:
+            name, d = max(done.items(), key=lambda kv: kv[1]["dev"]["score"])
+            vs = paired_interval(auto["dev_scores"], d["dev_scores"])
+            g.update(
+                dspy_best=name,
+                dspy_dev=d["dev"],
+                dspy_compile_calls=d["compile"]["calls"],
+                auto_minus_dspy_best=[round(vs.gain, 1), round(vs.low, 1), round(vs.high, 1)],
+                at_or_above_dspy_best=auto["dev"]["score"] >= d["dev"]["score"],
+                fewer_calls=auto["compile"]["calls"] < d["compile"]["calls"],
+            )
+            g["goal_met"] = g["sign_agrees"] and g["at_or_above_dspy_best"] and g["fewer_calls"]
+        out[task] = g
+    return out
+
+
 def merge(paths: list[str], out: str) -> None:
     """One result from per-task runs made side by side (each with both frameworks in one run)."""
     parts = [json.loads((RESULTS / f"{p}.json").read_text(encoding="utf-8")) for p in paths]
@@ -314,6 +390,7 @@ def merge(paths: list[str], out: str) -> None:
         **{k: parts[0][k] for k in ("benchmark", "model", "data")},
         "table": rows,
         "goal": {"statement": parts[0]["goal"]["statement"], "per_task": goal(rows)},
+        "auto_goal": {"statement": AUTO_GOAL, "per_task": auto_goal(runs)},
         "runs": runs,
         "parts": [
             {
@@ -348,6 +425,9 @@ def main() -> None:
         "--dspy-methods",
         default="mipro,gepa",
         help="mipro, gepa; NAME:json runs it with DSPy's JSONAdapter (reported as NAME_json)",
+    )
+    ap.add_argument(
+        "--auto-budget", type=int, default=300, help="Auto's max_lm_calls (the whole compile, confirmation included)"
     )
     ap.add_argument("--gepa-max-metric-calls", type=int, default=0, help="0: GEPA auto='light'")
     ap.add_argument("--out", default=None)
@@ -421,6 +501,7 @@ def main() -> None:
             "statement": "oobleck's best compiled dev score above DSPy's best, at no more compile LM calls",
             "per_task": goal(rows),
         },
+        "auto_goal": {"statement": AUTO_GOAL, "per_task": auto_goal(runs)},
         "runs": runs,
         "args": vars(a),
         "loadavg_at_start": load_start,
