@@ -408,6 +408,54 @@ def merge(paths: list[str], out: str) -> None:
     write_result(out, result)
 
 
+def finish_cut(a: argparse.Namespace) -> None:
+    """A result from a run that was killed before its end, from the ``<out>.partial.json`` it left.
+
+    The runs it finished are kept as they are; with ``--dspy-from``, DSPy's rows for the same
+    tasks are added from that earlier result, marked as from another process run
+    (``from_result``), so Auto can be paired with them on the same dev rows.
+    """
+    partial = RESULTS / f"{a.out}.partial.json"
+    runs: list[dict[str, Any]] = [r for r in json.loads(partial.read_text(encoding="utf-8")) if r.get("methods")]
+    tasks = {r["task"] for r in runs}
+    model: dict[str, Any] = {}
+    if a.dspy_from:
+        other = json.loads((RESULTS / f"{a.dspy_from}.json").read_text(encoding="utf-8"))
+        model = other.get("model", {})
+        for r in other["runs"]:
+            if (
+                r["framework"] == "dspy"
+                and r["task"] in tasks
+                and not any(x["framework"] == "dspy" and x["task"] == r["task"] for x in runs)
+            ):
+                runs.append({**r, "from_result": f"results/{a.dspy_from}.json"})
+    rows = table_rows(runs)
+    result = {
+        "benchmark": "compile_instructions",
+        "model": model,
+        "data": {
+            "train": f"train.jsonl[:{a.train}]",
+            "val": f"train.jsonl[{a.train}:{a.train + a.val}]",
+            "dev": f"dev.jsonl[:{a.dev}]",
+        },
+        "table": rows,
+        "goal": {
+            "statement": "oobleck's best compiled dev score above DSPy's best, at no more compile LM calls",
+            "per_task": goal(rows),
+        },
+        "auto_goal": {"statement": AUTO_GOAL, "per_task": auto_goal(runs)},
+        "runs": runs,
+        "args": vars(a),
+        "cut": {
+            "partial": f"results/{a.out}.partial.json",
+            "partial_written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(partial.stat().st_mtime)),
+            "note": a.cut_note,
+        },
+        "machine": machine(),
+    }
+    write_result(a.out, result)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: sst2, train 12, val 8, dev 10")
@@ -437,7 +485,17 @@ def main() -> None:
         metavar="RESULT",
         help="combine results files of runs with one task each (run side by side) into --out",
     )
+    ap.add_argument(
+        "--finish-cut",
+        action="store_true",
+        help="write --out from the <out>.partial.json a killed run left (the runs it finished)",
+    )
+    ap.add_argument("--dspy-from", default=None, help="with --finish-cut: add DSPy's rows from this earlier result")
+    ap.add_argument("--cut-note", default="", help="with --finish-cut: what was cut and why")
     a = ap.parse_args()
+    if a.finish_cut:
+        finish_cut(a)
+        return
     if a.merge:
         merge(a.merge, a.out or "compile_instructions")
         return
