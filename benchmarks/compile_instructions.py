@@ -33,6 +33,10 @@ output schema becomes a llama.cpp grammar, as in compile_fewshot.py):
                   formats=[one_line, keys_hint])
   reflective      ReflectiveEvolution(iterations=3, minibatch 4, demos=True,
                   formats=[one_line, keys_hint])
+  auto            Auto(budget=--auto-budget, default 300): the portfolio (few-shot, format,
+                  joint, reflective) under one call budget, chosen on 14 of the val rows and
+                  confirmed on the other 10; its members, both verdicts and the paired check
+                  against DSPy's best are in the result (``auto_goal``)
   dspy mipro      MIPROv2(auto="light", 4 bootstrapped / 4 labelled demos), ChatAdapter
   dspy gepa       GEPA(auto="light", or max_metric_calls=--gepa-max-metric-calls), ChatAdapter
   dspy *_json     the same with DSPy's JSONAdapter (``--dspy-methods mipro:json,gepa:json``)
@@ -50,6 +54,8 @@ the final program on the first dev row (characters / 4, both sides).
 Prints one JSON object and writes benchmarks/results/compile_instructions.json (or --out).
 The tasks may run as separate processes side by side (``--tasks sst2 --out ..._sst2``, the
 same for trec), each with its own model instance and DSPy side; ``--merge`` then combines them.
+A run killed before its end leaves ``<out>.partial.json``; ``--finish-cut`` writes the result
+from it (``--dspy-from``: DSPy's rows from an earlier result, marked as another run).
 """
 
 from __future__ import annotations
