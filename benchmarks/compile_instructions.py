@@ -33,6 +33,10 @@ output schema becomes a llama.cpp grammar, as in compile_fewshot.py):
                   formats=[one_line, keys_hint])
   reflective      ReflectiveEvolution(iterations=3, minibatch 4, demos=True,
                   formats=[one_line, keys_hint])
+  auto            Auto(budget=--auto-budget, default 300): the portfolio (few-shot, format,
+                  joint, reflective) under one call budget, chosen on 14 of the val rows and
+                  confirmed on the other 10; its members, both verdicts and the paired check
+                  against DSPy's best are in the result (``auto_goal``)
   dspy mipro      MIPROv2(auto="light", 4 bootstrapped / 4 labelled demos), ChatAdapter
   dspy gepa       GEPA(auto="light", or max_metric_calls=--gepa-max-metric-calls), ChatAdapter
   dspy *_json     the same with DSPy's JSONAdapter (``--dspy-methods mipro:json,gepa:json``)
@@ -50,6 +54,8 @@ the final program on the first dev row (characters / 4, both sides).
 Prints one JSON object and writes benchmarks/results/compile_instructions.json (or --out).
 The tasks may run as separate processes side by side (``--tasks sst2 --out ..._sst2``, the
 same for trec), each with its own model instance and DSPy side; ``--merge`` then combines them.
+A run killed before its end leaves ``<out>.partial.json``; ``--finish-cut`` writes the result
+from it (``--dspy-from``: DSPy's rows from an earlier result, marked as another run).
 """
 
 from __future__ import annotations
@@ -72,12 +78,16 @@ from oobleck._estimate import tokens_per_run
 from oobleck.adapters.template import format_adapter, format_name
 from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
-from oobleck.optimize import InstructionSearch, JointSearch, RandomSearch, ReflectiveEvolution
+from oobleck.optimize import Auto, InstructionSearch, JointSearch, RandomSearch, ReflectiveEvolution
 from oobleck.optimize._scoring import paired_interval, t_quantile
 
 MAX_ERRORS = 10_000
+AUTO_GOAL = (
+    "Auto's confirmed verdict agrees in sign with its dev gain over the starting program on every task; "
+    "Auto's dev score at or above DSPy's best at fewer compile calls on both tasks, paired on the same dev rows"
+)
 FORMAT_CHOICES = ["chat", "json", "one_line", "keys_hint", "prefix"]
-METHODS = ("zero_shot", "hand_prompt", "random_search", "instructions", "formats", "joint", "reflective")
+METHODS = ("zero_shot", "hand_prompt", "random_search", "instructions", "formats", "joint", "reflective", "auto")
 
 
 def interval(scores: list[float]) -> dict[str, float]:
@@ -110,6 +120,7 @@ def optimizers(a: argparse.Namespace, metric: Any) -> dict[str, Any]:
         "reflective": ReflectiveEvolution(
             metric, iterations=3, minibatch_size=4, demos=True, max_demos=2, formats=["one_line", "keys_hint"], **common
         ),
+        "auto": Auto(metric, budget=a.auto_budget, **common),
     }
 
 
@@ -141,6 +152,8 @@ def run_oobleck(
             m["racing"] = sc.get("racing")
             m["candidates"] = len(sc.get("candidates", []))
             m["stopped_early"] = compiled.provenance["stopped_early"]
+            if name == "auto":
+                m["auto"] = auto_record(compiled.provenance)
             proposals = (compiled.provenance.get("notes") or {}).get("proposals") or {}
             m["proposals"] = {
                 src: sum(1 for p in proposals.values() if p.get("source") == src and p.get("text"))
@@ -168,6 +181,24 @@ def run_oobleck(
             file=sys.stderr,
         )
     return {"framework": "oobleck", "version": oobleck.__version__, "task": task, "methods": methods}
+
+
+def auto_record(provenance: dict[str, Any]) -> dict[str, Any]:
+    """What Auto chose and why: its budget, members, winner and both verdicts (from provenance)."""
+    sc = provenance["scores"]
+    keep = ("name", "optimizer", "budget", "calls", "cache_hits", "selection_score", "skipped", "error")
+    return {
+        "budget": sc.get("budget"),
+        "winner": sc.get("winner"),
+        "why": sc.get("why"),
+        "start_selection_score": sc.get("start_score"),
+        "selection_verdict": sc.get("selection_verdict"),
+        "verdict": sc.get("verdict"),
+        "members": [{k: r[k] for k in keep if k in r} for r in sc.get("members", [])],
+        "split": {
+            k: v for k, v in (provenance.get("notes") or {}).get("split", {}).items() if k != "confirm_row_indices"
+        },
+    }
 
 
 def run_dspy(
@@ -305,6 +336,57 @@ def goal(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def auto_goal(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per task: Auto's confirmed verdict vs its dev gain, and Auto vs DSPy's best, paired on the dev rows.
+
+    The dev gain is Auto's program minus the starting program (``zero_shot``) on the same dev
+    rows, the comparison the verdict estimates. Sign agreement: the confirmed verdict's gain and
+    the dev gain have the same sign (0 when the starting program won and is returned: no gain on
+    either). DSPy's best is the DSPy method with the highest dev score (picked on dev, which
+    favours DSPy).
+    """
+    out: dict[str, Any] = {}
+    tasks = dict.fromkeys(r["task"] for r in runs)
+    for task in tasks:
+        ours = next((r["methods"] for r in runs if r["task"] == task and r["framework"] == "oobleck"), {})
+        theirs = next((r["methods"] for r in runs if r["task"] == task and r["framework"] == "dspy"), {})
+        auto, start = ours.get("auto"), ours.get("zero_shot")
+        if auto is None or start is None:
+            continue
+        v = auto["auto"]["verdict"]
+        dev_gain = paired_interval(auto["dev_scores"], start["dev_scores"])
+        verdict_gain = v.get("gain", 0.0) if v.get("confirmed") else 0.0
+        g: dict[str, Any] = {
+            "auto_dev": auto["dev"],
+            "auto_compile_calls": auto["compile"]["calls"],
+            "auto_budget": auto["auto"]["budget"],
+            "auto_winner": auto["auto"]["winner"],
+            "selection_verdict": auto["auto"]["selection_verdict"],
+            "confirmed_verdict": v,
+            "dev_gain_vs_start": [round(dev_gain.gain, 1), round(dev_gain.low, 1), round(dev_gain.high, 1)],
+            "sign_agrees": _sign(verdict_gain) == _sign(round(dev_gain.gain, 6)),
+        }
+        done = {k: m for k, m in theirs.items() if "error" not in m}
+        if done:
+            name, d = max(done.items(), key=lambda kv: kv[1]["dev"]["score"])
+            vs = paired_interval(auto["dev_scores"], d["dev_scores"])
+            g.update(
+                dspy_best=name,
+                dspy_dev=d["dev"],
+                dspy_compile_calls=d["compile"]["calls"],
+                auto_minus_dspy_best=[round(vs.gain, 1), round(vs.low, 1), round(vs.high, 1)],
+                at_or_above_dspy_best=auto["dev"]["score"] >= d["dev"]["score"],
+                fewer_calls=auto["compile"]["calls"] < d["compile"]["calls"],
+            )
+            g["goal_met"] = g["sign_agrees"] and g["at_or_above_dspy_best"] and g["fewer_calls"]
+        out[task] = g
+    return out
+
+
 def merge(paths: list[str], out: str) -> None:
     """One result from per-task runs made side by side (each with both frameworks in one run)."""
     parts = [json.loads((RESULTS / f"{p}.json").read_text(encoding="utf-8")) for p in paths]
@@ -314,6 +396,7 @@ def merge(paths: list[str], out: str) -> None:
         **{k: parts[0][k] for k in ("benchmark", "model", "data")},
         "table": rows,
         "goal": {"statement": parts[0]["goal"]["statement"], "per_task": goal(rows)},
+        "auto_goal": {"statement": AUTO_GOAL, "per_task": auto_goal(runs)},
         "runs": runs,
         "parts": [
             {
@@ -329,6 +412,54 @@ def merge(paths: list[str], out: str) -> None:
         "machine": machine(),
     }
     write_result(out, result)
+
+
+def finish_cut(a: argparse.Namespace) -> None:
+    """A result from a run that was killed before its end, from the ``<out>.partial.json`` it left.
+
+    The runs it finished are kept as they are; with ``--dspy-from``, DSPy's rows for the same
+    tasks are added from that earlier result, marked as from another process run
+    (``from_result``), so Auto can be paired with them on the same dev rows.
+    """
+    partial = RESULTS / f"{a.out}.partial.json"
+    runs: list[dict[str, Any]] = [r for r in json.loads(partial.read_text(encoding="utf-8")) if r.get("methods")]
+    tasks = {r["task"] for r in runs}
+    model: dict[str, Any] = {}
+    if a.dspy_from:
+        other = json.loads((RESULTS / f"{a.dspy_from}.json").read_text(encoding="utf-8"))
+        model = other.get("model", {})
+        for r in other["runs"]:
+            if (
+                r["framework"] == "dspy"
+                and r["task"] in tasks
+                and not any(x["framework"] == "dspy" and x["task"] == r["task"] for x in runs)
+            ):
+                runs.append({**r, "from_result": f"results/{a.dspy_from}.json"})
+    rows = table_rows(runs)
+    result = {
+        "benchmark": "compile_instructions",
+        "model": model,
+        "data": {
+            "train": f"train.jsonl[:{a.train}]",
+            "val": f"train.jsonl[{a.train}:{a.train + a.val}]",
+            "dev": f"dev.jsonl[:{a.dev}]",
+        },
+        "table": rows,
+        "goal": {
+            "statement": "oobleck's best compiled dev score above DSPy's best, at no more compile LM calls",
+            "per_task": goal(rows),
+        },
+        "auto_goal": {"statement": AUTO_GOAL, "per_task": auto_goal(runs)},
+        "runs": runs,
+        "args": vars(a),
+        "cut": {
+            "partial": f"results/{a.out}.partial.json",
+            "partial_written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(partial.stat().st_mtime)),
+            "note": a.cut_note,
+        },
+        "machine": machine(),
+    }
+    write_result(a.out, result)
 
 
 def main() -> None:
@@ -349,6 +480,9 @@ def main() -> None:
         default="mipro,gepa",
         help="mipro, gepa; NAME:json runs it with DSPy's JSONAdapter (reported as NAME_json)",
     )
+    ap.add_argument(
+        "--auto-budget", type=int, default=300, help="Auto's max_lm_calls (the whole compile, confirmation included)"
+    )
     ap.add_argument("--gepa-max-metric-calls", type=int, default=0, help="0: GEPA auto='light'")
     ap.add_argument("--out", default=None)
     ap.add_argument(
@@ -357,7 +491,17 @@ def main() -> None:
         metavar="RESULT",
         help="combine results files of runs with one task each (run side by side) into --out",
     )
+    ap.add_argument(
+        "--finish-cut",
+        action="store_true",
+        help="write --out from the <out>.partial.json a killed run left (the runs it finished)",
+    )
+    ap.add_argument("--dspy-from", default=None, help="with --finish-cut: add DSPy's rows from this earlier result")
+    ap.add_argument("--cut-note", default="", help="with --finish-cut: what was cut and why")
     a = ap.parse_args()
+    if a.finish_cut:
+        finish_cut(a)
+        return
     if a.merge:
         merge(a.merge, a.out or "compile_instructions")
         return
@@ -421,6 +565,7 @@ def main() -> None:
             "statement": "oobleck's best compiled dev score above DSPy's best, at no more compile LM calls",
             "per_task": goal(rows),
         },
+        "auto_goal": {"statement": AUTO_GOAL, "per_task": auto_goal(runs)},
         "runs": runs,
         "args": vars(a),
         "loadavg_at_start": load_start,

@@ -633,37 +633,42 @@ def reliability_table(d: dict[str, Any]) -> str:
         srv = " / ".join(f"{p['server_ceiling_rows_per_s']:.2f}" for p in parts)
         return f"{ratios} of the ceiling ({ev} rows/s against {srv})"
 
-    threads = " / ".join(str(p["threads"]) for p in d["evaluate_vs_server_ceiling"])
+    own = d.get("evaluate_vs_server_ceiling") or []  # absent when the run left out the ceiling part
+    threads = " / ".join(str(p["threads"]) for p in own)
     c8 = load("reliability_ceiling")
     rows = [
         [
             f"{a['threads']} threads x {a['calls_per_thread']} calls, cache on",
             f"{a['answered']}/{a['requests']} answered, {a['errors']} errors; {a['lm_calls']} LM calls + "
-            f"{a['cache_hits']} cache hits = {a['lm_calls'] + a['cache_hits']}",
+            f"{a['cache_hits']} cache hits = {a['lm_calls'] + a['cache_hits']}; {a['wall_s']:.0f} s "
+            f"({a['requests_per_s']:g} requests/s)",
         ],
         [
             "same, with faults injected",
             f"{f['answered']}/{f['requests']} answered, {f['errors']} errors; {sum(inj.values())} faults injected "
             f"({inj.get('429', 0)} x 429, {inj.get('500', 0)} x 500, {inj.get('drop', 0)} drop), {f['retries']} retries "
             f"counted (equal: {'yes' if f['retries_equal_injected'] else 'no'}); {f['lm_calls'] - f['retries']} first "
-            f"attempts + {f['cache_hits']} hits = {f['lm_calls'] - f['retries'] + f['cache_hits']}",
+            f"attempts + {f['cache_hits']} hits = {f['lm_calls'] - f['retries'] + f['cache_hits']}; {f['wall_s']:.0f} s",
         ],
         [
             f"{s['clients']} concurrent clients vs `oobleck serve`",
             f"{s['statuses'].get('200', 0)}/{s['clients']} HTTP 200; all answered in {s['wall_s']:.2f} s; latency p50 "
             f"{s['latency_ms_p50']:.0f} ms, p99 {s['latency_ms_p99']:.0f} ms",
         ],
-        [
-            f"evaluate vs the server's own ceiling, {threads} threads, {d['evaluate_vs_server_ceiling'][0]['rows']} rows",
-            ceiling(d["evaluate_vs_server_ceiling"]),
-        ],
-        [
-            f"same, {c8['evaluate_vs_server_ceiling'][0]['rows']} rows (`results/reliability_ceiling.json`)",
-            ceiling(c8["evaluate_vs_server_ceiling"]),
-        ],
     ]
+    if own:
+        rows.append([f"evaluate vs the server's own ceiling, {threads} threads, {own[0]['rows']} rows", ceiling(own)])
+    extra = not own or c8["evaluate_vs_server_ceiling"][0]["rows"] > own[0]["rows"]
+    if extra:  # a separate ceiling run (with more rows than this one, or this one had none)
+        rows.append(
+            [
+                ("same" if own else "evaluate vs the server's own ceiling, 1 / 4 / 8 threads")
+                + f", {c8['evaluate_vs_server_ceiling'][0]['rows']} rows (`results/reliability_ceiling.json`)",
+                ceiling(c8["evaluate_vs_server_ceiling"]),
+            ]
+        )
     t = table(["part", "result"], ["l", "l"], rows)
-    return block(t, provenance(d), provenance(c8))
+    return block(t, provenance(d), provenance(c8) if extra else "")
 
 
 # ---------------------------------------------------------------------------- hotpotqa
@@ -772,6 +777,7 @@ CI_METHODS = {
     "gepa": 'GEPA auto="light", ChatAdapter',
     "mipro_json": 'MIPROv2 auto="light", JSONAdapter, schema declared',
     "gepa_json": 'GEPA auto="light", JSONAdapter, schema declared',
+    "auto": "Auto (portfolio, one call budget)",
 }
 CI_ORDER = list(CI_METHODS)
 
@@ -936,9 +942,142 @@ def compile_instructions_racing(d: dict[str, Any]) -> str:
     return (
         "Racing saved "
         + ("; ".join(saved) if saved else "nothing")
-        + f". In the other {rest} searches it dropped no candidate (the 24-row valset leaves at most 4 rows "
-        "after racing's 20-row minimum)."
+        + f". In the other {rest} searches it dropped no candidate (at these runs' commits racing could not drop "
+        "anything before 20 rows, which leaves at most 4 of the 24-row valset; it has since been replaced by an "
+        "anytime-valid test that may drop from max(5, 10% of the valset) rows on)."
     )
+
+
+AUTO_RUNS = ("compile_instructions_auto_sst2", "compile_instructions_auto_trec")
+
+
+def _interval_text(v: dict[str, Any] | list[float]) -> str:
+    """``+g [+l, +h]`` from a verdict dict or a ``[gain, low, high]`` list."""
+    g, lo, hi = (v["gain"], v["low"], v["high"]) if isinstance(v, dict) else v
+    return f"{signed(g)} [{signed(lo)}, {signed(hi)}]"
+
+
+@renderer("compile_instructions.auto", source=AUTO_RUNS[0])
+def compile_instructions_auto(first: dict[str, Any]) -> str:
+    """Auto beside the hand prompt, the starting program and DSPy (JSON, schema declared), one run per task."""
+    rows, sources = [], []
+    for d in (first, load(AUTO_RUNS[1])):
+        for r in sorted(d["table"], key=lambda r: (r["system"] != "oobleck", CI_ORDER.index(r["method"]))):
+            system = "oobleck" if r["system"] == "oobleck" else "DSPy 3.4.1"
+            fmt = r.get("format") or ("json" if r["method"].endswith("_json") else "chat")
+            if r.get("dev_score") is None:
+                why = (
+                    "**killed** (exit code -15)" if "exit code -15" in r["error"] else f"**failed**: {r['error'][:60]}"
+                )
+                rows.append([r["task"], system, CI_METHODS[r["method"]], why])
+                rows[-1] += [""] * 7
+                continue
+            vs = r["vs_hand_prompt"]
+            method = CI_METHODS[r["method"]]
+            if r["method"] == "auto":
+                method = f"Auto(budget={d['args']['auto_budget']})"
+            rows.append(
+                [
+                    r["task"],
+                    system,
+                    method,
+                    f"{r['dev_score']:.1f} [{r['dev_95'][0]:.1f}, {r['dev_95'][1]:.1f}]",
+                    "+0.0" if r["method"] == "hand_prompt" else _interval_text(vs),
+                    str(r["compile_calls"]),
+                    str(r["compile_tokens"]),
+                    f"{r['compile_wall_s']:.0f}",
+                    str(r["prompt_tokens_final"]),
+                    fmt,
+                    str(r["demos"]),
+                ]
+            )
+        sources.append(f"{TASK_NAMES[d['args']['tasks']]}: " + provenance(d, dspy=True))
+    t = table(
+        [
+            "task",
+            "system",
+            "method",
+            "dev acc % (95% CI)",
+            "vs hand prompt, paired",
+            "compile LM calls",
+            "compile tokens",
+            "compile wall s",
+            "final prompt tokens",
+            "format",
+            "demos",
+        ],
+        ["l", "l", "l", "l", "l", "r", "r", "r", "r", "l", "r"],
+        rows,
+    )
+    return block(t, "\n\n".join(sources))
+
+
+EARLIER_DSPY = "compile_instructions_dspy_json"
+
+
+def _auto_vs_earlier_dspy(d: dict[str, Any], task: str, g: dict[str, Any]) -> str:
+    """Auto paired with DSPy's best row of the earlier DSPy-only run (same dev rows, another process run)."""
+    other = load(EARLIER_DSPY)
+    methods = next(r for r in other["runs"] if r["framework"] == "dspy" and r["task"] == task)["methods"]
+    name, m = max(((k, v) for k, v in methods.items() if "error" not in v), key=lambda kv: kv[1]["dev_score"])
+    auto = next(r for r in d["runs"] if r["framework"] == "oobleck")["methods"]["auto"]
+    score = 100 * sum(m["dev_scores"]) / len(m["dev_scores"])
+    above = auto["dev"]["score"] >= round(score, 1)
+    fewer = g["auto_compile_calls"] < m["compile"]["calls"]
+    met = g["sign_agrees"] and above and fewer
+    return (
+        f"  - DSPy's row in this run was killed (see the table), so DSPy's best comes from the earlier DSPy-only run "
+        f"(`results/{EARLIER_DSPY}.json`, commit `{other['machine']['oobleck_commit']}`), on the same 200 dev rows: "
+        f"{CI_METHODS[name]}, {score:.1f} at {m['compile']['calls']} calls. Auto {auto['dev']['score']:.1f} at "
+        f"{g['auto_compile_calls']} calls; paired Auto minus DSPy {paired_text(auto['dev_scores'], m['dev_scores'])}; "
+        f"at or above: {'yes' if above else 'no'}, fewer calls: {'yes' if fewer else 'no'}. **Goal "
+        f"{'met' if met else 'missed'} against that run, not in one process run.**"
+    )
+
+
+@renderer("compile_instructions.auto_goal", source=AUTO_RUNS[0])
+def compile_instructions_auto_goal(first: dict[str, Any]) -> str:
+    """Per task: Auto's choice, its two verdicts, its dev gain, and the paired comparison with DSPy's best."""
+    out = []
+    for d in (first, load(AUTO_RUNS[1])):
+        for task, g in d["auto_goal"]["per_task"].items():
+            auto = next(r for r in d["runs"] if r["framework"] == "oobleck")["methods"]["auto"]["auto"]
+            members = ", ".join(
+                f"{m['name']} {m['selection_score']:.1f}"
+                if m.get("selection_score") is not None
+                else f"{m['name']} ({m.get('skipped') or m.get('error') or 'no score'})"
+                for m in auto["members"]
+            )
+            split = auto["split"]
+            sel = g["selection_verdict"]
+            v = g["confirmed_verdict"]
+            lines = [
+                f"- **{TASK_NAMES.get(task, task)}**: Auto spent {g['auto_compile_calls']} of its "
+                f"{g['auto_budget']['max_lm_calls']} calls and kept **{g['auto_winner']}** on the "
+                f"{split.get('selection_rows')} selection rows (start {auto['start_selection_score']:.1f}; {members}).",
+                "  - selection-row verdict: " + ("none (the start won)" if sel is None else _interval_text(sel)) + ";",
+                f"  - confirmed verdict ({split.get('confirm_rows')} rows no member saw): "
+                + (
+                    _interval_text(v) + (" (significant)" if v.get("significant") else " (not significant)")
+                    if v.get("confirmed")
+                    else f"none, {v['reason']}"
+                )
+                + ";",
+                f"  - on the 200 dev rows, Auto minus the starting program: {_interval_text(g['dev_gain_vs_start'])}; "
+                f"**sign agrees: {'yes' if g['sign_agrees'] else 'no'}**;",
+            ]
+            if "dspy_best" in g:
+                lines.append(
+                    f"  - Auto {g['auto_dev']['score']:.1f} at {g['auto_compile_calls']} calls vs DSPy's best on dev, "
+                    f"{CI_METHODS[g['dspy_best']]}, {g['dspy_dev']['score']:.1f} at {g['dspy_compile_calls']} calls; "
+                    f"paired Auto minus DSPy {_interval_text(g['auto_minus_dspy_best'])}; at or above: "
+                    f"{'yes' if g['at_or_above_dspy_best'] else 'no'}, fewer calls: "
+                    f"{'yes' if g['fewer_calls'] else 'no'}. **Goal {'met' if g['goal_met'] else 'missed'}.**"
+                )
+            else:
+                lines.append(_auto_vs_earlier_dspy(d, task, g))
+            out.extend(lines)
+    return "\n" + "\n".join(out) + "\n"
 
 
 # ---------------------------------------------------------------------------- soft_prompts
@@ -1018,14 +1157,23 @@ SCRIPTS = {
     "overhead": "PYTHONPATH=. python benchmarks/overhead.py",
     "default_adapter": "PYTHONPATH=. python benchmarks/default_adapter.py --limit 40 --tasks sst2,trec",
     "parse_robustness": "PYTHONPATH=. python benchmarks/parse_robustness.py --limit 40 --max-tokens 64",
-    "reliability": "PYTHONPATH=. python benchmarks/reliability.py --threads 16 --calls 4 --distinct 2 --rows 2 --clients 200",
+    "reliability": "PYTHONPATH=. python benchmarks/reliability.py --threads 16 --calls 500 --distinct 8 --clients 200 "
+    "--parts threads,serve",
     "compile_fewshot": "PYTHONPATH=. python benchmarks/compile_fewshot.py",
     "hotpotqa": "PYTHONPATH=. python benchmarks/hotpotqa.py --skip-retrievers --dev 50 --train 12 --instruction-budget 60 "
     "--instruction-val 16 --search-candidates 3 --n-threads 1 --threads 2",
     "compile_instructions": "cd benchmarks && PYTHONPATH=.. python compile_instructions.py --tasks sst2 --train 100 "
     "--val 24 --dev 200",
     "soft_prompts": "PYTHONPATH=. nice -n 10 python benchmarks/soft_prompts.py",
+    **{
+        f"compile_instructions_auto_{t}": f"PYTHONPATH=. python benchmarks/compile_instructions.py --tasks {t} "
+        "--train 100 --val 24 --dev 200 --methods zero_shot,hand_prompt,auto --frameworks oobleck,dspy "
+        f"--dspy-methods mipro:json --out compile_instructions_auto_{t}"
+        for t in ("sst2", "trec")
+    },
 }
+#: The script of a result whose name is not the script's.
+SCRIPT_OF = {f"compile_instructions_auto_{t}": "compile_instructions" for t in ("sst2", "trec")}
 
 
 @renderer("scripts", source="overhead")
@@ -1040,7 +1188,9 @@ def scripts_table(_: dict[str, Any]) -> str:
             walls.append(f"{seconds / 60:.0f} min" if seconds else "not recorded")
             end = r["machine"].get("loadavg_at_end")
             ends.append(f"{end[0]:g}" if end else "not recorded")
-        rows.append([f"`{name}.py`", f"`{command}`", " / ".join(walls), " / ".join(ends)])
+        script = SCRIPT_OF.get(name, name)
+        label = f"`{script}.py`" + (f" (`{name}.json`)" if script != name else "")
+        rows.append([label, f"`{command}`", " / ".join(walls), " / ".join(ends)])
     return block(
         table(
             [
