@@ -52,9 +52,10 @@ import oobleck
 from oobleck.adapters import JSONAdapter
 from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
-from oobleck.optimize import RandomSearch, paired_interval
+from oobleck.optimize import JointSearch, RandomSearch, paired_interval
 
 MODES = ("generate", "score", "contextual", "batch")
+COMPILERS = ("random_search", "joint_search")
 MAX_ERRORS = 10_000
 
 
@@ -128,6 +129,30 @@ def cell(task: str, result: Any, dev: list[oobleck.Example], seconds: float, usa
     }
 
 
+def optimizer(stage: str, metric: Any, threads: int) -> RandomSearch | JointSearch:
+    """The compiler of a stage: RandomSearch as in the first runs, JointSearch as compile_instructions.py sets it."""
+    if stage == "random_search":
+        return RandomSearch(
+            metric,
+            num_candidates=4,
+            max_bootstrapped_demos=4,
+            max_labeled_demos=4,
+            num_threads=threads,
+            max_errors=MAX_ERRORS,
+        )
+    return JointSearch(
+        metric,
+        auto=None,
+        num_trials=8,
+        num_instructions=2,
+        num_demo_sets=3,
+        minibatch_size=8,
+        full_eval_every=4,
+        num_threads=threads,
+        max_errors=MAX_ERRORS,
+    )
+
+
 def run_task(task: str, a: argparse.Namespace, lm: oobleck.LocalLM, base_url: str | None) -> dict[str, Any]:
     train_all = rows_of(task, "train")
     train, val = train_all[: a.train], train_all[a.train : a.train + a.val]
@@ -137,20 +162,13 @@ def run_task(task: str, a: argparse.Namespace, lm: oobleck.LocalLM, base_url: st
     metric = ExactMatch(field="label")
     out: dict[str, Any] = {"dev_rows": len(dev), "train_rows": len(train), "val_rows": len(val), "cells": {}}
     for mode in a.modes:
-        for stage in ("zero_shot", *a.compile):
+        for stage in (*(() if a.no_zero_shot else ("zero_shot",)), *a.compile):
             name = f"{mode}/{stage}"
             started = time.perf_counter()
             program = program_for(task, mode, lm, train[:32])
             compile_info: dict[str, Any] = {}
-            if stage == "random_search":
-                opt = RandomSearch(
-                    metric,
-                    num_candidates=4,
-                    max_bootstrapped_demos=4,
-                    max_labeled_demos=4,
-                    num_threads=a.threads,
-                    max_errors=MAX_ERRORS,
-                )
+            if stage in COMPILERS:
+                opt = optimizer(stage, metric, a.threads)
                 program = opt.compile(program, trainset=train, valset=val, seed=a.seed, progress=False)
                 spent = program.compile_usage
                 compile_info = {
@@ -241,7 +259,16 @@ def main() -> int:
     ap.add_argument("--train", type=int, default=100)
     ap.add_argument("--val", type=int, default=40)
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--compile", default="random_search", help="comma list: random_search, or '' for zero-shot only")
+    ap.add_argument(
+        "--compile",
+        default="random_search",
+        help="comma list of random_search, joint_search; '' for zero-shot only",
+    )
+    ap.add_argument(
+        "--no-zero-shot",
+        action="store_true",
+        help="skip the zero-shot cells (their rows are in an earlier result file)",
+    )
     ap.add_argument("--dspy", action="store_true")
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
@@ -252,6 +279,9 @@ def main() -> int:
     unknown = set(a.modes) - set(MODES)
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}")
+    unknown = set(a.compile) - set(COMPILERS)
+    if unknown:
+        raise SystemExit(f"unknown compilers {sorted(unknown)}; expected some of {list(COMPILERS)}")
     if a.dspy:
         require_dspy_venv()
     started = time.perf_counter()
@@ -275,6 +305,7 @@ def main() -> int:
                 "dev": a.dev or "all",
                 "modes": a.modes,
                 "compile": a.compile,
+                "zero_shot": not a.no_zero_shot,
                 "threads": a.threads,
                 "seed": a.seed,
                 "dspy": a.dspy,
