@@ -381,6 +381,149 @@ def label_scoring_banking77(d: dict[str, Any]) -> str:
     return _ls_table(d)
 
 
+@renderer("label_scoring.joint", source="label_scoring_joint")
+def label_scoring_joint(d: dict[str, Any]) -> str:
+    return _ls_table(d)
+
+
+#: The label_scoring results pooled for the goals table, in the order their cells are merged.
+LS_GOAL_SOURCES = ("label_scoring_sst2_trec", "label_scoring_tweet", "label_scoring_joint", "label_scoring_banking77")
+
+
+def _label_goals() -> Any:
+    """benchmarks/label_goals.py (imported from this folder, as the script imports it)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    import label_goals
+
+    return label_goals
+
+
+def _ls_pooled() -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """Per task: every cell of every label_scoring result (same dev rows), DSPy's rows; and the files used."""
+    pooled: dict[str, dict[str, Any]] = {}
+    files: dict[str, list[str]] = {}
+    for name in LS_GOAL_SOURCES:
+        if not (RESULTS / f"{name}.json").exists():
+            continue
+        d = load(name)
+        for task, t in d["tasks"].items():
+            p = pooled.setdefault(task, {"dev_rows": t["dev_rows"], "cells": {}, "dspy": None})
+            if p["dev_rows"] != t["dev_rows"]:
+                raise ValueError(f"{name}: {task} ran on {t['dev_rows']} dev rows, another file on {p['dev_rows']}")
+            p["cells"].update(t["cells"])
+            if t.get("dspy_mipro_json", {}).get("dev_scores"):
+                p["dspy"] = t["dspy_mipro_json"]["dev_scores"]
+            files.setdefault(task, []).append(d["_file"])
+    return pooled, files
+
+
+def _cell_name(name: str) -> str:
+    mode, stage = name.split("/")
+    return f"{LS_MODES.get(mode, mode)}, {stage.replace('_', ' ')}"
+
+
+def _diff(x: dict[str, Any]) -> str:
+    return f"{signed(x['gain'])} [{signed(x['low'])} to {signed(x['high'])}]"
+
+
+@renderer("label_scoring.goals", source="label_scoring_sst2_trec")
+def label_scoring_goals(_: dict[str, Any]) -> str:
+    lg = _label_goals()
+    pooled, files = _ls_pooled()
+    mark = {True: "met", False: "**missed**"}
+    vs_gen, vs_dspy, collapse = [], [], []
+    for task, p in pooled.items():
+        g = lg.goals(p["cells"], p["dspy"])
+        name = TASK_NAMES.get(task, task)
+        for stage, e in g["calibrated_vs_generate"].items():
+            if not e["computable"]:
+                continue
+            ctx = e.get("contextual_difference")
+            vs_gen.append(
+                [
+                    name,
+                    str(p["dev_rows"]),
+                    stage.replace("_", " "),
+                    f"{_cell_name(e['best_generate'])}: {num(e['best_generate_accuracy'])}",
+                    f"{_cell_name(e['best_calibrated'])}: {num(e['best_calibrated_accuracy'])}",
+                    _diff(e["difference"]),
+                    _diff(ctx) if ctx else "–",
+                    mark[e["met"]],
+                ]
+            )
+        dv = g["compiled_vs_dspy"]
+        if dv["computable"]:
+            vs_dspy.append(
+                [
+                    name,
+                    f"{_cell_name(dv['best_calibrated'])}: {num(dv['best_calibrated_accuracy'])}",
+                    num(dv["dspy_accuracy"]),
+                    _diff(dv["difference"]),
+                    "yes" if dv["significant"] else "no",
+                    mark[dv["met"]],
+                ]
+            )
+        else:
+            vs_dspy.append([name, "–", "–", "–", "–", f"not computable: {dv['why']}"])
+        c = g["collapse"]
+        over = "; ".join(
+            f"{n.replace('_', ' ')}: {o['label']} {num(o['share'])} ({num(o['true_share'])}), "
+            + (f"{o['ratio']:.2f}×" if o["ratio"] is not None else "never gold")
+            for n, o in sorted(c["over"].items(), key=lambda kv: -(kv[1]["ratio"] or 1e9))
+        )
+        collapse.append([name, f"{len(c['over'])} of {c['cells']}", over or "none", mark[c["met"]]])
+    sources = sorted({f for fs in files.values() for f in fs})
+    note = (
+        "Cells are pooled per task from "
+        + ", ".join(f"`{f}`" for f in sources)
+        + ": every run evaluates the same dev rows in the same order, so cells of different runs are paired "
+        "row by row. The JointSearch cells come from a run without DSPy; DSPy MIPROv2's rows are those of "
+        "the RandomSearch runs (same rows, another process run). The best calibrated cell is picked on the "
+        "dev rows (between contextual and batch), which flatters it; the contextual column (the default) is "
+        "not picked. `compiled` pools RandomSearch and JointSearch. Goals computed by `benchmarks/label_goals.py`."
+    )
+    return block(
+        table(
+            [
+                "task",
+                "dev rows",
+                "stage",
+                "best generating: accuracy",
+                "best calibrated scored: accuracy",
+                "difference [95%]",
+                "contextual (default) − best generating [95%]",
+                "significantly above (goal)",
+            ],
+            ["l", "r", "l", "l", "l", "r", "r", "l"],
+            vs_gen,
+        ),
+        table(
+            [
+                "task",
+                "best compiled calibrated: accuracy",
+                "DSPy MIPROv2 (JSON, constrained)",
+                "difference [95%]",
+                "significant",
+                "above DSPy (goal)",
+            ],
+            ["l", "l", "r", "r", "l", "l"],
+            vs_dspy,
+        ),
+        table(
+            [
+                "task",
+                "cells over 1.5×",
+                "those cells: top answer % (its true %), ratio; worst first",
+                "no collapse (goal)",
+            ],
+            ["l", "r", "l", "l"],
+            collapse,
+        ),
+        note,
+    )
+
+
 @renderer("label_scoring_cost")
 def label_scoring_cost(d: dict[str, Any]) -> str:
     rows = []
