@@ -56,7 +56,7 @@ def _paired(cells: dict[str, Any], mine: str, rows: list[float]) -> dict[str, An
 
 def calibrated_vs_generate(cells: dict[str, Any]) -> dict[str, Any]:
     """Per stage (and ``compiled``, pooling the compilers): calibrated scored minus the best generating."""
-    stages = sorted({_stage_of(n) for n in cells})
+    stages = sorted({_stage_of(n) for n in cells}, key=lambda s: (s != "zero_shot", s))
     groups = {s: {s} for s in stages}
     compiled = {s for s in stages if s != "zero_shot"}
     if len(compiled) > 1:
