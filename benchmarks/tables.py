@@ -362,7 +362,16 @@ def _ls_table(d: dict[str, Any]) -> str:
     return block(
         table(header, ["l", "r", "l", "l", "r", "r", "r", "r", "r", "r"], rows),
         cmp_table,
-        provenance(d, dspy=bool(d["settings"].get("dspy"))),
+        provenance(
+            d,
+            dspy=bool(d["settings"].get("dspy")),
+            note=(
+                "A partial run: the script writes its JSON after every cell, and the cells of the "
+                f"command's modes ({', '.join(d['settings']['modes'])}) missing here had not finished when it was stopped."
+                if d.get("complete") is False
+                else ""
+            ),
+        ),
     )
 
 
@@ -386,8 +395,10 @@ def label_scoring_joint(d: dict[str, Any]) -> str:
     return _ls_table(d)
 
 
-#: The label_scoring results pooled for the goals table, in the order their cells are merged.
-LS_GOAL_SOURCES = ("label_scoring_sst2_trec", "label_scoring_tweet", "label_scoring_joint", "label_scoring_banking77")
+def _ls_sources() -> list[str]:
+    """Every label_scoring result (not the cost one), oldest name first."""
+    names = sorted(p.stem for p in RESULTS.glob("label_scoring_*.json"))
+    return [n for n in names if n != "label_scoring_cost"]
 
 
 def _label_goals() -> Any:
@@ -399,23 +410,33 @@ def _label_goals() -> Any:
     return label_goals
 
 
-def _ls_pooled() -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
-    """Per task: every cell of every label_scoring result (same dev rows), DSPy's rows; and the files used."""
-    pooled: dict[str, dict[str, Any]] = {}
-    files: dict[str, list[str]] = {}
-    for name in LS_GOAL_SOURCES:
-        if not (RESULTS / f"{name}.json").exists():
-            continue
-        d = load(name)
+def _ls_pooled() -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
+    """Per task: the cells of every label_scoring result on that task's most dev rows, and DSPy's rows.
+
+    Returns the pooled tasks, the files used and the files left out (a task run on fewer rows).
+    """
+    runs = [load(n) for n in _ls_sources()]
+    most: dict[str, int] = {}
+    for d in runs:
         for task, t in d["tasks"].items():
+            most[task] = max(most.get(task, 0), t["dev_rows"])
+    pooled: dict[str, dict[str, Any]] = {}
+    used: list[str] = []
+    skipped: list[str] = []
+    for d in runs:
+        for task, t in d["tasks"].items():
+            if t["dev_rows"] != most[task]:
+                skipped.append(f"`{d['_file']}` ({TASK_NAMES.get(task, task)}, {t['dev_rows']} rows)")
+                continue
             p = pooled.setdefault(task, {"dev_rows": t["dev_rows"], "cells": {}, "dspy": None})
-            if p["dev_rows"] != t["dev_rows"]:
-                raise ValueError(f"{name}: {task} ran on {t['dev_rows']} dev rows, another file on {p['dev_rows']}")
             p["cells"].update(t["cells"])
             if t.get("dspy_mipro_json", {}).get("dev_scores"):
                 p["dspy"] = t["dspy_mipro_json"]["dev_scores"]
-            files.setdefault(task, []).append(d["_file"])
-    return pooled, files
+            label = f"`{d['_file']}`" + ("" if d.get("complete", True) else " (partial run)")
+            if label not in used:
+                used.append(label)
+    order = list(TASK_NAMES)
+    return dict(sorted(pooled.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)), used, skipped
 
 
 def _cell_name(name: str) -> str:
@@ -430,7 +451,7 @@ def _diff(x: dict[str, Any]) -> str:
 @renderer("label_scoring.goals", source="label_scoring_sst2_trec")
 def label_scoring_goals(_: dict[str, Any]) -> str:
     lg = _label_goals()
-    pooled, files = _ls_pooled()
+    pooled, used, skipped = _ls_pooled()
     mark = {True: "met", False: "**missed**"}
     vs_gen, vs_dspy, collapse = [], [], []
     for task, p in pooled.items():
@@ -438,6 +459,18 @@ def label_scoring_goals(_: dict[str, Any]) -> str:
         name = TASK_NAMES.get(task, task)
         for stage, e in g["calibrated_vs_generate"].items():
             if not e["computable"]:
+                vs_gen.append(
+                    [
+                        name,
+                        str(p["dev_rows"]),
+                        stage.replace("_", " "),
+                        "–",
+                        "–",
+                        "–",
+                        "–",
+                        f"not computable: {e['why']}",
+                    ]
+                )
                 continue
             ctx = e.get("contextual_difference")
             vs_gen.append(
@@ -473,15 +506,16 @@ def label_scoring_goals(_: dict[str, Any]) -> str:
             for n, o in sorted(c["over"].items(), key=lambda kv: -(kv[1]["ratio"] or 1e9))
         )
         collapse.append([name, f"{len(c['over'])} of {c['cells']}", over or "none", mark[c["met"]]])
-    sources = sorted({f for fs in files.values() for f in fs})
     note = (
         "Cells are pooled per task from "
-        + ", ".join(f"`{f}`" for f in sources)
+        + ", ".join(used)
         + ": every run evaluates the same dev rows in the same order, so cells of different runs are paired "
-        "row by row. The JointSearch cells come from a run without DSPy; DSPy MIPROv2's rows are those of "
-        "the RandomSearch runs (same rows, another process run). The best calibrated cell is picked on the "
-        "dev rows (between contextual and batch), which flatters it; the contextual column (the default) is "
-        "not picked. `compiled` pools RandomSearch and JointSearch. Goals computed by `benchmarks/label_goals.py`."
+        "row by row"
+        + (f" (left out, run on fewer rows: {', '.join(skipped)})" if skipped else "")
+        + ". The JointSearch cells come from runs without DSPy; DSPy MIPROv2's rows are those of the "
+        "RandomSearch runs (same rows, another process run). The best calibrated cell is picked on the dev "
+        "rows (between contextual and batch), which flatters it; the contextual column (the default) is not "
+        "picked. `compiled` pools RandomSearch and JointSearch. Goals computed by `benchmarks/label_goals.py`."
     )
     return block(
         table(
