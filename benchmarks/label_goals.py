@@ -20,7 +20,8 @@ evaluates the same dev rows in the file's order.
     PYTHONPATH=. python benchmarks/label_goals.py label_scoring_joint [...]
 
 adds (or refreshes) ``tasks.<task>.goals`` in results/<name>.json from that file's own cells,
-for results written before label_scoring.py computed them.
+for results written before label_scoring.py computed them, and ``tasks.<task>.comparisons``
+(label_scoring.compare) where a run was stopped before writing them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from oobleck.optimize import paired_interval
@@ -134,8 +136,12 @@ def main(names: list[str]) -> int:
     for name in names:
         path = Path(__file__).resolve().parent / "results" / f"{name}.json"
         data = json.loads(path.read_text(encoding="utf-8"))
+        from label_scoring import compare  # label_scoring imports this module: import here
+
+        settings = SimpleNamespace(compile=data["settings"]["compile"])
         for task in data["tasks"].values():
             task["goals"] = goals(task["cells"], task.get("dspy_mipro_json", {}).get("dev_scores"))
+            task.setdefault("comparisons", compare(task, settings))
         data["goals_written_by"] = "label_goals.py (from this file's cells, after the run)"
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         print(f"goals written into {path.name}", file=sys.stderr)
