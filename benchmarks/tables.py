@@ -410,25 +410,14 @@ def _label_goals() -> Any:
     return label_goals
 
 
-def _ls_pooled() -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
-    """Per task: the cells of every label_scoring result on that task's most dev rows, and DSPy's rows.
-
-    Returns the pooled tasks, the files used and the files left out (a task run on fewer rows).
-    """
-    runs = [load(n) for n in _ls_sources()]
-    most: dict[str, int] = {}
-    for d in runs:
-        for task, t in d["tasks"].items():
-            most[task] = max(most.get(task, 0), t["dev_rows"])
-    pooled: dict[str, dict[str, Any]] = {}
+def _ls_pooled() -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """Per task and dev-row count: the cells of every label_scoring result, and DSPy's rows; the files used."""
+    pooled: dict[tuple[str, int], dict[str, Any]] = {}
     used: list[str] = []
-    skipped: list[str] = []
-    for d in runs:
+    for name in _ls_sources():
+        d = load(name)
         for task, t in d["tasks"].items():
-            if t["dev_rows"] != most[task]:
-                skipped.append(f"`{d['_file']}` ({TASK_NAMES.get(task, task)}, {t['dev_rows']} rows)")
-                continue
-            p = pooled.setdefault(task, {"dev_rows": t["dev_rows"], "cells": {}, "dspy": None})
+            p = pooled.setdefault((task, t["dev_rows"]), {"dev_rows": t["dev_rows"], "cells": {}, "dspy": None})
             p["cells"].update(t["cells"])
             if t.get("dspy_mipro_json", {}).get("dev_scores"):
                 p["dspy"] = t["dspy_mipro_json"]["dev_scores"]
@@ -436,7 +425,8 @@ def _ls_pooled() -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
             if label not in used:
                 used.append(label)
     order = list(TASK_NAMES)
-    return dict(sorted(pooled.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)), used, skipped
+    keys = sorted(pooled, key=lambda k: (order.index(k[0]) if k[0] in order else 99, -k[1]))
+    return [(k[0], pooled[k]) for k in keys], used
 
 
 def _cell_name(name: str) -> str:
@@ -451,10 +441,10 @@ def _diff(x: dict[str, Any]) -> str:
 @renderer("label_scoring.goals", source="label_scoring_sst2_trec")
 def label_scoring_goals(_: dict[str, Any]) -> str:
     lg = _label_goals()
-    pooled, used, skipped = _ls_pooled()
+    pooled, used = _ls_pooled()
     mark = {True: "met", False: "**missed**"}
     vs_gen, vs_dspy, collapse = [], [], []
-    for task, p in pooled.items():
+    for task, p in pooled:
         g = lg.goals(p["cells"], p["dspy"])
         name = TASK_NAMES.get(task, task)
         for stage, e in g["calibrated_vs_generate"].items():
@@ -490,6 +480,7 @@ def label_scoring_goals(_: dict[str, Any]) -> str:
             vs_dspy.append(
                 [
                     name,
+                    str(p["dev_rows"]),
                     f"{_cell_name(dv['best_calibrated'])}: {num(dv['best_calibrated_accuracy'])}",
                     num(dv["dspy_accuracy"]),
                     _diff(dv["difference"]),
@@ -498,21 +489,19 @@ def label_scoring_goals(_: dict[str, Any]) -> str:
                 ]
             )
         else:
-            vs_dspy.append([name, "–", "–", "–", "–", f"not computable: {dv['why']}"])
+            vs_dspy.append([name, str(p["dev_rows"]), "–", "–", "–", "–", f"not computable: {dv['why']}"])
         c = g["collapse"]
         over = "; ".join(
             f"{n.replace('_', ' ')}: {o['label']} {num(o['share'])} ({num(o['true_share'])}), "
             + (f"{o['ratio']:.2f}×" if o["ratio"] is not None else "never gold")
             for n, o in sorted(c["over"].items(), key=lambda kv: -(kv[1]["ratio"] or 1e9))
         )
-        collapse.append([name, f"{len(c['over'])} of {c['cells']}", over or "none", mark[c["met"]]])
+        collapse.append([name, str(p["dev_rows"]), f"{len(c['over'])} of {c['cells']}", over or "none", mark[c["met"]]])
     note = (
         "Cells are pooled per task from "
         + ", ".join(used)
-        + ": every run evaluates the same dev rows in the same order, so cells of different runs are paired "
-        "row by row"
-        + (f" (left out, run on fewer rows: {', '.join(skipped)})" if skipped else "")
-        + ". The JointSearch cells come from runs without DSPy; DSPy MIPROv2's rows are those of the "
+        + ": every run on a task's first N dev rows evaluates them in the same order, so cells of different "
+        "runs with the same N are paired row by row. The JointSearch cells come from runs without DSPy; DSPy MIPROv2's rows are those of the "
         "RandomSearch runs (same rows, another process run). The best calibrated cell is picked on the dev "
         "rows (between contextual and batch), which flatters it; the contextual column (the default) is not "
         "picked. `compiled` pools RandomSearch and JointSearch. Goals computed by `benchmarks/label_goals.py`."
@@ -535,13 +524,14 @@ def label_scoring_goals(_: dict[str, Any]) -> str:
         table(
             [
                 "task",
+                "dev rows",
                 "best compiled calibrated: accuracy",
                 "DSPy MIPROv2 (JSON, constrained)",
                 "difference [95%]",
                 "significant",
                 "above DSPy (goal)",
             ],
-            ["l", "l", "r", "r", "l", "l"],
+            ["l", "r", "l", "r", "r", "l", "l"],
             vs_dspy,
         ),
         table(
