@@ -256,11 +256,12 @@ def run_record(*, git_at_start: dict[str, Any] | None = None) -> dict[str, Any]:
 GIT_AT_START: dict[str, Any] = git_state()
 
 
-def write_result(name: str, result: dict[str, Any]) -> Path:
+def write_result(name: str, result: dict[str, Any], *, quiet: bool = False) -> Path:
     """Print ``result`` as one JSON object and write it to ``results/<name>.json``.
 
     Adds ``run`` (see run_record): the commit at start and at write time with a dirty flag, the
     exact command line, the load average at start and end, and whether DSPy ran in this process.
+    ``quiet``: write the file only (a checkpoint), print nothing.
     ``benchmarks/tables.py`` renders the published tables from these files.
     """
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -268,6 +269,7 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     result = {**result, "run": run_record()}
     text = json.dumps(result, indent=2, sort_keys=True)
     path.write_text(text + "\n", encoding="utf-8")
-    print(json.dumps(result, sort_keys=True))
-    print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
+    if not quiet:
+        print(json.dumps(result, sort_keys=True))
+        print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
     return path

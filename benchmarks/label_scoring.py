@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python benchmarks/label_scoring.py [--tasks sst2,trec,tweet_sentiment,banking77]
         [--dev 0] [--train 100] [--val 40] [--modes generate,score,contextual,batch]
-        [--compile random_search] [--dspy] [--threads 4] [--out label_scoring]
+        [--compile random_search,joint_search] [--no-zero-shot] [--dspy] [--threads 4]
+        [--out label_scoring]
 
 SmolLM2-135M-Instruct on ``oobleck.LocalLM(temperature=0)`` in-process, no cache. Per task the
 same signature (``<input> -> label: Literal[...]``, the task's one-line instruction) runs as:
@@ -13,17 +14,23 @@ same signature (``<input> -> label: Literal[...]``, the task's one-line instruct
   batch        scored, prior from the mean over the first 32 train inputs (refitted per
                candidate when compiling)
 
-each zero-shot and compiled (``--compile``: RandomSearch with 4 bootstrapped / 4 labelled
-demos, 4 candidates, chosen on --val rows taken after the --train rows, confirmed on a held-out
-part of them). Scored modes use the scoring default format (``Name: value`` lines).
+each zero-shot (unless ``--no-zero-shot``) and compiled (``--compile``, chosen on --val rows
+taken after the --train rows, confirmed on a held-out part of them):
+
+  random_search  RandomSearch, 4 candidates of 4 bootstrapped / 4 labelled demos
+  joint_search   JointSearch as compile_instructions.py sets it (auto=None, 8 trials,
+                 2 instructions x 3 demo sets, minibatch 8, a full evaluation every 4
+                 trials); no format search, so each mode keeps its adapter
+Scored modes use the scoring default format (``Name: value`` lines).
 ``--dspy``: DSPy's MIPROv2 (auto="light") with its JSONAdapter and the schema declared to the
 server (grammar-constrained), on the same rows, in the same process run.
 
 Per cell: accuracy and macro-F1 with 95% intervals (Wilson for accuracy, bootstrap over rows
 for macro-F1), the share of the most frequent answer beside that label's true share
 (collapse), LM calls, tokens, and seconds per dev row. Paired differences (same rows) of each
-scored cell against the best generating cell of the same stage. Writes
-benchmarks/results/<out>.json.
+scored cell against the best generating cell of the same stage, and issue 17's goals as far as
+this run's cells allow (label_goals.py; tables.py checks them again across result files).
+Writes benchmarks/results/<out>.json after every cell (``"complete": false`` until the run ends).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import collections
 import random
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from _common import (
@@ -47,14 +55,16 @@ from _common import (
     wilson,
     write_result,
 )
+from label_goals import goals
 
 import oobleck
 from oobleck.adapters import JSONAdapter
 from oobleck.evaluation import evaluate
 from oobleck.metrics import ExactMatch
-from oobleck.optimize import RandomSearch, paired_interval
+from oobleck.optimize import JointSearch, RandomSearch, paired_interval
 
 MODES = ("generate", "score", "contextual", "batch")
+COMPILERS = ("random_search", "joint_search")
 MAX_ERRORS = 10_000
 
 
@@ -128,7 +138,38 @@ def cell(task: str, result: Any, dev: list[oobleck.Example], seconds: float, usa
     }
 
 
-def run_task(task: str, a: argparse.Namespace, lm: oobleck.LocalLM, base_url: str | None) -> dict[str, Any]:
+def optimizer(stage: str, metric: Any, threads: int) -> RandomSearch | JointSearch:
+    """The compiler of a stage: RandomSearch as in the first runs, JointSearch as compile_instructions.py sets it."""
+    if stage == "random_search":
+        return RandomSearch(
+            metric,
+            num_candidates=4,
+            max_bootstrapped_demos=4,
+            max_labeled_demos=4,
+            num_threads=threads,
+            max_errors=MAX_ERRORS,
+        )
+    return JointSearch(
+        metric,
+        auto=None,
+        num_trials=8,
+        num_instructions=2,
+        num_demo_sets=3,
+        minibatch_size=8,
+        full_eval_every=4,
+        num_threads=threads,
+        max_errors=MAX_ERRORS,
+    )
+
+
+def run_task(
+    task: str,
+    a: argparse.Namespace,
+    lm: oobleck.LocalLM,
+    base_url: str | None,
+    save: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """All cells of one task; ``save(out)`` after each cell (a partial result on disk)."""
     train_all = rows_of(task, "train")
     train, val = train_all[: a.train], train_all[a.train : a.train + a.val]
     dev = rows_of(task, "dev")
@@ -137,20 +178,13 @@ def run_task(task: str, a: argparse.Namespace, lm: oobleck.LocalLM, base_url: st
     metric = ExactMatch(field="label")
     out: dict[str, Any] = {"dev_rows": len(dev), "train_rows": len(train), "val_rows": len(val), "cells": {}}
     for mode in a.modes:
-        for stage in ("zero_shot", *a.compile):
+        for stage in (*(() if a.no_zero_shot else ("zero_shot",)), *a.compile):
             name = f"{mode}/{stage}"
             started = time.perf_counter()
             program = program_for(task, mode, lm, train[:32])
             compile_info: dict[str, Any] = {}
-            if stage == "random_search":
-                opt = RandomSearch(
-                    metric,
-                    num_candidates=4,
-                    max_bootstrapped_demos=4,
-                    max_labeled_demos=4,
-                    num_threads=a.threads,
-                    max_errors=MAX_ERRORS,
-                )
+            if stage in COMPILERS:
+                opt = optimizer(stage, metric, a.threads)
                 program = opt.compile(program, trainset=train, valset=val, seed=a.seed, progress=False)
                 spent = program.compile_usage
                 compile_info = {
@@ -165,6 +199,7 @@ def run_task(task: str, a: argparse.Namespace, lm: oobleck.LocalLM, base_url: st
                 result = evaluate(program, dev, metric, num_threads=a.threads, progress=False, max_errors=MAX_ERRORS)
             seconds = time.perf_counter() - ev_started
             out["cells"][name] = {**cell(task, result, dev, seconds, t.usage), **compile_info}
+            save(out)
             c = out["cells"][name]
             print(
                 f"  {task:16s} {name:26s} acc {c['accuracy']:5.1f} f1 {c['macro_f1']:5.1f} "
@@ -204,6 +239,7 @@ def run_task(task: str, a: argparse.Namespace, lm: oobleck.LocalLM, base_url: st
         mipro = dspy["methods"].get("mipro", {})
         out["dspy_mipro_json"] = {k: v for k, v in mipro.items() if k != "_stderr"}
     out["comparisons"] = compare(out, a)
+    out["goals"] = goals(out["cells"], out.get("dspy_mipro_json", {}).get("dev_scores"))
     return out
 
 
@@ -241,7 +277,16 @@ def main() -> int:
     ap.add_argument("--train", type=int, default=100)
     ap.add_argument("--val", type=int, default=40)
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--compile", default="random_search", help="comma list: random_search, or '' for zero-shot only")
+    ap.add_argument(
+        "--compile",
+        default="random_search",
+        help="comma list of random_search, joint_search; '' for zero-shot only",
+    )
+    ap.add_argument(
+        "--no-zero-shot",
+        action="store_true",
+        help="skip the zero-shot cells (their rows are in an earlier result file)",
+    )
     ap.add_argument("--dspy", action="store_true")
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
@@ -252,6 +297,9 @@ def main() -> int:
     unknown = set(a.modes) - set(MODES)
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}")
+    unknown = set(a.compile) - set(COMPILERS)
+    if unknown:
+        raise SystemExit(f"unknown compilers {sorted(unknown)}; expected some of {list(COMPILERS)}")
     if a.dspy:
         require_dspy_venv()
     started = time.perf_counter()
@@ -261,29 +309,41 @@ def main() -> int:
     if a.dspy:
         lm.server()
         base_url = f"http://127.0.0.1:{port}/v1"
-    tasks = {}
-    for task in a.tasks.split(","):
-        tasks[task] = run_task(task, a, lm, base_url)
-    write_result(
-        a.out,
-        {
-            "benchmark": "label_scoring",
-            "model": {"file": lm.model_path.name, "backend": "oobleck.LocalLM", "temperature": 0},
-            "settings": {
-                "train": a.train,
-                "val": a.val,
-                "dev": a.dev or "all",
-                "modes": a.modes,
-                "compile": a.compile,
-                "threads": a.threads,
-                "seed": a.seed,
-                "dspy": a.dspy,
+    tasks: dict[str, Any] = {}
+
+    def save(complete: bool) -> None:
+        write_result(
+            a.out,
+            {
+                "benchmark": "label_scoring",
+                "complete": complete,
+                "model": {"file": lm.model_path.name, "backend": "oobleck.LocalLM", "temperature": 0},
+                "settings": {
+                    "train": a.train,
+                    "val": a.val,
+                    "dev": a.dev or "all",
+                    "modes": a.modes,
+                    "compile": a.compile,
+                    "zero_shot": not a.no_zero_shot,
+                    "threads": a.threads,
+                    "seed": a.seed,
+                    "dspy": a.dspy,
+                },
+                "tasks": tasks,
+                "machine": machine(),
+                "elapsed_s": round(time.perf_counter() - started, 1),
             },
-            "tasks": tasks,
-            "machine": machine(),
-            "elapsed_s": round(time.perf_counter() - started, 1),
-        },
-    )
+            quiet=not complete,
+        )
+
+    for task in a.tasks.split(","):
+
+        def save_task(out: dict[str, Any], task: str = task) -> None:
+            tasks[task] = out
+            save(False)
+
+        tasks[task] = run_task(task, a, lm, base_url, save_task)
+    save(True)
     return 0
 
 

@@ -385,7 +385,16 @@ def _ls_table(d: dict[str, Any]) -> str:
     return block(
         table(header, ["l", "r", "l", "l", "r", "r", "r", "r", "r", "r"], rows),
         cmp_table,
-        provenance(d, dspy=bool(d["settings"].get("dspy"))),
+        provenance(
+            d,
+            dspy=bool(d["settings"].get("dspy")),
+            note=(
+                "A partial run: the script writes its JSON after every cell, and the cells of the "
+                f"command's modes ({', '.join(d['settings']['modes'])}) missing here had not finished when it was stopped."
+                if d.get("complete") is False
+                else ""
+            ),
+        ),
     )
 
 
@@ -402,6 +411,164 @@ def label_scoring_tweet(d: dict[str, Any]) -> str:
 @renderer("label_scoring.banking77", source="label_scoring_banking77")
 def label_scoring_banking77(d: dict[str, Any]) -> str:
     return _ls_table(d)
+
+
+@renderer("label_scoring.joint", source="label_scoring_joint")
+def label_scoring_joint(d: dict[str, Any]) -> str:
+    return _ls_table(d)
+
+
+def _ls_sources() -> list[str]:
+    """Every label_scoring result (not the cost one), oldest name first."""
+    names = sorted(p.stem for p in RESULTS.glob("label_scoring_*.json"))
+    return [n for n in names if n != "label_scoring_cost"]
+
+
+def _label_goals() -> Any:
+    """benchmarks/label_goals.py (imported from this folder, as the script imports it)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    import label_goals
+
+    return label_goals
+
+
+def _ls_pooled() -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """Per task and dev-row count: the cells of every label_scoring result, and DSPy's rows; the files used."""
+    pooled: dict[tuple[str, int], dict[str, Any]] = {}
+    used: list[str] = []
+    for name in _ls_sources():
+        d = load(name)
+        for task, t in d["tasks"].items():
+            p = pooled.setdefault((task, t["dev_rows"]), {"dev_rows": t["dev_rows"], "cells": {}, "dspy": None})
+            p["cells"].update(t["cells"])
+            if t.get("dspy_mipro_json", {}).get("dev_scores"):
+                p["dspy"] = t["dspy_mipro_json"]["dev_scores"]
+            label = f"`{d['_file']}`" + ("" if d.get("complete", True) else " (partial run)")
+            if label not in used:
+                used.append(label)
+    order = list(TASK_NAMES)
+    keys = sorted(pooled, key=lambda k: (order.index(k[0]) if k[0] in order else 99, -k[1]))
+    return [(k[0], pooled[k]) for k in keys], used
+
+
+def _cell_name(name: str) -> str:
+    mode, stage = name.split("/")
+    return f"{LS_MODES.get(mode, mode)}, {stage.replace('_', ' ')}"
+
+
+def _diff(x: dict[str, Any]) -> str:
+    return f"{signed(x['gain'])} [{signed(x['low'])} to {signed(x['high'])}]"
+
+
+@renderer("label_scoring.goals", source="label_scoring_sst2_trec")
+def label_scoring_goals(_: dict[str, Any]) -> str:
+    lg = _label_goals()
+    pooled, used = _ls_pooled()
+    mark = {True: "met", False: "**missed**"}
+    vs_gen, vs_dspy, collapse = [], [], []
+    for task, p in pooled:
+        g = lg.goals(p["cells"], p["dspy"])
+        name = TASK_NAMES.get(task, task)
+        for stage, e in g["calibrated_vs_generate"].items():
+            if not e["computable"]:
+                vs_gen.append(
+                    [
+                        name,
+                        str(p["dev_rows"]),
+                        stage.replace("_", " "),
+                        "–",
+                        "–",
+                        "–",
+                        "–",
+                        f"not computable: {e['why']}",
+                    ]
+                )
+                continue
+            ctx = e.get("contextual_difference")
+            vs_gen.append(
+                [
+                    name,
+                    str(p["dev_rows"]),
+                    stage.replace("_", " "),
+                    f"{_cell_name(e['best_generate'])}: {num(e['best_generate_accuracy'])}",
+                    f"{_cell_name(e['best_calibrated'])}: {num(e['best_calibrated_accuracy'])}",
+                    _diff(e["difference"]),
+                    _diff(ctx) if ctx else "–",
+                    mark[e["met"]],
+                ]
+            )
+        dv = g["compiled_vs_dspy"]
+        if dv["computable"]:
+            vs_dspy.append(
+                [
+                    name,
+                    str(p["dev_rows"]),
+                    f"{_cell_name(dv['best_calibrated'])}: {num(dv['best_calibrated_accuracy'])}",
+                    num(dv["dspy_accuracy"]),
+                    _diff(dv["difference"]),
+                    "yes" if dv["significant"] else "no",
+                    mark[dv["met"]],
+                ]
+            )
+        else:
+            vs_dspy.append([name, str(p["dev_rows"]), "–", "–", "–", "–", f"not computable: {dv['why']}"])
+        c = g["collapse"]
+        over = "; ".join(
+            f"{n.replace('_', ' ')}: {o['label']} {num(o['share'])} ({num(o['true_share'])}), "
+            + (f"{o['ratio']:.2f}×" if o["ratio"] is not None else "never gold")
+            for n, o in sorted(c["over"].items(), key=lambda kv: -(kv[1]["ratio"] or 1e9))
+        )
+        collapse.append([name, str(p["dev_rows"]), f"{len(c['over'])} of {c['cells']}", over or "none", mark[c["met"]]])
+    note = (
+        "Cells are pooled per task from "
+        + ", ".join(used)
+        + ": every run on a task's first N dev rows evaluates them in the same order, so cells of different "
+        "runs with the same N are paired row by row. The JointSearch cells come from runs without DSPy; DSPy MIPROv2's rows are those of the "
+        "RandomSearch runs (same rows, another process run). The best calibrated cell is picked on the dev "
+        "rows (between contextual and batch), which flatters it; the contextual column (the default) is not "
+        "picked. `compiled` pools RandomSearch and JointSearch. Goals computed by `benchmarks/label_goals.py`."
+    )
+    return block(
+        table(
+            [
+                "task",
+                "dev rows",
+                "stage",
+                "best generating: accuracy",
+                "best calibrated scored: accuracy",
+                "difference [95%]",
+                "contextual (default) − best generating [95%]",
+                "significantly above (goal)",
+            ],
+            ["l", "r", "l", "l", "l", "r", "r", "l"],
+            vs_gen,
+        ),
+        table(
+            [
+                "task",
+                "dev rows",
+                "best compiled calibrated: accuracy",
+                "DSPy MIPROv2 (JSON, constrained)",
+                "difference [95%]",
+                "significant",
+                "above DSPy (goal)",
+            ],
+            ["l", "r", "l", "r", "r", "l", "l"],
+            vs_dspy,
+        ),
+        table(
+            [
+                "task",
+                "cells over 1.5×",
+                "those cells: top answer % (its true %), ratio; worst first",
+                "no collapse (goal)",
+            ],
+            ["l", "r", "l", "l"],
+            collapse,
+        ),
+        note,
+    )
 
 
 @renderer("label_scoring_cost")
