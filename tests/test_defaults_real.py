@@ -100,4 +100,8 @@ def test_compiled_on_the_defaults_gives_the_same_answers_in_a_fresh_process(defa
     )
     assert child.returncode == 0, child.stderr[-2000:]
     assert json.loads(child.stdout.strip().splitlines()[-1]) == here
-    assert oobleck.load(path).predictors["self"].adapter_choice()[1] == saved["adapter"]["reason"]
+    # Saved as a default ("auto"): chosen again for the LM in use, for the same reason.
+    assert saved["adapter"].get("auto") is True
+    loaded = oobleck.load(path).predictors["self"]
+    assert loaded.adapter_choice(default_lm)[1] == saved["adapter"]["reason"]
+    assert "no LM is set" in loaded.adapter_choice()[1]  # without an LM it says it will follow one
