@@ -958,6 +958,37 @@ def _ci_part(d: dict[str, Any], row: dict[str, Any]) -> str:
     return "?"
 
 
+CI_HEADER = [
+    "task",
+    "system",
+    "method",
+    "dev acc % (95% CI)",
+    "vs hand prompt, paired",
+    "compile LM calls",
+    "compile tokens",
+    "compile wall s",
+    "final prompt tokens",
+    "format",
+    "demos",
+]
+CI_ALIGN = ["l", "l", "l", "l", "l", "r", "r", "r", "r", "l", "r"]
+
+
+def _ci_scored_cells(r: dict[str, Any], fmt: str) -> list[str]:
+    """The cells after task, system and method of a compile_instructions row that has a dev score."""
+    vs = r["vs_hand_prompt"]
+    return [
+        f"{r['dev_score']:.1f} [{r['dev_95'][0]:.1f}, {r['dev_95'][1]:.1f}]",
+        "+0.0" if r["method"] == "hand_prompt" else f"{signed(vs[0])} [{signed(vs[1])}, {signed(vs[2])}]",
+        str(r["compile_calls"]),
+        str(r["compile_tokens"]),
+        f"{r['compile_wall_s']:.0f}",
+        str(r["prompt_tokens_final"]),
+        fmt,
+        str(r["demos"]),
+    ]
+
+
 @renderer("compile_instructions")
 def compile_instructions_table(d: dict[str, Any]) -> str:
     rows = []
@@ -983,40 +1014,10 @@ def compile_instructions_table(d: dict[str, Any]) -> str:
                 ]
             )
             continue
-        vs = r["vs_hand_prompt"]
-        vs_text = "+0.0" if r["method"] == "hand_prompt" else f"{signed(vs[0])} [{signed(vs[1])}, {signed(vs[2])}]"
-        rows.append(
-            [
-                r["task"],
-                system,
-                CI_METHODS[r["method"]],
-                f"{r['dev_score']:.1f} [{r['dev_95'][0]:.1f}, {r['dev_95'][1]:.1f}]",
-                vs_text,
-                str(r["compile_calls"]),
-                str(r["compile_tokens"]),
-                f"{r['compile_wall_s']:.0f}",
-                str(r["prompt_tokens_final"]),
-                fmt,
-                str(r["demos"]),
-                part,
-            ]
-        )
+        rows.append([r["task"], system, CI_METHODS[r["method"]], *_ci_scored_cells(r, fmt), part])
     t = table(
-        [
-            "task",
-            "system",
-            "method",
-            "dev acc % (95% CI)",
-            "vs hand prompt, paired",
-            "compile LM calls",
-            "compile tokens",
-            "compile wall s",
-            "final prompt tokens",
-            "format",
-            "demos",
-            "run",
-        ],
-        ["l", "l", "l", "l", "l", "r", "r", "r", "r", "l", "r", "r"],
+        [*CI_HEADER, "run"],
+        [*CI_ALIGN, "r"],
         rows,
     )
     runs = []
@@ -1139,43 +1140,12 @@ def compile_instructions_auto(first: dict[str, Any]) -> str:
                 rows.append([r["task"], system, CI_METHODS[r["method"]], why])
                 rows[-1] += [""] * 7
                 continue
-            vs = r["vs_hand_prompt"]
             method = CI_METHODS[r["method"]]
             if r["method"] == "auto":
                 method = f"Auto(budget={d['args']['auto_budget']})"
-            rows.append(
-                [
-                    r["task"],
-                    system,
-                    method,
-                    f"{r['dev_score']:.1f} [{r['dev_95'][0]:.1f}, {r['dev_95'][1]:.1f}]",
-                    "+0.0" if r["method"] == "hand_prompt" else _interval_text(vs),
-                    str(r["compile_calls"]),
-                    str(r["compile_tokens"]),
-                    f"{r['compile_wall_s']:.0f}",
-                    str(r["prompt_tokens_final"]),
-                    fmt,
-                    str(r["demos"]),
-                ]
-            )
+            rows.append([r["task"], system, method, *_ci_scored_cells(r, fmt)])
         sources.append(f"{TASK_NAMES[d['args']['tasks']]}: " + provenance(d, dspy=True))
-    t = table(
-        [
-            "task",
-            "system",
-            "method",
-            "dev acc % (95% CI)",
-            "vs hand prompt, paired",
-            "compile LM calls",
-            "compile tokens",
-            "compile wall s",
-            "final prompt tokens",
-            "format",
-            "demos",
-        ],
-        ["l", "l", "l", "l", "l", "r", "r", "r", "r", "l", "r"],
-        rows,
-    )
+    t = table(CI_HEADER, CI_ALIGN, rows)
     return block(t, "\n\n".join(sources))
 
 
