@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 # torch is pinned to the CPU build first: an unpinned torch can pull a multi-GB CUDA build.
 $(BIN)/.installed-dev: $(BIN)/.installed
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,local,embeddings,bm25,qdrant,optuna,transformers,mcp]'
+	$(BIN)/pip install -q -e '.[dev,local,embeddings,bm25,qdrant,optuna,transformers,mcp,serve,otel]'
 	touch $@
 
 setup: $(BIN)/.installed
