@@ -132,6 +132,7 @@ def cell(task: str, result: Any, dev: list[oobleck.Example], seconds: float, usa
         "collapse_ratio": round((top_n / len(dev)) / (true_share / 100.0), 2) if true_share else None,
         "failed_rows": sum(1 for row in result.rows if row.error),
         "dev_calls": usage.calls,
+        "dev_cache_hits": usage.cache_hits,
         "dev_tokens": usage.prompt_tokens + usage.completion_tokens,
         "seconds_per_row": round(seconds / len(dev), 3),
         "row_scores": [row.score for row in result.rows],
@@ -290,6 +291,12 @@ def main() -> int:
     ap.add_argument("--dspy", action="store_true")
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--cache",
+        default="",
+        help="a cache folder shared by the cells (a scored mode then reuses the label scores an "
+        "earlier mode paid for: only the first cell's s/row is a cost); default: no cache",
+    )
     ap.add_argument("--out", default="label_scoring")
     a = ap.parse_args()
     a.modes = [m for m in a.modes.split(",") if m]
@@ -309,6 +316,7 @@ def main() -> int:
     if a.dspy:
         lm.server()
         base_url = f"http://127.0.0.1:{port}/v1"
+    run_lm: Any = oobleck.CachedLM(lm, cache=a.cache) if a.cache else lm
     tasks: dict[str, Any] = {}
 
     def save(complete: bool) -> None:
@@ -328,6 +336,7 @@ def main() -> int:
                     "threads": a.threads,
                     "seed": a.seed,
                     "dspy": a.dspy,
+                    "cache": bool(a.cache),
                 },
                 "tasks": tasks,
                 "machine": machine(),
@@ -342,7 +351,7 @@ def main() -> int:
             tasks[task] = out
             save(False)
 
-        tasks[task] = run_task(task, a, lm, base_url, save_task)
+        tasks[task] = run_task(task, a, run_lm, base_url, save_task)
     save(True)
     return 0
 
