@@ -802,7 +802,8 @@ def reliability_table(d: dict[str, Any]) -> str:
 
     own = d.get("evaluate_vs_server_ceiling") or []  # absent when the run left out the ceiling part
     threads = " / ".join(str(p["threads"]) for p in own)
-    c8 = load("reliability_ceiling")
+    ceiling_name = d.get("ceiling_result", "reliability_ceiling")  # a history run names its own
+    c8 = load(ceiling_name)
     rows = [
         [
             f"{a['threads']} threads x {a['calls_per_thread']} calls, cache on",
@@ -830,7 +831,7 @@ def reliability_table(d: dict[str, Any]) -> str:
         rows.append(
             [
                 ("same" if own else "evaluate vs the server's own ceiling, 1 / 4 / 8 threads")
-                + f", {c8['evaluate_vs_server_ceiling'][0]['rows']} rows (`results/reliability_ceiling.json`)",
+                + f", {c8['evaluate_vs_server_ceiling'][0]['rows']} rows (`results/{ceiling_name}.json`)",
                 ceiling(c8["evaluate_vs_server_ceiling"]),
             ]
         )
