@@ -19,6 +19,7 @@ __all__ = ["chat_fields", "json_fields"]
 
 _MARKER = re.compile(r"(?<!\\)\[\[ ## ([^\s\[\]#]+) ## \]\]")
 _ESCAPED = re.compile(r"\\(\\*)(\[\[ ## )")
+_ESCAPE_AT_END = re.compile(r"\\+\[\[ ##$")
 _NAME = re.compile(r"[^\s\[\]#]*")
 _OPEN = "[[ ## "
 _CLOSE = " ## ]]"
@@ -64,7 +65,12 @@ def chat_fields(signature: Signature, text: str, *, final: bool) -> dict[str, st
         name = m.group(1)
         end = matches[i + 1].start() if i + 1 < len(matches) else len(seen)
         if name in outputs and name not in fields:
-            fields[name] = _ESCAPED.sub(lambda e: e.group(1) + e.group(2), seen[m.end() : end].strip())
+            section = seen[m.end() : end].strip()
+            if not final and i == len(matches) - 1:
+                # Stripped, an escaped marker at the end has lost the space that makes it one
+                # (parse unescapes it only when more text follows): wait for that text.
+                section = _ESCAPE_AT_END.sub("", section).rstrip()
+            fields[name] = _ESCAPED.sub(lambda e: e.group(1) + e.group(2), section)
     if final and not matches and len(outputs) == 1:
         fields[next(iter(outputs))] = text.strip()
     return fields
