@@ -12,6 +12,7 @@ answer is never returned (or cached) as a whole one.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from oobleck.errors import LMConnectionError, LMResponseError
@@ -60,6 +61,13 @@ class ChunkReader:
                 f"expected a JSON chunk in the stream from {self.where}, got {data[:120]!r}", retryable=True
             ) from None
         return self.chunk(chunk)
+
+    def feed(self, line: str, sink: Callable[[str], None]) -> int:
+        """Read one line of the body and send its new text to ``sink``; the line's size in bytes."""
+        piece = self.line(line)
+        if piece:
+            sink(piece)  # may raise (the consumer stopped reading): the caller closes the body
+        return len(line) + 1
 
     def chunk(self, chunk: Any) -> str:
         """Read one ``chat.completion.chunk`` object; the new text it carries ("" if none)."""

@@ -214,12 +214,9 @@ class OpenAILM(BaseLM):
         with create(
             **params, stream=True, stream_options=_stream_wire.STREAM_OPTIONS, timeout=self.timeout
         ) as response:
-            for line in response.iter_lines():
-                size += len(line) + 1
+            for line in response.iter_lines():  # a sink that raises (the consumer left) closes the response
+                size += reader.feed(line, sink)
                 self._check_progress(size, deadline)
-                piece = reader.line(line)
-                if piece:
-                    sink(piece)  # may raise: the consumer stopped reading; leaving closes the response
         return reader.body()
 
     def _attempt(self, params: dict[str, Any], deadline: float) -> Any:
@@ -300,11 +297,8 @@ class OpenAILM(BaseLM):
             **params, stream=True, stream_options=_stream_wire.STREAM_OPTIONS, timeout=self.timeout
         ) as response:
             async for line in response.iter_lines():
-                size += len(line) + 1
+                size += reader.feed(line, sink)
                 self._check_progress(size, deadline)
-                piece = reader.line(line)
-                if piece:
-                    sink(piece)
         return reader.body()
 
     # ---- scoring ----
