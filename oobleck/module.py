@@ -116,8 +116,12 @@ class Module:
         JSON numbers, lists and objects (given once complete), ``Name: value`` lines. Never
         an error for want of streaming. See :mod:`oobleck.streaming`.
 
-        Stopping early (``break``, ``close()``) cuts the backend's stream at its next piece
-        of text and starts no further LM call; nothing partial is cached.
+        Stopping early (``break``, ``close()``, or dropping the iterator) cuts the backend's
+        stream at its next piece of text and starts no further LM call; nothing partial is
+        cached. The worker never runs more than one chunk ahead of the consumer, so a consumer
+        that pauses pauses the reading of the answer (and the backend's per-call timeout still
+        bounds the whole answer). A predictor called several times (ReAct's steps, BestOfN's
+        attempts) streams each call in turn under the same name.
 
         Raises:
             OobleckError: whatever the call raises, after the chunks sent before it.

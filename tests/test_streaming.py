@@ -251,3 +251,18 @@ def test_fake_lm_checks_its_stream_settings():
         FakeLM(stream_chunk=0)
     with pytest.raises(oobleck.ConfigError, match="drop_stream_after"):
         FakeLM(drop_stream_after=-1)
+
+
+def test_a_parse_repair_retry_streams_the_fields_of_the_answer_that_parsed():
+    # The first answer has no markers (nothing can be read from it as it comes); the repair does.
+    lm = FakeLM(["I think it is four", {"reasoning": "two twos", "answer": 4}], stream_chunk=3)
+    cot = ChainOfThought("question -> answer: int", lm=lm, max_retries=1)
+    chunks, pred = split(list(cot.stream(question="2+2?")))
+    assert joined(chunks) == {("predict", "reasoning"): "two twos", ("predict", "answer"): "4"}
+    assert pred.answer == 4 and pred.usage.calls == 2 and pred.usage.retries == 1
+
+
+def test_a_traced_stream_records_the_call_like_a_plain_one():
+    with oobleck.trace() as t:
+        list(Predict("q -> answer", lm=FakeLM([{"answer": "a"}])).stream(q="x"))
+    assert len(t.entries) == 1 and t.entries[0].outputs == {"answer": "a"}
