@@ -57,7 +57,9 @@ class Predict(Module):
             writes answers and scored by the backend (:mod:`oobleck.label_scoring`); the most
             likely label is the answer and the prediction carries the label distribution
             (``pred.probabilities``). Free-text outputs before the labels are generated
-            first. Needs a backend with ``capabilities.scoring``.
+            first. Needs a backend with ``capabilities.scoring``. Under
+            ``program.stream(...)`` the free text streams as decoded and each label comes
+            as one chunk once chosen (it is picked whole from the scores, never decoded).
             ``"auto"`` (default): decided at call time (see :meth:`mode_choice`): score when
             every output is a label, the backend scores, and no adapter or sampling was named;
             generate otherwise.
@@ -417,6 +419,8 @@ class Predict(Module):
         fields = streaming.emitter(self, adapter)  # None unless the caller streams
         with _answers_written_by(adapter, self.signature):
             while True:
+                if fields:
+                    fields.check_open()  # a stream's consumer that left gets no further call
                 # Reserved in the active budget before it is sent (BudgetExceededError, nothing
                 # sent, when it does not fit); settled with what it cost as the steps read it.
                 with _budget.sending(request):
@@ -446,6 +450,8 @@ class Predict(Module):
         fields = streaming.emitter(self, adapter)
         with _answers_written_by(adapter, self.signature):
             while True:
+                if fields:
+                    fields.check_open()
                 with _budget.sending(request):  # as in forward
                     try:
                         with fields.sending(request) if fields else contextlib.nullcontext():

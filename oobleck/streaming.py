@@ -157,10 +157,13 @@ class FieldEmitter:
         self._sent: dict[str, str] = {}
         self._last: str | None = None
 
+    def check_open(self) -> None:
+        """Raise StreamClosed if the consumer has left (checked before each LM call is reserved)."""
+        self._state.check_open()
+
     @contextlib.contextmanager
     def sending(self, request: LMRequest) -> Iterator[None]:
-        """Around one LM call: no call starts once the consumer left; text goes to the stream."""
-        self._state.check_open()
+        """Around one LM call: its text goes to the stream as the backend decodes it."""
         if self._partial is None or request.score is not None or request.n != 1:
             yield
             return
