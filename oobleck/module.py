@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from oobleck import callbacks
 from oobleck.errors import ConfigError, InputError
 from oobleck.example import Prediction
 from oobleck.lm.base import LM
@@ -84,17 +85,23 @@ class Module:
             raise InputError(f"{type(self).__name__} takes inputs by name, e.g. program(question=...)")
         _check_not_self(self, inputs)
         meter = UsageMeter()
-        with recording(meter):
+        with recording(meter), callbacks.step("module", None, self, inputs) as watched:
             result = self.forward(**inputs)
-        return result.with_usage(meter.usage) if isinstance(result, Prediction) else result
+            if isinstance(result, Prediction):
+                result = result.with_usage(meter.usage)
+            watched.done(result)
+        return result
 
     async def acall(self, /, **inputs: Any) -> Any:
         """Call the program from async code (``await program.acall(question=...)``)."""
         _check_not_self(self, inputs)
         meter = UsageMeter()
-        with recording(meter):
+        with recording(meter), callbacks.step("module", None, self, inputs) as watched:
             result = await self.aforward(**inputs)
-        return result.with_usage(meter.usage) if isinstance(result, Prediction) else result
+            if isinstance(result, Prediction):
+                result = result.with_usage(meter.usage)
+            watched.done(result)
+        return result
 
     # ---- structure ----
 

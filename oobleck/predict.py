@@ -15,7 +15,7 @@ import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from oobleck import _budget, _score_mode, label_scoring
+from oobleck import _budget, _score_mode, _watch, callbacks, label_scoring
 from oobleck.adapters import default_adapter
 from oobleck.adapters._values import Placeholder, placeholder
 from oobleck.adapters.base import Adapter
@@ -356,7 +356,7 @@ class Predict(Module):
 
     def _request(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> LMRequest:
         """The generating request for ``inputs`` (score mode derives its requests from it)."""
-        messages = adapter.render(self.signature, demos=self.demos, inputs=inputs)
+        messages = _watch.render(adapter, self.signature, self.demos, inputs)
         params = self._settings_params(adapter, lm)
         if self.soft_prompt is not None:
             if not lm.capabilities.soft_prompts:
@@ -397,11 +397,17 @@ class Predict(Module):
             raise InputError(
                 f"Predict takes inputs by name, e.g. predict({next(iter(self.signature.input_fields), 'x')}=...)"
             )
-        return self.forward(**inputs)
+        with callbacks.step("module", None, self, inputs) as watched:
+            prediction = self.forward(**inputs)
+            watched.done(prediction)
+        return prediction
 
     async def acall(self, /, **inputs: Any) -> Prediction:
         """Call from async code."""
-        return await self.aforward(**inputs)
+        with callbacks.step("module", None, self, inputs) as watched:
+            prediction = await self.aforward(**inputs)
+            watched.done(prediction)
+        return prediction
 
     def forward(self, /, **inputs: Any) -> Prediction:
         """Call the LM and return the parsed prediction."""
@@ -420,7 +426,7 @@ class Predict(Module):
                 # sent, when it does not fit); settled with what it cost as the steps read it.
                 with _budget.sending(request):
                     try:
-                        response = lm.complete(request)
+                        response = _watch.complete(lm, request)
                     except Exception as exc:
                         steps.throw(exc)  # records the failure, then re-raises it
                         raise
@@ -441,7 +447,7 @@ class Predict(Module):
             while True:
                 with _budget.sending(request):  # as in forward
                     try:
-                        response = await lm.acomplete(request)
+                        response = await _watch.acomplete(lm, request)
                     except Exception as exc:
                         steps.throw(exc)
                         raise
@@ -567,7 +573,7 @@ class Predict(Module):
                             note, raw=choice.text, field=None, signature=signature, reason="truncated at max_tokens"
                         )
                     notes.append(note)
-                completions.append(adapter.parse(signature, choice.text))
+                completions.append(_watch.parse(adapter, signature, choice.text))
             except ParseError as exc:
                 if choice.finish_reason == "length" and exc.reason != "truncated at max_tokens":
                     exc = _cut_short(exc, request)  # say why it did not parse: the answer was cut
