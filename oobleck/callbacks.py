@@ -48,7 +48,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import sys
@@ -301,13 +300,15 @@ class Step:
         duration = time.perf_counter() - self._t0
         if self._token is not None:
             _PARENT.reset(self._token)
-        end = dataclasses.replace(
-            self._event, outputs=None if exc is not None else self.outputs, error=exc, duration_s=duration
-        )
+        e = self._event
+        end = Event(
+            e.kind, e.id, e.parent_id, e.name, e.instance, e.inputs,
+            None if exc is not None else self.outputs, exc, e.started, duration,
+        )  # fmt: skip
         _deliver(self._receivers, "on_end", end)
 
 
-class _Unwatched:
+class Unwatched:
     """The step when nobody watches: does nothing, shared by every call."""
 
     __slots__ = ()
@@ -316,17 +317,17 @@ class _Unwatched:
     def done(self, outputs: Any) -> None:
         pass
 
-    def __enter__(self) -> _Unwatched:
+    def __enter__(self) -> Unwatched:
         return self
 
     def __exit__(self, *exc: object) -> None:
         return None
 
 
-_UNWATCHED = _Unwatched()
+UNWATCHED = Unwatched()
 
 
-def step(kind: EventKind, name: str | None, instance: Any, inputs: Mapping[str, Any]) -> Step | _Unwatched:
+def step(kind: EventKind, name: str | None, instance: Any, inputs: Mapping[str, Any]) -> Step | Unwatched:
     """A context manager that sends ``kind``'s start and end events to the callbacks in force.
 
     ``name`` None: derived from ``instance`` (its ``name`` attribute, else its class name).
@@ -334,7 +335,7 @@ def step(kind: EventKind, name: str | None, instance: Any, inputs: Mapping[str, 
     """
     receivers = _receivers()
     if not receivers:
-        return _UNWATCHED
+        return UNWATCHED
     if name is None:
         name = _name_of(kind, instance)
     event = Event(kind, f"{next(_IDS):x}", _PARENT.get(), name, instance, inputs, started=time.time())

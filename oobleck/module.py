@@ -85,7 +85,7 @@ class Module:
             raise InputError(f"{type(self).__name__} takes inputs by name, e.g. program(question=...)")
         _check_not_self(self, inputs)
         meter = UsageMeter()
-        with recording(meter), callbacks.step("module", None, self, inputs) as watched:
+        with recording(meter), watched_call(self, inputs) as watched:
             result = self.forward(**inputs)
             if isinstance(result, Prediction):
                 result = result.with_usage(meter.usage)
@@ -96,7 +96,7 @@ class Module:
         """Call the program from async code (``await program.acall(question=...)``)."""
         _check_not_self(self, inputs)
         meter = UsageMeter()
-        with recording(meter), callbacks.step("module", None, self, inputs) as watched:
+        with recording(meter), watched_call(self, inputs) as watched:
             result = await self.aforward(**inputs)
             if isinstance(result, Prediction):
                 result = result.with_usage(meter.usage)
@@ -191,6 +191,13 @@ class Module:
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={p!r}" for n, p in self.named_predictors())
         return f"{type(self).__name__}({inner})"
+
+
+def watched_call(module: Module, inputs: Mapping[str, Any]) -> callbacks.Step | callbacks.Unwatched:
+    """The module event of a call (none during a dry run: ``render_calls`` calls no LM)."""
+    if RENDERING.get() is not None:
+        return callbacks.UNWATCHED
+    return callbacks.step("module", None, module, inputs)
 
 
 def _check_not_self(program: Module, inputs: Mapping[str, Any]) -> None:

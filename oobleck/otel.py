@@ -94,10 +94,11 @@ def settings() -> dict[str, bool]:
     return {"enabled": _enabled, "capture_content": _capturing()}
 
 
+_ENV_CAPTURE = os.environ.get(_CONTENT_ENV, "").lower() in ("1", "true", "yes")
+
+
 def _capturing() -> bool:
-    if _capture is not None:
-        return _capture
-    return os.environ.get(_CONTENT_ENV, "").lower() in ("1", "true", "yes")
+    return _ENV_CAPTURE if _capture is None else _capture
 
 
 def bridge() -> _Bridge | None:
@@ -131,7 +132,7 @@ class _Bridge:
         return "oobleck.otel bridge"
 
     def on_start(self, event: Event) -> None:
-        from opentelemetry import context, trace
+        from opentelemetry import context, trace  # already imported: bridge() found them
 
         capture = _capturing()
         name, client, attributes = _describe(event, capture)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from oobleck import _budget, _score_mode, _watch, callbacks, label_scoring
+from oobleck import _budget, _score_mode, _watch, label_scoring
 from oobleck.adapters import default_adapter
 from oobleck.adapters._values import Placeholder, placeholder
 from oobleck.adapters.base import Adapter
@@ -26,7 +26,7 @@ from oobleck.example import Example, Prediction
 from oobleck.lm.base import ANSWER_WRITER, LM, Capabilities
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.types import LMRequest, LMResponse, Message, Usage
-from oobleck.module import RENDERING, Module, RenderedCall
+from oobleck.module import RENDERING, Module, RenderedCall, watched_call
 from oobleck.signature import Signature, ensure_signature
 from oobleck.trace import TraceEntry, emit
 from oobleck.trace import active as recording_active
@@ -397,14 +397,14 @@ class Predict(Module):
             raise InputError(
                 f"Predict takes inputs by name, e.g. predict({next(iter(self.signature.input_fields), 'x')}=...)"
             )
-        with callbacks.step("module", None, self, inputs) as watched:
+        with watched_call(self, inputs) as watched:
             prediction = self.forward(**inputs)
             watched.done(prediction)
         return prediction
 
     async def acall(self, /, **inputs: Any) -> Prediction:
         """Call from async code."""
-        with callbacks.step("module", None, self, inputs) as watched:
+        with watched_call(self, inputs) as watched:
             prediction = await self.aforward(**inputs)
             watched.done(prediction)
         return prediction

@@ -216,3 +216,10 @@ def test_retrieval_and_tool_steps() -> None:
     tools = [e for e in seen.ends if e.kind == "tool"]
     assert tools[0].outputs is result and result.observation == "5"
     assert tools[1].outputs is failed and failed.error is not None
+
+
+def test_a_dry_run_sends_no_module_events() -> None:
+    seen = Collect()
+    with context(lm=FakeLM([]), callbacks=[seen]):
+        calls = Box().render_calls(q="x")
+    assert len(calls) == 1 and seen.starts == []
