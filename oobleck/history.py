@@ -89,28 +89,35 @@ def _cost(call: LMCall) -> str:
 
 
 _LOCK = threading.Lock()
-_CALLS: collections.deque[LMCall] = collections.deque(maxlen=SIZE)
+# Kept as raw records (the request and response are immutable), turned into LMCall only when
+# someone looks: recording stays a tuple and an append on every call.
+_Raw = tuple[float, float, LMRequest, "LMResponse | None", "str | None", str]
+_CALLS: collections.deque[_Raw] = collections.deque(maxlen=SIZE)
 
 
 def record(
     lm: LM, request: LMRequest, response: LMResponse | None, error: BaseException | None, latency: float
 ) -> None:
     """Remember one call (the library calls this for every request a predictor sends)."""
-    if response is not None:
-        if request.score is not None:
-            responses = tuple(f"{c.text!r}: logprob {c.logprob:.4g}" for c in response.choices)
-        else:
-            responses = tuple(c.text for c in response.choices)
-        usage, cached, model = response.usage, response.cached or response.usage.cache_hits > 0, response.model
-    else:
-        responses, usage, cached, model = (), Usage(), False, ""
-    if not model:
+    fallback = ""
+    if response is None or not response.model:
         identity = lm.identity
-        model = identity.get("model") or identity.get("backend") or type(lm).__name__
+        fallback = identity.get("model") or identity.get("backend") or type(lm).__name__
     failed = None if error is None else f"{type(error).__name__}: {error}"
-    call = LMCall(time.time() - latency, model, request.messages, responses, usage, latency, cached, failed)
     with _LOCK:
-        _CALLS.append(call)
+        _CALLS.append((time.time() - latency, latency, request, response, failed, fallback))
+
+
+def _call(raw: _Raw) -> LMCall:
+    at, latency, request, response, failed, fallback = raw
+    if response is None:
+        return LMCall(at, fallback, request.messages, (), Usage(), latency, False, failed)
+    if request.score is not None:
+        responses = tuple(f"{c.text!r}: logprob {c.logprob:.4g}" for c in response.choices)
+    else:
+        responses = tuple(c.text for c in response.choices)
+    cached = response.cached or response.usage.cache_hits > 0
+    return LMCall(at, response.model or fallback, request.messages, responses, response.usage, latency, cached, failed)
 
 
 def clear() -> None:
@@ -138,7 +145,8 @@ def history(n: int = 1, *, file: TextIO | None = None, show: bool = True) -> lis
         ('[[ ## answer ## ]]\n4',)
     """
     with _LOCK:
-        calls = list(_CALLS)[-n:] if n > 0 else []
+        raws = list(_CALLS)[-n:] if n > 0 else []
+    calls = [_call(raw) for raw in raws]
     if show:
         out = file if file is not None else sys.stdout
         for i, call in enumerate(calls):
