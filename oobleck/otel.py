@@ -5,26 +5,26 @@ Nothing to call: once your process has an OpenTelemetry tracer provider (``pip i
 ``opentelemetry-instrument``), each step a program or a compile takes becomes a span, nested
 as the steps were, under whatever span is current (a server's request span, a job's):
 
-=========  ======================  =====================================================
-step       span name               attributes
-=========  ======================  =====================================================
-compile    ``compile {Optimizer}``  ``oobleck.optimizer.name``, ``oobleck.seed``, ``oobleck.trainset.size``, ``oobleck.valset.size``
-candidate  ``candidate {key}``     ``oobleck.candidate.key``, ``.rows`` (on end ``.score``, ``.rows_scored``, ``.dropped``)
-trial      ``trial``               on end ``oobleck.trial.score``, ``oobleck.trial.failed``
-module     ``module {Class}``      ``oobleck.module.class``, ``oobleck.signature`` (a Predict); on end ``oobleck.usage.*``
-lm         ``chat {model}``        ``gen_ai.operation.name`` = chat, ``gen_ai.provider.name`` (and the older
-                                   ``gen_ai.system``), ``gen_ai.request.model`` / ``.temperature`` / ``.max_tokens`` /
-                                   ``.top_p`` / ``.seed`` / ``.stop_sequences``, ``server.address`` / ``.port``; on end
-                                   ``gen_ai.response.model``, ``gen_ai.usage.input_tokens`` / ``output_tokens``,
-                                   ``gen_ai.response.finish_reasons``, ``oobleck.cached``
-format     ``format {adapter}``    ``oobleck.adapter``
-parse      ``parse {adapter}``     ``oobleck.adapter``
-retrieval  ``retrieve {Retriever}`` ``oobleck.retrieval.k``; on end ``oobleck.retrieval.passages``
-tool       ``execute_tool {name}``  ``gen_ai.operation.name`` = execute_tool, ``gen_ai.tool.name``; on end ``oobleck.tool.failed``
-=========  ======================  =====================================================
+- compile: ``compile {Optimizer}``; ``oobleck.optimizer.name``, ``oobleck.seed``,
+  ``oobleck.trainset.size``, ``oobleck.valset.size``;
+- candidate: ``candidate {key}``; ``oobleck.candidate.key``, ``oobleck.candidate.rows``, and on
+  end ``oobleck.candidate.score`` (mean, percent), ``.rows_scored``, ``.errors``, ``.dropped``;
+- trial (one row run and scored): ``trial``; on end ``oobleck.trial.score``, ``oobleck.trial.failed``;
+- module: ``module {Class}``; ``oobleck.module.class``, ``oobleck.signature`` (a Predict), on end
+  ``oobleck.usage.calls`` / ``.cache_hits`` / ``.prompt_tokens`` / ``.completion_tokens``;
+- lm: ``chat {model}``, a CLIENT span; ``gen_ai.operation.name`` = chat,
+  ``gen_ai.provider.name`` (and the older ``gen_ai.system``), ``gen_ai.request.model``,
+  ``.temperature``, ``.max_tokens``, ``.top_p``, ``.seed``, ``.stop_sequences``,
+  ``server.address`` / ``server.port``; on end ``gen_ai.response.model``,
+  ``gen_ai.usage.input_tokens`` / ``output_tokens``, ``gen_ai.response.finish_reasons``,
+  ``oobleck.cached``;
+- format / parse: ``format {adapter}`` / ``parse {adapter}``; ``oobleck.adapter``;
+- retrieval: ``retrieve {Retriever}``; ``oobleck.retrieval.k``, on end ``oobleck.retrieval.passages``;
+- tool: ``execute_tool {name}``; ``gen_ai.operation.name`` = execute_tool, ``gen_ai.tool.name``,
+  on end ``oobleck.tool.failed``.
 
-A step that raised has status ERROR and ``error.type``. The LM span is a CLIENT span; the
-others are INTERNAL. Spans never carry API keys (an LM's identity holds none, and an endpoint
+A step that raised has status ERROR and ``error.type``; spans other than the LM call's are
+INTERNAL. Spans never carry API keys (an LM's identity holds none, and an endpoint
 is reduced to its host and port), and by default no prompt, completion, input or output text:
 ``configure(capture_content=True)``, or ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``
 (the convention's variable), adds ``gen_ai.input.messages`` / ``gen_ai.output.messages`` on LM

@@ -209,13 +209,15 @@ def test_retrieval_and_tool_steps() -> None:
         passages = Retrieve(Shelf(), k=2)(query="paris").passages
         result = Tool(add).run({"a": 2, "b": 3})
         failed = Tool(add).run({"a": "two"})
+        awaited = asyncio.run(Tool(add).arun({"a": 1, "b": 1}))
     kinds = [(e.kind, e.name) for e in seen.ends]
-    assert ("retrieval", "Shelf") in kinds and kinds.count(("tool", "add")) == 2
+    assert ("retrieval", "Shelf") in kinds and kinds.count(("tool", "add")) == 3
     retrieval = next(e for e in seen.ends if e.kind == "retrieval")
     assert retrieval.inputs == {"query": "paris", "k": 2} and retrieval.outputs == passages
     tools = [e for e in seen.ends if e.kind == "tool"]
     assert tools[0].outputs is result and result.observation == "5"
     assert tools[1].outputs is failed and failed.error is not None
+    assert tools[2].outputs is awaited and awaited.observation == "2"
 
 
 def test_a_dry_run_sends_no_module_events() -> None:
