@@ -37,6 +37,7 @@ Cost: ``import oobleck`` never imports opentelemetry. Until some code has import
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -106,9 +107,10 @@ def bridge() -> _Bridge | None:
     global _bridge, _bridge_provider
     if not _enabled:
         return None
-    from opentelemetry import trace
-
-    provider = _provider if _provider is not None else trace.get_tracer_provider()
+    trace = _trace_api()
+    provider = _provider if _provider is not None else _global_provider(trace)
+    if provider is None:
+        return None
     if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
         return None
     if provider is not _bridge_provider:
@@ -118,6 +120,32 @@ def bridge() -> _Bridge | None:
             _bridge = _Bridge(provider.get_tracer("oobleck", __version__))
             _bridge_provider = provider
     return _bridge
+
+
+@functools.cache
+def _trace_api() -> Any:
+    """``opentelemetry.trace``, imported once (only ever called once some code imported it)."""
+    from opentelemetry import trace
+
+    return trace
+
+
+# Whether the environment names a provider for the API to load (read once, as the API's own
+# environment settings are read at start-up).
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
+def _global_provider(trace: Any) -> Any:
+    """The global tracer provider, or None when none is set.
+
+    ``trace.get_tracer_provider()`` looks the environment up on every call (a few µs, and a
+    program makes several steps per call): while no provider is set and the environment names
+    none, the API's module attribute says so at the cost of an attribute read.
+    """
+    provider = getattr(trace, "_TRACER_PROVIDER", _UNSET)
+    if provider is None and not _PROVIDER_FROM_ENV:
+        return None
+    return trace.get_tracer_provider()
 
 
 class _Bridge:

@@ -188,3 +188,23 @@ def test_import_oobleck_and_a_call_never_import_opentelemetry() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_global_provider_is_used_once_set_with_no_oobleck_setting() -> None:
+    code = (
+        "import oobleck\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "qa = oobleck.Predict('q -> a', lm=oobleck.FakeLM([{'a': '4'}], cycle=True))\n"
+        "qa(q='before any provider')\n"
+        "exporter = InMemorySpanExporter()\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(exporter))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "qa(q='after')\n"
+        "print(sorted(s.name for s in exporter.get_finished_spans()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(sorted(["module Predict", "format chat", "chat fake", "parse chat"]))
