@@ -16,6 +16,7 @@ import typing
 from oobleck._version import __version__
 from oobleck.adapters import ChatAdapter, JSONAdapter, TemplateAdapter
 from oobleck.calibration import calibrate
+from oobleck.callbacks import Callback, Event
 from oobleck.context import context
 from oobleck.errors import (
     ArtifactError,
@@ -39,6 +40,7 @@ from oobleck.errors import (
     WriteError,
 )
 from oobleck.example import Example, Prediction
+from oobleck.history import history
 from oobleck.lm import BaseLM, CachedLM, FakeLM, LMRequest, LMResponse, Message, Usage
 from oobleck.lm.base import Capabilities
 from oobleck.lm.cached import Cache
@@ -87,6 +89,7 @@ __all__ = [
     "BudgetExceededError",
     "Cache",
     "CachedLM",
+    "Callback",
     "Capabilities",
     "ChainOfThought",
     "ChatAdapter",
@@ -95,6 +98,7 @@ __all__ = [
     "Embedder",
     "Ensemble",
     "EvaluationResult",
+    "Event",
     "Example",
     "FakeLM",
     "HashingEmbedder",
@@ -150,6 +154,7 @@ __all__ = [
     "evaluate",
     "export_messages",
     "export_request",
+    "history",
     "load",
     "majority",
     "mcp_tools",

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from oobleck import _budget
+from oobleck import _budget, callbacks
 from oobleck.errors import FATAL
 from oobleck.example import Example, Prediction
 from oobleck.lm.types import Usage
@@ -116,6 +116,15 @@ def run_example(
         ConfigError: a setup error every row would share (see :data:`oobleck.errors.FATAL`).
         BudgetExceededError: the budget does not allow this run.
     """
+    with callbacks.step("trial", None, program, {"example": example}) as watched:
+        result = _run(program, example, metric, metric_trace, failure_score)
+        watched.done(result)
+    return result
+
+
+def _run(
+    program: Module, example: Example, metric: Callable[..., Any], metric_trace: bool, failure_score: float
+) -> RowOutcome:
     prediction: Prediction | None = None
     with metered() as t:
         try:

@@ -19,6 +19,7 @@ from oobleck.errors import ConfigError
 
 if TYPE_CHECKING:
     from oobleck.adapters.base import Adapter
+    from oobleck.callbacks import Watcher
     from oobleck.lm.base import LM
     from oobleck.lm.types import CachePolicy
     from oobleck.retrieve.passage import Retriever
@@ -49,6 +50,8 @@ class Settings:
             and Refine raise it for attempts after the first).
         hint: text added to every predictor's system message (Refine's feedback on the
             previous attempt); never part of demos.
+        callbacks: callbacks that see every step inside the block (:mod:`oobleck.callbacks`),
+            after those registered with ``oobleck.callbacks.add``.
     """
 
     lm: LM | None = None
@@ -60,6 +63,7 @@ class Settings:
     on_truncation: Literal["warn", "error"] = "warn"
     temperature: float | None = None
     hint: str | None = None
+    callbacks: tuple[Watcher, ...] = ()
 
 
 _SETTINGS: contextvars.ContextVar[Settings] = contextvars.ContextVar("oobleck_settings", default=Settings())
@@ -77,7 +81,7 @@ def context(**overrides: Any) -> Iterator[Settings]:
 
     Args:
         **overrides: any of ``lm``, ``adapter``, ``cache``, ``max_retries``, ``sample_index``,
-            ``retriever``, ``on_truncation``, ``temperature``, ``hint``.
+            ``retriever``, ``on_truncation``, ``temperature``, ``hint``, ``callbacks``.
 
     Raises:
         ConfigError: an unknown setting name.
@@ -95,6 +99,10 @@ def context(**overrides: Any) -> Iterator[Settings]:
         raise ConfigError(f"on_truncation must be 'warn' or 'error', got {overrides['on_truncation']!r}")
     if "cache" in overrides and overrides["cache"] not in ("on", "read", "write", "off"):
         raise ConfigError(f"cache must be 'on', 'read', 'write' or 'off', got {overrides['cache']!r}")
+    if "callbacks" in overrides:
+        from oobleck.callbacks import check
+
+        overrides["callbacks"] = tuple(check(c) for c in overrides["callbacks"] or ())
     token = _SETTINGS.set(dataclasses.replace(_SETTINGS.get(), **overrides))
     try:
         yield _SETTINGS.get()

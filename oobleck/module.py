@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from oobleck import callbacks
 from oobleck.errors import ConfigError, InputError
 from oobleck.example import Prediction
 from oobleck.lm.base import LM
@@ -85,17 +86,23 @@ class Module:
             raise InputError(f"{type(self).__name__} takes inputs by name, e.g. program(question=...)")
         _check_not_self(self, inputs)
         meter = UsageMeter()
-        with recording(meter):
+        with recording(meter), watched_call(self, inputs) as watched:
             result = self.forward(**inputs)
-        return result.with_usage(meter.usage) if isinstance(result, Prediction) else result
+            if isinstance(result, Prediction):
+                result = result.with_usage(meter.usage)
+            watched.done(result)
+        return result
 
     async def acall(self, /, **inputs: Any) -> Any:
         """Call the program from async code (``await program.acall(question=...)``)."""
         _check_not_self(self, inputs)
         meter = UsageMeter()
-        with recording(meter):
+        with recording(meter), watched_call(self, inputs) as watched:
             result = await self.aforward(**inputs)
-        return result.with_usage(meter.usage) if isinstance(result, Prediction) else result
+            if isinstance(result, Prediction):
+                result = result.with_usage(meter.usage)
+            watched.done(result)
+        return result
 
     # ---- streaming ----
 
@@ -237,6 +244,13 @@ class Module:
     def __repr__(self) -> str:
         inner = ", ".join(f"{n}={p!r}" for n, p in self.named_predictors())
         return f"{type(self).__name__}({inner})"
+
+
+def watched_call(module: Module, inputs: Mapping[str, Any]) -> callbacks.Step | callbacks.Unwatched:
+    """The module event of a call (none during a dry run: ``render_calls`` calls no LM)."""
+    if RENDERING.get() is not None:
+        return callbacks.UNWATCHED
+    return callbacks.step("module", None, module, inputs)
 
 
 def _check_not_self(program: Module, inputs: Mapping[str, Any]) -> None:

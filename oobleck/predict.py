@@ -15,7 +15,7 @@ import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from oobleck import _budget, _score_mode, label_scoring, streaming
+from oobleck import _budget, _score_mode, _watch, label_scoring, streaming
 from oobleck.adapters import default_adapter
 from oobleck.adapters._values import Placeholder, placeholder
 from oobleck.adapters.base import Adapter
@@ -26,7 +26,7 @@ from oobleck.example import Example, Prediction
 from oobleck.lm.base import ANSWER_WRITER, LM, Capabilities
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.types import LMRequest, LMResponse, Message, Usage
-from oobleck.module import RENDERING, Module, RenderedCall
+from oobleck.module import RENDERING, Module, RenderedCall, watched_call
 from oobleck.signature import Signature, ensure_signature
 from oobleck.trace import TraceEntry, emit
 from oobleck.trace import active as recording_active
@@ -358,7 +358,7 @@ class Predict(Module):
 
     def _request(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> LMRequest:
         """The generating request for ``inputs`` (score mode derives its requests from it)."""
-        messages = adapter.render(self.signature, demos=self.demos, inputs=inputs)
+        messages = _watch.render(adapter, self.signature, self.demos, inputs)
         params = self._settings_params(adapter, lm)
         if self.soft_prompt is not None:
             if not lm.capabilities.soft_prompts:
@@ -399,11 +399,17 @@ class Predict(Module):
             raise InputError(
                 f"Predict takes inputs by name, e.g. predict({next(iter(self.signature.input_fields), 'x')}=...)"
             )
-        return self.forward(**inputs)
+        with watched_call(self, inputs) as watched:
+            prediction = self.forward(**inputs)
+            watched.done(prediction)
+        return prediction
 
     async def acall(self, /, **inputs: Any) -> Prediction:
         """Call from async code."""
-        return await self.aforward(**inputs)
+        with watched_call(self, inputs) as watched:
+            prediction = await self.aforward(**inputs)
+            watched.done(prediction)
+        return prediction
 
     def forward(self, /, **inputs: Any) -> Prediction:
         """Call the LM and return the parsed prediction."""
@@ -426,7 +432,7 @@ class Predict(Module):
                 with _budget.sending(request):
                     try:
                         with fields.sending(request) if fields else contextlib.nullcontext():
-                            response = lm.complete(request)
+                            response = _watch.complete(lm, request)
                     except Exception as exc:
                         steps.throw(exc)  # records the failure, then re-raises it
                         raise
@@ -455,7 +461,7 @@ class Predict(Module):
                 with _budget.sending(request):  # as in forward
                     try:
                         with fields.sending(request) if fields else contextlib.nullcontext():
-                            response = await lm.acomplete(request)
+                            response = await _watch.acomplete(lm, request)
                     except Exception as exc:
                         steps.throw(exc)
                         raise
@@ -585,7 +591,7 @@ class Predict(Module):
                             note, raw=choice.text, field=None, signature=signature, reason="truncated at max_tokens"
                         )
                     notes.append(note)
-                completions.append(adapter.parse(signature, choice.text))
+                completions.append(_watch.parse(adapter, signature, choice.text))
             except ParseError as exc:
                 if choice.finish_reason == "length" and exc.reason != "truncated at max_tokens":
                     exc = _cut_short(exc, request)  # say why it did not parse: the answer was cut

@@ -35,7 +35,7 @@ from typing import Any
 
 import pydantic
 
-from oobleck import _types
+from oobleck import _types, callbacks
 from oobleck.errors import BudgetExceededError, ConfigError
 
 __all__ = ["Tool", "ToolResult", "binding", "bound_tools", "ensure_tools"]
@@ -196,6 +196,12 @@ class Tool:
         Raises:
             BudgetExceededError: the tool itself called an LM past the active budget.
         """
+        with callbacks.step("tool", self.name, self, {"args": args}) as watched:
+            result = self._run(args)
+            watched.done(result)
+        return result
+
+    def _run(self, args: Mapping[str, Any] | pydantic.BaseModel | None) -> ToolResult:
         started = time.perf_counter()
         try:
             values = self.validate(args)
@@ -213,6 +219,12 @@ class Tool:
 
     async def arun(self, args: Mapping[str, Any] | pydantic.BaseModel | None) -> ToolResult:
         """The async form of :meth:`run` (an async tool runs on the caller's event loop)."""
+        with callbacks.step("tool", self.name, self, {"args": args}) as watched:
+            result = await self._arun(args)
+            watched.done(result)
+        return result
+
+    async def _arun(self, args: Mapping[str, Any] | pydantic.BaseModel | None) -> ToolResult:
         started = time.perf_counter()
         try:
             values = self.validate(args)

@@ -3,6 +3,18 @@
 ``with oobleck.trace() as t:`` collects one :class:`TraceEntry` per predictor call made inside
 the block, including calls in worker threads that carry the context. Nothing is global: a
 trace exists only while its block runs, and nested traces each see the calls inside them.
+
+A :class:`Recorder` is the seam under it: anything with ``add(entry)``, made active for a block
+with :func:`recording`, receives each finished call (a Trace keeps them, a program's usage
+meter sums them, evaluation and the budget count them). Three ways to watch, by what you need:
+
+- a **recorder** (or ``trace()``): the finished calls of a block, with what they produced and
+  cost; what code that *acts* on calls uses (metrics reading a trace, usage accounting);
+- a **callback** (:mod:`oobleck.callbacks`): the start and end of every step (modules, LM
+  calls, adapters, retrieval, tools, optimizer candidates and trials) as a tree, for logging
+  and tracing (:mod:`oobleck.otel` is one);
+- ``oobleck.history(n)`` (:mod:`oobleck.history`): the last LM calls of the process, printed
+  for a person.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ from typing import Any, Protocol
 
 from oobleck.lm.types import Message, Usage
 
-__all__ = ["Recorder", "Trace", "TraceEntry", "Traced", "trace"]
+__all__ = ["Recorder", "Trace", "TraceEntry", "Traced", "recording", "trace"]
 
 
 class Traced(Protocol):
@@ -83,7 +95,28 @@ class Trace:
 
 
 class Recorder(Protocol):
-    """Anything that receives finished calls: a Trace, a usage meter, a progress bar."""
+    """Anything that receives finished calls: a Trace, a usage meter, a progress bar.
+
+    Make one active for a block with :func:`recording`; every predictor attempt (a
+    parse-repair retry is an entry of its own) and every ``Retrieve`` search inside the block,
+    in this thread or in workers that carry the context, calls ``add`` once, in the thread that
+    made the call, so a recorder used with threads must be thread-safe. Recorders nest: all
+    the active ones receive each entry. An exception in ``add`` propagates to the call (a
+    recorder is part of the run, unlike a callback).
+
+    Example:
+        >>> from oobleck import FakeLM, Predict
+        >>> class Tokens:
+        ...     def __init__(self):
+        ...         self.total = 0
+        ...     def add(self, entry):
+        ...         self.total += entry.usage.total_tokens
+        >>> counted = Tokens()
+        >>> with recording(counted):
+        ...     _ = Predict("question -> answer", lm=FakeLM([{"answer": "4"}]))(question="2+2?")
+        >>> counted.total > 0
+        True
+    """
 
     def add(self, entry: TraceEntry) -> None:
         """Take one finished call."""
@@ -120,7 +153,11 @@ def emit(entry: TraceEntry) -> None:
 
 @contextlib.contextmanager
 def recording(recorder: Recorder) -> Iterator[None]:
-    """Make ``recorder`` active for the block (internal building block of ``trace``)."""
+    """Make ``recorder`` active for the code inside the block (what ``trace()`` is built on).
+
+    Args:
+        recorder: anything with ``add(entry)`` (see :class:`Recorder`).
+    """
     token = _RECORDERS.set(_RECORDERS.get() + (recorder,))
     try:
         yield

@@ -23,6 +23,7 @@ OPTIONAL = {
     "gguf",
     "httpx",
     "openai",
+    "opentelemetry",
     "optuna",
     "peft",
     "qdrant_client",

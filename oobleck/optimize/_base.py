@@ -21,13 +21,15 @@ checks and charges the budget the frame activates.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, overload
+from typing import Any, ClassVar, Literal, TypeVar, overload
 
-from oobleck import _progress
+from oobleck import _progress, callbacks
 from oobleck._budget import Budget
 from oobleck._budget import active as active_budget
 from oobleck._checkpoint import Checkpoint
@@ -43,6 +45,8 @@ from oobleck.optimize._identity import program_fingerprint
 __all__ = ["CompileRun", "Optimizer", "check_rows", "provenance"]
 
 log = logging.getLogger("oobleck.optimize")
+
+F = TypeVar("F", bound=typing.Callable[..., Any])
 
 
 def check_rows(rows: Sequence[Any], what: str) -> list[Example]:
@@ -86,6 +90,23 @@ def provenance(
         "tokens": tokens,
         "stopped_early": stopped_early,
     }
+
+
+def _watched(compile: F) -> F:
+    """``compile`` sending an optimizer event around each compile (not a dry run) to the callbacks."""
+
+    @functools.wraps(compile)
+    def watched(self: Optimizer, *args: Any, **options: Any) -> Any:
+        if options.get("dry_run"):
+            return compile(self, *args, **options)
+        valset = options.get("valset")
+        given = {"trainset": len(options["trainset"]), "valset": None if valset is None else len(valset)}
+        with callbacks.step("optimizer", self.name, self, {**given, "seed": options.get("seed", 0)}) as step:
+            compiled = compile(self, *args, **options)
+            step.done(compiled)
+        return compiled
+
+    return typing.cast(F, watched)
 
 
 @dataclass(slots=True)
@@ -225,6 +246,7 @@ class Optimizer:
         progress: bool = ...,
     ) -> CostEstimate: ...
 
+    @_watched
     def compile(
         self,
         program: Module,

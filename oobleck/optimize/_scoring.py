@@ -34,7 +34,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from oobleck import _progress
+from oobleck import _progress, callbacks
 from oobleck.errors import ConfigError, TooManyErrorsError
 from oobleck.evaluation import evaluate
 from oobleck.example import Example
@@ -375,6 +375,14 @@ class Scorer:
             BudgetExceededError: the budget ran out (what was scored is kept).
             TooManyErrorsError: more than ``max_errors`` of its rows failed.
         """
+        with callbacks.step("candidate", key, program, {"key": key, "rows": rows}) as watched:
+            scored = self._score(key, program, rows, race, among)
+            watched.done(scored)
+        return scored
+
+    def _score(
+        self, key: str, program: Module, rows: Sequence[int] | None, race: bool | None, among: Collection[str] | None
+    ) -> CandidateScores:
         c = self.candidates.setdefault(key, CandidateScores())
         wanted = list(self.order) if rows is None else list(rows)
         todo = [i for i in wanted if i not in c.scores]

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from oobleck import callbacks
 from oobleck.context import current
 from oobleck.errors import ConfigError, InputError
 from oobleck.example import Prediction
@@ -89,8 +90,11 @@ class Retrieve(Module):
             ]
             return Prediction(passages=passages)
         skip = set(exclude)
-        found = self.resolve_retriever().search([query], k=self.k + len(skip))[0]
-        passages = [p for p in found if p.id not in skip][: self.k]
+        retriever = self.resolve_retriever()
+        with callbacks.step("retrieval", type(retriever).__name__, retriever, {"query": query, "k": self.k}) as watched:
+            found = retriever.search([query], k=self.k + len(skip))[0]
+            passages = [p for p in found if p.id not in skip][: self.k]
+            watched.done(passages)
         if recording_active():
             emit(TraceEntry(self, {"query": query}, {"passages": list(passages)}, [], None, Usage()))
         return Prediction(passages=list(passages))
