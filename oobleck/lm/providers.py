@@ -190,6 +190,8 @@ def LM(  # noqa: N802 - named like the class it stands for, as dspy.LM is
     """The backend a spec names: ``"openai/gpt-4o-mini"``, ``"anthropic/..."``, ``"local"``, ...
 
     See the module docstring for the grammar, the provider table and where keys come from.
+    ``oobleck.LM`` is this function; ``oobleck.lm.LM`` is the protocol every backend
+    implements (what annotations name).
 
     Args:
         spec: what to talk to.
