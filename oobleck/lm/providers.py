@@ -38,18 +38,22 @@ own endpoint; at an endpoint you name (``@URL``) a missing key is sent as a plac
 ``OpenAILM(base_url=...)`` does. A provider's key is sent only to its endpoint: ``ollama`` and a
 bare URL never receive ``$OPENAI_API_KEY``.
 
-Why a table and not a routing package (litellm, any-llm-sdk): measured on this 2-core machine
-(CPython 3.11.7, fresh interpreters, best of 7 over a bare one; ``DEVELOPERS.md`` has the
-command): ``import litellm`` 1.110.2 costs about 1.5 s and loads about 1,000 modules;
-``import any_llm`` 1.40.2 is light, but creating its Anthropic or Gemini provider imports that
-vendor's SDK (0.3 to 0.9 s); this module and ``openai`` together cost what ``import openai``
-costs, and only on first use (``import oobleck`` imports neither). As for fidelity, a router
-translates to each vendor's native API (so, e.g., Anthropic's structured output works), but it
-brings its own retries, timeouts and cost accounting, which would sit beside oobleck's counted
-retries, per-attempt deadlines and budgets rather than under them. The four providers named in
-the issue all publish OpenAI-compatible endpoints, so the table keeps one code path. A provider
-that has no such endpoint is a new :class:`~oobleck.lm.base.BaseLM` (see ``DEVELOPERS.md``,
-"A backend"), which may wrap a router if you want one.
+Why a table and not a routing package (litellm, any-llm-sdk): import cost first. Measured on
+this 2-core machine under heavy load from other jobs (load average 12), CPU seconds of the import
+in a fresh CPython 3.11.7, best of 5, so read the ratios rather than the absolute values
+(``DEVELOPERS.md``, "A backend", has the table and the commands): ``import litellm`` (1.110.2)
+8.7 s and 2,988 modules, ``import any_llm`` (1.40.2, with its openai, anthropic, gemini and
+ollama extras) 3.2 s and 2,193 modules, ``import openai`` 1.4 s and 772 modules, and
+``import oobleck`` 0.63 s and 190 modules, to which ``oobleck.LM("anthropic/...")`` adds the
+openai SDK on first use (1.8 s, 885 modules in all). A router would cost 2 to 6 times what
+the openai SDK costs, on every process that names a model. Then fidelity: a router speaks each
+vendor's native API, so it reaches features the compatibility layers drop (Anthropic's
+structured output, Gemini's own schema dialect), but it brings its own retries, timeouts and
+cost accounting, which would sit beside oobleck's counted retries, per-attempt deadlines,
+budgets and key scrubbing rather than under them. The providers named here all publish
+OpenAI-compatible endpoints, so the table keeps one tested code path and declares in each row
+what its endpoint ignores. A provider with no such endpoint is a new
+:class:`~oobleck.lm.base.BaseLM` (see ``DEVELOPERS.md``, "A backend"), which may wrap a router.
 """
 
 from __future__ import annotations
