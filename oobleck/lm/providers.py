@@ -38,15 +38,15 @@ own endpoint; at an endpoint you name (``@URL``) a missing key is sent as a plac
 ``OpenAILM(base_url=...)`` does. A provider's key is sent only to its endpoint: ``ollama`` and a
 bare URL never receive ``$OPENAI_API_KEY``.
 
-Why a table and not a routing package (litellm, any-llm-sdk): import cost first. Measured on
-this 2-core machine under heavy load from other jobs (load average 12), CPU seconds of the import
-in a fresh CPython 3.11.7, best of 5, so read the ratios rather than the absolute values
-(``DEVELOPERS.md``, "A backend", has the table and the commands): ``import litellm`` (1.110.2)
-8.7 s and 2,988 modules, ``import any_llm`` (1.40.2, with its openai, anthropic, gemini and
-ollama extras) 3.2 s and 2,193 modules, ``import openai`` 1.4 s and 772 modules, and
-``import oobleck`` 0.63 s and 190 modules, to which ``oobleck.LM("anthropic/...")`` adds the
-openai SDK on first use (1.8 s, 885 modules in all). A router would cost 2 to 6 times what
-the openai SDK costs, on every process that names a model. Then fidelity: a router speaks each
+Why a table and not a routing package (litellm, any-llm-sdk): import cost first. CPU seconds
+of the import in a fresh CPython 3.11.7 with warm ``.pyc`` files, best of 5, on this 2-core
+machine under load from other jobs (``DEVELOPERS.md``, "A backend", has the table, the wall
+times and the commands): ``import litellm`` (1.110.2) 3.56 s and 2,935 modules,
+``import any_llm`` (1.40.2, with its openai, anthropic, gemini and ollama extras) 1.48 s and
+2,193 modules, ``import openai`` 0.55 s and 772 modules, ``import oobleck`` 0.16 s and 190
+modules; ``oobleck.LM("anthropic/...")`` adds the openai SDK on first use (0.64 s, 885 modules
+in all). A router would cost 2.7 to 6.5 times the openai SDK's CPU time, in every process
+that names a model. Then fidelity: a router speaks each
 vendor's native API, so it reaches features the compatibility layers drop (Anthropic's
 structured output, Gemini's own schema dialect), but it brings its own retries, timeouts and
 cost accounting, which would sit beside oobleck's counted retries, per-attempt deadlines,
