@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
 
-__all__ = ["LM", "PROVIDERS", "Provider", "parse_spec"]
+__all__ = ["LM", "PROVIDERS", "Provider", "Spec", "parse_spec"]
 
 #: The model name sent to a bare URL (a single-model server such as llama.cpp's ignores it).
 URL_MODEL = "default"
@@ -134,7 +134,15 @@ _ENDPOINT = re.compile(r"@([a-z][a-z0-9+.-]*://\S*)$", re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class Spec:
-    """A parsed spec: ``kind`` is ``"local"``, ``"provider"`` or ``"url"``."""
+    """A parsed spec (what :func:`parse_spec` returns).
+
+    Attributes:
+        kind: ``"local"``, ``"provider"`` or ``"url"``.
+        model: the model name sent (None for ``local``).
+        provider: the provider's row, for ``PROVIDER/MODEL`` specs.
+        base_url: the endpoint the spec names (``@URL`` or a bare URL), else None.
+        path: the GGUF file of ``local:PATH``.
+    """
 
     kind: str
     model: str | None = None
