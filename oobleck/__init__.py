@@ -56,6 +56,7 @@ if typing.TYPE_CHECKING:
     from oobleck.evaluation import EvaluationResult, evaluate
     from oobleck.lm.local import LocalLM
     from oobleck.lm.openai import OpenAILM
+    from oobleck.lm.providers import LM
     from oobleck.lm.transformers import TransformersLM
     from oobleck.modules.best_of_n import BestOfN
     from oobleck.modules.knn import KNNFewShot
@@ -109,6 +110,7 @@ __all__ = [
     "JointSearch",
     "KNN",
     "KNNFewShot",
+    "LM",
     "LMConnectionError",
     "LMContextLengthError",
     "LMError",
@@ -168,6 +170,7 @@ _LAZY_BY_MODULE: dict[str, tuple[str, ...]] = {
     "oobleck.artifact": ("Artifact", "export_messages", "export_request", "load"),
     "oobleck.evaluation": ("EvaluationResult", "evaluate"),
     "oobleck.lm": ("LocalLM", "OpenAILM", "TransformersLM"),
+    "oobleck.lm.providers": ("LM",),
     "oobleck.modules.best_of_n": ("BestOfN",),
     "oobleck.modules.knn": ("KNNFewShot",),
     "oobleck.modules.multihop": ("MultiHop",),

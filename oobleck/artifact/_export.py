@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from oobleck.artifact._graph import FrozenModule
 from oobleck.artifact._load import Artifact, load, pick
 from oobleck.errors import ArtifactError
+from oobleck.lm._policy import DECODING_KEYS
 from oobleck.lm.types import Message
 from oobleck.module import Module
 from oobleck.predict import Predict
@@ -89,8 +90,15 @@ def export_request(
 ) -> dict[str, Any]:
     """The keyword arguments of ``chat.completions.create`` for one predictor call.
 
-    Messages plus the predictor's decoding config and the adapter's stop sequences or JSON
-    ``response_format``; parse the reply with :meth:`Artifact.parse`.
+    Messages plus the adapter's stop sequences or JSON ``response_format``, and the decoding
+    the program was scored with, pinned so that a server's own defaults (often
+    ``temperature=1``) cannot change it: the predictor's saved config first, then
+    ``oobleck.context(temperature=...)`` if one is in force, then the decoding its compile
+    recorded (``provenance["decoding"]``: the compile LM's ``temperature``, ``max_tokens``,
+    ...). ``temperature`` is always set; when nothing recorded one (a program that was never
+    compiled, or compiled on a backend left at its server's default) it is ``0``, the greedy
+    decoding oobleck's backends and CLI use by default. Parse the reply with
+    :meth:`Artifact.parse`.
 
     Example:
         >>> kwargs = export_request(art, question="2+2?", model="gpt-4o-mini")   # doctest: +SKIP
@@ -99,10 +107,42 @@ def export_request(
     """
     from oobleck.lm import _chat_wire
 
-    _, predictors = _source(source)
+    program, predictors = _source(source)
     p = pick(predictors, predictor)
     values = {**(inputs or {}), **more_inputs}
     p.render(**values)  # checks the inputs
     # _ExportTarget has only what _request reads of an LM (identity, capabilities), not complete().
     request = p._request(p.resolve_adapter(), _ExportTarget(), values)  # type: ignore[arg-type]
-    return _chat_wire.to_params(request, model, {})
+    name = next(n for n, q in predictors.items() if q is p)
+    provenance = source.provenance if isinstance(source, Artifact) else getattr(program, "provenance", None)
+    recorded = _recorded_decoding(provenance, name)
+    params = _chat_wire.to_params(request, model, recorded)
+    params.setdefault("temperature", 0.0)
+    return params
+
+
+def _recorded_decoding(provenance: Any, name: str) -> dict[str, Any]:
+    """The decoding a compile recorded for predictor ``name`` ({} when none was recorded).
+
+    Provenance is data like the rest of an artifact: the record is held to the rules of a
+    saved decoding config (known knobs, valid values, at most ``MAX_SAMPLES`` samples).
+
+    Raises:
+        ArtifactError: the record is not a mapping of valid decoding values.
+    """
+    from oobleck.artifact._load import _check_config
+    from oobleck.lm.types import LMRequest
+
+    decoding = provenance.get("decoding") if isinstance(provenance, Mapping) else None
+    if decoding is None or (isinstance(decoding, Mapping) and decoding.get(name) is None):
+        return {}
+    found = decoding.get(name) if isinstance(decoding, Mapping) else decoding
+    where = f"provenance.decoding of predictor {name!r}"
+    if not isinstance(found, Mapping) or set(found) - set(DECODING_KEYS):
+        raise ArtifactError(f"{where}: expected an object of {list(DECODING_KEYS)}, got {str(found)[:80]!r}")
+    _check_config(found, where)
+    try:
+        LMRequest.model_validate({"messages": [], **found})
+    except ValueError as exc:
+        raise ArtifactError(f"{where} is not a valid decoding {dict(found)}: {exc}") from None
+    return dict(found)

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from oobleck import _types, optimize
 from oobleck._files import check_target, protecting
-from oobleck.cli._program import CLIError, UsageError, load_artifact, program_from
+from oobleck.cli._program import CLIError, UsageError, load_artifact, metric_from, program_from
 from oobleck.cli._trajectory import trajectory_lines
 from oobleck.context import context, current
 from oobleck.errors import OobleckError
@@ -60,22 +60,27 @@ METRICS = ("exact_match", "f1", "passage_match")
 
 
 def _lm_from(spec: str | None, base_url: str | None, temperature: float | None = None) -> LM | None:
-    """The LM for ``--lm``: explicit flag > the current oobleck.context > the local model."""
+    """The LM for ``--lm``: explicit flag > the current oobleck.context > the local model.
+
+    ``spec`` takes the forms of :func:`oobleck.LM` (``local``, ``openai/gpt-4o-mini``,
+    ``anthropic/...``, ``vllm/MODEL@URL``, a server URL, ...); ``--base-url`` replaces its endpoint.
+    """
+    from oobleck.errors import ConfigError
+    from oobleck.lm.providers import LM as lm_named
+    from oobleck.lm.providers import parse_spec
+
     if spec is None:
         if current().lm is not None:
             return None  # already in force
         spec = "local"
     params: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
-    if spec == "local" or spec.startswith("local:"):
-        from oobleck.lm.local import LocalLM
-
-        path = spec.partition(":")[2] or None
-        return LocalLM(path, **params)
-    if spec.startswith("openai:") and spec.partition(":")[2]:
-        from oobleck.lm.openai import OpenAILM
-
-        return OpenAILM(spec.partition(":")[2], base_url=base_url, **params)
-    raise CLIError(f"--lm {spec!r} is not understood; use 'local', 'local:PATH.gguf' or 'openai:MODEL'")
+    try:
+        parsed = parse_spec(spec)
+    except ConfigError as exc:
+        raise CLIError(f"--lm {spec!r} is not understood: {exc}") from None
+    if parsed.kind == "local" and base_url is not None:
+        raise CLIError(f"--base-url is for a server; --lm {spec!r} runs the model in this process")
+    return lm_named(spec, base_url=base_url, **params)
 
 
 @contextlib.contextmanager
@@ -179,12 +184,16 @@ def _inputs_of(args: argparse.Namespace, program: Any) -> list[str]:
 
 
 def _metric(name: str | None) -> Any:
+    """The metric ``--metric`` names: a built-in, ``file.py:fn`` or ``package.module:fn``.
+
+    Loaded before any LM work; a file, attribute or value that cannot serve is a UsageError
+    (exit status 2). A class is instantiated with no arguments (``oobleck.metrics.ExactMatch``).
+    """
     if name is None:
         return None
-    if name not in METRICS:
-        raise CLIError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
-    metrics = importlib.import_module("oobleck.metrics")
-    return getattr(metrics, name)
+    if name in METRICS:
+        return getattr(importlib.import_module("oobleck.metrics"), name)
+    return metric_from(name, builtins=METRICS)
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -263,10 +272,10 @@ def inputs_of(args: argparse.Namespace) -> list[str]:
     when compared.
     """
     found: list[str] = []
-    for key in ("train", "val", "data", "jsonl", "artifact", "target", "before", "after", "program"):
+    for key in ("train", "val", "data", "jsonl", "artifact", "target", "before", "after", "program", "metric"):
         value = getattr(args, key, None)
         if isinstance(value, str) and value != "-":
-            found += [value, value.partition(":")[0]] if key in ("program", "target") else [value]
+            found += [value, value.partition(":")[0]] if key in ("program", "target", "metric") else [value]
     return found
 
 
@@ -453,6 +462,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.output:
         check_target(args.output)  # before any work: refused now, not after the evaluation ran
+    metric = _metric(args.metric)  # before any LM work: a metric that cannot load is a usage error
     if args.target.endswith(".json"):
         art = load_artifact(args.target, args.program, args.allow_model, args.tools)
         program, runner = art.program, art
@@ -463,7 +473,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = evaluate(
             runner,
             rows,
-            _metric(args.metric),
+            metric,
             num_threads=args.threads,
             progress=not args.quiet,
             max_errors=args.max_errors,
@@ -488,6 +498,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         check_target(args.output, inputs=[args.checkpoint])
     if args.checkpoint and os.path.isdir(os.path.dirname(os.path.abspath(args.checkpoint))):
         check_target(args.checkpoint, inputs=[args.output])  # (a missing folder is made when saving)
+    metric = _metric(args.metric)  # before any LM work: a metric that cannot load is a usage error
     program = program_from(args.program, cot=args.cot)
     inputs = _inputs_of(args, program)
     train = _read_jsonl(args.train, inputs=inputs)
@@ -499,9 +510,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
         options["max_lm_calls"] = args.max_lm_calls
     if args.max_tokens is not None:
         options["max_tokens"] = args.max_tokens
-    metric = _metric(args.metric)
     if cls.needs_metric and metric is None:
-        raise CLIError(f"--optimizer {args.optimizer} scores candidates: pass --metric ({', '.join(METRICS)})")
+        raise CLIError(
+            f"--optimizer {args.optimizer} scores candidates: pass --metric ({', '.join(METRICS)}, "
+            "file.py:fn or package.module:fn)"
+        )
     if args.prompt_lm is not None:
         if cls.prompt_lm_option is None:
             writers = sorted(n for n, c in OPTIMIZERS.items() if c.prompt_lm_option is not None)

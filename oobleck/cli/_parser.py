@@ -40,8 +40,12 @@ examples:
   oobleck diff before.json after.json
   oobleck serve qa.json --port 8000
 
-LMs: --lm local (default; the embedded SmolLM2 model), --lm local:/path/model.gguf,
-     --lm openai:MODEL [--base-url URL] (key from $OPENAI_API_KEY; never saved)."""
+LMs (--lm, as oobleck.LM): local (default; the embedded SmolLM2 model), local:/path/model.gguf,
+     openai/MODEL, anthropic/MODEL, gemini/MODEL, ollama/MODEL, vllm/MODEL@http://host:8000/v1,
+     or a server URL http://host:8080/v1. Keys from $OPENAI_API_KEY, $ANTHROPIC_API_KEY,
+     $GEMINI_API_KEY (or $GOOGLE_API_KEY), $VLLM_API_KEY; never saved.
+Metrics (--metric): exact_match, f1, passage_match, or your own: my_metrics.py:label_ok or
+     package.module:fn (called as fn(example, prediction))."""
 
 
 def _number(kind: type[int] | type[float], low: float, high: float = math.inf) -> Callable[[str], float]:
@@ -68,8 +72,13 @@ _POSITIVE = _number(int, 1)
 
 def _add_lm(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LM")
-    g.add_argument("--lm", metavar="SPEC", help="local (default), local:PATH.gguf or openai:MODEL")
-    g.add_argument("--base-url", metavar="URL", help="server URL for --lm openai:MODEL (e.g. http://127.0.0.1:8080/v1)")
+    g.add_argument(
+        "--lm",
+        metavar="SPEC",
+        help="local (default), local:PATH.gguf, PROVIDER/MODEL (openai, anthropic, gemini, ollama, vllm), "
+        "PROVIDER/MODEL@URL or a server URL",
+    )
+    g.add_argument("--base-url", metavar="URL", help="replace the endpoint of --lm (e.g. http://127.0.0.1:8080/v1)")
     g.add_argument(
         "--temperature",
         type=_number(float, 0, 2),
@@ -127,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True, metavar="JSONL", help="training rows, one JSON object per line")
     p.add_argument("--val", metavar="JSONL", help="validation rows for optimizers that score candidates")
     p.add_argument("--inputs", action="append", metavar="F1,F2", help="input field names (default: the signature's)")
-    p.add_argument("--metric", help=f"one of {', '.join(METRICS)}")
+    p.add_argument("--metric", help=f"{', '.join(METRICS)}, or your own: file.py:fn or package.module:fn")
     p.add_argument("--optimizer", default="bootstrap", choices=sorted(OPTIMIZERS), help="default: bootstrap")
     p.add_argument(
         "--prompt-lm", metavar="SPEC", help="the LM that writes instructions (default: the task LM; same forms as --lm)"
@@ -167,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="an artifact (.json), a signature, file.py[:attr] or module:attr")
     p.add_argument("data", metavar="JSONL", help="rows with inputs and labels")
     p.add_argument("--inputs", action="append", metavar="F1,F2", help="input field names (default: the signature's)")
-    p.add_argument("--metric", default="exact_match", help=f"one of {', '.join(METRICS)} (default exact_match)")
+    p.add_argument(
+        "--metric",
+        default="exact_match",
+        help=f"{', '.join(METRICS)} (default exact_match), or your own: file.py:fn or package.module:fn",
+    )
     p.add_argument("--threads", type=_POSITIVE, default=1, metavar="N", help="rows run in parallel")
     p.add_argument("--max-errors", type=_COUNT, default=10, metavar="N", help="failed rows tolerated (default 10)")
     p.add_argument("--show", type=_COUNT, default=10, metavar="N", help="rows shown in the table (default 10)")

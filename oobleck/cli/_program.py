@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CLIError", "UsageError", "load_artifact", "program_from", "tools_from"]
+__all__ = ["CLIError", "UsageError", "load_artifact", "metric_from", "program_from", "tools_from"]
 
 
 class CLIError(Exception):
@@ -87,6 +87,41 @@ def program_from(spec: str, *, cot: bool = False) -> Any:
         value = value()
     if not isinstance(value, Module):
         raise CLIError(f"{spec} is a {type(value).__name__}, not an oobleck Module")
+    return value
+
+
+def metric_from(spec: str, *, builtins: Sequence[str] = ()) -> Any:
+    """The user's metric named by ``file.py:fn`` or ``package.module:fn`` (``file.py`` alone: ``metric``).
+
+    A class is instantiated with no arguments (``oobleck.metrics:ExactMatch``).
+
+    Raises:
+        UsageError: not such a spec, a missing file, module or attribute, or not callable.
+    """
+    target, colon, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if not colon and not spec.endswith(".py"):
+        raise UsageError(
+            f"unknown metric {spec!r}; choose one of {', '.join(builtins)}, or name your own function as "
+            "file.py:fn or package.module:fn"
+        )
+    if not target or colon and not attr:
+        raise UsageError(f"--metric {spec}: expected file.py:fn or package.module:fn")
+    if target.endswith(".py") and not Path(target).is_file():
+        raise UsageError(f"--metric {spec}: no such file {target}")
+    try:
+        value = _import_attr(f"{target}:{attr}" if colon else target, default="metric")
+    except CLIError as exc:
+        raise UsageError(f"--metric {spec}: {exc}") from None
+    if isinstance(value, type):
+        try:
+            value = value()
+        except Exception as exc:  # noqa: BLE001 - the user's class: say what happened, no traceback
+            raise UsageError(f"--metric {spec}: {value.__name__}() failed: {type(exc).__name__}: {exc}") from None
+    if not callable(value):
+        raise UsageError(
+            f"--metric {spec}: expected a function metric(example, prediction) returning a number or a bool, "
+            f"got a {type(value).__name__}"
+        )
     return value
 
 

@@ -6,6 +6,7 @@ What a request may carry in ``extra`` is not decided here: see :mod:`oobleck.lm.
 from __future__ import annotations
 
 import math
+import urllib.parse
 from typing import Any
 
 from oobleck.errors import ConfigError, LMContextLengthError, LMResponseError
@@ -56,6 +57,22 @@ def to_params(request: LMRequest, model: str, defaults: dict[str, Any]) -> dict[
         )
     params.update(request.extra)
     return params
+
+
+def http_preview(base_url: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What a chat-completions call with ``params`` sends to ``base_url``, secrets masked.
+
+    ``params`` are the SDK's keyword arguments: ``extra_body`` is merged into the body as the
+    SDK does, and ``extra_headers`` are listed with their values masked (they may be secret).
+    """
+    body = {k: v for k, v in params.items() if k not in ("extra_body", "extra_headers", "extra_query", "timeout")}
+    body.update(params.get("extra_body") or {})
+    headers = {"Authorization": "Bearer ***", "Content-Type": "application/json"}
+    headers.update({str(k): "***" for k in params.get("extra_headers") or {}})
+    url = base_url.rstrip("/") + "/chat/completions"
+    if params.get("extra_query"):
+        url += "?" + urllib.parse.urlencode(params["extra_query"])
+    return {"method": "POST", "url": url, "headers": headers, "json": body}
 
 
 def _schema_name(name: str) -> str:

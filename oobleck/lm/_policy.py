@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["EXTRA_ALLOWED", "refused_extra_keys"]
+__all__ = ["DECODING_KEYS", "EXTRA_ALLOWED", "refused_extra_keys"]
+
+#: The decoding knobs a compile records in provenance and ``export_request`` pins (a program's
+#: config may set them too). Never a header, an endpoint, a timeout or a key.
+DECODING_KEYS = ("temperature", "max_tokens", "stop", "n", "seed", "top_p", "logprobs", "top_logprobs")
 
 
 EXTRA_ALLOWED = frozenset(

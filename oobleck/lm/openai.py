@@ -72,9 +72,12 @@ class OpenAILM(BaseLM):
 
     Args:
         model: the model name the server expects.
-        base_url: the server's base URL (e.g. ``http://127.0.0.1:8080/v1``); None for OpenAI.
+        base_url: the server's base URL (e.g. ``http://127.0.0.1:8080/v1``); default
+            ``$OPENAI_BASE_URL``, else OpenAI's. :func:`oobleck.LM` builds one from a provider
+            string (``"anthropic/..."``, ``"ollama/..."``).
         api_key: the key; defaults to ``$OPENAI_API_KEY``, or a dummy for a custom ``base_url``.
         client / async_client: ``openai.OpenAI`` / ``AsyncOpenAI`` clients you built yourself.
+        http_client: an ``httpx.Client`` for the sync client (proxies, custom transports).
         timeout: the deadline of each attempt in seconds, from sending the request to the last
             byte of the answer (a server that trickles bytes cannot stretch it).
         max_retries: extra attempts after a retryable failure. Each attempt counts as one LM
@@ -120,6 +123,7 @@ class OpenAILM(BaseLM):
         api_key: str | None = None,
         client: Any = None,
         async_client: Any = None,
+        http_client: Any = None,
         timeout: float = 60.0,
         max_retries: int = 3,
         backoff: float = 0.5,
@@ -134,13 +138,16 @@ class OpenAILM(BaseLM):
             raise ConfigError(f"scoring must be None, 'llama.cpp' or 'first_token', got {scoring!r}")
         openai = _sdk()
         if client is None:
+            base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
             key = api_key or os.environ.get("OPENAI_API_KEY") or ("unused" if base_url else None)
             if key is None:
                 raise ConfigError(
                     "OpenAILM needs an API key: pass api_key=..., set OPENAI_API_KEY, "
-                    "or give base_url= for a local server that needs none"
+                    "or give base_url= (or set OPENAI_BASE_URL) for a local server that needs none"
                 )
-            client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
+            client = openai.OpenAI(
+                api_key=key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client
+            )
         self.client = client
         self._async_client = async_client
         self.model = model
@@ -172,6 +179,15 @@ class OpenAILM(BaseLM):
                 api_key=self.client.api_key, base_url=self.client.base_url, timeout=self.timeout, max_retries=0
             )
         return self._async_client
+
+    def preview(self, request: LMRequest) -> dict[str, Any]:
+        """The HTTP request :meth:`complete` would send for ``request``, without sending it.
+
+        Returns:
+            ``{"method", "url", "headers", "json"}``: the URL of the chat-completions route,
+            the authorization header with the key masked (``Bearer ***``), and the JSON body.
+        """
+        return _chat_wire.http_preview(str(self.client.base_url), self._params(request))
 
     # ---- sync ----
 

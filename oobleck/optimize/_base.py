@@ -109,6 +109,38 @@ def _watched(compile: F) -> F:
     return typing.cast(F, watched)
 
 
+def decoding_in_force(program: Module) -> dict[str, dict[str, Any]]:
+    """Per predictor, the decoding its calls ran with beyond its own config (JSON data).
+
+    Provenance records it as ``"decoding"`` (only the predictors with something to record, and
+    no key at all when none has), and :func:`oobleck.artifact.export_request` pins it.
+
+    The LM's own settings (what its constructor was given: ``LocalLM``'s greedy
+    ``temperature=0``, the CLI's ``--temperature``), then ``oobleck.context(temperature=...)``,
+    which wins over them as it does in each request. Only the knobs in ``DECODING_KEYS``:
+    never a header, an endpoint or a key. A predictor with no LM in reach records ``{}``.
+    """
+    from oobleck.context import current
+    from oobleck.lm._policy import DECODING_KEYS
+    from oobleck.lm.cached import lm_settings
+
+    settings = current()
+    out: dict[str, dict[str, Any]] = {}
+    for name, p in program.named_predictors():
+        lm = p.lm or settings.lm
+        given = lm_settings(lm) if lm is not None else {}
+        decoding = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items() if k in DECODING_KEYS}
+        if settings.temperature is not None:
+            decoding["temperature"] = settings.temperature
+        out[name] = decoding
+    return out
+
+
+def _decoding_record(program: Module) -> dict[str, Any]:
+    found = {name: d for name, d in decoding_in_force(program).items() if d}
+    return {"decoding": found} if found else {}
+
+
 @dataclass(slots=True)
 class CompileRun:
     """The state of one ``compile`` call, handed to the optimizer's ``_compile`` hook.
@@ -362,6 +394,7 @@ class Optimizer:
             estimate=estimate.to_dict(),
             oobleck_version=__version__,
             **({"notes": run.notes} if run.notes else {}),
+            **_decoding_record(compiled),
         )
         return compiled
 

@@ -41,7 +41,7 @@ def test_help_in_a_subprocess():
     )
     for command in ("compile", "run", "eval", "inspect", "diff", "serve"):
         assert command in out.stdout
-    assert "--lm openai:MODEL" in out.stdout
+    assert "anthropic/MODEL" in out.stdout and "my_metrics.py:label_ok" in out.stdout
 
 
 def test_subcommand_help_reads_well(capsys):
