@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, overload
@@ -294,6 +295,7 @@ class Optimizer:
         if not resumed:
             run.save({})  # the ledger now belongs to a started compile: a kill before the first save resumes
         total = estimate.program_runs or None
+        started = time.perf_counter()
         try:
             with _progress.bar(total, self.name, enabled=progress and total is not None, score_label="best") as shown:
                 if shown is not None:
@@ -322,6 +324,7 @@ class Optimizer:
             )
         spent = budget.spent
         compiled.compile_usage = spent
+        compiled.compile_wall_s = time.perf_counter() - started
         compiled.provenance = provenance(
             optimizer=self.name,
             settings=settings,

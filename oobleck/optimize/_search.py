@@ -465,6 +465,16 @@ class SearchOptimizer(Optimizer):
         run.scores["best"] = best_key
         run.scores["best_score"] = full[best_key]
         run.scores["best_prompt_tokens"] = lengths[best_key]
+        run.scores["trajectory"] = [
+            {
+                "lm_calls": t["lm_calls"],
+                "score": t["score"],
+                "dropped": t["dropped"],
+                "start": t["candidate"] == start_key,
+                "chosen": t["candidate"] == best_key,
+            }
+            for t in scorer.trajectory()
+        ]
         if scorer.complete(start_key):
             sv = verdict(scorer.row_scores(start_key), scorer.row_scores(best_key))
             run.scores["start_score"] = scorer.candidates[start_key].mean()
