@@ -7,7 +7,10 @@ racing test): their provenance gained ``selection_verdict``, ``settings.confirm_
 split's confirmation note and racing's alpha, and InstructionSearch's racing now drops three
 candidates that are certainly worse on the 6 valset rows (the chosen programs are unchanged).
 Issue 20 added ``"auto": true`` to each default (unnamed) adapter record; with that line removed
-every file is byte for byte the one recorded before.
+every file is byte for byte the one recorded before. It also changed the dry-run estimate each artifact
+records (``provenance.estimate``: the expected prompt and completion tokens and LM calls of a
+typical compile, see ``test_estimate_accuracy.py``); with ``estimate`` removed, every file is
+byte for byte the one recorded before that change.
 Issue 22 added ``scores.trajectory`` to the four searching optimizers (each candidate's score and
 the LM calls spent when its scoring ended, for the report's plot); with that key removed each
 file is byte for byte the one recorded before.
@@ -73,13 +76,13 @@ def _compile(name: str) -> Module:
 
 
 GOLDEN: dict[str, str] = {
-    "labeled": "4de6815ecc2b63c21960fdaad865f0398647f6b96df28769bd5fa1b94a8e94fc",
-    "bootstrap": "7bfc7c80f5fd1452583d4a208e13b7a5b89499407dfc1098b6c43943e58064ed",
-    "random_search": "2d1e68ea280bcb76da1177bd93af4bdae47e5b50fd3f98d6fc471aee5c4a007b",
-    "instruction_search": "9a21740a34a466f6c8bf8eb2f62932faec41f9b0be4106295c902f010fe528ce",
-    "joint_search": "da06cea234df8481d773e8b99aef22f70b84e35a9d921995bf701aa64e4c9364",
-    "reflective": "342b9096bf486f8ca56390ce56c188bd5932a0068a9ff1f7ff12fe21d707f5fb",
-    "knn": "7328bb6486a0d3898d586c5f765c9367f2a6439a47ac8cae1cb9bce37c27cd7a",
+    "labeled": "441c00ba44c8dda3b96ced47567eda3b84488e7eb9c1d28d077b890ebb467c47",
+    "bootstrap": "7c07b4b49a7344275a90b16c79f9470d85a012017a0af8f589e3ad96a7a522d0",
+    "random_search": "525f878446b31c9ca9afabb6bff9359629dddf7b6e427d4e5f45f7e04a93e500",
+    "instruction_search": "21e3086c31fefeb2a7841fb9a4c6cffac4aed78d803807cf1c0d62c5d9d250bb",
+    "joint_search": "f6b3f6b13da39a12ad42f735e7f9bb691dcf78174fbd900d2946be34acc04887",
+    "reflective": "1ca1bd010931b4cd83ff817882945eefb367678636b7ae9c0294027688ae14ab",
+    "knn": "197b82c4192b0e33aaef091344466248ba0c9233e419361e7375b8d8fbc04110",
 }
 
 COMPILES: list[str] = [
