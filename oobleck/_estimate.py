@@ -44,6 +44,8 @@ __all__ = [
 BOOTSTRAP_PASS_RATE = 0.75
 #: The tokens of a proposer's or reflection call's own instructions (beyond the rows it shows).
 PROPOSER_OVERHEAD_TOKENS = 150
+#: The tokens a chat template wraps each message in (role markers, separators).
+MESSAGE_TOKENS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,8 @@ class CostEstimate:
 
     Attributes:
         program_runs: the most program runs the compile may make.
-        lm_calls: the most LM calls (program runs times calls per run; parse retries excluded).
+        lm_calls: the most LM calls (program runs times calls per run, plus the calibration
+            calls of the prompts a scored program is expected to try; parse retries excluded).
         min_lm_calls: the fewest LM calls it can make if nothing is cached.
         prompt_tokens: the prompt tokens a compile typically spends (4 characters a token; the
             demos each phase's prompts carry and the proposer's calls included).
@@ -108,6 +111,9 @@ class RunShape:
         demo_tokens: prompt tokens one more demo on each predictor adds to a run.
         completion_tokens: completion tokens of one call (a rendered demo answer).
         row_tokens: the tokens of one row as a proposer or reflection call shows it.
+        calibration_calls: the calls a new prompt costs before its first answer (a scored
+            predictor estimates its label prior once per prompt: 3 content-free calls for
+            contextual calibration, one per row for batch calibration).
     """
 
     calls: int
@@ -115,16 +121,22 @@ class RunShape:
     demo_tokens: int
     completion_tokens: int
     row_tokens: int
+    calibration_calls: int = 0
 
     def tokens(self, demos: int) -> int:
         """Prompt tokens of one run whose predictors each carry ``demos`` demos."""
         return self.base_tokens + max(demos, 0) * self.demo_tokens
 
-    def runs(self, runs: float, demos: float = 0.0) -> tuple[float, float, float]:
-        """``(calls, prompt tokens, completion tokens)`` of ``runs`` runs with ``demos`` demos each."""
+    def runs(self, runs: float, demos: float = 0.0, prompts: float = 0.0) -> tuple[float, float, float]:
+        """``(calls, prompt tokens, completion tokens)`` of ``runs`` runs with ``demos`` demos each.
+
+        They use ``prompts`` distinct prompts; each new one pays its calibration calls first.
+        """
+        per_run = self.base_tokens + demos * self.demo_tokens
+        calibration = prompts * self.calibration_calls
         return (
-            runs * self.calls,
-            runs * (self.base_tokens + demos * self.demo_tokens),
+            runs * self.calls + calibration,
+            (runs + calibration / max(self.calls, 1)) * per_run,
             runs * self.calls * self.completion_tokens,
         )
 
@@ -162,13 +174,40 @@ def run_shape(program: Module, trainset: Sequence[Example]) -> RunShape:
     if rendered:
         answers = [m.content for c in rendered for m in c.messages if m.role == "assistant"]
         completion = sum(len(a) for a in answers) // max(len(answers), 1) // 4 + 1 if answers else 0
+    scored = [p for p in program.predictors() if _scores(p)]
+    if scored and len(scored) == len(program.predictors()):
+        completion = 0  # labels ranked by likelihood: nothing is generated
+    calibration = sum(_calibration_calls(p, len(trainset)) for p in scored)
     return RunShape(
         calls=calls,
         base_tokens=bare,
         demo_tokens=demo,
         completion_tokens=completion,
         row_tokens=max(demo // max(calls, 1), 1),
+        calibration_calls=calibration,
     )
+
+
+def _scores(predictor: Any) -> bool:
+    """Whether ``predictor`` ranks its labels by likelihood with the LM in use (False when unknown)."""
+    try:
+        return bool(predictor.mode_choice()[0] == "score")
+    except Exception:  # noqa: BLE001 - no LM in use yet (a CLI dry run): priced as generating
+        return False
+
+
+def _calibration_calls(predictor: Any, n_rows: int) -> int:
+    """The calls a scored predictor spends on its label prior for each new prompt."""
+    method = predictor.calibration
+    if method == "auto":  # contextual when score mode was the default choice and nothing was fitted
+        method = "contextual" if predictor.mode == "auto" and predictor.calibration_state is None else None
+    if method == "contextual":
+        from oobleck.calibration import CONTENT_FREE
+
+        return len(CONTENT_FREE)  # a fitted prior is refitted for each new prompt (demos, instructions)
+    if method == "batch":
+        return len(predictor.calibration_rows or ()) or n_rows
+    return 0
 
 
 def _dry_run(program: Module, example: Example | None) -> list[Any] | None:
@@ -210,7 +249,7 @@ def tokens_per_run(program: Module, example: Example | None) -> int:
         warnings.simplefilter("ignore")  # calls_per_run, run on the same example, has warned
         calls = _dry_run(program, example)
     if calls is not None:
-        return sum(len(m.content) for c in calls for m in c.messages) // 4
+        return sum(len(m.content) // 4 + MESSAGE_TOKENS for c in calls for m in c.messages)
     inputs = sum(len(str(v)) for v in example.inputs().values())
     return sum(sum(len(m.content) for m in p.template()) + inputs for p in program.predictors()) // 4
 
@@ -246,10 +285,12 @@ class Expected:
     calls: float = 0.0
     prompt: float = 0.0
     completion: float = 0.0
+    calibration: float = 0.0
 
-    def runs(self, runs: float, demos: float = 0.0) -> None:
-        """``runs`` program runs whose predictors each carry ``demos`` demos."""
-        calls, prompt, completion = self.shape.runs(runs, demos)
+    def runs(self, runs: float, demos: float = 0.0, prompts: float = 0.0) -> None:
+        """``runs`` program runs whose predictors each carry ``demos`` demos, over ``prompts`` new prompts."""
+        calls, prompt, completion = self.shape.runs(runs, demos, prompts)
+        self.calibration += prompts * self.shape.calibration_calls
         self.calls += calls
         self.prompt += prompt
         self.completion += completion
@@ -261,9 +302,15 @@ class Expected:
         self.completion += calls * completion
 
     def into(self, estimate: CostEstimate) -> CostEstimate:
-        """``estimate`` with these expectations (rounded) in place of its own."""
+        """``estimate`` with these expectations (rounded) in place of its own.
+
+        The calibration calls of its new prompts are added to the bounds too: the runs the plan
+        allows do not count them, and a scored program spends them before its first answer.
+        """
         return replace(
             estimate,
+            lm_calls=estimate.lm_calls + math.ceil(self.calibration),
+            min_lm_calls=estimate.min_lm_calls + (self.shape.calibration_calls if self.calibration else 0),
             expected_lm_calls=round(self.calls),
             prompt_tokens=round(self.prompt),
             completion_tokens=round(self.completion),

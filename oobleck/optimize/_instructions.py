@@ -392,7 +392,8 @@ class InstructionSearchBase(SearchOptimizer):
 
     def _expect_grounding(self, expected: Expected, n_train: int) -> None:
         """The expected cost every instruction search pays first: grounding demos and the data summary."""
-        expected.runs(bootstrap_runs(n_train, self.n_demos), min(self.n_demos, max(n_train - 1, 0)))
+        teacher_runs = bootstrap_runs(n_train, self.n_demos)
+        expected.runs(teacher_runs, min(self.n_demos, max(n_train - 1, 0)), prompts=teacher_runs)
         expected.proposer_calls(1, min(self.proposer.summary_rows, n_train))
 
     def _instruction_settings(self) -> dict[str, Any]:

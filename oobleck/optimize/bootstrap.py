@@ -123,7 +123,8 @@ class BootstrapFewShot(Optimizer):
         fewest = min(self.max_bootstrapped_demos, len(trainset))
         expected = Expected(run_shape(program, trainset))
         teacher_demos = min(self._teacher_shots(), max(len(trainset) - 1, 0))
-        expected.runs(bootstrap_runs(len(trainset), self.max_bootstrapped_demos, rounds=self.max_rounds), teacher_demos)
+        teacher_runs = bootstrap_runs(len(trainset), self.max_bootstrapped_demos, rounds=self.max_rounds)
+        expected.runs(teacher_runs, teacher_demos, prompts=teacher_runs)  # the asked row is left out of the shots
         return expected.into(
             CostEstimate(
                 program_runs=runs,

@@ -119,7 +119,7 @@ class InstructionSearch(InstructionSearchBase):
         )
         expected = Expected(run_shape(program, trainset))
         self._expect_grounding(expected, n_train)
-        expected.runs(val_runs, start_demos(program))  # candidates keep the start's demos
+        expected.runs(val_runs, start_demos(program), prompts=1 + proposals + len(self.formats))  # the start's demos
         expected.proposer_calls(proposals, self.proposer.n_demos + self.depth)
         return self._plus_confirmation(
             estimate, program, trainset, valset, expected=expected, best_demos=start_demos(program)

@@ -140,14 +140,15 @@ class RandomSearch(SearchOptimizer):
         k, labeled = b.max_bootstrapped_demos, b.max_labeled_demos
         wanted = k + self.num_candidates * (k + 1) / 2
         teacher_demos = min(b._teacher_shots(), max(n_train - 1, 0))
-        expected.runs(bootstrap_runs(n_train, wanted, rounds=b.max_rounds) if k else 0, teacher_demos)
+        teacher_runs = bootstrap_runs(n_train, wanted, rounds=b.max_rounds) if k else 0
+        expected.runs(teacher_runs, teacher_demos, prompts=teacher_runs)
         full = min(max(labeled, k), n_train)
         shuffled = min(max(labeled, (k + 1) / 2), n_train)
-        expected.runs(n_val)  # zero-shot
-        expected.runs(n_val, min(labeled, n_train))
-        expected.runs(n_val, full)
-        expected.runs(n_val * self.num_candidates, shuffled)
-        expected.runs(start_runs, start_demos(program))
+        expected.runs(n_val, prompts=1)  # zero-shot
+        expected.runs(n_val, min(labeled, n_train), prompts=1)
+        expected.runs(n_val, full, prompts=1)
+        expected.runs(n_val * self.num_candidates, shuffled, prompts=self.num_candidates)
+        expected.runs(start_runs, start_demos(program), prompts=1 if start_runs else 0)
         return self._plus_confirmation(estimate, program, trainset, valset, expected=expected, best_demos=full)
 
     # ---- search ----

@@ -179,10 +179,10 @@ class ReflectiveEvolution(InstructionSearchBase):
         # children beat their parent on the minibatch and are scored in full.
         expected = Expected(run_shape(program, trainset))
         self._expect_grounding(expected, n_train)
-        expected.runs(n_val * (1 + len(self.formats)), start_demos(program))
+        expected.runs(n_val * (1 + len(self.formats)), start_demos(program), prompts=1 + len(self.formats))
         if self.demos:
-            expected.runs(n_val, min(self.n_demos, n_train))
-        expected.runs(self.iterations * (1.5 * mb + 0.5 * n_val), start_demos(program))
+            expected.runs(n_val, min(self.n_demos, n_train), prompts=1)
+        expected.runs(self.iterations * (1.5 * mb + 0.5 * n_val), start_demos(program), prompts=self.iterations)
         expected.proposer_calls(self.iterations, mb)
         return self._plus_confirmation(
             estimate, program, trainset, valset, expected=expected, best_demos=start_demos(program)

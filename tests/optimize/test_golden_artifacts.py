@@ -9,7 +9,8 @@ candidates that are certainly worse on the 6 valset rows (the chosen programs ar
 Issue 20 added ``"auto": true`` to each default (unnamed) adapter record; with that line removed
 every file is byte for byte the one recorded before. It also changed the dry-run estimate each artifact
 records (``provenance.estimate``: the expected prompt and completion tokens and LM calls of a
-typical compile, see ``test_estimate_accuracy.py``); with ``estimate`` removed, every file is
+typical compile, see ``test_estimate_accuracy.py``) and ``scores.best_prompt_tokens`` (a prompt's
+tokens now count 4 per message for the chat template); with those two removed, every file is
 byte for byte the one recorded before that change.
 Issue 22 added ``scores.trajectory`` to the four searching optimizers (each candidate's score and
 the LM calls spent when its scoring ended, for the report's plot); with that key removed each
@@ -77,11 +78,11 @@ def _compile(name: str) -> Module:
 
 GOLDEN: dict[str, str] = {
     "labeled": "441c00ba44c8dda3b96ced47567eda3b84488e7eb9c1d28d077b890ebb467c47",
-    "bootstrap": "7c07b4b49a7344275a90b16c79f9470d85a012017a0af8f589e3ad96a7a522d0",
-    "random_search": "525f878446b31c9ca9afabb6bff9359629dddf7b6e427d4e5f45f7e04a93e500",
-    "instruction_search": "21e3086c31fefeb2a7841fb9a4c6cffac4aed78d803807cf1c0d62c5d9d250bb",
-    "joint_search": "f6b3f6b13da39a12ad42f735e7f9bb691dcf78174fbd900d2946be34acc04887",
-    "reflective": "1ca1bd010931b4cd83ff817882945eefb367678636b7ae9c0294027688ae14ab",
+    "bootstrap": "d51f36dcda4a84e01d962267dcc2b9b7ed876272e7225ae11223520b9dd1c1de",
+    "random_search": "155a59283855895e4a2df14bf1136fed92da014a30a9a13352727ce78621d06c",
+    "instruction_search": "dd71ce99297ba997919bc1cb05b4542d95c2feeed1a82336d42f39f7ef0681db",
+    "joint_search": "d91e8154489e1525115cc3a8a6bc983666a492d4c82b9f451121246cbc6b7f51",
+    "reflective": "7759d5c9a48cf734abec1071217ac001147c2d22b6d9bceca85a5472c2186395",
     "knn": "197b82c4192b0e33aaef091344466248ba0c9233e419361e7375b8d8fbc04110",
 }
 
