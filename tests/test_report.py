@@ -190,3 +190,29 @@ def test_chromium_renders_the_page(compiled, tmp_path):
         check=True,
     )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_hostile_provenance_is_escaped_everywhere(tmp_path):
+    """Names, reasons and settings from the provenance reach the table, the plot and the verdict escaped."""
+    evil = "<script>alert(1)</script>"
+    p = Predict("question -> answer")
+    p.provenance = {
+        "optimizer": f"<b>{evil}</b>",
+        "seed": 0,
+        "lm_calls": 9,
+        "tokens": 90,
+        "settings": {"metric": evil, "members": {evil: {}}},
+        "scores": {
+            "members": [{"name": evil, "optimizer": evil, "selection_score": 50.0, "calls": 9, "cache_hits": 0}],
+            "winner": evil,
+            "start_score": 25.0,
+            "best_score": 50.0,
+            "why": evil,
+            "verdict": {"confirmed": False, "reason": f"</p>{evil}"},
+        },
+    }
+    p.save(tmp_path / "evil.json")
+    html = render_report(tmp_path / "evil.json", title=evil)
+    assert "<script" not in html.lower() and "&lt;b&gt;&lt;script" in html
+    assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 6  # title, heading, table, plot, verdict, why
+    assert re.search(r'<circle [^>]*data-x="9" data-y="50"><title>&lt;script&gt;', html)

@@ -132,7 +132,7 @@ class CompileSummary:
         if self.wall_s is not None:
             parts.append(f"{_fmt.seconds(self.wall_s)} wall time")
             if u is not None and u.latency_s:
-                parts[-1] += f" ({_fmt.seconds(u.latency_s)} waiting for LMs)"
+                parts[-1] += f" (LM calls {_fmt.seconds(u.latency_s)}, summed over parallel calls)"
         return ", ".join(parts)
 
     def lines(self) -> list[str]:

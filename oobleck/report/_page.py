@@ -77,9 +77,11 @@ def plot_points(scores: Mapping[str, Any]) -> tuple[list[Point], str]:
                 continue
             kind = "chosen" if t.get("chosen") else "start" if t.get("start") else "dropped" if t.get("dropped") else ""
             n += 1
-            label = {"chosen": "chosen", "start": "start", "dropped": f"candidate {n} (dropped by racing)"}.get(
-                kind, f"candidate {n}"
-            )
+            label = {
+                "chosen": "chosen (the starting program)" if t.get("start") else "chosen",
+                "start": "the starting program",
+                "dropped": f"candidate {n} (dropped by racing)",
+            }.get(kind, f"candidate {n}")
             points.append(Point(float(t.get("lm_calls") or 0), float(t["score"]), label, kind or "candidate"))
         return points, "LM calls (cache hits included)"
     members = scores.get("members")
@@ -171,8 +173,19 @@ def _result(data: ReportData) -> str:
     for key in ("why", "returned"):
         if scores.get(key):
             verdict += f'<p class="muted">{_e(key)}: {_e(scores[key])}</p>'
-    winner = f" &middot; winner: {_e(pair['winner'])}" if pair["winner"] is not None else ""
+    winner = f" &middot; winner: {_e(_winner_name(scores, pair['winner']))}" if pair["winner"] is not None else ""
     return f'<h2>Result{winner}</h2><div class="row">{"".join(blocks)}</div>{verdict}'
+
+
+def _winner_name(scores: Mapping[str, Any], winner: str) -> str:
+    """The winner as a person reads it: a member's name, or a candidate's id and kind."""
+    if isinstance(scores.get("members"), list) or winner == "start":
+        return "the starting program" if winner == "start" else winner
+    for c in scores.get("candidates") or []:
+        if isinstance(c, Mapping) and str(c.get("id")) == winner:
+            kind = c.get("kind")
+            return f"candidate {winner}" + (f" ({str(kind).replace('_', ' ')})" if kind else "")
+    return f"candidate {winner}"
 
 
 def _cost(data: ReportData) -> str:
@@ -225,10 +238,17 @@ def _plot(data: ReportData) -> str:
             f'<h2>Score against LM calls</h2><p class="muted">{_e(data.summary.optimizer)} recorded no scores '
             "over the compile, so there is nothing to plot.</p>"
         )
+    kinds = {p.kind for p in points}
+    names = {"chosen": "chosen", "start": "start", "candidate": "candidate", "dropped": "dropped by racing"}
     legend = (
-        '<p class="legend"><span class="dot chosen"></span>chosen <span class="dot start"></span>start '
-        '<span class="dot candidate"></span>candidate <span class="dot dropped"></span>dropped by racing '
-        "&middot; the line: the best score so far</p>"
+        '<p class="legend">'
+        + " ".join(f'<span class="dot {k}"></span>{names[k]}' for k in names if k in kinds)
+        + (
+            " &middot; the chosen one is the starting program"
+            if any(p.kind == "chosen" and "starting" in p.label for p in points)
+            else ""
+        )
+        + " &middot; the line: the best score so far</p>"
     )
     return f"<h2>Score against {_e(x_label.split(' (')[0])}</h2>{plot_svg(points, x_label=x_label)}{legend}"
 
