@@ -60,7 +60,7 @@ def plot_svg(points: list[Point], *, x_label: str, y_label: str = "score (%)") -
     if not points:
         return ""
     xs, ys = [p.x for p in points], [p.y for p in points]
-    x_hi = max(max(xs), 1.0)
+    x_hi = max(max(xs), 1.0) * 1.04  # the last point clear of the frame
     y_lo, y_hi = min(ys), max(ys)
     if 0.0 <= y_lo and y_hi <= 100.0:  # percent scores: a range that starts on a round number
         y_lo = max(0.0, math.floor((y_lo - 5) / 10) * 10)
