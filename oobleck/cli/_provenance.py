@@ -97,7 +97,14 @@ def provenance_lines(provenance: Mapping[str, Any] | None) -> list[str]:
         wrapped = textwrap.wrap("  ".join(flat), width=100, break_long_words=False, break_on_hyphens=False)
         out += [("settings   " if i == 0 else _PAD) + line for i, line in enumerate(wrapped)]
     for key in sorted(k for k in p if k not in _SHOWN):
-        out.append(f"{key:<10} {compact(p[key])}")
+        value = p[key]
+        if not isinstance(value, Mapping):
+            out.append(f"{key:<10} {compact(value)}")
+            continue
+        shown = [(k, v) for k, v in value.items() if not str(k).endswith("sha256")]  # hashes: in --json
+        for i, (k, v) in enumerate(shown):
+            out.append(f"{key if i == 0 else '':<10} {k}: {_brief(v)}")
+
     scores = p.get("scores")
     if isinstance(scores, Mapping):
         headings, rows, chosen = candidates_table(scores)
@@ -105,3 +112,12 @@ def provenance_lines(provenance: Mapping[str, Any] | None) -> list[str]:
             out += ["", f"== {len(rows)} candidates (score on the selection rows; * chosen) =="]
             out += text_table(headings, rows, mark=chosen)
     return out
+
+
+def _brief(value: Any) -> str:
+    """A nested value in one line: a mapping as ``k=v`` pairs, a long list as its length."""
+    if isinstance(value, Mapping):
+        return compact("  ".join(f"{k}={_brief(v)}" for k, v in value.items()), width=100)
+    if isinstance(value, (list, tuple)) and len(value) > 6:
+        return f"[{len(value)} items]"
+    return compact(value, width=100)
