@@ -216,3 +216,11 @@ def test_hostile_provenance_is_escaped_everywhere(tmp_path):
     assert "<script" not in html.lower() and "&lt;b&gt;&lt;script" in html
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 6  # title, heading, table, plot, verdict, why
     assert re.search(r'<circle [^>]*data-x="9" data-y="50"><title>&lt;script&gt;', html)
+
+
+def test_usage_reads_rounded():
+    from oobleck.lm.types import Usage
+
+    text = str(Usage(calls=3, prompt_tokens=120, latency_s=5.317892226998083))
+    assert text == "calls=3 retries=0 cache_hits=0 prompt_tokens=120 completion_tokens=0 cached_tokens=0 latency_s=5.3"
+    assert "5.317892226998083" in repr(Usage(latency_s=5.317892226998083))  # the raw value stays in repr
