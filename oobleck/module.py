@@ -21,6 +21,7 @@ from oobleck.lm.types import Message, Usage
 from oobleck.trace import UsageMeter, recording
 
 if TYPE_CHECKING:
+    from oobleck.optimize._summary import CompileSummary
     from oobleck.predict import Predict
     from oobleck.streaming import StreamChunk
 
@@ -69,6 +70,8 @@ class Module:
     #: Set by optimizers: what the compile cost, all its resumed sessions included (calls that
     #: reached a backend vs cache hits). Not saved: it depends on the cache's state.
     compile_usage: Usage | None = None
+    #: Set by optimizers: the wall time of the compile's last session, in seconds. Not saved.
+    compile_wall_s: float | None = None
 
     def forward(self, /, **inputs: Any) -> Any:
         """The program's logic; override it."""
@@ -155,6 +158,20 @@ class Module:
 
         _check_not_self(self, inputs)
         return streaming.astream(self, inputs)
+
+    def compile_summary(self) -> CompileSummary:
+        """What the compile that made this program cost and won (``print()`` it to read it).
+
+        LM calls, tokens (prompt and completion), wall time, the winner's score, before and
+        after with the paired interval and the confirmed verdict; from an artifact, what its
+        provenance keeps (no token split, no time).
+
+        Raises:
+            ConfigError: the program was not compiled.
+        """
+        from oobleck.optimize._summary import CompileSummary
+
+        return CompileSummary.of(self)
 
     # ---- structure ----
 

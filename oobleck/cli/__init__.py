@@ -1,4 +1,4 @@
-"""The ``oobleck`` command: compile, run, evaluate, inspect, diff and serve frozen programs.
+"""The ``oobleck`` command: compile, run, evaluate, inspect, diff, report and serve frozen programs.
 
 Results go to stdout (JSON for machines, plain text for people); progress and errors go to
 stderr. Exit status: 0 on success, 1 on an error (or, for ``diff``, when the artifacts differ),

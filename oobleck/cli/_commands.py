@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from oobleck import _types, optimize
 from oobleck._files import check_target, protecting
 from oobleck.cli._program import CLIError, UsageError, load_artifact, metric_from, program_from
+from oobleck.cli._provenance import provenance_lines
 from oobleck.cli._trajectory import trajectory_lines
 from oobleck.context import context, current
 from oobleck.errors import OobleckError
@@ -336,6 +337,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             "oobleck_version": art.oobleck_version,
             "schema_version": art.schema_version,
             "provenance": art.provenance,
+            "adapters": {n: _adapter_data(art.predictors[n], art.adapter_reasons[n]) for n in names},
             "predictors": {
                 n: [m.model_dump() for m in (art.predictors[n].render(**inputs) if inputs else art.templates[n])]
                 for n in names
@@ -346,8 +348,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     out = [f"artifact   {args.artifact}  (oobleck {art.oobleck_version}, schema {art.schema_version})"]
     how = "runs as is" if art.runnable else "user class: run it with --program, or call one predictor"
     out.append(f"program    {art.class_path or type(art.program).__name__}  ({how})")
-    for key, value in sorted(art.provenance.items()):
-        out.append(f"provenance {key}: {json.dumps(_types.to_jsonable(value), ensure_ascii=False, sort_keys=True)}")
+    out += provenance_lines(art.provenance)
     out += _top_candidates(art.provenance, args.top)
     for name in names:
         p = art.predictors[name]
@@ -380,6 +381,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             out += [f"--- {m.role} ---", m.content]
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def _adapter_data(p: Any, reason: str | None) -> dict[str, Any]:
+    """The adapter of ``inspect --json``: its name and version, whether it is auto, and why."""
+    adapter = p.resolve_adapter()
+    return {"name": adapter.name, "version": adapter.version, "auto": p.adapter_is_default(), "reason": reason}
 
 
 def _adapter_shown(p: Any) -> str:
@@ -537,8 +544,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
         with protecting([args.checkpoint]):
             compiled.save(args.output)
     provenance = getattr(compiled, "provenance", {}) or {}
-    for line in optimize.verdict_lines(provenance.get("scores") or {}):
+    summary = optimize.CompileSummary.of(compiled) if provenance else None
+    for line in summary.lines() if summary is not None else []:
         sys.stderr.write(line + "\n")
-    sys.stderr.write(f"saved {args.output}\n")
-    _emit({"output": args.output, "optimizer": cls.__name__, "scores": provenance.get("scores")}, out=sys.stdout)
+    sys.stderr.write(f"saved {args.output}  (oobleck report {args.output} -o report.html: the page to read)\n")
+    _emit(
+        {
+            "output": args.output,
+            "optimizer": cls.__name__,
+            "scores": provenance.get("scores"),
+            "summary": None if summary is None else summary.to_dict(),
+        },
+        out=sys.stdout,
+    )
     return 0

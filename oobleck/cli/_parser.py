@@ -23,6 +23,7 @@ from oobleck.cli._commands import (
     inputs_of,
 )
 from oobleck.cli._program import CLIError, UsageError
+from oobleck.cli._report import cmd_report
 from oobleck.errors import ConfigError, OobleckError
 
 __all__ = ["build_parser", "main"]
@@ -38,6 +39,7 @@ examples:
   oobleck eval qa.json dev.jsonl --metric exact_match
   oobleck inspect qa.json
   oobleck diff before.json after.json
+  oobleck report qa.json -o report.html
   oobleck serve qa.json --port 8000
 
 LMs (--lm, as oobleck.LM): local (default; the embedded SmolLM2 model), local:/path/model.gguf,
@@ -207,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("after")
     p.add_argument("--json", action="store_true", help="print the changes as JSON")
     p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser(
+        "report", help="write an artifact's compile report as one HTML page", description=cmd_report.__doc__
+    )
+    p.add_argument("artifact")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.html", help="the page to write")
+    p.add_argument("--title", help="the page's heading (default: the artifact's file name)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", help="serve an artifact over HTTP", description=cmd_serve.__doc__)
     p.add_argument("artifact")

@@ -153,6 +153,11 @@ class Usage(BaseModel):
             latency_s=self.latency_s + other.latency_s,
         )
 
+    def __str__(self) -> str:
+        """The counts as ``name=value``, the wait to two significant digits (``latency_s=5.3``)."""
+        parts = [f"{name}={getattr(self, name)}" for name in _USAGE_FIELDS_ORDER if name != "latency_s"]
+        return " ".join([*parts, f"latency_s={float(f'{self.latency_s:.2g}'):g}"])
+
     def with_latency(self, seconds: float) -> Usage:
         """The same usage with ``latency_s`` set."""
         return _usage(**{**self.__dict__, "latency_s": seconds})
@@ -169,6 +174,7 @@ def _usage(**values: Any) -> Usage:
 
 
 _USAGE_FIELDS = frozenset(Usage.model_fields)
+_USAGE_FIELDS_ORDER = tuple(Usage.model_fields)
 
 
 def usage_dict(usage: Usage) -> dict[str, int]:

@@ -20,6 +20,7 @@ from oobleck._estimate import CostEstimate
 from oobleck.optimize._base import CompileRun, Optimizer
 from oobleck.optimize._scoring import PairedInterval, paired_interval
 from oobleck.optimize._search import verdict_lines
+from oobleck.optimize._summary import CompileSummary
 from oobleck.optimize.auto import Auto
 from oobleck.optimize.bootstrap import BootstrapFewShot
 from oobleck.optimize.ensemble import Ensemble, ensemble, majority
@@ -35,6 +36,7 @@ __all__ = [
     "Auto",
     "BootstrapFewShot",
     "CompileRun",
+    "CompileSummary",
     "CostEstimate",
     "Ensemble",
     "InstructionSearch",

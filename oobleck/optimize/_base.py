@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -348,6 +349,7 @@ class Optimizer:
         if not resumed:
             run.save({})  # the ledger now belongs to a started compile: a kill before the first save resumes
         total = estimate.program_runs or None
+        started = time.perf_counter()
         try:
             with _progress.bar(total, self.name, enabled=progress and total is not None, score_label="best") as shown:
                 if shown is not None:
@@ -376,6 +378,7 @@ class Optimizer:
             )
         spent = budget.spent
         compiled.compile_usage = spent
+        compiled.compile_wall_s = time.perf_counter() - started
         compiled.provenance = provenance(
             optimizer=self.name,
             settings=settings,

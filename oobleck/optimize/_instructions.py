@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from oobleck._estimate import Expected, bootstrap_runs
 from oobleck._hashing import rows_sha256
 from oobleck._run import run_example
 from oobleck.errors import FATAL, BudgetExceededError, ConfigError, TooManyErrorsError
@@ -388,6 +389,12 @@ class InstructionSearchBase(SearchOptimizer):
         self._grounding_bootstrap = BootstrapFewShot(
             metric, max_bootstrapped_demos=n_demos, max_labeled_demos=0, teacher_shots=n_demos
         )
+
+    def _expect_grounding(self, expected: Expected, n_train: int) -> None:
+        """The expected cost every instruction search pays first: grounding demos and the data summary."""
+        teacher_runs = bootstrap_runs(n_train, self.n_demos)
+        expected.runs(teacher_runs, min(self.n_demos, max(n_train - 1, 0)), prompts=teacher_runs)
+        expected.proposer_calls(1, min(self.proposer.summary_rows, n_train))
 
     def _instruction_settings(self) -> dict[str, Any]:
         return {

@@ -34,7 +34,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from oobleck import _progress, callbacks
+from oobleck import _budget, _progress, callbacks
 from oobleck.errors import ConfigError, TooManyErrorsError
 from oobleck.evaluation import evaluate
 from oobleck.example import Example
@@ -210,6 +210,9 @@ class CandidateScores:
         calls: LM calls its rows sent to a backend (every attempt).
         cache_hits: LM calls its rows found in a cache.
         dropped: racing stopped it as confidently worse than the incumbent.
+        at_calls: the compile's LM calls (cache hits included) when its scoring ended: fully
+            scored or dropped (None while in progress, or with no budget active). The report's
+            score-versus-calls plot reads it.
     """
 
     scores: dict[int, float] = field(default_factory=dict)
@@ -217,6 +220,7 @@ class CandidateScores:
     calls: int = 0
     cache_hits: int = 0
     dropped: bool = False
+    at_calls: int | None = None
 
     def mean(self, rows: Sequence[int] | None = None) -> float:
         """The mean score in percent over ``rows`` (default: every row scored)."""
@@ -231,6 +235,7 @@ class CandidateScores:
             "calls": self.calls,
             "cache_hits": self.cache_hits,
             "dropped": self.dropped,
+            "at_calls": self.at_calls,
         }
 
     @classmethod
@@ -242,6 +247,7 @@ class CandidateScores:
             calls=int(data.get("calls", 0)),
             cache_hits=int(data.get("cache_hits", 0)),
             dropped=bool(data.get("dropped", False)),
+            at_calls=None if data.get("at_calls") is None else int(data["at_calls"]),
         )
 
 
@@ -336,6 +342,19 @@ class Scorer:
                     best = (m, key)
         return None if best is None else best[1]
 
+    def trajectory(self) -> list[dict[str, Any]]:
+        """Each candidate whose scoring ended, in the order it ended: key, score, LM calls then.
+
+        JSON data for provenance (``scores.trajectory``): ``{"candidate", "score", "lm_calls",
+        "dropped"}``, the score in percent rounded to 4 places (a dropped candidate's is over the
+        rows it was scored on).
+        """
+        ended = [(c.at_calls, k, c) for k, c in self.candidates.items() if c.at_calls is not None]
+        return [
+            {"candidate": k, "score": round(c.mean(), 4), "lm_calls": n, "dropped": c.dropped}
+            for n, k, c in sorted(ended, key=lambda t: t[0])
+        ]
+
     def racing_report(self) -> dict[str, Any]:
         """What racing did: candidates dropped, rows skipped, the calls that saved, its alpha and minimum.
 
@@ -414,6 +433,9 @@ class Scorer:
             if incumbent is not None and incumbent != key and self._confidently_worse(key, incumbent):
                 c.dropped = True
                 log.info("racing: candidate %s dropped after %d rows", key, len(c.scores))
+        if c.at_calls is None and (c.dropped or self.complete(key)):
+            budget = _budget.active()
+            c.at_calls = None if budget is None else budget.spent.calls + budget.spent.cache_hits
         shown = _progress.current()
         best = self.incumbent() if shown is not None else None
         if shown is not None and best is not None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, fields
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from oobleck._estimate import CostEstimate, calls_per_run, tokens_per_run
+from oobleck._estimate import CostEstimate, Expected, calls_per_run, start_demos, tokens_per_run
 from oobleck._hashing import canonical_json, rows_sha256
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example, to_data
@@ -328,22 +328,39 @@ class SearchOptimizer(Optimizer):
         return n_train, n_select
 
     def _plus_confirmation(
-        self, estimate: CostEstimate, program: Module, trainset: list[Example], valset: list[Example] | None
+        self,
+        estimate: CostEstimate,
+        program: Module,
+        trainset: list[Example],
+        valset: list[Example] | None,
+        *,
+        expected: Expected | None = None,
+        best_demos: float = 0.0,
     ) -> CostEstimate:
-        """``estimate`` plus the runs confirmation takes (the winner and the start on the confirming rows)."""
+        """``estimate`` plus the runs confirmation takes (the winner and the start on the confirming rows).
+
+        With ``expected``, those runs are added to it (the winner carrying ``best_demos`` demos)
+        and its expectations replace the estimate's.
+        """
         n_confirm = self._sizes(trainset, valset)[2]
+        if expected is not None and n_confirm:
+            expected.runs(n_confirm, start_demos(program))
+            expected.runs(n_confirm, best_demos)
         if not n_confirm:
-            return estimate
+            return estimate if expected is None else expected.into(estimate)
         first = trainset[0] if trainset else None
         runs = 2 * n_confirm
         per_run = calls_per_run(program, first)
-        return CostEstimate(
+        out = CostEstimate(
             program_runs=estimate.program_runs + runs,
             lm_calls=estimate.lm_calls + runs * per_run,
             min_lm_calls=estimate.min_lm_calls,
             prompt_tokens=estimate.prompt_tokens + runs * tokens_per_run(program, first),
             breakdown={**estimate.breakdown, "confirmation": runs},
+            expected_lm_calls=estimate.expected_lm_calls,
+            completion_tokens=estimate.completion_tokens,
         )
+        return out if expected is None else expected.into(out)
 
     def _split(self, trainset: list[Example], valset: list[Example] | None, seed: int, *, quiet: bool = False) -> Split:
         """The rows to learn from, to select on and to confirm on (see the module docstring)."""
@@ -465,6 +482,16 @@ class SearchOptimizer(Optimizer):
         run.scores["best"] = best_key
         run.scores["best_score"] = full[best_key]
         run.scores["best_prompt_tokens"] = lengths[best_key]
+        run.scores["trajectory"] = [
+            {
+                "lm_calls": t["lm_calls"],
+                "score": t["score"],
+                "dropped": t["dropped"],
+                "start": t["candidate"] == start_key,
+                "chosen": t["candidate"] == best_key,
+            }
+            for t in scorer.trajectory()
+        ]
         if scorer.complete(start_key):
             sv = verdict(scorer.row_scores(start_key), scorer.row_scores(best_key))
             run.scores["start_score"] = scorer.candidates[start_key].mean()

@@ -30,10 +30,11 @@ import importlib.util
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from oobleck._estimate import CostEstimate, calls_per_run, tokens_per_run
+from oobleck._estimate import CostEstimate, Expected, calls_per_run, run_shape, tokens_per_run
 from oobleck.context import context, current
 from oobleck.errors import ConfigError, TooManyErrorsError
 from oobleck.example import Example
@@ -233,28 +234,29 @@ class Auto(SearchOptimizer):
             total = (
                 e
                 if total is None
-                else CostEstimate(
-                    program_runs=total.program_runs + e.program_runs,
-                    lm_calls=total.lm_calls + e.lm_calls,
-                    min_lm_calls=min(total.min_lm_calls, e.min_lm_calls),
-                    prompt_tokens=total.prompt_tokens + e.prompt_tokens,
-                )
+                else replace(total.plus(e), min_lm_calls=min(total.min_lm_calls, e.min_lm_calls), breakdown={})
             )
-        total = total or CostEstimate(program_runs=0, lm_calls=0, min_lm_calls=0, prompt_tokens=0)
-        estimate = self._plus_confirmation(
-            CostEstimate(total.program_runs, total.lm_calls, total.min_lm_calls, total.prompt_tokens, breakdown),
-            program,
-            trainset,
-            valset,
+        total = replace(
+            total or CostEstimate(program_runs=0, lm_calls=0, min_lm_calls=0, prompt_tokens=0), breakdown=breakdown
         )
+        expected = Expected(run_shape(program, trainset))
+        expected.calls, expected.prompt, expected.completion = (
+            total.expected_lm_calls,
+            total.prompt_tokens,
+            total.completion_tokens,
+        )
+        estimate = self._plus_confirmation(total, program, trainset, valset, expected=expected)
         if self.budget is None:
             return estimate
-        return CostEstimate(
-            program_runs=estimate.program_runs,
+        # The budget stops the members: what is expected past it is never spent.
+        share = min(1.0, self.budget / estimate.expected_lm_calls) if estimate.expected_lm_calls else 1.0
+        return replace(
+            estimate,
             lm_calls=min(estimate.lm_calls, self.budget),
             min_lm_calls=min(estimate.min_lm_calls, self.budget),
-            prompt_tokens=estimate.prompt_tokens,
-            breakdown=estimate.breakdown,
+            expected_lm_calls=round(estimate.expected_lm_calls * share),
+            prompt_tokens=round(estimate.prompt_tokens * share),
+            completion_tokens=round(estimate.completion_tokens * share),
         )
 
     # ---- the compile ----

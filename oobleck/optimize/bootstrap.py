@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from oobleck._estimate import CostEstimate, calls_per_run, tokens_per_run
+from oobleck._estimate import CostEstimate, Expected, bootstrap_runs, calls_per_run, run_shape, tokens_per_run
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.metrics import metric_name
@@ -121,12 +121,18 @@ class BootstrapFewShot(Optimizer):
         per_run = calls_per_run(program, first)
         runs = len(trainset) * self.max_rounds if self.max_bootstrapped_demos else 0
         fewest = min(self.max_bootstrapped_demos, len(trainset))
-        return CostEstimate(
-            program_runs=runs,
-            lm_calls=runs * per_run,
-            min_lm_calls=fewest * per_run,
-            prompt_tokens=runs * tokens_per_run(program, first),
-            breakdown={"bootstrap": runs},
+        expected = Expected(run_shape(program, trainset))
+        teacher_demos = min(self._teacher_shots(), max(len(trainset) - 1, 0))
+        teacher_runs = bootstrap_runs(len(trainset), self.max_bootstrapped_demos, rounds=self.max_rounds)
+        expected.runs(teacher_runs, teacher_demos, prompts=teacher_runs)  # the asked row is left out of the shots
+        return expected.into(
+            CostEstimate(
+                program_runs=runs,
+                lm_calls=runs * per_run,
+                min_lm_calls=fewest * per_run,
+                prompt_tokens=runs * tokens_per_run(program, first),
+                breakdown={"bootstrap": runs},
+            )
         )
 
     def _teacher_shots(self) -> int:

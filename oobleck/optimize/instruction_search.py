@@ -18,7 +18,14 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from oobleck._estimate import CostEstimate, calls_per_run, tokens_per_run
+from oobleck._estimate import (
+    CostEstimate,
+    Expected,
+    calls_per_run,
+    run_shape,
+    start_demos,
+    tokens_per_run,
+)
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
@@ -110,7 +117,13 @@ class InstructionSearch(InstructionSearchBase):
             prompt_tokens=(boot_runs + val_runs) * tokens_per_run(program, first),
             breakdown={"bootstrap": boot_runs, "validation": val_runs, "proposer_calls": proposals + 1},
         )
-        return self._plus_confirmation(estimate, program, trainset, valset)
+        expected = Expected(run_shape(program, trainset))
+        self._expect_grounding(expected, n_train)
+        expected.runs(val_runs, start_demos(program), prompts=1 + proposals + len(self.formats))  # the start's demos
+        expected.proposer_calls(proposals, self.proposer.n_demos + self.depth)
+        return self._plus_confirmation(
+            estimate, program, trainset, valset, expected=expected, best_demos=start_demos(program)
+        )
 
     def _compile(
         self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun

@@ -19,7 +19,16 @@ import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from oobleck._estimate import CostEstimate, calls_per_run, tokens_per_run
+from oobleck._estimate import (
+    CostEstimate,
+    Expected,
+    bootstrap_runs,
+    calls_per_run,
+    distinct_draws,
+    run_shape,
+    start_demos,
+    tokens_per_run,
+)
 from oobleck.errors import BudgetExceededError, ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
@@ -171,7 +180,24 @@ class JointSearch(InstructionSearchBase):
                 "proposer_calls": proposals + 1,
             },
         )
-        return self._plus_confirmation(estimate, program, trainset, valset)
+        # Typically: a trial that draws a configuration already scored costs nothing, and a
+        # configuration's minibatch rows count toward its full evaluation.
+        expected = Expected(run_shape(program, trainset))
+        self._expect_grounding(expected, n_train)
+        k, labeled = self.max_bootstrapped_demos, self.max_labeled_demos
+        shuffled_sets = max(self.num_demo_sets - 2, 0)
+        teacher_demos = min(self.n_demos, max(n_train - 1, 0))
+        teacher_runs = bootstrap_runs(n_train, shuffled_sets * (k + 1) / 2) if boot else 0
+        expected.runs(teacher_runs, teacher_demos, prompts=teacher_runs)
+        expected.proposer_calls(proposals, self.proposer.n_demos)
+        sets = [0.0, float(min(labeled, n_train))] + [min(max(labeled, (k + 1) / 2), n_train)] * shuffled_sets
+        demos = sum(sets[: self.num_demo_sets]) / max(self.num_demo_sets, 1)
+        configs = (self.num_instructions * self.num_demo_sets) ** n_pred * (len(self.formats) + 1)
+        tried = distinct_draws(configs, self.num_trials) * (1 - 1 / configs)  # the start's own costs nothing
+        fulls = min(tried, self.num_trials // self.full_eval_every + 1)
+        expected.runs(n_val, start_demos(program), prompts=1)
+        expected.runs(tried * mb + fulls * (n_val - mb), demos, prompts=tried)
+        return self._plus_confirmation(estimate, program, trainset, valset, expected=expected, best_demos=demos)
 
     # ---- the search ----
 

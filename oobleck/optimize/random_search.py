@@ -20,7 +20,15 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from oobleck._estimate import CostEstimate, calls_per_run, tokens_per_run
+from oobleck._estimate import (
+    CostEstimate,
+    Expected,
+    bootstrap_runs,
+    calls_per_run,
+    run_shape,
+    start_demos,
+    tokens_per_run,
+)
 from oobleck._hashing import rows_sha256
 from oobleck.errors import BudgetExceededError, ConfigError, TooManyErrorsError
 from oobleck.example import Example
@@ -126,7 +134,22 @@ class RandomSearch(SearchOptimizer):
             prompt_tokens=runs * tokens_per_run(program, first),
             breakdown={"bootstrap": boot_runs, "validation": val_runs},
         )
-        return self._plus_confirmation(estimate, program, trainset, valset)
+        # Typically: the bootstrapped candidates share their teacher runs (each row is run once),
+        # and every candidate but zero-shot is padded with labelled demos up to max_labeled_demos.
+        expected = Expected(run_shape(program, trainset))
+        k, labeled = b.max_bootstrapped_demos, b.max_labeled_demos
+        wanted = k + self.num_candidates * (k + 1) / 2
+        teacher_demos = min(b._teacher_shots(), max(n_train - 1, 0))
+        teacher_runs = bootstrap_runs(n_train, wanted, rounds=b.max_rounds) if k else 0
+        expected.runs(teacher_runs, teacher_demos, prompts=teacher_runs)
+        full = min(max(labeled, k), n_train)
+        shuffled = min(max(labeled, (k + 1) / 2), n_train)
+        expected.runs(n_val, prompts=1)  # zero-shot
+        expected.runs(n_val, min(labeled, n_train), prompts=1)
+        expected.runs(n_val, full, prompts=1)
+        expected.runs(n_val * self.num_candidates, shuffled, prompts=self.num_candidates)
+        expected.runs(start_runs, start_demos(program), prompts=1 if start_runs else 0)
+        return self._plus_confirmation(estimate, program, trainset, valset, expected=expected, best_demos=full)
 
     # ---- search ----
 

@@ -22,7 +22,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from oobleck import _types
-from oobleck._estimate import CostEstimate, calls_per_run, tokens_per_run
+from oobleck._estimate import (
+    CostEstimate,
+    Expected,
+    calls_per_run,
+    run_shape,
+    start_demos,
+    tokens_per_run,
+)
 from oobleck.errors import ConfigError
 from oobleck.example import Example
 from oobleck.lm.base import LM
@@ -168,7 +175,18 @@ class ReflectiveEvolution(InstructionSearchBase):
                 "reflection_calls": self.iterations,
             },
         )
-        return self._plus_confirmation(estimate, program, trainset, valset)
+        # Typically: a parent's minibatch rows were often run before, and about half the
+        # children beat their parent on the minibatch and are scored in full.
+        expected = Expected(run_shape(program, trainset))
+        self._expect_grounding(expected, n_train)
+        expected.runs(n_val * (1 + len(self.formats)), start_demos(program), prompts=1 + len(self.formats))
+        if self.demos:
+            expected.runs(n_val, min(self.n_demos, n_train), prompts=1)
+        expected.runs(self.iterations * (1.5 * mb + 0.5 * n_val), start_demos(program), prompts=self.iterations)
+        expected.proposer_calls(self.iterations, mb)
+        return self._plus_confirmation(
+            estimate, program, trainset, valset, expected=expected, best_demos=start_demos(program)
+        )
 
     def _compile(
         self, program: Module, trainset: list[Example], valset: list[Example] | None, run: CompileRun

@@ -84,11 +84,13 @@ def test_inspect_shows_the_prompt_templates(capsys, qa):
     code, out, _ = run_cli(capsys, "inspect", qa)
     assert code == 0
     assert "Answer in one word." in out and "{question}" in out and "Capital of France?" in out
-    assert 'provenance optimizer: "Manual"' in out and "--- system ---" in out
+    assert "compiled   by Manual, seed 7" in out and "--- system ---" in out
+    assert "cost       not recorded" in out
     code, out, _ = run_cli(capsys, "inspect", qa, "--inputs", '{"question": "2+2?"}', "--json")
     data = json.loads(out)
     assert data["predictors"]["self"][-1]["content"].startswith("[[ ## question ## ]]\n2+2?")
     assert data["provenance"] == {"optimizer": "Manual", "seed": 7}
+    assert data["adapters"]["self"]["name"] == "chat" and data["adapters"]["self"]["auto"] is True
 
 
 def test_diff_shows_changed_instructions_and_demos(capsys, qa, tmp_path):

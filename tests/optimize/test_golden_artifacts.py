@@ -7,7 +7,14 @@ racing test): their provenance gained ``selection_verdict``, ``settings.confirm_
 split's confirmation note and racing's alpha, and InstructionSearch's racing now drops three
 candidates that are certainly worse on the 6 valset rows (the chosen programs are unchanged).
 Issue 20 added ``"auto": true`` to each default (unnamed) adapter record; with that line removed
-every file is byte for byte the one recorded before.
+every file is byte for byte the one recorded before. It also changed the dry-run estimate each artifact
+records (``provenance.estimate``: the expected prompt and completion tokens and LM calls of a
+typical compile, see ``test_estimate_accuracy.py``) and ``scores.best_prompt_tokens`` (a prompt's
+tokens now count 4 per message for the chat template); with those two removed, every file is
+byte for byte the one recorded before that change.
+Issue 22 added ``scores.trajectory`` to the four searching optimizers (each candidate's score and
+the LM calls spent when its scoring ended, for the report's plot); with that key removed each
+file is byte for byte the one recorded before.
 A change that is meant to alter an artifact updates the digest in the same commit and says why.
 """
 
@@ -70,13 +77,13 @@ def _compile(name: str) -> Module:
 
 
 GOLDEN: dict[str, str] = {
-    "labeled": "4de6815ecc2b63c21960fdaad865f0398647f6b96df28769bd5fa1b94a8e94fc",
-    "bootstrap": "7bfc7c80f5fd1452583d4a208e13b7a5b89499407dfc1098b6c43943e58064ed",
-    "random_search": "b6100150fe705360081b8b3df9e9c989533606107911022760a5fe39aa8ad02f",
-    "instruction_search": "1935b87db3568a785eb8fe63aa4490879cd0fa7ac286fd9622210adb360d614c",
-    "joint_search": "c84c7365493afac4a9f4691bcc357912d83f70c7e5523515634ea08d99cb3bb6",
-    "reflective": "5dbfca9de1cd980af13c3eebe0b407571ec518fafe3443150f6a301bc46a029d",
-    "knn": "7328bb6486a0d3898d586c5f765c9367f2a6439a47ac8cae1cb9bce37c27cd7a",
+    "labeled": "441c00ba44c8dda3b96ced47567eda3b84488e7eb9c1d28d077b890ebb467c47",
+    "bootstrap": "d51f36dcda4a84e01d962267dcc2b9b7ed876272e7225ae11223520b9dd1c1de",
+    "random_search": "155a59283855895e4a2df14bf1136fed92da014a30a9a13352727ce78621d06c",
+    "instruction_search": "dd71ce99297ba997919bc1cb05b4542d95c2feeed1a82336d42f39f7ef0681db",
+    "joint_search": "d91e8154489e1525115cc3a8a6bc983666a492d4c82b9f451121246cbc6b7f51",
+    "reflective": "7759d5c9a48cf734abec1071217ac001147c2d22b6d9bceca85a5472c2186395",
+    "knn": "197b82c4192b0e33aaef091344466248ba0c9233e419361e7375b8d8fbc04110",
 }
 
 COMPILES: list[str] = [
