@@ -9,12 +9,14 @@ FastAPI is itself a Starlette app, so it mounts in either. FastAPI and uvicorn a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -99,10 +101,10 @@ def _usage(result: Any) -> dict[str, Any] | None:
 
 
 class _Limits:
-    """At most ``n`` programs at once; the rest wait up to ``queue_timeout`` seconds, then 503.
+    """At most ``n`` programs at once, each in a worker thread; the rest wait up to ``queue_timeout`` s, then 503.
 
-    The primitives belong to one event loop, so they are made on first use in each loop (a test
-    client starts its own; uvicorn runs one).
+    The semaphore belongs to one event loop, so it is made on first use in each loop (a test
+    client starts its own; uvicorn runs one). The threads are the app's own ``n`` workers.
     """
 
     def __init__(self, n: int, queue_timeout: float) -> None:
@@ -110,28 +112,52 @@ class _Limits:
         self.queue_timeout = queue_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots = asyncio.Semaphore(n)
-        self._threads: Any = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any], overlay: list[tuple[Any, Any]]) -> Any:
-        import anyio.to_thread
-
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            self._loop, self._slots, self._threads = loop, asyncio.Semaphore(self.n), anyio.CapacityLimiter(self.n)
+            self._loop, self._slots = loop, asyncio.Semaphore(self.n)
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.n, thread_name_prefix="oobleck-serve")
+        if self._slots.locked():  # only then pay for a timeout
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.queue_timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                raise _Failure(
+                    503,
+                    "Busy",
+                    f"{self.n} requests are running and none finished within {self.queue_timeout}s; retry later",
+                ) from None
+        else:
+            await self._slots.acquire()
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.queue_timeout)
-        except (TimeoutError, asyncio.TimeoutError):
-            raise _Failure(
-                503,
-                "Busy",
-                f"{self.n} requests are running and none finished within {self.queue_timeout}s; retry later",
-            ) from None
-        try:
-            # The program blocks (LM calls), so it runs in a worker thread; anyio copies the
-            # request's context into it and _run lays oobleck's settings over that copy.
-            return await anyio.to_thread.run_sync(functools.partial(_run, fn, kwargs, overlay), limiter=self._threads)
+            # The program blocks (LM calls), so it runs in a worker thread, in a copy of the
+            # request's context over which _run lays oobleck's settings.
+            context = contextvars.copy_context()
+            return await loop.run_in_executor(self._pool, context.run, functools.partial(_run, fn, kwargs, overlay))
         finally:
             self._slots.release()
+
+
+def _deadline(seconds: float) -> Any:
+    """A block that raises TimeoutError after ``seconds`` (asyncio's own where it has one: cheaper)."""
+    if sys.version_info >= (3, 11):
+        return asyncio.timeout(seconds)
+    import anyio
+
+    return _AsyncWith(anyio.fail_after(seconds))
+
+
+class _AsyncWith:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __aenter__(self) -> None:
+        self.inner.__enter__()
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return self.inner.__exit__(*exc)
 
 
 def _run(fn: Callable[..., Any], kwargs: dict[str, Any], overlay: list[tuple[Any, Any]]) -> Any:
@@ -290,7 +316,6 @@ class _Handler:
         return Response(error_bytes(kind, message), status_code=status, headers=headers, media_type="application/json")
 
     async def body(self, request: Request) -> Any:
-        import anyio
         from starlette.requests import ClientDisconnect
 
         length_text = request.headers.get("content-length")
@@ -306,7 +331,7 @@ class _Handler:
         chunks: list[bytes] = []
         size = 0
         try:
-            with anyio.fail_after(self.body_timeout):
+            async with _deadline(self.body_timeout):
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > self.max_body:
