@@ -46,6 +46,7 @@ from oobleck.module import Module
 from oobleck.modules import ChainOfThought
 from oobleck.predict import Predict
 from oobleck.signature import InputField, OutputField, Signature
+from oobleck.streaming import StreamChunk
 from oobleck.trace import trace
 
 if typing.TYPE_CHECKING:
@@ -136,6 +137,7 @@ __all__ = [
     "Retrieve",
     "Signature",
     "SignatureError",
+    "StreamChunk",
     "TemplateAdapter",
     "TooManyErrorsError",
     "Tool",

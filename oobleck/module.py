@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextvars
 import copy as _copy
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from oobleck.trace import UsageMeter, recording
 
 if TYPE_CHECKING:
     from oobleck.predict import Predict
+    from oobleck.streaming import StreamChunk
 
 __all__ = ["Module", "RenderedCall"]
 
@@ -95,6 +96,58 @@ class Module:
         with recording(meter):
             result = await self.aforward(**inputs)
         return result.with_usage(meter.usage) if isinstance(result, Prediction) else result
+
+    # ---- streaming ----
+
+    def stream(self, /, **inputs: Any) -> Iterator[StreamChunk | Prediction]:
+        """Run the program, yielding each output field's text as it is decoded, then the result.
+
+        Yields :class:`~oobleck.StreamChunk` items (predictor name, field name, new text) in
+        the order the text arrives, predictor after predictor, then, last, exactly what
+        ``program(**inputs)`` returns (same requests, parse, cache entries, usage and budget
+        accounting). The program runs in a worker thread that carries the caller's context
+        (``oobleck.context``, budgets, traces).
+
+        What streams token by token: backends that stream (LocalLM, OpenAILM, FakeLM,
+        TransformersLM) through adapters that can read a partial answer (ChatAdapter's field
+        markers, JSON answers' string values). Everything else still arrives, once, whole,
+        after the answer is parsed: a backend without streaming, a cache hit, ``n > 1``, a
+        label chosen by score mode (the label is picked whole from scores, never decoded),
+        JSON numbers, lists and objects (given once complete), ``Name: value`` lines. Never
+        an error for want of streaming. See :mod:`oobleck.streaming`.
+
+        Stopping early (``break``, ``close()``, or dropping the iterator) cuts the backend's
+        stream at its next piece of text and starts no further LM call; nothing partial is
+        cached. The worker never runs more than one chunk ahead of the consumer, so a consumer
+        that pauses pauses the reading of the answer (and the backend's per-call timeout still
+        bounds the whole answer). A predictor called several times (ReAct's steps, BestOfN's
+        attempts) streams each call in turn under the same name.
+
+        Raises:
+            OobleckError: whatever the call raises, after the chunks sent before it.
+
+        Example:
+            >>> from oobleck import FakeLM, Predict
+            >>> qa = Predict("question -> answer", lm=FakeLM([{"answer": "Paris"}], stream_chunk=2))
+            >>> *chunks, pred = qa.stream(question="Capital of France?")
+            >>> [(c.field, c.text) for c in chunks], pred.answer
+            ([('answer', 'P'), ('answer', 'ar'), ('answer', 'is')], 'Paris')
+        """
+        from oobleck import streaming
+
+        _check_not_self(self, inputs)
+        return streaming.stream(self, inputs)
+
+    def astream(self, /, **inputs: Any) -> AsyncIterator[StreamChunk | Prediction]:
+        """The async form of :meth:`stream` (runs ``await program.acall(**inputs)``).
+
+        Close it when you stop early (``async with contextlib.aclosing(program.astream(...))``):
+        an async iterator abandoned mid-way is only closed when it is collected.
+        """
+        from oobleck import streaming
+
+        _check_not_self(self, inputs)
+        return streaming.astream(self, inputs)
 
     # ---- structure ----
 

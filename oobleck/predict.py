@@ -15,7 +15,7 @@ import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from oobleck import _budget, _score_mode, label_scoring
+from oobleck import _budget, _score_mode, label_scoring, streaming
 from oobleck.adapters import default_adapter
 from oobleck.adapters._values import Placeholder, placeholder
 from oobleck.adapters.base import Adapter
@@ -57,7 +57,9 @@ class Predict(Module):
             writes answers and scored by the backend (:mod:`oobleck.label_scoring`); the most
             likely label is the answer and the prediction carries the label distribution
             (``pred.probabilities``). Free-text outputs before the labels are generated
-            first. Needs a backend with ``capabilities.scoring``.
+            first. Needs a backend with ``capabilities.scoring``. Under
+            ``program.stream(...)`` the free text streams as decoded and each label comes
+            as one chunk once chosen (it is picked whole from the scores, never decoded).
             ``"auto"`` (default): decided at call time (see :meth:`mode_choice`): score when
             every output is a label, the backend scores, and no adapter or sampling was named;
             generate otherwise.
@@ -414,20 +416,28 @@ class Predict(Module):
         adapter = self.resolve_adapter(lm)
         steps = self._steps(adapter, lm, inputs)
         request = next(steps)
+        fields = streaming.emitter(self, adapter)  # None unless the caller streams
         with _answers_written_by(adapter, self.signature):
             while True:
+                if fields:
+                    fields.check_open()  # a stream's consumer that left gets no further call
                 # Reserved in the active budget before it is sent (BudgetExceededError, nothing
                 # sent, when it does not fit); settled with what it cost as the steps read it.
                 with _budget.sending(request):
                     try:
-                        response = lm.complete(request)
+                        with fields.sending(request) if fields else contextlib.nullcontext():
+                            response = lm.complete(request)
                     except Exception as exc:
                         steps.throw(exc)  # records the failure, then re-raises it
                         raise
                     _budget.received(response.usage)
+                    if fields:
+                        fields.received(request, response)
                     try:
                         request = steps.send(response)
                     except StopIteration as done:
+                        if fields:
+                            fields.finish(done.value)
                         return done.value  # type: ignore[no-any-return]
 
     async def aforward(self, /, **inputs: Any) -> Prediction:
@@ -437,18 +447,26 @@ class Predict(Module):
         adapter = self.resolve_adapter(lm)
         steps = self._steps(adapter, lm, inputs)
         request = next(steps)
+        fields = streaming.emitter(self, adapter)
         with _answers_written_by(adapter, self.signature):
             while True:
+                if fields:
+                    fields.check_open()
                 with _budget.sending(request):  # as in forward
                     try:
-                        response = await lm.acomplete(request)
+                        with fields.sending(request) if fields else contextlib.nullcontext():
+                            response = await lm.acomplete(request)
                     except Exception as exc:
                         steps.throw(exc)
                         raise
                     _budget.received(response.usage)
+                    if fields:
+                        fields.received(request, response)
                     try:
                         request = steps.send(response)
                     except StopIteration as done:
+                        if fields:
+                            fields.finish(done.value)
                         return done.value  # type: ignore[no-any-return]
 
     def _steps(

@@ -17,7 +17,7 @@ from oobleck.lm.base import Capabilities
 from oobleck.lm.types import Message
 from oobleck.signature import Field, Signature
 
-__all__ = ["Adapter", "DemoTurns", "bounded_parse", "demo_turns", "describe_fields"]
+__all__ = ["Adapter", "DemoTurns", "StreamingAdapter", "bounded_parse", "demo_turns", "describe_fields"]
 
 
 @runtime_checkable
@@ -60,6 +60,26 @@ class Adapter(Protocol):
 
     def repair_messages(self, signature: Signature, raw: str, reason: str) -> list[Message]:
         """Messages that show the LM its unreadable answer and ask for a corrected one."""
+        ...
+
+
+@runtime_checkable
+class StreamingAdapter(Protocol):
+    """An adapter that can read its output fields from a completion still arriving.
+
+    Optional: ``program.stream(...)`` streams each field's text as it is decoded through an
+    adapter that has this method; through one that has not, each field comes whole once the
+    answer is parsed.
+    """
+
+    def partial_fields(self, signature: Signature, text: str, *, final: bool = False) -> dict[str, str]:
+        """The text of each output field that can no longer change, in the order they appear.
+
+        Called with ever longer prefixes of one completion, each field's text must only grow
+        (the caller sends the difference), so text that may still change is held back; with
+        ``final=True`` the completion is whole. For a text field, the text is the value
+        :meth:`Adapter.parse` will read.
+        """
         ...
 
 

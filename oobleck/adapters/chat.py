@@ -18,6 +18,7 @@ from typing import Any
 import pydantic
 
 from oobleck import _types
+from oobleck.adapters._partial import chat_fields
 from oobleck.adapters._values import format_value
 from oobleck.adapters.base import DemoTurns, bounded_parse, describe_fields, type_hint
 from oobleck.errors import ParseError
@@ -146,6 +147,14 @@ class ChatAdapter(DemoTurns):
                 )
             values[name] = _parse_field(signature, field.name, field.type, sections[name], text)
         return values
+
+    def partial_fields(self, signature: Signature, text: str, *, final: bool = False) -> dict[str, str]:
+        """Each output field's text so far in a completion still arriving (for streaming).
+
+        The text after each field's marker, as :meth:`parse` reads it, minus what may still
+        change (the start of a marker, trailing whitespace); see :mod:`oobleck.adapters._partial`.
+        """
+        return chat_fields(signature, text, final=final)
 
     def repair_messages(self, signature: Signature, raw: str, reason: str) -> list[Message]:
         """Show the unreadable answer and ask again with the exact layout."""

@@ -16,6 +16,7 @@ import pydantic
 from typing_extensions import TypedDict
 
 from oobleck import _types
+from oobleck.adapters._partial import json_fields
 from oobleck.adapters.base import DemoTurns, bounded_parse, describe_fields
 from oobleck.adapters.chat import format_fields, input_types
 from oobleck.errors import ParseError
@@ -132,6 +133,14 @@ class JSONAdapter(DemoTurns):
                     reason=reason,
                 ) from exc
         return values
+
+    def partial_fields(self, signature: Signature, text: str, *, final: bool = False) -> dict[str, str]:
+        """Each output field's text so far in a JSON answer still arriving (for streaming).
+
+        String values stream as they are decoded; other values come whole once complete
+        (see :mod:`oobleck.adapters._partial`).
+        """
+        return json_fields(signature, text, final=final)
 
     def repair_messages(self, signature: Signature, raw: str, reason: str) -> list[Message]:
         """Show the unreadable answer and ask for the JSON object again."""

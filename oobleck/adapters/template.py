@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from oobleck import _types
+from oobleck.adapters._partial import json_fields
 from oobleck.adapters._values import format_value
 from oobleck.adapters.base import Adapter, bounded_parse, demo_turns, describe_fields, type_hint
 from oobleck.adapters.chat import ChatAdapter, _parse_field
@@ -225,6 +226,15 @@ class TemplateAdapter:
             else:
                 values[name] = _parse_field(signature, name, field.type, json.dumps(value, ensure_ascii=False), text)
         return values
+
+    def partial_fields(self, signature: Signature, text: str, *, final: bool = False) -> dict[str, str]:
+        """Each output field's text so far in an answer still arriving (for streaming).
+
+        A JSON answer streams as :meth:`JSONAdapter.partial_fields` does. ``Name: value``
+        lines do not: a line may yet turn out to continue the previous value, so the fields
+        come whole once the answer is parsed.
+        """
+        return json_fields(signature, text, final=final) if self.output == "json" else {}
 
     def repair_messages(self, signature: Signature, raw: str, reason: str) -> list[Message]:
         """Show the unreadable answer and ask again in the expected form."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -278,6 +279,11 @@ class GenRow:
     logprobs: list[tuple[int, float, list[tuple[int, float]]]] = field(default_factory=list)
     text: str = ""
     finish: str | None = None
+    #: Called with each new piece of the row's text as it is decoded (streaming), or None.
+    on_text: Callable[[str], None] | None = None
+    #: What ``on_text`` raised (the consumer stopped reading): the row stopped there.
+    failed: BaseException | None = None
+    sent: str = ""
 
 
 def generate(
@@ -314,6 +320,8 @@ def generate(
             _check_stop(tokenizer, row)
             if row.finish is None and len(row.logprobs) >= row.max_new:
                 row.finish = "length"
+            if row.finish is None:
+                _stream(tokenizer, row, _settled(tokenizer, row))
         if all(r.finish is not None for r in rows):
             break
         last = step(model, state, torch.tensor(chosen, dtype=torch.long).unsqueeze(1))[:, -1, :]
@@ -322,6 +330,28 @@ def generate(
             row.finish = "length"
         if not row.text:
             row.text = tokenizer.decode(row.out, skip_special_tokens=True)
+        _stream(tokenizer, row, row.text)
+
+
+def _settled(tokenizer: Any, row: GenRow) -> str:
+    """The row's text so far, minus what may still change: half a character, half a stop string."""
+    text = str(tokenizer.decode(row.out, skip_special_tokens=True)).rstrip("\ufffd")
+    hold = max((k for s in row.stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+    return text[: len(text) - hold]
+
+
+def _stream(tokenizer: Any, row: GenRow, text: str) -> None:
+    """Send what ``text`` adds to what the row has streamed; a raising callback stops the row."""
+    if row.on_text is None or row.failed is not None:
+        return
+    if len(text) <= len(row.sent) or not text.startswith(row.sent):
+        return
+    piece, row.sent = text[len(row.sent) :], text
+    try:
+        row.on_text(piece)
+    except BaseException as exc:  # noqa: BLE001 - the consumer left: stop this row only, raise it to its caller
+        row.failed = exc
+        row.finish = row.finish or "cancelled"
 
 
 def _pick(logits: torch.Tensor, row: GenRow) -> int:

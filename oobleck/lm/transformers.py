@@ -28,7 +28,7 @@ from typing import Any
 
 from oobleck._files import cache_dir as _cache_dir
 from oobleck.errors import ConfigError, LMResponseError
-from oobleck.lm.base import BaseLM, Capabilities
+from oobleck.lm.base import BaseLM, Capabilities, TextSink, text_sink
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.types import Choice, LMRequest, LMResponse, Message, TokenLogprob, Usage
 
@@ -120,6 +120,8 @@ def _file_lock(path: Path) -> Iterator[None]:
 class _Job:
     request: LMRequest
     future: Future[LMResponse]
+    #: Where the text goes as it is decoded (the caller streams), else None.
+    sink: TextSink | None = None
 
 
 class TransformersLM(BaseLM):
@@ -144,6 +146,10 @@ class TransformersLM(BaseLM):
     ``seed`` (default 0) and ``sample_index``, so a seeded request returns the same text
     whatever else shares its batch (greedy rows can differ in the last float bits between a
     batch and a single run, which can flip a near-tie).
+
+    Under ``program.stream(...)`` each row's text is sent on as it is decoded, token by token
+    (minus half a character or half a stop string, which may still change); a consumer that
+    stops reading stops its row, not the others in the batch.
 
     Example:
         >>> lm = TransformersLM(temperature=0)                     # doctest: +SKIP
@@ -308,7 +314,7 @@ class TransformersLM(BaseLM):
                 "(it supports temperature, top_p, max_tokens, stop, seed, n, logprobs, top_logprobs)"
             )
         self.load()
-        job = _Job(request, Future())
+        job = _Job(request, Future(), text_sink(request))
         self._queue.put(job)
         self._ensure_worker()
         return job.future.result()
@@ -364,6 +370,9 @@ class TransformersLM(BaseLM):
             return
         latency = time.perf_counter() - started
         for job, response in zip(jobs, results):
+            if isinstance(response, BaseException):  # its stream's consumer left: that row stopped
+                job.future.set_exception(response)
+                continue
             job.future.set_result(response.model_copy(update={"usage": response.usage.with_latency(latency)}))
 
     def _ids(self, request: LMRequest) -> list[int]:
@@ -402,7 +411,7 @@ class TransformersLM(BaseLM):
             out.append(LMResponse(choices=choices, usage=usage, model=self.model_dir.name))
         return out
 
-    def _generate(self, jobs: list[_Job], soft: Any) -> list[LMResponse]:
+    def _generate(self, jobs: list[_Job], soft: Any) -> list[LMResponse | BaseException]:
         torch = _torch()
         from oobleck.lm import _hf_runtime as rt
 
@@ -427,6 +436,7 @@ class TransformersLM(BaseLM):
                         generator=generator,
                         stop=stop,
                         top_logprobs=int(req.top_logprobs or 0),
+                        on_text=job.sink,
                     )
                 )
                 owners.append(j)
@@ -434,9 +444,13 @@ class TransformersLM(BaseLM):
         rt.generate(
             self.model, tokenizer, rows, soft, self._pad_id(), self._eos_ids(), self._prefixes, self._soft_key(jobs)
         )
-        out = []
+        out: list[LMResponse | BaseException] = []
         for j, job in enumerate(jobs):
             mine = [r for r, o in zip(rows, owners) if o == j]
+            failed = next((r.failed for r in mine if r.failed is not None), None)
+            if failed is not None:
+                out.append(failed)
+                continue
             choices = tuple(
                 Choice(
                     text=r.text, finish_reason=r.finish, logprobs=self._logprobs(r) if job.request.logprobs else None

@@ -1,0 +1,120 @@
+"""Streamed chat completions: server-sent ``chat.completion.chunk`` events back into one answer.
+
+OpenAI-compatible servers (and llama.cpp in-process) stream an answer as chunks whose
+``choices[0].delta.content`` is the next piece of text; the last ones carry the
+``finish_reason`` and, when asked with ``stream_options.include_usage``, the usage. A
+:class:`ChunkReader` hands each piece on as it comes and rebuilds the body a non-streamed call
+would have returned, for :func:`oobleck.lm._chat_wire.from_dict` to read exactly as it reads
+that one. A stream that stops before its answer finished is an LMConnectionError: half an
+answer is never returned (or cached) as a whole one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from oobleck.errors import LMConnectionError, LMResponseError
+from oobleck.lm._chat_wire import _server_error
+
+__all__ = ["STREAM_OPTIONS", "ChunkReader"]
+
+#: Sent with a streamed request so the last chunk reports the tokens used.
+STREAM_OPTIONS = {"include_usage": True}
+
+
+class ChunkReader:
+    """Reads one streamed chat completion, chunk by chunk.
+
+    Args:
+        where: the server, for error messages.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._pieces: list[str] = []
+        self._size = 0
+        self._finish: str | None = None
+        self._usage: dict[str, Any] = {}
+        self._model = ""
+        self._done = False
+
+    @property
+    def streamed(self) -> int:
+        """How many characters of text have come so far."""
+        return self._size
+
+    def line(self, line: str) -> str:
+        """Read one line of a server-sent-events body; the new text it carries ("" if none)."""
+        line = line.strip()
+        if not line.startswith("data:"):
+            return ""  # blank lines, comments (": ping"), event:/id:/retry: fields
+        data = line[len("data:") :].strip()
+        if data == "[DONE]":
+            self._done = True
+            return ""
+        try:
+            chunk = json.loads(data)
+        except (ValueError, RecursionError):
+            raise LMResponseError(
+                f"expected a JSON chunk in the stream from {self.where}, got {data[:120]!r}", retryable=True
+            ) from None
+        return self.chunk(chunk)
+
+    def feed(self, line: str, sink: Callable[[str], None]) -> int:
+        """Read one line of the body and send its new text to ``sink``; the line's size in bytes."""
+        piece = self.line(line)
+        if piece:
+            sink(piece)  # may raise (the consumer stopped reading): the caller closes the body
+        return len(line) + 1
+
+    def chunk(self, chunk: Any) -> str:
+        """Read one ``chat.completion.chunk`` object; the new text it carries ("" if none)."""
+        if not isinstance(chunk, dict):
+            raise LMResponseError(
+                f"expected a chat.completion.chunk object in the stream from {self.where}, got {type(chunk).__name__}",
+                retryable=True,
+            )
+        if "error" in chunk and "choices" not in chunk:
+            raise _server_error(chunk["error"])
+        if isinstance(chunk.get("model"), str):
+            self._model = chunk["model"]
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = chunk["usage"]
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            choices = []
+        piece = ""
+        for choice in choices:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str):
+                piece += content
+            if isinstance(choice.get("finish_reason"), str):
+                self._finish = choice["finish_reason"]
+        if piece:
+            self._pieces.append(piece)
+            self._size += len(piece)
+        return piece
+
+    def body(self) -> dict[str, Any]:
+        """The chat completion the stream spelled out, as a non-streamed call returns it.
+
+        Raises:
+            LMConnectionError: the stream ended before the answer finished (no finish_reason
+                and no ``[DONE]``): the server or the connection dropped it.
+        """
+        if self._finish is None and not self._done:
+            raise LMConnectionError(
+                f"the stream from {self.where} ended before the answer was complete ({self._size} characters "
+                "in, no finish_reason): the server or the connection dropped it"
+            )
+        text = "".join(self._pieces)
+        return {
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": self._finish}],
+            "usage": self._usage,
+            "model": self._model,
+        }
