@@ -114,30 +114,45 @@ class _Limits:
         self._slots = asyncio.Semaphore(n)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
-    async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any], overlay: list[tuple[Any, Any]]) -> Any:
+    async def acquire(self) -> None:
+        """Take a slot, waiting up to ``queue_timeout`` seconds.
+
+        Raises:
+            _Failure: 503 when no slot came free in time.
+        """
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._loop, self._slots = loop, asyncio.Semaphore(self.n)
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self.n, thread_name_prefix="oobleck-serve")
-        if self._slots.locked():  # only then pay for a timeout
-            try:
-                await asyncio.wait_for(self._slots.acquire(), self.queue_timeout)
-            except (TimeoutError, asyncio.TimeoutError):
-                raise _Failure(
-                    503,
-                    "Busy",
-                    f"{self.n} requests are running and none finished within {self.queue_timeout}s; retry later",
-                ) from None
-        else:
+        if not self._slots.locked():  # only a wait pays for a timeout
             await self._slots.acquire()
+            return
         try:
+            async with _deadline(self.queue_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise _Failure(
+                503,
+                "Busy",
+                f"{self.n} requests are running and none finished within {self.queue_timeout}s; retry later",
+            ) from None
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._slots.release()
+
+    async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any], overlay: list[tuple[Any, Any]]) -> Any:
+        """Run ``fn(**kwargs)`` in a slot, in a worker thread, under oobleck's settings (``overlay``)."""
+        await self.acquire()
+        try:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(self.n, thread_name_prefix="oobleck-serve")
             # The program blocks (LM calls), so it runs in a worker thread, in a copy of the
             # request's context over which _run lays oobleck's settings.
             context = contextvars.copy_context()
+            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, context.run, functools.partial(_run, fn, kwargs, overlay))
         finally:
-            self._slots.release()
+            self.release()
 
 
 def _deadline(seconds: float) -> Any:

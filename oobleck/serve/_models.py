@@ -46,6 +46,7 @@ class Target:
 
     name: str | None
     call: Callable[..., Any]
+    module: Module  # what streams: the program, or the predictor
     inputs: type[pydantic.BaseModel] | None  # None: any JSON object (the program's inputs are unknown)
     outputs: type[pydantic.BaseModel] | None
     batch_item: type[pydantic.BaseModel]
@@ -102,7 +103,7 @@ def _predictor_target(name: str, p: Predict, taken: set[str]) -> Target:
     inputs = _fields_model(_model_name(name, "Inputs", taken), sig, "input", f"The inputs of predictor {name!r}.")
     outputs = _fields_model(_model_name(name, "Outputs", taken), sig, "output", f"The outputs of predictor {name!r}.")
     item = _batch_item(_model_name(name, "BatchItem", taken), outputs)
-    return Target(name, p.__call__, inputs, outputs, item, list(sig.input_fields))
+    return Target(name, p.__call__, p, inputs, outputs, item, list(sig.input_fields))
 
 
 def served(
@@ -141,10 +142,10 @@ def served(
         call = artifact.__call__ if artifact is not None else module.__call__
         if only is not None:
             item = only.batch_item
-            target = Target(None, call, only.inputs, only.outputs, item, only.input_names)
+            target = Target(None, call, module, only.inputs, only.outputs, item, only.input_names)
         else:
             item = _batch_item(_model_name("program", "BatchItem", taken), None)
-            target = Target(None, call, None, None, item, None)
+            target = Target(None, call, module, None, None, item, None)
     else:
         not_runnable = (
             f"this artifact was saved from {class_path}, whose forward() it does not hold; "
@@ -156,7 +157,7 @@ def served(
     description = {
         "class": class_path,
         "runnable": runnable,
-        "inputs": target.input_names if target else None,
+        "inputs": next(iter(predictors.values())).input_names if len(predictors) == 1 else None,
         "predictors": {
             name: {
                 "inputs": list(p.signature.input_fields),

@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 from oobleck._version import __version__
 from oobleck.serve._app import ASGIApp, Message, Scope, _Handler, error_bytes
 from oobleck.serve._models import ErrorBody, Served, Target
+from oobleck.serve._stream import EVENTS, stream
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
 __all__ = ["add_routes"]
+
+Kind = Literal["call", "batch", "stream"]
 
 _KINDS = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 422: "InputError"}
 _ERRORS = {
@@ -92,7 +95,7 @@ def add_routes(app: FastAPI, handler: _Handler, what: Served, *, token: str | No
         }
         return fn
 
-    bodies: dict[str, tuple[Target | None, bool, str]] = {}  # path -> (target, batch, summary), for the schema
+    bodies: dict[str, tuple[Target | None, Kind, str]] = {}  # path -> (target, kind, summary), for the schema
 
     async def health() -> Response:
         return handler.json(200, {"status": "ok", "oobleck_version": __version__, "predictors": list(what.predictors)})
@@ -103,20 +106,24 @@ def add_routes(app: FastAPI, handler: _Handler, what: Served, *, token: str | No
     app.add_api_route("/health", typed(health), methods=["GET"], summary="Liveness (no LM call, no token needed)")
     app.add_api_route("/", typed(describe), methods=["GET"], summary="What the program takes and returns")
 
-    def add(path: str, target: Target | None, *, batch: bool, summary: str) -> None:
+    def add(path: str, target: Target | None, *, kind: Kind, summary: str) -> None:
         async def endpoint(request: Request) -> Response:
-            return await (handler.batch if batch else handler.one)(target, request)
+            if kind == "stream":
+                return await stream(handler, target, request)
+            return await (handler.batch if kind == "batch" else handler.one)(target, request)
 
         # A plain Starlette route: the body is read and validated here, so FastAPI's request
         # machinery (dependencies, body parsing) would only add time; _openapi documents it.
         app.router.add_route(path, endpoint, methods=["POST"], include_in_schema=False)
-        bodies[path] = (target, batch, summary)
+        bodies[path] = (target, kind, summary)
 
-    add("/", what.program, batch=False, summary="Run the program on one object of inputs")
-    add("/batch", what.program, batch=True, summary="Run the program on a list of input objects")
+    add("/", what.program, kind="call", summary="Run the program on one object of inputs")
+    add("/batch", what.program, kind="batch", summary="Run the program on a list of input objects")
+    add("/stream", what.program, kind="stream", summary="Run the program, streaming its fields as server-sent events")
     for name, target in what.predictors.items():
-        add(f"/predictors/{name}", target, batch=False, summary=f"Run predictor {name!r}")
-        add(f"/predictors/{name}/batch", target, batch=True, summary=f"Run predictor {name!r} on a list of inputs")
+        add(f"/predictors/{name}", target, kind="call", summary=f"Run predictor {name!r}")
+        add(f"/predictors/{name}/batch", target, kind="batch", summary=f"Run predictor {name!r} on a list of inputs")
+        add(f"/predictors/{name}/stream", target, kind="stream", summary=f"Run predictor {name!r}, streaming")
 
     async def unknown_predictor(request: Request) -> Response:
         name = request.path_params["rest"]
@@ -149,7 +156,7 @@ def add_routes(app: FastAPI, handler: _Handler, what: Served, *, token: str | No
 
 
 def _openapi(
-    app: FastAPI, what: Served, bodies: dict[str, tuple[Target | None, bool, str]], max_batch: int, *, secured: bool
+    app: FastAPI, what: Served, bodies: dict[str, tuple[Target | None, Kind, str]], max_batch: int, *, secured: bool
 ) -> dict[str, Any]:
     """FastAPI's document for the routes, with each body and answer typed by the signature's models."""
     from fastapi.openapi.utils import get_openapi
@@ -167,18 +174,20 @@ def _openapi(
         return dict(refs[(model, mode)]) if model is not None else dict(anything)
 
     error = {"content": {"application/json": {"schema": ref(ErrorBody, "serialization")}}}
-    for path, (target, batch, summary) in bodies.items():
+    for path, (target, kind, summary) in bodies.items():
         operation = doc.setdefault("paths", {}).setdefault(path, {}).setdefault("post", {})
-        operation.update(summary=summary, operationId=f"{'batch' if batch else 'call'}:{path}")
+        operation.update(summary=summary, operationId=f"{kind}:{path}")
         inputs = ref(target.inputs if target else None, "validation")
         outputs = ref(target.outputs if target else None, "serialization")
-        if batch:
+        if kind == "batch":
             inputs = {"type": "array", "items": inputs, "maxItems": max_batch}
             outputs = {"type": "array", "items": ref(target.batch_item if target else None, "serialization")}
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": inputs}}}
         answers: dict[str, Any] = {
             "200": {"description": "the outputs", "content": {"application/json": {"schema": outputs}}}
         }
+        if kind == "stream":
+            answers["200"] = {"description": EVENTS, "content": {"text/event-stream": {"schema": {"type": "string"}}}}
         for status, why in _ERRORS.items():
             if status != "401" or secured:
                 answers[status] = {"description": why, **error}
