@@ -22,7 +22,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 SLOW_PROGRAM = '''
+import os
 import time
+from pathlib import Path
+
 from oobleck import FakeLM, Module, Predict
 
 
@@ -38,6 +41,7 @@ class Slow(Module):
         self.answer = Predict("question -> answer", lm=FakeLM(answer))
 
     def forward(self, question):
+        Path(os.environ["SLOW_STARTED"]).touch()  # the test signals only once a request is in here
         time.sleep(2.0)  # the slow tool
         return self.answer(question=question)
 '''
@@ -90,6 +94,13 @@ def _post_in_background(url: str) -> tuple[threading.Thread, dict]:
     return thread, box
 
 
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert time.monotonic() < deadline, "the request never reached the program"
+        time.sleep(0.02)
+
+
 def _refused(url: str) -> bool:
     try:
         urllib.request.urlopen(url + "/health", timeout=5)
@@ -100,17 +111,21 @@ def _refused(url: str) -> bool:
 
 def test_sigterm_mid_request_finishes_it_then_exits_0(slow_artifact, tmp_path):
     art, program = slow_artifact
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
+    started = tmp_path / "started"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1", "SLOW_STARTED": str(started)}
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         proc = subprocess.Popen(_command(art, program), stderr=err, stdout=subprocess.DEVNULL, env=env, cwd=tmp_path)
     try:
         url = _wait_for_url(log, lambda: proc.poll() is None)
         thread, box = _post_in_background(url)
-        time.sleep(0.7)  # the request is inside its two-second tool now
+        _wait_for(started)  # the request is inside its two-second tool now
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        assert _refused(url), "still accepting new connections after SIGTERM"
+        deadline = time.monotonic() + 10
+        while not _refused(url):
+            assert time.monotonic() < deadline, "still accepting new connections after SIGTERM"
+            time.sleep(0.1)
+        assert thread.is_alive()  # refused while the request was still in flight
         thread.join(30)
         code = proc.wait(30)
     finally:
@@ -130,7 +145,8 @@ def test_sigint_to_a_background_job_of_a_script_drains_and_exits_0(slow_artifact
     script.write_text(
         f"{cmd} 2> {tmp_path}/stderr.txt &\necho $! > {tmp_path}/pid\nwait $!\necho $? > {tmp_path}/code\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = tmp_path / "started"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOW_STARTED": str(started)}
     shell = subprocess.Popen(["sh", str(script)], env=env, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 30
@@ -139,7 +155,7 @@ def test_sigint_to_a_background_job_of_a_script_drains_and_exits_0(slow_artifact
         pid = int((tmp_path / "pid").read_text())
         url = _wait_for_url(tmp_path / "stderr.txt", lambda: shell.poll() is None)
         thread, box = _post_in_background(url)
-        time.sleep(0.7)
+        _wait_for(started)
         os.kill(pid, signal.SIGINT)
         thread.join(30)
         shell.wait(30)
