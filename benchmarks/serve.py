@@ -14,7 +14,9 @@ request when the previous one is answered, until ``--requests`` (at least one pe
 have been sent. Recorded per server and level: requests per second, p50/p99 latency and
 failures (any status but 200, or a connection error). The levels alternate which server goes
 first. Both servers run with the same limits (16 programs at once, a queue wait of up to
-``--queue-timeout`` seconds, 512 connections).
+``--queue-timeout`` seconds, 512 connections). For the fake program a third server, ``floor``,
+is a bare Starlette app on the same uvicorn protocol, with the same thread hop and a fixed
+answer: what uvicorn's transport costs before any oobleck code runs.
 
 The baseline is the server at commit ``cff1a88`` (``git show cff1a88:oobleck/serve.py``),
 imported from a temporary file.
@@ -47,6 +49,9 @@ BASELINE_COMMIT = "cff1a88"
 LABELS = "Literal['positive', 'negative']"
 TEXTS = ["a warm, funny and moving film", "dull, slow and far too long", "an instant classic", "painfully boring"]
 SERVERS = ("stdlib", "asgi")
+# For the fake program also uvicorn's floor: a bare Starlette app on the same protocol class,
+# the same thread hop and a fixed answer, no oobleck: what the transport alone costs.
+FAKE_SERVERS = ("stdlib", "asgi", "floor")
 
 
 # ---------------------------------------------------------------------------- child: one server
@@ -96,6 +101,8 @@ def child(server: str, program: str, delay: float, queue_timeout: float) -> None
         limits = {"max_inflight": 16, "queue_timeout": queue_timeout, "max_connections": 512, "backlog": 512}
         if server == "stdlib":
             srv = _baseline_module(folder).make_server(art, port=0, **limits)
+        elif server == "floor":
+            srv = _floor_server(delay)
         else:
             from oobleck.serve import make_server
 
@@ -104,6 +111,27 @@ def child(server: str, program: str, delay: float, queue_timeout: float) -> None
         print(json.dumps({"port": srv.server_address[1]}), flush=True)
         srv.serve_forever()
         srv.server_close()
+
+
+def _floor_server(delay: float) -> Any:
+    import asyncio
+    import concurrent.futures
+
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from oobleck.serve._server import Server
+
+    pool = concurrent.futures.ThreadPoolExecutor(16)
+
+    async def answer(request: Any) -> Response:
+        json.loads(await request.body())
+        await asyncio.get_running_loop().run_in_executor(pool, time.sleep, delay)
+        return Response(b'{"answer": "Paris"}', media_type="application/json")
+
+    app = Starlette(routes=[Route("/", answer, methods=["POST"])])
+    return Server(app, host="127.0.0.1", port=0, backlog=512, max_connections=512)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- parent: the load
@@ -206,13 +234,14 @@ class Child:
 
 
 def run_program(program: str, levels: list[int], requests: int, args: argparse.Namespace) -> dict[str, Any]:
-    rows: dict[str, list[dict[str, Any]]] = {s: [] for s in SERVERS}
-    children = {s: Child(s, program, args) for s in SERVERS}
+    servers = FAKE_SERVERS if program == "fake" else SERVERS
+    rows: dict[str, list[dict[str, Any]]] = {s: [] for s in servers}
+    children = {s: Child(s, program, args) for s in servers}
     try:
         for port in (c.port for c in children.values()):
             load_level(port, program, 1, 4)  # warm-up, unrecorded
         for i, clients in enumerate(levels):
-            order = SERVERS if i % 2 == 0 else SERVERS[::-1]
+            order = servers if i % 2 == 0 else servers[::-1]
             for server in order:
                 row = load_level(children[server].port, program, clients, requests, children[server].proc.pid)
                 row["order"] = order.index(server)
@@ -265,10 +294,10 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     fake = result["programs"].get("fake")
     if fake:
-        ones = {s: [r for r in fake[s] if r["clients"] == 1] for s in SERVERS}
+        ones = {s: [r for r in fake[s] if r["clients"] == 1] for s in fake}
         delay_ms = 1000 * result["delay_s"]
-        overhead = {s: round(statistics.median(r["latency_ms_p50"] for r in ones[s]) - delay_ms, 2) for s in SERVERS}
-        cpu = {s: round(statistics.median(r["server_cpu_ms_per_request"] for r in ones[s]), 3) for s in SERVERS}
+        overhead = {s: round(statistics.median(r["latency_ms_p50"] for r in ones[s]) - delay_ms, 2) for s in fake}
+        cpu = {s: round(statistics.median(r["server_cpu_ms_per_request"] for r in ones[s]), 3) for s in fake}
         out["latency_over_delay_ms_at_1_client"] = overhead
         out["server_cpu_ms_per_request_at_1_client"] = cpu
         out["overhead_no_worse"] = overhead["asgi"] <= overhead["stdlib"] and cpu["asgi"] <= cpu["stdlib"]

@@ -269,7 +269,7 @@ def asgi_app(
         >>> host_app.mount("/qa", app)                                   # doctest: +SKIP
     """
     try:
-        from fastapi import FastAPI
+        import fastapi  # noqa: F401 - checked here, used by the modules below
     except ImportError as exc:
         raise ConfigError("serving needs FastAPI and uvicorn: pip install 'oobleck[serve]'") from exc
     check_limits(
@@ -288,7 +288,9 @@ def asgi_app(
     overlay = [(var, value) for var, value in contextvars.copy_context().items() if var.name.startswith("oobleck")]
     handler = _Handler(what, _Limits(int(max_concurrency), float(queue_timeout)), overlay, max_body_bytes, body_timeout)
     handler.max_batch = int(max_batch)
-    app = FastAPI(
+    from oobleck.serve._fast import ServedApp
+
+    app = ServedApp(
         title=f"oobleck: {what.description.get('class') or what.source}",
         version=__version__,
         description='A compiled oobleck program. Errors are JSON: {"error": {"type": ..., "message": ...}}.',

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from oobleck.serve._fast import ServedApp
+
 __all__ = ["add_routes"]
 
 Kind = Literal["call", "batch", "stream"]
@@ -79,7 +81,7 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] or "/" if root and path.startswith(root) else path
 
 
-def add_routes(app: FastAPI, handler: _Handler, what: Served, *, token: str | None) -> None:
+def add_routes(app: ServedApp, handler: _Handler, what: Served, *, token: str | None) -> None:
     """Add the endpoints, the error handlers, the token guard and the OpenAPI document to ``app``."""
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
@@ -115,6 +117,7 @@ def add_routes(app: FastAPI, handler: _Handler, what: Served, *, token: str | No
         # A plain Starlette route: the body is read and validated here, so FastAPI's request
         # machinery (dependencies, body parsing) would only add time; _openapi documents it.
         app.router.add_route(path, endpoint, methods=["POST"], include_in_schema=False)
+        app.direct[path] = endpoint
         bodies[path] = (target, kind, summary)
 
     add("/", what.program, kind="call", summary="Run the program on one object of inputs")
@@ -146,6 +149,8 @@ def add_routes(app: FastAPI, handler: _Handler, what: Served, *, token: str | No
     app.add_exception_handler(RequestValidationError, invalid)
     if token is not None:
         app.add_middleware(BearerGuard, expected=f"Bearer {token}".encode())
+        app.expected = f"Bearer {token}".encode()
+    app.own_middleware = len(app.user_middleware)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -305,3 +305,24 @@ def test_mounted_inside_a_host_app(host):
     assert got.json()[0]["outputs"] == {"answer": "answer to n"}
     if host == "fastapi":
         assert client.get("/ping").json() == {"pong": "yes"}
+
+
+def test_middleware_a_user_adds_sees_the_program_requests_too():
+    # The program endpoints skip the middleware stack only while the app has none but its own.
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    app = asgi_app(Predict("question -> answer"), lm=FakeLM(answer_lm), token=TOKEN)
+    seen: list[str] = []
+
+    async def tag(request, call_next):
+        seen.append(f"{request.method} {request.url.path}")
+        response = await call_next(request)
+        response.headers["X-Seen-By"] = "user middleware"
+        return response
+
+    app.add_middleware(BaseHTTPMiddleware, dispatch=tag)
+    client = TestClient(app)
+    got = client.post("/", json={"question": "q"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert got.json() == {"answer": "answer to q"} and got.headers["X-Seen-By"] == "user middleware"
+    assert client.post("/", json={"question": "q"}).status_code == 401  # the guard still applies
+    assert seen == ["POST /", "POST /"]
