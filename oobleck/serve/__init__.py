@@ -7,8 +7,9 @@ that runs it in a thread.
 
 The contract (every answer is JSON, errors ``{"error": {"type": ..., "message": ...}}``):
 
-- ``GET /health``, ``GET /``, ``POST /``, ``POST /predictors/<name>``, their ``/batch`` forms,
-  ``GET /openapi.json`` and ``GET /docs``; see :func:`asgi_app` for the status codes.
+- ``GET /health``, ``GET /``, ``POST /``, ``POST /predictors/<name>``, their ``/batch`` and
+  ``/stream`` (server-sent events) forms, ``GET /openapi.json`` and ``GET /docs``; see
+  :func:`asgi_app` for the status codes.
 - Bound beyond loopback, a bearer ``token`` is required unless ``allow_no_token=True`` (warned).
 - Limits: ``max_inflight`` programs at once (others wait ``queue_timeout`` s, then 503 with
   ``Retry-After``), ``max_body`` bytes per body, ``max_batch`` inputs per batch, a request's

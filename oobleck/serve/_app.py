@@ -228,6 +228,8 @@ def asgi_app(
     - ``POST /batch`` and ``POST /predictors/<name>/batch``: a list of up to ``max_batch``
       input objects; answers a list of ``{"status", "outputs" | "error", "usage"}`` in order,
       one failed input failing only itself.
+    - ``POST /stream`` and ``POST /predictors/<name>/stream``: server-sent events, each output
+      field's text as it is decoded, then the prediction (see :mod:`oobleck.serve._stream`).
     - ``GET /openapi.json`` and ``GET /docs``: the schema, with each predictor's inputs and
       outputs as models generated from its signature's types.
 

@@ -111,7 +111,10 @@ class Server:
         max_connections: int = MAX_CONNECTIONS,
         drain_timeout: float | None = None,
     ) -> None:
-        import uvicorn
+        try:
+            import uvicorn
+        except ImportError as exc:
+            raise ConfigError("serving needs FastAPI and uvicorn: pip install 'oobleck[serve]'") from exc
 
         from oobleck.serve._protocol import MAX_HEADER_BYTES, DrainingServer, guarded_protocol
 
