@@ -8,7 +8,8 @@
    ``oobleck.asgi_app`` on uvicorn) on 127.0.0.1 with a bearer token, bounded concurrency and
    a deadline for each request's headers and body, on the embedded SmolLM2 model: a request
    without the token gets a JSON 401, one with it gets the label, a batch gets one answer per
-   input, and ``/openapi.json`` types the label as an enum of the signature's two labels.
+   input, ``/openapi.json`` types the label as an enum of the signature's two labels, and
+   ``POST /stream`` answers in server-sent events ending with the prediction.
 
 Run it with ``python examples/serve_safely.py`` inside the venv (``--quick`` sends fewer
 requests). Writes a JSON summary to ``--out``.
@@ -83,6 +84,20 @@ def post(
     return resp.status, payload
 
 
+def stream(address: tuple[str, int], body: dict[str, Any], token: str) -> list[tuple[str, Any]]:
+    """The (event, data) pairs of a server-sent-event answer to ``POST /stream``."""
+    conn = http.client.HTTPConnection(*address, timeout=120)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    conn.request("POST", "/stream", body=json.dumps(body), headers=headers)
+    text = conn.getresponse().read().decode("utf-8")
+    conn.close()
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(HERE / "out" / "serve_safely.json"), help="where to write the summary")
@@ -115,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             schema = post(address, None, token, "/openapi.json", "GET")[1]
             label_enum = schema["components"]["schemas"]["SelfOutputs"]["properties"]["label"]["enum"]
             print(f"/openapi.json types the label as one of {label_enum}")
+            streamed = stream(address, {"text": texts[0]}, token)
+            print(f"POST /stream: events {[kind for kind, _ in streamed]}, last {streamed[-1][1]['outputs']}")
         finally:
             server.shutdown()
             server.server_close()
@@ -125,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         "labels": [b.get("label") for _, b in answers],
         "batch_statuses": [item["status"] for item in batch[1]],
         "openapi_label_enum": label_enum,
+        "stream_events": [kind for kind, _ in streamed],
+        "stream_label": streamed[-1][1].get("outputs", {}).get("label"),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
@@ -134,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         and all(s == 200 for s in summary["with_token_statuses"])
         and summary["batch_statuses"] == summary["with_token_statuses"]
         and label_enum == ["positive", "negative"]
+        and summary["stream_events"][-1] == "prediction"
+        and summary["stream_label"] == summary["labels"][0]
     )
     return 0 if ok else 1
 
