@@ -88,7 +88,10 @@ class LM(Protocol):
 class BaseLM:
     """Defaults for backends: async through a worker thread, a text convenience call.
 
-    Subclasses implement ``identity``, ``complete`` and optionally ``capabilities``.
+    Subclasses implement ``identity``, ``complete`` and optionally ``capabilities``. A backend
+    that can stream sends each piece of text to :func:`text_sink` as it decodes (and still
+    returns the whole response); one that does not still works under ``program.stream()``,
+    whose fields then arrive whole once the answer is parsed.
     """
 
     capabilities: Capabilities = Capabilities()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from oobleck import ChainOfThought, Predict, StreamChunk
+from oobleck import ChainOfThought, LMContextLengthError, Predict, StreamChunk
 from oobleck.lm.types import usage_dict
 
 pytestmark = pytest.mark.slow
@@ -44,3 +44,9 @@ def test_stopping_early_stops_decoding_and_the_model_stays_usable(local_lm):
     stream.close()
     assert local_lm._inflight == 0  # the call ended: no slot left decoding for nobody
     assert isinstance(qa(topic="the sea").essay, str)
+
+
+def test_a_prompt_too_long_for_the_context_is_the_same_error_streamed(local_lm):
+    qa = Predict("text -> summary", lm=local_lm)
+    with pytest.raises(LMContextLengthError):
+        list(qa.stream(text="word " * 5000))

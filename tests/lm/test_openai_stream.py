@@ -175,12 +175,14 @@ def test_a_stream_served_from_the_cache_is_the_same_entry():
 def test_stopping_early_closes_the_connection_and_settles_the_budget():
     lines = Lines(events(LONG, size=2))
     budget = Budget(max_lm_calls=5)
+    cache = Cache(None)
     with budget.activate():
-        stream = Predict("question -> answer", lm=Server(lines).lm()).stream(question="q")
+        stream = Predict("question -> answer", lm=CachedLM(Server(lines).lm(), cache=cache)).stream(question="q")
         next(stream)
         stream.close()
     assert lines.closed and lines.sent < len(lines.lines)
     assert budget.held == (0, 0) and budget.spent.calls == 1
+    assert len(cache) == 0  # half an answer is never stored
 
 
 def test_a_dropped_stream_is_a_connection_error_not_retried_and_not_cached():
