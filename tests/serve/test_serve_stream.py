@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 from watchdog import serving
 
-from oobleck import ChainOfThought, FakeLM, Predict, asgi_app, context
+from oobleck import ChainOfThought, FakeLM, Module, Predict, asgi_app, context
 from oobleck.errors import LMTimeoutError
 from oobleck.serve import make_server
 
@@ -114,3 +116,49 @@ def test_events_over_a_real_socket():
     chunks = [c["text"] for kind, c in got if kind == "chunk"]
     assert len(chunks) > 1 and "".join(chunks) == "first part second part"
     assert got[-1][1]["outputs"] == {"answer": "first part second part"}
+
+
+class SlowSecondStep(Module):
+    """Answers at once, then takes three seconds before a second step."""
+
+    def __init__(self):
+        self.first = Predict("question -> answer")
+        self.second = Predict("question -> answer")
+
+    def forward(self, question):
+        draft = self.first(question=question)
+        time.sleep(3.0)
+        return self.second(question=draft.answer)
+
+
+def test_a_client_that_leaves_mid_stream_gives_its_slot_back():
+    lm = FakeLM(["[[ ## answer ## ]]\nParis is the answer"], cycle=True, stream_chunk=4)
+    with context(lm=lm):
+        server = make_server(SlowSecondStep(), port=0, max_inflight=1, queue_timeout=1.0)
+    with serving(server) as address:
+        sock = socket.create_connection(address, timeout=10)
+        body = json.dumps({"question": "q"}).encode()
+        sock.sendall(
+            b"POST /stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        got = b""
+        while b"event: chunk" not in got:  # the first step streams; the second is 3 s away
+            piece = sock.recv(65536)
+            assert piece, got
+            got += piece
+        sock.close()  # the client leaves
+        time.sleep(0.3)
+        started = time.monotonic()
+        status, answer = post(address, "/predictors/first", {"question": "next"})
+        assert status == 200 and answer == {"answer": "Paris is the answer"}
+        assert time.monotonic() - started < 1.0  # the slot was free, not held until the 3 s step ended
+
+
+def post(address, path, body):
+    conn = http.client.HTTPConnection(*address, timeout=30)
+    conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    reply = conn.getresponse()
+    data = json.loads(reply.read())
+    conn.close()
+    return reply.status, data
