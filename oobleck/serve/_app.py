@@ -200,7 +200,7 @@ def _validated(target: Target, data: Any, what: str = "the body") -> dict[str, A
         raise InputError(
             f"the inputs do not fit the signature ({'; '.join(problems)}); expected exactly {target.input_names}"
         ) from None
-    return {name: getattr(model, name) for name in type(model).model_fields}
+    return {info.alias or name: getattr(model, name) for name, info in type(model).model_fields.items()}
 
 
 def asgi_app(

@@ -79,7 +79,12 @@ def _model_name(text: str, suffix: str, taken: set[str]) -> str:
 
 def _fields_model(name: str, signature: Signature, kind: str, doc: str) -> type[pydantic.BaseModel]:
     fields = signature.input_fields if kind == "input" else signature.output_fields
-    definitions: dict[str, Any] = {n: (f.type, pydantic.Field(description=f.desc or None)) for n, f in fields.items()}
+    # Each field under a neutral Python name with the signature's name as its alias: a field
+    # called "json" or "copy" would otherwise shadow BaseModel's own attributes.
+    definitions: dict[str, Any] = {
+        f"field_{i}": (f.type, pydantic.Field(alias=n, title=n.replace("_", " ").title(), description=f.desc or None))
+        for i, (n, f) in enumerate(fields.items())
+    }
     config = pydantic.ConfigDict(extra="forbid" if kind == "input" else "allow")
     model: type[pydantic.BaseModel] = pydantic.create_model(name, __config__=config, __doc__=doc, **definitions)
     return model

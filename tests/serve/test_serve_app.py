@@ -144,7 +144,7 @@ def test_openapi_schema_comes_from_the_signature_field_by_field():
     assert outputs["properties"]["label"]["description"] == "the topic"
     assert outputs["properties"]["tags"] == {"type": "array", "items": {"type": "string"}, "title": "Tags"}
     assert outputs["properties"]["score"]["type"] == "number"
-    assert outputs["properties"]["detail"] == {"$ref": "#/components/schemas/Answer"}
+    assert outputs["properties"]["detail"] == {"$ref": "#/components/schemas/Answer", "title": "Detail"}
     assert components["Answer"]["properties"]["confidence"]["type"] == "number"
 
     post = schema["paths"]["/"]["post"]
@@ -326,3 +326,14 @@ def test_middleware_a_user_adds_sees_the_program_requests_too():
     assert got.json() == {"answer": "answer to q"} and got.headers["X-Seen-By"] == "user middleware"
     assert client.post("/", json={"question": "q"}).status_code == 401  # the guard still applies
     assert seen == ["POST /", "POST /"]
+
+
+def test_field_names_that_are_pydantic_attributes_are_served_as_named():
+    # "json", "schema" and "copy" are BaseModel attributes: the models alias them.
+    lm = FakeLM(["[[ ## copy ## ]]\ndone"], cycle=True)
+    client = TestClient(asgi_app(Predict("json, schema -> copy"), lm=lm))
+    assert client.post("/", json={"json": "a", "schema": "b"}).json() == {"copy": "done"}
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert list(schema["SelfInputs"]["properties"]) == ["json", "schema"]
+    assert list(schema["SelfOutputs"]["properties"]) == ["copy"]
+    assert "unexpected input 'field_0'" in client.post("/", json={"field_0": "a"}).json()["error"]["message"]
