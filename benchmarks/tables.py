@@ -786,6 +786,68 @@ def compile_fewshot_goal(d: dict[str, Any]) -> str:
     return "; ".join(out)
 
 
+# ---------------------------------------------------------------------------- serve
+
+
+@renderer("serve")
+def serve_table(d: dict[str, Any]) -> str:
+    """The ASGI server against the stdlib one, per program and number of clients (medians of repeats)."""
+    import statistics
+
+    names = {"stdlib": "stdlib (cff1a88)", "asgi": "ASGI (uvicorn)", "floor": "bare Starlette on uvicorn"}
+    rows = []
+    for program, by_server in d["programs"].items():
+        levels = sorted({r["clients"] for r in by_server["asgi"]})
+        for clients in levels:
+            for server in [s for s in ("stdlib", "asgi", "floor") if s in by_server]:
+                runs = [r for r in by_server[server] if r["clients"] == clients]
+
+                def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
+                    return statistics.median(r[key] for r in runs)
+
+                rows.append(
+                    [
+                        "fake LM, {:g} ms".format(1000 * d["delay_s"]) if program == "fake" else "embedded SmolLM2",
+                        str(clients),
+                        names[server],
+                        str(len(runs)),
+                        num(med("requests_per_s")),
+                        num(med("latency_ms_p50")),
+                        num(med("latency_ms_p99")),
+                        num(med("server_cpu_ms_per_request"), 2),
+                        str(sum(r["failures"] for r in runs)),
+                    ]
+                )
+    s = d["summary"]
+    over, cpu = s["latency_over_delay_ms_at_1_client"], s["server_cpu_ms_per_request_at_1_client"]
+    goals = (
+        f"Goals: no failure at the most clients: {'met' if s['no_failures_at_top'] else 'missed'}; overhead per "
+        f"request no worse than the stdlib server's: {'met' if s['overhead_no_worse'] else 'missed'} (at 1 client, "
+        f"latency over the fake LM's delay {over['asgi']:.2f} ms against {over['stdlib']:.2f} ms; server CPU per "
+        f"request {cpu['asgi']:.2f} ms against {cpu['stdlib']:.2f} ms"
+        + (f"; a bare Starlette app on uvicorn spends {cpu['floor']:.2f} ms)." if "floor" in cpu else ").")
+    )
+    return block(
+        table(
+            [
+                "program",
+                "clients",
+                "server",
+                "runs",
+                "requests/s",
+                "p50 ms",
+                "p99 ms",
+                "server CPU ms/request",
+                "failures",
+            ],
+            ["l", "r", "l", "r", "r", "r", "r", "r", "r"],
+            rows,
+        ),
+        goals,
+        provenance(d),
+    )
+
+
 # ---------------------------------------------------------------------------- reliability
 
 
@@ -1303,6 +1365,7 @@ SCRIPTS = {
     "compile_instructions": "cd benchmarks && PYTHONPATH=.. python compile_instructions.py --tasks sst2 --train 100 "
     "--val 24 --dev 200",
     "soft_prompts": "PYTHONPATH=. nice -n 10 python benchmarks/soft_prompts.py",
+    "serve": "PYTHONPATH=. python benchmarks/serve.py",
     **{
         f"compile_instructions_auto_{t}": f"PYTHONPATH=. python benchmarks/compile_instructions.py --tasks {t} "
         "--train 100 --val 24 --dev 200 --methods zero_shot,hand_prompt,auto --frameworks oobleck,dspy "

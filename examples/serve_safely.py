@@ -4,9 +4,12 @@
 2. Tampers a copy the way a hostile artifact would: ``config.extra`` tries to point your LM at
    another model and endpoint, and a side file is swapped for a symlink to a file outside the
    artifact's folder. Loading refuses both with an ``ArtifactError`` that says why.
-3. Serves the genuine artifact on 127.0.0.1 with a bearer token, bounded concurrency and
-   per-connection timeouts, on the embedded SmolLM2 model: a request without the token gets a
-   JSON 401, one with it gets the label.
+3. Serves the genuine artifact (``oobleck.serve.make_server``: the FastAPI app of
+   ``oobleck.asgi_app`` on uvicorn) on 127.0.0.1 with a bearer token, bounded concurrency and
+   a deadline for each request's headers and body, on the embedded SmolLM2 model: a request
+   without the token gets a JSON 401, one with it gets the label, a batch gets one answer per
+   input, ``/openapi.json`` types the label as an enum of the signature's two labels, and
+   ``POST /stream`` answers in server-sent events ending with the prediction.
 
 Run it with ``python examples/serve_safely.py`` inside the venv (``--quick`` sends fewer
 requests). Writes a JSON summary to ``--out``.
@@ -67,16 +70,32 @@ def tampered(folder: Path) -> dict[str, str]:
     return refused
 
 
-def post(address: tuple[str, int], body: dict[str, Any], token: str | None) -> tuple[int, Any]:
+def post(
+    address: tuple[str, int], body: Any, token: str | None, path: str = "/", method: str = "POST"
+) -> tuple[int, Any]:
     conn = http.client.HTTPConnection(*address, timeout=120)
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    conn.request("POST", "/", body=json.dumps(body), headers=headers)
+    conn.request(method, path, body=json.dumps(body) if method == "POST" else None, headers=headers)
     resp = conn.getresponse()
     payload = json.loads(resp.read())
     conn.close()
     return resp.status, payload
+
+
+def stream(address: tuple[str, int], body: dict[str, Any], token: str) -> list[tuple[str, Any]]:
+    """The (event, data) pairs of a server-sent-event answer to ``POST /stream``."""
+    conn = http.client.HTTPConnection(*address, timeout=120)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    conn.request("POST", "/stream", body=json.dumps(body), headers=headers)
+    text = conn.getresponse().read().decode("utf-8")
+    conn.close()
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +125,13 @@ def main(argv: list[str] | None = None) -> int:
             answers = [post(address, {"text": t}, token) for t in texts]
             for text, (status, body) in zip(texts, answers):
                 print(f"with the token: HTTP {status} {text!r} -> {body}")
+            batch = post(address, [{"text": t} for t in texts], token, "/batch")
+            print(f"a batch of {len(texts)}: HTTP {batch[0]} {[item['status'] for item in batch[1]]}")
+            schema = post(address, None, token, "/openapi.json", "GET")[1]
+            label_enum = schema["components"]["schemas"]["SelfOutputs"]["properties"]["label"]["enum"]
+            print(f"/openapi.json types the label as one of {label_enum}")
+            streamed = stream(address, {"text": texts[0]}, token)
+            print(f"POST /stream: events {[kind for kind, _ in streamed]}, last {streamed[-1][1]['outputs']}")
         finally:
             server.shutdown()
             server.server_close()
@@ -114,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         "without_token_status": no_token[0],
         "with_token_statuses": [s for s, _ in answers],
         "labels": [b.get("label") for _, b in answers],
+        "batch_statuses": [item["status"] for item in batch[1]],
+        "openapi_label_enum": label_enum,
+        "stream_events": [kind for kind, _ in streamed],
+        "stream_label": streamed[-1][1].get("outputs", {}).get("label"),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
@@ -121,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         all(summary["refused"].values())
         and no_token[0] == 401
         and all(s == 200 for s in summary["with_token_statuses"])
+        and summary["batch_statuses"] == summary["with_token_statuses"]
+        and label_enum == ["positive", "negative"]
+        and summary["stream_events"][-1] == "prediction"
+        and summary["stream_label"] == summary["labels"][0]
     )
     return 0 if ok else 1
 

@@ -77,6 +77,7 @@ if typing.TYPE_CHECKING:
         majority,
     )
     from oobleck.retrieve import Embedder, HashingEmbedder, Passage, Retrieve, TransformersEmbedder
+    from oobleck.serve import asgi_app
     from oobleck.tool import Tool
     from oobleck.tool_mcp import MCPServer, mcp_tools
 
@@ -151,6 +152,7 @@ __all__ = [
     "TransformersLM",
     "Usage",
     "WriteError",
+    "asgi_app",
     "calibrate",
     "context",
     "evaluate",
@@ -190,6 +192,7 @@ _LAZY_BY_MODULE: dict[str, tuple[str, ...]] = {
         "majority",
     ),
     "oobleck.retrieve": ("Embedder", "HashingEmbedder", "Passage", "Retrieve", "TransformersEmbedder"),
+    "oobleck.serve": ("asgi_app",),
     "oobleck.tool": ("Tool",),
     "oobleck.tool_mcp": ("MCPServer", "mcp_tools"),
 }

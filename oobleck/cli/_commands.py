@@ -439,14 +439,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve an artifact over HTTP until interrupted."""
+    """Serve an artifact over HTTP (FastAPI on uvicorn) until SIGTERM or Ctrl-C, which finish requests in flight."""
     from oobleck.serve import serve
 
     art = load_artifact(args.artifact, args.program, args.allow_model, args.tools)
     token = args.token or os.environ.get("OOBLECK_SERVE_TOKEN") or None
 
     def announce(url: str) -> None:
-        sys.stderr.write(f"serving {args.artifact} on {url}  (POST / with JSON inputs; Ctrl-C stops)\n")
+        sys.stderr.write(
+            f"serving {args.artifact} on {url}  (POST / with JSON inputs, schema at /docs; Ctrl-C stops)\n"
+        )
         sys.stderr.flush()
 
     with _using_lm(args):
@@ -459,6 +461,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             allow_no_token=args.no_token,
             max_inflight=args.max_inflight,
             conn_timeout=args.conn_timeout,
+            max_batch=args.max_batch,
+            drain_timeout=args.drain_timeout,
         )
     return 0
 

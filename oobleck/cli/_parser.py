@@ -238,7 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number(float, 0.001, 86400),
         default=30.0,
         metavar="S",
-        help="drop a silent connection after S seconds (default 30)",
+        help="a request's headers, and its body, must arrive within S seconds (default 30)",
+    )
+    p.add_argument(
+        "--max-batch", type=_POSITIVE, default=64, metavar="N", help="inputs in one POST /batch (default 64)"
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=_number(float, 0.001, 86400),
+        metavar="S",
+        help="on SIGTERM/SIGINT, wait at most S seconds for requests in flight (default: until they finish)",
     )
     _add_program(p)
     _add_lm(p)

@@ -28,7 +28,7 @@ from oobleck.lm import _chat_wire, _llama_score, _stream_wire
 from oobleck.lm.base import BaseLM, Capabilities, TextSink, text_sink
 from oobleck.lm.types import LMRequest, LMResponse, Usage
 
-__all__ = ["LocalLM", "compact_json_grammar", "default_model_path", "request_seed"]
+__all__ = ["LocalLM", "ServedURL", "compact_json_grammar", "default_model_path", "request_seed"]
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -74,6 +74,26 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class ServedURL(str):
+    """The base URL :meth:`LocalLM.serve` returns; while it is referenced, its LocalLM (and server) live.
+
+    Attributes:
+        lm: the LocalLM whose model answers at this URL.
+    """
+
+    lm: LocalLM
+
+    def __new__(cls, url: str, lm: LocalLM) -> ServedURL:
+        """A URL string carrying the LocalLM that serves it."""
+        obj = super().__new__(cls, url)
+        obj.lm = lm
+        return obj
+
+    def close(self) -> None:
+        """Stop the LocalLM's model and servers (:meth:`LocalLM.close`)."""
+        self.lm.close()
 
 
 class LocalLM(BaseLM):
@@ -185,11 +205,16 @@ class LocalLM(BaseLM):
                         self._http_backs_inprocess = True
         return self._server
 
-    def serve(self, port: int | None = None) -> str:
+    def serve(self, port: int | None = None) -> ServedURL:
         """Serve the model's OpenAI-compatible API on 127.0.0.1 and return its base URL.
 
+        The URL is a ``str`` that holds this LocalLM: the server keeps answering as long as
+        the URL object (or the LocalLM) is referenced, so ``url = LocalLM().serve()`` works.
+        A string derived from it (``url + "/models"``, ``str(url)``) does not hold it.
+
         Args:
-            port: the port; a free one when None. Serving stops with :meth:`close`.
+            port: the port; a free one when None. Serving stops with :meth:`close` (or
+                ``url.close()``), or when neither the URL nor the LocalLM is referenced.
 
         Returns:
             e.g. ``"http://127.0.0.1:18080/v1"``, ready for ``OpenAILM(base_url=...)``.
@@ -207,7 +232,7 @@ class LocalLM(BaseLM):
                     # the server they started on.
                     self._server = server
                     self._http_backs_inprocess = True
-        return f"http://127.0.0.1:{port}/v1"
+        return ServedURL(f"http://127.0.0.1:{port}/v1", self)
 
     def complete(self, request: LMRequest) -> LMResponse:
         """Generate (or score) in-process; raises LMResponseError when llama.cpp reports an error."""

@@ -134,3 +134,29 @@ def test_close_waits_for_calls_in_flight_then_frees_the_port():
     # the model restarts on the next call
     assert isinstance(lm("Say hi."), str)
     lm.close()
+
+
+def test_the_served_url_keeps_its_model_alive_after_the_lm_object_goes():
+    import gc
+    import socket
+    import urllib.request
+    import weakref
+
+    from oobleck import OpenAILM
+
+    def answers(url: str) -> bool:
+        with urllib.request.urlopen(url + "/models", timeout=10) as reply:
+            return reply.status == 200
+
+    url = LocalLM(max_tokens=8, n_parallel=1).serve()  # nothing but the URL refers to the LocalLM
+    held = weakref.ref(url.lm)
+    gc.collect()
+    assert held() is not None and answers(str(url))
+    assert isinstance(OpenAILM("smollm2", base_url=url, max_tokens=8)("Say hi."), str)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    del url
+    gc.collect()
+    assert held() is None  # the URL was the last reference: the model and its port are freed
+    with socket.socket() as s:
+        s.settimeout(2)
+        assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -1,0 +1,177 @@
+"""What a served program takes and returns: its callables and the pydantic models of its signatures.
+
+Each predictor's inputs and outputs become a pydantic model built from the signature's field
+types (a ``Literal`` becomes an ``enum``, ``list[str]`` an array of strings, a pydantic output
+model a nested object), so the OpenAPI schema and the validation of a request come from one
+place. A program whose inputs the file does not know (several predictors) takes any JSON object.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+
+from oobleck._version import __version__
+from oobleck.artifact import Artifact, load
+from oobleck.errors import ConfigError
+from oobleck.lm.base import LM
+from oobleck.module import Module
+from oobleck.predict import Predict
+from oobleck.signature import Signature
+
+__all__ = ["ErrorBody", "Served", "Target", "served"]
+
+
+class ErrorDetail(pydantic.BaseModel):
+    """What went wrong: a short type name and a message saying how to fix it."""
+
+    type: str
+    message: str
+
+
+class ErrorBody(pydantic.BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One runnable endpoint: the whole program (``name`` None) or one predictor."""
+
+    name: str | None
+    call: Callable[..., Any]
+    module: Module  # what streams: the program, or the predictor
+    inputs: type[pydantic.BaseModel] | None  # None: any JSON object (the program's inputs are unknown)
+    outputs: type[pydantic.BaseModel] | None
+    batch_item: type[pydantic.BaseModel]
+    input_names: list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """The program behind an app: its endpoints and what ``GET /`` describes."""
+
+    program: Target | None  # None: a user class loaded without its forward()
+    predictors: Mapping[str, Target]
+    description: dict[str, Any]
+    source: str
+    not_runnable: str = ""
+    models: list[type[pydantic.BaseModel]] = field(default_factory=list)
+
+
+def _model_name(text: str, suffix: str, taken: set[str]) -> str:
+    words = [w for w in re.split(r"[^0-9A-Za-z]+", text) if w]
+    base = "".join(w[:1].upper() + w[1:] for w in words) or "Predictor"
+    if base[0].isdigit():
+        base = "P" + base
+    name, n = base + suffix, 2
+    while name in taken:
+        name, n = f"{base}{n}{suffix}", n + 1
+    taken.add(name)
+    return name
+
+
+def _fields_model(name: str, signature: Signature, kind: str, doc: str) -> type[pydantic.BaseModel]:
+    fields = signature.input_fields if kind == "input" else signature.output_fields
+    # Each field under a neutral Python name with the signature's name as its alias: a field
+    # called "json" or "copy" would otherwise shadow BaseModel's own attributes.
+    definitions: dict[str, Any] = {
+        f"field_{i}": (f.type, pydantic.Field(alias=n, title=n.replace("_", " ").title(), description=f.desc or None))
+        for i, (n, f) in enumerate(fields.items())
+    }
+    config = pydantic.ConfigDict(extra="forbid" if kind == "input" else "allow")
+    model: type[pydantic.BaseModel] = pydantic.create_model(name, __config__=config, __doc__=doc, **definitions)
+    return model
+
+
+def _batch_item(name: str, outputs: type[pydantic.BaseModel] | None) -> type[pydantic.BaseModel]:
+    out_type: Any = outputs if outputs is not None else dict[str, Any]
+    model: type[pydantic.BaseModel] = pydantic.create_model(
+        name,
+        __doc__="One input's answer in a batch: its status, and its outputs or its error.",
+        status=(int, pydantic.Field(description="the HTTP status this input alone would have had")),
+        outputs=(out_type | None, None),
+        error=(ErrorDetail | None, None),
+        usage=(dict[str, Any] | None, None),
+    )
+    return model
+
+
+def _predictor_target(name: str, p: Predict, taken: set[str]) -> Target:
+    sig = p.signature
+    inputs = _fields_model(_model_name(name, "Inputs", taken), sig, "input", f"The inputs of predictor {name!r}.")
+    outputs = _fields_model(_model_name(name, "Outputs", taken), sig, "output", f"The outputs of predictor {name!r}.")
+    item = _batch_item(_model_name(name, "BatchItem", taken), outputs)
+    return Target(name, p.__call__, p, inputs, outputs, item, list(sig.input_fields))
+
+
+def served(
+    program: Artifact | Module | str | os.PathLike[str],
+    *,
+    lm: LM | None = None,
+    tools: Any = None,
+) -> Served:
+    """Load (if given a path) and describe what to serve.
+
+    Raises:
+        ConfigError: ``program`` is neither a path, an Artifact nor a Module.
+        ArtifactError: the file could not be loaded.
+    """
+    if isinstance(program, (str, os.PathLike)):
+        program = load(program, lm=lm, tools=tools)
+    elif lm is not None:
+        (program.program if isinstance(program, Artifact) else program).set_lm(lm)
+    if isinstance(program, Artifact):
+        artifact: Artifact | None = program
+        module, runnable, source = program.program, program.runnable, program.source
+        class_path, provenance = program.class_path, program.provenance
+    elif isinstance(program, Module):
+        artifact, module, runnable, source = None, program, True, f"<{type(program).__name__}>"
+        class_path, provenance = f"{type(program).__module__}.{type(program).__qualname__}", {}
+    else:
+        raise ConfigError(
+            f"asgi_app() serves an artifact path, a loaded Artifact or a Module, got {type(program).__name__}"
+        )
+    taken: set[str] = set()
+    predictors = {name: _predictor_target(name, p, taken) for name, p in module.named_predictors()}
+    target: Target | None = None
+    not_runnable = ""
+    if runnable:
+        only = next(iter(predictors.values())) if len(predictors) == 1 else None
+        call = artifact.__call__ if artifact is not None else module.__call__
+        if only is not None:
+            item = only.batch_item
+            target = Target(None, call, module, only.inputs, only.outputs, item, only.input_names)
+        else:
+            item = _batch_item(_model_name("program", "BatchItem", taken), None)
+            target = Target(None, call, module, None, None, item, None)
+    else:
+        not_runnable = (
+            f"this artifact was saved from {class_path}, whose forward() it does not hold; "
+            f"POST to /predictors/<name> for name in {list(predictors)}"
+        )
+    models: list[type[pydantic.BaseModel]] = []
+    for t in [*predictors.values(), *([target] if target else [])]:
+        models += [m for m in (t.inputs, t.outputs, t.batch_item) if m is not None and m not in models]
+    description = {
+        "class": class_path,
+        "runnable": runnable,
+        "inputs": next(iter(predictors.values())).input_names if len(predictors) == 1 else None,
+        "predictors": {
+            name: {
+                "inputs": list(p.signature.input_fields),
+                "outputs": list(p.signature.output_fields),
+                "instructions": p.instructions,
+            }
+            for name, p in module.named_predictors()
+        },
+        "provenance": provenance,
+        "oobleck_version": __version__,
+    }
+    return Served(target, predictors, description, source, not_runnable, models)
