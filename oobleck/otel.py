@@ -159,6 +159,11 @@ class _Bridge:
     def __repr__(self) -> str:
         return "oobleck.otel bridge"
 
+    @property
+    def tracer(self) -> Any:
+        """The tracer the spans come from."""
+        return self._tracer
+
     def on_start(self, event: Event) -> None:
         from opentelemetry import context, trace  # already imported: bridge() found them
 
@@ -193,6 +198,25 @@ class _Bridge:
         finally:
             context.detach(token)
             span.end()
+
+
+def http_server_span(method: str, route: str) -> Any:
+    """A SERVER span for one HTTP request, to enter around it (None when spans are off).
+
+    Named ``"{method} {route}"`` with the HTTP semantic conventions' ``http.request.method`` and
+    ``http.route``; while it is current, the program's spans (module, LM calls) are its
+    children, so a served request is one tree. The caller sets ``http.response.status_code``.
+    """
+    found = bridge()
+    if found is None:
+        return None
+    from opentelemetry import trace
+
+    return found.tracer.start_as_current_span(
+        f"{method} {route}",
+        kind=trace.SpanKind.SERVER,
+        attributes={"http.request.method": method, "http.route": route},
+    )
 
 
 # ---- what each kind of step says ----

@@ -12,6 +12,7 @@ takes the full stack, so the app behaves the same either way.
 from __future__ import annotations
 
 import hmac
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -39,7 +40,37 @@ class ServedApp(FastAPI):
         receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
         send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
     ) -> None:
-        """Serve a program request directly when nothing else must see it; otherwise as FastAPI does."""
+        """Serve a program request directly when nothing else must see it; otherwise as FastAPI does.
+
+        With OpenTelemetry on (:mod:`oobleck.otel`), each HTTP request is a SERVER span around
+        it, parent of the program's spans.
+        """
+        if scope["type"] == "http" and "opentelemetry.trace" in sys.modules:
+            from oobleck import otel
+
+            span_cm = otel.http_server_span(scope["method"], _route(scope["path"]))
+            if span_cm is not None:
+                with span_cm as span:
+
+                    async def sending(message: MutableMapping[str, Any]) -> None:
+                        if message["type"] == "http.response.start":
+                            span.set_attribute("http.response.status_code", message["status"])
+                            if message["status"] >= 500:
+                                from opentelemetry.trace import Status, StatusCode
+
+                                span.set_status(Status(StatusCode.ERROR))
+                        await send(message)
+
+                    await self._serve(scope, receive, sending)
+                return
+        await self._serve(scope, receive, send)
+
+    async def _serve(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and len(self.user_middleware) == self.own_middleware:
             path, root = scope["path"], scope.get("root_path", "")
             if root and path.startswith(root):
@@ -59,3 +90,11 @@ class ServedApp(FastAPI):
             if name == b"authorization":
                 return hmac.compare_digest(value, self.expected)
         return False
+
+
+def _route(path: str) -> str:
+    """The route a path takes, for a span's name: a predictor's name kept, anything else cut to its first part."""
+    known = ("/", "/batch", "/stream", "/health", "/openapi.json", "/docs")
+    if path in known or path.startswith("/predictors/"):
+        return path
+    return "/" + path.strip("/").split("/", 1)[0]
