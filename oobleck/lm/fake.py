@@ -18,11 +18,11 @@ from typing import Any, Union
 from oobleck import _types
 from oobleck.errors import ConfigError, LMResponseError
 from oobleck.lm.base import ANSWER_WRITER, BaseLM, Capabilities
-from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, Usage
+from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, ToolCall, Usage
 
 __all__ = ["FakeLM"]
 
-Scripted = Union[str, Mapping[str, Any]]
+Scripted = Union[str, Mapping[str, Any], Choice, ToolCall]
 ScriptedScore = Union[float, Sequence[float]]
 Scores = Union[Mapping[str, ScriptedScore], Callable[[LMRequest], Mapping[str, ScriptedScore]]]
 
@@ -32,7 +32,11 @@ class FakeLM(BaseLM):
 
     Args:
         responses: answers in order (strings, or dicts of output field values), or a function
-            ``request -> answer``.
+            ``request -> answer``. A :class:`~oobleck.lm.ToolCall` is answered as a native
+            tool call (empty text, ``finish_reason="tool_calls"``); a
+            :class:`~oobleck.lm.Choice` is returned as it is (text beside tool calls, a
+            ``finish_reason``). Give ``capabilities=Capabilities(tool_calls=True)`` to stand
+            in for a server with native tool calling.
         cycle: start again from the first answer when the script runs out (otherwise running
             out raises LMResponseError).
         name: the model name in its identity (two FakeLMs with different names never share
@@ -110,12 +114,22 @@ class FakeLM(BaseLM):
         with self._lock:
             self.requests.append(request)
             answers = [self._next(request) for _ in range(request.n)]
-        texts = [_render(a, request) for a in answers]
+        choices = tuple(self._scripted_choice(a, request) for a in answers)
         # "Tokens" are counted as 4 characters each (about what a BPE tokenizer makes of
         # English): deterministic and good enough for budgets.
         prompt_tokens = sum(_tokens(m.content) for m in request.messages)
-        usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=sum(_tokens(t) for t in texts))
-        return LMResponse(choices=tuple(self._choice(t) for t in texts), usage=usage, model=self.name)
+        completion = sum(
+            _tokens(c.text) + sum(_tokens(t.name + t.arguments) for t in c.tool_calls or ()) for c in choices
+        )
+        usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion)
+        return LMResponse(choices=choices, usage=usage, model=self.name)
+
+    def _scripted_choice(self, answer: Scripted, request: LMRequest) -> Choice:
+        if isinstance(answer, Choice):
+            return answer
+        if isinstance(answer, ToolCall):
+            return Choice(text="", finish_reason="tool_calls", tool_calls=(answer,))
+        return self._choice(_render(answer, request))
 
     def _score(self, request: LMRequest) -> LMResponse:
         if self._scores is None:
@@ -165,7 +179,7 @@ def _tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def _render(answer: Scripted, request: LMRequest) -> str:
+def _render(answer: str | Mapping[str, Any], request: LMRequest) -> str:
     if isinstance(answer, str):
         return answer
     writer = ANSWER_WRITER.get()
