@@ -190,6 +190,7 @@ def run_dspy(base_url: str, tools_url: str, kind: str, a: argparse.Namespace) ->
             out[method] = {"error": skipped}
             continue
         left = a.time_limit - (time.perf_counter() - T0) if a.time_limit else a.dspy_timeout
+        m: dict[str, Any]
         try:
             raw = run_dspy_side(
                 "react.py",
@@ -208,12 +209,12 @@ def run_dspy(base_url: str, tools_url: str, kind: str, a: argparse.Namespace) ->
                 timeout=max(60.0, min(a.dspy_timeout, left)),
             )  # fmt: skip
         except SystemExit as exc:
-            out[method] = {"error": str(exc)[-500:]}
+            m = {"error": str(exc)[-500:]}
         except Exception as exc:  # noqa: BLE001 - a timeout is a result too
-            out[method] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            m = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
         else:
             r = raw["result"]
-            m: dict[str, Any] = {"compile": r.get("compile"), "demos": r.get("demos"), "version": raw.get("version")}
+            m = {"compile": r.get("compile"), "demos": r.get("demos"), "version": raw.get("version")}
             if "error" in r:
                 m["error"] = r["error"]
             else:
