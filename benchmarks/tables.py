@@ -1350,6 +1350,86 @@ def soft_prompts_throughput(d: dict[str, Any]) -> str:
     return block(text, table(["backend", "completion tokens/s", "wall s"], ["l", "r", "r"], rows), provenance(d))
 
 
+# ---------------------------------------------------------------------------- react
+
+REACT_ROWS = (
+    ("dspy", "zero_shot", "DSPy zero-shot"),
+    ("dspy", "bootstrap", "DSPy BootstrapFewShot"),
+    ("dspy", "mipro", "DSPy MIPROv2 light"),
+    ("oobleck", "zero_shot", "oobleck zero-shot"),
+    ("oobleck", "bootstrap", "oobleck BootstrapFewShot"),
+    ("oobleck", "auto", "oobleck Auto"),
+)
+
+
+def _react_cell(kind: str, m: dict[str, Any] | None) -> list[str]:
+    if m is None:
+        return ["not run"] + ["–"] * 5
+    if "error" in m:
+        why = m["error"] if m["error"].startswith("not run") else f"**failed**: {m['error'][:160]}"
+        return [why.replace("|", "/").replace("\n", " ")] + ["–"] * 5
+    score = (
+        f"{num(m['em'])} ({ci(*m['em_ci95'])}) / {num(m['f1'])} ({ci(*m['f1_ci95'])})"
+        if kind == "hotpotqa"
+        else f"{num(m['em'])} ({ci(*m['em_ci95'])})"
+    )
+    return [
+        score,
+        f"{m['unparsed_steps']}/{m['steps']} ({num(100 * m['unparsed_share'])}%)",
+        num(m["steps_per_question"], 2),
+        thousands(m["eval_calls"]),
+        num(m["seconds_per_row"]),
+        thousands((m.get("compile") or {}).get("calls")),
+    ]
+
+
+@renderer("react")
+def react_table(d: dict[str, Any]) -> str:
+    pieces = []
+    for kind in d["args"]["sets"].split(","):
+        s = d["sets"][kind]
+        label = "HotPotQA: EM (95% CI) / F1 (95% CI)" if kind == "hotpotqa" else "GSM8K: accuracy (95% CI)"
+        rows = []
+        for fw, method, name in REACT_ROWS:
+            rows.append([name, *_react_cell(kind, s.get(fw, {}).get(method))])
+        header = [
+            f"{kind} ({s['dev']} dev rows, {s['train']} train)",
+            label,
+            "unparseable actions",
+            "steps / question",
+            "LM calls (eval)",
+            "s / row",
+            "compile LM calls",
+        ]
+        pieces.append(table(header, ["l", "r", "r", "r", "r", "r", "r"], rows))
+    g = d["goal"]
+    lines = [f"Goals: {g['statement']}."]
+    lines.append(
+        f"- 0 unparseable actions (oobleck): **{'met' if g['zero_unparsed_met'] else 'not met'}** "
+        f"({g['oobleck_unparsed_steps']} unparseable steps)."
+    )
+    for kind, e in g["per_set"].items():
+        tests = ", ".join(
+            f"{k.removesuffix('_vs_zero_shot')} vs zero-shot {v['wins']} wins / {v['losses']} losses, p={v['p']:g}"
+            for k, v in e.items()
+            if k.endswith("_vs_zero_shot")
+        )
+        best = ""
+        if "above_dspy_best" in e:
+            best = (
+                f"; oobleck's best ({e['oobleck_best']['row']}, EM {num(e['oobleck_best']['em'])}) vs DSPy's best "
+                f"({e['dspy_best']['row']}, EM {num(e['dspy_best']['em'])}): above "
+                f"**{'yes' if e['above_dspy_best'] else 'no'}**, LM calls {e['calls']['oobleck_best']} vs "
+                f"{e['calls']['dspy_best']}"
+            )
+        lines.append(f"- {kind}: {tests or 'no paired test'}{best}.")
+    lines.append(
+        f"- compiled significantly above zero-shot on a set: **{'met' if g['compiled_significant_met'] else 'not met'}**; "
+        f"above DSPy's best on both sets at no more calls: **{'met' if g['above_dspy_met'] else 'not met'}**."
+    )
+    return block(*pieces, "\n".join(lines), provenance(d, dspy=True))
+
+
 # ---------------------------------------------------------------------------- the scripts
 
 
@@ -1366,6 +1446,8 @@ SCRIPTS = {
     "--val 24 --dev 200",
     "soft_prompts": "PYTHONPATH=. nice -n 10 python benchmarks/soft_prompts.py",
     "serve": "PYTHONPATH=. python benchmarks/serve.py",
+    "react": "cd benchmarks && PYTHONPATH=.. python react.py --dev 8 --train 4 --max-iters 3 --threads 4 --auto-budget 30 "
+    "--dspy-timeout 420 --time-limit 2700",
     **{
         f"compile_instructions_auto_{t}": f"PYTHONPATH=. python benchmarks/compile_instructions.py --tasks {t} "
         "--train 100 --val 24 --dev 200 --methods zero_shot,hand_prompt,auto --frameworks oobleck,dspy "

@@ -8,7 +8,7 @@ from oobleck.lm.base import LM, BaseLM, Capabilities
 from oobleck.lm.cached import CachedLM
 from oobleck.lm.fake import FakeLM
 from oobleck.lm.soft_prompt import SoftPrompt
-from oobleck.lm.types import Choice, LMRequest, LMResponse, Message, TokenLogprob, Usage
+from oobleck.lm.types import Choice, LMRequest, LMResponse, Message, TokenLogprob, ToolCall, Usage
 
 if TYPE_CHECKING:
     from oobleck.lm.local import LocalLM
@@ -29,6 +29,7 @@ __all__ = [
     "OpenAILM",
     "SoftPrompt",
     "TokenLogprob",
+    "ToolCall",
     "TransformersLM",
     "Usage",
 ]

@@ -5,13 +5,14 @@ What a request may carry in ``extra`` is not decided here: see :mod:`oobleck.lm.
 
 from __future__ import annotations
 
+import json
 import math
 import urllib.parse
 from typing import Any
 
 from oobleck.errors import ConfigError, LMContextLengthError, LMResponseError
 from oobleck.lm._policy import EXTRA_ALLOWED, refused_extra_keys
-from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, Usage
+from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, ToolCall, Usage
 
 
 def to_params(request: LMRequest, model: str, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +49,10 @@ def to_params(request: LMRequest, model: str, defaults: dict[str, Any]) -> dict[
             "type": "json_schema",
             "json_schema": {"name": _schema_name(fmt.get("name", "output")), "schema": fmt["schema"], "strict": True},
         }
+    if request.tools is not None:
+        params["tools"] = [dict(t) for t in request.tools]
+        if request.tool_choice is not None:
+            params["tool_choice"] = request.tool_choice
     unknown = refused_extra_keys(request.extra)
     if unknown:
         raise ConfigError(
@@ -165,7 +170,37 @@ def _choice(index: int, raw: Any) -> Choice:
         text=text,
         finish_reason=finish if isinstance(finish, str) else None,
         logprobs=_logprobs(raw.get("logprobs")),
+        tool_calls=_tool_calls(index, message.get("tool_calls")),
     )
+
+
+def _tool_calls(index: int, raw: Any) -> tuple[ToolCall, ...] | None:
+    """The message's function calls; their arguments stay text (the caller judges them)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise LMResponseError(f"expected choice {index}'s tool_calls to be a list, got {_kind(raw)}", retryable=True)
+    calls = []
+    for call in raw:
+        function = call.get("function") if isinstance(call, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str):
+            raise LMResponseError(
+                f"expected each tool call of choice {index} to be an object with a function name, got {_kind(call)}",
+                retryable=True,
+            )
+        arguments = function.get("arguments") if isinstance(function, dict) else None
+        if isinstance(arguments, dict):  # some servers send the object itself
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        call_id = call.get("id")
+        calls.append(
+            ToolCall(
+                name=name,
+                arguments=arguments if isinstance(arguments, str) else "{}" if arguments is None else str(arguments),
+                id=call_id if isinstance(call_id, str) else "",
+            )
+        )
+    return tuple(calls)
 
 
 def _logprobs(lp: Any) -> tuple[TokenLogprob, ...] | None:

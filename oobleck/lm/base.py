@@ -53,6 +53,9 @@ class Capabilities:
         n: returns several samples per request.
         scoring: accepts ``LMRequest.score`` (log-probability of a given completion).
         soft_prompts: applies ``LMRequest.soft_prompt`` (trained virtual tokens).
+        tool_calls: native tool calling: sends ``LMRequest.tools`` to the model and returns
+            its calls in ``Choice.tool_calls`` (the OpenAI ``tools`` API). ReAct then asks for
+            its next action as a tool call instead of a constrained or free-text answer.
     """
 
     json_schema: bool = False
@@ -60,6 +63,7 @@ class Capabilities:
     n: bool = False
     scoring: bool = False
     soft_prompts: bool = False
+    tool_calls: bool = False
 
 
 @runtime_checkable

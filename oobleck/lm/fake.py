@@ -20,11 +20,11 @@ from typing import Any, Union
 from oobleck import _types
 from oobleck.errors import ConfigError, LMConnectionError, LMResponseError
 from oobleck.lm.base import ANSWER_WRITER, BaseLM, Capabilities, text_sink
-from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, Usage
+from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, ToolCall, Usage
 
 __all__ = ["FakeLM"]
 
-Scripted = Union[str, Mapping[str, Any]]
+Scripted = Union[str, Mapping[str, Any], Choice, ToolCall]
 ScriptedScore = Union[float, Sequence[float]]
 Scores = Union[Mapping[str, ScriptedScore], Callable[[LMRequest], Mapping[str, ScriptedScore]]]
 
@@ -34,7 +34,11 @@ class FakeLM(BaseLM):
 
     Args:
         responses: answers in order (strings, or dicts of output field values), or a function
-            ``request -> answer``.
+            ``request -> answer``. A :class:`~oobleck.lm.ToolCall` is answered as a native
+            tool call (empty text, ``finish_reason="tool_calls"``); a
+            :class:`~oobleck.lm.Choice` is returned as it is (text beside tool calls, a
+            ``finish_reason``). Give ``capabilities=Capabilities(tool_calls=True)`` to stand
+            in for a server with native tool calling.
         cycle: start again from the first answer when the script runs out (otherwise running
             out raises LMResponseError).
         name: the model name in its identity (two FakeLMs with different names never share
@@ -129,13 +133,23 @@ class FakeLM(BaseLM):
         with self._lock:
             self.requests.append(request)
             answers = [self._next(request) for _ in range(request.n)]
-        texts = [_render(a, request) for a in answers]
-        self._stream(request, texts)
+        choices = tuple(self._scripted_choice(a, request) for a in answers)
+        self._stream(request, [c.text for c in choices])
         # "Tokens" are counted as 4 characters each (about what a BPE tokenizer makes of
         # English): deterministic and good enough for budgets.
         prompt_tokens = sum(_tokens(m.content) for m in request.messages)
-        usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=sum(_tokens(t) for t in texts))
-        return LMResponse(choices=tuple(self._choice(t) for t in texts), usage=usage, model=self.name)
+        completion = sum(
+            _tokens(c.text) + sum(_tokens(t.name + t.arguments) for t in c.tool_calls or ()) for c in choices
+        )
+        usage = Usage(calls=1, prompt_tokens=prompt_tokens, completion_tokens=completion)
+        return LMResponse(choices=choices, usage=usage, model=self.name)
+
+    def _scripted_choice(self, answer: Scripted, request: LMRequest) -> Choice:
+        if isinstance(answer, Choice):
+            return answer
+        if isinstance(answer, ToolCall):
+            return Choice(text="", finish_reason="tool_calls", tool_calls=(answer,))
+        return self._choice(_render(answer, request))
 
     def _stream(self, request: LMRequest, texts: list[str]) -> None:
         """Send the answer to the caller's stream in pieces; break it where scripted to."""
@@ -200,7 +214,7 @@ def _tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def _render(answer: Scripted, request: LMRequest) -> str:
+def _render(answer: str | Mapping[str, Any], request: LMRequest) -> str:
     if isinstance(answer, str):
         return answer
     writer = ANSWER_WRITER.get()

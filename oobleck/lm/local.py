@@ -238,6 +238,12 @@ class LocalLM(BaseLM):
         """Generate (or score) in-process; raises LMResponseError when llama.cpp reports an error."""
         if request.score is not None:
             return self._score(request)
+        if request.tools is not None:
+            raise ConfigError(
+                "LocalLM has no native tool calling (capabilities.tool_calls is False): llama.cpp keeps only "
+                "the text of a chat whose template has no tool support, as SmolLM2's, and would drop the tools "
+                "silently; ReAct on LocalLM constrains its action with a grammar instead"
+            )
         params = _chat_wire.to_params(request, self.model_path.name, self.defaults)
         params.pop("model")
         fmt = params.pop("response_format", None)

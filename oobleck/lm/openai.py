@@ -85,7 +85,11 @@ class OpenAILM(BaseLM):
         backoff: first backoff delay in seconds (doubles each retry, with jitter).
         max_backoff: the longest wait between attempts, Retry-After included.
         max_concurrency: calls in flight at once, across every thread using this LM.
-        capabilities: override what the server is assumed to support.
+        capabilities: override what the server is assumed to support. By default: structured
+            output, logprobs, ``n``; native tool calls (``tool_calls``) only on OpenAI's own
+            API (``https://api.openai.com/``): pass ``Capabilities(..., tool_calls=True)`` for a server
+            that has them (llama-server with a tool-aware jinja template, vLLM with
+            ``--enable-auto-tool-choice``).
         deadline: the most seconds one call may take, every attempt and every wait between
             attempts included (None: ``max_retries + 1`` attempts of ``timeout`` each, plus
             backoff). A retry that could not finish in time is not started.
@@ -159,8 +163,16 @@ class OpenAILM(BaseLM):
         self.deadline = deadline
         self.defaults = defaults
         self.scoring = scoring
+        # Native tool calls only on OpenAI's own API: a compatible server may drop ``tools``
+        # silently (llama-server without a tool-aware jinja template, as with SmolLM2 behind
+        # LocalLM.serve(); vLLM without --enable-auto-tool-choice). Declare it with
+        # capabilities= for a server known to have it.
         self.capabilities = capabilities or Capabilities(
-            json_schema=True, logprobs=True, n=True, scoring=scoring is not None
+            json_schema=True,
+            logprobs=True,
+            n=True,
+            scoring=scoring is not None,
+            tool_calls=str(client.base_url).startswith("https://api.openai.com/"),
         )
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._async_slots: dict[int, asyncio.Semaphore] = {}

@@ -20,6 +20,7 @@ __all__ = [
     "LMResponse",
     "Message",
     "TokenLogprob",
+    "ToolCall",
     "Usage",
 ]
 
@@ -57,6 +58,12 @@ class LMRequest(BaseModel):
             backends with ``capabilities.scoring`` accept it.
         soft_prompt: trained vectors to apply with the messages; only backends with
             ``capabilities.soft_prompts`` accept it. Its sha256 (not its tensors) is in the key.
+        tools: functions the model may call (the OpenAI ``tools`` API), each
+            ``{"type": "function", "function": {"name", "description", "parameters"}}``; only
+            backends with ``capabilities.tool_calls`` accept it. The calls come back as
+            ``Choice.tool_calls``. Part of the cache key (it changes the answer).
+        tool_choice: with ``tools``: ``"auto"`` (the model may answer in text), ``"required"``
+            (it must call one) or ``"none"``; None: the server's default.
         sample_index: which sample of this exact request is wanted. Not sent to the server; it
             is part of the cache key, so an optimizer can ask for a fresh sample.
         adapter: the name and version of the adapter that rendered the messages
@@ -79,6 +86,8 @@ class LMRequest(BaseModel):
     response_format: dict[str, Any] | None = None
     score: str | tuple[str, ...] | None = None
     soft_prompt: SoftPrompt | None = None
+    tools: tuple[dict[str, Any], ...] | None = None
+    tool_choice: Literal["auto", "required", "none"] | None = None
     sample_index: int = Field(default=0, ge=0)
     adapter: str | None = None
     cache: CachePolicy = "on"
@@ -99,14 +108,36 @@ class TokenLogprob(BaseModel):
     top: tuple[tuple[str, float], ...] = ()
 
 
+class ToolCall(BaseModel):
+    """One function call the model asked for (native tool calling).
+
+    ``arguments`` is the text the model wrote, unparsed: it is meant to be a JSON object, and
+    what to do when it is not (or names no known tool) is the caller's decision.
+    """
+
+    model_config = _FROZEN
+
+    name: str
+    arguments: str = "{}"
+    id: str = ""
+
+
 class Choice(BaseModel):
-    """One completion."""
+    """One completion.
+
+    Attributes:
+        text: the completion's text (with native tool calls: whatever text came beside them).
+        finish_reason: why generation stopped (``"stop"``, ``"length"``, ``"tool_calls"``, ...).
+        logprobs: the tokens' log-probabilities, when asked for.
+        tool_calls: the function calls the model made (requests with ``tools`` only), else None.
+    """
 
     model_config = _FROZEN
 
     text: str
     finish_reason: str | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
+    tool_calls: tuple[ToolCall, ...] | None = None
 
     @property
     def logprob(self) -> float:

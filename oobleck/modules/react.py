@@ -8,7 +8,11 @@ schema) plus ``{"tool": "finish"}``. On a backend with structured output
 JSON adapter sends that union as ``response_format``, so the model can only write a known tool
 with arguments valid for it: an unparseable tool call cannot happen. Elsewhere the action is
 written as JSON inside the chat format and read with the usual parse repair
-(``max_retries``). The tool runs (:meth:`oobleck.Tool.run`: invalid arguments, exceptions,
+(``max_retries``). On a backend with native tool calling (``capabilities.tool_calls``: the
+OpenAI ``tools`` API) the action is a tool call instead: each tool's schema is sent as a
+function, plus ``finish`` (see :mod:`oobleck.modules._react_native`); a call to an unknown tool
+or with arguments that are not a JSON object becomes a step whose ``error`` the model reads
+next, and the loop goes on. The tool runs (:meth:`oobleck.Tool.run`: invalid arguments, exceptions,
 timeouts and huge results become observations) and the loop goes on until ``finish`` or
 ``max_iters`` steps; then the ``extract`` predictor writes the signature's outputs from the
 inputs and the trajectory.
@@ -43,7 +47,9 @@ from oobleck.adapters.base import Adapter
 from oobleck.errors import ArtifactError, ConfigError, InputError, ParseError
 from oobleck.example import Prediction
 from oobleck.lm.base import LM
+from oobleck.lm.types import Choice, LMRequest, LMResponse, Usage
 from oobleck.module import Module
+from oobleck.modules import _react_native
 from oobleck.predict import Predict
 from oobleck.signature import Field, Signature, ensure_signature
 from oobleck.tool import Tool, ToolResult, bound_tools, ensure_tools
@@ -171,6 +177,47 @@ class StepPredict(Predict):
     #: no ``maxLength`` of its own (a small model otherwise may repeat a digit until cut off).
     max_arg_chars = 200
 
+    def _request(self, adapter: Adapter, lm: LM, inputs: Mapping[str, Any]) -> LMRequest:
+        """The step's request; on a backend with native tool calls, the action is a tool call."""
+        if not _react_native.native(lm):
+            return super()._request(adapter, lm, inputs)
+        view = copy.copy(self)  # rendered without next_action: the tool call carries it
+        view.signature = _react_native.thought_signature(self.signature)
+        request = Predict._request(view, adapter, lm, inputs)
+        return _react_native.native_request(request, self._tools(), finish=not _NO_FINISH.get())
+
+    def _tools(self) -> dict[str, Tool]:
+        tools = _STEP_TOOLS.get()
+        if tools is None:
+            raise ConfigError("a ReAct step predictor on a backend with native tool calls runs inside its ReAct")
+        return tools
+
+    def _parse(
+        self,
+        adapter: Adapter,
+        inputs: Mapping[str, Any],
+        request: LMRequest,
+        response: LMResponse,
+        usage: Usage,
+        spent: Usage,
+        signature: Signature,
+        final: bool,
+    ) -> Prediction | ParseError:
+        if request.tools is None:
+            return super()._parse(adapter, inputs, request, response, usage, spent, signature, final)
+        choice = response.choices[0] if response.choices else Choice(text="")
+        raw = _react_native.raw_text(choice)
+        try:
+            outputs = _react_native.read_action(
+                choice, adapter=adapter, step=signature, tools=self._tools(), finish=not _NO_FINISH.get()
+            )
+        except ParseError as exc:
+            self._emit(inputs, None, request, raw, usage, exc)
+            return exc
+        self._emit(inputs, outputs if final else None, request, raw, usage, None)
+        total = spent + usage if spent.calls or spent.cache_hits else usage
+        return Prediction(outputs, usage=total)
+
     def _settings_params(self, adapter: Adapter, lm: LM) -> dict[str, Any]:
         params = super()._settings_params(adapter, lm)
         fmt = params.get("response_format")
@@ -191,6 +238,10 @@ class StepPredict(Predict):
 
 #: Set by ReAct(tool_first=True) around its first step: the constrained action offers no finish.
 _NO_FINISH: contextvars.ContextVar[bool] = contextvars.ContextVar("oobleck_react_no_finish", default=False)
+#: Set by ReAct around each step: its tools, for a step that sends them as native tool calls.
+_STEP_TOOLS: contextvars.ContextVar[dict[str, Tool] | None] = contextvars.ContextVar(
+    "oobleck_react_tools", default=None
+)
 
 
 def _bound_strings(node: Any, limit: int) -> None:
@@ -292,6 +343,9 @@ class ReAct(Module):
                 steps.append(_unreadable(exc))
                 break
             step, args = self._decide(pred)
+            if step["tool"] is None:  # a native tool call that cannot run: the model reads why next step
+                steps.append(step)
+                continue
             if step["tool"] == FINISH:
                 steps.append(step)
                 break
@@ -311,6 +365,9 @@ class ReAct(Module):
                 steps.append(_unreadable(exc))
                 break
             step, args = self._decide(pred)
+            if step["tool"] is None:  # a native tool call that cannot run: the model reads why next step
+                steps.append(step)
+                continue
             if step["tool"] == FINISH:
                 steps.append(step)
                 break
@@ -321,15 +378,19 @@ class ReAct(Module):
     @contextlib.contextmanager
     def _first_step(self, steps: list[dict[str, Any]]) -> Iterator[None]:
         token = _NO_FINISH.set(self.tool_first and not steps)
+        tools = _STEP_TOOLS.set(self.tools)
         try:
             yield
         finally:
+            _STEP_TOOLS.reset(tools)
             _NO_FINISH.reset(token)
 
     def _decide(self, pred: Prediction) -> tuple[dict[str, Any], Any]:
         action = pred.next_action
         data = action.model_dump(exclude_unset=True) if isinstance(action, pydantic.BaseModel) else dict(action)
         name, args = data.get("tool"), data.get("args") or {}
+        if name is None and data.get("error"):  # a native tool call that could not be read
+            return _unreadable_step(str(pred.next_thought), str(data["error"])), {}
         if name != FINISH and name not in self.tools:  # a placeholder in a dry run, or a rebuilt type
             name = FINISH
         step = {"thought": str(pred.next_thought), "tool": name, "args": args if name != FINISH else {}}
@@ -406,12 +467,8 @@ def _observed(step: dict[str, Any], result: ToolResult) -> dict[str, Any]:
 
 
 def _unreadable(exc: ParseError) -> dict[str, Any]:
-    reason = exc.reason or str(exc)
-    return {
-        "thought": None,
-        "tool": None,
-        "args": None,
-        "observation": None,
-        "error": f"the next action could not be read: {reason}",
-        "seconds": 0.0,
-    }
+    return _unreadable_step(None, f"{_react_native.UNREADABLE}: {exc.reason or str(exc)}")
+
+
+def _unreadable_step(thought: str | None, error: str) -> dict[str, Any]:
+    return {"thought": thought, "tool": None, "args": None, "observation": None, "error": error, "seconds": 0.0}

@@ -304,11 +304,18 @@ def assemble(
     max_labeled_demos: int,
     rng: random.Random,
 ) -> Module:
-    """Set every predictor's demos on a copy of ``student``: bootstrapped first, labelled rows after."""
+    """Set every predictor's demos on a copy of ``student``: bootstrapped first, labelled rows after.
+
+    ``max_bootstrapped_demos`` counts successful runs, and :meth:`Bootstrapper.collect` already
+    stops at that many: ``demos`` holds every call of each run it kept. A predictor called
+    several times in one run (a ReAct step, once per tool call) keeps all of them, so a demo
+    trajectory is whole: cutting its list at ``max_bootstrapped_demos`` entries would keep the
+    first steps of one run and lose its finishing step and every other run.
+    """
     compiled = student.copy()
     unused = [trainset[i] for i in order if i not in set(chosen)]
     for name, predictor in compiled.named_predictors():
-        boot = list(demos.get(name, []))[:max_bootstrapped_demos]
+        boot = list(demos.get(name, [])) if max_bootstrapped_demos else []
         fitting = labelled_for(predictor, unused)
         n_pad = min(max(max_labeled_demos - len(boot), 0), len(fitting))
         predictor.demos = boot + rng.sample(fitting, n_pad)

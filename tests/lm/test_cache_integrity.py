@@ -37,6 +37,8 @@ CHANGED = {
     "sample_index": 1,
     "adapter": "json/1",
     "extra": {"top_k": 3},
+    "tools": ({"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}},),
+    "tool_choice": "required",
     "soft_prompt": SoftPrompt.from_bytes(
         b"tensors", method="prompt_tuning", kind="embeddings", num_virtual_tokens=1, base_model={}
     ),

@@ -124,3 +124,34 @@ def test_a_saved_agent_loads_without_a_rendering_warning(tmp_path: Path, adapter
         warnings.simplefilter("error", ArtifactWarning)
         loaded = oobleck.load(tmp_path / "agent.json", tools=[Tool(search)], strict=True)
     assert [n for n, _ in loaded.program.named_predictors()] == ["react", "extract"]
+
+
+def test_a_small_demo_budget_keeps_whole_trajectories_through_save_and_load(tmp_path: Path) -> None:
+    """max_bootstrapped_demos counts successful runs: each kept run keeps every step, in order."""
+    rows = [
+        Example(question="How tall is the tower?", answer="330").with_inputs("question"),
+        Example(question="Where is paris?", answer="Spain").with_inputs("question"),  # fails: not a demo
+        Example(question="Where is paris?", answer="France").with_inputs("question"),
+    ]
+    agent = ReAct("question -> answer", tools=[search], lm=FakeLM(_scripted), max_iters=4)
+    metric = lambda ex, pred, trace=None: ex.answer == pred.answer  # noqa: E731
+    for budget, kept in ((1, ["330"]), (2, ["330", "France"])):
+        compiled = BootstrapFewShot(metric, max_bootstrapped_demos=budget, max_labeled_demos=0).compile(
+            agent, trainset=rows, seed=0, progress=False
+        )
+        compiled.save(tmp_path / "agent.json")
+        loaded = oobleck.load(tmp_path / "agent.json", tools=[search], lm=FakeLM(_scripted))
+        for program, react, extract in (
+            (compiled, dict(compiled.named_predictors())["react"], dict(compiled.named_predictors())["extract"]),
+            (loaded, loaded.predictors["react"], loaded.predictors["extract"]),
+        ):
+            assert [d["answer"] for d in extract.demos] == kept, program
+            actions = [_tool(d["next_action"]) for d in react.demos]
+            assert actions == ["search", "finish"] * len(kept)  # every run whole: its search, then its finish
+            for start, finish in zip(react.demos[::2], react.demos[1::2], strict=True):
+                assert start["trajectory"] == "(no steps yet)" and start["question"] == finish["question"]
+                assert "Action: search" in finish["trajectory"] and "Observation:" in finish["trajectory"]
+
+
+def _tool(action: Any) -> str:
+    return str(action["tool"] if isinstance(action, dict) else action.tool)
