@@ -560,11 +560,12 @@ def label_scoring_goals(_: dict[str, Any]) -> str:
         table(
             [
                 "task",
+                "dev rows",
                 "cells over 1.5×",
                 "those cells: top answer % (its true %), ratio; worst first",
                 "no collapse (goal)",
             ],
-            ["l", "r", "l", "l"],
+            ["l", "r", "r", "l", "l"],
             collapse,
         ),
         note,
