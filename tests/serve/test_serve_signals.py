@@ -101,6 +101,13 @@ def _wait_for(path: Path) -> None:
         time.sleep(0.02)
 
 
+def _kill_if_alive(pid_file: Path) -> None:
+    try:
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass  # no pid written, or the server already exited
+
+
 def _refused(url: str) -> bool:
     try:
         urllib.request.urlopen(url + "/health", timeout=5)
@@ -163,5 +170,6 @@ def test_sigint_to_a_background_job_of_a_script_drains_and_exits_0(slow_artifact
         if shell.poll() is None:
             shell.kill()
             shell.wait()
+        _kill_if_alive(tmp_path / "pid")  # a failed run must not leave the server behind
     assert box.get("status") == 200 and box["body"] == {"answer": "answer to q"}, box
     assert (tmp_path / "code").read_text().strip() == "0", (tmp_path / "stderr.txt").read_text()[-3000:]
