@@ -258,7 +258,11 @@ def test_streaming_against_the_real_server(server_url):
     lm = OpenAILM("smollm2", base_url=server_url, temperature=0.0, max_tokens=64)
     cot = ChainOfThought("question -> answer", lm=lm)
     chunks, pred = split(list(cot.stream(question="What is the capital of France?")))
-    assert len(chunks) > 2
+    # Pieces the reader has not yet taken are joined into one chunk, so a loaded machine may
+    # see a single chunk per field; each field's chunks come in order and before the answer's.
+    fields = [c.field for c in chunks]
+    assert set(fields) == {"reasoning", "answer"} and fields.index("answer") > fields.index("reasoning")
+    assert "reasoning" not in fields[fields.index("answer") :]
     assert pred == cot(question="What is the capital of France?")
     for name in ("reasoning", "answer"):
         assert "".join(c.text for c in chunks if c.field == name) == pred[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,11 @@ def test_short_instruction_search_saved_and_rerun_in_a_fresh_process(local_lm: o
     assert program_fingerprint(again) == program_fingerprint(compiled)
     compiled.save(tmp_path / "a.json")
     again.save(tmp_path / "b.json")
-    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    # Byte for byte but one number: racing's calls saved count backend calls only (a skipped row
+    # that the cache would have answered saves nothing), so a rerun on a warm cache may report
+    # another figure there; every other byte is the same.
+    a, b = ((tmp_path / name).read_text() for name in ("a.json", "b.json"))
+    assert re.sub(r'"calls_saved": \d+', "", a) == re.sub(r'"calls_saved": \d+', "", b)
 
     sentences = [r.sentence for r in rows[10:]]
     here = [compiled(sentence=s).label for s in sentences]
