@@ -242,13 +242,16 @@ def overhead_headline(d: dict[str, Any]) -> str:
     o = d["startup"]["oobleck"]
     pc = d["per_call"]
     load = d["machine"]["loadavg_at_end"]
+    loaded = load[0] > 1.0
+    state, inflated = ("loaded", ", which inflates both") if loaded else ("quiet", "")
+    missed = "" if all(g.get("met") for g in d.get("goals", {}).values()) else " and the goals these miss"
     return (
         f"`import oobleck` pulls in no LM SDK ({o['import_over_bare_s']:.2f} s over a bare interpreter, best of "
         f"{d['startup']['repeats']}); the framework adds {pc['oobleck']['median_us']['median']:.1f} µs per call "
         f"(median of {pc['rounds']} rounds), {pc['ratio_oobleck_over_dspy']['of_median_of_round_medians']:.2f} of "
-        f"DSPy's. Measured at commit `{d['machine']['oobleck_commit']}` on a loaded {d['machine']['cpus']}-core machine "
-        f"(load average {load[0]:g} at the end), which inflates both; `benchmarks/README.md` has the table beside "
-        f"DSPy's"
+        f"DSPy's. Measured at commit `{d['machine']['oobleck_commit']}` on a {state} {d['machine']['cpus']}-core "
+        f"machine (load average {load[0]:g} at the end){inflated}; `benchmarks/README.md` has the table beside "
+        f"DSPy's{missed}"
     )
 
 
