@@ -23,6 +23,7 @@ from oobleck.calibration import Calibration
 from oobleck.context import current
 from oobleck.errors import ArtifactError, BudgetExceededError, ConfigError, InputError, LMError, ParseError
 from oobleck.example import Example, Prediction
+from oobleck.lm._policy import check_decoding
 from oobleck.lm.base import ANSWER_WRITER, LM, Capabilities
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.types import LMRequest, LMResponse, Message, Usage
@@ -112,6 +113,7 @@ class Predict(Module):
         unknown = set(config) - _CONFIG_KEYS
         if unknown:
             raise ConfigError(f"unknown decoding parameter(s) {sorted(unknown)}; known: {sorted(_CONFIG_KEYS)}")
+        check_decoding(config, f"Predict({str(signature)[:60]!r})")
         self.signature = ensure_signature(signature)
         self.demos: list[Example] = [d if isinstance(d, Example) else Example(d) for d in demos]
         self.lm = lm

@@ -14,9 +14,9 @@ call returns. How it works:
 - After the answer is parsed, every output field's remaining text is sent, so a field the
   backend or adapter could not stream (a backend without streaming, a cache hit, a label chosen
   whole by score mode, ``n > 1``) still arrives, once, whole. A field's chunks, joined, are its
-  text as the adapter read it (for a text field: its value), unless a parse-repair retry
-  rewrote a field that had already been streamed (the retry's text is then sent only where it
-  extends what was sent).
+  text as the adapter read it (for a text field: its value). When a parse-repair retry rewrites
+  a field that had already been streamed, its new text comes as a chunk with ``replace=True``:
+  the field is that chunk's text, and later chunks extend it again.
 - A consumer that stops early (``break``, closing the iterator) closes the stream: the
   backend's stream is cut at its next piece of text (the HTTP connection is closed, the budget
   reservation settled with the call counted as sent, nothing cached), no further LM call
@@ -55,12 +55,17 @@ class StreamChunk:
         predictor: the predictor's name in the program (as in ``named_predictors()``;
             ``"self"`` for a bare Predict).
         field: the output field's name.
-        text: the text added to that field since its last chunk.
+        text: the text added to that field since its last chunk; with ``replace``, the
+            field's whole text so far.
+        replace: True when ``text`` replaces what was streamed of this field (a parse-repair
+            retry, or the parsed answer, rewrote text already sent), rather than extending it.
+            Applying each chunk (append, or replace) gives every field's final text.
     """
 
     predictor: str
     field: str
     text: str
+    replace: bool = False
 
 
 class StreamClosed(BaseException):  # noqa: N818 - a signal like GeneratorExit, not an error
@@ -172,7 +177,7 @@ class FieldEmitter:
         def sink(text: str) -> None:
             self._state.check_open()
             pieces.append(text)
-            self._send(self._partial(self._signature, "".join(pieces), final=False))  # type: ignore[misc]
+            self._send(self._partial(self._signature, "".join(pieces), final=False), final=False)  # type: ignore[misc]
 
         token = TEXT_SINK.set(sink)
         try:
@@ -196,14 +201,25 @@ class FieldEmitter:
             for name, field in outputs.items()
             if name in texts or name in prediction
         }
-        self._send(final)
+        self._send(final, final=True)
 
-    def _send(self, fields: Mapping[str, str]) -> None:
+    def _send(self, fields: Mapping[str, str], *, final: bool) -> None:
+        """Send what is new in each field: an extension, or (diverged text) a replacement.
+
+        While an answer streams, text that is only shorter than what was sent (a retry's
+        first pieces, or a partial read that will grow back) waits; the final texts always
+        end up sent exactly.
+        """
         for name, text in fields.items():
             sent = self._sent.get(name, "")
-            if len(text) > len(sent) and text.startswith(sent):
+            if text == sent:
+                continue
+            if text.startswith(sent):
                 self._sent[name] = text
                 self._state.send(StreamChunk(self._name, name, text[len(sent) :]))
+            elif final or not sent.startswith(text):
+                self._sent[name] = text
+                self._state.send(StreamChunk(self._name, name, text, replace=True))
 
 
 def emitter(predictor: Predict, adapter: Adapter) -> FieldEmitter | None:

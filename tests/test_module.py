@@ -12,11 +12,13 @@ from oobleck import (
     InputError,
     JSONAdapter,
     Module,
+    OpenAILM,
     ParseError,
     Predict,
     context,
     trace,
 )
+from oobleck.lm.types import LMRequest
 
 
 class TwoStep(Module):
@@ -50,6 +52,38 @@ def test_no_lm_names_all_three_ways():
 def test_unknown_decoding_parameter():
     with pytest.raises(ConfigError, match="temprature"):
         Predict("q -> a", temprature=0.5)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"max_tokens": -5}, "max_tokens must be at least 1"),
+        ({"max_tokens": True}, "max_tokens must be an integer"),
+        ({"temperature": -0.1}, "temperature must be at least 0"),
+        ({"temperature": float("nan")}, "temperature must be a finite number"),
+        ({"top_p": 0}, "top_p must be in"),
+        ({"n": 0}, "n must be at least 1"),
+        ({"stop": ["", "x"]}, "stop must be"),
+    ],
+)
+def test_decoding_settings_out_of_bounds_are_refused_where_they_are_given(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        Predict("q -> a", **setting)
+    with pytest.raises(ConfigError, match=f"OpenAILM: {message}"):
+        OpenAILM(model="m", api_key="k", base_url="http://127.0.0.1:9/v1", **setting)
+
+
+@pytest.mark.parametrize(
+    "setting", [{"max_tokens": -5}, {"max_tokens": 0}, {"temperature": -0.1}, {"top_p": 0}, {"top_p": 2}, {"n": 0}]
+)
+def test_a_request_out_of_bounds_is_refused(setting):
+    with pytest.raises(ValueError, match=next(iter(setting))):
+        LMRequest(messages=(), **setting)
+
+
+def test_decoding_settings_in_bounds_pass():
+    Predict("q -> a", max_tokens=1, temperature=0, top_p=1, n=2, stop=["\n"], top_logprobs=0)
+    LMRequest(messages=(), max_tokens=1, temperature=0.0, top_p=1.0, top_logprobs=0)
 
 
 def test_render_makes_no_call_and_matches_what_is_sent():

@@ -36,7 +36,8 @@ def split(items: list[Any]) -> tuple[list[StreamChunk], Any]:
 def joined(chunks: list[StreamChunk]) -> dict[tuple[str, str], str]:
     out: dict[tuple[str, str], str] = {}
     for c in chunks:
-        out[(c.predictor, c.field)] = out.get((c.predictor, c.field), "") + c.text
+        key = (c.predictor, c.field)
+        out[key] = c.text if c.replace else out.get(key, "") + c.text
     return out
 
 
@@ -260,6 +261,19 @@ def test_a_parse_repair_retry_streams_the_fields_of_the_answer_that_parsed():
     chunks, pred = split(list(cot.stream(question="2+2?")))
     assert joined(chunks) == {("predict", "reasoning"): "two twos", ("predict", "answer"): "4"}
     assert pred.answer == 4 and pred.usage.calls == 2 and pred.usage.retries == 1
+
+
+def test_a_retry_that_rewrites_a_streamed_field_sends_a_replacing_chunk():
+    # The first answer streams its reasoning, then fails to parse (answer is not an int).
+    lm = FakeLM([{"reasoning": "first try", "answer": "many"}, {"reasoning": "two twos", "answer": 4}], stream_chunk=3)
+    cot = ChainOfThought("question -> answer: int", lm=lm, max_retries=1)
+    chunks, pred = split(list(cot.stream(question="2+2?")))
+    reasoning = [c for c in chunks if c.field == "reasoning"]
+    assert "".join(c.text for c in reasoning if not c.replace).startswith("first try")
+    replaced = [c.text for c in reasoning if c.replace]  # the retry's first piece, then it extends again
+    assert len(replaced) == 1 and "two twos".startswith(replaced[0])
+    assert joined(chunks) == {("predict", "reasoning"): "two twos", ("predict", "answer"): "4"}
+    assert pred.reasoning == "two twos" and pred.answer == 4
 
 
 def test_a_traced_stream_records_the_call_like_a_plain_one():

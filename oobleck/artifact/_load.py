@@ -19,7 +19,7 @@ from oobleck.artifact._save import save, to_dict
 from oobleck.artifact._side_files import SideFiles
 from oobleck.errors import ArtifactError, ConfigError, SignatureError
 from oobleck.example import Example, Prediction
-from oobleck.lm._policy import EXTRA_ALLOWED, refused_extra_keys
+from oobleck.lm._policy import EXTRA_ALLOWED, decoding_problem, refused_extra_keys
 from oobleck.lm.base import LM
 from oobleck.lm.types import LMRequest, Message
 from oobleck.module import Module, RenderedCall
@@ -141,6 +141,9 @@ def _check_config(config: Mapping[str, Any], where: str) -> None:
                 f"{sorted(EXTRA_ALLOWED)}. The model, endpoint, headers, timeouts and keys are yours: "
                 "give them to your LM"
             )
+    problem = decoding_problem(config)
+    if problem:
+        raise ArtifactError(f"{where}: config: {problem}")
     n = config.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n > MAX_SAMPLES:
         raise ArtifactError(f"{where}: config.n is {n}; an artifact may ask for at most {MAX_SAMPLES} samples per call")

@@ -9,9 +9,13 @@ model, endpoint, headers, timeouts or keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-__all__ = ["DECODING_KEYS", "EXTRA_ALLOWED", "refused_extra_keys"]
+from oobleck.errors import ConfigError
+
+__all__ = ["DECODING_KEYS", "EXTRA_ALLOWED", "check_decoding", "decoding_problem", "refused_extra_keys"]
 
 #: The decoding knobs a compile records in provenance and ``export_request`` pins (a program's
 #: config may set them too). Never a header, an endpoint, a timeout or a key.
@@ -45,3 +49,50 @@ timeouts, keys or anything the SDK would treat as a transport option.
 def refused_extra_keys(keys: Iterable[str]) -> list[str]:
     """The keys of ``keys`` that :data:`EXTRA_ALLOWED` does not name, sorted (empty: all allowed)."""
     return sorted(k for k in keys if k not in EXTRA_ALLOWED)
+
+
+def decoding_problem(settings: Mapping[str, Any]) -> str | None:
+    """What is wrong with the decoding knobs in ``settings`` (None: nothing).
+
+    Only the keys of :data:`DECODING_KEYS` are checked; None means "the backend's default".
+    The bounds are those every backend shares: a negative ``max_tokens`` is "no limit" to
+    llama.cpp, so it must never reach one by accident.
+    """
+    for key in DECODING_KEYS:
+        value = settings.get(key)
+        if value is None:
+            continue
+        if key in ("max_tokens", "n", "seed", "top_logprobs"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                return f"{key} must be an integer, got {value!r:.60}"
+            low = {"max_tokens": 1, "n": 1, "top_logprobs": 0}.get(key)
+            if low is not None and value < low:
+                return f"{key} must be at least {low}, got {value}"
+        elif key in ("temperature", "top_p"):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+                return f"{key} must be a finite number, got {value!r:.60}"
+            if key == "temperature" and value < 0:
+                return f"temperature must be at least 0, got {value}"
+            if key == "top_p" and not 0 < value <= 1:
+                return f"top_p must be in (0, 1], got {value}"
+        elif key == "stop":
+            stops = (value,) if isinstance(value, str) else value
+            if not isinstance(stops, list | tuple) or not all(isinstance(x, str) and x for x in stops):
+                return f"stop must be a non-empty string or a list of them, got {value!r:.60}"
+        elif key == "logprobs" and not isinstance(value, bool):
+            return f"logprobs must be true or false, got {value!r:.60}"
+    return None
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def check_decoding(settings: Mapping[str, Any], where: str) -> None:
+    """Raise ConfigError (naming ``where``) when a decoding knob in ``settings`` is out of bounds."""
+    problem = decoding_problem(settings)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")

@@ -25,6 +25,7 @@ from typing import Any
 from oobleck._packaged import packaged_path
 from oobleck.errors import ConfigError, LMContextLengthError, LMError, LMResponseError
 from oobleck.lm import _chat_wire, _llama_score, _stream_wire
+from oobleck.lm._policy import check_decoding
 from oobleck.lm.base import BaseLM, Capabilities, TextSink, text_sink
 from oobleck.lm.types import LMRequest, LMResponse, Usage
 
@@ -149,6 +150,7 @@ class LocalLM(BaseLM):
         self.n_parallel = n_parallel
         self.n_ctx = n_ctx or 2048 * n_parallel
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
+        check_decoding(defaults, "LocalLM")
         self.defaults = {"temperature": 0.0, **defaults}
         self._port = port
         self._server: Any = None

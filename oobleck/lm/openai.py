@@ -40,6 +40,7 @@ from oobleck.errors import (
     LMTimeoutError,
 )
 from oobleck.lm import _chat_wire, _llama_score, _stream_wire
+from oobleck.lm._policy import check_decoding
 from oobleck.lm.base import BaseLM, Capabilities, TextSink, text_sink
 from oobleck.lm.types import Choice, LMRequest, LMResponse, TokenLogprob, Usage
 
@@ -161,6 +162,7 @@ class OpenAILM(BaseLM):
         self.max_backoff = max_backoff
         self.max_concurrency = max_concurrency
         self.deadline = deadline
+        check_decoding(defaults, "OpenAILM")
         self.defaults = defaults
         self.scoring = scoring
         # Native tool calls only on OpenAI's own API: a compatible server may drop ``tools``

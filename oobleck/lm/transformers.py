@@ -28,6 +28,7 @@ from typing import Any
 
 from oobleck._files import cache_dir as _cache_dir
 from oobleck.errors import ConfigError, LMResponseError
+from oobleck.lm._policy import check_decoding
 from oobleck.lm.base import BaseLM, Capabilities, TextSink, text_sink
 from oobleck.lm.soft_prompt import SoftPrompt
 from oobleck.lm.types import Choice, LMRequest, LMResponse, Message, TokenLogprob, Usage
@@ -188,6 +189,7 @@ class TransformersLM(BaseLM):
         self.batch_wait_s = batch_wait_s
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
         self.cache_dir = cache_dir
+        check_decoding(defaults, "TransformersLM")
         self.defaults = defaults
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None

@@ -75,14 +75,14 @@ class LMRequest(BaseModel):
     model_config = _FROZEN
 
     messages: tuple[Message, ...]
-    temperature: float | None = None
-    max_tokens: int | None = None
+    temperature: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, ge=1)
     stop: tuple[str, ...] | None = None
     n: int = Field(default=1, ge=1)
     seed: int | None = None
-    top_p: float | None = None
+    top_p: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     logprobs: bool = False
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0)
     response_format: dict[str, Any] | None = None
     score: str | tuple[str, ...] | None = None
     soft_prompt: SoftPrompt | None = None

@@ -37,7 +37,8 @@ log = logging.getLogger("oobleck.serve")
 
 #: What each event's data holds, for the OpenAPI description.
 EVENTS = (
-    "text/event-stream: `event: chunk` (data {predictor, field, text}) as each output field is "
+    "text/event-stream: `event: chunk` (data {predictor, field, text}; `replace: true` when the text "
+    "replaces the field's text so far, after a parse-repair retry) as each output field is "
     "decoded, then `event: prediction` (data {outputs, usage}); `event: error` (data {status, "
     "error}) if the program fails after streaming began"
 )
@@ -52,7 +53,10 @@ def _item_event(item: Any, target: Target) -> bytes:
         return _event("prediction", {"outputs": _outputs(item), "usage": _usage(item)})
     # A predictor streamed alone calls itself "self": name it as its path does.
     predictor = target.name if target.name is not None and item.predictor == "self" else item.predictor
-    return _event("chunk", {"predictor": predictor, "field": item.field, "text": item.text})
+    data = {"predictor": predictor, "field": item.field, "text": item.text}
+    if item.replace:
+        data["replace"] = True
+    return _event("chunk", data)
 
 
 class _Closer:

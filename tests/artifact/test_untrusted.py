@@ -201,7 +201,22 @@ def test_allowed_sampling_knobs_load_and_reach_the_request(tmp_path):
 
 @pytest.mark.parametrize(
     "config",
-    [{"n": 10**6}, {"temperature": 10**400}, {"max_tokens": "many"}, {"extra": "x"}, {"seed": 1.5}],
+    [
+        {"n": 10**6},
+        {"temperature": 10**400},
+        {"max_tokens": "many"},
+        {"extra": "x"},
+        {"seed": 1.5},
+        {"max_tokens": -5},
+        {"max_tokens": 0},
+        {"temperature": -1},
+        {"top_p": 0},
+        {"top_p": 1.5},
+        {"n": 0},
+        {"top_logprobs": -1},
+        {"stop": [""]},
+        {"logprobs": "yes"},
+    ],
 )
 def test_hostile_decoding_configs_are_artifact_errors(tmp_path, config):
     Predict("q -> a").save(tmp_path / "p.json")

@@ -47,6 +47,19 @@ def test_stream_sends_each_field_in_order_then_the_prediction():
     assert final["usage"]["calls"] == 1
 
 
+def test_a_retry_that_rewrites_a_streamed_field_is_a_replacing_chunk_event():
+    lm = FakeLM([{"reasoning": "first try", "answer": "many"}, {"reasoning": "two twos", "answer": 4}], stream_chunk=3)
+    client = TestClient(asgi_app(ChainOfThought("question -> answer: int", max_retries=1), lm=lm))
+    with client.stream("POST", "/stream", json={"question": "2+2?"}) as reply:
+        got = events(reply.read().decode())
+    text = ""
+    for kind, data in got:
+        if kind == "chunk" and data["field"] == "reasoning":
+            text = data["text"] if data.get("replace") else text + data["text"]
+    assert any(data.get("replace") for _, data in got) and text == "two twos"
+    assert got[-1][1]["outputs"] == {"reasoning": "two twos", "answer": 4}
+
+
 def test_a_predictor_streams_on_its_own_path_and_is_in_the_schema():
     client = TestClient(asgi_app(ChainOfThought("question -> answer"), lm=cot_lm()))
     with client.stream("POST", "/predictors/predict/stream", json={"question": "q"}) as reply:
