@@ -233,8 +233,15 @@ def validate(tp: Any, value: Any) -> Any:
 def json_schema(tp: Any) -> dict[str, Any]:
     """The JSON schema of a field type."""
     key = _hashable(tp)
-    ta = adapter_for(key) if key is not None else pydantic.TypeAdapter(tp)
+    # Keyed by spelling too: equal types can differ in order (``Literal["b", "a"]``), which
+    # the schema's ``enum`` keeps.
+    ta = _spelled_adapter(key, repr(tp)) if key is not None else pydantic.TypeAdapter(tp)
     return ta.json_schema()
+
+
+@functools.lru_cache(maxsize=512)
+def _spelled_adapter(tp: Any, spelled: str) -> pydantic.TypeAdapter[Any]:
+    return pydantic.TypeAdapter(tp)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -84,12 +84,30 @@ class ScoringPlan:
     labels: tuple[tuple[str, tuple[Any, ...]], ...]
 
 
+_PLANS: dict[int, tuple[Signature, ScoringPlan | str]] = {}
+
+
 def scoring_plan(signature: Signature) -> ScoringPlan | str:
     """The plan for scoring ``signature``, or the reason it cannot be scored.
 
     A signature can be scored when it has at least one label output (Literal, Enum or bool)
     and every free-text output comes before the first label.
+
+    Remembered per signature object (signatures are immutable, and every call of a predictor
+    asks); by identity, not equality: ``Literal["a", "b"] == Literal["b", "a"]``, but the label
+    order is part of the plan.
     """
+    known = _PLANS.get(id(signature))
+    if known is not None and known[0] is signature:
+        return known[1]
+    plan = _plan(signature)
+    if len(_PLANS) >= 512:
+        _PLANS.clear()
+    _PLANS[id(signature)] = (signature, plan)  # holding the signature keeps its id from being reused
+    return plan
+
+
+def _plan(signature: Signature) -> ScoringPlan | str:
     texts: list[str] = []
     labels: list[tuple[str, tuple[Any, ...]]] = []
     for f in signature.output_fields.values():

@@ -37,6 +37,7 @@ import typing
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from dataclasses import field as _dataclass_field
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -65,6 +66,12 @@ class Field:
     kind: FieldKind
     type: Any = str
     desc: str = ""
+    # Compared with the type: ``Literal["a", "b"] == Literal["b", "a"]`` in Python, but the
+    # label order is shown to the LM, stored in calibrations and cached per signature.
+    _spelled: str = _dataclass_field(init=False, repr=False, default="")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_spelled", repr(self.type))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON data describing the field: its name, kind, type spelling and JSON schema."""

@@ -199,3 +199,21 @@ def test_str_round_trip(fields, n_inputs):
     sig = Signature(spec)
     assert Signature(str(sig)) == sig
     assert [f.name for f in sig.fields] == [f[0] for f in fields]
+
+
+def test_label_order_is_part_of_a_signature_and_of_everything_cached_for_it():
+    # Python says Literal["a", "b"] == Literal["b", "a"]; the order is shown to the LM, so
+    # whatever was rendered first must not decide how the other is rendered.
+    from oobleck import ChatAdapter
+    from oobleck.adapters.json import output_schema
+    from oobleck.label_scoring import scoring_plan
+
+    ab, ba = Signature("q -> label: Literal['a', 'b']"), Signature("q -> label: Literal['b', 'a']")
+    assert ab != ba and ab == Signature("q -> label: Literal['a', 'b']")
+    adapter = ChatAdapter()
+    assert "one of: a, b" in adapter.system_message(ab).content
+    assert "one of: b, a" in adapter.system_message(ba).content
+    assert output_schema(ab)["properties"]["label"]["enum"] == ["a", "b"]
+    assert output_schema(ba)["properties"]["label"]["enum"] == ["b", "a"]
+    assert scoring_plan(ab).labels == (("label", ("a", "b")),)  # type: ignore[union-attr]
+    assert scoring_plan(ba).labels == (("label", ("b", "a")),)  # type: ignore[union-attr]
