@@ -19,7 +19,7 @@ import pydantic
 
 from oobleck import _types
 from oobleck.errors import ArtifactError, ConfigError, ToolError
-from oobleck.tool import DEFAULT_MAX_CHARS, DEFAULT_TIMEOUT, Tool
+from oobleck.tool import DEFAULT_MAX_CHARS, DEFAULT_TIMEOUT, Tool, arguments
 
 __all__ = ["SchemaTool", "placeholder_tool", "placeholders", "placeholders_allowed", "schema_model"]
 
@@ -75,7 +75,7 @@ class SchemaTool(Tool):
         """
         if isinstance(args, pydantic.BaseModel):
             args = args.model_dump(exclude_unset=True, by_alias=True)
-        model = self.args_model.model_validate(dict(args or {}))
+        model = self.args_model.model_validate(arguments(args))
         dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
         return dumped
 

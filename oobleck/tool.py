@@ -182,7 +182,7 @@ class Tool:
         """
         if isinstance(args, pydantic.BaseModel):
             args = args.model_dump()
-        model = self.args_model.model_validate(dict(args or {}))
+        model = self.args_model.model_validate(arguments(args))
         return {name: getattr(model, name) for name in type(model).model_fields}
 
     def __call__(self, **kwargs: Any) -> Any:
@@ -211,9 +211,9 @@ class Tool:
             result = _in_thread(self._call_sync, values, self.timeout)
         except BudgetExceededError:
             raise
-        except TimeoutError:
+        except _Overran:
             return self._failed(f"tool {self.name!r} timed out after {self.timeout:g} s", started)
-        except Exception as exc:
+        except Exception as exc:  # a TimeoutError the tool raised itself included
             return self._failed(f"tool {self.name!r} raised {type(exc).__name__}: {exc}", started)
         return self._done(result, started)
 
@@ -230,21 +230,31 @@ class Tool:
             values = self.validate(args)
         except pydantic.ValidationError as exc:
             return self._failed(self._invalid(exc), started)
+        task = asyncio.ensure_future(self._acall(values))
         try:
-            if self.is_async:
-                result = await asyncio.wait_for(self.func(**values), self.timeout)
-            else:
-                loop = asyncio.get_running_loop()
-                future: asyncio.Future[Any] = loop.create_future()
-                _start_thread(lambda: self.func(**values), future, loop)
-                result = await asyncio.wait_for(future, self.timeout)
+            # asyncio.wait, not wait_for: a TimeoutError the tool raises itself is its error, not ours
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+            if not done:
+                return self._failed(f"tool {self.name!r} timed out after {self.timeout:g} s", started)
+            result = task.result()
         except BudgetExceededError:
             raise
-        except (TimeoutError, asyncio.TimeoutError):
-            return self._failed(f"tool {self.name!r} timed out after {self.timeout:g} s", started)
         except Exception as exc:
             return self._failed(f"tool {self.name!r} raised {type(exc).__name__}: {exc}", started)
+        finally:
+            task.cancel()  # timed out, or this call was cancelled: the tool's task ends with it
         return self._done(result, started)
+
+    async def _acall(self, values: dict[str, Any]) -> Any:
+        if self.is_async:
+            result = self.func(**values)
+        else:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[Any] = loop.create_future()
+            _start_thread(lambda: self.func(**values), future, loop)
+            result = await future
+        # a sync callable may still return an awaitable (a partial of an async function, a decorator)
+        return await result if inspect.isawaitable(result) else result
 
     def _call_sync(self, values: dict[str, Any]) -> Any:
         result = self.func(**values)
@@ -266,6 +276,13 @@ class Tool:
     def _done(self, result: Any, started: float) -> ToolResult:
         observation, cut = _truncate(to_text(result), self.max_chars)
         return ToolResult(observation, seconds=time.perf_counter() - started, truncated=cut)
+
+
+def arguments(args: Mapping[str, Any] | None) -> Any:
+    """``args`` as a dict to validate (None: no arguments); anything else is left for pydantic to refuse."""
+    if args is None:
+        return {}
+    return dict(args) if isinstance(args, Mapping) else args
 
 
 def _kind(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
@@ -346,11 +363,15 @@ def _start_thread(work: Callable[[], Any], future: asyncio.Future[Any], loop: as
     threading.Thread(target=target, name="oobleck-tool", daemon=True).start()
 
 
+class _Overran(Exception):
+    """A tool ran past its timeout (told apart from a TimeoutError the tool raised itself)."""
+
+
 def _in_thread(work: Callable[[dict[str, Any]], Any], values: dict[str, Any], timeout: float | None) -> Any:
     """``work(values)`` in a daemon thread (context copied), waiting at most ``timeout`` seconds.
 
     Raises:
-        TimeoutError: it did not finish in time (the thread is left to finish on its own).
+        _Overran: it did not finish in time (the thread is left to finish on its own).
     """
     ctx = contextvars.copy_context()
     box: dict[str, Any] = {}
@@ -365,7 +386,7 @@ def _in_thread(work: Callable[[dict[str, Any]], Any], values: dict[str, Any], ti
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise TimeoutError
+        raise _Overran
     if "error" in box:
         raise box["error"]
     return box.get("value")

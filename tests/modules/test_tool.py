@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from typing import Literal, Optional
 
@@ -164,3 +165,37 @@ def test_bad_tools_are_refused() -> None:
         Tool(lookup, name="finish")
     with pytest.raises(ConfigError, match="timeout"):
         Tool(lookup, timeout=0)
+
+
+def test_a_tool_raising_its_own_timeout_error_is_an_observation_not_a_timeout() -> None:
+    def fetch(url: str) -> str:
+        """A socket that times out (TimeoutError raised by the tool itself)."""
+        raise TimeoutError(f"socket to {url} timed out")
+
+    for timeout in (None, 5.0):
+        tool = Tool(fetch, timeout=timeout)
+        for out in (tool.run({"url": "x"}), asyncio.run(tool.arun({"url": "x"}))):
+            assert out.error == "tool 'fetch' raised TimeoutError: socket to x timed out", (timeout, out)
+
+
+def test_arguments_that_are_not_an_object_are_an_observation() -> None:
+    def add(a: int, b: int = 1) -> int:
+        """Add."""
+        return a + b
+
+    tool = Tool(add)
+    for bad in ([1, 2], "a=1", 5):
+        for out in (tool.run(bad), asyncio.run(tool.arun(bad))):  # type: ignore[arg-type]
+            assert out.error is not None and out.error.startswith("invalid arguments for tool 'add'"), (bad, out)
+    assert tool.run(None).error is not None and tool.run({}).error is not None  # a is required
+
+
+def test_a_sync_callable_returning_a_coroutine_is_awaited_in_arun() -> None:
+    async def scale(x: int, factor: int) -> int:
+        await asyncio.sleep(0)
+        return x * factor
+
+    tool = Tool(functools.partial(scale, factor=3), name="triple")
+    assert tool.run({"x": 2}).observation == "6"
+    out = asyncio.run(tool.arun({"x": 2}))
+    assert out.observation == "6" and out.error is None
