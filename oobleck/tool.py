@@ -181,7 +181,7 @@ class Tool:
             pydantic.ValidationError: the arguments do not fit the schema.
         """
         if isinstance(args, pydantic.BaseModel):
-            args = args.model_dump()
+            args = args.model_dump(by_alias=True)  # validated again below, by the schema's names
         model = self.args_model.model_validate(arguments(args))
         return {name: getattr(model, name) for name in type(model).model_fields}
 

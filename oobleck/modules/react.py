@@ -387,7 +387,12 @@ class ReAct(Module):
 
     def _decide(self, pred: Prediction) -> tuple[dict[str, Any], Any]:
         action = pred.next_action
-        data = action.model_dump(exclude_unset=True) if isinstance(action, pydantic.BaseModel) else dict(action)
+        # JSON values by the schema's names (aliases): the trajectory is formatted and saved as JSON,
+        # and Tool.run validates the arguments again from them
+        if isinstance(action, pydantic.BaseModel):
+            data = action.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        else:
+            data = dict(action)
         name, args = data.get("tool"), data.get("args") or {}
         if name is None and data.get("error"):  # a native tool call that could not be read
             return _unreadable_step(str(pred.next_thought), str(data["error"])), {}

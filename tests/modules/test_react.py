@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import time
 
+import pydantic
 import pytest
 from react_helpers import FACTS, act, calculate, finish, search
 from react_helpers import scripted as _scripted
@@ -189,3 +192,40 @@ def test_bootstrap_compiles_an_agent_with_trajectory_demos() -> None:
         assert compiled(question="Where is paris?").answer == "France"
     demo_text = " ".join(m.content for m in t.entries[0].messages)
     assert '{"tool": "search", "args": {"query": "tower", "k": 1}}' in demo_text
+
+
+class _Item(pydantic.BaseModel):
+    item_name: str = pydantic.Field(alias="itemName")
+
+
+def test_arguments_of_any_json_type_survive_the_trajectory() -> None:
+    def days_until(day: datetime.date, tags: set[str] | None = None) -> int:
+        """Days from 2024-01-01 to a date."""
+        return (day - datetime.date(2024, 1, 1)).days
+
+    def stock(item: _Item) -> str:
+        """Stock of an item (its schema uses the alias itemName)."""
+        return f"{item.item_name}: 3"
+
+    lm = FakeLM(
+        [
+            act("days_until", day="2024-01-11", tags=["a"]),
+            act("stock", item={"itemName": "bolt"}),
+            finish(),
+            {"answer": "10"},
+        ],
+        capabilities=Capabilities(json_schema=True),
+    )
+    out = ReAct("question -> answer", tools=[days_until, stock], lm=lm)(question="How many days?")
+    assert [(s["tool"], s["observation"], s["error"]) for s in out.trajectory] == [
+        ("days_until", "10", None),
+        ("stock", "bolt: 3", None),
+        ("finish", None, None),
+    ]
+    # the trajectory is JSON (it is saved with the prediction) and shows the arguments as the schema names them
+    assert out.trajectory[0]["args"] == {"day": "2024-01-11", "tags": ["a"]}
+    assert out.trajectory[1]["args"] == {"item": {"itemName": "bolt"}}
+    json.dumps(out.trajectory)
+    tool = Tool(stock)
+    assert tool.run(tool.args_model.model_validate({"item": {"itemName": "nut"}})).observation == "nut: 3"
+    assert 'Action: stock {"item": {"itemName": "bolt"}}' in lm.requests[3].messages[-1].content
