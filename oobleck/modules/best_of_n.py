@@ -82,16 +82,26 @@ class BestOfN(Module):
     ) -> None:
         if not isinstance(module, Module):
             raise ConfigError(f"{type(self).__name__} wraps a Module, got {type(module).__name__}")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"n must be an int >= 1, got {n!r}")
         if not callable(reward_fn):
             raise ConfigError(f"reward_fn must be a function (inputs, prediction) -> score, got {reward_fn!r}")
         self.module = module
-        self.n = n
         self.reward_fn: RewardFn | None = reward_fn
-        self.threshold = float(threshold)
-        self.temperature = float(temperature)
-        self.max_errors = n if max_errors is None else max_errors
+        self._configure(n, threshold, temperature, n if max_errors is None else max_errors)
+
+    def _configure(self, n: Any, threshold: Any, temperature: Any, max_errors: Any) -> None:
+        """Check and set the settings (the same rules when built and when loaded).
+
+        Raises:
+            ConfigError: ``n`` or ``max_errors`` is not an int >= 1, or ``threshold`` or
+                ``temperature`` is not a number.
+        """
+        for name, value in (("n", n), ("max_errors", max_errors)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (threshold, temperature)):
+            raise ConfigError(f"threshold and temperature must be numbers, got {threshold!r}, {temperature!r}")
+        self.n, self.max_errors = n, max_errors
+        self.threshold, self.temperature = float(threshold), float(temperature)
 
     def forward(self, **inputs: Any) -> Prediction:
         """Run the attempts; returns the chosen prediction with ``attempts``."""
@@ -99,6 +109,7 @@ class BestOfN(Module):
         attempts: list[dict[str, Any]] = []
         best: tuple[float, Prediction] | None = None
         errors = 0
+        last_error: Exception | None = None
         hint = current().hint
         base = current().sample_index * self.n
         for k in range(self.n):
@@ -117,6 +128,7 @@ class BestOfN(Module):
                 raise
             except Exception as exc:
                 errors += 1
+                last_error = exc
                 attempts.append(_attempt(k, None, None, f"{type(exc).__name__}: {exc}", None))
                 if errors >= self.max_errors:
                     raise
@@ -128,7 +140,9 @@ class BestOfN(Module):
                 break
             if self._feedback:
                 hint = _hint(score, self.threshold, feedback, pred)
-        assert best is not None  # every attempt failing raised above
+        if best is None:  # every attempt failed, fewer than max_errors times
+            assert last_error is not None
+            raise last_error
         chosen = best[1]
         out = Prediction({**chosen, "attempts": attempts}, usage=chosen.usage, warnings=chosen.warnings)
         return out
@@ -152,16 +166,8 @@ class BestOfN(Module):
 
     def load_extra(self, extra: dict[str, Any], files: Any) -> None:
         """Restore the settings; the reward function must be set again (``program.reward_fn = ...``)."""
-        n, max_errors = extra.get("n"), extra.get("max_errors", extra.get("n"))
-        for name, value in (("n", n), ("max_errors", max_errors)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
-        threshold, temperature = extra.get("threshold"), extra.get("temperature", 1.0)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (threshold, temperature)):
-            raise ConfigError(f"threshold and temperature must be numbers, got {threshold!r}, {temperature!r}")
-        assert isinstance(n, int) and isinstance(max_errors, int)
-        self.n, self.max_errors = n, max_errors
-        self.threshold, self.temperature = float(threshold), float(temperature)  # type: ignore[arg-type]
+        n = extra.get("n")
+        self._configure(n, extra.get("threshold"), extra.get("temperature", 1.0), extra.get("max_errors", n))
         self.reward_fn = self.__dict__.get("reward_fn")  # a program's own, when loaded into one
 
 

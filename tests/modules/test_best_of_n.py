@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+import oobleck
 from oobleck import BestOfN, CachedLM, FakeLM, Predict, Refine, trace
 from oobleck._budget import Budget
 from oobleck.errors import BudgetExceededError, ConfigError, LMResponseError
@@ -104,3 +105,26 @@ def test_bad_settings() -> None:
         BestOfN(qa(FakeLM()), 2, "x", threshold=1)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="wraps a Module"):
         Refine(lambda: 1, 2, is_four, threshold=1)  # type: ignore[arg-type]
+
+
+def test_every_attempt_failing_raises_its_error_even_when_max_errors_exceeds_n() -> None:
+    def broken(inputs: dict[str, Any], pred: Any) -> float:
+        raise ValueError("reward broke")
+
+    program = BestOfN(qa(FakeLM([{"answer": "4"}], cycle=True)), 2, broken, threshold=1.0, max_errors=5)
+    with pytest.raises(ValueError, match="reward broke"):
+        program(question="q")
+
+
+def test_settings_that_could_not_be_loaded_are_refused_when_built(tmp_path: Any) -> None:
+    for bad in (0, -1, "2", 1.5, True):
+        with pytest.raises(ConfigError, match="max_errors must be"):
+            BestOfN(qa(FakeLM()), 2, is_four, threshold=1, max_errors=bad)  # type: ignore[arg-type]
+    for threshold, temperature in (("high", 1.0), (None, 1.0), (1.0, "hot"), (1.0, None)):
+        with pytest.raises(ConfigError, match="threshold and temperature must be numbers"):
+            BestOfN(qa(FakeLM()), 2, is_four, threshold=threshold, temperature=temperature)  # type: ignore[arg-type]
+    # what is accepted saves and loads
+    program = BestOfN(qa(FakeLM()), 3, is_four, threshold=1, temperature=0, max_errors=1)
+    program.save(tmp_path / "b.json")
+    loaded = oobleck.load(tmp_path / "b.json").program
+    assert (loaded.n, loaded.threshold, loaded.temperature, loaded.max_errors) == (3, 1.0, 0.0, 1)
