@@ -115,6 +115,7 @@ class MCPServer:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._session: Any = None
         self._specs: list[dict[str, Any]] | None = None
         self._failure: str | None = None
@@ -152,12 +153,23 @@ class MCPServer:
         """End the session (and a stdio server's subprocess); idempotent."""
         with self._lock:
             self._closed = True
-            loop, stop, thread = self._loop, self._stop, self._thread
-        if loop is not None and stop is not None:
+            loop, thread = self._loop, self._thread
+        if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop has ended already
-                loop.call_soon_threadsafe(stop.set)
+                loop.call_soon_threadsafe(self._end)
         if thread is not None and thread is not threading.current_thread():
             thread.join(10.0)
+
+    def _end(self) -> None:
+        """On the session's loop: stop a session, or cancel one still connecting.
+
+        A server that never answers ``initialize`` would otherwise keep the session (and its
+        subprocess) waiting after :meth:`connect` gave up on it.
+        """
+        if self._session is None and self._task is not None:
+            self._task.cancel()
+        elif self._stop is not None:
+            self._stop.set()
 
     def __enter__(self) -> MCPServer:
         return self.connect()
@@ -176,8 +188,13 @@ class MCPServer:
 
     async def _main(self) -> None:
         mcp = _require_mcp()
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        with self._lock:  # close() reads these under the lock
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._task = asyncio.current_task()
+            if self._closed:  # close() came before there was a loop to tell
+                self._failure = "closed before it connected"
+                return
         try:
             async with contextlib.AsyncExitStack() as stack:
                 streams = await stack.enter_async_context(await self._transport(stack))
@@ -250,7 +267,7 @@ class MCPServer:
             result = future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise TimeoutError(f"no answer from {self!r} within {timeout:g} s") from None
+            raise TimeoutError(f"{name!r} timed out after {timeout:g} s with no answer from {self!r}") from None
         except concurrent.futures.CancelledError:
             raise ToolError(f"the call to {name!r} was cancelled: the session with {self!r} ended") from None
         except Exception as exc:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -120,6 +123,38 @@ def test_a_command_that_is_not_an_mcp_server_is_a_tool_error() -> None:
         MCPServer(command=[sys.executable, "-c", "print('hello')"], connect_timeout=30).connect()
     with pytest.raises(ConfigError, match="exactly one"):
         MCPServer()
+
+
+def test_a_server_that_never_answers_is_stopped_when_connecting_times_out(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    silent = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    server = MCPServer(command=[sys.executable, "-c", silent], connect_timeout=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ToolError, match="did not answer within 1 s"):
+            server.connect()
+        waited = time.monotonic() - started
+        assert server._thread is not None and not server._thread.is_alive()  # the session's thread ended
+        assert waited < 8, waited
+        pid = int(pid_file.read_text())
+        deadline = time.monotonic() + 5
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid), "the silent server's subprocess was left running"
+    finally:
+        if pid_file.exists() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie (ended, not yet reaped) counts as ended
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    return True
 
 
 def test_a_missing_mcp_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
