@@ -107,6 +107,10 @@ def read_action(
         return _outputs(
             thought, _error(f"the arguments of {call.name!r} are not valid JSON ({exc}): {call.arguments[:200]!r}")
         )
+    except RecursionError:
+        return _outputs(
+            thought, _error(f"the arguments of {call.name!r} are nested too deeply to read: {call.arguments[:200]!r}")
+        )
     if not isinstance(args, dict):
         return _outputs(thought, _error(f"the arguments of {call.name!r} must be a JSON object, got {args!r:.200}"))
     action: dict[str, Any] = {"tool": call.name} if call.name == "finish" else {"tool": call.name, "args": args}

@@ -117,6 +117,7 @@ def test_tool_first_offers_no_finish_on_the_first_step():
     [
         ("search", '{"query": "unterminated', "not valid JSON"),
         ("search", "[1, 2]", "must be a JSON object"),
+        ("search", '{"query": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
         ("delete_everything", "{}", "no tool named 'delete_everything'"),
     ],
 )
