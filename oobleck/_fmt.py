@@ -91,10 +91,11 @@ def interval(v: Mapping[str, Any]) -> str:
         ...           "significant": False})
         '+8.3 points (95% interval -1.2 to +17.9, 24 paired rows; not significant)'
     """
-    pct = round(float(v.get("confidence", 0.95)) * 100)
+    confidence = v.get("confidence", 0.95)
+    level = f"{round(float(confidence) * 100)}% " if _finite(confidence) else ""  # a hand-edited artifact's
     sig = "significant" if v.get("significant") else "not significant"
     return (
-        f"{points(v.get('gain'))} points ({pct}% interval {points(v.get('low'))} to {points(v.get('high'))}, "
+        f"{points(v.get('gain'))} points ({level}interval {points(v.get('low'))} to {points(v.get('high'))}, "
         f"{v.get('n', '?')} paired rows; {sig})"
     )
 

@@ -63,3 +63,18 @@ def test_inspect_shows_provenance_as_a_block_with_a_candidates_table(tmp_path, c
     assert main(["inspect", str(out), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["provenance"] == prov and data["adapters"]["self"]["name"] == "chat"
+
+
+def test_a_hand_edited_verdict_is_shown_not_a_crash(tmp_path, capsys):
+    from oobleck import Predict, load
+    from oobleck.artifact import save
+
+    verdict = {"confirmed": True, "start_score": 50, "best_score": 60, "gain": 10, "low": 2, "high": 18, "n": 9}
+    for confidence in ("high", None, [0.9]):
+        path = tmp_path / "edited.json"
+        scores = {"start_score": 50, "best_score": 60, "verdict": {**verdict, "confidence": confidence}}
+        save(Predict("question -> answer"), path, provenance={"optimizer": "X", "scores": scores})
+        text = str(load(path).program.compile_summary())
+        assert "verdict on the confirming rows (never seen by the search): +10.0 points (interval +2.0 to +18.0" in text
+        assert main(["inspect", str(path)]) == 0, capsys.readouterr().err
+        capsys.readouterr()
