@@ -11,6 +11,7 @@ adds feedback from each attempt to the next.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -134,8 +135,8 @@ class BestOfN(Module):
                     raise
                 continue
             attempts.append(_attempt(k, score, feedback, None, pred))
-            if best is None or score > best[0]:
-                best = (score, pred)
+            if best is None or score > best[0] or (math.isnan(best[0]) and not math.isnan(score)):
+                best = (score, pred)  # a NaN reward (0/0 in a metric) never beats a number
             if score >= self.threshold:
                 break
             if self._feedback:

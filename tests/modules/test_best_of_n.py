@@ -128,3 +128,13 @@ def test_settings_that_could_not_be_loaded_are_refused_when_built(tmp_path: Any)
     program.save(tmp_path / "b.json")
     loaded = oobleck.load(tmp_path / "b.json").program
     assert (loaded.n, loaded.threshold, loaded.temperature, loaded.max_errors) == (3, 1.0, 0.0, 1)
+
+
+def test_a_nan_reward_never_beats_a_number() -> None:
+    rewards = iter([float("nan"), 0.5, float("nan")])
+    lm = FakeLM([{"answer": "empty"}, {"answer": "half"}, {"answer": "other"}])
+    out = BestOfN(qa(lm), 3, lambda inputs, pred: next(rewards), threshold=1.0)(question="q")
+    assert out.answer == "half"
+    assert (
+        BestOfN(qa(FakeLM([{"answer": "a"}])), 1, lambda i, p: float("nan"), threshold=1.0)(question="q").answer == "a"
+    )
