@@ -374,7 +374,7 @@ class MCPTool(SchemaTool):
     def __repr__(self) -> str:
         return f"MCPTool({self.name!r}, server={self.server!r})"
 
-    def _call(self, **arguments: Any) -> str:
+    def _call(self, /, **arguments: Any) -> str:  # positional-only: an argument may be named "self"
         return self.server.call(self.remote_name, arguments, timeout=self.timeout)
 
 

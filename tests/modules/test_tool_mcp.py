@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import oobleck
 from oobleck import Capabilities, FakeLM, MCPServer, ReAct, Tool, mcp_tools
 from oobleck._tool_schema import schema_model
 from oobleck.errors import ConfigError, ToolError
+from oobleck.tool_mcp import MCPTool
 
 pytest.importorskip("mcp")
 
@@ -155,6 +157,20 @@ def _alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split(")")[-1].split()[0] != "Z"
     return True
+
+
+def test_an_argument_named_self_reaches_the_server() -> None:
+    class Echo:
+        def call(self, name: str, arguments: dict[str, object], *, timeout: float | None = None) -> str:
+            return json.dumps({"tool": name, **arguments}, sort_keys=True)
+
+    spec = {
+        "name": "echo",
+        "inputSchema": {"type": "object", "properties": {"self": {"type": "string"}, "n": {"type": "integer"}}},
+    }
+    tool = MCPTool(Echo(), spec)  # type: ignore[arg-type]  # the server's call is all it uses
+    out = tool.run({"self": "me", "n": 2})
+    assert out.error is None and out.observation == '{"n": 2, "self": "me", "tool": "echo"}'
 
 
 def test_a_missing_mcp_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
