@@ -214,7 +214,7 @@ class Tool:
         except _Overran:
             return self._failed(f"tool {self.name!r} timed out after {self.timeout:g} s", started)
         except Exception as exc:  # a TimeoutError the tool raised itself included
-            return self._failed(f"tool {self.name!r} raised {type(exc).__name__}: {exc}", started)
+            return self._failed(self._raised(exc), started)
         return self._done(result, started)
 
     async def arun(self, args: Mapping[str, Any] | pydantic.BaseModel | None) -> ToolResult:
@@ -240,27 +240,37 @@ class Tool:
         except BudgetExceededError:
             raise
         except Exception as exc:
-            return self._failed(f"tool {self.name!r} raised {type(exc).__name__}: {exc}", started)
+            return self._failed(self._raised(exc), started)
         finally:
             task.cancel()  # timed out, or this call was cancelled: the tool's task ends with it
         return self._done(result, started)
 
     async def _acall(self, values: dict[str, Any]) -> Any:
-        if self.is_async:
-            result = self.func(**values)
-        else:
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[Any] = loop.create_future()
-            _start_thread(lambda: self.func(**values), future, loop)
-            result = await future
-        # a sync callable may still return an awaitable (a partial of an async function, a decorator)
-        return await result if inspect.isawaitable(result) else result
+        try:
+            if self.is_async:
+                result = self.func(**values)
+            else:
+                loop = asyncio.get_running_loop()
+                future: asyncio.Future[Any] = loop.create_future()
+                _start_thread(lambda: self.func(**values), future, loop)
+                result = await future
+            # a sync callable may still return an awaitable (a partial of an async function, a decorator)
+            return await result if inspect.isawaitable(result) else result
+        except SystemExit as exc:
+            raise _Exited(exc.code) from None
 
     def _call_sync(self, values: dict[str, Any]) -> Any:
-        result = self.func(**values)
-        if inspect.isawaitable(result):  # an async tool called from sync code: its own loop
-            return asyncio.run(_awaited(result))
-        return result
+        try:
+            result = self.func(**values)
+            if inspect.isawaitable(result):  # an async tool called from sync code: its own loop
+                return asyncio.run(_awaited(result))
+            return result
+        except SystemExit as exc:
+            raise _Exited(exc.code) from None
+
+    def _raised(self, exc: Exception) -> str:
+        kind = "SystemExit" if isinstance(exc, _Exited) else type(exc).__name__
+        return f"tool {self.name!r} raised {kind}: {exc}"
 
     def _invalid(self, exc: pydantic.ValidationError) -> str:
         problems = "; ".join(
@@ -361,6 +371,10 @@ def _start_thread(work: Callable[[], Any], future: asyncio.Future[Any], loop: as
             loop.call_soon_threadsafe(settle, value, exc)
 
     threading.Thread(target=target, name="oobleck-tool", daemon=True).start()
+
+
+class _Exited(Exception):
+    """A tool raised SystemExit (argparse does on arguments it cannot read): its error, not the program's end."""
 
 
 class _Overran(Exception):

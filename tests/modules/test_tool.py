@@ -199,3 +199,24 @@ def test_a_sync_callable_returning_a_coroutine_is_awaited_in_arun() -> None:
     assert tool.run({"x": 2}).observation == "6"
     out = asyncio.run(tool.arun({"x": 2}))
     assert out.observation == "6" and out.error is None
+
+
+def test_a_tool_that_exits_is_an_observation_not_the_end_of_the_program() -> None:
+    import argparse
+
+    def cli(argv: list[str]) -> str:
+        """A command-line main: argparse exits on arguments it cannot read."""
+        parser = argparse.ArgumentParser(prog="cli", exit_on_error=False)
+        parser.add_argument("--n", type=int, required=True)
+        return str(parser.parse_args(argv).n)
+
+    async def aquit(code: int) -> str:
+        """Exits."""
+        raise SystemExit(code)
+
+    tool = Tool(cli)
+    assert tool.run({"argv": ["--n", "3"]}).observation == "3"
+    for out in (tool.run({"argv": []}), asyncio.run(tool.arun({"argv": []}))):
+        assert out.error == "tool 'cli' raised SystemExit: 2", out
+    for out in (Tool(aquit).run({"code": 4}), asyncio.run(Tool(aquit).arun({"code": 4}))):
+        assert out.error == "tool 'aquit' raised SystemExit: 4", out
