@@ -187,6 +187,11 @@ def _validated(target: Target, data: Any, what: str = "the body") -> dict[str, A
         example = json.dumps({n: "..." for n in (target.input_names or ["..."])})
         raise _Failure(400, "BadRequest", f"expected {what} to be a JSON object of inputs like {example}, got {got}")
     if target.inputs is None:
+        if target.accepts is not None:
+            try:
+                target.accepts.bind(**data)
+            except TypeError as exc:
+                raise InputError(f"the inputs do not fit the program ({exc}); expected {target.input_names}") from None
         return data
     try:
         model = target.inputs.model_validate(data)

@@ -14,11 +14,13 @@ from qa_program import TwoStep
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from oobleck import ConfigError, FakeLM, InputField, OutputField, Predict, Signature, asgi_app, context
+from oobleck import ConfigError, FakeLM, InputField, Module, OutputField, Predict, Signature, asgi_app, context
 from oobleck.artifact import load
 from oobleck.errors import LMTimeoutError
 from oobleck.lm.base import BaseLM
 from oobleck.lm.types import Choice, LMRequest, LMResponse, Usage
+from oobleck.modules.rag import RAG
+from oobleck.retrieve import Passage
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -102,6 +104,55 @@ def test_a_module_in_memory_is_served_whole():
     app = asgi_app(TwoStep(), lm=FakeLM(answer_lm))
     got = TestClient(app).post("/", json={"question": "q"})  # several predictors: any object goes in
     assert got.status_code == 200 and got.json() == {"reasoning": "because", "answer": "answer to q"}
+
+
+@pytest.mark.parametrize("path", ["/", "/batch", "/stream"])
+def test_inputs_a_program_does_not_take_are_a_422_not_a_500(path):
+    client = TestClient(asgi_app(TwoStep(), lm=FakeLM(answer_lm)))
+    for wrong in ({"questionx": "q"}, {}, {"question": "q", "extra": 1}):
+        got = client.post(path, json=[wrong] if path == "/batch" else wrong)
+        error = got.json()[0] if path == "/batch" else {"status": got.status_code, **got.json()}
+        assert error["status"] == 422 and error["error"]["type"] == "InputError", (wrong, got.text)
+        assert "question" in error["error"]["message"]
+
+
+class Rewords(Module):
+    """One predictor, called on inputs of the program's own naming."""
+
+    def __init__(self):
+        self.answer = Predict("question -> answer")
+
+    def forward(self, text):
+        return self.answer(question=text)
+
+
+class ListRetriever:
+    def search(self, queries, *, k):
+        return [[Passage(id="p1", text="Paris is the capital of France.")] for _ in queries]
+
+    def config(self):
+        return {}
+
+
+def test_a_one_predictor_program_takes_its_own_inputs_not_its_predictors():
+    client = TestClient(asgi_app(Rewords(), lm=FakeLM(answer_lm)))
+    assert client.get("/").json()["inputs"] == ["text"]
+    got = client.post("/", json={"text": "hi"})
+    assert got.status_code == 200 and got.json() == {"answer": "answer to hi"}
+    got = client.post("/", json={"question": "hi"})
+    assert got.status_code == 422 and "text" in got.json()["error"]["message"]
+    assert client.post("/predictors/answer", json={"question": "hi"}).json() == {"answer": "answer to hi"}
+
+
+def test_a_rag_program_is_served_on_its_question_alone():
+    rag = RAG(ListRetriever(), k=1, lm=FakeLM([{"answer": "Paris"}] * 3))
+    client = TestClient(asgi_app(rag))
+    assert client.get("/").json()["inputs"] == ["question"]
+    got = client.post("/", json={"question": "the capital of France?"})
+    assert got.status_code == 200 and got.json()["answer"] == "Paris", got.text
+    assert got.json()["passages"][0]["text"] == "Paris is the capital of France."
+    got = client.post("/", json={"question": "q", "context": "my own"})
+    assert got.status_code == 422 and got.json()["error"]["type"] == "InputError"
 
 
 def test_no_lm_is_a_server_error(tmp_path):
