@@ -91,7 +91,8 @@ def interval(v: Mapping[str, Any]) -> str:
         ...           "significant": False})
         '+8.3 points (95% interval -1.2 to +17.9, 24 paired rows; not significant)'
     """
-    pct = round(float(v.get("confidence", 0.95)) * 100)
+    confidence = v.get("confidence", 0.95)
+    pct = round(float(confidence) * 100) if _finite(confidence) else "?"  # hand-edited JSON may hold anything
     sig = "significant" if v.get("significant") else "not significant"
     return (
         f"{points(v.get('gain'))} points ({pct}% interval {points(v.get('low'))} to {points(v.get('high'))}, "
