@@ -91,9 +91,14 @@ def _status_for(exc: Exception) -> tuple[int, str]:
 
 
 def _outputs(result: Any) -> dict[str, Any]:
-    if isinstance(result, Mapping):
-        return {str(k): _types.to_jsonable(v) for k, v in result.items()}
-    return {"output": _types.to_jsonable(result)}
+    from pydantic_core import to_jsonable_python
+
+    outputs = {str(k): v for k, v in result.items()} if isinstance(result, Mapping) else {"output": result}
+    # What a forward returns may be anything: a date, a set, NaN (which JSON has no word for).
+    jsonable: dict[str, Any] = to_jsonable_python(
+        {k: _types.to_jsonable(v) for k, v in outputs.items()}, fallback=str, inf_nan_mode="null"
+    )
+    return jsonable
 
 
 def _usage(result: Any) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 from typing import Literal
@@ -14,7 +15,18 @@ from qa_program import TwoStep
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from oobleck import ConfigError, FakeLM, InputField, Module, OutputField, Predict, Signature, asgi_app, context
+from oobleck import (
+    ConfigError,
+    FakeLM,
+    InputField,
+    Module,
+    OutputField,
+    Predict,
+    Prediction,
+    Signature,
+    asgi_app,
+    context,
+)
 from oobleck.artifact import load
 from oobleck.errors import LMTimeoutError
 from oobleck.lm.base import BaseLM
@@ -153,6 +165,29 @@ def test_a_rag_program_is_served_on_its_question_alone():
     assert got.json()["passages"][0]["text"] == "Paris is the capital of France."
     got = client.post("/", json={"question": "q", "context": "my own"})
     assert got.status_code == 422 and got.json()["error"]["type"] == "InputError"
+
+
+class OddOutputs(Module):
+    """Returns values the json module cannot write as they are."""
+
+    def __init__(self):
+        self.p = Predict("question -> answer")
+
+    def forward(self, question):
+        out = self.p(question=question)
+        return Prediction(answer=out.answer, when=datetime.date(2026, 1, 2), seen={3}, ratio=float("nan"))
+
+
+def test_outputs_json_cannot_write_as_they_are_still_get_a_json_answer():
+    client = TestClient(asgi_app(OddOutputs(), lm=FakeLM(answer_lm)))
+    expected = {"answer": "answer to q", "when": "2026-01-02", "seen": [3], "ratio": None}
+    got = client.post("/", json={"question": "q"})
+    assert got.status_code == 200 and json.loads(got.text) == expected  # strict JSON: no NaN
+    got = client.post("/batch", json=[{"question": "q"}])
+    assert got.status_code == 200 and got.json()[0]["outputs"] == expected
+    got = client.post("/stream", json={"question": "q"})
+    last = got.text.strip().split("\n\n")[-1]
+    assert last.startswith("event: prediction") and json.loads(last.split("data: ", 1)[1])["outputs"] == expected
 
 
 def test_no_lm_is_a_server_error(tmp_path):
