@@ -273,7 +273,8 @@ def asgi_app(
 
     Raises:
         ConfigError: FastAPI is not installed (``pip install 'oobleck[serve]'``), a limit that is
-            not a finite positive number, or an empty token.
+            not a finite positive number, or a token that is empty or that no client can send
+            (whitespace at an end, a control character).
         ArtifactError: the artifact could not be loaded.
 
     Example:
@@ -294,6 +295,12 @@ def asgi_app(
     if token is not None and not token.strip():
         raise ConfigError(
             "token= is empty; give a long random string (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+        )
+    if token is not None and (token != token.strip() or any(ch < " " or ch == "\x7f" for ch in token)):
+        # HTTP strips a header's ends and cannot carry control characters: no client could send it.
+        raise ConfigError(
+            f"token= has {'whitespace at an end' if token != token.strip() else 'a control character'} "
+            "(a newline read from a file?), which no client can send in a header; strip it"
         )
     what = served(program_or_artifact_path, lm=lm, tools=tools)
     # Only oobleck's own context variables travel from here into each request.

@@ -342,6 +342,13 @@ def test_bearer_token_guards_everything_but_health():
     assert schema["paths"]["/health"]["get"]["security"] == []
 
 
+@pytest.mark.parametrize("token", [TOKEN + "\n", " " + TOKEN, "tab\there", "two\nlines"])
+def test_a_token_no_client_can_send_is_refused(token):
+    """A token read from a file keeps its newline; HTTP strips it from the header: every request would be a 401."""
+    with pytest.raises(ConfigError, match="token"):
+        asgi_app(Predict("question -> answer"), lm=FakeLM(answer_lm), token=token)
+
+
 @pytest.mark.parametrize(
     "bad",
     [
