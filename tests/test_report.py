@@ -245,3 +245,14 @@ def test_a_provenance_value_of_the_wrong_type_still_gives_a_page(tmp_path, score
     p.save(tmp_path / "odd.json")
     html = render_report(tmp_path / "odd.json")
     assert "Final prompt" in html and "question" in html
+
+
+def test_a_loaded_artifact_is_never_overwritten_by_its_report(tmp_path):
+    from oobleck.artifact import load
+
+    Predict("question -> answer").save(tmp_path / "qa.json")
+    before = (tmp_path / "qa.json").read_bytes()
+    with pytest.raises(WriteError, match="input"):
+        write_report(load(tmp_path / "qa.json"), tmp_path / "qa.json")
+    assert (tmp_path / "qa.json").read_bytes() == before
+    assert load(tmp_path / "qa.json").predictors  # still an artifact
