@@ -171,7 +171,8 @@ def served(
         only = next(iter(predictors.values())) if len(predictors) == 1 else None
         call = artifact.__call__ if artifact is not None else module.__call__
         names, accepts = _forward_inputs(module, only)
-        if only is not None and names == only.input_names:  # the program takes what its predictor takes
+        if only is not None and names is not None and set(names) == set(only.input_names or ()):
+            # the program takes what its predictor takes (in whatever order forward names them)
             item = only.batch_item
             target = Target(None, call, module, only.inputs, only.outputs, item, only.input_names)
         else:

@@ -156,6 +156,23 @@ def test_a_one_predictor_program_takes_its_own_inputs_not_its_predictors():
     assert client.post("/predictors/answer", json={"question": "hi"}).json() == {"answer": "answer to hi"}
 
 
+class Passes(Module):
+    def __init__(self):
+        self.answer = Predict("context, question -> answer")
+
+    def forward(self, question, context):
+        return self.answer(context=context, question=question)
+
+
+def test_a_program_whose_forward_names_its_predictors_inputs_keeps_the_typed_schema():
+    client = TestClient(asgi_app(Passes(), lm=FakeLM(answer_lm)))
+    assert client.get("/").json()["inputs"] == ["context", "question"]
+    body = client.get("/openapi.json").json()["paths"]["/"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/AnswerInputs"}
+    got = client.post("/", json={"question": "q", "context": "c", "extra": 1})
+    assert got.status_code == 422 and "extra" in got.json()["error"]["message"]
+
+
 def test_a_rag_program_is_served_on_its_question_alone():
     rag = RAG(ListRetriever(), k=1, lm=FakeLM([{"answer": "Paris"}] * 3))
     client = TestClient(asgi_app(rag))
