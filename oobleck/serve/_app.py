@@ -265,7 +265,8 @@ def asgi_app(
         max_body_bytes: the largest request body accepted.
         body_timeout: seconds a request body may take to arrive.
         max_batch: the most inputs in one batch request.
-        lm: the LM for every predictor (otherwise the context's, or the one given to ``load``).
+        lm: the LM for every predictor (otherwise the context's, or the one given to ``load``);
+            the app runs a copy of a program given with one, so yours keeps its own LM.
         tools: an agent's tools, when loading an artifact path (see :func:`oobleck.load`).
 
     Returns:

@@ -148,16 +148,23 @@ def served(
         ConfigError: ``program`` is neither a path, an Artifact nor a Module.
         ArtifactError: the file could not be loaded.
     """
+    own: Module | None = None  # the program the app runs with its own LM: a copy, the caller's is left alone
     if isinstance(program, (str, os.PathLike)):
         program = load(program, lm=lm, tools=tools)
-    elif lm is not None:
-        (program.program if isinstance(program, Artifact) else program).set_lm(lm)
+    elif lm is not None and isinstance(program, (Artifact, Module)):
+        own = (program.program if isinstance(program, Artifact) else program).copy().set_lm(lm)
     if isinstance(program, Artifact):
-        artifact: Artifact | None = program
-        module, runnable, source = program.program, program.runnable, program.source
+        artifact: Artifact | None = program if own is None else None
+        module = own if own is not None else program.program
+        runnable, source = program.runnable, program.source
         class_path, provenance = program.class_path, program.provenance
     elif isinstance(program, Module):
-        artifact, module, runnable, source = None, program, True, f"<{type(program).__name__}>"
+        artifact, module, runnable, source = (
+            None,
+            own if own is not None else program,
+            True,
+            f"<{type(program).__name__}>",
+        )
         class_path, provenance = f"{type(program).__module__}.{type(program).__qualname__}", {}
     else:
         raise ConfigError(

@@ -207,6 +207,23 @@ def test_outputs_json_cannot_write_as_they_are_still_get_a_json_answer():
     assert last.startswith("event: prediction") and json.loads(last.split("data: ", 1)[1])["outputs"] == expected
 
 
+def test_lm_given_to_the_app_is_the_apps_own_not_the_callers_programs(tmp_path):
+    def says(word):
+        return FakeLM(lambda request: {"answer": word})
+
+    program = Predict("question -> answer", lm=says("mine"))
+    first = TestClient(asgi_app(program, lm=says("first")))
+    second = TestClient(asgi_app(program, lm=says("second")))
+    assert program(question="q").answer == "mine"  # the caller's program is left as it was
+    assert first.post("/", json={"question": "q"}).json() == {"answer": "first"}
+    assert second.post("/", json={"question": "q"}).json() == {"answer": "second"}
+    program.save(tmp_path / "qa.json")
+    art = load(tmp_path / "qa.json", lm=says("loaded"))
+    served = TestClient(asgi_app(art, lm=says("served")))
+    assert served.post("/", json={"question": "q"}).json() == {"answer": "served"}
+    assert art(question="q").answer == "loaded"
+
+
 def test_no_lm_is_a_server_error(tmp_path):
     Predict("question -> answer").save(tmp_path / "qa.json")
     got = TestClient(asgi_app(tmp_path / "qa.json")).post("/", json={"question": "q"})
