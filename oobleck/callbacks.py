@@ -209,6 +209,10 @@ _GLOBAL: tuple[Watcher, ...] = ()
 
 def check(callback: Any) -> Watcher:
     """``callback`` if it has ``on_start`` and ``on_end``, else a ConfigError saying so."""
+    if isinstance(callback, type):  # its methods are there, unbound: every step would fail on them
+        raise ConfigError(
+            f"a callback is an object, got the class {callback.__name__}; pass an instance: {callback.__name__}()"
+        )
     if not (callable(getattr(callback, "on_start", None)) and callable(getattr(callback, "on_end", None))):
         raise ConfigError(
             f"a callback needs on_start(event) and on_end(event) methods, got {type(callback).__name__}; "

@@ -200,11 +200,12 @@ class _Bridge:
             span.end()
 
 
-def http_server_span(method: str, route: str) -> Any:
+def http_server_span(method: str, route: str | None) -> Any:
     """A SERVER span for one HTTP request, to enter around it (None when spans are off).
 
     Named ``"{method} {route}"`` with the HTTP semantic conventions' ``http.request.method`` and
-    ``http.route``; while it is current, the program's spans (module, LM calls) are its
+    ``http.route`` (just ``"{method}"``, without ``http.route``, when ``route`` is None: a path
+    no route matched); while it is current, the program's spans (module, LM calls) are its
     children, so a served request is one tree. The caller sets ``http.response.status_code``.
     """
     found = bridge()
@@ -212,10 +213,13 @@ def http_server_span(method: str, route: str) -> Any:
         return None
     from opentelemetry import trace
 
+    attributes = {"http.request.method": method}
+    if route is not None:
+        attributes["http.route"] = route
     return found.tracer.start_as_current_span(
-        f"{method} {route}",
+        f"{method} {route}" if route is not None else method,
         kind=trace.SpanKind.SERVER,
-        attributes={"http.request.method": method, "http.route": route},
+        attributes=attributes,
     )
 
 

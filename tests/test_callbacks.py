@@ -170,6 +170,16 @@ def test_context_callbacks_apply_inside_the_block_only_and_are_checked() -> None
     assert cb.step("lm", None, None, {}) is cb.step("module", None, None, {})  # nothing built unwatched
 
 
+def test_a_callback_class_given_for_an_instance_is_refused() -> None:
+    """``add(Collect)`` has on_start and on_end (unbound): it would fail on every step, quietly."""
+    with pytest.raises(ConfigError, match=r"Collect\(\)"):
+        cb.add(Collect)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"Collect\(\)"):
+        with context(callbacks=[Collect]):
+            pass
+    assert Collect not in cb.registered()
+
+
 def test_async_calls_send_the_same_events() -> None:
     seen = Collect()
 

@@ -224,3 +224,35 @@ def test_usage_reads_rounded():
     text = str(Usage(calls=3, prompt_tokens=120, latency_s=5.317892226998083))
     assert text == "calls=3 retries=0 cache_hits=0 prompt_tokens=120 completion_tokens=0 cached_tokens=0 latency_s=5.3"
     assert "5.317892226998083" in repr(Usage(latency_s=5.317892226998083))  # the raw value stays in repr
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [
+        {"trajectory": [{"score": 50.0, "lm_calls": "many"}, {"score": 60.0, "lm_calls": 4, "chosen": True}]},
+        {"members": [{"name": "a", "selection_score": 50.0, "calls": "nine", "cache_hits": None}], "winner": "a"},
+        {"predictors": {"self": {"best_step": 1, "history": [["one", 50.0], [1, 60.0]]}}},
+        {"start_score": 10.0, "best_score": 20.0, "best": "3", "candidates": True},
+        {"start_score": 10.0, "best_score": 20.0, "selection_verdict": {"gain": 1.0, "confidence": "high"}},
+        {"members": [{"name": "a", "selection_score": 1e30, "calls": 1}], "winner": "a"},
+    ],
+    ids=["trajectory", "members", "soft", "candidates", "confidence", "huge"],
+)
+def test_a_provenance_value_of_the_wrong_type_still_gives_a_page(tmp_path, scores):
+    """An artifact edited by hand (or by anyone) has any JSON in its provenance: the page shows what it can."""
+    p = Predict("question -> answer")
+    p.provenance = {"optimizer": "RandomSearch", "seed": 0, "lm_calls": 9, "scores": scores}
+    p.save(tmp_path / "odd.json")
+    html = render_report(tmp_path / "odd.json")
+    assert "Final prompt" in html and "question" in html
+
+
+def test_a_loaded_artifact_is_never_overwritten_by_its_report(tmp_path):
+    from oobleck.artifact import load
+
+    Predict("question -> answer").save(tmp_path / "qa.json")
+    before = (tmp_path / "qa.json").read_bytes()
+    with pytest.raises(WriteError, match="input"):
+        write_report(load(tmp_path / "qa.json"), tmp_path / "qa.json")
+    assert (tmp_path / "qa.json").read_bytes() == before
+    assert load(tmp_path / "qa.json").predictors  # still an artifact

@@ -21,7 +21,7 @@ from oobleck.cli._program import CLIError, UsageError, load_artifact, metric_fro
 from oobleck.cli._provenance import provenance_lines
 from oobleck.cli._trajectory import trajectory_lines
 from oobleck.context import context, current
-from oobleck.errors import OobleckError
+from oobleck.errors import InputError, OobleckError
 from oobleck.lm.base import LM
 
 __all__ = [
@@ -289,6 +289,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.predictor and args.predictor not in art.predictors:
         raise CLIError(f"no predictor {args.predictor!r}; the artifact has {list(art.predictors)}")
     call = art.predictors[args.predictor].__call__ if args.predictor else art.__call__
+    accepts = None if args.predictor else _forward_signature(art.program)
     if (args.inputs_json is None) == (args.jsonl is None):
         raise CLIError("give the inputs as one JSON object argument, or --jsonl FILE (- for stdin)")
     rows: Iterator[tuple[int, Any]]
@@ -305,6 +306,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             try:
                 if isinstance(row, CLIError):
                     raise row
+                if accepts is not None:
+                    _check_inputs(accepts, row, art.program)
                 _emit(_result_data(call(**row)), out=sys.stdout)
             except (OobleckError, CLIError) as exc:
                 if args.jsonl is None:
@@ -315,6 +318,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not answered:
         raise CLIError(f"{args.jsonl} has no rows")
     return 1 if failures else 0
+
+
+def _forward_signature(program: Any) -> inspect.Signature | None:
+    """The parameters of ``program.forward``, when they name its inputs (not ``**inputs``)."""
+    try:
+        accepts = inspect.signature(program.forward)
+    except (TypeError, ValueError):
+        return None
+    return None if any(p.kind is p.VAR_KEYWORD for p in accepts.parameters.values()) else accepts
+
+
+def _check_inputs(accepts: inspect.Signature, row: dict[str, Any], program: Any) -> None:
+    """An InputError (one row's failure) when ``forward`` cannot take ``row``, not a TypeError that ends the run."""
+    try:
+        accepts.bind(**row)
+    except TypeError as exc:
+        names = [n for n, p in accepts.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        raise InputError(f"the inputs do not fit {type(program).__name__}.forward ({exc}); expected {names}") from None
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

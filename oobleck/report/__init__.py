@@ -128,8 +128,12 @@ def write_report(
         ArtifactError: the artifact could not be read.
     """
     from oobleck._files import atomic_write, check_target
+    from oobleck.artifact import Artifact
 
-    inputs = [source] if isinstance(source, (str, os.PathLike)) else []
+    # A loaded artifact's file is an input too (its source names it; one made in memory names no file).
+    inputs: list[str | os.PathLike[str]] = (
+        [source] if isinstance(source, (str, os.PathLike)) else [source.source] if isinstance(source, Artifact) else []
+    )
     check_target(path, inputs=inputs)  # refused before the artifact is read
     html = render_report(source, title=title)
     atomic_write(path, html.encode("utf-8"), inputs=inputs)

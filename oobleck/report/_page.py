@@ -67,6 +67,15 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> float:
+    """A count from the provenance as a number (0 when it is missing or not a number: hand-edited JSON)."""
+    return float(value) if _is_number(value) else 0.0
+
+
 def plot_points(scores: Mapping[str, Any]) -> tuple[list[Point], str]:
     """The plot's points and its x-axis label, from a compile's ``scores``."""
     trajectory = scores.get("trajectory")
@@ -82,7 +91,7 @@ def plot_points(scores: Mapping[str, Any]) -> tuple[list[Point], str]:
                 "start": "the starting program",
                 "dropped": f"candidate {n} (dropped by racing)",
             }.get(kind, f"candidate {n}")
-            points.append(Point(float(t.get("lm_calls") or 0), float(t["score"]), label, kind or "candidate"))
+            points.append(Point(_number(t.get("lm_calls")), float(t["score"]), label, kind or "candidate"))
         return points, "LM calls (cache hits included)"
     members = scores.get("members")
     if isinstance(members, list) and members:
@@ -90,7 +99,7 @@ def plot_points(scores: Mapping[str, Any]) -> tuple[list[Point], str]:
         for m in members:
             if not isinstance(m, Mapping):
                 continue
-            spent += int(m.get("calls") or 0) + int(m.get("cache_hits") or 0)
+            spent += int(_number(m.get("calls")) + _number(m.get("cache_hits")))
             if isinstance(m.get("selection_score"), (int, float)):
                 kind = "chosen" if m.get("name") == scores.get("winner") else "candidate"
                 points.append(Point(float(spent), float(m["selection_score"]), str(m.get("name")), kind))
@@ -102,7 +111,7 @@ def plot_points(scores: Mapping[str, Any]) -> tuple[list[Point], str]:
             history = report.get("history") if isinstance(report, Mapping) else None
             best = report.get("best_step") if isinstance(report, Mapping) else None
             for item in history if isinstance(history, list) else []:
-                if isinstance(item, list) and len(item) == 2 and isinstance(item[1], (int, float)):
+                if isinstance(item, list) and len(item) == 2 and all(_is_number(v) for v in item):
                     kind = "chosen" if item[0] == best else "start" if item[0] == 0 else "candidate"
                     points.append(Point(float(item[0]), float(item[1]), f"{name} step {item[0]}", kind))
         return points, "training step"
@@ -181,7 +190,8 @@ def _winner_name(scores: Mapping[str, Any], winner: str) -> str:
     """The winner as a person reads it: a member's name, or a candidate's id and kind."""
     if isinstance(scores.get("members"), list) or winner == "start":
         return "the starting program" if winner == "start" else winner
-    for c in scores.get("candidates") or []:
+    candidates = scores.get("candidates")
+    for c in candidates if isinstance(candidates, list) else []:
         if isinstance(c, Mapping) and str(c.get("id")) == winner:
             kind = c.get("kind")
             return f"candidate {winner}" + (f" ({str(kind).replace('_', ' ')})" if kind else "")

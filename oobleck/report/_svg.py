@@ -66,7 +66,8 @@ def plot_svg(points: list[Point], *, x_label: str, y_label: str = "score (%)") -
         y_lo = max(0.0, math.floor((y_lo - 5) / 10) * 10)
         y_hi = min(100.0, math.ceil((y_hi + 5) / 10) * 10)
     if y_hi - y_lo < 1e-9:
-        y_lo, y_hi = y_lo - 1, y_hi + 1
+        pad = max(1.0, abs(y_hi) * 1e-6)  # not just 1: beside a huge value, 1 is lost to rounding
+        y_lo, y_hi = y_lo - pad, y_hi + pad
     pw, ph = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
 
     def px(x: float) -> float:

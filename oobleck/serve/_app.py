@@ -91,9 +91,14 @@ def _status_for(exc: Exception) -> tuple[int, str]:
 
 
 def _outputs(result: Any) -> dict[str, Any]:
-    if isinstance(result, Mapping):
-        return {str(k): _types.to_jsonable(v) for k, v in result.items()}
-    return {"output": _types.to_jsonable(result)}
+    from pydantic_core import to_jsonable_python
+
+    outputs = {str(k): v for k, v in result.items()} if isinstance(result, Mapping) else {"output": result}
+    # What a forward returns may be anything: a date, a set, NaN (which JSON has no word for).
+    jsonable: dict[str, Any] = to_jsonable_python(
+        {k: _types.to_jsonable(v) for k, v in outputs.items()}, fallback=str, inf_nan_mode="null"
+    )
+    return jsonable
 
 
 def _usage(result: Any) -> dict[str, Any] | None:
@@ -187,6 +192,11 @@ def _validated(target: Target, data: Any, what: str = "the body") -> dict[str, A
         example = json.dumps({n: "..." for n in (target.input_names or ["..."])})
         raise _Failure(400, "BadRequest", f"expected {what} to be a JSON object of inputs like {example}, got {got}")
     if target.inputs is None:
+        if target.accepts is not None:
+            try:
+                target.accepts.bind(**data)
+            except TypeError as exc:
+                raise InputError(f"the inputs do not fit the program ({exc}); expected {target.input_names}") from None
         return data
     try:
         model = target.inputs.model_validate(data)
@@ -255,7 +265,8 @@ def asgi_app(
         max_body_bytes: the largest request body accepted.
         body_timeout: seconds a request body may take to arrive.
         max_batch: the most inputs in one batch request.
-        lm: the LM for every predictor (otherwise the context's, or the one given to ``load``).
+        lm: the LM for every predictor (otherwise the context's, or the one given to ``load``);
+            the app runs a copy of a program given with one, so yours keeps its own LM.
         tools: an agent's tools, when loading an artifact path (see :func:`oobleck.load`).
 
     Returns:
@@ -263,7 +274,8 @@ def asgi_app(
 
     Raises:
         ConfigError: FastAPI is not installed (``pip install 'oobleck[serve]'``), a limit that is
-            not a finite positive number, or an empty token.
+            not a finite positive number, or a token that is empty or that no client can send
+            (whitespace at an end, a control character).
         ArtifactError: the artifact could not be loaded.
 
     Example:
@@ -284,6 +296,12 @@ def asgi_app(
     if token is not None and not token.strip():
         raise ConfigError(
             "token= is empty; give a long random string (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+        )
+    if token is not None and (token != token.strip() or any(ch < " " or ch == "\x7f" for ch in token)):
+        # HTTP strips a header's ends and cannot carry control characters: no client could send it.
+        raise ConfigError(
+            f"token= has {'whitespace at an end' if token != token.strip() else 'a control character'} "
+            "(a newline read from a file?), which no client can send in a header; strip it"
         )
     what = served(program_or_artifact_path, lm=lm, tools=tools)
     # Only oobleck's own context variables travel from here into each request.

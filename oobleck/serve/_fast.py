@@ -48,7 +48,7 @@ class ServedApp(FastAPI):
         if scope["type"] == "http" and "opentelemetry.trace" in sys.modules:
             from oobleck import otel
 
-            span_cm = otel.http_server_span(scope["method"], _route(scope["path"]))
+            span_cm = otel.http_server_span(scope["method"], self._route(scope))
             if span_cm is not None:
                 with span_cm as span:
 
@@ -83,6 +83,18 @@ class ServedApp(FastAPI):
                 return
         await super().__call__(scope, receive, send)
 
+    def _route(self, scope: MutableMapping[str, Any]) -> str | None:
+        """The route a request takes, for its span: one of the app's own paths, else None.
+
+        A path the app does not serve is the client's to choose: naming a span by it would make
+        names (and ``http.route``) as many as the paths clients send.
+        """
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        known = path in self.direct or path in ("/health", "/openapi.json", "/docs", "/docs/oauth2-redirect")
+        return path if known else None
+
     def _authorized(self, scope: MutableMapping[str, Any]) -> bool:
         if self.expected is None:
             return True
@@ -90,11 +102,3 @@ class ServedApp(FastAPI):
             if name == b"authorization":
                 return hmac.compare_digest(value, self.expected)
         return False
-
-
-def _route(path: str) -> str:
-    """The route a path takes, for a span's name: a predictor's name kept, anything else cut to its first part."""
-    known = ("/", "/batch", "/stream", "/health", "/openapi.json", "/docs")
-    if path in known or path.startswith("/predictors/"):
-        return path
-    return "/" + path.strip("/").split("/", 1)[0]

@@ -8,6 +8,7 @@ place. A program whose inputs the file does not know (several predictors) takes 
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -51,6 +52,7 @@ class Target:
     outputs: type[pydantic.BaseModel] | None
     batch_item: type[pydantic.BaseModel]
     input_names: list[str] | None
+    accepts: inspect.Signature | None = None  # forward's parameters, checked when ``inputs`` is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,29 @@ def _predictor_target(name: str, p: Predict, taken: set[str]) -> Target:
     return Target(name, p.__call__, p, inputs, outputs, item, list(sig.input_fields))
 
 
+def _forward_inputs(module: Module, only: Target | None) -> tuple[list[str] | None, inspect.Signature | None]:
+    """The names the program's ``forward`` takes (None: unknown) and its signature to check a call by.
+
+    A ``forward(**inputs)`` hands its inputs to its one predictor (ChainOfThought, BestOfN),
+    except RAG's, which fills the predictor's ``context`` itself.
+    """
+    if isinstance(module, Predict):
+        return (only.input_names if only else None), None
+    from oobleck.modules.rag import RAG, program_inputs
+
+    if isinstance(module, RAG) and only is not None and isinstance(only.module, Predict):
+        return program_inputs(only.module.signature), None
+    try:
+        accepts = inspect.signature(module.forward)
+    except (TypeError, ValueError):
+        return None, None
+    params = list(accepts.parameters.values())
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return (only.input_names if only is not None and not named else None), None
+    return named, accepts
+
+
 def served(
     program: Artifact | Module | str | os.PathLike[str],
     *,
@@ -123,16 +148,23 @@ def served(
         ConfigError: ``program`` is neither a path, an Artifact nor a Module.
         ArtifactError: the file could not be loaded.
     """
+    own: Module | None = None  # the program the app runs with its own LM: a copy, the caller's is left alone
     if isinstance(program, (str, os.PathLike)):
         program = load(program, lm=lm, tools=tools)
-    elif lm is not None:
-        (program.program if isinstance(program, Artifact) else program).set_lm(lm)
+    elif lm is not None and isinstance(program, (Artifact, Module)):
+        own = (program.program if isinstance(program, Artifact) else program).copy().set_lm(lm)
     if isinstance(program, Artifact):
-        artifact: Artifact | None = program
-        module, runnable, source = program.program, program.runnable, program.source
+        artifact: Artifact | None = program if own is None else None
+        module = own if own is not None else program.program
+        runnable, source = program.runnable, program.source
         class_path, provenance = program.class_path, program.provenance
     elif isinstance(program, Module):
-        artifact, module, runnable, source = None, program, True, f"<{type(program).__name__}>"
+        artifact, module, runnable, source = (
+            None,
+            own if own is not None else program,
+            True,
+            f"<{type(program).__name__}>",
+        )
         class_path, provenance = f"{type(program).__module__}.{type(program).__qualname__}", {}
     else:
         raise ConfigError(
@@ -145,24 +177,27 @@ def served(
     if runnable:
         only = next(iter(predictors.values())) if len(predictors) == 1 else None
         call = artifact.__call__ if artifact is not None else module.__call__
-        if only is not None:
+        names, accepts = _forward_inputs(module, only)
+        if only is not None and names is not None and set(names) == set(only.input_names or ()):
+            # the program takes what its predictor takes (in whatever order forward names them)
             item = only.batch_item
             target = Target(None, call, module, only.inputs, only.outputs, item, only.input_names)
         else:
             item = _batch_item(_model_name("program", "BatchItem", taken), None)
-            target = Target(None, call, module, None, None, item, None)
+            target = Target(None, call, module, None, None, item, names, accepts)
     else:
         not_runnable = (
             f"this artifact was saved from {class_path}, whose forward() it does not hold; "
             f"POST to /predictors/<name> for name in {list(predictors)}"
         )
+    only_inputs = next(iter(predictors.values())).input_names if len(predictors) == 1 else None
     models: list[type[pydantic.BaseModel]] = []
     for t in [*predictors.values(), *([target] if target else [])]:
         models += [m for m in (t.inputs, t.outputs, t.batch_item) if m is not None and m not in models]
     description = {
         "class": class_path,
         "runnable": runnable,
-        "inputs": next(iter(predictors.values())).input_names if len(predictors) == 1 else None,
+        "inputs": (target.input_names if target else only_inputs) if len(predictors) == 1 else None,
         "predictors": {
             name: {
                 "inputs": list(p.signature.input_fields),

@@ -66,6 +66,19 @@ def test_run_jsonl_reports_bad_rows_and_goes_on(capsys, qa, tmp_path):
     assert lines[0] == {"answer": "a"} and lines[1]["error"]["type"] == "InputError" and lines[2] == {"answer": "c"}
 
 
+def test_run_jsonl_of_a_user_program_reports_rows_its_forward_does_not_take_and_goes_on(capsys, tmp_path):
+    from qa_program import TwoStep
+
+    TwoStep().save(tmp_path / "two.json")
+    rows = tmp_path / "in.jsonl"
+    rows.write_text('{"question": "a"}\n{"wrong": "b"}\n{"question": "c"}\n')
+    code, out, _ = run_cli(capsys, "run", tmp_path / "two.json", "--jsonl", rows, "--program", TWO_STEP)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and len(lines) == 3, out
+    assert lines[1]["error"]["type"] == "InputError" and "question" in lines[1]["error"]["message"]
+    assert lines[0]["answer"] == "a" and lines[2]["answer"] == "c"
+
+
 def test_run_user_program_needs_its_class(capsys, tmp_path):
     from qa_program import TwoStep
 

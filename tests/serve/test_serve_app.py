@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import threading
 from typing import Literal
@@ -14,11 +15,24 @@ from qa_program import TwoStep
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from oobleck import ConfigError, FakeLM, InputField, OutputField, Predict, Signature, asgi_app, context
+from oobleck import (
+    ConfigError,
+    FakeLM,
+    InputField,
+    Module,
+    OutputField,
+    Predict,
+    Prediction,
+    Signature,
+    asgi_app,
+    context,
+)
 from oobleck.artifact import load
 from oobleck.errors import LMTimeoutError
 from oobleck.lm.base import BaseLM
 from oobleck.lm.types import Choice, LMRequest, LMResponse, Usage
+from oobleck.modules.rag import RAG
+from oobleck.retrieve import Passage
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -102,6 +116,112 @@ def test_a_module_in_memory_is_served_whole():
     app = asgi_app(TwoStep(), lm=FakeLM(answer_lm))
     got = TestClient(app).post("/", json={"question": "q"})  # several predictors: any object goes in
     assert got.status_code == 200 and got.json() == {"reasoning": "because", "answer": "answer to q"}
+
+
+@pytest.mark.parametrize("path", ["/", "/batch", "/stream"])
+def test_inputs_a_program_does_not_take_are_a_422_not_a_500(path):
+    client = TestClient(asgi_app(TwoStep(), lm=FakeLM(answer_lm)))
+    for wrong in ({"questionx": "q"}, {}, {"question": "q", "extra": 1}):
+        got = client.post(path, json=[wrong] if path == "/batch" else wrong)
+        error = got.json()[0] if path == "/batch" else {"status": got.status_code, **got.json()}
+        assert error["status"] == 422 and error["error"]["type"] == "InputError", (wrong, got.text)
+        assert "question" in error["error"]["message"]
+
+
+class Rewords(Module):
+    """One predictor, called on inputs of the program's own naming."""
+
+    def __init__(self):
+        self.answer = Predict("question -> answer")
+
+    def forward(self, text):
+        return self.answer(question=text)
+
+
+class ListRetriever:
+    def search(self, queries, *, k):
+        return [[Passage(id="p1", text="Paris is the capital of France.")] for _ in queries]
+
+    def config(self):
+        return {}
+
+
+def test_a_one_predictor_program_takes_its_own_inputs_not_its_predictors():
+    client = TestClient(asgi_app(Rewords(), lm=FakeLM(answer_lm)))
+    assert client.get("/").json()["inputs"] == ["text"]
+    got = client.post("/", json={"text": "hi"})
+    assert got.status_code == 200 and got.json() == {"answer": "answer to hi"}
+    got = client.post("/", json={"question": "hi"})
+    assert got.status_code == 422 and "text" in got.json()["error"]["message"]
+    assert client.post("/predictors/answer", json={"question": "hi"}).json() == {"answer": "answer to hi"}
+
+
+class Passes(Module):
+    def __init__(self):
+        self.answer = Predict("context, question -> answer")
+
+    def forward(self, question, context):
+        return self.answer(context=context, question=question)
+
+
+def test_a_program_whose_forward_names_its_predictors_inputs_keeps_the_typed_schema():
+    client = TestClient(asgi_app(Passes(), lm=FakeLM(answer_lm)))
+    assert client.get("/").json()["inputs"] == ["context", "question"]
+    body = client.get("/openapi.json").json()["paths"]["/"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/AnswerInputs"}
+    got = client.post("/", json={"question": "q", "context": "c", "extra": 1})
+    assert got.status_code == 422 and "extra" in got.json()["error"]["message"]
+
+
+def test_a_rag_program_is_served_on_its_question_alone():
+    rag = RAG(ListRetriever(), k=1, lm=FakeLM([{"answer": "Paris"}] * 3))
+    client = TestClient(asgi_app(rag))
+    assert client.get("/").json()["inputs"] == ["question"]
+    got = client.post("/", json={"question": "the capital of France?"})
+    assert got.status_code == 200 and got.json()["answer"] == "Paris", got.text
+    assert got.json()["passages"][0]["text"] == "Paris is the capital of France."
+    got = client.post("/", json={"question": "q", "context": "my own"})
+    assert got.status_code == 422 and got.json()["error"]["type"] == "InputError"
+
+
+class OddOutputs(Module):
+    """Returns values the json module cannot write as they are."""
+
+    def __init__(self):
+        self.p = Predict("question -> answer")
+
+    def forward(self, question):
+        out = self.p(question=question)
+        return Prediction(answer=out.answer, when=datetime.date(2026, 1, 2), seen={3}, ratio=float("nan"))
+
+
+def test_outputs_json_cannot_write_as_they_are_still_get_a_json_answer():
+    client = TestClient(asgi_app(OddOutputs(), lm=FakeLM(answer_lm)))
+    expected = {"answer": "answer to q", "when": "2026-01-02", "seen": [3], "ratio": None}
+    got = client.post("/", json={"question": "q"})
+    assert got.status_code == 200 and json.loads(got.text) == expected  # strict JSON: no NaN
+    got = client.post("/batch", json=[{"question": "q"}])
+    assert got.status_code == 200 and got.json()[0]["outputs"] == expected
+    got = client.post("/stream", json={"question": "q"})
+    last = got.text.strip().split("\n\n")[-1]
+    assert last.startswith("event: prediction") and json.loads(last.split("data: ", 1)[1])["outputs"] == expected
+
+
+def test_lm_given_to_the_app_is_the_apps_own_not_the_callers_programs(tmp_path):
+    def says(word):
+        return FakeLM(lambda request: {"answer": word})
+
+    program = Predict("question -> answer", lm=says("mine"))
+    first = TestClient(asgi_app(program, lm=says("first")))
+    second = TestClient(asgi_app(program, lm=says("second")))
+    assert program(question="q").answer == "mine"  # the caller's program is left as it was
+    assert first.post("/", json={"question": "q"}).json() == {"answer": "first"}
+    assert second.post("/", json={"question": "q"}).json() == {"answer": "second"}
+    program.save(tmp_path / "qa.json")
+    art = load(tmp_path / "qa.json", lm=says("loaded"))
+    served = TestClient(asgi_app(art, lm=says("served")))
+    assert served.post("/", json={"question": "q"}).json() == {"answer": "served"}
+    assert art(question="q").answer == "loaded"
 
 
 def test_no_lm_is_a_server_error(tmp_path):
@@ -254,6 +374,13 @@ def test_bearer_token_guards_everything_but_health():
     schema = client.get("/openapi.json", headers=auth).json()
     assert schema["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
     assert schema["paths"]["/health"]["get"]["security"] == []
+
+
+@pytest.mark.parametrize("token", [TOKEN + "\n", " " + TOKEN, "tab\there", "two\nlines"])
+def test_a_token_no_client_can_send_is_refused(token):
+    """A token read from a file keeps its newline; HTTP strips it from the header: every request would be a 401."""
+    with pytest.raises(ConfigError, match="token"):
+        asgi_app(Predict("question -> answer"), lm=FakeLM(answer_lm), token=token)
 
 
 @pytest.mark.parametrize(

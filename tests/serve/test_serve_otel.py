@@ -84,3 +84,23 @@ def test_no_spans_when_telemetry_is_off(spans, client):
     otel.configure(enabled=False)
     assert client.post("/", json={"q": "2+2?"}).status_code == 200
     assert spans.get_finished_spans() == ()
+
+
+def test_a_path_the_app_does_not_serve_does_not_name_the_span(spans, client):
+    """The span name and http.route stay a small set whatever paths clients send (semantic conventions)."""
+    for path in ("/predictors/x-8f2b1c", "/predictors/self/../../etc", "/wp-login.php", "/a-random-9d1e/x"):
+        assert client.post(path, json={"q": "1"}).status_code == 404
+    server = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert [s.name for s in server] == ["POST"] * 4
+    assert all("http.route" not in s.attributes and s.attributes["http.response.status_code"] == 404 for s in server)
+
+
+def test_a_mounted_app_names_its_spans_by_its_own_routes(spans):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    with context(lm=FakeLM(answer)):
+        host = Starlette(routes=[Mount("/qa", app=asgi_app(Predict("q -> a")))])
+    assert TestClient(host).post("/qa/predictors/self", json={"q": "1"}).status_code == 200
+    root = next(s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER)
+    assert root.name == "POST /predictors/self" and root.attributes["http.route"] == "/predictors/self"

@@ -71,7 +71,9 @@ def _command(art: Path, program: Path) -> list[str]:
 def _wait_for_url(log: Path, alive) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and alive():
-        found = re.search(r"serving \S+ on (http://\S+)", log.read_text(errors="replace"))
+        # The shell writes the pid before the background job has opened its stderr file.
+        text = log.read_text(errors="replace") if log.exists() else ""
+        found = re.search(r"serving \S+ on (http://\S+)", text)
         if found:
             return found.group(1)
         time.sleep(0.1)
