@@ -54,7 +54,7 @@ class ChainOfThought(Module):
 
     async def aforward(self, **inputs: Any) -> Prediction:
         """Async form of :meth:`forward`."""
-        return await self.predict.aforward(**inputs)
+        return await self.predict.acall(**inputs)
 
     def render(self, **inputs: Any) -> list[Message]:
         """The exact messages sent for ``inputs`` (no LM call)."""

@@ -360,7 +360,7 @@ class ReAct(Module):
         for _ in range(self.max_iters):
             try:
                 with self._first_step(steps):
-                    pred = await self.react.aforward(**inputs, trajectory=format_trajectory(steps))
+                    pred = await self.react.acall(**inputs, trajectory=format_trajectory(steps))
             except ParseError as exc:
                 steps.append(_unreadable(exc))
                 break
@@ -372,7 +372,7 @@ class ReAct(Module):
                 steps.append(step)
                 break
             steps.append(_observed(step, await self.tools[step["tool"]].arun(args)))
-        answer = await self.extract.aforward(**inputs, trajectory=format_trajectory(steps))
+        answer = await self.extract.acall(**inputs, trajectory=format_trajectory(steps))
         return Prediction({**answer, "trajectory": steps})
 
     @contextlib.contextmanager
