@@ -28,6 +28,7 @@ import json
 import re
 import threading
 import time
+import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,16 @@ __all__ = ["Tool", "ToolResult", "binding", "bound_tools", "ensure_tools"]
 DEFAULT_MAX_CHARS = 4000
 #: Seconds a tool may run (per tool: ``Tool(timeout=...)``; None: no limit).
 DEFAULT_TIMEOUT = 30.0
+
+
+class _Unset:
+    """The type of a ``Tool`` argument not given (wrapping a Tool keeps that Tool's setting)."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET = _Unset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +80,13 @@ class Tool:
     Args:
         func: any function with annotated parameters (sync or ``async def``); no ``*args``
             or ``**kwargs``. An unannotated parameter accepts any JSON value.
+            A :class:`Tool` (an MCP tool included) is copied: the copy keeps its name,
+            description, argument schema and settings, except those given here.
         name: the name the model calls it by (default: the function's name).
         description: what it does (default: the docstring's first paragraph).
-        timeout: seconds a call may take (None: no limit).
+        timeout: seconds a call may take (None: no limit; default 30).
         max_chars: the longest observation; longer results are cut with a note saying how
-            much was cut.
+            much was cut (default 4000).
 
     Raises:
         ConfigError: not a callable, ``*args``/``**kwargs``, a bad name, or annotations
@@ -101,31 +114,47 @@ class Tool:
         *,
         name: str | None = None,
         description: str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        max_chars: int = DEFAULT_MAX_CHARS,
+        timeout: float | None | _Unset = _UNSET,
+        max_chars: int | _Unset = _UNSET,
     ) -> None:
         if isinstance(func, Tool):
-            func = func.func
+            self._copy_of(func, name=name, description=description, timeout=timeout, max_chars=max_chars)
+            return
+        timeout = DEFAULT_TIMEOUT if isinstance(timeout, _Unset) else timeout
+        max_chars = DEFAULT_MAX_CHARS if isinstance(max_chars, _Unset) else max_chars
         if not callable(func):
             raise ConfigError(f"a Tool wraps a function, got {type(func).__name__}: {func!r:.80}")
         self.func: Callable[..., Any] = func
-        self.name: str = name or str(getattr(func, "__name__", ""))
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}", self.name) or self.name == "finish":
-            raise ConfigError(
-                f"a tool name must be 1-64 letters, digits, '_' or '-' (not starting with a digit) and not "
-                f"'finish' (the agent's own action), got {self.name!r}; pass Tool(func, name=...)"
-            )
+        self.name: str = _checked_name(name or str(getattr(func, "__name__", "")))
         summary, arg_docs = _parse_docstring(inspect.getdoc(func) or "")
         self.description = description if description is not None else summary
-        if timeout is not None and timeout <= 0:
-            raise ConfigError(f"timeout must be > 0 seconds or None, got {timeout!r}")
-        if max_chars < 1:
-            raise ConfigError(f"max_chars must be >= 1, got {max_chars!r}")
-        self.timeout = timeout
-        self.max_chars = max_chars
+        self.timeout, self.max_chars = _limits(timeout, max_chars)
         target = func if inspect.isfunction(func) or inspect.ismethod(func) else getattr(func, "__call__", func)  # noqa: B004
         self.is_async = inspect.iscoroutinefunction(target)
         self.args_model = _args_model(func, self.name, arg_docs)
+
+    def _copy_of(
+        self,
+        tool: Tool,
+        *,
+        name: str | None,
+        description: str | None,
+        timeout: float | None | _Unset,
+        max_chars: int | _Unset,
+    ) -> None:
+        """Become a copy of ``tool`` (of its class, so a schema tool validates as it does), with the overrides."""
+        self.__class__ = type(tool)
+        self.__dict__.update(vars(tool))
+        if inspect.ismethod(tool.func) and tool.func.__self__ is tool:  # an MCP tool's call: reads this copy's timeout
+            self.func = types.MethodType(tool.func.__func__, self)
+        if name is not None and name != tool.name:
+            self.name = _checked_name(name)  # the argument schema stays the wrapped tool's
+        if description is not None:
+            self.description = description
+        self.timeout, self.max_chars = _limits(
+            tool.timeout if isinstance(timeout, _Unset) else timeout,
+            tool.max_chars if isinstance(max_chars, _Unset) else max_chars,
+        )
 
     @classmethod
     def from_mcp(cls, server: Any, name: str) -> Tool:
@@ -286,6 +315,23 @@ class Tool:
     def _done(self, result: Any, started: float) -> ToolResult:
         observation, cut = _truncate(to_text(result), self.max_chars)
         return ToolResult(observation, seconds=time.perf_counter() - started, truncated=cut)
+
+
+def _checked_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}", name) or name == "finish":
+        raise ConfigError(
+            f"a tool name must be 1-64 letters, digits, '_' or '-' (not starting with a digit) and not "
+            f"'finish' (the agent's own action), got {name!r}; pass Tool(func, name=...)"
+        )
+    return name
+
+
+def _limits(timeout: float | None, max_chars: int) -> tuple[float | None, int]:
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"timeout must be > 0 seconds or None, got {timeout!r}")
+    if max_chars < 1:
+        raise ConfigError(f"max_chars must be >= 1, got {max_chars!r}")
+    return timeout, max_chars
 
 
 def arguments(args: Mapping[str, Any] | None) -> Any:

@@ -220,3 +220,34 @@ def test_a_tool_that_exits_is_an_observation_not_the_end_of_the_program() -> Non
         assert out.error == "tool 'cli' raised SystemExit: 2", out
     for out in (Tool(aquit).run({"code": 4}), asyncio.run(Tool(aquit).arun({"code": 4}))):
         assert out.error == "tool 'aquit' raised SystemExit: 4", out
+
+
+def test_wrapping_a_tool_keeps_its_name_description_and_schema() -> None:
+    renamed = Tool(lookup, name="catalogue", description="Find products.", timeout=2.0, max_chars=50)
+    again = Tool(renamed)
+    assert (again.name, again.description, again.args_schema) == ("catalogue", "Find products.", renamed.args_schema)
+    assert (again.timeout, again.max_chars) == (2.0, 50)
+    assert again.run({"query": "x", "k": 1}).observation == renamed.run({"query": "x", "k": 1}).observation
+    # what is given replaces what is kept; the wrapped tool is not changed
+    other = Tool(renamed, name="shop", description="Search the shop.", timeout=None)
+    assert (other.name, other.description, other.timeout, other.max_chars) == ("shop", "Search the shop.", None, 50)
+    assert (renamed.name, renamed.description, renamed.timeout) == ("catalogue", "Find products.", 2.0)
+    with pytest.raises(ConfigError, match="tool name"):
+        Tool(renamed, name="finish")
+
+
+def test_wrapping_a_schema_tool_keeps_its_schema_and_call() -> None:
+    from oobleck._tool_schema import SchemaTool
+
+    calls: list[dict[str, object]] = []
+
+    def call(**arguments: object) -> str:
+        calls.append(arguments)
+        return "ok"
+
+    schema = {"type": "object", "properties": {"from": {"type": "string"}}, "required": ["from"]}
+    remote = SchemaTool(call, name="files.read", description="Read a file.", schema=schema)
+    wrapped = Tool(remote, name="read")
+    assert (wrapped.name, wrapped.description, wrapped.args_schema) == ("read", "Read a file.", remote.args_schema)
+    assert wrapped.run({"from": "a.txt"}).observation == "ok" and calls == [{"from": "a.txt"}]
+    assert remote.name == "files_read"

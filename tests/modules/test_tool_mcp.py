@@ -225,3 +225,14 @@ def test_react_on_the_embedded_model_calls_the_mcp_server(server: MCPServer, loc
     for entry in (e for e in t.entries if isinstance(e.predictor, StepPredict)):
         assert entry.error is None and entry.usage.retries == 0
         assert json.loads(entry.raw)["next_action"]["tool"] in ("add", "capital", "finish")
+
+
+def test_wrapping_an_mcp_tool_keeps_it_and_renames_it(server: MCPServer) -> None:
+    add = server.tool("add")
+    plus = Tool(add, name="plus", timeout=5.0)
+    assert isinstance(plus, MCPTool) and (plus.name, plus.remote_name) == ("plus", "add")
+    assert (plus.description, plus.args_schema, plus.timeout) == (add.description, add.args_schema, 5.0)
+    assert plus.run({"a": 2, "b": 40}).observation == "42"
+    assert Tool(add).name == "add" and add.timeout == 20.0
+    agent = ReAct("question -> answer", tools=[plus], lm=FakeLM([act("plus", a=1, b=2), finish(), {"answer": "3"}]))
+    assert agent(question="1+2?").trajectory[0]["observation"] == "3"
