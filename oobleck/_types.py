@@ -17,6 +17,7 @@ import typing
 from typing import Any, Literal, Optional, Union
 
 import pydantic
+import pydantic_core
 
 from oobleck.errors import ArtifactError, SignatureError
 
@@ -254,6 +255,30 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def stable_order(value: Any) -> Any:
+    """``value`` with every set (nested ones too) as a sorted list, so it prints the same in every process.
+
+    A set's order follows string hashing, which changes per process (``PYTHONHASHSEED``).
+    Items that cannot be compared are ordered by their JSON text.
+
+    Example:
+        >>> stable_order({"b": {"y", "x"}, "a": [frozenset({2, 1})]})
+        {'b': ['x', 'y'], 'a': [[1, 2]]}
+    """
+    if isinstance(value, (set, frozenset)):
+        items = [stable_order(v) for v in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return sorted(items, key=lambda v: json.dumps(pydantic_core.to_jsonable_python(v, fallback=repr)))
+    if isinstance(value, (list, tuple)):
+        items = [stable_order(v) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {k: stable_order(v) for k, v in value.items()}
     return value
 
 

@@ -363,8 +363,8 @@ def _kind(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
 def to_text(value: Any) -> str:
     """A tool's result as text for the model.
 
-    Strings as they are, pydantic models, dicts, lists and numbers as JSON, anything else as
-    its ``repr`` (or its type name when even that fails).
+    Strings as they are, pydantic models, dicts, lists, sets (sorted) and numbers as JSON,
+    anything else as its ``repr`` (or its type name when even that fails).
 
     Example:
         >>> to_text("hi"), to_text({"a": [1, 2]}), to_text(None)
@@ -374,6 +374,8 @@ def to_text(value: Any) -> str:
         return value
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump_json()
+    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        value = _types.stable_order(value)  # a set as a sorted list: the same text in every process
     if value is None or isinstance(value, (dict, list, tuple, int, float, bool)):
         try:
             return json.dumps(_types.to_jsonable(value), ensure_ascii=False)

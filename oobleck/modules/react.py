@@ -41,7 +41,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Union
 
 import pydantic
+import pydantic_core
 
+from oobleck import _types
 from oobleck._tool_schema import placeholder_tool, placeholders_allowed
 from oobleck.adapters.base import Adapter
 from oobleck.errors import ArtifactError, ConfigError, InputError, ParseError
@@ -389,8 +391,10 @@ class ReAct(Module):
         action = pred.next_action
         # JSON values by the schema's names (aliases): the trajectory is formatted and saved as JSON,
         # and Tool.run validates the arguments again from them
+        # (a set argument as a sorted list, so the trajectory reads the same in every process)
         if isinstance(action, pydantic.BaseModel):
-            data = action.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            dumped = action.model_dump(by_alias=True, exclude_unset=True)
+            data = pydantic_core.to_jsonable_python(_types.stable_order(dumped))
         else:
             data = dict(action)
         name, args = data.get("tool"), data.get("args") or {}

@@ -77,13 +77,18 @@ def test_results_become_text() -> None:
 
     def obj() -> object:
         """An object."""
-        return {1, 2}
+        return complex(1, 2)
+
+    def fruits() -> set[str]:
+        """A set (as a sorted JSON list: a set's own order changes per process)."""
+        return {"pear", "fig", "apple"}
 
     def nothing() -> None:
         """Nothing."""
 
     assert Tool(model).run({}).observation == '{"x":1,"y":0}'
-    assert Tool(obj).run({}).observation == "{1, 2}"
+    assert Tool(obj).run({}).observation == "(1+2j)"
+    assert Tool(fruits).run({}).observation == '["apple", "fig", "pear"]'
     assert Tool(nothing).run({}).observation == "null"
 
 
