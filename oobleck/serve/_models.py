@@ -114,26 +114,66 @@ def _predictor_target(name: str, p: Predict, taken: set[str]) -> Target:
 
 
 def _forward_inputs(module: Module, only: Target | None) -> tuple[list[str] | None, inspect.Signature | None]:
-    """The names the program's ``forward`` takes (None: unknown) and its signature to check a call by.
+    """The names the program takes (None: unknown) and a signature to check a call by.
 
-    A ``forward(**inputs)`` hands its inputs to its one predictor (ChainOfThought, BestOfN),
-    except RAG's, which fills the predictor's ``context`` itself.
+    See :func:`_takes`. The signature is forward's own, or, where the names come from the
+    module forward delegates to, one that takes exactly those names.
     """
     if isinstance(module, Predict):
         return (only.input_names if only else None), None
-    from oobleck.modules.rag import RAG, program_inputs
+    names, accepts = _takes(module, set())
+    if names is not None and accepts is None and not (only is not None and set(names) == set(only.input_names or ())):
+        accepts = inspect.Signature([inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names])
+    return names, accepts
 
-    if isinstance(module, RAG) and only is not None and isinstance(only.module, Predict):
-        return program_inputs(only.module.signature), None
+
+def _takes(module: Module, seen: set[int]) -> tuple[list[str] | None, inspect.Signature | None]:
+    """The inputs a module takes: forward's named ones, or those of the module it delegates to.
+
+    A Predict takes its signature's inputs; a retrieval program (RAG, MultiHop) or a ReAct agent
+    takes its answer step's inputs less those it fills itself (``context``, ``trajectory``). A
+    ``forward(**inputs)`` hands its inputs to the one module it holds (ChainOfThought, BestOfN, Refine,
+    KNNFewShot, a user's wrapper), or to several that all take the same inputs (Ensemble).
+    """
+    from oobleck.modules.multihop import MultiHop
+    from oobleck.modules.rag import RAG, program_inputs
+    from oobleck.modules.react import ReAct
+
+    if id(module) in seen:  # a module that holds itself: nothing to learn
+        return None, None
+    seen = seen | {id(module)}
+    if isinstance(module, Predict):
+        return list(module.signature.input_fields), None
+    if isinstance(module, (RAG, MultiHop)):
+        answer = module.answer if isinstance(module, RAG) else module.generate_answer
+        steps = answer.predictors()
+        return (program_inputs(steps[-1].signature) if steps else None), None
+    if isinstance(module, ReAct):
+        return [n for n in module.react.signature.input_fields if n != "trajectory"], None
     try:
         accepts = inspect.signature(module.forward)
     except (TypeError, ValueError):
         return None, None
     params = list(accepts.parameters.values())
     named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return (only.input_names if only is not None and not named else None), None
-    return named, accepts
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        return named, accepts
+    if named:  # some inputs named, the rest passed on: not known
+        return None, None
+    found = [_takes(m, seen) for m in _held(module)]
+    if not found or found[0][0] is None or any(names != found[0][0] for names, _ in found):
+        return None, None  # none held, or held modules that take unknown or different inputs
+    return found[0]
+
+
+def _held(module: Module) -> list[Module]:
+    """The modules a module holds directly (as attributes, or in a list or tuple attribute)."""
+    held: list[Module] = []
+    for _, value in module._children():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, Module) and all(item is not h for h in held):
+                held.append(item)
+    return held
 
 
 def served(

@@ -31,7 +31,9 @@ from oobleck.artifact import load
 from oobleck.errors import LMTimeoutError
 from oobleck.lm.base import BaseLM
 from oobleck.lm.types import Choice, LMRequest, LMResponse, Usage
+from oobleck.modules.best_of_n import BestOfN
 from oobleck.modules.rag import RAG
+from oobleck.modules.refine import Refine
 from oobleck.retrieve import Passage
 
 TOKEN = "s3cret-token-for-tests"
@@ -182,6 +184,40 @@ def test_a_rag_program_is_served_on_its_question_alone():
     assert got.json()["passages"][0]["text"] == "Paris is the capital of France."
     got = client.post("/", json={"question": "q", "context": "my own"})
     assert got.status_code == 422 and got.json()["error"]["type"] == "InputError"
+
+
+class Delegates(Module):
+    """A wrapper of its own: ``forward(**inputs)`` hands everything to the module it holds."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def forward(self, **inputs):
+        return self.inner(**inputs)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda rag: BestOfN(rag, 2, lambda inputs, pred: 1.0, threshold=1.0),
+        lambda rag: Refine(rag, 2, lambda inputs, pred: 1.0, threshold=1.0),
+        lambda rag: Delegates(BestOfN(rag, 2, lambda inputs, pred: 1.0, threshold=1.0)),
+    ],
+    ids=["BestOfN", "Refine", "own-wrapper"],
+)
+def test_a_wrapped_rag_program_is_served_on_its_question_alone(wrap):
+    lm = FakeLM([{"answer": "Paris"}], cycle=True)
+    client = TestClient(asgi_app(wrap(RAG(ListRetriever(), k=1)), lm=lm))
+    assert client.get("/").json()["inputs"] == ["question"]
+    got = client.post("/", json={"question": "the capital of France?"})
+    assert got.status_code == 200 and got.json()["answer"] == "Paris", got.text
+    assert got.json()["passages"][0]["text"] == "Paris is the capital of France."
+    calls = len(lm.requests)
+    for bad in ({"question": "q", "context": "my own"}, {"query": "q"}):
+        got = client.post("/", json=bad)
+        assert got.status_code == 422 and got.json()["error"]["type"] == "InputError", got.text
+        assert "question" in got.json()["error"]["message"]
+    assert len(lm.requests) == calls  # refused before any attempt ran
 
 
 class OddOutputs(Module):
@@ -464,3 +500,20 @@ def test_field_names_that_are_pydantic_attributes_are_served_as_named():
     assert list(schema["SelfInputs"]["properties"]) == ["json", "schema"]
     assert list(schema["SelfOutputs"]["properties"]) == ["copy"]
     assert "unexpected input 'field_0'" in client.post("/", json={"field_0": "a"}).json()["error"]["message"]
+
+
+class WithStyle(Module):
+    def __init__(self):
+        self.answer = Predict("question -> answer")
+
+    def forward(self, question, style="short"):
+        return self.answer(question=f"{question} ({style})")
+
+
+def test_a_wrapper_keeps_the_optional_inputs_of_the_module_it_delegates_to():
+    client = TestClient(asgi_app(Delegates(WithStyle()), lm=FakeLM([{"answer": "ok"}], cycle=True)))
+    assert client.get("/").json()["inputs"] == ["question", "style"]
+    assert client.post("/", json={"question": "q"}).status_code == 200
+    assert client.post("/", json={"question": "q", "style": "long"}).status_code == 200
+    got = client.post("/", json={"style": "long"})
+    assert got.status_code == 422 and got.json()["error"]["type"] == "InputError", got.text
