@@ -136,7 +136,8 @@ def serve(
         host: the interface to bind (127.0.0.1 by default).
         port: the TCP port (0 picks a free one).
         lm: the LM for every predictor (otherwise the current ``oobleck.context``'s).
-        on_listen: called with the server's URL once it is bound (before serving).
+        on_listen: called with the server's URL once it is bound (before serving); if it
+            raises, the socket is closed and its error propagates.
         **options: the token and limits of :func:`make_server`.
 
     Raises:
@@ -144,9 +145,9 @@ def serve(
     """
     server = make_server(program, host=host, port=port, lm=lm, **options)
     log.info("serving on %s", server.url)
-    if on_listen is not None:
-        on_listen(server.url)
     try:
+        if on_listen is not None:
+            on_listen(server.url)  # if it raises, the socket is closed all the same
         server.serve_forever()
     except KeyboardInterrupt:
         pass

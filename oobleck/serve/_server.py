@@ -119,23 +119,27 @@ class Server:
         from oobleck.serve._protocol import MAX_HEADER_BYTES, DrainingServer, guarded_protocol
 
         self._sock = bind(host, port, backlog)
-        address = self._sock.getsockname()
-        self.server_address: tuple[str, int] = (str(address[0]), int(address[1]))
-        shown = f"[{address[0]}]" if ":" in str(address[0]) else str(address[0])
-        self.url = f"http://{shown}:{address[1]}"
-        config = uvicorn.Config(
-            app,
-            http=guarded_protocol(conn_timeout=conn_timeout, max_connections=max_connections),
-            lifespan="off",
-            log_config=None,  # the application's logging stays as the application set it
-            access_log=False,
-            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-            server_header=False,
-            backlog=backlog,
-            timeout_keep_alive=conn_timeout,  # type: ignore[arg-type]  # a float works: call_later
-            timeout_graceful_shutdown=None if drain_timeout is None else math.ceil(drain_timeout),
-        )
-        self._server = DrainingServer(config)
+        try:  # nothing after the bind may leave the port taken
+            address = self._sock.getsockname()
+            self.server_address: tuple[str, int] = (str(address[0]), int(address[1]))
+            shown = f"[{address[0]}]" if ":" in str(address[0]) else str(address[0])
+            self.url = f"http://{shown}:{address[1]}"
+            config = uvicorn.Config(
+                app,
+                http=guarded_protocol(conn_timeout=conn_timeout, max_connections=max_connections),
+                lifespan="off",
+                log_config=None,  # the application's logging stays as the application set it
+                access_log=False,
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+                server_header=False,
+                backlog=backlog,
+                timeout_keep_alive=conn_timeout,  # type: ignore[arg-type]  # a float works: call_later
+                timeout_graceful_shutdown=None if drain_timeout is None else math.ceil(drain_timeout),
+            )
+            self._server = DrainingServer(config)
+        except BaseException:
+            self._sock.close()
+            raise
         self._running = threading.Event()
         self._stopped = threading.Event()
 

@@ -16,7 +16,7 @@ from watchdog import serving
 
 from oobleck import ConfigError, FakeLM, Predict, context
 from oobleck.artifact import load
-from oobleck.serve import is_loopback, make_server
+from oobleck.serve import _server, is_loopback, make_server
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -270,3 +270,42 @@ def test_a_burst_of_200_clients_is_fully_answered(artifact):
             results = list(pool.map(one, range(200)))
         assert [r[0] for r in results] == [200] * 200
         assert [r[1]["answer"] for r in results] == [f"answer to q{i}" for i in range(200)]
+
+
+def test_a_failing_on_listen_closes_the_socket_it_was_told_about(artifact):
+    from oobleck.serve import serve
+
+    heard: list[str] = []
+
+    def on_listen(url: str) -> None:
+        heard.append(url)
+        raise RuntimeError("the caller's own hook failed")
+
+    with context(lm=FakeLM(answer)), pytest.raises(RuntimeError, match="hook failed") as failed:
+        serve(artifact, port=0, on_listen=on_listen)
+    assert failed.value is not None  # the traceback (and the server's frame) is still alive here
+    port = int(heard[0].rsplit(":", 1)[1].strip("/"))
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as again:  # no SO_REUSEADDR: free means free
+        again.bind(("127.0.0.1", port))
+
+
+def test_a_server_that_fails_after_binding_closes_its_socket(artifact, monkeypatch):
+    import uvicorn
+
+    bound: list[socket.socket] = []
+    real_bind = _server.bind
+
+    def spy(host: str, port: int, backlog: int) -> socket.socket:
+        bound.append(real_bind(host, port, backlog))
+        return bound[-1]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("uvicorn refused the config")
+
+    monkeypatch.setattr(_server, "bind", spy)
+    monkeypatch.setattr(uvicorn, "Config", broken)
+    with context(lm=FakeLM(answer)), pytest.raises(RuntimeError, match="refused"):
+        make_server(artifact, port=0)
+    assert len(bound) == 1 and bound[0].fileno() == -1  # closed
