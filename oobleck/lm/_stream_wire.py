@@ -2,7 +2,9 @@
 
 OpenAI-compatible servers (and llama.cpp in-process) stream an answer as chunks whose
 ``choices[0].delta.content`` is the next piece of text; the last ones carry the
-``finish_reason`` and, when asked with ``stream_options.include_usage``, the usage. A
+``finish_reason`` and, when asked with ``stream_options.include_usage``, the usage. A tool
+call comes as ``delta.tool_calls`` pieces (its id and name, then its arguments in parts),
+put back together by their ``index``. A
 :class:`ChunkReader` hands each piece on as it comes and rebuilds the body a non-streamed call
 would have returned, for :func:`oobleck.lm._chat_wire.from_dict` to read exactly as it reads
 that one. A stream that stops before its answer finished is an LMConnectionError: half an
@@ -39,6 +41,7 @@ class ChunkReader:
         self._usage: dict[str, Any] = {}
         self._model = ""
         self._done = False
+        self._calls: dict[int, dict[str, str]] = {}
 
     @property
     def streamed(self) -> int:
@@ -93,12 +96,37 @@ class ChunkReader:
             content = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(content, str):
                 piece += content
+            if isinstance(delta, dict) and delta.get("tool_calls") is not None:
+                self._tool_call_pieces(delta["tool_calls"])
             if isinstance(choice.get("finish_reason"), str):
                 self._finish = choice["finish_reason"]
         if piece:
             self._pieces.append(piece)
             self._size += len(piece)
         return piece
+
+    def _tool_call_pieces(self, calls: Any) -> None:
+        """Add one delta's ``tool_calls`` pieces to the calls they continue (by ``index``)."""
+        if not isinstance(calls, list):
+            raise LMResponseError(
+                f"expected a tool_calls list in a chunk from {self.where}, got {type(calls).__name__}", retryable=True
+            )
+        for position, call in enumerate(calls):
+            index = call.get("index", position) if isinstance(call, dict) else None
+            if not isinstance(call, dict) or not isinstance(index, int) or isinstance(index, bool):
+                raise LMResponseError(
+                    f"expected each streamed tool call from {self.where} to be an object with an integer index, "
+                    f"got {str(call)[:120]!r}",
+                    retryable=True,
+                )
+            entry = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            if isinstance(call.get("id"), str):
+                entry["id"] = call["id"]
+            function = call.get("function")
+            if isinstance(function, dict):
+                for part in ("name", "arguments"):
+                    if isinstance(function.get(part), str):
+                        entry[part] += function[part]
 
     def body(self) -> dict[str, Any]:
         """The chat completion the stream spelled out, as a non-streamed call returns it.
@@ -112,9 +140,14 @@ class ChunkReader:
                 f"the stream from {self.where} ended before the answer was complete ({self._size} characters "
                 "in, no finish_reason): the server or the connection dropped it"
             )
-        text = "".join(self._pieces)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self._pieces)}
+        if self._calls:
+            message["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for _, c in sorted(self._calls.items())
+            ]
         return {
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": self._finish}],
+            "choices": [{"index": 0, "message": message, "finish_reason": self._finish}],
             "usage": self._usage,
             "model": self._model,
         }
