@@ -143,6 +143,17 @@ def test_5xx_retried_then_final_status_kept(scripted):
         {"choices": [{"message": {"content": 5}}]},
         {"choices": [{"message": {"content": "a"}, "logprobs": {"content": [None]}}]},
         {"choices": [{"message": {"content": "a"}, "logprobs": {"content": [{"token": "a", "logprob": "high"}]}}]},
+        # A log-probability too large for a float (OverflowError), or +Infinity (it would outrank every label).
+        {"choices": [{"message": {"content": "a"}, "logprobs": {"content": [{"token": "a", "logprob": 10**400}]}}]},
+        b'{"choices": [{"message": {"content": "a"}, "logprobs": {"content": [{"token": "a", "logprob": Infinity}]}}]}',
+        {
+            "choices": [
+                {
+                    "message": {"content": "a"},
+                    "logprobs": {"content": [{"token": "a", "top_logprobs": [{"token": "b", "logprob": -(10**400)}]}]},
+                }
+            ]
+        },
         [1, 2, 3],
         b"[" * 100_000 + b"]" * 100_000,
         b"\xff\xfe garbage",
