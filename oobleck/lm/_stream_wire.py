@@ -25,6 +25,8 @@ __all__ = ["STREAM_OPTIONS", "ChunkReader"]
 #: Sent with a streamed request so the last chunk reports the tokens used.
 STREAM_OPTIONS = {"include_usage": True}
 
+_SSE_FIELDS = frozenset({"event", "id", "retry"})
+
 
 class ChunkReader:
     """Reads one streamed chat completion, chunk by chunk.
@@ -42,6 +44,8 @@ class ChunkReader:
         self._model = ""
         self._done = False
         self._calls: dict[int, dict[str, str]] = {}
+        self._other: list[str] = []
+        self._events = False
 
     @property
     def streamed(self) -> int:
@@ -52,7 +56,10 @@ class ChunkReader:
         """Read one line of a server-sent-events body; the new text it carries ("" if none)."""
         line = line.strip()
         if not line.startswith("data:"):
+            if line and not line.startswith(":") and line.split(":", 1)[0] not in _SSE_FIELDS:
+                self._other.append(line)  # not an event: a server that ignored stream=true (see body)
             return ""  # blank lines, comments (": ping"), event:/id:/retry: fields
+        self._events = True
         data = line[len("data:") :].strip()
         if data == "[DONE]":
             self._done = True
@@ -131,10 +138,21 @@ class ChunkReader:
     def body(self) -> dict[str, Any]:
         """The chat completion the stream spelled out, as a non-streamed call returns it.
 
+        A server that ignores ``stream=true`` and sends the whole chat completion as JSON
+        (some compatible servers and proxies do) is read as that body: nothing was streamed,
+        and the answer is whole.
+
         Raises:
             LMConnectionError: the stream ended before the answer finished (no finish_reason
                 and no ``[DONE]``): the server or the connection dropped it.
         """
+        if not self._events and self._other:
+            try:
+                whole = json.loads("\n".join(self._other))
+            except (ValueError, RecursionError):
+                whole = None
+            if isinstance(whole, dict):
+                return whole  # read (and checked) by _chat_wire.from_dict as a plain call's body
         if self._finish is None and not self._done:
             raise LMConnectionError(
                 f"the stream from {self.where} ended before the answer was complete ({self._size} characters "

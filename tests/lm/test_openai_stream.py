@@ -332,3 +332,15 @@ def test_a_streamed_tool_call_of_the_wrong_shape_is_an_lm_response_error(calls):
 
     with pytest.raises(LMResponseError, match="tool"):
         ChunkReader("server").chunk({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]})
+
+
+def test_a_server_that_ignores_stream_true_still_answers_a_streamed_call():
+    # Some OpenAI-compatible servers and proxies ignore "stream": true and send the whole
+    # chat completion as JSON. The SSE reader found no "data:" line in it and called it a
+    # dropped stream (LMConnectionError on every attempt), though the answer was all there.
+    server = Server(body(ANSWER), body(ANSWER))
+    lm = server.lm(max_retries=1)
+    chunks, pred = split(list(ChainOfThought("question -> answer: int", lm=lm).stream(question="2+2?")))
+    assert server.requests[0]["stream"] is True and len(server.requests) == 1
+    assert pred.answer == 4 and pred.reasoning == "Two and two make four."
+    assert "".join(c.text for c in chunks if c.field == "reasoning") == pred.reasoning
