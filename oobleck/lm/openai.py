@@ -482,7 +482,9 @@ class OpenAILM(BaseLM):
 
     def _translate(self, exc: Exception) -> LMError:
         """Map an SDK exception onto oobleck's error tree."""
-        if isinstance(exc, LMError):
+        if isinstance(exc, LMError):  # read from a body (an error the server sent with HTTP 200): mask it too
+            if exc.args and isinstance(exc.args[0], str):
+                exc.args = (self._scrub(exc.args[0]), *exc.args[1:])
             return exc
         openai = _sdk()
         where = str(self.client.base_url)
