@@ -13,6 +13,7 @@ answer is never returned (or cached) as a whole one.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable
 from typing import Any
@@ -20,12 +21,39 @@ from typing import Any
 from oobleck.errors import LMConnectionError, LMResponseError
 from oobleck.lm._chat_wire import _server_error
 
-__all__ = ["STREAM_OPTIONS", "ChunkReader"]
+__all__ = ["STREAM_OPTIONS", "ChunkReader", "LineSplitter"]
 
 #: Sent with a streamed request so the last chunk reports the tokens used.
 STREAM_OPTIONS = {"include_usage": True}
 
 _SSE_FIELDS = frozenset({"event", "id", "retry"})
+
+
+class LineSplitter:
+    """Cuts a body read in byte chunks into its lines, so the reader can watch the clock per chunk.
+
+    Reading by lines (``iter_lines``) waits for each newline: a server trickling one long
+    event holds the reader until it ends, whatever the deadline. Reading by chunks and
+    splitting here hands on each finished line and leaves the caller free to look at the
+    clock (and the size, in bytes) after every chunk.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+
+    def push(self, data: bytes) -> list[str]:
+        """The lines ``data`` finished (without their line ends)."""
+        # SSE lines end in CRLF, LF or CR (a CRLF cut between two chunks adds a blank line: harmless).
+        self._pending += self._decoder.decode(data).replace("\r\n", "\n").replace("\r", "\n")
+        *lines, self._pending = self._pending.split("\n")
+        return lines
+
+    def end(self) -> list[str]:
+        """The last line, when the body did not end with a newline."""
+        rest = self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        return [rest] if rest else []
 
 
 class ChunkReader:
@@ -73,7 +101,7 @@ class ChunkReader:
         return self.chunk(chunk)
 
     def feed(self, line: str, sink: Callable[[str], None]) -> int:
-        """Read one line of the body and send its new text to ``sink``; the line's size in bytes."""
+        """Read one line of the body and send its new text to ``sink``; the line's length in characters, newline included."""
         piece = self.line(line)
         if piece:
             sink(piece)  # may raise (the consumer stopped reading): the caller closes the body

@@ -344,3 +344,14 @@ def test_a_server_that_ignores_stream_true_still_answers_a_streamed_call():
     assert server.requests[0]["stream"] is True and len(server.requests) == 1
     assert pred.answer == 4 and pred.reasoning == "Two and two make four."
     assert "".join(c.text for c in chunks if c.field == "reasoning") == pred.reasoning
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"])
+def test_stream_lines_split_on_any_sse_line_end_and_across_chunks(end):
+    from oobleck.lm._stream_wire import LineSplitter
+
+    text = 'data: {"a": "é"}' + end.decode() + "data: [DONE]" + end.decode()
+    raw = text.encode()
+    lines = LineSplitter()
+    got = [line for i in range(len(raw)) for line in lines.push(raw[i : i + 1])] + lines.end()  # byte by byte
+    assert [line for line in got if line] == ['data: {"a": "é"}', "data: [DONE]"]
