@@ -190,16 +190,12 @@ def _tool_calls(index: int, raw: Any) -> tuple[ToolCall, ...] | None:
                 retryable=True,
             )
         arguments = function.get("arguments") if isinstance(function, dict) else None
-        if isinstance(arguments, dict):  # some servers send the object itself
+        if arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str):  # some servers send the JSON value itself: keep it JSON
             arguments = json.dumps(arguments, ensure_ascii=False)
         call_id = call.get("id")
-        calls.append(
-            ToolCall(
-                name=name,
-                arguments=arguments if isinstance(arguments, str) else "{}" if arguments is None else str(arguments),
-                id=call_id if isinstance(call_id, str) else "",
-            )
-        )
+        calls.append(ToolCall(name=name, arguments=arguments, id=call_id if isinstance(call_id, str) else ""))
     return tuple(calls)
 
 
