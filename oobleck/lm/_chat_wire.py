@@ -190,16 +190,12 @@ def _tool_calls(index: int, raw: Any) -> tuple[ToolCall, ...] | None:
                 retryable=True,
             )
         arguments = function.get("arguments") if isinstance(function, dict) else None
-        if isinstance(arguments, dict):  # some servers send the object itself
+        if arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str):  # some servers send the JSON value itself: keep it JSON
             arguments = json.dumps(arguments, ensure_ascii=False)
         call_id = call.get("id")
-        calls.append(
-            ToolCall(
-                name=name,
-                arguments=arguments if isinstance(arguments, str) else "{}" if arguments is None else str(arguments),
-                id=call_id if isinstance(call_id, str) else "",
-            )
-        )
+        calls.append(ToolCall(name=name, arguments=arguments, id=call_id if isinstance(call_id, str) else ""))
     return tuple(calls)
 
 
@@ -231,9 +227,14 @@ def _token(item: dict[str, Any]) -> str:
 
 def _logprob(item: dict[str, Any]) -> float:
     value = item.get("logprob", 0.0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise LMResponseError(f"expected a numeric logprob, got {_kind(value)}", retryable=True)
-    return float(value)
+    try:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer too large for a float
+        number = math.nan
+    # A log-probability is at most 0: NaN and +inf (which would outrank every other answer) are garbage.
+    if math.isnan(number) or number == math.inf:
+        raise LMResponseError(f"expected a numeric logprob (<= 0, or -inf), got {_kind(value)}", retryable=True)
+    return number
 
 
 def _count(usage: dict[str, Any], key: str) -> int:

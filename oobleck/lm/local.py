@@ -96,6 +96,15 @@ class ServedURL(str):
         """Stop the LocalLM's model and servers (:meth:`LocalLM.close`)."""
         self.lm.close()
 
+    def __copy__(self) -> ServedURL:
+        return self  # a str: immutable, and the copy serves through the same LocalLM
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ServedURL:
+        return self
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return (str, (str(self),))  # pickled as the plain URL: the LocalLM stays in its process
+
 
 class LocalLM(BaseLM):
     """A GGUF model run in this process by llama.cpp.

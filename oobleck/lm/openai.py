@@ -241,12 +241,17 @@ class OpenAILM(BaseLM):
         """One streamed exchange: each piece of text goes to ``sink`` as it comes."""
         create = self.client.chat.completions.with_streaming_response.create
         size = 0
+        lines = _stream_wire.LineSplitter()  # by chunks, not iter_lines: the clock is read per chunk
         with create(
             **params, stream=True, stream_options=_stream_wire.STREAM_OPTIONS, timeout=self.timeout
         ) as response:
-            for line in response.iter_lines():  # a sink that raises (the consumer left) closes the response
-                size += reader.feed(line, sink)
+            for data in response.iter_bytes():  # a sink that raises (the consumer left) closes the response
+                size += len(data)
                 self._check_progress(size, deadline)
+                for line in lines.push(data):
+                    reader.feed(line, sink)
+            for line in lines.end():
+                reader.feed(line, sink)
         return reader.body()
 
     def _attempt(self, params: dict[str, Any], deadline: float) -> Any:
@@ -323,12 +328,17 @@ class OpenAILM(BaseLM):
     ) -> Any:
         create = self.async_client.chat.completions.with_streaming_response.create
         size = 0
+        lines = _stream_wire.LineSplitter()
         async with create(
             **params, stream=True, stream_options=_stream_wire.STREAM_OPTIONS, timeout=self.timeout
         ) as response:
-            async for line in response.iter_lines():
-                size += reader.feed(line, sink)
+            async for data in response.iter_bytes():
+                size += len(data)
                 self._check_progress(size, deadline)
+                for line in lines.push(data):
+                    reader.feed(line, sink)
+            for line in lines.end():
+                reader.feed(line, sink)
         return reader.body()
 
     # ---- scoring ----
@@ -482,7 +492,9 @@ class OpenAILM(BaseLM):
 
     def _translate(self, exc: Exception) -> LMError:
         """Map an SDK exception onto oobleck's error tree."""
-        if isinstance(exc, LMError):
+        if isinstance(exc, LMError):  # read from a body (an error the server sent with HTTP 200): mask it too
+            if exc.args and isinstance(exc.args[0], str):
+                exc.args = (self._scrub(exc.args[0]), *exc.args[1:])
             return exc
         openai = _sdk()
         where = str(self.client.base_url)

@@ -310,6 +310,11 @@ class TransformersLM(BaseLM):
         """Generate or score; concurrent calls run together as one batch."""
         if request.response_format is not None:
             raise ConfigError("TransformersLM does not constrain output to a JSON schema; use the chat adapter")
+        if request.tools is not None:
+            raise ConfigError(
+                "TransformersLM has no native tool calling (capabilities.tool_calls is False) and would answer "
+                "as if the tools had not been sent; ReAct on TransformersLM asks for its action in text instead"
+            )
         if request.extra:
             raise ConfigError(
                 f"TransformersLM takes no backend-specific parameters; got extra={sorted(request.extra)} "

@@ -43,7 +43,7 @@ class KNNFewShot(Module):
         input_fields: the input fields compared (default: each row's inputs).
 
     Raises:
-        ConfigError: an empty pool, or rows without inputs.
+        ConfigError: an empty pool, rows without inputs, or ``k`` not an int >= 1.
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict
@@ -71,8 +71,8 @@ class KNNFewShot(Module):
         for i, ex in enumerate(pool):
             if not isinstance(ex, Example) or ex.input_keys is None:
                 raise ConfigError(f"trainset[{i}] is not an Example with inputs; use Example(...).with_inputs(...)")
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k}")
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ConfigError(f"k must be an int >= 1, got {k!r}")
         self.program = program.copy()
         self.k = k
         self.embedder: Embedder = embedder if embedder is not None else HashingEmbedder()

@@ -26,7 +26,7 @@ import logging
 import os
 import time
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar, overload
 
@@ -100,8 +100,15 @@ def _watched(compile: F) -> F:
     def watched(self: Optimizer, *args: Any, **options: Any) -> Any:
         if options.get("dry_run"):
             return compile(self, *args, **options)
-        valset = options.get("valset")
-        given = {"trainset": len(options["trainset"]), "valset": None if valset is None else len(valset)}
+        for name in ("trainset", "valset"):  # read once here: an iterator of rows is counted, not used up
+            rows = options.get(name)
+            if rows is not None and not isinstance(rows, Sized):
+                options[name] = list(rows)
+        trainset, valset = options.get("trainset"), options.get("valset")
+        given = {
+            "trainset": None if trainset is None else len(trainset),
+            "valset": None if valset is None else len(valset),
+        }
         with callbacks.step("optimizer", self.name, self, {**given, "seed": options.get("seed", 0)}) as step:
             compiled = compile(self, *args, **options)
             step.done(compiled)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from scripted_server import ScriptedServer, completion, reply
 
-from oobleck import Cache, CachedLM, LMResponseError, OpenAILM, Predict, trace
+from oobleck import Cache, CachedLM, LMRequest, LMResponseError, Message, OpenAILM, Predict, trace
 from oobleck.artifact import load
 
 KEY = "sk-live-verysecret-0123456789abcdef"
@@ -58,5 +58,19 @@ def test_keys_stay_out_of_artifacts_caches_traces_and_logs(tmp_path, caplog):
         assert f"Bearer {KEY}".encode() in server.seen[0].request
         assert HEADER_SECRET.encode() in server.seen[0].request
         assert places["cache"], "the cache wrote nothing to disk; the check above would prove nothing"
+    finally:
+        server.close()
+
+
+def test_a_key_echoed_in_an_error_body_of_a_200_answer_is_masked(caplog):
+    # Errors the server sends with HTTP 200 ({"error": ...} instead of choices) were raised
+    # as they were read, past the scrubbing that HTTP error statuses get.
+    server = ScriptedServer([reply(200, {"error": {"message": f"upstream rejected key {KEY}", "code": 500}})])
+    try:
+        lm = OpenAILM("m", base_url=server.url, api_key=KEY, max_retries=1, backoff=0.001)
+        with caplog.at_level(logging.DEBUG), pytest.raises(LMResponseError) as info:
+            lm.complete(LMRequest(messages=(Message(role="user", content="hi"),)))
+        assert "upstream rejected key" in str(info.value)
+        assert KEY not in str(info.value) and KEY not in caplog.text
     finally:
         server.close()

@@ -143,6 +143,17 @@ def test_5xx_retried_then_final_status_kept(scripted):
         {"choices": [{"message": {"content": 5}}]},
         {"choices": [{"message": {"content": "a"}, "logprobs": {"content": [None]}}]},
         {"choices": [{"message": {"content": "a"}, "logprobs": {"content": [{"token": "a", "logprob": "high"}]}}]},
+        # A log-probability too large for a float (OverflowError), or +Infinity (it would outrank every label).
+        {"choices": [{"message": {"content": "a"}, "logprobs": {"content": [{"token": "a", "logprob": 10**400}]}}]},
+        b'{"choices": [{"message": {"content": "a"}, "logprobs": {"content": [{"token": "a", "logprob": Infinity}]}}]}',
+        {
+            "choices": [
+                {
+                    "message": {"content": "a"},
+                    "logprobs": {"content": [{"token": "a", "top_logprobs": [{"token": "b", "logprob": -(10**400)}]}]},
+                }
+            ]
+        },
         [1, 2, 3],
         b"[" * 100_000 + b"]" * 100_000,
         b"\xff\xfe garbage",
@@ -253,3 +264,33 @@ def test_a_call_deadline_bounds_every_attempt_and_wait(scripted):
     assert 1 <= len(server.seen) <= 2 and "deadline=1.0" in str(info.value)
     with pytest.raises(LMTimeoutError):
         asyncio.run(lm_for(server, timeout=0.5, max_retries=5, deadline=1.0).acomplete(REQ))
+
+
+def test_a_trickled_stream_line_hits_the_per_attempt_deadline(scripted):
+    # Streamed, the body was read line by line: the deadline was looked at only when a whole
+    # line had come, so a server trickling one long event without its newline held the call
+    # far past timeout= (here 300 bytes at 50 ms each: 15 s, against a 1.5 s deadline).
+    from scripted_server import response_bytes
+
+    from oobleck.lm.base import TEXT_SINK
+
+    chunk = {"choices": [{"index": 0, "delta": {"content": "x" * 200}, "finish_reason": "stop"}]}
+    data = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+
+    def slow_event(sock, _):
+        head, body = response_bytes(200, data, {"Content-Type": "text/event-stream"})
+        sock.sendall(head.replace(b"Content-Type: application/json\r\n", b""))
+        for i in range(len(body)):
+            time.sleep(0.05)
+            sock.sendall(body[i : i + 1])
+
+    server = scripted(slow_event)
+    lm = lm_for(server, timeout=1.5, max_retries=0)
+    token = TEXT_SINK.set(lambda piece: None)
+    started = time.monotonic()
+    try:
+        with pytest.raises(LMTimeoutError, match="too slowly"):
+            lm.complete(REQ)
+    finally:
+        TEXT_SINK.reset(token)
+    assert time.monotonic() - started < 6.0

@@ -68,3 +68,24 @@ def test_same_answers_in_a_fresh_process_greedy_and_sampled():
         timeout=600,
     )
     assert json.loads(child.stdout.strip().splitlines()[-1]) == here
+
+
+def test_a_served_url_survives_copy_deepcopy_and_asdict():
+    # ServedURL is a str carrying its LocalLM: copy/deepcopy (and dataclasses.asdict, which
+    # deep-copies) rebuilt it through str's __getnewargs__, without the LM: TypeError.
+    import copy
+    import dataclasses
+    import pickle
+
+    from oobleck.lm.local import ServedURL
+
+    holder = object()  # stands in for the LocalLM (a real one would load the model)
+    url = ServedURL("http://127.0.0.1:18080/v1", holder)  # type: ignore[arg-type]
+
+    @dataclasses.dataclass
+    class Settings:
+        base_url: str
+
+    for copied in (copy.copy(url), copy.deepcopy(url), dataclasses.asdict(Settings(url))["base_url"]):
+        assert copied == url and copied.lm is holder
+    assert pickle.loads(pickle.dumps(url)) == "http://127.0.0.1:18080/v1"  # the LM stays in its process

@@ -267,3 +267,91 @@ def test_streaming_against_the_real_server(server_url):
     for name in ("reasoning", "answer"):
         assert "".join(c.text for c in chunks if c.field == name) == pred[name]
     assert pred.usage.completion_tokens > 0
+
+
+def test_a_request_with_tools_keeps_the_models_tool_calls_under_stream():
+    # A model answering with a tool call streams it as tool_calls deltas, not as content: a
+    # streamed request with tools lost the call (an empty answer), so ReAct's native step
+    # found no action under program.stream().
+    from oobleck.lm.base import TEXT_SINK
+    from oobleck.lm.types import LMRequest, Message, ToolCall
+
+    call = {"index": 0, "id": "c1", "type": "function", "function": {"name": "search", "arguments": ""}}
+    deltas = [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"q": '}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '"x"}'}}]},
+    ]
+    streamed = [
+        f"data: {json.dumps({'model': 'm', 'choices': [{'index': 0, 'delta': d, 'finish_reason': None}]})}\n\n".encode()
+        for d in deltas
+    ]
+    streamed += [
+        f"data: {json.dumps({'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'tool_calls'}]})}\n\n".encode()
+    ]
+    streamed += [b"data: [DONE]\n\n"]
+    whole = {
+        **body(""),
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "search", "arguments": '{"q": "x"}'}}
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+    }
+
+    class ByMode(Server):
+        def __call__(self, request: Any) -> Any:
+            sent = json.loads(request.content)
+            self.requests.append(sent)
+            if sent.get("stream"):
+                return httpx.Response(200, stream=Lines(streamed), headers={"content-type": "text/event-stream"})
+            return httpx.Response(200, json=whole)
+
+    tool = {"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}
+    request = LMRequest(messages=(Message(role="user", content="find x"),), tools=(tool,), tool_choice="required")
+    pieces: list[str] = []
+    token = TEXT_SINK.set(pieces.append)
+    try:
+        response = ByMode().lm().complete(request)
+    finally:
+        TEXT_SINK.reset(token)
+    assert response.choices[0].tool_calls == (ToolCall(name="search", arguments='{"q": "x"}', id="c1"),)
+
+
+@pytest.mark.parametrize("calls", ["search", [["search"]], [{"index": "0", "function": {"name": "f"}}]])
+def test_a_streamed_tool_call_of_the_wrong_shape_is_an_lm_response_error(calls):
+    from oobleck.lm._stream_wire import ChunkReader
+
+    with pytest.raises(LMResponseError, match="tool"):
+        ChunkReader("server").chunk({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]})
+
+
+def test_a_server_that_ignores_stream_true_still_answers_a_streamed_call():
+    # Some OpenAI-compatible servers and proxies ignore "stream": true and send the whole
+    # chat completion as JSON. The SSE reader found no "data:" line in it and called it a
+    # dropped stream (LMConnectionError on every attempt), though the answer was all there.
+    server = Server(body(ANSWER), body(ANSWER))
+    lm = server.lm(max_retries=1)
+    chunks, pred = split(list(ChainOfThought("question -> answer: int", lm=lm).stream(question="2+2?")))
+    assert server.requests[0]["stream"] is True and len(server.requests) == 1
+    assert pred.answer == 4 and pred.reasoning == "Two and two make four."
+    assert "".join(c.text for c in chunks if c.field == "reasoning") == pred.reasoning
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"])
+def test_stream_lines_split_on_any_sse_line_end_and_across_chunks(end):
+    from oobleck.lm._stream_wire import LineSplitter
+
+    text = 'data: {"a": "é"}' + end.decode() + "data: [DONE]" + end.decode()
+    raw = text.encode()
+    lines = LineSplitter()
+    got = [line for i in range(len(raw)) for line in lines.push(raw[i : i + 1])] + lines.end()  # byte by byte
+    assert [line for line in got if line] == ['data: {"a": "é"}', "data: [DONE]"]

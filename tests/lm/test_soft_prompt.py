@@ -174,3 +174,16 @@ def test_transformers_lm_refuses_what_it_cannot_do_before_loading_anything():
     with pytest.raises(ConfigError, match="unknown decoding default"):
         TransformersLM(beam_width=4)
     assert lm._loaded is None
+
+
+def test_transformers_lm_refuses_tools_it_would_drop():
+    # TransformersLM has no native tool calling (capabilities.tool_calls is False) but took a
+    # request with tools and answered it in text as if they had never been sent.
+    from oobleck.lm.transformers import TransformersLM
+
+    lm = TransformersLM()
+    tool = {"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}
+    request = LMRequest(messages=(Message(role="user", content="hi"),), tools=(tool,), tool_choice="required")
+    with pytest.raises(ConfigError, match="tool"):
+        lm.complete(request)
+    assert lm._loaded is None

@@ -222,3 +222,13 @@ def test_the_native_path_needs_its_react():
     agent = ReAct("question -> answer", tools=[search], lm=lm)
     with pytest.raises(ConfigError, match="inside its ReAct"):
         agent.react(question="q", trajectory="")
+
+
+@pytest.mark.parametrize(("sent", "read"), [([1, "a"], '[1, "a"]'), (True, "true"), (None, "{}"), (7, "7")])
+def test_tool_call_arguments_sent_as_other_json_values_stay_json(sent, read):
+    # Arguments that came as a JSON value other than a string or an object were kept as
+    # Python's repr (['a'] with single quotes, True): not JSON, so the call was judged
+    # malformed for the server's spelling, not the model's.
+    body = completion("t")
+    body["choices"][0]["message"]["tool_calls"] = [{"function": {"name": "s", "arguments": sent}}]
+    assert _chat_wire.from_dict(body).choices[0].tool_calls[0].arguments == read

@@ -327,3 +327,14 @@ def test_resume_with_a_smaller_budget_than_already_spent_stops_at_once(tmp_path:
     more_lm = FakeLM(always("positive"))
     opt(6).compile(Predict("sentence -> label", lm=more_lm), trainset=train, checkpoint=ckpt)
     assert len(more_lm.requests) == 2  # a larger limit pays only for the difference
+
+
+def test_a_trainset_given_as_an_iterator_compiles_as_the_list_does() -> None:
+    # compile reads its rows with list(...): the callback wrapper took len() of them first,
+    # so a generator of Examples raised TypeError before the compile started.
+    train = sentiment_rows()
+    opt = BootstrapFewShot(exact_match, max_bootstrapped_demos=2, max_labeled_demos=0)
+    from_list = opt.compile(Predict("sentence -> label", lm=FakeLM(always("positive"))), trainset=train)
+    from_iter = opt.compile(Predict("sentence -> label", lm=FakeLM(always("positive"))), trainset=iter(train))
+    assert from_iter.predictors()[0].demos == from_list.predictors()[0].demos
+    assert from_iter.provenance["trainset_sha256"] == from_list.provenance["trainset_sha256"]

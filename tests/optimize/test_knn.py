@@ -147,3 +147,11 @@ def test_transformers_embedder_with_minilm() -> None:
     assert float(v[0] @ v[1]) > float(v[0] @ v[2])
     knn = KNNFewShot(Predict("sentence -> label"), trainset=sentiment_rows(), k=1, embedder=e)
     assert knn.neighbours(sentence="what a tiresome, boring movie") != []
+
+
+@pytest.mark.parametrize("k", [2.0, True, "3"])
+def test_a_k_that_is_not_an_int_is_refused_when_built(k) -> None:
+    # KNNFewShot checked only k < 1: k=2.0 failed at the first call (a TypeError slicing the
+    # neighbours) and k=True ran, saved, then was refused by load_extra.
+    with pytest.raises(ConfigError, match="k must be"):
+        KNNFewShot(Predict("sentence -> label", lm=FakeLM(["x"])), trainset=sentiment_rows(), k=k)
