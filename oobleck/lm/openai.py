@@ -177,7 +177,11 @@ class OpenAILM(BaseLM):
             tool_calls=str(client.base_url).startswith("https://api.openai.com/"),
         )
         self._slots = threading.BoundedSemaphore(max_concurrency)
-        self._async_slots: dict[int, asyncio.Semaphore] = {}
+        # One semaphore per event loop (a semaphore binds to the loop that first waits on it),
+        # kept with its loop; closed loops' entries are dropped when another loop first calls
+        # (each asyncio.run used to leave its loop and semaphore here for good).
+        self._async_slots: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = {}
+        self._async_lock = threading.Lock()
         self._jitter = random.Random(0)
 
     @property
@@ -279,14 +283,26 @@ class OpenAILM(BaseLM):
 
     # ---- async ----
 
+    def _slots_here(self) -> asyncio.Semaphore:
+        """The concurrency semaphore of the running event loop."""
+        loop = asyncio.get_running_loop()
+        known = self._async_slots.get(id(loop))
+        if known is not None and known[0] is loop:
+            return known[1]
+        with self._async_lock:
+            live = {k: v for k, v in self._async_slots.items() if not v[0].is_closed()}
+            slots = asyncio.Semaphore(self.max_concurrency)
+            live[id(loop)] = (loop, slots)
+            self._async_slots = live
+        return slots
+
     async def acomplete(self, request: LMRequest) -> LMResponse:
         """Async form of :meth:`complete` (uses ``AsyncOpenAI``; scoring runs in a worker thread)."""
         if request.score is not None:
             return await asyncio.to_thread(self._score, request)
         params = self._params(request)
         sink = self._sink(request)
-        loop_id = id(asyncio.get_running_loop())
-        slots = self._async_slots.setdefault(loop_id, asyncio.Semaphore(self.max_concurrency))
+        slots = self._slots_here()
         end = self._end()
         for attempt in range(self.max_retries + 1):
             if attempt:

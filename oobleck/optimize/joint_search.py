@@ -14,9 +14,10 @@ optuna is an optional extra: ``pip install 'oobleck[optuna]'``; it is imported o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from oobleck._estimate import (
@@ -52,6 +53,17 @@ PRESETS: dict[str, dict[str, int]] = {
     "medium": {"num_trials": 25, "num_instructions": 5, "num_demo_sets": 5, "minibatch_size": 35},
     "heavy": {"num_trials": 50, "num_instructions": 8, "num_demo_sets": 8, "minibatch_size": 50},
 }
+
+
+@contextlib.contextmanager
+def _optuna_quiet(optuna: Any) -> Iterator[None]:
+    """Silence optuna's INFO lines (one per trial) for the block, then restore the caller's level."""
+    level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(level)
 
 
 def _import_optuna() -> Any:
@@ -252,7 +264,6 @@ class JointSearch(InstructionSearchBase):
             demo_sets = self._demo_sets(s, program)
             instructions = self._instructions(s, program)
             formats = [None, *self.formats]
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
             study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=run.seed))
             names = [n for n, _ in program.named_predictors()]
             mb = min(self.minibatch_size, len(s.val))
@@ -279,7 +290,8 @@ class JointSearch(InstructionSearchBase):
                 if (t + 1) % self.full_eval_every == 0 or t + 1 == self.num_trials:
                     self._full_eval(s)
 
-        best, _ = self._search(program, trainset, valset, run, steps)
+        with _optuna_quiet(optuna):
+            best, _ = self._search(program, trainset, valset, run, steps)
         run.scores["trials"] = trials
         return best
 

@@ -246,3 +246,25 @@ def test_concurrency_limit_is_shared_by_threads():
     for t in threads:
         t.join()
     assert not errors and peak == 2
+
+
+def test_async_calls_in_one_event_loop_after_another_share_no_semaphore():
+    # One semaphore per loop (a semaphore binds to the loop that first waits on it); each
+    # asyncio.run used to leave its loop and semaphore behind for good.
+    async def answer(request):
+        await asyncio.sleep(0.001)
+        return httpx.Response(200, json=OK_BODY)
+
+    client = openai.AsyncOpenAI(
+        api_key="sk-x", base_url="http://127.0.0.1:9/v1", max_retries=0,
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(answer)),
+    )  # fmt: skip
+    lm = OpenAILM("m", client=openai.OpenAI(api_key="sk-x", base_url="http://127.0.0.1:9/v1"), async_client=client,
+                  max_concurrency=1)  # fmt: skip
+
+    async def contended():
+        return await asyncio.gather(lm.acomplete(REQ), lm.acomplete(REQ))  # the second waits on the semaphore
+
+    for _ in range(30):
+        assert [r.text for r in asyncio.run(contended())] == ["hello", "hello"]
+    assert len(lm._async_slots) <= 1  # only the last loop's, until another loop calls

@@ -116,3 +116,16 @@ def test_presets_and_the_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     train, val = rows()
     with pytest.raises(ConfigError, match=r"oobleck\[optuna\]"):
         opt().compile(Predict(Review, lm=FakeLM(joint_lm)), trainset=train, valset=val)
+
+
+def test_the_callers_optuna_log_level_is_kept() -> None:
+    import optuna
+
+    train, val = rows()
+    before = optuna.logging.get_verbosity()
+    try:
+        optuna.logging.set_verbosity(optuna.logging.DEBUG)
+        opt(num_trials=2, full_eval_every=2).compile(Predict(Review, lm=FakeLM(joint_lm)), trainset=train, valset=val)
+        assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
+    finally:
+        optuna.logging.set_verbosity(before)
