@@ -47,7 +47,7 @@ LMs (--lm, as oobleck.LM): local (default; the embedded SmolLM2 model), local:/p
      or a server URL http://host:8080/v1. Keys from $OPENAI_API_KEY, $ANTHROPIC_API_KEY,
      $GEMINI_API_KEY (or $GOOGLE_API_KEY), $VLLM_API_KEY; never saved.
 Metrics (--metric): exact_match, f1, passage_match, or your own: my_metrics.py:label_ok or
-     package.module:fn (called as fn(example, prediction))."""
+     package.module:fn (called as fn(example, prediction, trace=None))."""
 
 
 def _number(kind: type[int] | type[float], low: float, high: float = math.inf) -> Callable[[str], float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import importlib.util
+import inspect
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,9 +120,18 @@ def metric_from(spec: str, *, builtins: Sequence[str] = ()) -> Any:
             raise UsageError(f"--metric {spec}: {value.__name__}() failed: {type(exc).__name__}: {exc}") from None
     if not callable(value):
         raise UsageError(
-            f"--metric {spec}: expected a function metric(example, prediction) returning a number or a bool, "
-            f"got a {type(value).__name__}"
+            f"--metric {spec}: expected a function metric(example, prediction, trace=None) returning a number "
+            f"or a bool, got a {type(value).__name__}"
         )
+    try:
+        inspect.signature(value).bind(None, None, None)
+    except TypeError as exc:  # it would fail on every row, each failure scored 0
+        raise UsageError(
+            f"--metric {spec}: it is called as metric(example, prediction, trace), but it cannot take those "
+            f"three arguments ({exc}); define it as def {attr or 'metric'}(example, prediction, trace=None)"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): let it run
+        pass
     return value
 
 

@@ -29,6 +29,12 @@ class Strict:
         return example.answer == prediction.answer
 
 NOT_CALLABLE = 42
+
+def two_args(example, prediction):  # as the help once said; every row would fail, scored 0
+    return True
+
+def no_args():
+    return 1
 """
 
 
@@ -110,6 +116,8 @@ def test_compile_with_a_metric_from_a_file(task, capsys):
         ("no_such_package_xyz:fn", "cannot import 'no_such_package_xyz'"),
         ("accuracy", "unknown metric 'accuracy'"),
         ("{d}/my_metrics.py:", "expected file.py:fn"),
+        ("{d}/my_metrics.py:two_args", "def two_args(example, prediction, trace=None)"),
+        ("{d}/my_metrics.py:no_args", "cannot take those three arguments"),
     ],
 )
 @pytest.mark.parametrize("command", ["eval", "compile"])
