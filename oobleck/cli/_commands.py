@@ -128,6 +128,8 @@ def _jsonl_rows(path: str, *, inputs: Sequence[str] | None = None) -> Iterator[t
         except OSError as exc:
             raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
         for n, line in enumerate(_lines(stream, path), 1):
+            if n == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark, as Windows editors write
             if not line.strip():
                 continue
             try:

@@ -274,7 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments (default: ``sys.argv[1:]``).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "run" and args.inputs_json is None and len(extra) == 1 and extra[0][:1] != "-":
+        # `run qa.json --lm X '{...}'`: argparse gives the optional INPUTS up once an option
+        # separates it from the artifact; it is still the one JSON object of inputs.
+        args.inputs_json, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     try:

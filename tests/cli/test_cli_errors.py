@@ -148,3 +148,33 @@ def test_a_user_file_still_imports_its_neighbours(tmp_path, capsys):
         )
     assert code == 0, capsys.readouterr().err
     sys.modules.pop("helpers_for_prog", None)
+
+
+def test_a_jsonl_file_with_a_byte_order_mark_is_read(files, capsys):
+    bom = b"\xef\xbb\xbf"
+    (files / "bom.jsonl").write_bytes(bom + b'{"question": "a", "answer": "b"}\n{"question": "c", "answer": "b"}\n')
+    (files / "bom_inputs.jsonl").write_bytes(bom + b'{"question": "a"}\n{"question": "c"}\n')
+    with context(lm=FakeLM([{"answer": "b"}], cycle=True)):
+        code = main(["eval", str(files / "qa.json"), str(files / "bom.jsonl"), "--metric", "exact_match", "--json"])
+        run_code = main(["run", str(files / "qa.json"), "--jsonl", str(files / "bom_inputs.jsonl")])
+    out, err = capsys.readouterr()
+    assert code == 0 and run_code == 0, err
+    lines = out.splitlines()
+    assert json.loads(lines[0])["score"] == 100.0
+    assert [json.loads(line) for line in lines[1:]] == [{"answer": "b"}, {"answer": "b"}]
+
+
+@pytest.mark.parametrize("option", [["--no-cache"], ["--adapter", "json"], ["--predictor", "self"]])
+def test_run_takes_its_inputs_after_an_option(files, capsys, option):
+    with context(lm=FakeLM([{"answer": "b"}], cycle=True)):
+        code = main(["run", str(files / "qa.json"), *option, '{"question": "x"}'])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out) == {"answer": "b"}
+
+
+def test_run_with_two_inputs_is_still_a_usage_error(files, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["run", str(files / "qa.json"), "--no-cache", '{"question": "x"}', '{"question": "y"}'])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "unrecognized arguments" in err and len(err.strip().splitlines()) == 1
