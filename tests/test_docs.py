@@ -16,6 +16,17 @@ def python_blocks(path: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
 
 
+def test_readme_blocks_that_need_no_model_run_in_the_fast_suite(tmp_path, monkeypatch, capsys):
+    """The README blocks on FakeLM run on every fast run, not only with the real model."""
+    blocks = [b for b in python_blocks(ROOT / "README.md") if "LocalLM" not in b and "OpenAILM" not in b]
+    assert blocks, "the README's FakeLM block (Watching) is expected here"
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})
+    out = capsys.readouterr().out
+    assert " tokens" in out  # the Watching block's callback total
+
+
 @pytest.mark.slow
 def test_readme_quickstart_runs(tmp_path, monkeypatch, capsys):
     blocks = python_blocks(ROOT / "README.md")
