@@ -178,3 +178,16 @@ def test_run_with_two_inputs_is_still_a_usage_error(files, capsys):
         main(["run", str(files / "qa.json"), "--no-cache", '{"question": "x"}', '{"question": "y"}'])
     err = capsys.readouterr().err
     assert done.value.code == 2 and "unrecognized arguments" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("checkpoint", ["o.json", "../{name}/o.json"])
+def test_output_and_checkpoint_on_one_new_path_is_refused_before_any_lm_call(files, capsys, checkpoint):
+    lm = FakeLM([{"answer": "b"}], cycle=True)
+    argv = ["compile", "question -> answer", "--train", str(files / "train.jsonl"), "--metric", "exact_match"]
+    argv += ["-o", str(files / "o.json"), "--checkpoint", str(files / checkpoint.format(name=files.name))]
+    with context(lm=lm):
+        code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "--output and --checkpoint name one file" in err
+    assert lm.requests == [] and not (files / "o.json").exists()
