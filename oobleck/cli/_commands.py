@@ -528,10 +528,15 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise CLIError("name the artifact to write with --output FILE.json (or use --dry-run)")
     # Checked before compiling: a compile is never spent on an artifact that cannot be written,
     # and neither the artifact nor the checkpoint may be one of the inputs (or each other).
-    if args.output and args.checkpoint and os.path.realpath(args.output) == os.path.realpath(args.checkpoint):
-        # (check_target compares files that exist; a new path named twice would be found only
-        # after the compile, with the checkpoint already written where the artifact goes)
-        raise UsageError(f"--output and --checkpoint name one file ({args.output}); give each its own path")
+    if (
+        args.output
+        and args.checkpoint
+        and not os.path.lexists(args.output)
+        and os.path.realpath(args.output) == os.path.realpath(args.checkpoint)
+    ):
+        # check_target below refuses this for a file that exists; a new path named twice would
+        # be found only after the compile, with the checkpoint written where the artifact goes
+        raise CLIError(f"--output and --checkpoint name one file ({args.output}); give each its own path")
     if args.output:
         check_target(args.output, inputs=[args.checkpoint])
     if args.checkpoint and os.path.isdir(os.path.dirname(os.path.abspath(args.checkpoint))):

@@ -6,6 +6,7 @@ import atexit
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,11 @@ def _import_attr(spec: str, default: str = "program") -> Any:
     attr = attr or default
     if target.endswith(".py"):
         module = _import_file(Path(target))
+    elif Path(target).is_dir() or os.sep in target:
+        # a path, not a module name: importlib would only say "No module named '/a/b'"
+        found = Path(target)
+        what = f"{found} is a folder" if found.is_dir() else f"{found} is not a .py file" if found.exists() else ""
+        raise CLIError(f"{what or f'no such file {found}'}; expected file.py[:attr] or package.module:attr")
     else:
         try:
             module = importlib.import_module(target)

@@ -60,6 +60,7 @@ BAD = {
     "program file missing": ["compile", "{d}/nothere.py:Prog", "--train", "{d}/train.jsonl", "-o", "{d}/o.json"],
     "program attribute missing": ["compile", "{d}/notmodule.py:nope", "--train", "{d}/train.jsonl", "-o", "{d}/o.json"],
     "program not a module": ["compile", "{d}/notmodule.py", "--train", "{d}/train.jsonl", "-o", "{d}/o.json"],
+    "program is a folder": ["compile", "{d}", "--train", "{d}/train.jsonl", "-o", "{d}/o.json"],
     "module not importable": ["compile", "no_such_pkg_xyz:prog", "--train", "{d}/train.jsonl", "-o", "{d}/o.json"],
     "output folder missing": [
         "compile",
@@ -181,13 +182,37 @@ def test_run_with_two_inputs_is_still_a_usage_error(files, capsys):
 
 
 @pytest.mark.parametrize("checkpoint", ["o.json", "../{name}/o.json"])
-def test_output_and_checkpoint_on_one_new_path_is_refused_before_any_lm_call(files, capsys, checkpoint):
+def test_output_and_checkpoint_on_one_new_path_are_refused_before_any_lm_call(files, capsys, checkpoint):
     lm = FakeLM([{"answer": "b"}], cycle=True)
     argv = ["compile", "question -> answer", "--train", str(files / "train.jsonl"), "--metric", "exact_match"]
     argv += ["-o", str(files / "o.json"), "--checkpoint", str(files / checkpoint.format(name=files.name))]
     with context(lm=lm):
         code = main(argv)
     err = capsys.readouterr().err
-    assert code == 2, err
+    assert code == 1, err  # as when the file exists (check_target: "an input of this command")
     assert len(err.strip().splitlines()) == 1 and "--output and --checkpoint name one file" in err
     assert lm.requests == [] and not (files / "o.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("{d}", "is a folder; expected file.py[:attr]"),
+        ("{d}:fn", "is a folder; expected file.py[:attr]"),
+        ("{d}/train.jsonl:fn", "is not a .py file"),
+        ("{d}/nothere/prog:fn", "no such file"),
+    ],
+)
+@pytest.mark.parametrize("flag", ["--metric", "--tools", "--program"])
+def test_a_spec_that_is_a_path_but_not_a_py_file_says_so(files, capsys, spec, says, flag):
+    argv = ["eval", str(files / "qa.json"), str(files / "train.jsonl"), flag, spec.format(d=files)]
+    if flag != "--metric":
+        argv += ["--metric", "exact_match"]
+    elif ":" not in spec:
+        says = "unknown metric"  # a metric needs file.py:fn; a bare name is a built-in's
+    with context(lm=FakeLM([{"answer": "b"}], cycle=True)):
+        code = main(argv)
+    err = capsys.readouterr().err
+    assert code == (2 if flag == "--metric" else 1), err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "No module named" not in err, err
