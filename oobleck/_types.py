@@ -325,6 +325,9 @@ def parse_text(tp: Any, text: str) -> Any:
         return text
     choices = literal_choices(tp)
     if choices is not None:
+        exact = _exact_label(choices, text)
+        if exact is not _NO_LABEL:
+            return validate(tp, exact)
         cleaned = text.strip().strip("`'\".,;:!*").strip()
         for choice in choices:
             if isinstance(choice, str) and cleaned.lower() == choice.lower():
@@ -338,6 +341,31 @@ def parse_text(tp: Any, text: str) -> Any:
     except pydantic.ValidationError:
         # "123" read as the int 123 for a str-like type, etc.: fall back to the raw text.
         return validate(tp, text.strip())
+
+
+_NO_LABEL = object()
+
+
+def _exact_label(choices: tuple[Any, ...], text: str) -> Any:
+    """The label ``text`` spells exactly as the adapters write it, else ``_NO_LABEL``.
+
+    Labels that are all text are written as they are; otherwise each is written as JSON
+    (``1``, ``"1"``, ``true``). Tried before the lenient match, which would read ``a`` as the
+    label ``A`` or ``yes!`` as ``yes``.
+    """
+    stripped = text.strip()
+    if all(isinstance(c, str) for c in choices):
+        for spelled in (text, stripped):
+            if spelled in choices:
+                return spelled
+        return _NO_LABEL
+    for choice in choices:
+        try:
+            if json.dumps(choice, ensure_ascii=False) == stripped:
+                return choice
+        except (TypeError, ValueError):
+            continue
+    return _NO_LABEL
 
 
 # --- reading JSON written by an LM ---

@@ -257,3 +257,21 @@ def test_labels_equal_in_python_are_not_scored_into_one_distribution_entry(label
     assert mode == "generate" and "equal" in why
     assert p(text="x").label == typing.get_args(labels)[1]
     assert lm.requests[-1].score is None
+
+
+class OneOrText(enum.Enum):
+    ONE = 1
+    TEXT = "1"
+
+
+def test_enum_labels_one_and_text_one_are_written_alike_in_demos_and_scored_completions():
+    # a demo wrote the text member raw (1), the same as the int member, while the scored
+    # completion wrote it as JSON ("1"): demos taught a spelling the labels were not scored in
+    sig = ensure_signature("text -> label").with_updated_field("label", type=OneOrText)
+    lm = FakeLM(scores=lambda request: {t: (-2.0 if t.endswith("1") else -0.5) for t in request.score})
+    demos = [{"text": "a", "label": OneOrText.TEXT}, {"text": "b", "label": OneOrText.ONE}]
+    pred = Predict(sig, lm=lm, mode="score", demos=demos)(text="x")
+    request = lm.requests[0]
+    shown = [m.content for m in request.messages if m.role == "assistant"]
+    assert shown == [request.score[1], request.score[0]]
+    assert len(set(request.score)) == 2 and pred.label is OneOrText.TEXT

@@ -221,7 +221,10 @@ class TemplateAdapter:
                     reason=f"missing field {name}",
                 )
             value = sections[name]
-            if isinstance(value, str):
+            if data is not None and name in data and _is_label(field.type, value):
+                # a label from the JSON object, as typed: "1" and 1 are both labels of Literal["1", 1]
+                values[name] = _types.validate(field.type, value)
+            elif isinstance(value, str):
                 values[name] = _parse_field(signature, name, field.type, value, text)
             else:
                 values[name] = _parse_field(signature, name, field.type, json.dumps(value, ensure_ascii=False), text)
@@ -247,6 +250,11 @@ class TemplateAdapter:
             Message(role="assistant", content=raw),
             Message(role="user", content=f"That answer could not be read ({reason}). {ask}"),
         ]
+
+
+def _is_label(tp: Any, value: Any) -> bool:
+    """Whether ``value`` is exactly one of the labels of ``tp`` (type included: ``1`` is not ``True``)."""
+    return any(type(c) is type(value) and c == value for c in _types.literal_choices(tp) or ())
 
 
 @functools.lru_cache(maxsize=256)
