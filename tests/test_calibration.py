@@ -285,6 +285,18 @@ def test_a_calibration_fitted_for_other_labels_does_not_load(tmp_path):
         p.load_extra({"mode": "score", "calibration": "batch", "calibration_state": state.to_data()}, None)
 
 
+@pytest.mark.parametrize(
+    "saved, labels",
+    [((True, False), (1, 0)), ((1, 0), (True, False)), ((1.0, 2.0), (1, 2)), ((1, 0), (1.0, 0.0))],
+)
+def test_a_calibration_for_labels_equal_only_in_python_does_not_load(saved, labels):
+    # [True, False] == [1, 0] in Python: a prior fitted for bool labels loaded onto Literal[1, 0]
+    state = Calibration.fit("batch", [{"label": [0.3, 0.7]}], labels={"label": saved})
+    data = json.loads(json.dumps(state.to_data()))
+    with pytest.raises(ArtifactError, match="refit"):
+        Calibration.from_data(data, labels={"label": labels}, score_norm="sum")
+
+
 def test_changing_score_norm_after_fitting_asks_for_a_refit():
     program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE)), [{"text": "ok"}])
     program.score_norm = "mean"
