@@ -297,6 +297,70 @@ def test_a_calibration_for_labels_equal_only_in_python_does_not_load(saved, labe
         Calibration.from_data(data, labels={"label": labels}, score_norm="sum")
 
 
+@pytest.mark.parametrize("method", ["contextual", "batch"])
+def test_a_prior_without_its_prompt_is_not_divided_out_of_reordered_labels(method):
+    # a prior saved without its prompt fingerprint (an older or edited artifact) was used
+    # whatever the signature became: after Literal['positive', 'negative'] was reordered, the
+    # prior's entries went to the other labels
+    rows = [{"text": "ok"}, {"text": "bad"}]
+    program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE), mode="score", calibration=method), rows, method=method)
+    data = program.calibration_state.to_data()
+    del data["prompt"]
+    labels = {"label": ("positive", "negative")}
+    program.calibration_state = Calibration.from_data(data, labels=labels, score_norm="sum")
+    program.signature = program.signature.with_updated_field("label", type=Literal["negative", "positive"])
+    if method == "batch":
+        program.calibration_rows = []
+        with pytest.raises(ConfigError, match="labels"):
+            program(text="ok")
+        return
+    pred = program(text="ok")
+    prior = program.current_prior()
+    assert prior is not None and prior.labels == {"label": ("negative", "positive")}
+    raw = pred.raw_probabilities["label"]
+    expected = by_hand([raw["negative"], raw["positive"]], list(prior.priors["label"]))
+    assert list(pred.probabilities["label"].values()) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda s: s.with_updated_field("label", type=Literal["negative", "positive"]),
+        lambda s: s.with_updated_field("label", type=Literal["positive", "negative", "neutral"]),
+        lambda s: s.append("verdict", "output", type=Literal["positive", "negative"]).delete("label"),
+    ],
+    ids=["reordered", "added", "renamed"],
+)
+def test_a_program_whose_labels_changed_after_calibrating_saves_an_artifact_that_loads(tmp_path, edit):
+    # the prior fitted for the old labels was saved, and the artifact then failed to load
+    # ("calibration of 'label' was fitted for labels [...]")
+    program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE)), [{"text": "ok"}, {"text": "bad"}])
+    program.signature = edit(program.signature)
+    doc, path = _saved(tmp_path, program)
+    assert "calibration_state" not in doc["predictors"][0]["extra"]
+    assert load(path).predictors["self"].signature == program.signature
+
+
+def test_a_prior_fitted_under_other_instructions_is_still_saved_and_loads(tmp_path):
+    program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE), mode="score", calibration="batch"), [{"text": "ok"}])
+    program.signature = program.signature.with_instructions("Classify the review.")
+    doc, path = _saved(tmp_path, program)
+    assert doc["predictors"][0]["extra"]["calibration_state"]["prompt"] == program.calibration_state.prompt
+    assert load(path).predictors["self"].calibration_state == program.calibration_state
+
+
+def test_a_scored_batch_predictor_without_a_prior_for_its_labels_is_not_saved_unloadable(tmp_path):
+    # it was written with calibration 'batch' and no prior, which loading refuses
+    fresh = Predict(Sentiment, mode="score", calibration="batch")
+    with pytest.raises(ConfigError, match="calibrate"):
+        fresh.save(tmp_path / "a.json")
+    program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE), mode="score", calibration="batch"), [{"text": "ok"}])
+    program.signature = program.signature.with_updated_field("label", type=Literal["negative", "positive"])
+    with pytest.raises(ConfigError, match="calibrate"):
+        program.save(tmp_path / "b.json")
+    assert not (tmp_path / "a.json").exists() and not (tmp_path / "b.json").exists()
+
+
 def test_changing_score_norm_after_fitting_asks_for_a_refit():
     program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE)), [{"text": "ok"}])
     program.score_norm = "mean"
