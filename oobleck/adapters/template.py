@@ -274,7 +274,7 @@ def _read_lines(signature: Signature, text: str) -> dict[str, str]:
     """``Name: value`` sections of the answer, by output field (case-insensitive names)."""
     names = {label(n).lower(): n for n in signature.output_fields} | {n.lower(): n for n in signature.output_fields}
     pattern = re.compile(
-        r"^\s*(" + "|".join(re.escape(k) for k in sorted(names, key=len, reverse=True)) + r")\s*:", re.I | re.M
+        r"^[\s\ufeff]*(" + "|".join(re.escape(k) for k in sorted(names, key=len, reverse=True)) + r")\s*:", re.I | re.M
     )
     found: dict[str, str] = {}
     matches = list(pattern.finditer(text))
