@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_origin
 
 from oobleck import _types
 from oobleck.adapters.base import Adapter
@@ -113,7 +113,8 @@ def _plan(signature: Signature) -> ScoringPlan | str:
     for f in signature.output_fields.values():
         values = label_values(f.type)
         if values:
-            same = _equal_labels(values)
+            # an Enum's distribution is keyed by its members, which never compare equal
+            same = _equal_labels(values) if get_origin(f.type) is Literal else None
             if same is not None:
                 # a distribution is keyed by label: 1 and True would share one entry
                 return (

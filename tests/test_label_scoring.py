@@ -275,3 +275,15 @@ def test_enum_labels_one_and_text_one_are_written_alike_in_demos_and_scored_comp
     shown = [m.content for m in request.messages if m.role == "assistant"]
     assert shown == [request.score[1], request.score[0]]
     assert len(set(request.score)) == 2 and pred.label is OneOrText.TEXT
+
+
+class Pairs(enum.Enum):
+    LOW = [0, 1]
+    HIGH = [1, 2]
+
+
+def test_enum_labels_with_unhashable_values_are_scored():
+    sig = ensure_signature("text -> label").with_updated_field("label", type=Pairs)
+    lm = FakeLM(scores=lambda request: {t: -1.0 - i for i, t in enumerate(request.score)})
+    pred = Predict(sig, lm=lm, mode="score")(text="x")
+    assert pred.label is Pairs.LOW and list(pred.probabilities["label"]) == [Pairs.LOW, Pairs.HIGH]
