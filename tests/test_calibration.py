@@ -361,6 +361,19 @@ def test_a_scored_batch_predictor_without_a_prior_for_its_labels_is_not_saved_un
     assert not (tmp_path / "a.json").exists() and not (tmp_path / "b.json").exists()
 
 
+@pytest.mark.parametrize("prior", [[10**400, 1], [1, -(10**400)], [10**400, -(10**400)]])
+def test_a_prior_with_an_integer_too_large_for_a_float_is_an_artifact_error(prior):
+    # math.isfinite raised OverflowError on it
+    data = {
+        "method": "batch",
+        "outputs": {"label": {"labels": ["a", "b"], "prior": prior}},
+        "rows": 1,
+        "score_norm": "sum",
+    }
+    with pytest.raises(ArtifactError, match="prior"):
+        Calibration.from_data(data, labels={"label": ("a", "b")}, score_norm="sum")
+
+
 def test_changing_score_norm_after_fitting_asks_for_a_refit():
     program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE)), [{"text": "ok"}])
     program.score_norm = "mean"
