@@ -32,6 +32,9 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pydantic
+
+from oobleck import _types
 from oobleck.adapters.base import Adapter
 from oobleck.calibration import CONTENT_FREE, Calibration, CalibrationMethod
 from oobleck.errors import ArtifactError, ConfigError
@@ -313,8 +316,36 @@ def prompt_fingerprint(
         "adapter": None if adapter is None else [adapter.name, adapter.options()],
         "score_norm": score_norm,
     }
-    text = json.dumps(blob, sort_keys=True, default=str, ensure_ascii=False)
+    text = json.dumps(blob, sort_keys=True, default=_fingerprint_text, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _fingerprint_text(value: Any) -> Any:
+    """A demo value that is not JSON, as fingerprinted: ``str(value)``, but sets sorted.
+
+    ``str`` prints a set in its iteration order, which changes per process (``PYTHONHASHSEED``);
+    a value holding one is fingerprinted by its JSON with the sets sorted instead. Other values
+    keep ``str`` (the fingerprints saved with their priors stay the same).
+    """
+    if isinstance(value, (set, frozenset)):
+        return _types.stable_order(value)
+    if isinstance(value, pydantic.BaseModel) and _holds_set(value):
+        return _types.to_jsonable(value)
+    return str(value)
+
+
+def _holds_set(value: Any, depth: int = 0) -> bool:
+    if depth > 100:
+        return False
+    if isinstance(value, (set, frozenset)):
+        return True
+    if isinstance(value, pydantic.BaseModel):
+        value = {**value.__dict__, **(value.model_extra or {})}
+    if isinstance(value, dict):
+        return any(_holds_set(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_set(v, depth + 1) for v in value)
+    return False
 
 
 def prior_key(lm: LM, requests: Sequence[LMRequest], score_norm: str) -> str:

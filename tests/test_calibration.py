@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -372,6 +376,35 @@ def test_a_prior_with_an_integer_too_large_for_a_float_is_an_artifact_error(prio
     }
     with pytest.raises(ArtifactError, match="prior"):
         Calibration.from_data(data, labels={"label": ("a", "b")}, score_norm="sum")
+
+
+_FINGERPRINT_SCRIPT = """
+import pydantic
+from oobleck import Example, Predict, Signature
+
+class Tags(pydantic.BaseModel):
+    names: set[str]
+
+sig = Signature("text -> tags: Tags, label: Literal['a', 'b']", types={"Tags": Tags})
+words = {"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"}
+demo = Example(text="t", tags=Tags(names=words), label="a")
+print(Predict(sig, demos=[demo]).prompt_fingerprint())
+"""
+
+
+def test_the_prompt_fingerprint_of_a_demo_with_a_set_is_the_same_in_every_process():
+    # demos were hashed through str(), which prints a set in its per-process order: a prior
+    # saved in one process was "fitted under another prompt" in the next
+    root = Path(oobleck.__file__).resolve().parents[1]
+    prints = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        done = subprocess.run(
+            [sys.executable, "-c", _FINGERPRINT_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        prints.add(done.stdout.strip())
+    assert len(prints) == 1
 
 
 def test_changing_score_norm_after_fitting_asks_for_a_refit():
