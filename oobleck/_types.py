@@ -261,6 +261,8 @@ def to_jsonable(value: Any) -> Any:
 
 def _sorted_sets(python: Any, data: Any) -> Any:
     """``data`` (the JSON dump of ``python``) with the lists that were sets in ``python`` sorted."""
+    if isinstance(python, pydantic.RootModel):
+        return _sorted_sets(python.root, data)
     if isinstance(python, pydantic.BaseModel) and isinstance(data, dict):
         attrs = {**python.__dict__, **(python.model_extra or {})}
         return {k: _sorted_sets(attrs[k], v) if k in attrs else v for k, v in data.items()}

@@ -145,3 +145,8 @@ def test_a_set_field_is_written_sorted():
     words = [f"w{i:02d}" for i in range(20)]
     text = format_value(Tags, Tags(names=set(words), ids=frozenset({3, "b", 1, "a"})))
     assert text == '{"names": ' + str(words).replace("'", '"') + ', "ids": ["a", "b", 1, 3]}'
+
+
+def test_a_root_model_of_a_set_is_written_sorted():
+    words = [f"w{i:02d}" for i in range(20)]
+    assert format_value(object, pydantic.RootModel[set[str]](set(words))) == str(words).replace("'", '"')
