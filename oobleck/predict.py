@@ -539,10 +539,10 @@ class Predict(Module):
         """
         return self._score_settings().current(self._priors, self.prompt_fingerprint(), self._labels())
 
-    def _labels(self) -> dict[str, tuple[Any, ...]] | None:
-        """The label outputs' labels as JSON values (what a prior is over), or None: nothing to score."""
+    def _labels(self) -> dict[str, tuple[Any, ...]]:
+        """The label outputs' labels as JSON values (what a prior is over); none when nothing can be scored."""
         if isinstance(label_scoring.scoring_plan(self.signature), str):
-            return None
+            return {}
         return label_scoring.json_labels(self.signature)
 
     def _score_settings(self) -> _score_mode.ScoreSettings:

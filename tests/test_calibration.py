@@ -332,8 +332,10 @@ def test_a_prior_without_its_prompt_is_not_divided_out_of_reordered_labels(metho
         lambda s: s.with_updated_field("label", type=Literal["negative", "positive"]),
         lambda s: s.with_updated_field("label", type=Literal["positive", "negative", "neutral"]),
         lambda s: s.append("verdict", "output", type=Literal["positive", "negative"]).delete("label"),
+        lambda s: s.with_updated_field("label", type=str),
+        lambda s: s.append("why", "output"),
     ],
-    ids=["reordered", "added", "renamed"],
+    ids=["reordered", "added", "renamed", "free-text", "free-text-after"],
 )
 def test_a_program_whose_labels_changed_after_calibrating_saves_an_artifact_that_loads(tmp_path, edit):
     # the prior fitted for the old labels was saved, and the artifact then failed to load
