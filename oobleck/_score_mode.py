@@ -23,6 +23,7 @@ the scoring settings an artifact keeps.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -31,6 +32,9 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import pydantic
+
+from oobleck import _types
 from oobleck.adapters.base import Adapter
 from oobleck.calibration import CONTENT_FREE, Calibration, CalibrationMethod
 from oobleck.errors import ArtifactError, ConfigError
@@ -129,38 +133,48 @@ class ScoreSettings:
             return self.fitted.method
         return "contextual" if self.mode == "auto" else None
 
-    def current(self, memo: PriorMemo, prompt: str) -> Calibration | None:
-        """The prior for ``prompt``: the fitted one unless the prompt changed, else one estimated under it."""
-        method = self.method
-        if method is None:
-            return None
-        fitted = self.fitted
-        if fitted is not None and fitted.method == method and fitted.prompt in ("", prompt):
-            return fitted
-        return memo.by_prompt.get(f"{method}:{prompt}")
+    def current(
+        self, memo: PriorMemo, prompt: str, labels: Mapping[str, Sequence[Any]] | None = None
+    ) -> Calibration | None:
+        """The prior for ``prompt``: the fitted one unless the prompt changed, else one estimated under it.
 
-    def prior(self, prompt: str) -> Calibration | Literal["estimate", "refit"] | None:
-        """The prior to divide out under ``prompt``: fitted, to estimate, to refit, or none.
-
-        ``"estimate"``: contextual, from the content-free inputs. ``"refit"``: batch, on
-        :attr:`rows`, after the prompt changed (or when only rows were given).
-
-        Raises:
-            ConfigError: a batch prior fitted under another prompt, or none fitted, with no rows
-                to refit on; a fitted prior of another score normalisation.
+        ``labels`` (the signature's, as JSON values), when given, must be the fitted prior's too.
         """
         method = self.method
         if method is None:
             return None
         fitted = self.fitted
-        if fitted is not None and fitted.method == method and fitted.prompt not in ("", prompt):
+        if fitted is not None and fitted.method == method and not _stale(fitted, prompt, labels):
+            return fitted
+        return memo.by_prompt.get(f"{method}:{prompt}")
+
+    def prior(
+        self, prompt: str, labels: Mapping[str, Sequence[Any]] | None = None
+    ) -> Calibration | Literal["estimate", "refit"] | None:
+        """The prior to divide out under ``prompt``: fitted, to estimate, to refit, or none.
+
+        ``"estimate"``: contextual, from the content-free inputs. ``"refit"``: batch, on
+        :attr:`rows`, after the prompt changed (or when only rows were given). A fitted prior
+        whose labels are not ``labels`` (the signature's, as JSON values) is stale too, even
+        when it was saved without its prompt.
+
+        Raises:
+            ConfigError: a batch prior fitted under another prompt or for other labels, or none
+                fitted, with no rows to refit on; a fitted prior of another score normalisation.
+        """
+        method = self.method
+        if method is None:
+            return None
+        fitted = self.fitted
+        if fitted is not None and fitted.method == method and _stale(fitted, prompt, labels):
             if method == "contextual":
                 return "estimate"
             if self.rows:
                 return "refit"
             raise ConfigError(
-                f"the batch calibration of {self.owner!r} was fitted under another prompt (its demos or instructions "
-                "changed since): refit it with program = oobleck.calibrate(program, rows)"
+                f"the batch calibration of {self.owner!r} was fitted under another prompt or for other labels "
+                "(its demos, instructions or signature changed since): refit it with "
+                "program = oobleck.calibrate(program, rows)"
             )
         if fitted is not None and fitted.method == method:
             if fitted.score_norm != self.score_norm:
@@ -201,7 +215,7 @@ class ScoreMode:
 
     def steps(self, inputs: Mapping[str, Any]) -> Generator[LMRequest, LMResponse, Prediction]:
         """The call's steps; what estimating the prior cost is counted in the answer's usage."""
-        prior = self.settings.prior(self.prompt)
+        prior = self.settings.prior(self.prompt, json_labels(self.scoring.signature))
         spent = Usage()
         if prior == "estimate":
             prior, spent = yield from self.estimate("contextual")
@@ -266,6 +280,19 @@ class ScoreMode:
         return fitted, spent
 
 
+def _stale(fitted: Calibration, prompt: str, labels: Mapping[str, Sequence[Any]] | None) -> bool:
+    """Whether ``fitted`` was fitted under another prompt, or (when ``labels`` are given) for other labels."""
+    return fitted.prompt not in ("", prompt) or not _fits_labels(fitted, labels)
+
+
+def _fits_labels(fitted: Calibration, labels: Mapping[str, Sequence[Any]] | None) -> bool:
+    """Whether ``fitted`` is a prior over ``labels`` (as JSON: ``true`` is not ``1``); None: unknown, yes."""
+    if labels is None:
+        return True
+    as_json = functools.partial(json.dumps, sort_keys=True, default=repr)
+    return as_json({k: list(v) for k, v in fitted.labels.items()}) == as_json({k: list(v) for k, v in labels.items()})
+
+
 def _in_event_loop() -> bool:
     """Whether this thread runs an asyncio event loop (never, if asyncio was not imported)."""
     asyncio = sys.modules.get("asyncio")
@@ -289,8 +316,36 @@ def prompt_fingerprint(
         "adapter": None if adapter is None else [adapter.name, adapter.options()],
         "score_norm": score_norm,
     }
-    text = json.dumps(blob, sort_keys=True, default=str, ensure_ascii=False)
+    text = json.dumps(blob, sort_keys=True, default=_fingerprint_text, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _fingerprint_text(value: Any) -> Any:
+    """A demo value that is not JSON, as fingerprinted: ``str(value)``, but sets sorted.
+
+    ``str`` prints a set in its iteration order, which changes per process (``PYTHONHASHSEED``);
+    a value holding one is fingerprinted by its JSON with the sets sorted instead. Other values
+    keep ``str`` (the fingerprints saved with their priors stay the same).
+    """
+    if isinstance(value, (set, frozenset)):
+        return _types.stable_order(value)
+    if isinstance(value, pydantic.BaseModel) and _holds_set(value):
+        return _types.to_jsonable(value)
+    return str(value)
+
+
+def _holds_set(value: Any, depth: int = 0) -> bool:
+    if depth > 100:
+        return False
+    if isinstance(value, (set, frozenset)):
+        return True
+    if isinstance(value, pydantic.BaseModel):
+        value = {**value.__dict__, **(value.model_extra or {})}
+    if isinstance(value, dict):
+        return any(_holds_set(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_set(v, depth + 1) for v in value)
+    return False
 
 
 def prior_key(lm: LM, requests: Sequence[LMRequest], score_norm: str) -> str:
@@ -314,11 +369,36 @@ def prior_key(lm: LM, requests: Sequence[LMRequest], score_norm: str) -> str:
 STATE_KEYS = frozenset({"mode", "calibration", "score_norm", "calibration_state"})
 
 
-def dump_state(settings: ScoreSettings, memo: PriorMemo, prompt: str) -> dict[str, Any]:
+def _saved_prior(
+    settings: ScoreSettings, memo: PriorMemo, prompt: str, labels: Mapping[str, Sequence[Any]] | None
+) -> Calibration | None:
+    """The prior an artifact keeps: the one for ``prompt``, else the fitted one if it is over ``labels``.
+
+    A prior fitted under another prompt is kept with that prompt (the loaded program refits or
+    estimates again when called, as this one would); one over other labels (the signature
+    changed since) is not: the artifact could not be loaded with it.
+    """
+    if settings.method is None:
+        return None
+    state = settings.current(memo, prompt, labels)
+    fitted = settings.fitted
+    if state is None and fitted is not None and fitted.method == settings.method and _fits_labels(fitted, labels):
+        state = fitted
+    return state
+
+
+def dump_state(
+    settings: ScoreSettings, memo: PriorMemo, prompt: str, labels: Mapping[str, Sequence[Any]] | None = None
+) -> dict[str, Any]:
     """What an artifact keeps of a predictor named ``mode="score"``.
 
-    The mode, the calibration in use, and the prior for ``prompt``, fitted or estimated
-    (:meth:`ScoreSettings.current`), when there is one.
+    The mode, the calibration in use, and the prior for ``prompt`` (:meth:`ScoreSettings.current`),
+    else the one fitted under another prompt, when there is one over ``labels`` (the
+    signature's, as JSON values).
+
+    Raises:
+        ConfigError: a batch calibration with no prior over the signature's labels (never
+            fitted, or fitted before the labels changed): the artifact could not be loaded.
     """
     extra: dict[str, Any] = {"mode": "score"}
     method = settings.method
@@ -326,13 +406,21 @@ def dump_state(settings: ScoreSettings, memo: PriorMemo, prompt: str) -> dict[st
         extra["calibration"] = method
     if settings.score_norm != "sum":
         extra["score_norm"] = settings.score_norm
-    state = settings.current(memo, prompt)
+    state = _saved_prior(settings, memo, prompt, labels)
     if state is not None:
         extra["calibration_state"] = state.to_data()
+    elif method == "batch":
+        raise ConfigError(
+            f"{settings.owner!r} has calibration='batch' but no prior fitted for its labels (never fitted, or its "
+            "signature changed since), and an artifact must hold it: fit it first with "
+            "program = oobleck.calibrate(program, rows), or save it with calibration='contextual' or None"
+        )
     return extra
 
 
-def dump_auto_state(settings: ScoreSettings, memo: PriorMemo, prompt: str) -> dict[str, Any]:
+def dump_auto_state(
+    settings: ScoreSettings, memo: PriorMemo, prompt: str, labels: Mapping[str, Sequence[Any]] | None = None
+) -> dict[str, Any]:
     """What an artifact keeps of a ``mode="auto"`` predictor with the default adapter.
 
     The mode stays ``"auto"`` (not written): the loaded program scores or generates as the LM
@@ -347,8 +435,9 @@ def dump_auto_state(settings: ScoreSettings, memo: PriorMemo, prompt: str) -> di
     if settings.score_norm != "sum":
         extra["score_norm"] = settings.score_norm
     # the prior under this prompt, else the fitted one (saved without its LM, the prompt here
-    # is the one for no LM: the fitted prior keeps the prompt it was fitted under)
-    state = (settings.current(memo, prompt) or settings.fitted) if settings.method is not None else None
+    # is the one for no LM: the fitted prior keeps the prompt it was fitted under), if it is
+    # over the signature's labels
+    state = _saved_prior(settings, memo, prompt, labels)
     if state is not None:
         extra["calibration_state"] = state.to_data()
     return extra

@@ -248,7 +248,8 @@ def _spelled_adapter(tp: Any, spelled: str) -> pydantic.TypeAdapter[Any]:
 def to_jsonable(value: Any) -> Any:
     """Turn a validated value (BaseModel, Enum, tuple ...) into plain JSON data."""
     if isinstance(value, pydantic.BaseModel):
-        return value.model_dump(mode="json")
+        # a set field dumps as a list in the set's order, which changes per process
+        return _sorted_sets(value, value.model_dump(mode="json"))
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):
@@ -256,6 +257,27 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     return value
+
+
+def _sorted_sets(python: Any, data: Any) -> Any:
+    """``data`` (the JSON dump of ``python``) with the lists that were sets in ``python`` sorted."""
+    if isinstance(python, pydantic.RootModel):
+        return _sorted_sets(python.root, data)
+    if isinstance(python, pydantic.BaseModel) and isinstance(data, dict):
+        attrs = {**python.__dict__, **(python.model_extra or {})}
+        return {k: _sorted_sets(attrs[k], v) if k in attrs else v for k, v in data.items()}
+    if isinstance(python, (set, frozenset)) and isinstance(data, list):
+        if any(isinstance(v, (set, frozenset, list, tuple, dict, pydantic.BaseModel)) for v in python):
+            return pydantic_core.to_jsonable_python(stable_order(python), fallback=repr)
+        try:
+            return sorted(data)
+        except TypeError:
+            return sorted(data, key=lambda v: json.dumps(v, sort_keys=True, default=repr))
+    if isinstance(python, dict) and isinstance(data, dict) and len(python) == len(data):
+        return {k: _sorted_sets(p, v) for (k, v), p in zip(data.items(), python.values())}
+    if isinstance(python, (list, tuple)) and isinstance(data, list) and len(python) == len(data):
+        return [_sorted_sets(p, v) for p, v in zip(python, data)]
+    return data
 
 
 def stable_order(value: Any) -> Any:
@@ -305,6 +327,9 @@ def parse_text(tp: Any, text: str) -> Any:
         return text
     choices = literal_choices(tp)
     if choices is not None:
+        exact = _exact_label(choices, text)
+        if exact is not _NO_LABEL:
+            return validate(tp, exact)
         cleaned = text.strip().strip("`'\".,;:!*").strip()
         for choice in choices:
             if isinstance(choice, str) and cleaned.lower() == choice.lower():
@@ -318,6 +343,31 @@ def parse_text(tp: Any, text: str) -> Any:
     except pydantic.ValidationError:
         # "123" read as the int 123 for a str-like type, etc.: fall back to the raw text.
         return validate(tp, text.strip())
+
+
+_NO_LABEL = object()
+
+
+def _exact_label(choices: tuple[Any, ...], text: str) -> Any:
+    """The label ``text`` spells exactly as the adapters write it, else ``_NO_LABEL``.
+
+    Labels that are all text are written as they are; otherwise each is written as JSON
+    (``1``, ``"1"``, ``true``). Tried before the lenient match, which would read ``a`` as the
+    label ``A`` or ``yes!`` as ``yes``.
+    """
+    stripped = text.strip()
+    if all(isinstance(c, str) for c in choices):
+        for spelled in (text, stripped):
+            if spelled in choices:
+                return spelled
+        return _NO_LABEL
+    for choice in choices:
+        try:
+            if json.dumps(choice, ensure_ascii=False) == stripped:
+                return choice
+        except (TypeError, ValueError):
+            continue
+    return _NO_LABEL
 
 
 # --- reading JSON written by an LM ---

@@ -26,6 +26,7 @@ it was given.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -220,7 +221,7 @@ class Calibration:
             entry = outputs[name]
             if not isinstance(entry, Mapping) or set(entry) != {"labels", "prior"}:
                 raise ArtifactError(f"calibration of {name!r} must be an object with 'labels' and 'prior'")
-            if entry["labels"] != list(expected):
+            if _json_text(entry["labels"]) != _json_text(list(expected)):  # [true] == [1] in Python
                 raise ArtifactError(
                     f"calibration of {name!r} was fitted for labels {entry['labels']!r}, "
                     f"the predictor's labels are {list(expected)!r}; refit it"
@@ -230,7 +231,7 @@ class Calibration:
                 not isinstance(prior, list)
                 or len(prior) != len(expected)
                 or not all(isinstance(v, float | int) and not isinstance(v, bool) for v in prior)
-                or not all(math.isfinite(v) and v > 0 for v in prior)
+                or not all(_finite(v) and v > 0 for v in prior)
                 or abs(math.fsum(prior) - 1.0) > 1e-6
             ):
                 raise ArtifactError(
@@ -262,6 +263,18 @@ class Calibration:
 
 def _label_str(label: Any) -> str:
     return str(_types.to_jsonable(label))
+
+
+def _finite(value: float) -> bool:
+    """``math.isfinite``, False for an int too large for a float (it raises OverflowError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
 
 
 def _log(p: float) -> float:

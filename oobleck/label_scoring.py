@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_origin
 
 from oobleck import _types
 from oobleck.adapters.base import Adapter
@@ -113,6 +113,14 @@ def _plan(signature: Signature) -> ScoringPlan | str:
     for f in signature.output_fields.values():
         values = label_values(f.type)
         if values:
+            # an Enum's distribution is keyed by its members, which never compare equal
+            same = _equal_labels(values) if get_origin(f.type) is Literal else None
+            if same is not None:
+                # a distribution is keyed by label: 1 and True would share one entry
+                return (
+                    f"the labels {same[0]!r} and {same[1]!r} of {f.name!r} are equal in Python, so one "
+                    "distribution cannot hold both"
+                )
             labels.append((f.name, tuple(values)))
         elif labels:
             return f"output {f.name!r} ({_types.type_to_str(f.type)}) comes after the label {labels[-1][0]!r}"
@@ -121,6 +129,16 @@ def _plan(signature: Signature) -> ScoringPlan | str:
     if not labels:
         return f"no output of {signature} is a Literal, Enum or bool"
     return ScoringPlan(tuple(texts), tuple(labels))
+
+
+def _equal_labels(values: Sequence[Any]) -> tuple[Any, Any] | None:
+    """Two labels that compare equal (``1`` and ``True``, which ``Literal`` keeps apart), if any."""
+    seen: dict[Any, Any] = {}
+    for value in values:
+        earlier = seen.setdefault(value, value)
+        if earlier is not value:
+            return earlier, value
+    return None
 
 
 def json_labels(signature: Signature) -> dict[str, tuple[Any, ...]]:

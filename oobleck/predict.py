@@ -189,12 +189,13 @@ class Predict(Module):
         """
         extra: dict[str, Any] = {}
         settings = self._score_settings()
+        labels = self._labels()
         if self.mode == "score":
-            extra.update(_score_mode.dump_state(settings, self._priors, self.prompt_fingerprint()))
+            extra.update(_score_mode.dump_state(settings, self._priors, self.prompt_fingerprint(), labels))
         elif self.mode == "generate":
             extra["mode"] = "generate"
         elif self.adapter_is_default():
-            extra.update(_score_mode.dump_auto_state(settings, self._priors, self.prompt_fingerprint()))
+            extra.update(_score_mode.dump_auto_state(settings, self._priors, self.prompt_fingerprint(), labels))
         prompt = self.soft_prompt
         if prompt is not None:
             name = f"soft-{prompt.sha256[:24]}.safetensors"
@@ -536,7 +537,13 @@ class Predict(Module):
         since; else the one estimated on the first call under this prompt. None before that,
         and when calibration is off.
         """
-        return self._score_settings().current(self._priors, self.prompt_fingerprint())
+        return self._score_settings().current(self._priors, self.prompt_fingerprint(), self._labels())
+
+    def _labels(self) -> dict[str, tuple[Any, ...]]:
+        """The label outputs' labels as JSON values (what a prior is over); none when nothing can be scored."""
+        if isinstance(label_scoring.scoring_plan(self.signature), str):
+            return {}
+        return label_scoring.json_labels(self.signature)
 
     def _score_settings(self) -> _score_mode.ScoreSettings:
         return _score_mode.ScoreSettings(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -283,6 +287,126 @@ def test_a_calibration_fitted_for_other_labels_does_not_load(tmp_path):
     p = Predict(Other, mode="score")
     with pytest.raises(ArtifactError, match="refit"):
         p.load_extra({"mode": "score", "calibration": "batch", "calibration_state": state.to_data()}, None)
+
+
+@pytest.mark.parametrize(
+    "saved, labels",
+    [((True, False), (1, 0)), ((1, 0), (True, False)), ((1.0, 2.0), (1, 2)), ((1, 0), (1.0, 0.0))],
+)
+def test_a_calibration_for_labels_equal_only_in_python_does_not_load(saved, labels):
+    # [True, False] == [1, 0] in Python: a prior fitted for bool labels loaded onto Literal[1, 0]
+    state = Calibration.fit("batch", [{"label": [0.3, 0.7]}], labels={"label": saved})
+    data = json.loads(json.dumps(state.to_data()))
+    with pytest.raises(ArtifactError, match="refit"):
+        Calibration.from_data(data, labels={"label": labels}, score_norm="sum")
+
+
+@pytest.mark.parametrize("method", ["contextual", "batch"])
+def test_a_prior_without_its_prompt_is_not_divided_out_of_reordered_labels(method):
+    # a prior saved without its prompt fingerprint (an older or edited artifact) was used
+    # whatever the signature became: after Literal['positive', 'negative'] was reordered, the
+    # prior's entries went to the other labels
+    rows = [{"text": "ok"}, {"text": "bad"}]
+    program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE), mode="score", calibration=method), rows, method=method)
+    data = program.calibration_state.to_data()
+    del data["prompt"]
+    labels = {"label": ("positive", "negative")}
+    program.calibration_state = Calibration.from_data(data, labels=labels, score_norm="sum")
+    program.signature = program.signature.with_updated_field("label", type=Literal["negative", "positive"])
+    if method == "batch":
+        program.calibration_rows = []
+        with pytest.raises(ConfigError, match="labels"):
+            program(text="ok")
+        return
+    pred = program(text="ok")
+    prior = program.current_prior()
+    assert prior is not None and prior.labels == {"label": ("negative", "positive")}
+    raw = pred.raw_probabilities["label"]
+    expected = by_hand([raw["negative"], raw["positive"]], list(prior.priors["label"]))
+    assert list(pred.probabilities["label"].values()) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda s: s.with_updated_field("label", type=Literal["negative", "positive"]),
+        lambda s: s.with_updated_field("label", type=Literal["positive", "negative", "neutral"]),
+        lambda s: s.append("verdict", "output", type=Literal["positive", "negative"]).delete("label"),
+        lambda s: s.with_updated_field("label", type=str),
+        lambda s: s.append("why", "output"),
+    ],
+    ids=["reordered", "added", "renamed", "free-text", "free-text-after"],
+)
+def test_a_program_whose_labels_changed_after_calibrating_saves_an_artifact_that_loads(tmp_path, edit):
+    # the prior fitted for the old labels was saved, and the artifact then failed to load
+    # ("calibration of 'label' was fitted for labels [...]")
+    program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE)), [{"text": "ok"}, {"text": "bad"}])
+    program.signature = edit(program.signature)
+    doc, path = _saved(tmp_path, program)
+    assert "calibration_state" not in doc["predictors"][0]["extra"]
+    assert load(path).predictors["self"].signature == program.signature
+
+
+def test_a_prior_fitted_under_other_instructions_is_still_saved_and_loads(tmp_path):
+    program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE), mode="score", calibration="batch"), [{"text": "ok"}])
+    program.signature = program.signature.with_instructions("Classify the review.")
+    doc, path = _saved(tmp_path, program)
+    assert doc["predictors"][0]["extra"]["calibration_state"]["prompt"] == program.calibration_state.prompt
+    assert load(path).predictors["self"].calibration_state == program.calibration_state
+
+
+def test_a_scored_batch_predictor_without_a_prior_for_its_labels_is_not_saved_unloadable(tmp_path):
+    # it was written with calibration 'batch' and no prior, which loading refuses
+    fresh = Predict(Sentiment, mode="score", calibration="batch")
+    with pytest.raises(ConfigError, match="calibrate"):
+        fresh.save(tmp_path / "a.json")
+    program = calibrate(Predict(Sentiment, lm=ScoringLM(TABLE), mode="score", calibration="batch"), [{"text": "ok"}])
+    program.signature = program.signature.with_updated_field("label", type=Literal["negative", "positive"])
+    with pytest.raises(ConfigError, match="calibrate"):
+        program.save(tmp_path / "b.json")
+    assert not (tmp_path / "a.json").exists() and not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("prior", [[10**400, 1], [1, -(10**400)], [10**400, -(10**400)]])
+def test_a_prior_with_an_integer_too_large_for_a_float_is_an_artifact_error(prior):
+    # math.isfinite raised OverflowError on it
+    data = {
+        "method": "batch",
+        "outputs": {"label": {"labels": ["a", "b"], "prior": prior}},
+        "rows": 1,
+        "score_norm": "sum",
+    }
+    with pytest.raises(ArtifactError, match="prior"):
+        Calibration.from_data(data, labels={"label": ("a", "b")}, score_norm="sum")
+
+
+_FINGERPRINT_SCRIPT = """
+import pydantic
+from oobleck import Example, Predict, Signature
+
+class Tags(pydantic.BaseModel):
+    names: set[str]
+
+sig = Signature("text -> tags: Tags, label: Literal['a', 'b']", types={"Tags": Tags})
+words = {"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"}
+demo = Example(text="t", tags=Tags(names=words), label="a")
+print(Predict(sig, demos=[demo]).prompt_fingerprint())
+"""
+
+
+def test_the_prompt_fingerprint_of_a_demo_with_a_set_is_the_same_in_every_process():
+    # demos were hashed through str(), which prints a set in its per-process order: a prior
+    # saved in one process was "fitted under another prompt" in the next
+    root = Path(oobleck.__file__).resolve().parents[1]
+    prints = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        done = subprocess.run(
+            [sys.executable, "-c", _FINGERPRINT_SCRIPT], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        prints.add(done.stdout.strip())
+    assert len(prints) == 1
 
 
 def test_changing_score_norm_after_fitting_asks_for_a_refit():

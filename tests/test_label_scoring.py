@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
+import typing
 from typing import Literal
 
 import pytest
@@ -237,3 +238,52 @@ def test_async_scoring_matches_sync():
 
 def test_softmax_is_stable_for_very_negative_scores():
     assert softmax([-1000.0, -1001.0]) == pytest.approx(exp_softmax(0.0, -1.0))
+
+
+@pytest.mark.parametrize("labels", [Literal[1, True], Literal[0, False], Literal[True, 1, "x"]])
+def test_labels_equal_in_python_are_not_scored_into_one_distribution_entry(labels):
+    # 1 == True (and hash alike): a distribution keyed by label would merge them, losing one
+    # label's probability (and a calibration prior would no longer fit the labels)
+    sig = ensure_signature("text -> label").with_updated_field("label", type=labels)
+
+    def scores(request):
+        return {t: -1.0 - i for i, t in enumerate(request.score)}
+
+    with pytest.raises(ConfigError, match="equal"):
+        Predict(sig, lm=FakeLM(scores=scores), mode="score")
+    lm = FakeLM([{"label": typing.get_args(labels)[1]}], scores=scores)
+    p = Predict(sig, lm=lm)
+    mode, why = p.mode_choice()
+    assert mode == "generate" and "equal" in why
+    assert p(text="x").label == typing.get_args(labels)[1]
+    assert lm.requests[-1].score is None
+
+
+class OneOrText(enum.Enum):
+    ONE = 1
+    TEXT = "1"
+
+
+def test_enum_labels_one_and_text_one_are_written_alike_in_demos_and_scored_completions():
+    # a demo wrote the text member raw (1), the same as the int member, while the scored
+    # completion wrote it as JSON ("1"): demos taught a spelling the labels were not scored in
+    sig = ensure_signature("text -> label").with_updated_field("label", type=OneOrText)
+    lm = FakeLM(scores=lambda request: {t: (-2.0 if t.endswith("1") else -0.5) for t in request.score})
+    demos = [{"text": "a", "label": OneOrText.TEXT}, {"text": "b", "label": OneOrText.ONE}]
+    pred = Predict(sig, lm=lm, mode="score", demos=demos)(text="x")
+    request = lm.requests[0]
+    shown = [m.content for m in request.messages if m.role == "assistant"]
+    assert shown == [request.score[1], request.score[0]]
+    assert len(set(request.score)) == 2 and pred.label is OneOrText.TEXT
+
+
+class Pairs(enum.Enum):
+    LOW = [0, 1]
+    HIGH = [1, 2]
+
+
+def test_enum_labels_with_unhashable_values_are_scored():
+    sig = ensure_signature("text -> label").with_updated_field("label", type=Pairs)
+    lm = FakeLM(scores=lambda request: {t: -1.0 - i for i, t in enumerate(request.score)})
+    pred = Predict(sig, lm=lm, mode="score")(text="x")
+    assert pred.label is Pairs.LOW and list(pred.probabilities["label"]) == [Pairs.LOW, Pairs.HIGH]

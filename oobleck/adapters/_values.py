@@ -113,8 +113,8 @@ def format_value(tp: Any, value: Any) -> str:
         return str(value)
     if isinstance(value, str) and (_types.is_str(tp) or _literal_of_strings(tp) or _is_str_enum(tp)):
         return value
-    if isinstance(value, enum.Enum) and isinstance(value.value, str):
-        return value.value
+    if isinstance(value, enum.Enum) and isinstance(value.value, str) and _is_str_enum(type(value)):
+        return value.value  # among other values, as JSON: "1" and 1 must not read alike
     if isinstance(value, (list, tuple, pydantic.BaseModel)):
         blocks = _blocks([value] if isinstance(value, PromptBlock) else value)
         if blocks is not None:

@@ -221,7 +221,10 @@ class TemplateAdapter:
                     reason=f"missing field {name}",
                 )
             value = sections[name]
-            if isinstance(value, str):
+            if data is not None and name in data and _is_label(field.type, value):
+                # a label from the JSON object, as typed: "1" and 1 are both labels of Literal["1", 1]
+                values[name] = _types.validate(field.type, value)
+            elif isinstance(value, str):
                 values[name] = _parse_field(signature, name, field.type, value, text)
             else:
                 values[name] = _parse_field(signature, name, field.type, json.dumps(value, ensure_ascii=False), text)
@@ -249,6 +252,11 @@ class TemplateAdapter:
         ]
 
 
+def _is_label(tp: Any, value: Any) -> bool:
+    """Whether ``value`` is exactly one of the labels of ``tp`` (type included: ``1`` is not ``True``)."""
+    return any(type(c) is type(value) and c == value for c in _types.literal_choices(tp) or ())
+
+
 @functools.lru_cache(maxsize=256)
 def _input_types(signature: Signature) -> dict[str, Any]:
     return {f.name: f.type for f in signature.input_fields.values()}
@@ -266,7 +274,7 @@ def _read_lines(signature: Signature, text: str) -> dict[str, str]:
     """``Name: value`` sections of the answer, by output field (case-insensitive names)."""
     names = {label(n).lower(): n for n in signature.output_fields} | {n.lower(): n for n in signature.output_fields}
     pattern = re.compile(
-        r"^\s*(" + "|".join(re.escape(k) for k in sorted(names, key=len, reverse=True)) + r")\s*:", re.I | re.M
+        r"^[\s\ufeff]*(" + "|".join(re.escape(k) for k in sorted(names, key=len, reverse=True)) + r")\s*:", re.I | re.M
     )
     found: dict[str, str] = {}
     matches = list(pattern.finditer(text))

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oobleck import ChatAdapter, JSONAdapter, ParseError, Signature
+from oobleck import ChatAdapter, JSONAdapter, ParseError, Signature, _types
 from oobleck.adapters.chat import escape, unescape
+from oobleck.adapters.template import FORMATS
 
 ADAPTERS = [ChatAdapter(), JSONAdapter()]
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
@@ -160,3 +161,48 @@ def test_demos_render_as_turns():
     assert [m.role for m in msgs] == ["system", "user", "assistant", "user"]
     assert "[[ ## answer ## ]]\n2" in msgs[2].content
     assert "2+2" in msgs[3].content
+
+
+class OneOrText(enum.Enum):
+    ONE = 1
+    TEXT = "1"
+
+
+class Truth(enum.Enum):
+    WORD = "true"
+    FLAG = True
+    OTHER = "x"
+
+
+#: labels that differ only in case, punctuation, quotes, spaces or JSON type from another label
+CLOSE_LABELS = [
+    Literal["A", "a"],
+    Literal["yes", "yes!"],
+    Literal['"a"', "a"],
+    Literal["N/A", "n/a"],
+    Literal["1", 1],
+    Literal[True, "True"],
+    Literal[True, "true"],
+    Literal["null", None],
+    Literal["", "a"],
+    Literal["a\nb", "a"],
+    OneOrText,
+    Truth,
+]
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@pytest.mark.parametrize("tp", CLOSE_LABELS, ids=repr)
+def test_every_label_reads_back_as_itself_when_another_is_close(name, tp):
+    # the lenient label match (case, quotes, punctuation) ran before the exact one, so the
+    # label "a" was read as "A" and 1 as "1"; and an Enum wrote "1" and 1 alike
+    adapter = FORMATS[name]
+    sig = Signature("q -> out: T", types={"T": tp})
+    written = {}
+    for choice in _types.literal_choices(tp) or ():
+        value = _types.validate(tp, choice)
+        text = adapter.format_outputs(sig, {"out": value})
+        parsed = adapter.parse(sig, text)["out"]
+        assert parsed == value and type(parsed) is type(value), (text, parsed)
+        written[text] = value
+    assert len(written) == len(_types.literal_choices(tp) or ())

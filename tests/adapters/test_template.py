@@ -69,6 +69,13 @@ def test_lenient_parsing() -> None:
         a.parse(SIG, "no idea")
 
 
+def test_a_prefix_answer_starting_with_a_byte_order_mark_is_read() -> None:
+    # the BOM is not whitespace, so the first "Name:" line was not found
+    two = Signature("q -> answer, confidence: float")
+    a = TemplateAdapter(output="prefix")
+    assert a.parse(two, "\ufeffAnswer: Paris\r\nConfidence: 0.9\r\n") == {"answer": "Paris", "confidence": 0.9}
+
+
 def test_options_are_checked_and_named() -> None:
     with pytest.raises(ConfigError):
         TemplateAdapter(output="xml")  # type: ignore[arg-type]

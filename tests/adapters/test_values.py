@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any, Literal
 
+import pydantic
 import pytest
 
+import oobleck
 from oobleck import ChatAdapter, Predict, Signature
 from oobleck.adapters import PromptBlock
 from oobleck.adapters._values import Placeholder, _SavedBlock, format_value, placeholder
@@ -95,3 +100,53 @@ def test_chat_adapter_escapes_markers_inside_blocks() -> None:
     tricky = [Passage(id="1", text="[[ ## answer ## ]] inside")]
     text = ChatAdapter().render(Signature("context -> answer"), demos=[], inputs={"context": tricky})[-1].content
     assert "\\[[ ## answer ## ]] inside" in text
+
+
+_SET_SCRIPT = """
+import json
+import pydantic
+from oobleck import Example, Signature
+from oobleck.adapters import ChatAdapter, JSONAdapter, TemplateAdapter
+
+class Tags(pydantic.BaseModel):
+    names: set[str]
+    nested: dict[str, frozenset[str]] = {}
+
+sig = Signature("text -> tags: Tags", types={"Tags": Tags})
+words = {"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"}
+demo = Example(text="t", tags=Tags(names=words, nested={"k": frozenset(words)}))
+out = []
+for adapter in (ChatAdapter(), JSONAdapter(), TemplateAdapter()):
+    messages = adapter.render(sig, demos=[demo], inputs={"text": "x"})
+    out.append([m.content for m in messages])
+print(json.dumps(out))
+"""
+
+
+def test_a_model_with_a_set_field_renders_the_same_in_every_process():
+    # a set field dumps in the set's iteration order, which follows PYTHONHASHSEED: the same
+    # demo gave another prompt (and prompt fingerprint, cache key, saved bytes) per process
+    root = Path(oobleck.__file__).resolve().parents[1]
+    runs = []
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}
+        done = subprocess.run([sys.executable, "-c", _SET_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout))
+    assert runs[0] == runs[1] == runs[2]
+    assert '"alpha", "bravo", "charlie"' in runs[0][1][-2]  # the demo's answer, sorted
+
+
+def test_a_set_field_is_written_sorted():
+    class Tags(pydantic.BaseModel):
+        names: set[str]
+        ids: frozenset[int | str] = frozenset()
+
+    words = [f"w{i:02d}" for i in range(20)]
+    text = format_value(Tags, Tags(names=set(words), ids=frozenset({3, "b", 1, "a"})))
+    assert text == '{"names": ' + str(words).replace("'", '"') + ', "ids": ["a", "b", 1, 3]}'
+
+
+def test_a_root_model_of_a_set_is_written_sorted():
+    words = [f"w{i:02d}" for i in range(20)]
+    assert format_value(object, pydantic.RootModel[set[str]](set(words))) == str(words).replace("'", '"')
