@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -305,7 +306,8 @@ def evaluate(
                 shown.advance(1, score=100 * total / done)
     done_rows = [r for r in rows if r is not None]
     usage = sum((r.usage for r in done_rows), Usage())
-    score = 100.0 * total / len(done_rows) if done_rows else 0.0
+    # summed exactly, in devset order: the score does not depend on which thread finished first
+    score = 100.0 * math.fsum(r.score for r in done_rows) / len(done_rows) if done_rows else 0.0
     return EvaluationResult(rows=done_rows, score=score, metric=name, usage=usage)
 
 
