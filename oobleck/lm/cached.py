@@ -29,6 +29,7 @@ from typing import Any
 import pydantic
 
 from oobleck._files import cache_dir
+from oobleck._types import stable_order
 from oobleck.errors import ConfigError
 from oobleck.lm.base import LM, BaseLM, Capabilities
 from oobleck.lm.types import LMRequest, LMResponse, Usage
@@ -47,10 +48,11 @@ def cache_key(identity: dict[str, str], request: LMRequest, settings: Mapping[st
     """The cache key of ``request`` sent to the backend with ``identity`` and decoding ``settings``.
 
     ``settings`` are the backend's own defaults (what its constructor was given); they are
-    part of the key because the request's unset values fall back to them.
+    part of the key because the request's unset values fall back to them. Sets are written
+    sorted, so the key is the same in every process (their order follows ``PYTHONHASHSEED``).
     """
     blob = json.dumps(
-        {"lm": identity, "settings": dict(settings or {}), "request": request.key_data()},
+        {"lm": identity, "settings": stable_order(dict(settings or {})), "request": request.key_data()},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
