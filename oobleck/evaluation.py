@@ -132,9 +132,11 @@ class EvaluationResult:
             "rows": [
                 {
                     "index": r.index,
-                    "example": _types.to_jsonable(r.example.to_dict()),
+                    "example": _types.to_jsonable(_types.stable_order(r.example.to_dict())),
                     "inputs": list(r.example.input_keys) if r.example.input_keys is not None else None,
-                    "prediction": _types.to_jsonable(r.prediction.to_dict()) if r.prediction is not None else None,
+                    "prediction": _types.to_jsonable(_types.stable_order(r.prediction.to_dict()))
+                    if r.prediction is not None
+                    else None,
                     "score": r.score,
                     "feedback": r.feedback,
                     "error": r.error,
@@ -204,7 +206,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(_types.to_jsonable(value), ensure_ascii=False, sort_keys=True)
+    return json.dumps(_types.to_jsonable(_types.stable_order(value)), ensure_ascii=False, sort_keys=True)
 
 
 def _brief(values: Mapping[str, Any]) -> str:

@@ -155,7 +155,9 @@ def to_data(row: Mapping[str, Any]) -> dict[str, Any]:
     The one way rows are written into checkpoints, data hashes and saved module state.
     """
     keys = row.input_keys if isinstance(row, Example) else None
-    return {"fields": _types.to_jsonable(dict(row)), "inputs": list(keys) if keys is not None else None}
+    # a set (gold answers, say) becomes a sorted list: its own order changes per process
+    fields = _types.to_jsonable(_types.stable_order(dict(row)))
+    return {"fields": fields, "inputs": list(keys) if keys is not None else None}
 
 
 def from_data(data: Mapping[str, Any]) -> Example:
