@@ -1,0 +1,33 @@
+"""VectorIndex given an embedder that turns some query into NaN: a clear error, not a numpy crash."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from oobleck import ConfigError
+from oobleck.retrieve import VectorIndex
+from oobleck.retrieve.embedders import HashingEmbedder
+
+
+class _NormalisingEmbedder(HashingEmbedder):
+    """Length-normalises [len(text), has 'cat']: the empty text is 0/0, NaN."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows = np.array([[len(t), 1.0 if "cat" in t else 0.0] for t in texts], dtype=np.float32)
+        with np.errstate(invalid="ignore"):
+            return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("queries", [["", "cat"], [""], ["cat", ""]])
+def test_a_nan_query_vector_is_a_config_error_naming_the_query(queries: list[str]) -> None:
+    index = VectorIndex(["cat", "dog"], embedder=_NormalisingEmbedder(), show_progress=False)
+    with pytest.raises(ConfigError, match="NaN or infinite values for the query ''"):
+        index.search(queries, k=2)
+
+
+def test_finite_queries_still_rank() -> None:
+    index = VectorIndex(["cat", "dog"], embedder=_NormalisingEmbedder(), show_progress=False)
+    assert [p.text for p in index.search(["cat"], k=2)[0]] == ["cat", "dog"]
