@@ -31,3 +31,21 @@ def test_a_nan_query_vector_is_a_config_error_naming_the_query(queries: list[str
 def test_finite_queries_still_rank() -> None:
     index = VectorIndex(["cat", "dog"], embedder=_NormalisingEmbedder(), show_progress=False)
     assert [p.text for p in index.search(["cat"], k=2)[0]] == ["cat", "dog"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"weights": [float("nan"), 1.0]},
+        {"weights": [float("inf"), 1.0]},
+        {"rrf_k": float("nan")},
+        {"rrf_k": float("inf")},
+    ],
+)
+def test_hybrid_refuses_non_finite_fusion_settings(settings: dict[str, object]) -> None:
+    from oobleck.retrieve import BM25Index, HybridRetriever
+
+    docs = ["the cat sat", "dogs bark"]
+    parts = [BM25Index(docs, show_progress=False), VectorIndex(docs, show_progress=False)]
+    with pytest.raises(ConfigError, match="weights|rrf_k"):
+        HybridRetriever(parts, **settings)  # type: ignore[arg-type]
