@@ -9,7 +9,6 @@ Passages are matched by id: the retrievers must index the same corpus ids.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
