@@ -49,3 +49,12 @@ def test_hybrid_refuses_non_finite_fusion_settings(settings: dict[str, object]) 
     parts = [BM25Index(docs, show_progress=False), VectorIndex(docs, show_progress=False)]
     with pytest.raises(ConfigError, match="weights|rrf_k"):
         HybridRetriever(parts, **settings)  # type: ignore[arg-type]
+
+
+def test_retrieve_exclude_given_one_id_as_a_string_skips_that_id_not_its_characters() -> None:
+    from oobleck.retrieve import Retrieve
+
+    docs = [{"id": "12", "text": "cat one"}, {"id": "1", "text": "cat two"}, {"id": "2", "text": "cat three"}]
+    retrieve = Retrieve(VectorIndex(docs, show_progress=False), k=3)
+    found = retrieve(query="cat", exclude="12").passages
+    assert sorted(p.id for p in found) == ["1", "2"]
