@@ -91,6 +91,13 @@ def _json_disk() -> type:
     return JSONDisk
 
 
+def _store_errors() -> tuple[type[Exception], ...]:
+    """What a disk store's read or write may raise: I/O, SQLite, and diskcache's lock timeout."""
+    import diskcache
+
+    return (OSError, sqlite3.Error, diskcache.Timeout)
+
+
 class _Entry(pydantic.BaseModel):
     """What the disk store holds: the response and the key it answers (a misfiled entry shows)."""
 
@@ -145,9 +152,10 @@ class Cache:
                 return hit
         if self._disk is None:
             return None
+        errors: tuple[type[Exception], ...] = (*_store_errors(), ValueError, TypeError)
         try:
             text = self._disk.get(key)
-        except (OSError, sqlite3.Error, ValueError, TypeError) as exc:
+        except errors as exc:
             warnings.warn(
                 f"oobleck cache: could not read entry {key[:12]} ({exc}); treating it as a miss", stacklevel=3
             )
@@ -175,7 +183,7 @@ class Cache:
             return
         try:
             self._disk.set(key, _Entry(key=key, response=response).model_dump_json())
-        except (OSError, sqlite3.Error) as exc:
+        except _store_errors() as exc:
             warnings.warn(f"oobleck cache: could not write entry {key[:12]} ({exc})", stacklevel=3)
 
     def _remember(self, key: str, response: LMResponse) -> None:
