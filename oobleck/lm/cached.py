@@ -116,7 +116,7 @@ class Cache:
         size_limit: the disk store's size limit in bytes.
 
     Raises:
-        ConfigError: the directory cannot be created or opened.
+        ConfigError: the directory cannot be created or opened, or ``memory_size`` is negative.
     """
 
     def __init__(
@@ -126,6 +126,8 @@ class Cache:
         memory_size: int = 4096,
         size_limit: int = 2**30,
     ) -> None:
+        if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 0:
+            raise ConfigError(f"memory_size must be an int >= 0 (0 keeps nothing in memory), got {memory_size!r}")
         self.directory = Path(directory) if directory is not None else None
         self.memory_size = memory_size
         self._memory: OrderedDict[str, LMResponse] = OrderedDict()

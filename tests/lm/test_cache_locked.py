@@ -40,3 +40,17 @@ def test_a_write_to_a_cache_locked_past_its_timeout_warns_and_keeps_the_good_ent
     hit = cache.get("good")
     assert hit is not None and hit.choices[0].text == "kept"
     cache.close()
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, True])
+def test_a_bad_memory_size_is_a_config_error_not_a_keyerror_on_first_call(size: object) -> None:
+    from oobleck import ConfigError
+
+    with pytest.raises(ConfigError, match="memory_size"):
+        Cache(None, memory_size=size)  # type: ignore[arg-type]
+
+
+def test_memory_size_zero_keeps_nothing_in_memory() -> None:
+    cache = Cache(None, memory_size=0)
+    cache.set("k", _response("x"))
+    assert cache.get("k") is None
