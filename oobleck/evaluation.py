@@ -249,7 +249,8 @@ def evaluate(
 
     Raises:
         TooManyErrorsError: more than ``max_errors`` rows failed.
-        ConfigError: the program has no LM (or another setup error), or a row has no inputs.
+        ConfigError: the program has no LM (or another setup error), a row has no inputs, or
+            ``failure_score`` is not a finite number.
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict
@@ -259,6 +260,12 @@ def evaluate(
         >>> evaluate(qa, dev, exact_match, progress=False).score
         50.0
     """
+    if (
+        isinstance(failure_score, bool)
+        or not isinstance(failure_score, (int, float))
+        or not math.isfinite(failure_score)
+    ):
+        raise ConfigError(f"failure_score must be a finite number, got {failure_score!r}")
     examples = list(devset)
     for i, ex in enumerate(examples):
         if not isinstance(ex, Example) or ex.input_keys is None:

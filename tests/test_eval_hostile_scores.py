@@ -71,3 +71,13 @@ def test_calibration_metrics_accept_certain_and_rounded_distributions(fn: Any) -
     assert math.isfinite(fn(["a", "b"], [{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}]))
     assert math.isfinite(fn(["a"], [{"a": 0.33, "b": 0.33, "c": 0.33}]))
     assert math.isfinite(fn(["z"], [{"a": 1.0}]))  # the gold label is not named: it has 0
+
+
+@pytest.mark.parametrize("failure_score", [math.nan, math.inf, "0"])
+def test_a_non_finite_failure_score_is_refused_before_any_row_runs(failure_score: Any) -> None:
+    lm = FakeLM([{"a": "x"}] * 10)
+    with pytest.raises(ConfigError, match="failure_score"):
+        evaluate(
+            Predict("q -> a", lm=lm), _dev(), lambda e, p, t=None: 1 / 0, progress=False, failure_score=failure_score
+        )
+    assert lm.requests == []
