@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sized
 from typing import Any, TypeVar
 
 from oobleck import _types
@@ -61,7 +61,8 @@ class Example(Mapping[str, Any]):
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted((k, repr(v)) for k, v in self._data.items())))
+        # equal examples must hash equal: repr differs for {'a': 1, 'b': 2} and {'b': 2, 'a': 1}, or 1 and 1.0
+        return hash(tuple(sorted((k, _value_hash(v)) for k, v in self._data.items())))
 
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v!r}" for k, v in self._data.items())
@@ -147,6 +148,16 @@ class Prediction(Example):
         new = self.copy()
         object.__setattr__(new, "usage", usage)
         return new
+
+
+def _value_hash(value: Any) -> int:
+    """A hash equal values share (an unhashable value counts by its type family and size)."""
+    if isinstance(value, (set, frozenset)):
+        return hash(frozenset(value))  # a set and a frozenset can be equal
+    try:
+        return hash(value)
+    except TypeError:
+        return len(value) if isinstance(value, Sized) else 0
 
 
 def to_data(row: Mapping[str, Any]) -> dict[str, Any]:
