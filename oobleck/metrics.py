@@ -339,9 +339,20 @@ class PassageMatch(FieldMetric):
             )
         prep = normalize_text if self.normalize else (lambda v: str(v))
         passages: Iterable[Any] = _golds(prediction[self.passages_field])
-        texts = [prep(p) for p in passages]
+        texts = [prep(_passage_text(p)) for p in passages]
         golds = [prep(g) for g in _golds(example[name])]
         return any(g and g in t for g in golds for t in texts)
+
+
+def _passage_text(passage: Any) -> Any:
+    """What a passage says (title and text), not its repr: ``id='3' ... score=0.5`` would match "3" or "score"."""
+    if isinstance(passage, Mapping):
+        text, title = passage.get("text"), passage.get("title")
+    else:
+        text, title = getattr(passage, "text", None), getattr(passage, "title", None)
+    if not isinstance(text, str):
+        return passage
+    return f"{title}\n{text}" if isinstance(title, str) and title else text
 
 
 class TitleRecall:
@@ -396,7 +407,9 @@ class TitleRecall:
                 f"{self.name}: the prediction has no field {self.passages_field!r} (it has {sorted(prediction)}) "
                 "and there is no trace to read Retrieve steps from"
             )
-        found = {normalize_text(p["title"] if isinstance(p, Mapping) else getattr(p, "title", "")) for p in passages}
+        found = {
+            normalize_text(p.get("title", "") if isinstance(p, Mapping) else getattr(p, "title", "")) for p in passages
+        }
         if not golds:
             return 1.0
         share = len(golds & found) / len(golds)
