@@ -130,7 +130,19 @@ class Ledger:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
         except OSError as exc:
             raise WriteError(f"cannot append to the budget ledger {self.path}: {exc.strerror or exc}") from None
+        if spent is not None and not self._ends_a_line():
+            # a kill cut the last line short: end it, or the next record would be glued onto it and lost
+            os.write(self._fd, b"\n")
         return spent
+
+    def _ends_a_line(self) -> bool:
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return True
+        with open(self.path, "rb") as fh:
+            fh.seek(size - 1)
+            return fh.read(1) == b"\n"
 
     def record(self, calls: int, tokens: int, usage: Usage | None) -> None:
         """Append one reservation (``usage`` None) or settlement."""

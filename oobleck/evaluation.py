@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -131,9 +132,11 @@ class EvaluationResult:
             "rows": [
                 {
                     "index": r.index,
-                    "example": _types.to_jsonable(r.example.to_dict()),
+                    "example": _types.to_jsonable(_types.stable_order(r.example.to_dict())),
                     "inputs": list(r.example.input_keys) if r.example.input_keys is not None else None,
-                    "prediction": _types.to_jsonable(r.prediction.to_dict()) if r.prediction is not None else None,
+                    "prediction": _types.to_jsonable(_types.stable_order(r.prediction.to_dict()))
+                    if r.prediction is not None
+                    else None,
                     "score": r.score,
                     "feedback": r.feedback,
                     "error": r.error,
@@ -203,7 +206,7 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(_types.to_jsonable(value), ensure_ascii=False, sort_keys=True)
+    return json.dumps(_types.to_jsonable(_types.stable_order(value)), ensure_ascii=False, sort_keys=True)
 
 
 def _brief(values: Mapping[str, Any]) -> str:
@@ -246,7 +249,8 @@ def evaluate(
 
     Raises:
         TooManyErrorsError: more than ``max_errors`` rows failed.
-        ConfigError: the program has no LM (or another setup error), or a row has no inputs.
+        ConfigError: the program has no LM (or another setup error), a row has no inputs, or
+            ``failure_score`` is not a finite number.
 
     Example:
         >>> from oobleck import Example, FakeLM, Predict
@@ -256,6 +260,12 @@ def evaluate(
         >>> evaluate(qa, dev, exact_match, progress=False).score
         50.0
     """
+    if (
+        isinstance(failure_score, bool)
+        or not isinstance(failure_score, (int, float))
+        or not math.isfinite(failure_score)
+    ):
+        raise ConfigError(f"failure_score must be a finite number, got {failure_score!r}")
     examples = list(devset)
     for i, ex in enumerate(examples):
         if not isinstance(ex, Example) or ex.input_keys is None:
@@ -305,7 +315,8 @@ def evaluate(
                 shown.advance(1, score=100 * total / done)
     done_rows = [r for r in rows if r is not None]
     usage = sum((r.usage for r in done_rows), Usage())
-    score = 100.0 * total / len(done_rows) if done_rows else 0.0
+    # summed exactly, in devset order: the score does not depend on which thread finished first
+    score = 100.0 * math.fsum(r.score for r in done_rows) / len(done_rows) if done_rows else 0.0
     return EvaluationResult(rows=done_rows, score=score, metric=name, usage=usage)
 
 

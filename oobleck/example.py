@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sized
 from typing import Any, TypeVar
 
 from oobleck import _types
@@ -61,7 +61,8 @@ class Example(Mapping[str, Any]):
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(tuple(sorted((k, repr(v)) for k, v in self._data.items())))
+        # equal examples must hash equal: repr differs for {'a': 1, 'b': 2} and {'b': 2, 'a': 1}, or 1 and 1.0
+        return hash(tuple(sorted((k, _value_hash(v)) for k, v in self._data.items())))
 
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v!r}" for k, v in self._data.items())
@@ -149,13 +150,25 @@ class Prediction(Example):
         return new
 
 
+def _value_hash(value: Any) -> int:
+    """A hash equal values share (an unhashable value counts by its type family and size)."""
+    if isinstance(value, (set, frozenset)):
+        return hash(frozenset(value))  # a set and a frozenset can be equal
+    try:
+        return hash(value)
+    except TypeError:
+        return len(value) if isinstance(value, Sized) else 0
+
+
 def to_data(row: Mapping[str, Any]) -> dict[str, Any]:
     """A row as JSON data: its fields and which of them are inputs (None when none were marked).
 
     The one way rows are written into checkpoints, data hashes and saved module state.
     """
     keys = row.input_keys if isinstance(row, Example) else None
-    return {"fields": _types.to_jsonable(dict(row)), "inputs": list(keys) if keys is not None else None}
+    # a set (gold answers, say) becomes a sorted list: its own order changes per process
+    fields = _types.to_jsonable(_types.stable_order(dict(row)))
+    return {"fields": fields, "inputs": list(keys) if keys is not None else None}
 
 
 def from_data(data: Mapping[str, Any]) -> Example:

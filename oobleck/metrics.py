@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import inspect
+import math
 import numbers
 import re
 import string
@@ -87,13 +88,14 @@ def outcome(value: Any) -> tuple[float, str | None]:
 
     Raises:
         TypeError: any other value (the row it scored fails, like any metric that raises).
+        MetricError: a score that is NaN or infinite (the row fails the same way).
 
     Example:
         >>> outcome(True), outcome(0.5), outcome({"score": 0, "feedback": "too long"})
         ((1.0, None), (0.5, None), (0.0, 'too long'))
     """
     if isinstance(value, (bool, numbers.Real)):
-        return float(value), None
+        return _finite(float(value)), None
     if isinstance(value, Mapping):
         if "score" not in value:
             raise TypeError(
@@ -103,13 +105,19 @@ def outcome(value: Any) -> tuple[float, str | None]:
     elif hasattr(value, "score"):
         score, feedback = value.score, getattr(value, "feedback", None)
     elif hasattr(type(value), "__float__") and not isinstance(value, (str, bytes)):
-        return float(value), None  # numpy scalars, Decimal
+        return _finite(float(value)), None  # numpy scalars, Decimal
     else:
         raise TypeError(
             f"a metric must return a number, a bool, or a score with feedback "
             f"({{'score': ..., 'feedback': ...}} or an object with .score), got {type(value).__name__}: {value!r:.80}"
         )
-    return float(score), None if feedback is None else str(feedback)
+    return _finite(float(score)), None if feedback is None else str(feedback)
+
+
+def _finite(score: float) -> float:
+    if not math.isfinite(score):
+        raise MetricError(f"a metric must return a finite score, got {score}; the row counts as failed")
+    return score
 
 
 def metric_name(fn: Callable[..., Any]) -> str:
@@ -331,9 +339,20 @@ class PassageMatch(FieldMetric):
             )
         prep = normalize_text if self.normalize else (lambda v: str(v))
         passages: Iterable[Any] = _golds(prediction[self.passages_field])
-        texts = [prep(p) for p in passages]
+        texts = [prep(_passage_text(p)) for p in passages]
         golds = [prep(g) for g in _golds(example[name])]
         return any(g and g in t for g in golds for t in texts)
+
+
+def _passage_text(passage: Any) -> Any:
+    """What a passage says (title and text), not its repr: ``id='3' ... score=0.5`` would match "3" or "score"."""
+    if isinstance(passage, Mapping):
+        text, title = passage.get("text"), passage.get("title")
+    else:
+        text, title = getattr(passage, "text", None), getattr(passage, "title", None)
+    if not isinstance(text, str):
+        return passage
+    return f"{title}\n{text}" if isinstance(title, str) and title else text
 
 
 class TitleRecall:
@@ -388,7 +407,9 @@ class TitleRecall:
                 f"{self.name}: the prediction has no field {self.passages_field!r} (it has {sorted(prediction)}) "
                 "and there is no trace to read Retrieve steps from"
             )
-        found = {normalize_text(p["title"] if isinstance(p, Mapping) else getattr(p, "title", "")) for p in passages}
+        found = {
+            normalize_text(p.get("title", "") if isinstance(p, Mapping) else getattr(p, "title", "")) for p in passages
+        }
         if not golds:
             return 1.0
         share = len(golds & found) / len(golds)
@@ -412,6 +433,9 @@ passage_match = PassageMatch()
 # the distribution does not name has probability 0.
 
 
+_SUM_TOLERANCE = 0.02  # rounded probabilities (0.33 x 3) pass; a partial distribution or logits do not
+
+
 def _checked_rows(
     golds: Sequence[Any], distributions: Sequence[Mapping[Any, float]], what: str
 ) -> list[tuple[Any, Mapping[Any, float]]]:
@@ -422,6 +446,18 @@ def _checked_rows(
     for i, dist in enumerate(distributions):
         if not isinstance(dist, Mapping) or not dist:
             raise ConfigError(f"{what}: row {i} is not a label -> probability mapping (got {dist!r})")
+        for label, p in dist.items():
+            if not isinstance(p, (bool, numbers.Real)) or not 0.0 <= float(p) <= 1.0:  # NaN fails too
+                raise ConfigError(
+                    f"{what}: row {i} gives label {label!r} the probability {p!r}; "
+                    "expected a number from 0 to 1 (pass probabilities, not logits or text)"
+                )
+        total = math.fsum(float(p) for p in dist.values())
+        if abs(total - 1.0) > _SUM_TOLERANCE:
+            raise ConfigError(
+                f"{what}: row {i}'s probabilities sum to {total:.4g}, expected 1; "
+                "pass each row's whole distribution (e.g. pred.probabilities['label'])"
+            )
     return list(zip(golds, distributions))
 
 
@@ -437,8 +473,6 @@ def log_loss(golds: Sequence[Any], distributions: Sequence[Mapping[Any, float]],
         >>> round(log_loss(["pos", "neg"], [{"pos": 0.8, "neg": 0.2}, {"pos": 0.4, "neg": 0.6}]), 4)
         0.367
     """
-    import math
-
     rows = _checked_rows(golds, distributions, "log_loss")
     return math.fsum(-math.log(max(float(d.get(g, 0.0)), eps)) for g, d in rows) / len(rows)
 
@@ -453,8 +487,6 @@ def brier_score(golds: Sequence[Any], distributions: Sequence[Mapping[Any, float
         >>> round(brier_score(["pos", "neg"], [{"pos": 0.8, "neg": 0.2}, {"pos": 0.4, "neg": 0.6}]), 4)
         0.2
     """
-    import math
-
     rows = _checked_rows(golds, distributions, "brier_score")
     total = 0.0
     for gold, dist in rows:

@@ -29,6 +29,7 @@ from typing import Any
 import pydantic
 
 from oobleck._files import cache_dir
+from oobleck._types import stable_order
 from oobleck.errors import ConfigError
 from oobleck.lm.base import LM, BaseLM, Capabilities
 from oobleck.lm.types import LMRequest, LMResponse, Usage
@@ -47,10 +48,11 @@ def cache_key(identity: dict[str, str], request: LMRequest, settings: Mapping[st
     """The cache key of ``request`` sent to the backend with ``identity`` and decoding ``settings``.
 
     ``settings`` are the backend's own defaults (what its constructor was given); they are
-    part of the key because the request's unset values fall back to them.
+    part of the key because the request's unset values fall back to them. Sets are written
+    sorted, so the key is the same in every process (their order follows ``PYTHONHASHSEED``).
     """
     blob = json.dumps(
-        {"lm": identity, "settings": dict(settings or {}), "request": request.key_data()},
+        {"lm": identity, "settings": stable_order(dict(settings or {})), "request": request.key_data()},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -89,6 +91,13 @@ def _json_disk() -> type:
     return JSONDisk
 
 
+def _store_errors() -> tuple[type[Exception], ...]:
+    """What a disk store's read or write may raise: I/O, SQLite, and diskcache's lock timeout."""
+    import diskcache
+
+    return (OSError, sqlite3.Error, diskcache.Timeout)
+
+
 class _Entry(pydantic.BaseModel):
     """What the disk store holds: the response and the key it answers (a misfiled entry shows)."""
 
@@ -107,7 +116,7 @@ class Cache:
         size_limit: the disk store's size limit in bytes.
 
     Raises:
-        ConfigError: the directory cannot be created or opened.
+        ConfigError: the directory cannot be created or opened, or ``memory_size`` is negative.
     """
 
     def __init__(
@@ -117,6 +126,8 @@ class Cache:
         memory_size: int = 4096,
         size_limit: int = 2**30,
     ) -> None:
+        if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 0:
+            raise ConfigError(f"memory_size must be an int >= 0 (0 keeps nothing in memory), got {memory_size!r}")
         self.directory = Path(directory) if directory is not None else None
         self.memory_size = memory_size
         self._memory: OrderedDict[str, LMResponse] = OrderedDict()
@@ -143,9 +154,10 @@ class Cache:
                 return hit
         if self._disk is None:
             return None
+        errors: tuple[type[Exception], ...] = (*_store_errors(), ValueError, TypeError)
         try:
             text = self._disk.get(key)
-        except (OSError, sqlite3.Error, ValueError, TypeError) as exc:
+        except errors as exc:
             warnings.warn(
                 f"oobleck cache: could not read entry {key[:12]} ({exc}); treating it as a miss", stacklevel=3
             )
@@ -173,7 +185,7 @@ class Cache:
             return
         try:
             self._disk.set(key, _Entry(key=key, response=response).model_dump_json())
-        except (OSError, sqlite3.Error) as exc:
+        except _store_errors() as exc:
             warnings.warn(f"oobleck cache: could not write entry {key[:12]} ({exc})", stacklevel=3)
 
     def _remember(self, key: str, response: LMResponse) -> None:

@@ -94,8 +94,15 @@ class LMRequest(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
     def key_data(self) -> dict[str, Any]:
-        """The request as JSON data for a cache key (everything but the cache policy)."""
-        return self.model_dump(mode="json", exclude={"cache"})
+        """The request as JSON data for a cache key (everything but the cache policy).
+
+        A set (in ``extra``, say) is written sorted: its own order changes per process.
+        """
+        from oobleck._types import to_jsonable
+
+        data: dict[str, Any] = to_jsonable(self)
+        data.pop("cache", None)
+        return data
 
 
 class TokenLogprob(BaseModel):

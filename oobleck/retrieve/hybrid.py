@@ -8,6 +8,7 @@ Passages are matched by id: the retrievers must index the same corpus ids.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -58,10 +59,10 @@ class HybridRetriever:
             if not isinstance(r, Retriever):
                 raise ConfigError(f"{r!r} is not a Retriever (it needs search(queries, k=...) and config())")
         self.weights = [float(w) for w in weights] if weights is not None else [1.0] * len(self.retrievers)
-        if len(self.weights) != len(self.retrievers) or any(w < 0 for w in self.weights):
+        if len(self.weights) != len(self.retrievers) or not all(0 <= w < math.inf for w in self.weights):  # NaN too
             raise ConfigError(f"weights must be one non-negative number per retriever, got {list(weights or [])}")
-        if rrf_k < 0:
-            raise ConfigError(f"rrf_k must be >= 0, got {rrf_k}")
+        if not 0 <= rrf_k < math.inf:
+            raise ConfigError(f"rrf_k must be a finite number >= 0, got {rrf_k}")
         self.rrf_k = float(rrf_k)
         self.depth = check_k(depth) if depth is not None else None
 

@@ -89,7 +89,7 @@ class Retrieve(Module):
                 for i in range(1, self.k + 1)
             ]
             return Prediction(passages=passages)
-        skip = set(exclude)
+        skip = {exclude} if isinstance(exclude, str) else set(exclude)  # one id, not its characters
         retriever = self.resolve_retriever()
         with callbacks.step("retrieval", type(retriever).__name__, retriever, {"query": query, "k": self.k}) as watched:
             found = retriever.search([query], k=self.k + len(skip))[0]

@@ -87,7 +87,11 @@ class VectorIndex:
         return len(self.documents)
 
     def search(self, queries: Sequence[str], *, k: int) -> list[list[Passage]]:
-        """For each query, the ``k`` most similar documents, best first (ties: corpus order)."""
+        """For each query, the ``k`` most similar documents, best first (ties: corpus order).
+
+        Raises:
+            ConfigError: the embedder returned query vectors of the wrong shape, or NaN/inf.
+        """
         import numpy as np
 
         qs = check_queries(queries)
@@ -99,6 +103,13 @@ class VectorIndex:
             raise ConfigError(
                 f"the embedder returned query vectors of shape {q.shape}, but the index holds "
                 f"{self.vectors.shape[1]}-dimensional vectors; search with the embedder that built it"
+            )
+        bad = np.flatnonzero(~np.isfinite(q).all(axis=1))
+        if len(bad):
+            raise ConfigError(
+                f"the embedder returned NaN or infinite values for the query {qs[int(bad[0])]!r:.80} "
+                f"({len(bad)} of {len(qs)} queries); fix the embedder (a zero vector normalised by its length "
+                "gives NaN) or leave such queries out"
             )
         out: list[list[Passage]] = []
         for start in range(0, len(qs), 256):  # bounded memory: 256 x corpus scores at a time
