@@ -424,7 +424,7 @@ def label_scoring_joint(d: dict[str, Any]) -> str:
 def _ls_sources() -> list[str]:
     """Every label_scoring result (not the cost one), oldest name first."""
     names = sorted(p.stem for p in RESULTS.glob("label_scoring_*.json"))
-    return [n for n in names if n != "label_scoring_cost"]
+    return [n for n in names if n not in ("label_scoring_cost", "label_scoring_slots")]
 
 
 def _label_goals() -> Any:
@@ -601,6 +601,40 @@ def label_scoring_cost(d: dict[str, Any]) -> str:
         "≤ 2× (goal)",
     ]
     return block(table(header, ["l", "r", "r", "r", "r", "r", "l"], rows), provenance(d))
+
+
+@renderer("label_scoring_slots")
+def label_scoring_slots(d: dict[str, Any]) -> str:
+    rows = [
+        [
+            f"{n} parallel scorer(s), 8 slots, 1 thread",
+            num(v["seconds_per_row"], 2),
+            thousands(round(v["tokens_evaluated_per_row"])),
+        ]
+        for n, v in d["slots"].items()
+    ]
+    rows += [
+        [
+            f"1 scorer, {n} llama.cpp thread(s)",
+            num(v["seconds_per_row"], 2),
+            thousands(round(v["tokens_evaluated_per_row"])),
+        ]
+        for n, v in d["threads"].items()
+    ]
+    per = d["per_token"]
+    costs = table(
+        ["token evaluated as", "ms per token"],
+        ["l", "r"],
+        [
+            ["prompt (one batch)", num(per["ms_per_prompt_token"], 1)],
+            ["forced label token (one decoding step)", num(per["ms_per_forced_token"], 1)],
+        ],
+    )
+    return block(
+        costs,
+        table(["77 labels scored as", "s/row", "tokens evaluated/row"], ["l", "r", "r"], rows),
+        provenance(d),
+    )
 
 
 # ---------------------------------------------------------------------------- default_adapter

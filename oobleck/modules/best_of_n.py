@@ -11,7 +11,6 @@ adds feedback from each attempt to the next.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,7 +37,7 @@ def reward_of(value: Any) -> tuple[float, str | None]:
     """
     if isinstance(value, tuple) and len(value) == 2:
         score, feedback = value
-        return float(score), None if feedback is None else str(feedback)
+        return outcome({"score": score, "feedback": feedback})
     return outcome(value)
 
 
@@ -135,8 +134,8 @@ class BestOfN(Module):
                     raise
                 continue
             attempts.append(_attempt(k, score, feedback, None, pred))
-            if best is None or score > best[0] or (math.isnan(best[0]) and not math.isnan(score)):
-                best = (score, pred)  # a NaN reward (0/0 in a metric) never beats a number
+            if best is None or score > best[0]:
+                best = (score, pred)
             if score >= self.threshold:
                 break
             if self._feedback:

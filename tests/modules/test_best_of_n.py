@@ -9,7 +9,7 @@ import pytest
 import oobleck
 from oobleck import BestOfN, CachedLM, FakeLM, Predict, Refine, trace
 from oobleck._budget import Budget
-from oobleck.errors import BudgetExceededError, ConfigError, LMResponseError
+from oobleck.errors import BudgetExceededError, ConfigError, LMResponseError, MetricError
 from oobleck.lm.cached import Cache
 
 
@@ -131,10 +131,11 @@ def test_settings_that_could_not_be_loaded_are_refused_when_built(tmp_path: Any)
 
 
 def test_a_nan_reward_never_beats_a_number() -> None:
-    rewards = iter([float("nan"), 0.5, float("nan")])
+    # A NaN reward (0/0 in a metric) is a failed attempt, as a NaN metric fails its row.
+    rewards = iter([float("nan"), 0.5, (float("nan"), "0/0")])
     lm = FakeLM([{"answer": "empty"}, {"answer": "half"}, {"answer": "other"}])
     out = BestOfN(qa(lm), 3, lambda inputs, pred: next(rewards), threshold=1.0)(question="q")
     assert out.answer == "half"
-    assert (
-        BestOfN(qa(FakeLM([{"answer": "a"}])), 1, lambda i, p: float("nan"), threshold=1.0)(question="q").answer == "a"
-    )
+    assert [a["error"] is not None for a in out.attempts] == [True, False, True]
+    with pytest.raises(MetricError, match="finite"):
+        BestOfN(qa(FakeLM([{"answer": "a"}])), 1, lambda i, p: float("nan"), threshold=1.0)(question="q")
