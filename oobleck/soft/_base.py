@@ -73,8 +73,10 @@ class SoftPromptOptimizer(Optimizer):
                 f"steps must be >= 0, batch_size and num_virtual_tokens >= 1; got steps={steps}, "
                 f"batch_size={batch_size}, num_virtual_tokens={num_virtual_tokens}"
             )
-        if (lr is not None and not lr > 0) or (eval_every is not None and eval_every < 1):
-            raise ConfigError(f"lr must be > 0 and eval_every >= 1 (or None); got lr={lr}, eval_every={eval_every}")
+        if (lr is not None and not 0 < lr < math.inf) or (eval_every is not None and eval_every < 1):
+            raise ConfigError(
+                f"lr must be > 0 and finite, and eval_every >= 1 (or None); got lr={lr}, eval_every={eval_every}"
+            )
         if max_time_s is not None and not max_time_s >= 0:
             raise ConfigError(f"max_time_s must be >= 0 seconds (or None for no time budget); got {max_time_s}")
         if not callable(metric):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import time
 import warnings
@@ -202,6 +203,32 @@ def trainable_state(prompt: SoftPrompt) -> dict[str, torch.Tensor]:
     return {k[len(_STATE) :]: v for k, v in tensors.items() if k.startswith(_STATE)}
 
 
+def _load_start(peft_model: Any, start: SoftPrompt, lm: TransformersLM, load: Callable[..., Any]) -> None:
+    """Put the trainable state saved in ``start`` into ``peft_model`` (training it further).
+
+    Raises:
+        ConfigError: ``start`` was trained on another model, or its tensors do not fit this one.
+    """
+    digest = start.base_model.get("digest")
+    mine = lm.identity
+    if digest not in (None, mine["digest"]):
+        raise ConfigError(
+            f"cannot train {start!r} further: it was trained on model {start.base_model.get('model')!r} "
+            f"(digest {digest}), not on this one ({mine['model']}, {mine['digest']}); set "
+            "predictor.soft_prompt = None to train a new one"
+        )
+    try:
+        state = trainable_state(start)
+        if not state:
+            raise ValueError("it holds no trainable state")
+        load(peft_model, state)
+    except Exception as exc:  # noqa: BLE001 - safetensors and torch raise their own error types
+        raise ConfigError(
+            f"cannot train {start!r} further: its tensors do not fit this model and method ({exc}); set "
+            "predictor.soft_prompt = None to train a new one"
+        ) from None
+
+
 def train(
     lm: TransformersLM,
     plan: Plan,
@@ -229,7 +256,7 @@ def train(
         raise ConfigError("soft-prompt training needs at least one training row")
     peft_model = build(lm, plan)
     if start is not None:
-        set_peft_model_state_dict(peft_model, trainable_state(start))
+        _load_start(peft_model, start, lm, set_peft_model_state_dict)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.0)
@@ -250,7 +277,11 @@ def train(
 
     def evaluate() -> None:
         candidate = materialize(peft_model, plan, lm, cover, materialize_task)
-        state.consider(candidate, score(candidate))
+        if math.isfinite(candidate.norm):
+            state.consider(candidate, score(candidate))
+        else:  # training diverged (NaN/inf vectors): no backend applies them; never the best
+            log.warning("%s: the vectors became NaN or infinite at step %d (lr too high?)", plan.method, state.step)
+            state.consider(candidate, float("nan"))
         save()
 
     pad = lm._pad_id()
