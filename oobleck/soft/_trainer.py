@@ -261,11 +261,21 @@ def train(
     n_params = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.0)
     initial_sha = ""
+
+    def in_eval_mode(candidate: SoftPrompt) -> float:
+        # the valset runs on the same (shared) model: in eval mode, or its dropout would be on
+        was_training = peft_model.training
+        peft_model.eval()
+        try:
+            return score(candidate)
+        finally:
+            peft_model.train(was_training)
+
     state = _resume(checkpoint, fingerprint, peft_model, optimizer, restart_stale)
     if state is None:
         state = TrainState(rng=random.Random(plan.seed))
         state.best = materialize(peft_model, plan, lm, cover, materialize_task)
-        state.initial = state.best_score = score(state.best)
+        state.initial = state.best_score = in_eval_mode(state.best)
         state.history.append((0, state.best_score))
         initial_sha = state.best.sha256
     timed_out = False
@@ -278,7 +288,8 @@ def train(
     def evaluate() -> None:
         candidate = materialize(peft_model, plan, lm, cover, materialize_task)
         if math.isfinite(candidate.norm):
-            state.consider(candidate, score(candidate))
+            # the valset runs on the same (shared) model: in eval mode, or its dropout would be on
+            state.consider(candidate, in_eval_mode(candidate))
         else:  # training diverged (NaN/inf vectors): no backend applies them; never the best
             log.warning("%s: the vectors became NaN or infinite at step %d (lr too high?)", plan.method, state.step)
             state.consider(candidate, float("nan"))
@@ -302,9 +313,13 @@ def train(
                         state.order = list(range(len(rows)))
                         state.rng.shuffle(state.order)
                     batch.append(rows[state.order.pop()])
-                loss = _loss(peft_model, batch, pad, plan.method)
-                optimizer.zero_grad()
-                torch.autograd.backward(loss)
+                # A model with dropout draws from torch's RNG: seeded per step, a run (and one
+                # resumed from its checkpoint) repeats exactly, and the caller's RNG is left alone.
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(_step_seed(plan.seed, state.step))
+                    loss = _loss(peft_model, batch, pad, plan.method)
+                    optimizer.zero_grad()
+                    torch.autograd.backward(loss)
                 optimizer.step()
                 state.step += 1
                 state.losses.append(round(loss.item(), 6))
@@ -333,6 +348,11 @@ def train(
         plan.steps,
         timed_out,
     )
+
+
+def _step_seed(seed: int, step: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Tensor:

@@ -96,3 +96,39 @@ def test_training_further_from_a_soft_prompt_that_does_not_fit_is_a_config_error
     ]:
         with pytest.raises(ConfigError, match=message):
             tuning().compile(Predict(Sentiment, lm=tiny_lm, soft_prompt=start), trainset=TRAIN)
+
+
+@pytest.fixture(scope="module")
+def dropout_folder(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import json
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("tiny-dropout") / "model")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "attention_dropout": 0.5}))
+    return folder
+
+
+@pytest.mark.parametrize("method", ["PromptTuning", "PTuning", "PrefixTuning"])
+def test_training_a_model_with_dropout_repeats_given_the_seed_and_scores_in_eval_mode(dropout_folder, method):
+    import oobleck.soft
+    from oobleck.lm.transformers import TransformersLM
+
+    modes: list[bool] = []
+    results = []
+    for global_seed in (1, 2):  # whatever the caller's own torch RNG state
+        lm = TransformersLM(dropout_folder, temperature=0.0, max_tokens=4, n_threads=1)
+
+        def watching(example: Example, prediction: Any, trace: Any = None, lm: Any = lm) -> float:
+            modes.append(lm.model.training)
+            return metric(example, prediction)
+
+        torch.manual_seed(global_seed)
+        optimizer = getattr(oobleck.soft, method)(
+            metric=watching, steps=3, eval_every=1, num_virtual_tokens=2, progress=False, num_threads=1
+        )
+        compiled = optimizer.compile(Predict(Sentiment, lm=lm), trainset=TRAIN, seed=7)
+        results.append((compiled.soft_prompt.sha256, compiled.provenance["scores"]["predictors"]["self"]["history"]))
+        assert lm.model.training is False  # left in eval mode for later calls
+        lm.close()
+    assert modes and not any(modes)  # dropout was off whenever the valset ran
+    assert results[0] == results[1]
