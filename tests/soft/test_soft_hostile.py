@@ -60,6 +60,13 @@ def test_an_infinite_or_nan_learning_rate_is_refused_when_built(lr):
         tuning(lr=lr)
 
 
+def test_more_virtual_tokens_than_a_soft_prompt_can_record_is_refused_when_built():
+    # was accepted, then failed after building the PEFT model with a raw pydantic ValidationError
+    with pytest.raises(ConfigError, match="num_virtual_tokens from 1 to 100000"):
+        tuning(init="random", num_virtual_tokens=100_001)
+    assert tuning(init="random", num_virtual_tokens=100_000).num_virtual_tokens == 100_000
+
+
 def test_a_diverging_run_keeps_a_finite_checkpoint_and_reports_the_nan(tiny_lm):
     compiled = tuning(steps=2, eval_every=1, lr=1e30).compile(Predict(Sentiment, lm=tiny_lm), trainset=TRAIN)
     # the first step already turns the vectors to inf/NaN: the initial prompt stays the best
