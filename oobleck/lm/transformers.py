@@ -417,8 +417,12 @@ class TransformersLM(BaseLM):
     def _ids(self, request: LMRequest) -> list[int]:
         ids = self.prompt_ids(request.messages, request.soft_prompt)
         limit = int(getattr(self.model.config.get_text_config(), "max_position_embeddings", 0) or 0)
-        if limit and len(ids) >= limit:
-            raise ConfigError(f"the prompt has {len(ids)} tokens; this model reads at most {limit}")
+        soft = request.soft_prompt
+        # virtual token embeddings take positions before the input (a kv prefix takes none)
+        virtual = soft.num_virtual_tokens if soft is not None and soft.kind == "embeddings" else 0
+        if limit and len(ids) + virtual >= limit:
+            with_soft = f" after the soft prompt's {virtual} virtual tokens" if virtual else ""
+            raise ConfigError(f"the prompt has {len(ids)} tokens{with_soft}; this model reads at most {limit}")
         return ids
 
     def _score(self, jobs: list[_Job], soft: Any) -> list[LMResponse]:

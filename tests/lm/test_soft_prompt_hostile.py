@@ -77,3 +77,13 @@ def test_a_well_formed_soft_prompt_of_each_kind_runs(tiny_lm):
 def test_a_soft_prompt_with_wrong_tensors_is_refused_with_a_config_error(tiny_lm, tensor, kind, message, score):
     with pytest.raises(ConfigError, match=message):
         call(tiny_lm, soft(tiny_lm, tensor, kind=kind), score)
+
+
+def test_virtual_tokens_count_against_the_models_context(tiny_lm):
+    # the tiny model reads 256 positions; 250 virtual tokens leave too few for the chat prompt
+    long = soft(tiny_lm, torch.randn(250, HIDDEN) * 0.01, tokens=250)
+    with pytest.raises(ConfigError, match="after the soft prompt's 250 virtual tokens; this model reads at most 256"):
+        call(tiny_lm, long, None)
+    # a prefix (kv) takes no input positions: the same count is fine there
+    prefix = soft(tiny_lm, torch.randn(LAYERS, 2, KV_HEADS, 250, HEAD_DIM) * 0.01, kind="kv", tokens=250)
+    assert call(tiny_lm, prefix, ("a", "b")).choices
