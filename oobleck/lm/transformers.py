@@ -202,6 +202,8 @@ class TransformersLM(BaseLM):
             raise ConfigError(f"dtype must be 'float32', 'bfloat16' or 'float16', got {dtype!r}")
         if max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if n_threads is not None and n_threads < 0:
+            raise ConfigError(f"n_threads must be at least 1 (or 0/None: half the CPUs), got {n_threads}")
         unknown = set(defaults) - {"temperature", "max_tokens", "top_p", "seed", "stop"}
         if unknown:
             raise ConfigError(
@@ -275,7 +277,13 @@ class TransformersLM(BaseLM):
             ) from exc
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError(f"the tokenizer in {folder} has no chat template; TransformersLM needs a chat model")
-        model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' stub wants a torch.device; a str works
+        try:
+            model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' stub wants a torch.device; a str works
+        except (RuntimeError, AssertionError) as exc:  # torch: an unknown device, or one this build lacks
+            raise ConfigError(
+                f"device {self.device!r} cannot be used here ({exc}); pass device='cpu' or a device this "
+                "torch build and machine have"
+            ) from exc
         from oobleck.lm import _hf_runtime as rt
 
         self._prefixes = rt.PrefixCache()

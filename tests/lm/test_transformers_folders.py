@@ -96,3 +96,15 @@ def test_a_conversion_left_half_done_by_a_killed_process_is_cleared(tmp_path, mo
     assert (target / "config.json").is_file()
     assert not stale.exists()
     assert sorted(p.name for p in models.iterdir() if p.is_dir()) == [name]
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:99"])
+def test_a_device_this_machine_lacks_is_a_config_error(tiny_folder, device):
+    lm = TransformersLM(tiny_folder, device=device, temperature=0.0, max_tokens=2, n_threads=1)
+    with pytest.raises(ConfigError, match=f"device '{device}' cannot be used here"):
+        lm("hi")
+
+
+def test_a_negative_thread_count_is_refused_when_built(tiny_folder):
+    with pytest.raises(ConfigError, match="n_threads must be at least 1"):
+        TransformersLM(tiny_folder, n_threads=-2)
