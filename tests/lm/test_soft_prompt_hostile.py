@@ -8,7 +8,7 @@ ConfigError naming the problem, never crash in torch or answer with NaN scores.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -18,10 +18,18 @@ pytest.importorskip("tokenizers")
 import torch  # noqa: E402
 from tiny_transformers import HEAD_DIM, HIDDEN, KV_HEADS, LAYERS, build_tiny_model  # noqa: E402
 
+import oobleck  # noqa: E402
 from oobleck.errors import ConfigError  # noqa: E402
 from oobleck.lm import _hf_runtime as rt  # noqa: E402
 from oobleck.lm.soft_prompt import SoftPrompt  # noqa: E402
 from oobleck.lm.types import LMRequest, Message  # noqa: E402
+
+
+class Sentiment(oobleck.Signature):
+    """Classify."""
+
+    text: str = oobleck.InputField()
+    label: Literal["pos", "neg"] = oobleck.OutputField()
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +95,17 @@ def test_virtual_tokens_count_against_the_models_context(tiny_lm):
     # a prefix (kv) takes no input positions: the same count is fine there
     prefix = soft(tiny_lm, torch.randn(LAYERS, 2, KV_HEADS, 250, HEAD_DIM) * 0.01, kind="kv", tokens=250)
     assert call(tiny_lm, prefix, ("a", "b")).choices
+
+
+def test_an_artifact_whose_side_file_holds_nan_vectors_loads_but_refuses_the_call(tiny_lm, tmp_path):
+    from oobleck import Predict
+    from oobleck.artifact import load
+
+    # a consistent artifact (the side file matches its recorded sha256) with unusable tensors
+    Predict(Sentiment, soft_prompt=soft(tiny_lm, torch.full((2, HIDDEN), float("nan")))).save(tmp_path / "p.json")
+    predictor = load(tmp_path / "p.json").predictors["self"]
+    predictor.lm = tiny_lm
+    for mode in ("score", "generate"):
+        predictor.mode = mode
+        with pytest.raises(ConfigError, match="NaN or infinite"):
+            predictor(text="good")
