@@ -45,20 +45,34 @@ def applied(prompt: SoftPrompt, model: Any) -> Applied:
     name = "prompt" if prompt.kind == "embeddings" else "prefix"
     if name not in tensors:
         raise ConfigError(f"{prompt!r} has no {name!r} tensor (found {sorted(tensors)})")
-    tensor = tensors[name].to(dtype=model.dtype)
+    raw = tensors[name]
+    if not raw.is_floating_point():
+        raise ConfigError(
+            f"{prompt!r} has a {name} tensor of dtype {raw.dtype}, but soft prompt vectors are floating point; "
+            "the side file is not one oobleck.soft wrote: train the soft prompt again"
+        )
+    tensor = raw.to(dtype=model.dtype)
     config = model.config.get_text_config()
     hidden = int(config.hidden_size)
+    tokens = prompt.num_virtual_tokens
     if prompt.kind == "embeddings":
-        ok = tensor.ndim == 2 and tensor.shape[1] == hidden
-        expected = f"(tokens, {hidden})"
+        shape: tuple[int, ...] = (tokens, hidden)
+        expected = f"({tokens}, {hidden}) (tokens, hidden)"
     else:
-        layers = int(config.num_hidden_layers)
-        ok = tensor.ndim == 5 and tensor.shape[0] == layers and tensor.shape[1] == 2
-        expected = f"({layers}, 2, heads, tokens, head_dim)"
-    if not ok:
+        heads = int(config.num_attention_heads)
+        kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
+        shape = (int(config.num_hidden_layers), 2, kv_heads, tokens, head_dim)
+        expected = f"{shape} (layers, 2, kv heads, tokens, head_dim)"
+    if tuple(tensor.shape) != shape:
         raise ConfigError(
-            f"{prompt!r} has a {name} tensor of shape {tuple(tensor.shape)}, but this model needs {expected}; "
-            "it was trained for another model"
+            f"{prompt!r} has a {name} tensor of shape {tuple(tensor.shape)}, but this model needs {expected} "
+            f"for {tokens} virtual tokens; it was trained for another model, or its side file was swapped"
+        )
+    if not bool(torch.isfinite(tensor).all()):
+        raise ConfigError(
+            f"{prompt!r} has NaN or infinite values in its {name} tensor (in {model.dtype}); every answer "
+            "with it would be meaningless: train it again (a lower lr), or use predictor.soft_prompt = None"
         )
     return Applied(prompt.kind, tensor)
 

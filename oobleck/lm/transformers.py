@@ -71,21 +71,45 @@ def default_model_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     if (target / "config.json").is_file():
         return target
     _torch()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f".{target.name}.lock"):
-        if (target / "config.json").is_file():
-            return target
-        log.warning("oobleck: converting %s to safetensors once (40-80 s); cached in %s", gguf.name, target)
-        started = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
-            _convert_gguf(gguf, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        log.warning("oobleck: converted %s in %.0f s", gguf.name, time.perf_counter() - started)
+    if not _gguf_installed():
+        raise ConfigError(
+            f"converting the packaged model ({gguf.name}) for TransformersLM needs the gguf package: "
+            "pip install 'oobleck[transformers]' (or pip install gguf), or pass TransformersLM(model=<folder>)"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(target.parent / f".{target.name}.lock") as locked:
+            if (target / "config.json").is_file():
+                return target
+            # Holding the lock, any temporary folder left here is from a converter that died.
+            for stale in target.parent.glob(f".{target.name}.*") if locked else ():
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+            log.warning("oobleck: converting %s to safetensors once (40-80 s); cached in %s", gguf.name, target)
+            started = time.perf_counter()
+            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+            try:
+                try:
+                    _convert_gguf(gguf, tmp)
+                except (OSError, ValueError, ImportError) as exc:
+                    raise ConfigError(f"converting {gguf} to safetensors in {tmp} failed: {exc}") from exc
+                os.replace(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            log.warning("oobleck: converted %s in %.0f s", gguf.name, time.perf_counter() - started)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the converted model under {target.parent} ({exc}); make it writable, or point "
+            "OOBLECK_CACHE_DIR (or TransformersLM(cache_dir=...)) at a writable folder"
+        ) from exc
     return target
+
+
+def _gguf_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("gguf") is not None
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
@@ -103,16 +127,17 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def _file_lock(path: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path``; yields whether it is a real cross-process lock."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no cross-process lock, conversion is atomic anyway
-        yield
+        yield False
         return
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
@@ -177,6 +202,8 @@ class TransformersLM(BaseLM):
             raise ConfigError(f"dtype must be 'float32', 'bfloat16' or 'float16', got {dtype!r}")
         if max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        if n_threads is not None and n_threads < 0:
+            raise ConfigError(f"n_threads must be at least 1 (or 0/None: half the CPUs), got {n_threads}")
         unknown = set(defaults) - {"temperature", "max_tokens", "top_p", "seed", "stop"}
         if unknown:
             raise ConfigError(
@@ -236,14 +263,27 @@ class TransformersLM(BaseLM):
 
         folder = self.model_dir
         torch.set_num_threads(self.n_threads)
+        from safetensors import SafetensorError
+
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, self.dtype))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"transformers could not load {folder}: {exc}") from exc
+        except (OSError, ValueError, SafetensorError) as exc:
+            raise ConfigError(
+                f"transformers could not load {folder}: {exc} (a weights file cut short by an interrupted copy or "
+                "download reads like this: copy the model folder again)"
+                if isinstance(exc, SafetensorError)
+                else f"transformers could not load {folder}: {exc}"
+            ) from exc
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError(f"the tokenizer in {folder} has no chat template; TransformersLM needs a chat model")
-        model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' stub wants a torch.device; a str works
+        try:
+            model.to(self.device).eval()  # type: ignore[arg-type]  # transformers' stub wants a torch.device; a str works
+        except (RuntimeError, AssertionError) as exc:  # torch: an unknown device, or one this build lacks
+            raise ConfigError(
+                f"device {self.device!r} cannot be used here ({exc}); pass device='cpu' or a device this "
+                "torch build and machine have"
+            ) from exc
         from oobleck.lm import _hf_runtime as rt
 
         self._prefixes = rt.PrefixCache()
@@ -385,8 +425,12 @@ class TransformersLM(BaseLM):
     def _ids(self, request: LMRequest) -> list[int]:
         ids = self.prompt_ids(request.messages, request.soft_prompt)
         limit = int(getattr(self.model.config.get_text_config(), "max_position_embeddings", 0) or 0)
-        if limit and len(ids) >= limit:
-            raise ConfigError(f"the prompt has {len(ids)} tokens; this model reads at most {limit}")
+        soft = request.soft_prompt
+        # virtual token embeddings take positions before the input (a kv prefix takes none)
+        virtual = soft.num_virtual_tokens if soft is not None and soft.kind == "embeddings" else 0
+        if limit and len(ids) + virtual >= limit:
+            with_soft = f" after the soft prompt's {virtual} virtual tokens" if virtual else ""
+            raise ConfigError(f"the prompt has {len(ids)} tokens{with_soft}; this model reads at most {limit}")
         return ids
 
     def _score(self, jobs: list[_Job], soft: Any) -> list[LMResponse]:

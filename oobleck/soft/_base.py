@@ -29,6 +29,9 @@ from oobleck.soft._data import Cover
 
 Metric = Callable[..., Any]
 
+#: The most virtual tokens a SoftPrompt records (its num_virtual_tokens field's bound).
+_MAX_VIRTUAL_TOKENS = 100_000
+
 
 class SoftPromptOptimizer(Optimizer):
     """Base class of the soft-prompt optimizers (see the subclasses for the methods).
@@ -68,13 +71,16 @@ class SoftPromptOptimizer(Optimizer):
         progress: bool = True,
     ) -> None:
         super().__init__()
-        if steps < 0 or batch_size < 1 or num_virtual_tokens < 1:
+        if steps < 0 or batch_size < 1 or not 1 <= num_virtual_tokens <= _MAX_VIRTUAL_TOKENS:
             raise ConfigError(
-                f"steps must be >= 0, batch_size and num_virtual_tokens >= 1; got steps={steps}, "
+                f"steps must be >= 0, batch_size >= 1 and num_virtual_tokens from 1 to {_MAX_VIRTUAL_TOKENS}; "
+                f"got steps={steps}, "
                 f"batch_size={batch_size}, num_virtual_tokens={num_virtual_tokens}"
             )
-        if (lr is not None and not lr > 0) or (eval_every is not None and eval_every < 1):
-            raise ConfigError(f"lr must be > 0 and eval_every >= 1 (or None); got lr={lr}, eval_every={eval_every}")
+        if (lr is not None and not 0 < lr < math.inf) or (eval_every is not None and eval_every < 1):
+            raise ConfigError(
+                f"lr must be > 0 and finite, and eval_every >= 1 (or None); got lr={lr}, eval_every={eval_every}"
+            )
         if max_time_s is not None and not max_time_s >= 0:
             raise ConfigError(f"max_time_s must be >= 0 seconds (or None for no time budget); got {max_time_s}")
         if not callable(metric):

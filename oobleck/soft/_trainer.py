@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import time
 import warnings
@@ -202,6 +203,32 @@ def trainable_state(prompt: SoftPrompt) -> dict[str, torch.Tensor]:
     return {k[len(_STATE) :]: v for k, v in tensors.items() if k.startswith(_STATE)}
 
 
+def _load_start(peft_model: Any, start: SoftPrompt, lm: TransformersLM, load: Callable[..., Any]) -> None:
+    """Put the trainable state saved in ``start`` into ``peft_model`` (training it further).
+
+    Raises:
+        ConfigError: ``start`` was trained on another model, or its tensors do not fit this one.
+    """
+    digest = start.base_model.get("digest")
+    mine = lm.identity
+    if digest not in (None, mine["digest"]):
+        raise ConfigError(
+            f"cannot train {start!r} further: it was trained on model {start.base_model.get('model')!r} "
+            f"(digest {digest}), not on this one ({mine['model']}, {mine['digest']}); set "
+            "predictor.soft_prompt = None to train a new one"
+        )
+    try:
+        state = trainable_state(start)
+        if not state:
+            raise ValueError("it holds no trainable state")
+        load(peft_model, state)
+    except Exception as exc:  # noqa: BLE001 - safetensors and torch raise their own error types
+        raise ConfigError(
+            f"cannot train {start!r} further: its tensors do not fit this model and method ({exc}); set "
+            "predictor.soft_prompt = None to train a new one"
+        ) from None
+
+
 def train(
     lm: TransformersLM,
     plan: Plan,
@@ -229,16 +256,26 @@ def train(
         raise ConfigError("soft-prompt training needs at least one training row")
     peft_model = build(lm, plan)
     if start is not None:
-        set_peft_model_state_dict(peft_model, trainable_state(start))
+        _load_start(peft_model, start, lm, set_peft_model_state_dict)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     n_params = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.0)
     initial_sha = ""
+
+    def in_eval_mode(candidate: SoftPrompt) -> float:
+        # the valset runs on the same (shared) model: in eval mode, or its dropout would be on
+        was_training = peft_model.training
+        peft_model.eval()
+        try:
+            return score(candidate)
+        finally:
+            peft_model.train(was_training)
+
     state = _resume(checkpoint, fingerprint, peft_model, optimizer, restart_stale)
     if state is None:
         state = TrainState(rng=random.Random(plan.seed))
         state.best = materialize(peft_model, plan, lm, cover, materialize_task)
-        state.initial = state.best_score = score(state.best)
+        state.initial = state.best_score = in_eval_mode(state.best)
         state.history.append((0, state.best_score))
         initial_sha = state.best.sha256
     timed_out = False
@@ -250,7 +287,12 @@ def train(
 
     def evaluate() -> None:
         candidate = materialize(peft_model, plan, lm, cover, materialize_task)
-        state.consider(candidate, score(candidate))
+        if math.isfinite(candidate.norm):
+            # the valset runs on the same (shared) model: in eval mode, or its dropout would be on
+            state.consider(candidate, in_eval_mode(candidate))
+        else:  # training diverged (NaN/inf vectors): no backend applies them; never the best
+            log.warning("%s: the vectors became NaN or infinite at step %d (lr too high?)", plan.method, state.step)
+            state.consider(candidate, float("nan"))
         save()
 
     pad = lm._pad_id()
@@ -271,9 +313,13 @@ def train(
                         state.order = list(range(len(rows)))
                         state.rng.shuffle(state.order)
                     batch.append(rows[state.order.pop()])
-                loss = _loss(peft_model, batch, pad, plan.method)
-                optimizer.zero_grad()
-                torch.autograd.backward(loss)
+                # A model with dropout draws from torch's RNG: seeded per step, a run (and one
+                # resumed from its checkpoint) repeats exactly, and the caller's RNG is left alone.
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(_step_seed(plan.seed, state.step))
+                    loss = _loss(peft_model, batch, pad, plan.method)
+                    optimizer.zero_grad()
+                    torch.autograd.backward(loss)
                 optimizer.step()
                 state.step += 1
                 state.losses.append(round(loss.item(), 6))
@@ -302,6 +348,11 @@ def train(
         plan.steps,
         timed_out,
     )
+
+
+def _step_seed(seed: int, step: int) -> int:
+    digest = hashlib.sha256(f"{seed}:{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 def _loss(peft_model: Any, batch: list[Row], pad: int, method: str) -> torch.Tensor:
