@@ -31,6 +31,7 @@ import collections
 import inspect
 import math
 import numbers
+import operator
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -509,8 +510,12 @@ def expected_calibration_error(
         >>> round(expected_calibration_error(["pos", "pos", "pos", "neg"], rows), 4)   # right 75% of the time
         0.15
     """
-    if bins < 1:
-        raise ConfigError(f"expected_calibration_error: bins must be at least 1, got {bins}")
+    try:
+        bins = operator.index(bins)  # numpy integers too; not 2.5 or "10"
+    except TypeError:
+        bins = 0
+    if bins < 1 or isinstance(bins, bool):
+        raise ConfigError(f"expected_calibration_error: bins must be an integer of at least 1, got {bins!r}")
     rows = _checked_rows(golds, distributions, "expected_calibration_error")
     totals = [[0, 0.0, 0.0] for _ in range(bins)]  # rows, confidence, correct
     for gold, dist in rows:

@@ -470,8 +470,9 @@ def test_calibration_metrics_refuse_mismatched_rows():
         log_loss(["a", "b"], [{"a": 1.0}])
     with pytest.raises(ConfigError, match="no rows"):
         brier_score([], [])
-    with pytest.raises(ConfigError, match="bins"):
-        expected_calibration_error(["a"], [{"a": 1.0}], bins=0)
+    for bins in (0, 2.5, True, "10"):
+        with pytest.raises(ConfigError, match="bins"):
+            expected_calibration_error(["a"], [{"a": 1.0}], bins=bins)  # type: ignore[arg-type]
 
 
 def test_metrics_read_what_a_scored_prediction_carries():
