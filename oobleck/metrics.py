@@ -510,12 +510,13 @@ def expected_calibration_error(
         >>> round(expected_calibration_error(["pos", "pos", "pos", "neg"], rows), 4)   # right 75% of the time
         0.15
     """
+    given = bins
     try:
-        bins = operator.index(bins)  # numpy integers too; not 2.5 or "10"
+        bins = 0 if isinstance(bins, bool) else operator.index(bins)  # numpy integers too; not 2.5 or "10"
     except TypeError:
         bins = 0
-    if bins < 1 or isinstance(bins, bool):
-        raise ConfigError(f"expected_calibration_error: bins must be an integer of at least 1, got {bins!r}")
+    if bins < 1:
+        raise ConfigError(f"expected_calibration_error: bins must be an integer of at least 1, got {given!r}")
     rows = _checked_rows(golds, distributions, "expected_calibration_error")
     totals = [[0, 0.0, 0.0] for _ in range(bins)]  # rows, confidence, correct
     for gold, dist in rows:
