@@ -11,6 +11,7 @@ import ast
 import enum
 import functools
 import json
+import math
 import re
 import types
 import typing
@@ -203,6 +204,14 @@ def _check_usable(tp: Any) -> None:
             f"the type {type_to_str(tp)!r} is not usable as a field type: pydantic cannot validate it or "
             f"write its JSON schema ({first}); use built-in types, Literal[...], or a pydantic model"
         ) from None
+
+
+def is_finite(value: float) -> bool:
+    """``math.isfinite``, False for an int too large for a float (it raises OverflowError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def is_str(tp: Any) -> bool:

@@ -231,7 +231,7 @@ class Calibration:
                 not isinstance(prior, list)
                 or len(prior) != len(expected)
                 or not all(isinstance(v, float | int) and not isinstance(v, bool) for v in prior)
-                or not all(_finite(v) and v > 0 for v in prior)
+                or not all(_types.is_finite(v) and v > 0 for v in prior)
                 or abs(math.fsum(prior) - 1.0) > 1e-6
             ):
                 raise ArtifactError(
@@ -263,14 +263,6 @@ class Calibration:
 
 def _label_str(label: Any) -> str:
     return str(_types.to_jsonable(label))
-
-
-def _finite(value: float) -> bool:
-    """``math.isfinite``, False for an int too large for a float (it raises OverflowError)."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 def _json_text(value: Any) -> str:

@@ -9,10 +9,10 @@ model, endpoint, headers, timeouts or keys.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from oobleck._types import is_finite
 from oobleck.errors import ConfigError
 
 __all__ = ["DECODING_KEYS", "EXTRA_ALLOWED", "check_decoding", "decoding_problem", "refused_extra_keys"]
@@ -69,7 +69,7 @@ def decoding_problem(settings: Mapping[str, Any]) -> str | None:
             if low is not None and value < low:
                 return f"{key} must be at least {low}, got {value}"
         elif key in ("temperature", "top_p"):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not is_finite(value):
                 return f"{key} must be a finite number, got {value!r:.60}"
             if key == "temperature" and value < 0:
                 return f"temperature must be at least 0, got {value}"
@@ -82,13 +82,6 @@ def decoding_problem(settings: Mapping[str, Any]) -> str | None:
         elif key == "logprobs" and not isinstance(value, bool):
             return f"logprobs must be true or false, got {value!r:.60}"
     return None
-
-
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        return False
 
 
 def check_decoding(settings: Mapping[str, Any], where: str) -> None:
